@@ -1,0 +1,3 @@
+from funcnn.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,58 @@
+"""Argument checks shared by the layers: each error names the layer, the argument and the shapes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def float_array(layer: str, arg: str, value: Any) -> np.ndarray:
+    """``value`` as a float32 or float64 ndarray (no copy when it already is one)."""
+    array = np.asarray(value)
+    if array.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{layer}: {arg} must be a float32 or float64 array, got dtype {array.dtype} (shape {array.shape})")
+    return array
+
+
+def check_ndim(layer: str, arg: str, array: np.ndarray, ndim: int, layout: str) -> None:
+    if array.ndim != ndim:
+        raise ValueError(f"{layer}: {arg} must be {ndim}-D {layout}, got shape {array.shape}")
+
+
+def same_dtype(layer: str, **arrays: np.ndarray) -> np.dtype:
+    """The common dtype of ``arrays``; mixing float32 and float64 is an error, not a silent upcast."""
+    dtypes = {name: a.dtype for name, a in arrays.items()}
+    if len(set(dtypes.values())) > 1:
+        listed = ", ".join(f"{name} is {dtype}" for name, dtype in dtypes.items())
+        raise TypeError(f"{layer}: arrays must share one dtype, but {listed}; cast them with .astype()")
+    return next(iter(dtypes.values()))
+
+
+def int_at_least(layer: str, arg: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{layer}: {arg} must be an int, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{layer}: {arg} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def output_size(layer: str, size: int, window: int, stride: int, pad: int, what: str) -> int:
+    """``(size + 2*pad - window) // stride + 1``, or a clear error when the window does not fit."""
+    if window > size + 2 * pad:
+        raise ValueError(
+            f"{layer}: the {what} window ({window}) is larger than the padded input ({size} + 2*{pad} = {size + 2 * pad})"
+        )
+    return (size + 2 * pad - window) // stride + 1
+
+
+def cotangent(layer: str, dy: Any, y: np.ndarray) -> np.ndarray:
+    """Check that ``dy`` matches the output ``y`` in shape; returns it in ``y``'s dtype."""
+    dy = np.asarray(dy)
+    if dy.shape != y.shape:
+        raise ValueError(f"{layer} vjp: dy must have the output's shape {y.shape}, got {dy.shape}")
+    if dy.dtype.kind not in "fiu":
+        raise TypeError(f"{layer} vjp: dy must be a float array, got dtype {dy.dtype}")
+    return dy.astype(y.dtype, copy=False)

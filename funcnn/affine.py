@@ -1,0 +1,43 @@
+"""Fully connected layer."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from funcnn._checks import check_ndim, cotangent, float_array, same_dtype
+from funcnn.layer import VJP, Layer
+from funcnn.tree import PyTree
+
+NAME = "affine"
+
+
+def _affine(params: PyTree, x: np.ndarray) -> tuple[np.ndarray, VJP]:
+    """``y = x.reshape(N, D) @ w + b``.
+
+    params: ``{"w": (D, M), "b": (M,)}``; x: ``(N, d1, ..., dk)`` with ``D = d1 * ... * dk``.
+    Returns ``y`` of shape ``(N, M)`` and ``vjp(dy) -> ({"w": dw, "b": db}, dx)``.
+    """
+    if not isinstance(params, dict) or set(params) != {"w", "b"}:
+        raise TypeError(f"{NAME}: params must be a dict with keys 'w' and 'b', got {params!r:.80}")
+    x = float_array(NAME, "x", x)
+    w = float_array(NAME, "params['w']", params["w"])
+    b = float_array(NAME, "params['b']", params["b"])
+    same_dtype(NAME, x=x, w=w, b=b)
+    if x.ndim < 1:
+        raise ValueError(f"{NAME}: x must be at least 1-D (N, d1, ..., dk), got shape {x.shape}")
+    check_ndim(NAME, "params['w']", w, 2, "(D, M)")
+    x2 = x.reshape(x.shape[0], -1)
+    if x2.shape[1] != w.shape[0]:
+        raise ValueError(f"{NAME}: x of shape {x.shape} flattens to D={x2.shape[1]}, but params['w'] has shape {w.shape}")
+    if b.shape != (w.shape[1],):
+        raise ValueError(f"{NAME}: params['b'] must have shape ({w.shape[1]},) to match params['w'] {w.shape}, got {b.shape}")
+    y = x2 @ w + b
+
+    def vjp(dy: np.ndarray) -> tuple[PyTree, np.ndarray]:
+        dy = cotangent(NAME, dy, y)
+        return {"w": x2.T @ dy, "b": dy.sum(axis=0)}, (dy @ w.T).reshape(x.shape)
+
+    return y, vjp
+
+
+affine = Layer(_affine, NAME, ("w", "b"))

@@ -1,0 +1,103 @@
+"""2-D convolution (cross-correlation, NCHW): a Numba/BLAS version and a plain-NumPy reference.
+
+``H' = (H + 2 * pad - HH) // stride + 1`` and ``W' = (W + 2 * pad - WW) // stride + 1``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from funcnn._checks import check_ndim, cotangent, float_array, int_at_least, output_size, same_dtype
+from funcnn.layer import VJP, Layer
+from funcnn.tree import PyTree
+
+# backward(dy) -> (dx, dw, db); a forward returns it with y, closing over what it needs.
+Backward = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]
+Forward = Callable[[np.ndarray, np.ndarray, np.ndarray, int, int, int, int], tuple[np.ndarray, Backward]]
+
+
+def _fast_forward(x, w, b, stride, pad, out_h, out_w):
+    from funcnn.kernels import conv as kernels
+
+    n, f, (hh, ww) = x.shape[0], w.shape[0], w.shape[2:]
+    w2 = w.reshape(f, -1)
+    cols = kernels.im2col(np.ascontiguousarray(x), hh, ww, stride, pad, out_h, out_w)
+    y = (w2 @ cols).reshape(f, n, out_h, out_w).transpose(1, 0, 2, 3) + b[:, None, None]
+
+    def backward(dy):
+        dy2 = dy.transpose(1, 0, 2, 3).reshape(f, -1)
+        dx = kernels.col2im(w2.T @ dy2, x.shape, hh, ww, stride, pad, out_h, out_w)
+        return dx, (dy2 @ cols.T).reshape(w.shape), dy.sum(axis=(0, 2, 3))
+
+    return y, backward
+
+
+def _naive_forward(x, w, b, stride, pad, out_h, out_w):
+    hh, ww = w.shape[2:]
+    xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    y = np.empty((x.shape[0], w.shape[0], out_h, out_w), dtype=x.dtype)
+    for i in range(out_h):
+        for j in range(out_w):
+            window = xp[:, :, i * stride : i * stride + hh, j * stride : j * stride + ww]
+            y[:, :, i, j] = np.tensordot(window, w, axes=([1, 2, 3], [1, 2, 3])) + b
+
+    def backward(dy):
+        dxp = np.zeros_like(xp)
+        dw = np.zeros_like(w)
+        for i in range(out_h):
+            for j in range(out_w):
+                rows, cols = slice(i * stride, i * stride + hh), slice(j * stride, j * stride + ww)
+                dxp[:, :, rows, cols] += np.tensordot(dy[:, :, i, j], w, axes=([1], [0]))
+                dw += np.tensordot(dy[:, :, i, j], xp[:, :, rows, cols], axes=([0], [0]))
+        dx = dxp[:, :, pad : pad + x.shape[2], pad : pad + x.shape[3]]
+        return dx.copy(), dw, dy.sum(axis=(0, 2, 3))
+
+    return y, backward
+
+
+def _make_conv(stride: Any, pad: Any, forward: Forward, kind: str) -> Layer:
+    name = f"{kind}(stride={stride}, pad={pad})"
+    stride = int_at_least(name, "stride", stride, 1)
+    pad = int_at_least(name, "pad", pad, 0)
+
+    def apply(params: PyTree, x: np.ndarray) -> tuple[np.ndarray, VJP]:
+        if not isinstance(params, dict) or set(params) != {"w", "b"}:
+            raise TypeError(f"{name}: params must be a dict with keys 'w' and 'b', got {params!r:.80}")
+        x = float_array(name, "x", x)
+        w = float_array(name, "params['w']", params["w"])
+        b = float_array(name, "params['b']", params["b"])
+        check_ndim(name, "x", x, 4, "(N, C, H, W)")
+        check_ndim(name, "params['w']", w, 4, "(F, C, HH, WW)")
+        if x.shape[1] != w.shape[1]:
+            raise ValueError(f"{name}: x has {x.shape[1]} channels (shape {x.shape}) but params['w'] expects {w.shape[1]} (shape {w.shape})")
+        if b.shape != (w.shape[0],):
+            raise ValueError(f"{name}: params['b'] must have shape ({w.shape[0]},) to match params['w'] {w.shape}, got {b.shape}")
+        same_dtype(name, x=x, w=w, b=b)
+        out_h = output_size(name, x.shape[2], w.shape[2], stride, pad, "kernel height")
+        out_w = output_size(name, x.shape[3], w.shape[3], stride, pad, "kernel width")
+        y, backward = forward(x, w, b, stride, pad, out_h, out_w)
+
+        def vjp(dy: np.ndarray) -> tuple[PyTree, np.ndarray]:
+            dx, dw, db = backward(cotangent(name, dy, y))
+            return {"w": dw, "b": db}, dx
+
+        return y, vjp
+
+    return Layer(apply, name, ("w", "b"))
+
+
+def conv(stride: int = 1, pad: int = 0) -> Layer:
+    """A convolution layer on Numba/BLAS kernels (im2col, one matrix product, col2im).
+
+    params: ``{"w": (F, C, HH, WW), "b": (F,)}``; x: ``(N, C, H, W)``; y: ``(N, F, H', W')`` with
+    ``H' = (H + 2 * pad - HH) // stride + 1``. ``conv(**conv_param)`` takes the course's dict.
+    """
+    return _make_conv(stride, pad, _fast_forward, "conv")
+
+
+def conv_naive(stride: int = 1, pad: int = 0) -> Layer:
+    """The plain-NumPy reference for :func:`conv`: same contract, same results, a loop per output pixel."""
+    return _make_conv(stride, pad, _naive_forward, "conv_naive")

@@ -1,0 +1,80 @@
+"""Private helpers shared by the loaders: file reading, checks, scaling."""
+
+from __future__ import annotations
+
+import errno
+import gzip
+import os
+import zlib
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+from numpy.typing import DTypeLike
+
+from .types import DataFormatError
+
+PathLike = Union[str, "os.PathLike[str]"]
+"""A file-system path: ``str`` or ``os.PathLike``."""
+
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+def missing(path: PathLike, what: str = "file") -> FileNotFoundError:
+    """A FileNotFoundError whose message names ``path`` (and ``what`` was expected there)."""
+    return FileNotFoundError(errno.ENOENT, f"expected {what}, found no such file", str(path))
+
+
+def read_file(path: PathLike, *, allow_gzip: bool = False) -> bytes:
+    """Return the bytes of ``path``, gunzipped if ``allow_gzip`` and it looks gzipped.
+
+    A file is taken as gzip when its name ends in ``.gz`` or it starts with
+    the gzip magic ``1f 8b``. Missing file -> FileNotFoundError; broken gzip
+    stream -> DataFormatError.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise missing(p)
+    raw = p.read_bytes()
+    if allow_gzip and (p.name.endswith(".gz") or raw[:2] == GZIP_MAGIC):
+        try:
+            return gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise DataFormatError(p, "a complete gzip stream", f"{type(exc).__name__}: {exc}") from None
+    return raw
+
+
+def float_dtype(dtype: DTypeLike) -> np.dtype:
+    """Check that ``dtype`` is a floating dtype and return it as ``np.dtype``."""
+    dt = np.dtype(dtype)
+    if dt.kind != "f":
+        raise ValueError(f"dtype must be a floating type, got {dt}")
+    return dt
+
+
+def scale(pixels: np.ndarray, max_value: int, dtype: DTypeLike) -> np.ndarray:
+    """Return ``pixels / max_value`` as a new C-contiguous array of float ``dtype``."""
+    dt = float_dtype(dtype)
+    return np.ascontiguousarray(pixels, dtype=dt) / dt.type(max_value)
+
+
+def check_labels(path: PathLike, labels: np.ndarray, n_classes: int) -> np.ndarray:
+    """Return ``labels`` as int64, raising DataFormatError unless all lie in 0..n_classes-1."""
+    y = labels.astype(np.int64)
+    if y.size:
+        bad = np.flatnonzero((y < 0) | (y >= n_classes))
+        if bad.size:
+            i = int(bad[0])
+            raise DataFormatError(
+                path,
+                f"labels in 0..{n_classes - 1}",
+                f"label {int(y[i])} at index {i} ({bad.size} out of range)",
+            )
+    return y
+
+
+def check_kind(kind: str) -> str:
+    """Check ``kind`` is ``"train"`` or ``"test"``."""
+    if kind not in ("train", "test"):
+        raise ValueError(f"kind must be 'train' or 'test', got {kind!r}")
+    return kind

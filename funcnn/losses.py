@@ -1,0 +1,95 @@
+"""Classification losses ``loss(scores, y) -> (loss, vjp)`` and :func:`loss_layer` to chain them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from funcnn._checks import check_ndim, cotangent, float_array
+from funcnn.layer import Layer
+from funcnn.tree import PyTree
+
+LossVJP = Callable[..., np.ndarray]
+Loss = Callable[[np.ndarray, np.ndarray], tuple[np.floating, LossVJP]]
+
+
+def _check_problem(name: str, scores: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
+    scores = float_array(name, "scores", scores)
+    check_ndim(name, "scores", scores, 2, "(N, C)")
+    y = np.asarray(y)
+    if y.dtype.kind not in "iu":
+        raise TypeError(f"{name}: labels y must be an integer array, got dtype {y.dtype}")
+    if y.shape != (scores.shape[0],):
+        raise ValueError(f"{name}: labels y must have shape ({scores.shape[0]},) to match scores {scores.shape}, got {y.shape}")
+    if y.size and (y.min() < 0 or y.max() >= scores.shape[1]):
+        raise ValueError(f"{name}: labels y must be in [0, {scores.shape[1]}) for scores {scores.shape}, got min {y.min()}, max {y.max()}")
+    if scores.shape[0] == 0:
+        raise ValueError(f"{name}: scores must hold at least one example, got shape {scores.shape}")
+    return scores, y
+
+
+def _loss_vjp(name: str, loss: np.floating, dscores_unit: np.ndarray) -> LossVJP:
+    """``vjp(dloss=1.0) -> dloss * dscores_unit``, with ``dloss`` checked to be a scalar."""
+
+    def vjp(dloss: Any = 1.0) -> np.ndarray:
+        dloss = cotangent(name, dloss, np.asarray(loss))
+        return dscores_unit * dloss
+
+    return vjp
+
+
+def softmax_loss(scores: np.ndarray, y: np.ndarray) -> tuple[np.floating, LossVJP]:
+    """Mean cross-entropy of softmax(scores) against integer labels.
+
+    scores: ``(N, C)``; y: ``(N,)`` ints in ``[0, C)``. Returns the loss (a scalar of scores' dtype)
+    and ``vjp(dloss=1.0) -> dscores`` of shape ``(N, C)``.
+    """
+    scores, y = _check_problem("softmax_loss", scores, y)
+    n = scores.shape[0]
+    shifted = scores - scores.max(axis=1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    loss = scores.dtype.type(-log_probs[np.arange(n), y].mean())
+    dscores = np.exp(log_probs)
+    dscores[np.arange(n), y] -= 1
+    return loss, _loss_vjp("softmax_loss", loss, dscores / n)
+
+
+def svm_loss(scores: np.ndarray, y: np.ndarray) -> tuple[np.floating, LossVJP]:
+    """Multiclass hinge loss with margin 1, summed over classes and averaged over examples.
+
+    scores: ``(N, C)``; y: ``(N,)`` ints in ``[0, C)``. Returns the loss (a scalar of scores' dtype)
+    and ``vjp(dloss=1.0) -> dscores`` of shape ``(N, C)``.
+    """
+    scores, y = _check_problem("svm_loss", scores, y)
+    n = scores.shape[0]
+    rows = np.arange(n)
+    margins = np.maximum(0, scores - scores[rows, y][:, None] + 1)
+    margins[rows, y] = 0
+    loss = scores.dtype.type(margins.sum() / n)
+    dscores = (margins > 0).astype(scores.dtype)
+    dscores[rows, y] -= dscores.sum(axis=1)
+    return loss, _loss_vjp("svm_loss", loss, dscores / n)
+
+
+def loss_layer(loss: Loss, y: np.ndarray) -> Layer:
+    """A loss bound to labels ``y``, as a layer ``((), scores) -> (loss as a 0-d array, vjp)``.
+
+    Put it last in a ``chain`` to check or train a whole network: ``vjp(dloss) -> ((), dscores)``.
+    """
+    name = f"{getattr(loss, '__name__', 'loss')}(y)"
+    labels = np.array(y)
+
+    def apply(params: PyTree, scores: np.ndarray) -> tuple[np.ndarray, Callable]:
+        if params != ():
+            raise TypeError(f"{name}: takes no params, so params must be (), got {params!r:.80}")
+        value, loss_vjp = loss(scores, labels)
+        out = np.asarray(value)
+
+        def vjp(dloss: np.ndarray) -> tuple[PyTree, np.ndarray]:
+            return (), loss_vjp(dloss)
+
+        return out, vjp
+
+    return Layer(apply, name, ())

@@ -1,0 +1,323 @@
+"""Pure optimizers over pytrees of parameters.
+
+In the style of ``jax.example_libraries.optimizers``, with the names, default hyperparameters
+and update formulas of the cs231n course's ``optim.py``. Each optimizer is an
+:class:`Optimizer` with two pure functions::
+
+    opt = adam(learning_rate=1e-3)
+    state = opt.init(params)
+    params, state = opt.update(grads, state, params)
+
+Nothing is modified in place: ``update`` returns new params and a new state. The state is a
+plain dict, ``{"t": <updates done so far, an int>, <slot name>: <tree shaped like params>, ...}``
+(e.g. ``{"t": 3, "m": ..., "v": ...}`` for adam), so it can be saved to .npz by key path.
+
+Each update rule is written once, for one array, and lifted to trees in one place, ``_optimizer``.
+``learning_rate`` is a positive float or a schedule: a callable ``step -> lr`` where ``step`` is
+the number of updates done so far (0 for the first update).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Union
+
+import numpy as np
+
+from funcnn.tree import PyTree, keystr, tree_flatten, tree_leaves_with_path, tree_structure, tree_unflatten
+
+__all__ = [
+    "OPTIMIZERS",
+    "OptState",
+    "Optimizer",
+    "Schedule",
+    "adam",
+    "constant",
+    "exponential_decay",
+    "rmsprop",
+    "sgd",
+    "sgd_momentum",
+    "step_decay",
+]
+
+Schedule = Callable[[int], float]
+LearningRate = Union[float, Schedule]
+OptState = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Optimizer:
+    """A pure optimizer: ``init(params) -> state`` and
+    ``update(grads, state, params) -> (new_params, new_state)``."""
+
+    name: str
+    init: Callable[[PyTree], OptState]
+    update: Callable[[PyTree, OptState, PyTree], tuple[PyTree, OptState]]
+    hyperparams: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+
+# ----------------------------------------------------------------------------------------------
+# Learning-rate schedules
+
+
+def _check_positive(owner: str, name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{owner}: {name} must be a number, got {value!r}")
+    value = float(value)
+    if not (value > 0 and math.isfinite(value)):
+        raise ValueError(f"{owner}: {name} must be > 0 and finite, got {value!r}")
+    return value
+
+
+def _check_unit_interval(owner: str, name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{owner}: {name} must be a number, got {value!r}")
+    value = float(value)
+    if not 0.0 <= value < 1.0:
+        raise ValueError(f"{owner}: {name} must be in [0, 1), got {value!r}")
+    return value
+
+
+def _check_decay_steps(owner: str, decay_steps: Any) -> int:
+    if isinstance(decay_steps, bool) or not isinstance(decay_steps, (int, np.integer)) or decay_steps <= 0:
+        raise ValueError(f"{owner}: decay_steps must be a positive int, got {decay_steps!r}")
+    return int(decay_steps)
+
+
+def _check_step(owner: str, step: Any) -> int:
+    if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 0:
+        raise ValueError(f"{owner}: step must be an int >= 0, got {step!r}")
+    return int(step)
+
+
+def constant(lr: float) -> Schedule:
+    """The schedule that returns ``lr`` at every step."""
+    lr = _check_positive("constant", "lr", lr)
+
+    def schedule(step: int) -> float:
+        _check_step("constant", step)
+        return lr
+
+    return schedule
+
+
+def step_decay(lr: float, decay_rate: float, decay_steps: int) -> Schedule:
+    """``lr * decay_rate ** (step // decay_steps)``: cs231n's per-epoch ``lr_decay`` when
+    ``decay_steps`` is the number of steps per epoch."""
+    lr = _check_positive("step_decay", "lr", lr)
+    decay_rate = _check_positive("step_decay", "decay_rate", decay_rate)
+    decay_steps = _check_decay_steps("step_decay", decay_steps)
+
+    def schedule(step: int) -> float:
+        step = _check_step("step_decay", step)
+        return lr * decay_rate ** (step // decay_steps)
+
+    return schedule
+
+
+def exponential_decay(lr: float, decay_rate: float, decay_steps: int) -> Schedule:
+    """``lr * decay_rate ** (step / decay_steps)``: a smooth version of :func:`step_decay`."""
+    lr = _check_positive("exponential_decay", "lr", lr)
+    decay_rate = _check_positive("exponential_decay", "decay_rate", decay_rate)
+    decay_steps = _check_decay_steps("exponential_decay", decay_steps)
+
+    def schedule(step: int) -> float:
+        step = _check_step("exponential_decay", step)
+        return lr * decay_rate ** (step / decay_steps)
+
+    return schedule
+
+
+def _make_schedule(owner: str, learning_rate: LearningRate) -> Schedule:
+    if callable(learning_rate):
+        return learning_rate
+    _check_positive(owner, "learning_rate", learning_rate)
+    return constant(float(learning_rate))
+
+
+# ----------------------------------------------------------------------------------------------
+# Lifting a rule for one array to trees
+
+
+@dataclass(frozen=True)
+class _LeafRule:
+    """An update rule for one array: ``update(lr, t, g, x, *slots) -> (new_x, *new_slots)``,
+    where ``t`` counts updates including this one (1 for the first) and each slot starts as
+    zeros shaped like ``x``."""
+
+    slots: tuple[str, ...]
+    schedule: Schedule
+    update: Callable[..., tuple[np.ndarray, ...]]
+
+
+def _is_float(dtype: np.dtype) -> bool:
+    return np.issubdtype(dtype, np.floating)
+
+
+def _check_like_params(owner: str, what: str, params: PyTree, tree: PyTree) -> list[np.ndarray]:
+    """The leaves of ``tree`` (grads or a state slot) after checking they match ``params``."""
+    params_paths = [path for path, _ in tree_leaves_with_path(params)]
+    tree_items = tree_leaves_with_path(tree)
+    tree_paths = [path for path, _ in tree_items]
+    if tree_structure(tree) != tree_structure(params):
+        params_set, tree_set = set(params_paths), set(tree_paths)
+        missing = [keystr(p, "params") for p in params_paths if p not in tree_set]
+        extra = [keystr(p, what) for p in tree_paths if p not in params_set]
+        detail = ""
+        if missing:
+            detail += f"\n  {what} lacks {', '.join(missing)}"
+        if extra:
+            detail += f"\n  {what} has extra {', '.join(extra)}"
+        raise ValueError(
+            f"{owner}: {what} and params differ in structure:{detail}"
+            f"\n  params: {tree_structure(params)!r}\n  {what}: {tree_structure(tree)!r}"
+        )
+    leaves = []
+    for (path, x), (_, g) in zip(tree_leaves_with_path(params), tree_items):
+        g = np.asarray(g)
+        if not _is_float(g.dtype):
+            raise TypeError(f"{owner}: {keystr(path, what)} must be a float array, got dtype {g.dtype}")
+        if g.shape != x.shape:
+            raise ValueError(
+                f"{owner}: {keystr(path, what)} has shape {g.shape} but {keystr(path, 'params')} has shape {x.shape}"
+            )
+        leaves.append(g)
+    return leaves
+
+
+def _check_params(owner: str, params: PyTree) -> None:
+    for path, x in tree_leaves_with_path(params):
+        if not isinstance(x, np.ndarray) or not _is_float(x.dtype):
+            got = f"dtype {x.dtype}" if isinstance(x, np.ndarray) else type(x).__name__
+            raise TypeError(f"{owner}: {keystr(path, 'params')} must be a NumPy float array, got {got}")
+
+
+def _check_state(owner: str, rule: _LeafRule, state: Any) -> int:
+    expected = {"t", *rule.slots}
+    if not isinstance(state, dict) or set(state) != expected:
+        got = sorted(state) if isinstance(state, dict) else type(state).__name__
+        raise ValueError(f"{owner}: state must be a dict with keys {sorted(expected)}, got {got}")
+    t = state["t"]
+    if isinstance(t, np.ndarray) and t.shape == ():  # as loaded back from .npz
+        t = t.item()
+    if isinstance(t, bool) or not isinstance(t, (int, np.integer)) or t < 0:
+        raise ValueError(f"{owner}: state['t'] must be an int >= 0, got {t!r}")
+    return int(t)
+
+
+def _optimizer(name: str, rule: _LeafRule, hyperparams: dict[str, Any]) -> Optimizer:
+    """Lift a one-array :class:`_LeafRule` to an :class:`Optimizer` over trees: the one place
+    where rules meet trees, checks and the learning-rate schedule."""
+
+    def init(params: PyTree) -> OptState:
+        _check_params(name, params)
+        leaves, treedef = tree_flatten(params)
+        state: OptState = {"t": 0}
+        for slot in rule.slots:
+            state[slot] = tree_unflatten(treedef, [np.zeros_like(x) for x in leaves])
+        return state
+
+    def update(grads: PyTree, state: OptState, params: PyTree) -> tuple[PyTree, OptState]:
+        _check_params(name, params)
+        t = _check_state(name, rule, state)
+        g_leaves = _check_like_params(name, "grads", params, grads)
+        slot_leaves = [_check_like_params(name, f"state['{s}']", params, state[s]) for s in rule.slots]
+        lr = rule.schedule(t)
+        if isinstance(lr, bool) or not isinstance(lr, (int, float, np.integer, np.floating)):
+            raise TypeError(f"{name}: learning_rate schedule returned {lr!r} at step {t}, not a number")
+        lr = float(lr)
+        if not (lr > 0 and math.isfinite(lr)):
+            raise ValueError(f"{name}: learning_rate schedule returned {lr!r} at step {t}; it must be > 0")
+        x_leaves, treedef = tree_flatten(params)
+        new_x: list[np.ndarray] = []
+        new_slots: list[list[np.ndarray]] = [[] for _ in rule.slots]
+        for x, g, *slots in zip(x_leaves, g_leaves, *slot_leaves):
+            x_out, *slots_out = rule.update(lr, t + 1, g, x, *slots)
+            new_x.append(np.asarray(x_out).astype(x.dtype, copy=False))
+            for acc, s in zip(new_slots, slots_out):
+                acc.append(np.asarray(s).astype(x.dtype, copy=False))
+        new_state: OptState = {"t": t + 1}
+        for slot, leaves in zip(rule.slots, new_slots):
+            new_state[slot] = tree_unflatten(treedef, leaves)
+        return tree_unflatten(treedef, new_x), new_state
+
+    return Optimizer(name=name, init=init, update=update, hyperparams=MappingProxyType(dict(hyperparams)))
+
+
+# ----------------------------------------------------------------------------------------------
+# The rules, each written once for one array
+
+
+def sgd(learning_rate: LearningRate = 1e-2) -> Optimizer:
+    """Vanilla stochastic gradient descent: ``w -= lr * dw``. State: ``{"t"}``."""
+
+    def update(lr: float, t: int, dw: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, ...]:
+        return (w - lr * dw,)
+
+    rule = _LeafRule((), _make_schedule("sgd", learning_rate), update)
+    return _optimizer("sgd", rule, {"learning_rate": learning_rate})
+
+
+def sgd_momentum(learning_rate: LearningRate = 1e-2, momentum: float = 0.9) -> Optimizer:
+    """SGD with momentum: ``v = momentum * v - lr * dw; w += v``. State: ``{"t", "velocity"}``."""
+    schedule = _make_schedule("sgd_momentum", learning_rate)
+    mu = _check_unit_interval("sgd_momentum", "momentum", momentum)
+
+    def update(lr: float, t: int, dw: np.ndarray, w: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, ...]:
+        v = mu * v - lr * dw
+        return w + v, v
+
+    rule = _LeafRule(("velocity",), schedule, update)
+    return _optimizer("sgd_momentum", rule, {"learning_rate": learning_rate, "momentum": momentum})
+
+
+def rmsprop(learning_rate: LearningRate = 1e-2, decay_rate: float = 0.99, epsilon: float = 1e-8) -> Optimizer:
+    """RMSProp: ``cache = d * cache + (1 - d) * dw**2; w -= lr * dw / (sqrt(cache) + eps)``.
+    State: ``{"t", "cache"}``."""
+    schedule = _make_schedule("rmsprop", learning_rate)
+    d = _check_unit_interval("rmsprop", "decay_rate", decay_rate)
+    eps = _check_positive("rmsprop", "epsilon", epsilon)
+
+    def update(lr: float, t: int, dw: np.ndarray, w: np.ndarray, cache: np.ndarray) -> tuple[np.ndarray, ...]:
+        cache = d * cache + (1 - d) * dw**2
+        return w - lr * dw / (np.sqrt(cache) + eps), cache
+
+    rule = _LeafRule(("cache",), schedule, update)
+    hyperparams = {"learning_rate": learning_rate, "decay_rate": decay_rate, "epsilon": epsilon}
+    return _optimizer("rmsprop", rule, hyperparams)
+
+
+def adam(
+    learning_rate: LearningRate = 1e-3, beta1: float = 0.9, beta2: float = 0.999, epsilon: float = 1e-8
+) -> Optimizer:
+    """Adam with bias correction, as in cs231n: ``t += 1; m = b1*m + (1-b1)*dw;
+    v = b2*v + (1-b2)*dw**2; w -= lr * m_hat / (sqrt(v_hat) + eps)`` with
+    ``m_hat = m / (1-b1**t)``, ``v_hat = v / (1-b2**t)``. State: ``{"t", "m", "v"}``."""
+    schedule = _make_schedule("adam", learning_rate)
+    b1 = _check_unit_interval("adam", "beta1", beta1)
+    b2 = _check_unit_interval("adam", "beta2", beta2)
+    eps = _check_positive("adam", "epsilon", epsilon)
+
+    def update(
+        lr: float, t: int, dw: np.ndarray, w: np.ndarray, m: np.ndarray, v: np.ndarray
+    ) -> tuple[np.ndarray, ...]:
+        m = b1 * m + (1 - b1) * dw
+        v = b2 * v + (1 - b2) * dw**2
+        m_hat = m / (1 - b1**t)
+        v_hat = v / (1 - b2**t)
+        return w - lr * m_hat / (np.sqrt(v_hat) + eps), m, v
+
+    rule = _LeafRule(("m", "v"), schedule, update)
+    hyperparams = {"learning_rate": learning_rate, "beta1": beta1, "beta2": beta2, "epsilon": epsilon}
+    return _optimizer("adam", rule, hyperparams)
+
+
+OPTIMIZERS: dict[str, Callable[..., Optimizer]] = {
+    "sgd": sgd,
+    "sgd_momentum": sgd_momentum,
+    "rmsprop": rmsprop,
+    "adam": adam,
+}

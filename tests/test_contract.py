@@ -1,0 +1,97 @@
+"""The layer contract, for every layer, sandwich and chain: correct vjp, dtype kept, purity."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import funcnn as fn
+from funcnn.tree import tree_leaves, tree_map, tree_structure
+
+from cases import CASES
+
+names = pytest.mark.parametrize("name", list(CASES))
+
+
+def frozen(tree):
+    """A read-only copy: a layer that writes into its inputs fails loudly."""
+
+    def freeze(a):
+        a = np.array(a)
+        a.flags.writeable = False
+        return a
+
+    return tree_map(freeze, tree)
+
+
+@names
+@settings(max_examples=25)
+@given(data=st.data())
+def test_check_vjp_passes(name, data):
+    layer, params, x = data.draw(CASES[name]())
+    report = fn.check_vjp(layer, params, x, on_kink="ignore")
+    assert len(report.leaves) == len(tree_leaves((params, x)))
+    assert all(leaf.status in ("ok", "kink") for leaf in report.leaves)
+
+
+@names
+@settings(max_examples=15)
+@given(data=st.data(), dtype=st.sampled_from([np.float32, np.float64]))
+def test_dtype_is_kept(name, data, dtype):
+    layer, params, x = data.draw(CASES[name](dtype))
+    y, vjp = layer(params, x)
+    assert y.dtype == dtype
+    dparams, dx = vjp(np.ones_like(y))
+    assert dx.dtype == dtype and dx.shape == x.shape
+    assert tree_structure(dparams) == tree_structure(params)
+    for g, p in zip(tree_leaves(dparams), tree_leaves(params)):
+        assert g.dtype == dtype and g.shape == p.shape
+
+
+@names
+@settings(max_examples=15)
+@given(data=st.data())
+def test_pure_inputs_untouched_and_vjp_repeatable(name, data):
+    layer, params, x = data.draw(CASES[name]())
+    params_ro, x_ro = frozen(params), frozen(x)
+    y, vjp = layer(params_ro, x_ro)
+    dy = frozen(np.random.default_rng(0).standard_normal(y.shape).astype(y.dtype))
+    first, second = vjp(dy), vjp(dy)
+    for a, b in zip(tree_leaves(first), tree_leaves(second)):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(tree_leaves((params_ro, x_ro)), tree_leaves((params, x))):
+        np.testing.assert_array_equal(a, b)
+    y_again, _ = layer(params, x)
+    np.testing.assert_array_equal(y, y_again)
+
+
+@pytest.mark.parametrize("name", ["affine", "relu", "conv", "conv_naive", "max_pool", "max_pool_naive", "conv_relu"])
+@settings(max_examples=10)
+@given(data=st.data())
+def test_non_contiguous_inputs_give_the_same_result(name, data):
+    layer, params, x = data.draw(CASES[name]())
+    strided = np.repeat(x, 2, axis=-1)[..., ::2]  # same values, a non-contiguous view
+    assert not strided.flags.c_contiguous or strided.shape[-1] == 1
+    fortran = tree_map(np.asfortranarray, params)
+    y, vjp = layer(params, x)
+    y2, vjp2 = layer(fortran, strided)
+    np.testing.assert_allclose(y2, y, rtol=1e-6, atol=1e-6)
+    dy = np.ones_like(y)
+    for a, b in zip(tree_leaves(vjp(dy)), tree_leaves(vjp2(dy))):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["affine", "relu", "conv", "conv_naive", "max_pool", "max_pool_naive", "loss"])
+def test_nan_in_nan_out(name):
+    layer, params, x = _first_case(name)
+    x = x.copy()
+    x.flat[0] = np.nan
+    with np.errstate(invalid="ignore"):
+        y, _ = layer(params, x)
+    assert np.isnan(y).any()
+
+
+def _first_case(name):
+    from hypothesis import find
+
+    return find(CASES[name](np.float64), lambda case: True)

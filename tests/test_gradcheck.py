@@ -1,0 +1,195 @@
+"""check_vjp catches each failure it claims to, and passes correct layers."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+import funcnn as fn
+
+rng = np.random.default_rng(0)
+PARAMS = {"w": rng.standard_normal((6, 4)), "b": rng.standard_normal(4)}
+X = rng.standard_normal((3, 6))
+
+
+def broken_affine(break_vjp):
+    """affine with its vjp passed through ``break_vjp(dparams, dx, dy, calls) -> (dparams, dx)``."""
+    calls = []
+
+    def apply(params, x):
+        y, vjp = fn.affine(params, x)
+
+        def bad_vjp(dy):
+            calls.append(1)
+            dparams, dx = vjp(dy)
+            return break_vjp(dparams, dx, dy, len(calls))
+
+        return y, bad_vjp
+
+    return apply
+
+
+@pytest.mark.parametrize("mode", ["fast", "full"])
+def test_rejects_a_bias_gradient_off_by_a_tenth_of_a_percent(mode):
+    f = broken_affine(lambda dp, dx, dy, n: ({"w": dp["w"], "b": dp["b"] * 1.001}, dx))
+    with pytest.raises(fn.VJPCheckError, match=r'gradient of params\["b"\] is wrong.*analytic .*numeric .*relative error'):
+        fn.check_vjp(f, PARAMS, X, mode=mode)
+
+
+def test_rejects_an_input_gradient_off_by_a_tenth_of_a_percent():
+    f = broken_affine(lambda dp, dx, dy, n: (dp, dx * 1.001))
+    with pytest.raises(fn.VJPCheckError, match=r"gradient of x is wrong"):
+        fn.check_vjp(f, PARAMS, X)
+
+
+def test_full_mode_names_the_wrong_element():
+    def one_wrong_element(dp, dx, dy, n):
+        w = dp["w"].copy()
+        w[2, 1] *= 1.01
+        return {"w": w, "b": dp["b"]}, dx
+
+    with pytest.raises(fn.VJPCheckError, match=r'params\["w"\] is wrong at element \(2, 1\)'):
+        fn.check_vjp(broken_affine(one_wrong_element), PARAMS, X, mode="full")
+
+
+def test_rejects_a_vjp_that_ignores_dy():
+    fixed_dy = np.ones((3, 4))
+    _, true_vjp = fn.affine(PARAMS, X)
+    f = broken_affine(lambda dp, dx, dy, n: true_vjp(fixed_dy))
+    with pytest.raises(fn.VJPCheckError, match=r"vjp\(0\) must be 0.*ignore dy"):
+        fn.check_vjp(f, PARAMS, X)
+
+
+def test_rejects_a_vjp_that_ignores_dy_only_in_scale():
+    f = broken_affine(lambda dp, dx, dy, n: (dp, dx / max(np.abs(dy).max(), 1e-300)))
+    with pytest.raises(fn.VJPCheckError, match="gradient of x is wrong"):
+        fn.check_vjp(f, PARAMS, X)
+
+
+def test_rejects_a_wrong_shape_dparams():
+    f = broken_affine(lambda dp, dx, dy, n: ({"w": dp["w"], "b": dp["b"][None]}, dx))
+    with pytest.raises(fn.VJPCheckError, match=r'dparams\["b"\] has shape \(1, 4\).*params\["b"\] has shape \(4,\)'):
+        fn.check_vjp(f, PARAMS, X)
+
+
+def test_rejects_a_wrong_structure_dparams():
+    f = broken_affine(lambda dp, dx, dy, n: ((dp["w"], dp["b"]), dx))
+    with pytest.raises(fn.VJPCheckError, match=r"(?s)dparams must mirror params.*params: \{'b': \*, 'w': \*\}.*dparams: \(\*, \*\)"):
+        fn.check_vjp(f, PARAMS, X)
+
+
+def test_rejects_a_wrong_dtype_dx():
+    f = broken_affine(lambda dp, dx, dy, n: (dp, dx.astype(np.float32)))
+    with pytest.raises(fn.VJPCheckError, match=r"dx has shape \(3, 6\) and dtype float32, but x has shape \(3, 6\) and dtype float64"):
+        fn.check_vjp(f, PARAMS, X)
+
+
+def test_rejects_a_vjp_whose_second_call_differs():
+    f = broken_affine(lambda dp, dx, dy, n: (dp, dx * n))
+    with pytest.raises(fn.VJPCheckError, match=r"calling vjp twice with the same dy gave different \(dparams, dx\)\[1\]"):
+        fn.check_vjp(f, PARAMS, X)
+
+
+def test_rejects_a_layer_that_mutates_its_input():
+    def mutating(params, x):
+        y, vjp = fn.relu(params, x)
+        x *= 2
+        return y, vjp
+
+    with pytest.raises(fn.VJPCheckError, match=r"the forward pass modified its input x in place"):
+        fn.check_vjp(mutating, (), X)
+
+
+def test_rejects_a_vjp_that_mutates_params():
+    def mutating_vjp(dp, dx, dy, n):
+        PARAMS_SEEN["w"][0, 0] += 1
+        return dp, dx
+
+    def f(params, x):
+        PARAMS_SEEN["w"] = params["w"]
+        return broken_affine(mutating_vjp)(params, x)
+
+    PARAMS_SEEN = {}
+    with pytest.raises(fn.VJPCheckError, match=r'vjp modified its input params\["w"\] in place'):
+        fn.check_vjp(f, PARAMS, X)
+
+
+def test_rejects_a_vjp_that_mutates_dy():
+    def mutating_vjp(dp, dx, dy, n):
+        dy *= 0.5
+        return dp, dx
+
+    with pytest.raises(fn.VJPCheckError, match=r"vjp modified its input dy in place"):
+        fn.check_vjp(broken_affine(mutating_vjp), PARAMS, X)
+
+
+def test_failure_is_an_assertion_error():
+    assert issubclass(fn.VJPCheckError, AssertionError)
+
+
+def test_relu_at_zero_is_reported_as_a_kink_not_a_wrong_gradient():
+    x = np.array([[-1.0, 0.0, 2.0]])
+    with pytest.warns(fn.NonDifferentiableWarning, match="not checked: x"):
+        report = fn.check_vjp(fn.relu, (), x, mode="full")
+    assert report["x"].status == "kink" and report["x"].index == (0, 1)
+    with pytest.raises(fn.NonDifferentiableError, match="not differentiable"):
+        fn.check_vjp(fn.relu, (), x, mode="full", on_kink="raise")
+
+
+def test_max_pool_near_tie_is_reported_as_a_kink():
+    x = np.array([[[[1.0, 1.0 + 1e-9], [0.0, -1.0]]]])
+    for layer in (fn.max_pool(), fn.max_pool_naive()):
+        report = fn.check_vjp(layer, (), x, mode="full", on_kink="ignore")
+        assert report["x"].status == "kink"
+
+
+def test_a_wrong_gradient_near_a_kink_is_still_wrong():
+    """Kinks excuse only analytic values between the one-sided slopes."""
+
+    def bad_relu(params, x):
+        y, vjp = fn.relu(params, x)
+        return y, lambda dy: ((), vjp(dy)[1] + 0.5 * dy)
+
+    with pytest.raises(fn.VJPCheckError, match="gradient of x is wrong"):
+        fn.check_vjp(bad_relu, (), np.array([[0.0, 1.0, -2.0]]), mode="full")
+
+
+def test_report_lists_every_leaf_with_small_errors():
+    net = fn.chain(fn.affine, fn.relu, fn.affine, fn.loss_layer(fn.softmax_loss, np.array([0, 1, 1])))
+    params = (PARAMS, (), {"w": rng.standard_normal((4, 2)), "b": rng.standard_normal(2)}, ())
+    report = fn.check_vjp(net, params, X)
+    assert [leaf.path for leaf in report.leaves] == ['params[0]["b"]', 'params[0]["w"]', 'params[2]["b"]', 'params[2]["w"]', "x"]
+    assert report.max_rel_error < 1e-6
+    assert 'params[2]["w"]' in str(report)
+
+
+def test_checks_in_float64_by_default_and_in_float32_on_request():
+    x32 = X.astype(np.float32)
+    params32 = {k: v.astype(np.float32) for k, v in PARAMS.items()}
+    assert fn.check_vjp(fn.affine, params32, x32).dtype == "float64"
+    report = fn.check_vjp(fn.affine, params32, x32, dtype=None)
+    assert report.dtype == "float32" and report.step == 1e-3
+    f = broken_affine(lambda dp, dx, dy, n: (dp, dx * 1.2))
+    with pytest.raises(fn.VJPCheckError):
+        fn.check_vjp(f, params32, x32, dtype=None)
+
+
+def test_check_vjp_does_not_touch_the_callers_arrays():
+    params = {k: v.copy() for k, v in PARAMS.items()}
+    x = X.copy()
+    with warnings.catch_warnings():
+        fn.check_vjp(fn.affine, params, x, mode="full")
+    np.testing.assert_array_equal(x, X)
+    np.testing.assert_array_equal(params["w"], PARAMS["w"])
+
+
+def test_numerical_helpers_match_known_gradients():
+    a = rng.standard_normal((3, 4))
+    np.testing.assert_allclose(fn.numerical_gradient(lambda z: np.sum(z**3), a), 3 * a**2, rtol=1e-7)
+    dy = rng.standard_normal((3, 4))
+    np.testing.assert_allclose(fn.numerical_gradient_array(np.sin, a, dy), np.cos(a) * dy, rtol=1e-7)
+    before = a.copy()
+    fn.numerical_gradient(lambda z: z.sum(), a)
+    np.testing.assert_array_equal(a, before)
+    assert fn.rel_error(np.array([1.0]), np.array([1.0])) == 0.0
+    assert fn.rel_error(np.array([1.0]), np.array([3.0])) == pytest.approx(0.5)

@@ -1,0 +1,27 @@
+"""The README's Python examples run as written."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+
+
+def test_readme_has_examples():
+    assert len(BLOCKS) >= 3
+
+
+@pytest.mark.parametrize("index", range(len(BLOCKS)))
+def test_readme_example_runs(index, capsys):
+    exec(compile(BLOCKS[index], f"README.md block {index}", "exec"), {})
+
+
+def test_quick_start_has_exactly_two_commands_and_ci_runs_the_second():
+    quick_start = README.read_text().split("## Quick start", 1)[1]
+    block = re.search(r"```bash\n(.*?)```", quick_start, flags=re.S).group(1)
+    commands = [line for line in block.splitlines() if line.strip()]
+    assert len(commands) == 2
+    ci = (README.parent / ".ci" / "run").read_text()
+    assert commands[1] in ci.splitlines()
