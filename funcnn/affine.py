@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from funcnn._checks import check_ndim, cotangent, float_array, same_dtype
-from funcnn.layer import VJP, Layer
+from funcnn._checks import check_ndim, cotangent, float_array, int_at_least, same_dtype
+from funcnn.init import weight_std, weights_and_bias
+from funcnn.layer import VJP, Layer, Shape, WeightScale
 from funcnn.tree import PyTree
 
 NAME = "affine"
@@ -41,3 +42,16 @@ def _affine(params: PyTree, x: np.ndarray) -> tuple[np.ndarray, VJP]:
 
 
 affine = Layer(_affine, NAME, ("w", "b"))
+
+
+def dense(out_dim: int) -> Layer:
+    """:data:`affine` with a known output size ``M = out_dim``, so that :func:`funcnn.init_params`
+    can make its params ``{"w": (D, M), "b": (M,)}`` (like stax's ``Dense``)."""
+    name = f"affine({out_dim})"
+    out_dim = int_at_least(name, "out_dim", out_dim, 1)
+
+    def init(rng: np.random.Generator, shape: Shape, dtype: np.dtype, weight_scale: WeightScale) -> tuple[Shape, PyTree]:
+        fan_in = int(np.prod(shape))
+        return (out_dim,), weights_and_bias(rng, (fan_in, out_dim), dtype, weight_std(name, weight_scale, fan_in))
+
+    return Layer(_affine, name, ("w", "b"), init)

@@ -1,10 +1,15 @@
-"""The ``funcnn`` command: ``funcnn check`` runs the gradient checks of every layer."""
+"""The ``funcnn`` command: ``funcnn train`` trains a convnet, ``funcnn check`` checks every gradient."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -20,9 +25,75 @@ def _check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    from funcnn.datasets import load_named
+    from funcnn.init import init_params
+    from funcnn.nets import three_layer_convnet
+    from funcnn.optim import OPTIMIZERS, step_decay
+    from funcnn.plot import INSTALL_HINT, plot_history
+    from funcnn.train import accuracy, fit
+
+    started = time.perf_counter()
+    data = load_named(args.dataset, args.data_path, np.dtype(args.dtype).type)
+    net = three_layer_convnet(args.filters, args.filter_size, args.hidden, int(data.train.y.max()) + 1)
+    input_shape = data.train.x.shape[1:]
+    weight_scale = "he" if args.weight_scale == "he" else float(args.weight_scale)
+    _, params = init_params(net, np.random.default_rng(args.seed), input_shape, args.dtype, weight_scale)
+    steps_per_epoch = -(-len(data.train) // args.batch_size)
+    optimizer = OPTIMIZERS[args.optimizer](learning_rate=step_decay(args.lr, args.lr_decay, steps_per_epoch))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"funcnn train: {net.name}\n  {args.dataset}: {len(data.train)} train, {len(data.val)} val, {len(data.test)} test "
+          f"images of shape {input_shape}; {args.optimizer} lr {args.lr} (x{args.lr_decay} per epoch), "
+          f"batch {args.batch_size}, {args.epochs} epochs, seed {args.seed}")
+    result = fit(
+        net, params, (data.train.x, data.train.y), (data.val.x, data.val.y), optimizer,
+        epochs=args.epochs, batch_size=args.batch_size, reg=args.reg, seed=args.seed,
+        checkpoint=out / "checkpoint.npz", resume=args.resume,
+    )  # fmt: skip
+    test_acc = accuracy(net, result.best_params, data.test.x, data.test.y)
+    history = result.history
+    summary = {"dataset": args.dataset, "test_acc": test_acc, "best_val_acc": history.best_val_acc, "best_epoch": history.best_epoch,
+               "seconds": time.perf_counter() - started, "history": asdict(history)}
+    (out / "history.json").write_text(json.dumps(summary, indent=1))
+    title = f"three-layer convnet on {args.dataset}: test accuracy {test_acc:.3f}"
+    plot = plot_history(history, out / "training.png", title)
+    print(f"test accuracy {test_acc:.4f} (best validation {history.best_val_acc:.4f} after epoch {history.best_epoch}); "
+          f"{summary['seconds']:.1f} s in all")
+    print(f"wrote {out / 'checkpoint.npz'}, {out / 'history.json'}" + (f", {plot}" if plot else ""))
+    if plot is None:
+        print(INSTALL_HINT)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="funcnn", description="funcnn: neural nets with hand-written, checked VJPs.")
     commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser(
+        "train", help="train the three-layer convnet (default: on the bundled 8x8 digits)",
+        description="Train conv-relu-pool / affine-relu / affine on a data set, print progress, end with the "
+                    "test accuracy, and write a checkpoint, a history and a plot into --out.",
+    )  # fmt: skip
+    train.add_argument("--dataset", choices=["digits", "mnist", "fashion-mnist", "cifar10"], default="digits",
+                       help="digits is bundled; the others are read from --data-path (default: digits)")
+    train.add_argument("--data-path", help="folder with MNIST/Fashion-MNIST IDX files or CIFAR-10 binary batches")
+    train.add_argument("--epochs", type=int, default=15, help="passes over the training set (default: 15)")
+    train.add_argument("--batch-size", type=int, default=50, help="examples per step (default: 50)")
+    train.add_argument("--optimizer", choices=["sgd", "sgd_momentum", "rmsprop", "adam"], default="adam", help="(default: adam)")
+    train.add_argument("--lr", type=float, default=2e-3, help="learning rate (default: 2e-3)")
+    train.add_argument("--lr-decay", type=float, default=0.9, help="learning rate factor after each epoch (default: 0.9)")
+    train.add_argument("--reg", type=float, default=0.0, help="L2 regularization strength on weights (default: 0)")
+    train.add_argument("--filters", type=int, default=32, help="conv filters (default: 32)")
+    train.add_argument("--filter-size", type=int, default=3, help="conv kernel size, odd (default: 3)")
+    train.add_argument("--hidden", type=int, default=100, help="hidden units of the affine layer (default: 100)")
+    train.add_argument("--weight-scale", default="he", help="'he' or a standard deviation such as 1e-3 (default: he)")
+    train.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="(default: float32)")
+    train.add_argument("--seed", type=int, default=0, help="seed of the init and of the minibatch order (default: 0)")
+    train.add_argument("--out", default="runs/digits", help="output folder (default: runs/digits)")
+    train.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.npz if it exists")
+    train.set_defaults(run=_train)
+
     check = commands.add_parser("check", help="finite-difference check of every layer, sandwich and network")
     check.add_argument("--mode", choices=["full", "fast"], default="full",
                        help="full: element by element, like the course; fast: random directions (default: full)")
@@ -39,3 +110,6 @@ def main(argv: list[str] | None = None) -> int:
     except AssertionError as error:  # a gradient check failed: say which, without a traceback
         print(f"FAILED: {error}", file=sys.stderr)
         return 1
+    except (ValueError, FileNotFoundError) as error:  # bad options or data files: one clear line
+        print(f"funcnn {args.command}: {error}", file=sys.stderr)
+        return 2

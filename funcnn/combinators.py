@@ -6,7 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from funcnn.layer import VJP, Apply, Layer, layer_name
+from funcnn.init import infer
+from funcnn.layer import VJP, Apply, Layer, Shape, WeightScale, layer_name
 from funcnn.tree import PyTree
 
 
@@ -41,7 +42,14 @@ def chain(*layers: Apply) -> Layer:
 
         return x, vjp
 
-    return Layer(apply, name, None)
+    def init(rng: np.random.Generator, shape: Shape, dtype: np.dtype, weight_scale: WeightScale) -> tuple[Shape, PyTree]:
+        params = []
+        for f in layers:
+            shape, p = infer(f, rng, shape, dtype, weight_scale)
+            params.append(p)
+        return shape, tuple(params)
+
+    return Layer(apply, name, None, init)
 
 
 def _dict_keys(f: Any, who: str) -> tuple[str, ...]:
@@ -97,6 +105,11 @@ def sandwich(*layers: Apply) -> Layer:
 
         return y, vjp
 
-    return Layer(apply, name, all_keys)
+    def init(rng: np.random.Generator, shape: Shape, dtype: np.dtype, weight_scale: WeightScale) -> tuple[Shape, PyTree]:
+        shape, params = inner.init(rng, shape, dtype, weight_scale)
+        merged = {k: v for p in params if p != () for k, v in p.items()}
+        return shape, merged if all_keys else ()
+
+    return Layer(apply, name, all_keys, init)
 
 

@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 
 from funcnn._checks import check_ndim, cotangent, float_array, int_at_least, output_size, same_dtype
-from funcnn.layer import VJP, Layer
+from funcnn.init import weight_std, weights_and_bias
+from funcnn.layer import VJP, Layer, Shape, WeightScale
 from funcnn.tree import PyTree
 
 # backward(dy) -> (dx, dw, db); a forward returns it with y, closing over what it needs.
@@ -58,10 +59,12 @@ def _naive_forward(x, w, b, stride, pad, out_h, out_w):
     return y, backward
 
 
-def _make_conv(stride: Any, pad: Any, forward: Forward, kind: str) -> Layer:
-    name = f"{kind}(stride={stride}, pad={pad})"
+def _make_conv(stride: Any, pad: Any, filters: Any, kernel_size: Any, forward: Forward, kind: str) -> Layer:
+    sizes = "" if filters is None else f", filters={filters}, kernel_size={kernel_size}"
+    name = f"{kind}(stride={stride}, pad={pad}{sizes})"
     stride = int_at_least(name, "stride", stride, 1)
     pad = int_at_least(name, "pad", pad, 0)
+    init = None if filters is None and kernel_size is None else _conv_init(name, stride, pad, filters, kernel_size)
 
     def apply(params: PyTree, x: np.ndarray) -> tuple[np.ndarray, VJP]:
         if not isinstance(params, dict) or set(params) != {"w", "b"}:
@@ -86,18 +89,35 @@ def _make_conv(stride: Any, pad: Any, forward: Forward, kind: str) -> Layer:
 
         return y, vjp
 
-    return Layer(apply, name, ("w", "b"))
+    return Layer(apply, name, ("w", "b"), init)
 
 
-def conv(stride: int = 1, pad: int = 0) -> Layer:
+def _conv_init(name: str, stride: int, pad: int, filters: Any, kernel_size: Any):
+    f = int_at_least(name, "filters", filters, 1)
+    hh, ww = (kernel_size, kernel_size) if isinstance(kernel_size, (int, np.integer)) else tuple(kernel_size or (None, None))
+    hh, ww = int_at_least(name, "kernel_size", hh, 1), int_at_least(name, "kernel_size", ww, 1)
+
+    def init(rng: np.random.Generator, shape: Shape, dtype: np.dtype, weight_scale: WeightScale) -> tuple[Shape, PyTree]:
+        if len(shape) != 3:
+            raise ValueError(f"{name}: init needs an input shape (C, H, W), got {shape}")
+        c, height, width = shape
+        out = (f, output_size(name, height, hh, stride, pad, "kernel height"), output_size(name, width, ww, stride, pad, "kernel width"))
+        return out, weights_and_bias(rng, (f, c, hh, ww), dtype, weight_std(name, weight_scale, c * hh * ww))
+
+    return init
+
+
+def conv(stride: int = 1, pad: int = 0, filters: int | None = None, kernel_size: int | tuple[int, int] | None = None) -> Layer:
     """A convolution layer on Numba/BLAS kernels (im2col, one matrix product, col2im).
 
     params: ``{"w": (F, C, HH, WW), "b": (F,)}``; x: ``(N, C, H, W)``; y: ``(N, F, H', W')`` with
     ``H' = (H + 2 * pad - HH) // stride + 1``. ``conv(**conv_param)`` takes the course's dict.
+    ``filters`` (F) and ``kernel_size`` (HH, WW, or one int for both) are needed only by
+    :func:`funcnn.init_params`.
     """
-    return _make_conv(stride, pad, _fast_forward, "conv")
+    return _make_conv(stride, pad, filters, kernel_size, _fast_forward, "conv")
 
 
-def conv_naive(stride: int = 1, pad: int = 0) -> Layer:
+def conv_naive(stride: int = 1, pad: int = 0, filters: int | None = None, kernel_size: int | tuple[int, int] | None = None) -> Layer:
     """The plain-NumPy reference for :func:`conv`: same contract, same results, a loop per output pixel."""
-    return _make_conv(stride, pad, _naive_forward, "conv_naive")
+    return _make_conv(stride, pad, filters, kernel_size, _naive_forward, "conv_naive")

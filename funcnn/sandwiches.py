@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from funcnn.affine import affine
+from funcnn.affine import affine, dense
 from funcnn.combinators import sandwich
 from funcnn.conv import conv, conv_naive
 from funcnn.layer import Layer
@@ -15,15 +15,24 @@ affine_relu = sandwich(affine, relu)
 """``relu(affine(params, x))``: x ``(N, d1..dk)`` -> ``(N, M)``."""
 
 
-def conv_relu(stride: int = 1, pad: int = 0, *, naive: bool = False) -> Layer:
-    """``relu(conv(params, x))``: x ``(N, C, H, W)`` -> ``(N, F, H', W')``. ``naive`` picks the reference conv."""
-    return sandwich((conv_naive if naive else conv)(stride=stride, pad=pad), relu)
+def dense_relu(out_dim: int) -> Layer:
+    """:data:`affine_relu` with a known output size, for :func:`funcnn.init_params`."""
+    return sandwich(dense(out_dim), relu)
+
+
+def conv_relu(
+    stride: int = 1, pad: int = 0, filters: int | None = None, kernel_size: int | tuple[int, int] | None = None, *, naive: bool = False
+) -> Layer:
+    """``relu(conv(params, x))``: x ``(N, C, H, W)`` -> ``(N, F, H', W')``. ``naive`` picks the reference conv;
+    ``filters`` and ``kernel_size`` are for :func:`funcnn.init_params`."""
+    return sandwich((conv_naive if naive else conv)(stride=stride, pad=pad, filters=filters, kernel_size=kernel_size), relu)
 
 
 def conv_relu_pool(conv_param: dict[str, Any] | None = None, pool_param: dict[str, Any] | None = None, *, naive: bool = False) -> Layer:
     """``max_pool(relu(conv(params, x)))`` with the course's dicts, e.g.
     ``conv_relu_pool({"stride": 1, "pad": 1}, {"pool_height": 2, "pool_width": 2, "stride": 2})``
-    (these are the defaults). x ``(N, C, H, W)`` -> ``(N, F, H'', W'')``."""
+    (these are the defaults). x ``(N, C, H, W)`` -> ``(N, F, H'', W'')``. ``conv_param`` may also
+    hold ``filters`` and ``kernel_size`` for :func:`funcnn.init_params`."""
     conv_param = {"stride": 1, "pad": 1} if conv_param is None else conv_param
     pool_param = {"pool_height": 2, "pool_width": 2, "stride": 2} if pool_param is None else pool_param
     return sandwich(

@@ -1,0 +1,188 @@
+"""Training: loss and gradients of a network, L2 regularization, and a reproducible ``fit`` loop."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from funcnn.checkpoint import load_checkpoint, save_checkpoint
+from funcnn.layer import Apply
+from funcnn.losses import Loss, softmax_loss
+from funcnn.optim import Optimizer
+from funcnn.tree import PyTree, tree_add, tree_leaves_with_path, tree_structure, tree_unflatten
+
+Objective = Callable[[PyTree, np.ndarray, np.ndarray], tuple[float, PyTree]]
+
+
+def value_and_grad(net: Apply, loss: Loss = softmax_loss) -> Objective:
+    """``objective(params, x, y) -> (loss, grads)`` for a network ending in class scores and a loss
+    such as :func:`funcnn.softmax_loss`; ``grads`` mirrors ``params``."""
+
+    def objective(params: PyTree, x: np.ndarray, y: np.ndarray) -> tuple[float, PyTree]:
+        scores, net_vjp = net(params, x)
+        value, loss_vjp = loss(scores, y)
+        grads, _ = net_vjp(loss_vjp(1.0))
+        return float(value), grads
+
+    return objective
+
+
+def _is_weight(path: tuple) -> bool:
+    return bool(path) and path[-1] == "w"
+
+
+def l2_penalty(params: PyTree, reg: float) -> tuple[float, PyTree]:
+    """``0.5 * reg * sum(w ** 2)`` over the leaves named ``"w"`` (weights, not biases), and its
+    gradient (``reg * w`` on weights, 0 elsewhere), mirroring ``params``."""
+    value = 0.5 * reg * sum(float(np.sum(np.square(leaf, dtype=np.float64))) for p, leaf in tree_leaves_with_path(params) if _is_weight(p))
+    grads = _map_with_path(lambda p, leaf: reg * leaf if _is_weight(p) else np.zeros_like(leaf), params)
+    return value, grads
+
+
+def _map_with_path(f: Callable[[tuple, np.ndarray], np.ndarray], tree: PyTree) -> PyTree:
+    return tree_unflatten(tree_structure(tree), [f(p, leaf) for p, leaf in tree_leaves_with_path(tree)])
+
+
+def with_l2(objective: Objective, reg: float) -> Objective:
+    """``objective`` plus :func:`l2_penalty`: the course's ``reg`` on weights only."""
+    if reg < 0:
+        raise ValueError(f"with_l2: reg must be >= 0, got {reg}")
+    if reg == 0:
+        return objective
+
+    def regularized(params: PyTree, x: np.ndarray, y: np.ndarray) -> tuple[float, PyTree]:
+        value, grads = objective(params, x, y)
+        penalty, penalty_grads = l2_penalty(params, reg)
+        return value + penalty, tree_add(grads, penalty_grads)
+
+    return regularized
+
+
+def predict(net: Apply, params: PyTree, x: np.ndarray, batch_size: int = 500) -> np.ndarray:
+    """Predicted class of each example: ``argmax`` of the scores, computed in batches; ``(N,)``."""
+    return np.concatenate([net(params, x[i : i + batch_size])[0].argmax(axis=1) for i in range(0, len(x), batch_size)])
+
+
+def accuracy(net: Apply, params: PyTree, x: np.ndarray, y: np.ndarray, batch_size: int = 500) -> float:
+    """Fraction of examples whose predicted class is ``y``."""
+    return float(np.mean(predict(net, params, x, batch_size) == y))
+
+
+@dataclass
+class History:
+    """What ``fit`` recorded, with the course Solver's names: the loss of every step, and the
+    train (on a subsample) and validation accuracy after every epoch."""
+
+    loss_history: list[float] = field(default_factory=list)
+    train_acc_history: list[float] = field(default_factory=list)
+    val_acc_history: list[float] = field(default_factory=list)
+    best_val_acc: float = 0.0
+    best_epoch: int = 0
+    epoch_seconds: list[float] = field(default_factory=list)
+
+    def as_arrays(self) -> dict[str, np.ndarray]:
+        return {k: np.asarray(v, dtype=np.float64) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> History:
+        fields = {k: v.tolist() for k, v in arrays.items()}
+        fields["best_epoch"] = int(fields["best_epoch"])
+        return cls(**fields)
+
+
+@dataclass
+class FitResult:
+    """``params`` after the last epoch, ``best_params`` (best validation accuracy), the optimizer
+    state, and the :class:`History`."""
+
+    params: PyTree
+    best_params: PyTree
+    opt_state: Any
+    history: History
+
+
+def _checkpoint_tree(epoch: int, params: PyTree, best: PyTree, opt_state: Any, history: History) -> dict[str, Any]:
+    return {"epoch": np.asarray(epoch), "params": params, "best_params": best, "opt_state": opt_state, "history": history.as_arrays()}
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+def fit(
+    net: Apply,
+    params: PyTree,
+    train: tuple[np.ndarray, np.ndarray],
+    val: tuple[np.ndarray, np.ndarray],
+    optimizer: Optimizer,
+    *,
+    epochs: int = 10,
+    batch_size: int = 100,
+    loss: Loss = softmax_loss,
+    reg: float = 0.0,
+    seed: int = 0,
+    num_train_samples: int = 1000,
+    checkpoint: str | Path | None = None,
+    resume: bool = False,
+    log: Callable[[str], None] | None = print,
+) -> FitResult:
+    """Train ``net`` from ``params`` with minibatch ``optimizer`` steps; nothing is modified in place.
+
+    train, val: ``(x, y)`` pairs. Each epoch visits the training set once in an order drawn from
+    ``seed`` and the epoch number, so a run is reproducible and a resumed run continues it exactly.
+    After each epoch it measures train accuracy (on ``num_train_samples`` examples) and validation
+    accuracy, keeps the best params, prints a progress line (loss, accuracies, images/s, time left)
+    through ``log``, and, with ``checkpoint``, saves everything needed to resume to that ``.npz``.
+    With ``resume=True`` and an existing checkpoint, training continues after its last epoch.
+    """
+    x_train, y_train = train
+    x_val, y_val = val
+    if not 1 <= batch_size:
+        raise ValueError(f"fit: batch_size must be >= 1, got {batch_size}")
+    objective = with_l2(value_and_grad(net, loss), reg)
+    opt_state = optimizer.init(params)
+    best, history, start_epoch = params, History(), 0
+    if resume and checkpoint is not None and Path(checkpoint).exists():
+        like = _checkpoint_tree(0, params, params, opt_state, History())
+        like["history"] = {k: None for k in like["history"]}
+        saved = load_checkpoint(checkpoint, like)
+        params, best, opt_state = saved["params"], saved["best_params"], saved["opt_state"]
+        opt_state["t"] = int(opt_state["t"])
+        history, start_epoch = History.from_arrays(saved["history"]), int(saved["epoch"])
+        if log:
+            log(f"resumed from {checkpoint} after epoch {start_epoch}")
+    n = len(x_train)
+    steps_per_epoch = math.ceil(n / batch_size)
+    for epoch in range(start_epoch + 1, epochs + 1):
+        started = time.perf_counter()
+        order = np.random.default_rng([seed, epoch]).permutation(n)
+        epoch_losses = []
+        for step in range(steps_per_epoch):
+            batch = order[step * batch_size : (step + 1) * batch_size]
+            value, grads = objective(params, x_train[batch], y_train[batch])
+            params, opt_state = optimizer.update(grads, opt_state, params)
+            epoch_losses.append(value)
+        history.loss_history.extend(epoch_losses)
+        sample = np.random.default_rng([seed, epoch, 1]).permutation(n)[:num_train_samples]
+        history.train_acc_history.append(accuracy(net, params, x_train[sample], y_train[sample]))
+        history.val_acc_history.append(accuracy(net, params, x_val, y_val))
+        if history.val_acc_history[-1] > history.best_val_acc:
+            history.best_val_acc, history.best_epoch, best = history.val_acc_history[-1], epoch, params
+        history.epoch_seconds.append(time.perf_counter() - started)
+        if checkpoint is not None:
+            save_checkpoint(checkpoint, _checkpoint_tree(epoch, params, best, opt_state, history))
+        if log:
+            seconds = history.epoch_seconds[-1]
+            log(
+                f"epoch {epoch:>{len(str(epochs))}}/{epochs}  loss {np.mean(epoch_losses):.4f}  "
+                f"train acc {history.train_acc_history[-1]:.3f}  val acc {history.val_acc_history[-1]:.3f}  "
+                f"{n / seconds:,.0f} img/s  {seconds:.1f} s  left {_clock(seconds * (epochs - epoch))}"
+            )
+    return FitResult(params, best, opt_state, history)
