@@ -35,7 +35,7 @@ def _train(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     data = load_named(args.dataset, args.data_path, np.dtype(args.dtype).type)
-    net = three_layer_convnet(args.filters, args.filter_size, args.hidden, int(data.train.y.max()) + 1)
+    net = three_layer_convnet(args.filters, args.filter_size, args.hidden, int(data.train.y.max()) + 1, args.batch_norm, args.dropout)
     input_shape = data.train.x.shape[1:]
     weight_scale = "he" if args.weight_scale == "he" else float(args.weight_scale)
     _, params = init_params(net, np.random.default_rng(args.seed), input_shape, args.dtype, weight_scale)
@@ -51,7 +51,7 @@ def _train(args: argparse.Namespace) -> int:
         epochs=args.epochs, batch_size=args.batch_size, reg=args.reg, seed=args.seed,
         checkpoint=out / "checkpoint.npz", resume=args.resume,
     )  # fmt: skip
-    test_acc = accuracy(net, result.best_params, data.test.x, data.test.y)
+    test_acc = accuracy(net, result.best_params, data.test.x, data.test.y, result.best_state)
     history = result.history
     summary = {"dataset": args.dataset, "test_acc": test_acc, "best_val_acc": history.best_val_acc, "best_epoch": history.best_epoch,
                "seconds": time.perf_counter() - started, "history": asdict(history)}
@@ -87,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--filters", type=int, default=32, help="conv filters (default: 32)")
     train.add_argument("--filter-size", type=int, default=3, help="conv kernel size, odd (default: 3)")
     train.add_argument("--hidden", type=int, default=100, help="hidden units of the affine layer (default: 100)")
+    train.add_argument("--batch-norm", action="store_true", help="add (spatial) batch norm before each hidden relu")
+    train.add_argument("--dropout", type=float, default=0.0, help="dropout probability after the hidden affine layer (default: 0)")
     train.add_argument("--weight-scale", default="he", help="'he' or a standard deviation such as 1e-3 (default: he)")
     train.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="(default: float32)")
     train.add_argument("--seed", type=int, default=0, help="seed of the init and of the minibatch order (default: 0)")

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from funcnn.layer import Apply, Layer, Shape, WeightScale, layer_name
+from funcnn.layer import Apply, Layer, Shape, State, WeightScale, layer_name, run
 from funcnn.tree import PyTree
 
 
@@ -32,7 +32,8 @@ def infer(layer: Apply, rng: np.random.Generator, input_shape: Shape, dtype: Any
     if isinstance(layer, Layer) and layer.init is not None:
         return layer.init(rng, tuple(input_shape), np.dtype(dtype), weight_scale)
     if isinstance(layer, Layer) and layer.param_keys == ():
-        y, _ = layer((), np.zeros((1, *input_shape), dtype=dtype))
+        state = infer_state(layer, input_shape, dtype)
+        y, _, _ = run(layer, (), np.zeros((1, *input_shape), dtype=dtype), state, train=False)
         return y.shape[1:], ()
     raise TypeError(
         f"init_params: {layer_name(layer)} has no init, so its params cannot be made; give it its sizes "
@@ -54,3 +55,17 @@ def init_params(
     Returns ``(output_shape, params)``; ``layer(params, x)`` then works on ``x`` of shape ``(N, *input_shape)``.
     """
     return infer(layer, rng, input_shape, dtype, weight_scale)
+
+
+def infer_state(layer: Apply, input_shape: Shape, dtype: Any) -> State:
+    """The initial state of one layer: ``()`` unless it is a moded layer with a ``state_init``."""
+    if isinstance(layer, Layer) and layer.state_init is not None:
+        return layer.state_init(tuple(input_shape), np.dtype(dtype))
+    return ()
+
+
+def init_state(layer: Apply, input_shape: Shape, dtype: Any = np.float32) -> State:
+    """The initial state of ``layer`` (a layer, sandwich or chain) fed examples of ``input_shape``:
+    batch norm's running mean 0 and variance 1, ``()`` for layers that keep none; chains give a
+    tuple with one entry per layer, sandwiches a merged dict."""
+    return infer_state(layer, input_shape, dtype)

@@ -1,4 +1,10 @@
-"""The layer type: a pure function ``(params, x) -> (y, vjp)`` with a name and its parameter keys."""
+"""The layer type: a pure function ``(params, x) -> (y, vjp)`` with a name and its parameter keys.
+
+Layers that keep state (batch norm's running statistics) or behave differently in training and
+evaluation (dropout) are *moded*: they run as ``layer.run(params, x, state, train=..., rng=...) ->
+(y, vjp, new_state)``, with the mode, the state and the random generator passed in every call.
+``bind`` fixes those to give back a plain ``(params, x) -> (y, vjp)`` layer.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +16,7 @@ import numpy as np
 
 from funcnn.tree import PyTree
 
-__all__ = ["VJP", "Apply", "Init", "Layer", "Shape", "WeightScale", "layer"]
+__all__ = ["VJP", "Apply", "Init", "Layer", "Run", "Shape", "State", "WeightScale", "bind", "layer", "run"]
 
 VJP = Callable[[np.ndarray], tuple[PyTree, np.ndarray]]
 Apply = Callable[[PyTree, np.ndarray], tuple[np.ndarray, VJP]]
@@ -18,6 +24,10 @@ Shape = tuple[int, ...]
 WeightScale = float | str
 # init(rng, input_shape, dtype, weight_scale) -> (output_shape, params); shapes are per example (no N).
 Init = Callable[[np.random.Generator, Shape, np.dtype, WeightScale], tuple[Shape, PyTree]]
+State = PyTree
+# run(params, x, state, train, rng) -> (y, vjp, new_state): the call of a moded layer.
+Run = Callable[[PyTree, np.ndarray, State, bool, "np.random.Generator | None"], tuple[np.ndarray, VJP, State]]
+StateInit = Callable[[Shape, np.dtype], State]
 
 
 @dataclass(frozen=True, eq=False)
@@ -28,12 +38,38 @@ class Layer:
     names for a flat dict with exactly those keys, or ``None`` for any other tree (a chain's tuple).
     ``sandwich`` uses it to merge its layers' dicts. ``init``, when the layer knows its sizes,
     makes its params from an input shape (see :func:`funcnn.init_params`).
+
+    A moded layer has ``run_fn``; its state is described by ``state_keys`` (like ``param_keys``)
+    and made by ``state_init(input_shape, dtype)``. Calling it without a mode is an error that
+    says how to call it.
     """
 
     apply: Apply
     name: str
     param_keys: tuple[str, ...] | None = ()
     init: Init | None = None
+    run_fn: Run | None = None
+    state_keys: tuple[str, ...] | None = ()
+    state_init: StateInit | None = None
+
+    @property
+    def moded(self) -> bool:
+        """True when the layer needs ``run`` (a mode, maybe a state or a random generator)."""
+        return self.run_fn is not None
+
+    def run(
+        self, params: PyTree, x: np.ndarray, state: State = (), *, train: bool, rng: np.random.Generator | None = None
+    ) -> tuple[np.ndarray, VJP, State]:
+        """``(y, vjp, new_state)`` in training (``train=True``) or evaluation mode. ``state`` is
+        never modified: the new one is returned. A layer that is not moded returns state ``()``."""
+        if not isinstance(train, (bool, np.bool_)):
+            raise TypeError(f"{self.name}: train must be True or False, got {train!r}")
+        if self.run_fn is None:
+            if state != ():
+                raise TypeError(f"{self.name}: keeps no state, so state must be (), got {state!r:.80}")
+            y, vjp = self.apply(params, x)
+            return y, vjp, ()
+        return self.run_fn(params, x, state, bool(train), rng)
 
     def __post_init__(self) -> None:
         # help(layer) shows what the wrapped function documents.
@@ -53,6 +89,59 @@ def layer(apply: Apply, name: str | None = None, param_keys: tuple[str, ...] | N
     keys, or to give it an ``init`` for :func:`funcnn.init_params`.
     """
     return Layer(apply, name or getattr(apply, "__name__", "layer"), param_keys, init)
+
+
+def moded_layer(
+    run_fn: Run,
+    name: str,
+    param_keys: tuple[str, ...] | None = (),
+    init: Init | None = None,
+    state_keys: tuple[str, ...] | None = (),
+    state_init: StateInit | None = None,
+) -> Layer:
+    """A :class:`Layer` that must be called with ``run``; a plain call explains how."""
+
+    def apply(params: PyTree, x: np.ndarray) -> tuple[np.ndarray, VJP]:
+        raise TypeError(
+            f"{name} needs a mode: call .run(params, x, state, train=True/False, rng=...) or make a plain "
+            f"layer with funcnn.bind({name.split('(')[0]}, state, train=..., rng=...)"
+        )
+
+    return Layer(apply, name, param_keys, init, run_fn, state_keys, state_init)
+
+
+def run(
+    f: Apply, params: PyTree, x: np.ndarray, state: State = (), *, train: bool, rng: np.random.Generator | None = None
+) -> tuple[np.ndarray, VJP, State]:
+    """:meth:`Layer.run` for any layer, including a plain function ``(params, x) -> (y, vjp)``."""
+    if isinstance(f, Layer):
+        return f.run(params, x, state, train=train, rng=rng)
+    if state != ():
+        raise TypeError(f"{layer_name(f)}: keeps no state, so state must be (), got {state!r:.80}")
+    y, vjp = f(params, x)
+    return y, vjp, ()
+
+
+def bind(f: Apply, state: State = (), *, train: bool, rng: np.random.Generator | None = None) -> Layer:
+    """A plain layer ``(params, x) -> (y, vjp)`` running ``f`` in a fixed mode from a fixed state.
+
+    Every call starts ``rng`` from the state it had when bound, so dropout draws the same mask each
+    time: exactly what ``check_vjp`` needs. The new state is dropped.
+    """
+    snapshot = None if rng is None else rng.bit_generator.state
+
+    def apply(params: PyTree, x: np.ndarray) -> tuple[np.ndarray, VJP]:
+        generator = None
+        if snapshot is not None:
+            bit_generator = type(rng.bit_generator)()
+            bit_generator.state = snapshot
+            generator = np.random.Generator(bit_generator)
+        y, vjp, _ = run(f, params, x, state, train=train, rng=generator)
+        return y, vjp
+
+    name = layer_name(f)
+    keys = f.param_keys if isinstance(f, Layer) else None
+    return Layer(apply, f"bind({name}, train={train})", keys, f.init if isinstance(f, Layer) else None)
 
 
 def layer_name(f: Any) -> str:

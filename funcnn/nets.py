@@ -1,31 +1,51 @@
-"""The course's networks, built from layers with ``chain`` and ``sandwich``. Each is a plain layer
-ending in class scores ``(N, num_classes)``; make its params with :func:`funcnn.init_params`."""
+"""The course's networks, built from layers with ``chain`` and ``sandwich``. Each is a layer ending
+in class scores ``(N, num_classes)``; make its params with :func:`funcnn.init_params`.
+
+With ``batch_norm=True`` or ``dropout > 0`` a network is moded: train it with ``fit`` (which carries
+the state and switches the mode) or call ``.run(params, x, state, train=..., rng=...)``.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 from funcnn.affine import dense
-from funcnn.combinators import chain
+from funcnn.batch_norm import batch_norm as batch_norm_layer
+from funcnn.batch_norm import spatial_batch_norm
+from funcnn.combinators import chain, sandwich
+from funcnn.conv import conv
+from funcnn.dropout import dropout as dropout_layer
 from funcnn.layer import Layer
-from funcnn.sandwiches import conv_relu_pool, dense_relu
+from funcnn.pool import max_pool
+from funcnn.relu import relu
+
+
+def _hidden(out_dim: int, batch_norm: bool, dropout: float) -> Layer:
+    """affine - [batch norm] - relu - [dropout], params merged: ``{"w", "b"[, "gamma", "beta"]}``."""
+    layers = [dense(out_dim)] + ([batch_norm_layer()] if batch_norm else []) + [relu]
+    return sandwich(*layers, *([dropout_layer(dropout)] if dropout else []))
 
 
 def two_layer_net(hidden_dim: int = 100, num_classes: int = 10) -> Layer:
     """affine - relu - affine: x ``(N, d1..dk)`` -> scores ``(N, num_classes)``."""
-    return chain(dense_relu(hidden_dim), dense(num_classes))
+    return fc_net((hidden_dim,), num_classes)
 
 
-def fc_net(hidden_dims: Sequence[int] = (100, 100), num_classes: int = 10) -> Layer:
-    """``{affine - relu} x len(hidden_dims)`` - affine: x ``(N, d1..dk)`` -> scores ``(N, num_classes)``."""
-    return chain(*(dense_relu(h) for h in hidden_dims), dense(num_classes))
+def fc_net(hidden_dims: Sequence[int] = (100, 100), num_classes: int = 10, batch_norm: bool = False, dropout: float = 0.0) -> Layer:
+    """``{affine - [batch norm] - relu - [dropout]} x len(hidden_dims)`` - affine: x ``(N, d1..dk)``
+    -> scores ``(N, num_classes)``. params: a tuple, one merged dict per hidden layer, then the last affine's."""
+    return chain(*(_hidden(h, batch_norm, dropout) for h in hidden_dims), dense(num_classes))
 
 
-def three_layer_convnet(num_filters: int = 32, filter_size: int = 7, hidden_dim: int = 100, num_classes: int = 10) -> Layer:
-    """The course's convnet: conv - relu - 2x2 max pool - affine - relu - affine.
+def three_layer_convnet(
+    num_filters: int = 32, filter_size: int = 7, hidden_dim: int = 100, num_classes: int = 10, batch_norm: bool = False, dropout: float = 0.0
+) -> Layer:
+    """The course's convnet: conv - [spatial batch norm] - relu - 2x2 max pool - affine - [batch norm] -
+    relu - [dropout] - affine.
 
     The conv keeps the spatial size (stride 1, pad ``(filter_size - 1) // 2``; odd sizes) and the
     pool halves it. x ``(N, C, H, W)`` -> scores ``(N, num_classes)``.
     """
-    conv_param = {"stride": 1, "pad": (filter_size - 1) // 2, "filters": num_filters, "kernel_size": filter_size}
-    return chain(conv_relu_pool(conv_param), dense_relu(hidden_dim), dense(num_classes))
+    first = conv(stride=1, pad=(filter_size - 1) // 2, filters=num_filters, kernel_size=filter_size)
+    block = sandwich(first, *([spatial_batch_norm()] if batch_norm else []), relu, max_pool(pool_height=2, pool_width=2, stride=2))
+    return chain(block, _hidden(hidden_dim, batch_norm, dropout), dense(num_classes))

@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 
 from funcnn.checkpoint import load_checkpoint, save_checkpoint
-from funcnn.layer import Apply
+from funcnn.init import init_state
+from funcnn.layer import Apply, State, run
 from funcnn.losses import Loss, softmax_loss
 from funcnn.optim import Optimizer
 from funcnn.tree import PyTree, tree_add, tree_leaves_with_path, tree_structure, tree_unflatten
@@ -64,14 +65,16 @@ def with_l2(objective: Objective, reg: float) -> Objective:
     return regularized
 
 
-def predict(net: Apply, params: PyTree, x: np.ndarray, batch_size: int = 500) -> np.ndarray:
-    """Predicted class of each example: ``argmax`` of the scores, computed in batches; ``(N,)``."""
-    return np.concatenate([net(params, x[i : i + batch_size])[0].argmax(axis=1) for i in range(0, len(x), batch_size)])
+def predict(net: Apply, params: PyTree, x: np.ndarray, state: State = (), batch_size: int = 500) -> np.ndarray:
+    """Predicted class of each example, in evaluation mode: ``argmax`` of the scores, computed in
+    batches; ``(N,)``. ``state`` is the network's (batch norm's running statistics), if it has one."""
+    batches = range(0, len(x), batch_size)
+    return np.concatenate([run(net, params, x[i : i + batch_size], state, train=False)[0].argmax(axis=1) for i in batches])
 
 
-def accuracy(net: Apply, params: PyTree, x: np.ndarray, y: np.ndarray, batch_size: int = 500) -> float:
-    """Fraction of examples whose predicted class is ``y``."""
-    return float(np.mean(predict(net, params, x, batch_size) == y))
+def accuracy(net: Apply, params: PyTree, x: np.ndarray, y: np.ndarray, state: State = (), batch_size: int = 500) -> float:
+    """Fraction of examples whose predicted class (in evaluation mode) is ``y``."""
+    return float(np.mean(predict(net, params, x, state, batch_size) == y))
 
 
 @dataclass
@@ -98,17 +101,35 @@ class History:
 
 @dataclass
 class FitResult:
-    """``params`` after the last epoch, ``best_params`` (best validation accuracy), the optimizer
-    state, and the :class:`History`."""
+    """``params`` and network ``state`` after the last epoch, ``best_params`` and ``best_state``
+    (best validation accuracy), the optimizer state, and the :class:`History`."""
 
     params: PyTree
     best_params: PyTree
     opt_state: Any
     history: History
+    state: State = ()
+    best_state: State = ()
 
 
-def _checkpoint_tree(epoch: int, params: PyTree, best: PyTree, opt_state: Any, history: History) -> dict[str, Any]:
-    return {"epoch": np.asarray(epoch), "params": params, "best_params": best, "opt_state": opt_state, "history": history.as_arrays()}
+def _checkpoint_tree(epoch: int, result: FitResult) -> dict[str, Any]:
+    return {"epoch": np.asarray(epoch), "params": result.params, "best_params": result.best_params, "state": result.state,
+            "best_state": result.best_state, "opt_state": result.opt_state, "history": result.history.as_arrays()}
+
+
+def _training_step(net: Apply, loss: Loss, reg: float) -> Callable[..., tuple[float, PyTree, State]]:
+    """``step(params, x, y, state, rng) -> (loss, grads, new_state)`` in training mode."""
+
+    def step(params: PyTree, x: np.ndarray, y: np.ndarray, state: State, rng: np.random.Generator) -> tuple[float, PyTree, State]:
+        scores, net_vjp, new_state = run(net, params, x, state, train=True, rng=rng)
+        value, loss_vjp = loss(scores, y)
+        grads, _ = net_vjp(loss_vjp(1.0))
+        if reg:
+            penalty, penalty_grads = l2_penalty(params, reg)
+            value, grads = value + penalty, tree_add(grads, penalty_grads)
+        return float(value), grads, new_state
+
+    return step
 
 
 def _clock(seconds: float) -> str:
@@ -129,6 +150,7 @@ def fit(
     reg: float = 0.0,
     seed: int = 0,
     num_train_samples: int = 1000,
+    state: State | None = None,
     checkpoint: str | Path | None = None,
     resume: bool = False,
     log: Callable[[str], None] | None = print,
@@ -141,43 +163,56 @@ def fit(
     accuracy, keeps the best params, prints a progress line (loss, accuracies, images/s, time left)
     through ``log``, and, with ``checkpoint``, saves everything needed to resume to that ``.npz``.
     With ``resume=True`` and an existing checkpoint, training continues after its last epoch.
+
+    A moded network (batch norm, dropout) trains in training mode with a generator drawn from
+    ``seed`` and the epoch, and is evaluated in evaluation mode; its ``state`` (default: its initial
+    state) is carried from step to step, returned, and saved in checkpoints with the params.
     """
     x_train, y_train = train
     x_val, y_val = val
-    if not 1 <= batch_size:
+    if reg < 0:
+        raise ValueError(f"fit: reg must be >= 0, got {reg}")
+    if batch_size < 1:
         raise ValueError(f"fit: batch_size must be >= 1, got {batch_size}")
-    objective = with_l2(value_and_grad(net, loss), reg)
-    opt_state = optimizer.init(params)
-    best, history, start_epoch = params, History(), 0
+    step = _training_step(net, loss, reg)
+    if state is None:
+        state = init_state(net, x_train.shape[1:], x_train.dtype)
+    result = FitResult(params, params, optimizer.init(params), History(), state, state)
+    start_epoch = 0
     if resume and checkpoint is not None and Path(checkpoint).exists():
-        like = _checkpoint_tree(0, params, params, opt_state, History())
+        like = _checkpoint_tree(0, result)
         like["history"] = {k: None for k in like["history"]}
         saved = load_checkpoint(checkpoint, like)
-        params, best, opt_state = saved["params"], saved["best_params"], saved["opt_state"]
-        opt_state["t"] = int(opt_state["t"])
-        history, start_epoch = History.from_arrays(saved["history"]), int(saved["epoch"])
+        saved["opt_state"]["t"] = int(saved["opt_state"]["t"])
+        result = FitResult(saved["params"], saved["best_params"], saved["opt_state"], History.from_arrays(saved["history"]),
+                           saved["state"], saved["best_state"])
+        start_epoch = int(saved["epoch"])
         if log:
             log(f"resumed from {checkpoint} after epoch {start_epoch}")
+    params, opt_state, state, history = result.params, result.opt_state, result.state, result.history
     n = len(x_train)
     steps_per_epoch = math.ceil(n / batch_size)
     for epoch in range(start_epoch + 1, epochs + 1):
         started = time.perf_counter()
         order = np.random.default_rng([seed, epoch]).permutation(n)
+        rng = np.random.default_rng([seed, epoch, 2])  # dropout masks
         epoch_losses = []
-        for step in range(steps_per_epoch):
-            batch = order[step * batch_size : (step + 1) * batch_size]
-            value, grads = objective(params, x_train[batch], y_train[batch])
+        for i in range(steps_per_epoch):
+            batch = order[i * batch_size : (i + 1) * batch_size]
+            value, grads, state = step(params, x_train[batch], y_train[batch], state, rng)
             params, opt_state = optimizer.update(grads, opt_state, params)
             epoch_losses.append(value)
         history.loss_history.extend(epoch_losses)
         sample = np.random.default_rng([seed, epoch, 1]).permutation(n)[:num_train_samples]
-        history.train_acc_history.append(accuracy(net, params, x_train[sample], y_train[sample]))
-        history.val_acc_history.append(accuracy(net, params, x_val, y_val))
+        history.train_acc_history.append(accuracy(net, params, x_train[sample], y_train[sample], state))
+        history.val_acc_history.append(accuracy(net, params, x_val, y_val, state))
+        result.params, result.opt_state, result.state = params, opt_state, state
         if history.val_acc_history[-1] > history.best_val_acc:
-            history.best_val_acc, history.best_epoch, best = history.val_acc_history[-1], epoch, params
+            history.best_val_acc, history.best_epoch = history.val_acc_history[-1], epoch
+            result.best_params, result.best_state = params, state
         history.epoch_seconds.append(time.perf_counter() - started)
         if checkpoint is not None:
-            save_checkpoint(checkpoint, _checkpoint_tree(epoch, params, best, opt_state, history))
+            save_checkpoint(checkpoint, _checkpoint_tree(epoch, result))
         if log:
             seconds = history.epoch_seconds[-1]
             log(
@@ -185,4 +220,4 @@ def fit(
                 f"train acc {history.train_acc_history[-1]:.3f}  val acc {history.val_acc_history[-1]:.3f}  "
                 f"{n / seconds:,.0f} img/s  {seconds:.1f} s  left {_clock(seconds * (epochs - epoch))}"
             )
-    return FitResult(params, best, opt_state, history)
+    return result

@@ -1,0 +1,94 @@
+"""Batch normalization with running statistics as explicit state: ``batch_norm`` for (N, D),
+``spatial_batch_norm`` for NCHW (statistics per channel over N, H and W).
+
+Moded layers: ``layer.run(params, x, state, train=...) -> (y, vjp, new_state)``. In training the
+batch's mean and (biased) variance normalize ``x`` and the running statistics move towards them:
+``running = momentum * running + (1 - momentum) * batch`` (the course's convention: momentum 0.9
+is PyTorch's 0.1), with the unbiased batch variance for ``running_var`` as in PyTorch. In evaluation
+the running statistics normalize ``x`` and the state is returned unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from funcnn._checks import check_ndim, cotangent, float_array, same_dtype
+from funcnn.layer import VJP, Layer, Shape, State, WeightScale, moded_layer
+from funcnn.tree import PyTree
+
+
+def _batch_norm_layer(name: str, ndim: int, layout: str, axes: tuple[int, ...], momentum: float, eps: float) -> Layer:
+    if not 0 <= momentum < 1:
+        raise ValueError(f"{name}: momentum must be in [0, 1), got {momentum}")
+    if not eps > 0:
+        raise ValueError(f"{name}: eps must be > 0, got {eps}")
+    features = "C" if ndim == 4 else "D"
+
+    def checked(params: PyTree, x: Any, state: State) -> tuple[np.ndarray, ...]:
+        x = float_array(name, "x", x)
+        check_ndim(name, "x", x, ndim, layout)
+        width = x.shape[1]
+        arrays = {}
+        for tree, what, keys in ((params, "params", ("gamma", "beta")), (state, "state", ("running_mean", "running_var"))):
+            if not isinstance(tree, dict) or set(tree) != set(keys):
+                raise TypeError(f"{name}: {what} must be a dict with keys {list(keys)}, got {tree!r:.80}")
+            for key in keys:
+                arrays[key] = float_array(name, f"{what}['{key}']", tree[key])
+                if arrays[key].shape != (width,):
+                    raise ValueError(f"{name}: {what}['{key}'] must have shape ({width},) for x of shape {x.shape} ({features}={width}), got {arrays[key].shape}")
+        same_dtype(name, x=x, **arrays)
+        return x, arrays["gamma"], arrays["beta"], arrays["running_mean"], arrays["running_var"]
+
+    def run_fn(params: PyTree, x: np.ndarray, state: State, train: bool, rng: Any) -> tuple[np.ndarray, VJP, State]:
+        x, gamma, beta, running_mean, running_var = checked(params, x, state)
+        shape = (1, -1) + (1,) * (ndim - 2)  # broadcasts a (D,) or (C,) vector against x
+        count = x.size // x.shape[1]
+        if train:
+            if count < 2:
+                raise ValueError(f"{name}: training needs more than one value per {features} to estimate a variance, got x of shape {x.shape}")
+            mean, var = x.mean(axis=axes), x.var(axis=axes)
+            new_state = {
+                "running_mean": momentum * running_mean + (1 - momentum) * mean,
+                "running_var": momentum * running_var + (1 - momentum) * var * (count / (count - 1)),
+            }
+        else:
+            mean, var, new_state = running_mean, running_var, state
+        inv_std = 1 / np.sqrt(var + eps)
+        x_hat = (x - mean.reshape(shape)) * inv_std.reshape(shape)
+        y = gamma.reshape(shape) * x_hat + beta.reshape(shape)
+
+        def vjp(dy: np.ndarray) -> tuple[PyTree, np.ndarray]:
+            dy = cotangent(name, dy, y)
+            grads = {"gamma": (dy * x_hat).sum(axis=axes), "beta": dy.sum(axis=axes)}
+            dx_hat = dy * gamma.reshape(shape)
+            if not train:  # the running statistics are constants
+                return grads, dx_hat * inv_std.reshape(shape)
+            # Closed form of the batch-statistics backward, one pass over the sums.
+            mean_dx_hat = dx_hat.mean(axis=axes).reshape(shape)
+            mean_dx_hat_x_hat = (dx_hat * x_hat).mean(axis=axes).reshape(shape)
+            return grads, inv_std.reshape(shape) * (dx_hat - mean_dx_hat - x_hat * mean_dx_hat_x_hat)
+
+        return y, vjp, new_state
+
+    def init(rng: np.random.Generator, in_shape: Shape, dtype: np.dtype, weight_scale: WeightScale) -> tuple[Shape, PyTree]:
+        return in_shape, {"gamma": np.ones(in_shape[0], dtype), "beta": np.zeros(in_shape[0], dtype)}
+
+    def state_init(in_shape: Shape, dtype: np.dtype) -> State:
+        return {"running_mean": np.zeros(in_shape[0], dtype), "running_var": np.ones(in_shape[0], dtype)}
+
+    return moded_layer(run_fn, name, ("gamma", "beta"), init, ("running_mean", "running_var"), state_init)
+
+
+def batch_norm(momentum: float = 0.9, eps: float = 1e-5) -> Layer:
+    """Batch normalization of x ``(N, D)``; params ``{"gamma": (D,), "beta": (D,)}``, state
+    ``{"running_mean": (D,), "running_var": (D,)}``. Call ``.run(params, x, state, train=...)``
+    for ``(y, vjp, new_state)``; y has the shape of x."""
+    return _batch_norm_layer(f"batch_norm(momentum={momentum}, eps={eps})", 2, "(N, D)", (0,), momentum, eps)
+
+
+def spatial_batch_norm(momentum: float = 0.9, eps: float = 1e-5) -> Layer:
+    """Batch normalization of x ``(N, C, H, W)`` per channel; params ``{"gamma": (C,), "beta": (C,)}``,
+    state ``{"running_mean": (C,), "running_var": (C,)}``. Same calls as :func:`batch_norm`."""
+    return _batch_norm_layer(f"spatial_batch_norm(momentum={momentum}, eps={eps})", 4, "(N, C, H, W)", (0, 2, 3), momentum, eps)
