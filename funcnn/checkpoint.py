@@ -37,7 +37,7 @@ def save_checkpoint(path: str | os.PathLike, tree: PyTree) -> Path:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
+            np.savez(f, **arrays)  # type: ignore[arg-type]  # numpy's stub misreads **kwds
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

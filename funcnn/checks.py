@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -40,7 +40,7 @@ def _problems(rng: np.random.Generator) -> Iterator[tuple[str, Callable, Any, np
     yield "three-layer convnet + svm", convnet, convnet_p, randn((2, 1, 8, 8))
 
 
-def run_checks(seed: int = 0, mode: str = "full") -> list[tuple[str, VJPReport]]:
+def run_checks(seed: int = 0, mode: Literal["fast", "full"] = "full") -> list[tuple[str, VJPReport]]:
     """check_vjp (float64) on every layer, sandwich and two networks; returns (title, report) pairs."""
     rng = np.random.default_rng(seed)
     return [(title, fn.check_vjp(layer, params, x, mode=mode, on_kink="ignore")) for title, layer, params, x in _problems(rng)]

@@ -66,8 +66,8 @@ def chain(*layers: Apply) -> Layer:
         states = _per_layer(name, "state", state, len(layers)) if moded else ((),) * len(layers)
         vjps, new_states = [], []
         for f, p, s in zip(layers, params, states):
-            x, vjp, s = run(f, p, x, s, train=train, rng=rng)
-            vjps.append(vjp)
+            x, layer_vjp, s = run(f, p, x, s, train=train, rng=rng)
+            vjps.append(layer_vjp)
             new_states.append(s)
 
         def vjp(dy: np.ndarray) -> tuple[PyTree, np.ndarray]:
@@ -159,11 +159,11 @@ def sandwich(*layers: Apply) -> Layer:
         return y, vjp, _merge(new_states) if moded else ()
 
     def init(rng: np.random.Generator, shape: Shape, dtype: np.dtype, weight_scale: WeightScale) -> tuple[Shape, PyTree]:
-        shape, params = inner.init(rng, shape, dtype, weight_scale)
+        shape, params = infer(inner, rng, shape, dtype, weight_scale)
         return shape, _merge(params)
 
     def state_init(shape: Shape, dtype: np.dtype) -> State:
-        return _merge(inner.state_init(shape, dtype))
+        return _merge(infer_state(inner, shape, dtype))
 
     param_keys = tuple(k for keys in owned for k in keys)
     state_keys = tuple(k for keys in owned_state for k in keys)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -16,6 +16,21 @@ __all__ = ["LeafCheck", "NonDifferentiableError", "NonDifferentiableWarning", "V
 # Central-difference step and tolerance (relative to the directional derivative) per dtype.
 STEP = {np.dtype(np.float64): 1e-5, np.dtype(np.float32): 1e-3}
 RTOL = {np.dtype(np.float64): 1e-5, np.dtype(np.float32): 2e-2}
+
+
+RANK = {"ok": 0, "kink": 1, "wrong": 2}
+
+
+def _probes(mode: str, shape: tuple[int, ...], rng: np.random.Generator, directions: int) -> Iterator[tuple[tuple[int, ...] | None, np.ndarray]]:
+    """``(index, direction)`` pairs: random directions in fast mode, unit vectors in full mode."""
+    if mode == "fast":
+        for _ in range(directions):
+            yield None, rng.standard_normal(shape)
+        return
+    for index in np.ndindex(shape):
+        v = np.zeros(shape)
+        v[index] = 1.0
+        yield index, v
 
 
 class VJPCheckError(AssertionError):
@@ -175,9 +190,9 @@ def check_vjp(
     _assert_unchanged((params_in, x_in), (params_ref, x_ref), "vjp")
     _assert_same(vjp(dy.copy()), grads, "check_vjp: calling vjp twice with the same dy gave different {path}")
     zero = vjp(np.zeros_like(dy))
-    for path, leaf in tree_leaves_with_path(zero):
+    for key_path, leaf in tree_leaves_with_path(zero):
         if np.any(leaf != 0):
-            raise VJPCheckError(f"check_vjp: vjp(0) must be 0, but {keystr(path, '(dparams, dx)')} is not (does the vjp ignore dy?)")
+            raise VJPCheckError(f"check_vjp: vjp(0) must be 0, but {keystr(key_path, '(dparams, dx)')} is not (does the vjp ignore dy?)")
 
     check_dtype = np.dtype(dtype) if dtype is not None else y.dtype
     h = step if step is not None else STEP.get(check_dtype, 1e-3)
@@ -188,7 +203,7 @@ def check_vjp(
     inputs = (params_in, x_in)
     leaves, treedef = tree_flatten(inputs)
     grad_leaves = tree_leaves(grads)
-    paths = [_input_name(path) for path, _ in tree_leaves_with_path(inputs)]
+    paths = [_input_name(key_path) for key_path, _ in tree_leaves_with_path(inputs)]
     # Rounding in f is about eps times the magnitudes inside it (taken as at least 1), over the step.
     atol = 10 * float(np.finfo(check_dtype).eps) * (1 + float(np.sum(np.abs(dy64 * y)))) / h
 
@@ -202,35 +217,29 @@ def check_vjp(
         return float(np.vdot(dy64.ravel(), difference.ravel()))
 
     y64 = y.astype(np.float64)
+
+    def probe(k: int, path: str, grad: np.ndarray, index: tuple[int, ...] | None, v: np.ndarray) -> LeafCheck:
+        """Compare the analytic and numeric derivative of leaf ``k`` along ``v``."""
+        leaf = leaves[k]
+        plus = output(k, (leaf + h * v).astype(leaf.dtype))
+        minus = output(k, (leaf - h * v).astype(leaf.dtype))
+        numeric = contract(plus - minus) / (2 * h)
+        analytic = float(np.vdot(np.asarray(grad, dtype=np.float64).ravel(), v.ravel()))
+        bound = atol + tol * max(abs(analytic), abs(numeric))
+        status = "ok"
+        if not abs(analytic - numeric) <= bound:
+            # At a kink the one-sided slopes differ, and a right analytic value lies between them.
+            forward, backward = contract(plus - y64) / h, contract(y64 - minus) / h
+            lo, hi = min(forward, backward), max(forward, backward)
+            status = "kink" if hi - lo > bound and lo - bound <= analytic <= hi + bound else "wrong"
+        rel = abs(analytic - numeric) / max(1e-8, abs(analytic) + abs(numeric))
+        return LeafCheck(path, analytic, numeric, rel if np.isfinite(rel) else np.inf, status, index)
+
     for k, (leaf, grad, path) in enumerate(zip(leaves, grad_leaves, paths)):
         if leaf.dtype.kind != "f" or leaf.size == 0:
             continue
-        if mode == "fast":
-            probes = [(None, rng.standard_normal(leaf.shape)) for _ in range(directions)]
-        else:
-            probes = [(index, None) for index in np.ndindex(leaf.shape)]
-        worst = None
-        for index, v in probes:
-            if v is None:
-                v = np.zeros(leaf.shape)
-                v[index] = 1.0
-            plus = output(k, (leaf + h * v).astype(leaf.dtype))
-            minus = output(k, (leaf - h * v).astype(leaf.dtype))
-            numeric = contract(plus - minus) / (2 * h)
-            analytic = float(np.vdot(np.asarray(grad, dtype=np.float64).ravel(), v.ravel()))
-            err = abs(analytic - numeric)
-            bound = atol + tol * max(abs(analytic), abs(numeric))
-            status = "ok"
-            if not err <= bound:
-                forward, backward = contract(plus - y64) / h, contract(y64 - minus) / h
-                lo, hi = min(forward, backward), max(forward, backward)
-                at_kink = hi - lo > bound and lo - bound <= analytic <= hi + bound
-                status = "kink" if at_kink else "wrong"
-            rel = abs(analytic - numeric) / max(1e-8, abs(analytic) + abs(numeric))
-            candidate = LeafCheck(path, analytic, numeric, rel if np.isfinite(rel) else np.inf, status, index)
-            rank = {"ok": 0, "kink": 1, "wrong": 2}
-            if worst is None or (rank[status], candidate.rel_error) > (rank[worst.status], worst.rel_error):
-                worst = candidate
+        checks = [probe(k, path, grad, index, v) for index, v in _probes(mode, leaf.shape, rng, directions)]
+        worst = max(checks, key=lambda c: (RANK[c.status], c.rel_error))
         report.leaves.append(worst)
         if worst.status == "wrong":
             where = f" at element {worst.index}" if worst.index is not None else " along a random direction"

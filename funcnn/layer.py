@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from funcnn.tree import PyTree
+from funcnn.tree import PyTree, tree_map
 
 __all__ = ["VJP", "Apply", "Init", "Layer", "Run", "Shape", "State", "WeightScale", "bind", "layer", "run"]
 
@@ -88,7 +88,7 @@ def layer(apply: Apply, name: str | None = None, param_keys: tuple[str, ...] | N
     Needed only to put a function with a dict of params inside ``sandwich``, which must know its
     keys, or to give it an ``init`` for :func:`funcnn.init_params`.
     """
-    return Layer(apply, name or getattr(apply, "__name__", "layer"), param_keys, init)
+    return Layer(apply, name or str(getattr(apply, "__name__", "layer")), param_keys, init)
 
 
 def moded_layer(
@@ -126,17 +126,20 @@ def bind(f: Apply, state: State = (), *, train: bool, rng: np.random.Generator |
     """A plain layer ``(params, x) -> (y, vjp)`` running ``f`` in a fixed mode from a fixed state.
 
     Every call starts ``rng`` from the state it had when bound, so dropout draws the same mask each
-    time: exactly what ``check_vjp`` needs. The new state is dropped.
+    time: exactly what ``check_vjp`` needs. The bound state's float arrays take the dtype of ``x``
+    (so a float32 state serves ``check_vjp``'s float64 run). The new state is dropped.
     """
-    snapshot = None if rng is None else rng.bit_generator.state
+    start = None if rng is None else (type(rng.bit_generator), rng.bit_generator.state)
 
     def apply(params: PyTree, x: np.ndarray) -> tuple[np.ndarray, VJP]:
         generator = None
-        if snapshot is not None:
-            bit_generator = type(rng.bit_generator)()
-            bit_generator.state = snapshot
+        if start is not None:
+            bit_generator = start[0]()
+            bit_generator.state = start[1]
             generator = np.random.Generator(bit_generator)
-        y, vjp, _ = run(f, params, x, state, train=train, rng=generator)
+        dtype = np.asarray(x).dtype
+        cast = tree_map(lambda a: a.astype(dtype, copy=False) if np.asarray(a).dtype.kind == "f" else a, state)
+        y, vjp, _ = run(f, params, x, cast, train=train, rng=generator)
         return y, vjp
 
     name = layer_name(f)
