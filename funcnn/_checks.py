@@ -56,3 +56,18 @@ def cotangent(layer: str, dy: Any, y: np.ndarray) -> np.ndarray:
     if dy.dtype.kind not in "fiu":
         raise TypeError(f"{layer} vjp: dy must be a float array, got dtype {dy.dtype}")
     return dy.astype(y.dtype, copy=False)
+
+
+def number_at_least(layer: str, arg: str, value: Any, minimum: float, *, strict: bool = False) -> float:
+    """``value`` as a finite float ``>= minimum`` (``> minimum`` when ``strict``)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{layer}: {arg} must be a number, got {value!r}")
+    if not np.isfinite(value) or (value <= minimum if strict else value < minimum):
+        raise ValueError(f"{layer}: {arg} must be {'>' if strict else '>='} {minimum} and finite, got {value}")
+    return float(value)
+
+
+def no_params(layer: str, params: Any) -> None:
+    """A layer without parameters takes params ``()``."""
+    if params != ():
+        raise TypeError(f"{layer}: takes no params, so params must be (), got {params!r:.80}")

@@ -17,11 +17,14 @@ __all__ = [
     "AffineProblem",
     "ClassificationProblem",
     "ConvProblem",
+    "NormProblem",
     "PoolProblem",
     "affine_problems",
     "classification_problems",
     "conv_problems",
     "float_dtypes",
+    "group_norm_problems",
+    "layer_norm_problems",
     "pool_problems",
 ]
 
@@ -64,6 +67,16 @@ class AffineProblem:
 
     x: np.ndarray
     params: dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class NormProblem:
+    """``layer_norm()(params, x)`` (``groups`` None) or ``group_norm(groups)(params, x)`` is valid:
+    params ``{"gamma", "beta"}`` of shape ``x.shape[1:]`` (layer norm) or ``(C,)`` (group norm)."""
+
+    x: np.ndarray
+    params: dict[str, np.ndarray]
+    groups: int | None
 
 
 @dataclass(frozen=True)
@@ -124,6 +137,31 @@ def affine_problems(draw: Any, dtype: Any = None, max_batch: int = 4) -> AffineP
     d = int(np.prod(trailing))
     params = {"w": rng.standard_normal((d, m)).astype(dtype), "b": rng.standard_normal(m).astype(dtype)}
     return AffineProblem(x, params)
+
+
+def _gamma_beta(rng: np.random.Generator, shape: tuple[int, ...], dtype: Any) -> dict[str, np.ndarray]:
+    return {"gamma": rng.standard_normal(shape).astype(dtype), "beta": rng.standard_normal(shape).astype(dtype)}
+
+
+@st.composite
+def layer_norm_problems(draw: Any, dtype: Any = None, max_batch: int = 3) -> NormProblem:
+    """Layer-norm problems: x ``(N, d1, ..., dk)`` with 1 to 3 non-batch axes, random gamma and beta."""
+    dtype = draw(float_dtypes) if dtype is None else dtype
+    n = draw(st.integers(1, max_batch))
+    trailing = tuple(draw(st.lists(st.integers(1, 4), min_size=1, max_size=3)))
+    rng = _rng(draw)
+    return NormProblem(rng.standard_normal((n, *trailing)).astype(dtype), _gamma_beta(rng, trailing, dtype), None)
+
+
+@st.composite
+def group_norm_problems(draw: Any, dtype: Any = None, max_batch: int = 3, max_size: int = 4) -> NormProblem:
+    """Group-norm problems: x ``(N, C, H, W)`` with 1 to 3 groups of 1 to 3 channels, random gamma and beta."""
+    dtype = draw(float_dtypes) if dtype is None else dtype
+    groups = draw(st.integers(1, 3))
+    n, c = draw(st.integers(1, max_batch)), groups * draw(st.integers(1, 3))
+    height, width = draw(st.integers(1, max_size)), draw(st.integers(1, max_size))
+    rng = _rng(draw)
+    return NormProblem(rng.standard_normal((n, c, height, width)).astype(dtype), _gamma_beta(rng, (c,), dtype), groups)
 
 
 @st.composite

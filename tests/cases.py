@@ -4,7 +4,15 @@ import numpy as np
 from hypothesis import strategies as st
 
 import funcnn as fn
-from funcnn.testing import affine_problems, classification_problems, conv_problems, float_dtypes, pool_problems
+from funcnn.testing import (
+    affine_problems,
+    classification_problems,
+    conv_problems,
+    float_dtypes,
+    group_norm_problems,
+    layer_norm_problems,
+    pool_problems,
+)
 
 
 @st.composite
@@ -13,6 +21,35 @@ def relu_cases(draw, dtype=None):
     shape = tuple(draw(st.lists(st.integers(1, 4), min_size=1, max_size=4)))
     x = np.random.default_rng(draw(st.integers(0, 2**16))).standard_normal(shape).astype(dtype)
     return fn.relu, (), x
+
+
+@st.composite
+def elementwise_cases(draw, layer, dtype=None):
+    """An activation on standard-normal x of any shape (a kink at 0 is hit with probability 0)."""
+    dtype = draw(float_dtypes) if dtype is None else dtype
+    shape = tuple(draw(st.lists(st.integers(1, 4), min_size=1, max_size=4)))
+    x = np.random.default_rng(draw(st.integers(0, 2**16))).standard_normal(shape).astype(dtype)
+    return layer, (), x
+
+
+def leaky_relu_cases(dtype=None):
+    return st.floats(0, 1).flatmap(lambda alpha: elementwise_cases(fn.leaky_relu(alpha), dtype))
+
+
+def avg_pool_cases(dtype=None):
+    return pool_problems(dtype).map(lambda p: (fn.avg_pool(**p.pool_param), (), p.x))
+
+
+def global_avg_pool_cases(dtype=None):
+    return pool_problems(dtype).map(lambda p: (fn.global_avg_pool, (), p.x))
+
+
+def layer_norm_cases(dtype=None):
+    return layer_norm_problems(dtype).map(lambda p: (fn.layer_norm(), p.params, p.x))
+
+
+def group_norm_cases(dtype=None):
+    return group_norm_problems(dtype).map(lambda p: (fn.group_norm(p.groups), p.params, p.x))
 
 
 def conv_cases(dtype=None, naive=False):
@@ -92,4 +129,11 @@ CASES = {
     "loss": loss_cases,
     "two_layer_net": two_layer_net_cases,
     "convnet": convnet_cases,
+    "leaky_relu": leaky_relu_cases,
+    "tanh": lambda dtype=None: elementwise_cases(fn.tanh, dtype),
+    "sigmoid": lambda dtype=None: elementwise_cases(fn.sigmoid, dtype),
+    "avg_pool": avg_pool_cases,
+    "global_avg_pool": global_avg_pool_cases,
+    "layer_norm": layer_norm_cases,
+    "group_norm": group_norm_cases,
 }
