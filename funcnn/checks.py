@@ -29,6 +29,19 @@ def _problems(rng: np.random.Generator) -> Iterator[tuple[str, Callable, Any, np
     yield "conv_relu_pool", fn.conv_relu_pool({"stride": 1, "pad": 1}), sandwich_p, randn((2, 3, 16, 16))
     yield "conv_relu", fn.conv_relu(stride=1, pad=1), sandwich_p, randn((2, 3, 8, 8))
     yield "affine_relu", fn.affine_relu, {"w": randn((12, 10)), "b": randn(10)}, randn((2, 3, 4))
+    yield "leaky_relu", fn.leaky_relu(0.1), (), randn((4, 5))
+    yield "tanh", fn.tanh, (), randn((4, 5))
+    yield "sigmoid", fn.sigmoid, (), randn((4, 5))
+    yield "avg_pool 3x3 s2", fn.avg_pool(pool_height=3, pool_width=3, stride=2), (), randn((2, 2, 7, 7))
+    yield "global_avg_pool", fn.global_avg_pool, (), randn((2, 3, 4, 4))
+    norm_p = {"gamma": randn(4), "beta": randn(4)}
+    yield "layer_norm", fn.layer_norm(), {"gamma": randn(6), "beta": randn(6)}, randn((3, 6))
+    yield "group_norm", fn.group_norm(groups=2), norm_p, randn((2, 4, 3, 3))
+    bn_state = {"running_mean": randn(4), "running_var": rng.uniform(0.5, 2, 4)}
+    yield "batch_norm (train)", fn.bind(fn.batch_norm(), bn_state, train=True), norm_p, randn((5, 4))
+    yield "batch_norm (eval)", fn.bind(fn.batch_norm(), bn_state, train=False), norm_p, randn((5, 4))
+    yield "spatial_batch_norm (train)", fn.bind(fn.spatial_batch_norm(), bn_state, train=True), norm_p, randn((2, 4, 3, 3))
+    yield "dropout (train)", fn.bind(fn.dropout(0.3), train=True, rng=np.random.default_rng(seed=1)), (), randn((4, 5))
     net = fn.chain(fn.affine, fn.relu, fn.affine, fn.loss_layer(fn.softmax_loss, rng.integers(10, size=5)))
     net_p = ({"w": 0.1 * randn((20, 15)), "b": randn(15)}, (), {"w": 0.1 * randn((15, 10)), "b": randn(10)}, ())
     yield "two-layer net + softmax", net, net_p, randn((5, 4, 5))
@@ -48,9 +61,9 @@ def run_checks(seed: int = 0, mode: Literal["fast", "full"] = "full") -> list[tu
 
 def format_table(results: list[tuple[str, VJPReport]]) -> str:
     """A table of the relative error of every leaf: one row per layer and leaf."""
-    lines = [f"{'layer':<26} {'gradient':<16} {'rel error':>9}  status", "-" * 62]
+    lines = [f"{'layer':<28} {'gradient':<16} {'rel error':>9}  status", "-" * 64]
     for title, report in results:
         for leaf in report.leaves:
             name = "d" + leaf.path.replace("params", "")
-            lines.append(f"{title:<26} {name:<16} {leaf.rel_error:9.2e}  {leaf.status}")
+            lines.append(f"{title:<28} {name:<16} {leaf.rel_error:9.2e}  {leaf.status}")
     return "\n".join(lines)

@@ -1,0 +1,22 @@
+import funcnn.checks
+from funcnn.cli import main
+
+
+def test_check_command_prints_every_layer_and_passes(capsys):
+    assert main(["check", "--mode", "fast"]) == 0
+    out = capsys.readouterr().out
+    for title in ("affine", "conv_naive", "max_pool 3x3 s2", "batch_norm (train)", "dropout (train)", "three-layer convnet + svm"):
+        assert f"\n{title} " in out
+    assert "all correct" in out
+
+
+def test_check_command_reports_a_wrong_gradient(capsys, monkeypatch):
+    import funcnn as fn
+
+    def wrong_relu(params, x):
+        y, vjp = fn.relu(params, x)
+        return y, lambda dy: ((), 2 * vjp(dy)[1])
+
+    monkeypatch.setattr(funcnn.checks, "_problems", lambda rng: iter([("relu", wrong_relu, (), rng.standard_normal((3, 3)))]))
+    assert main(["check"]) == 1
+    assert "FAILED: check_vjp: the gradient of x is wrong" in capsys.readouterr().err
