@@ -193,3 +193,28 @@ def test_numerical_helpers_match_known_gradients():
     np.testing.assert_array_equal(a, before)
     assert fn.rel_error(np.array([1.0]), np.array([1.0])) == 0.0
     assert fn.rel_error(np.array([1.0]), np.array([3.0])) == pytest.approx(0.5)
+
+
+def test_many_exact_kinks_at_once_are_kinks_not_wrong_gradients():
+    """Real digits have blank pixels: with zero biases, many ReLU inputs are exactly 0 and many pool
+    windows tie, so the one-sided slopes need not bracket the analytic value."""
+    from funcnn.data import load_digits
+
+    d = load_digits(np.float64)
+    net = fn.nets.three_layer_convnet(num_filters=8, filter_size=3, hidden_dim=20)
+    _, params = fn.init_params(net, np.random.default_rng(0), (1, 8, 8), np.float64)
+    f = fn.chain(net, fn.loss_layer(fn.softmax_loss, d.train.y[:2]))
+    report = fn.check_vjp(f, (params, ()), d.train.x[:2], on_kink="ignore")
+    assert report["x"].status == "kink"
+    assert {leaf.status for leaf in report.leaves} <= {"ok", "kink"}
+
+
+def test_a_wrong_gradient_of_a_curved_function_is_not_mistaken_for_a_kink():
+    def bad_tanh(params, x):
+        y, vjp = fn.tanh(params, x)
+        return y, lambda dy: ((), 1.01 * vjp(dy)[1])
+
+    x = np.random.default_rng(0).standard_normal((3, 4)) * 2
+    for mode in ("fast", "full"):
+        with pytest.raises(fn.VJPCheckError, match="gradient of x is wrong"):
+            fn.check_vjp(bad_tanh, (), x, mode=mode)
