@@ -20,18 +20,51 @@ Backward = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]
 Forward = Callable[[np.ndarray, np.ndarray, np.ndarray, int, int, int, int], tuple[np.ndarray, Backward]]
 
 
+# Images per chunk: their columns take at most about this many bytes (a single image may take more),
+# so they stay in the caches between im2col and the matrix products, and the columns of a large
+# batch are never all in memory at once.
+CHUNK_BYTES = 16 << 20
+
+
 def _fast_forward(x, w, b, stride, pad, out_h, out_w):
     from funcnn.kernels import conv as kernels
 
+    x = np.ascontiguousarray(x)
     n, f, (hh, ww) = x.shape[0], w.shape[0], w.shape[2:]
-    w2 = w.reshape(f, -1)
-    cols = kernels.im2col(np.ascontiguousarray(x), hh, ww, stride, pad, out_h, out_w)
-    y = (w2 @ cols).reshape(f, n, out_h, out_w).transpose(1, 0, 2, 3) + b[:, None, None]
+    w2 = np.ascontiguousarray(w.reshape(f, -1))
+    k, plane = w2.shape[1], out_h * out_w
+    step = max(1, min(n, CHUNK_BYTES // max(1, k * plane * x.itemsize)))
+    chunks = [slice(start, min(start + step, n)) for start in range(0, n, step)]
+
+    def columns(buffer, part):
+        cols = buffer[: k * (part.stop - part.start) * plane].reshape(k, -1)
+        return kernels.im2col(x[part], hh, ww, stride, pad, out_h, out_w, cols)
+
+    buffer, products = np.empty(k * step * plane, x.dtype), np.empty(f * step * plane, x.dtype)
+    y = np.empty((n, f, out_h, out_w), x.dtype)
+    for part in chunks:
+        cols = columns(buffer, part)
+        y_part = np.matmul(w2, cols, out=products[: f * cols.shape[1]].reshape(f, -1))
+        np.add(y_part.reshape(f, -1, plane).transpose(1, 0, 2), b[:, None], out=y[part].reshape(-1, f, plane))
+    # One chunk: its columns (at most about CHUNK_BYTES) are kept for the backward pass. More: the
+    # backward pass recomputes them chunk by chunk from x, which takes K / C times less memory than
+    # keeping them, for an im2col that is cheap next to the matrix products.
+    kept = buffer.reshape(k, -1) if len(chunks) == 1 else None
+    del buffer, products
 
     def backward(dy):
-        dy2 = dy.transpose(1, 0, 2, 3).reshape(f, -1)
-        dx = kernels.col2im(w2.T @ dy2, x.shape, hh, ww, stride, pad, out_h, out_w)
-        return dx, (dy2 @ cols.T).reshape(w.shape), dy.sum(axis=(0, 2, 3))
+        dy = dy.reshape(n, f, plane)
+        buffer = np.empty(k * step * plane, x.dtype)
+        dx, dw, db = np.empty_like(x), np.zeros((f, k), x.dtype), np.zeros(f, x.dtype)
+        for part in chunks:
+            dy_part = np.ascontiguousarray(dy[part].transpose(1, 0, 2)).reshape(f, -1)
+            cols = columns(buffer, part) if kept is None else kept
+            dw += dy_part @ cols.T
+            db += dy_part.sum(axis=1)
+            # The columns are used up: their buffer takes their gradient (fresh memory costs page faults).
+            dcols = np.matmul(w2.T, dy_part, out=buffer[: cols.size].reshape(cols.shape))
+            kernels.col2im(dcols, hh, ww, stride, pad, out_h, out_w, dx[part])
+        return dx, dw.reshape(w.shape), db
 
     return y, backward
 
@@ -108,7 +141,7 @@ def _conv_init(name: str, stride: int, pad: int, filters: Any, kernel_size: Any)
 
 
 def conv(stride: int = 1, pad: int = 0, filters: int | None = None, kernel_size: int | tuple[int, int] | None = None) -> Layer:
-    """A convolution layer on Numba/BLAS kernels (im2col, one matrix product, col2im).
+    """A convolution layer on Numba/BLAS kernels (im2col, BLAS matrix products, col2im), chunk by chunk.
 
     params: ``{"w": (F, C, HH, WW), "b": (F,)}``; x: ``(N, C, H, W)``; y: ``(N, F, H', W')`` with
     ``H' = (H + 2 * pad - HH) // stride + 1``. ``conv(**conv_param)`` takes the course's dict.

@@ -9,14 +9,14 @@ from typing import Any
 import numba
 
 
-def jit(parallel: bool = False) -> Callable[[Callable[..., Any]], Any]:
+def jit(inline: str = "never") -> Callable[[Callable[..., Any]], Any]:
     """Decorate a kernel for lazy compilation. Never fastmath: these kernels are gradient-checked."""
 
     def decorate(fn: Callable[..., Any]) -> Any:
         try:
-            return numba.njit(cache=True, parallel=parallel, nogil=True)(fn)
+            return numba.njit(cache=True, nogil=True, inline=inline)(fn)
         except RuntimeError as error:  # numba found no writable cache location
             warnings.warn(f"funcnn: Numba cannot cache {fn.__name__} ({error}); it compiles in every new process", stacklevel=2)
-            return numba.njit(cache=False, parallel=parallel, nogil=True)(fn)
+            return numba.njit(cache=False, nogil=True, inline=inline)(fn)
 
     return decorate

@@ -1,58 +1,91 @@
-"""im2col and col2im for convolution; the arithmetic itself is one BLAS matrix product.
+"""im2col and col2im for convolution; the arithmetic itself is BLAS matrix products.
 
-Columns are laid out ``(K, N * P)`` with ``K = C * HH * WW`` (rows ordered c, i, j like ``w``'s
-trailing axes) and ``P = H' * W'`` (columns ordered n, h', w'), so ``w.reshape(F, K) @ cols`` is the
-whole forward pass. Padding is handled inside the kernels: no padded copy of ``x`` is made.
+Columns are laid out ``(K, n * P)`` with ``K = C * HH * WW`` (rows ordered c, i, j like ``w``'s
+trailing axes) and ``P = H' * W'`` (columns ordered n, h', w'), so ``w.reshape(F, K) @ cols`` is a
+whole forward pass over ``n`` images. Padding is handled inside the kernels: no padded copy of ``x``
+is made. Both kernels fill an array the caller gives them, so one buffer serves every chunk of a
+batch while it is still in the caches.
+
+The kernels are serial; BLAS runs the matrix products, most of the time, on every core. Numba's
+parallel loops were tried: between them and the BLAS calls, idle OpenMP threads spin on the cores
+that BLAS needs next, which made a conv several times slower (tens of times when another library,
+such as PyTorch, had loaded its own OpenMP runtime). Splitting a chunk between two plain threads
+gained nothing measurable: the kernels move a chunk that is still in the caches.
+
+The kernels index flat views with unsigned integers: Numba then skips its negative-index check,
+which otherwise keeps LLVM from vectorising the row copies.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import prange
 
 from funcnn.kernels._jit import jit
 
+u = np.uint64
 
-@jit(parallel=True)
-def im2col(x, hh, ww, stride, pad, out_h, out_w):  # pragma: no cover - compiled
+
+@jit(inline="always")
+def _valid(size, j, stride, pad, out_size):  # pragma: no cover - compiled
+    """The outputs ``o`` in ``[lo, hi)`` read an input ``o * stride + j - pad`` inside ``[0, size)``."""
+    lo = min(out_size, max(0, (pad - j + stride - 1) // stride))
+    hi = max(lo, min(out_size, (size - 1 + pad - j) // stride + 1))
+    return lo, hi
+
+
+@jit()
+def im2col(x, hh, ww, stride, pad, out_h, out_w, cols):  # pragma: no cover - compiled
     n_batch, channels, height, width = x.shape
-    plane = out_h * out_w
-    cols = np.empty((channels * hh * ww, n_batch * plane), dtype=x.dtype)
-    for n in prange(n_batch):
-        for c in range(channels):
-            for i in range(hh):
-                for j in range(ww):
-                    row = (c * hh + i) * ww + j
-                    for oh in range(out_h):
-                        h = oh * stride + i - pad
-                        base = n * plane + oh * out_w
-                        if h < 0 or h >= height:
-                            for ow in range(out_w):
-                                cols[row, base + ow] = 0
-                            continue
-                        for ow in range(out_w):
-                            w = ow * stride + j - pad
-                            cols[row, base + ow] = x[n, c, h, w] if 0 <= w < width else 0
+    plane, n_cols = out_h * out_w, cols.shape[1]
+    src, dst = x.reshape(-1), cols.reshape(-1)
+    for nc in range(n_batch * channels):
+        n, c = nc // channels, nc % channels
+        for i in range(hh):
+            for j in range(ww):
+                lo, hi = _valid(width, j, stride, pad, out_w)
+                for oh in range(out_h):
+                    h = oh * stride + i - pad
+                    d = ((c * hh + i) * ww + j) * n_cols + n * plane + oh * out_w
+                    if h < 0 or h >= height:
+                        lo_h, hi_h = out_w, out_w
+                    else:
+                        lo_h, hi_h = lo, hi
+                    s = (nc * height + h) * width + j - pad
+                    for ow in range(lo_h):
+                        dst[u(d + ow)] = 0
+                    if stride == 1:
+                        for ow in range(lo_h, hi_h):
+                            dst[u(d + ow)] = src[u(s + ow)]
+                    else:
+                        for ow in range(lo_h, hi_h):
+                            dst[u(d + ow)] = src[u(s + ow * stride)]
+                    for ow in range(hi_h, out_w):
+                        dst[u(d + ow)] = 0
     return cols
 
 
-@jit(parallel=True)
-def col2im(dcols, x_shape, hh, ww, stride, pad, out_h, out_w):  # pragma: no cover - compiled
-    n_batch, channels, height, width = x_shape
-    plane = out_h * out_w
-    dx = np.zeros((n_batch, channels, height, width), dtype=dcols.dtype)
-    for n in prange(n_batch):
-        for c in range(channels):
-            for i in range(hh):
-                for j in range(ww):
-                    row = (c * hh + i) * ww + j
-                    for oh in range(out_h):
-                        h = oh * stride + i - pad
-                        if h < 0 or h >= height:
-                            continue
-                        base = n * plane + oh * out_w
-                        for ow in range(out_w):
-                            w = ow * stride + j - pad
-                            if 0 <= w < width:
-                                dx[n, c, h, w] += dcols[row, base + ow]
+@jit()
+def col2im(dcols, hh, ww, stride, pad, out_h, out_w, dx):  # pragma: no cover - compiled
+    n_batch, channels, height, width = dx.shape
+    plane, n_cols = out_h * out_w, dcols.shape[1]
+    src, dst = dcols.reshape(-1), dx.reshape(-1)
+    for nc in range(n_batch * channels):
+        n, c = nc // channels, nc % channels
+        for k in range(height * width):
+            dst[u(nc * height * width + k)] = 0
+        for i in range(hh):
+            for j in range(ww):
+                lo, hi = _valid(width, j, stride, pad, out_w)
+                for oh in range(out_h):
+                    h = oh * stride + i - pad
+                    if h < 0 or h >= height:
+                        continue
+                    s = ((c * hh + i) * ww + j) * n_cols + n * plane + oh * out_w
+                    d = (nc * height + h) * width + j - pad
+                    if stride == 1:
+                        for ow in range(lo, hi):
+                            dst[u(d + ow)] += src[u(s + ow)]
+                    else:
+                        for ow in range(lo, hi):
+                            dst[u(d + ow * stride)] += src[u(s + ow)]
     return dx

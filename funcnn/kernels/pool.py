@@ -1,48 +1,89 @@
 """Max-pool kernels. Forward records, per output, the flat index (h * W + w) of the first maximum
 in row-major order inside its window (the first NaN if there is one, like ``np.argmax``);
-backward adds each upstream gradient at that index, so overlapping windows sum correctly."""
+backward adds each upstream gradient at that index, so overlapping windows sum correctly.
+
+Serial, like the conv kernels (see there). Selects instead of branches (random data makes a branch
+on each comparison a coin toss for the CPU) and unsigned indices (which spare Numba's
+negative-index checks) let LLVM vectorise the forward pass, as long as it compares with a plain
+``>``: a plane that holds a NaN is pooled a second time with the NaN rule. The common 2x2 and 3x3
+windows with stride 2 get kernels of their own, whose constant bounds LLVM unrolls.
+"""
 
 from __future__ import annotations
 
 import numpy as np
-from numba import prange
 
 from funcnn.kernels._jit import jit
 
+u = np.uint64
 
-@jit(parallel=True)
-def max_pool_forward(x, ph, pw, stride, out_h, out_w):  # pragma: no cover - compiled
+
+@jit(inline="always")
+def _pool_plane(src, dst, where, plane, height, width, out_h, out_w, ph, pw, stride, nan_aware):  # pragma: no cover - compiled
+    """Pools one (image, channel) plane; returns whether it holds a NaN. Only the ``nan_aware``
+    pass lets a NaN win; on a plane without NaN both passes give the same result."""
+    first, seen_nan = plane * height * width, False
+    for oh in range(out_h):
+        for ow in range(out_w):
+            best_at = oh * stride * width + ow * stride
+            best = src[u(first + best_at)]
+            for i in range(ph):
+                for j in range(pw):
+                    at = (oh * stride + i) * width + ow * stride + j
+                    v = src[u(first + at)]
+                    seen_nan |= v != v  # noqa: PLR0124 - the NaN test
+                    wins = (v > best) | ((v != v) & (best == best)) if nan_aware else v > best  # noqa: PLR0124
+                    best = v if wins else best
+                    best_at = at if wins else best_at
+            o = (plane * out_h + oh) * out_w + ow
+            dst[u(o)] = best
+            where[u(o)] = best_at
+    return seen_nan
+
+
+@jit(inline="always")
+def _forward(x, ph, pw, stride, out_h, out_w):  # pragma: no cover - compiled
     n_batch, channels, height, width = x.shape
     out = np.empty((n_batch, channels, out_h, out_w), dtype=x.dtype)
     argmax = np.empty((n_batch, channels, out_h, out_w), dtype=np.int32)
-    for nc in prange(n_batch * channels):
-        n = nc // channels
-        c = nc % channels
-        for oh in range(out_h):
-            for ow in range(out_w):
-                h0 = oh * stride
-                w0 = ow * stride
-                best = x[n, c, h0, w0]
-                best_at = h0 * width + w0
-                for i in range(ph):
-                    for j in range(pw):
-                        v = x[n, c, h0 + i, w0 + j]
-                        if v > best or (v != v and best == best):
-                            best = v
-                            best_at = (h0 + i) * width + w0 + j
-                out[n, c, oh, ow] = best
-                argmax[n, c, oh, ow] = best_at
+    src, dst, where = x.reshape(-1), out.reshape(-1), argmax.reshape(-1)
+    for plane in range(n_batch * channels):
+        if _pool_plane(src, dst, where, plane, height, width, out_h, out_w, ph, pw, stride, False):
+            _pool_plane(src, dst, where, plane, height, width, out_h, out_w, ph, pw, stride, True)
     return out, argmax
 
 
-@jit(parallel=True)
+@jit()
+def _forward_2x2_s2(x, out_h, out_w):  # pragma: no cover - compiled
+    return _forward(x, 2, 2, 2, out_h, out_w)
+
+
+@jit()
+def _forward_3x3_s2(x, out_h, out_w):  # pragma: no cover - compiled
+    return _forward(x, 3, 3, 2, out_h, out_w)
+
+
+@jit()
+def _forward_any(x, ph, pw, stride, out_h, out_w):  # pragma: no cover - compiled
+    return _forward(x, ph, pw, stride, out_h, out_w)
+
+
+def max_pool_forward(x, ph, pw, stride, out_h, out_w):
+    """``(y, argmax)``; each kernel is compiled on its first use."""
+    if stride == 2 and ph == pw and ph in (2, 3):
+        return (_forward_2x2_s2 if ph == 2 else _forward_3x3_s2)(x, out_h, out_w)
+    return _forward_any(x, ph, pw, stride, out_h, out_w)
+
+
+@jit()
 def max_pool_backward(dy, argmax, height, width):  # pragma: no cover - compiled
     n_batch, channels, out_h, out_w = dy.shape
-    dx = np.zeros((n_batch, channels, height * width), dtype=dy.dtype)
-    for nc in prange(n_batch * channels):
-        n = nc // channels
-        c = nc % channels
-        for oh in range(out_h):
-            for ow in range(out_w):
-                dx[n, c, argmax[n, c, oh, ow]] += dy[n, c, oh, ow]
-    return dx.reshape(n_batch, channels, height, width)
+    dx = np.empty((n_batch, channels, height, width), dtype=dy.dtype)
+    src, where, dst = dy.reshape(-1), argmax.reshape(-1), dx.reshape(-1)
+    size, out_size = height * width, out_h * out_w
+    for plane in range(n_batch * channels):
+        for k in range(plane * size, (plane + 1) * size):
+            dst[u(k)] = 0
+        for o in range(plane * out_size, (plane + 1) * out_size):
+            dst[u(plane * size + where[u(o)])] += src[u(o)]
+    return dx

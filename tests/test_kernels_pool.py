@@ -1,0 +1,33 @@
+"""The fast max-pool's NaN rule: a plane with a NaN is pooled again, and agrees with the reference."""
+
+import numpy as np
+from hypothesis import given
+from hypothesis import strategies as st
+
+import funcnn as fn
+from funcnn.testing import pool_problems
+
+
+@given(pool_problems(ties=True), st.integers(0, 2**32 - 1), st.sampled_from([1, 2, 5]))
+def test_pool_with_nans_equals_naive(p, seed, nans):
+    x = p.x.copy()
+    x.flat[np.random.default_rng(seed).integers(0, x.size, size=nans)] = np.nan
+    with np.errstate(invalid="ignore"):
+        y, vjp = fn.max_pool(**p.pool_param)((), x)
+        y0, vjp0 = fn.max_pool_naive(**p.pool_param)((), x)
+        np.testing.assert_array_equal(y, y0)
+        dy = np.arange(1, y.size + 1, dtype=x.dtype).reshape(y.shape)
+        np.testing.assert_array_equal(vjp(dy)[1], vjp0(dy)[1])
+
+
+def test_2x2_and_3x3_kernels_pick_the_first_maximum():
+    x = np.zeros((1, 1, 5, 5))
+    x[0, 0, 1, 1] = x[0, 0, 2, 2] = 1.0  # a tie inside the first 3x3 window
+    expected = {3: {(1, 1): 1.0, (2, 2): 3.0}, 2: {(1, 1): 1.0, (2, 2): 1.0, (0, 2): 1.0, (2, 0): 1.0}}
+    for size, grads in expected.items():
+        for layer in (fn.max_pool(size, size, 2), fn.max_pool_naive(size, size, 2)):
+            y, vjp = layer((), x)
+            want = np.zeros_like(x)
+            for (h, w), g in grads.items():
+                want[0, 0, h, w] = g
+            np.testing.assert_array_equal(vjp(np.ones_like(y))[1], want)
