@@ -18,6 +18,7 @@ def float_array(layer: str, arg: str, value: Any) -> np.ndarray:
 
 
 def check_ndim(layer: str, arg: str, array: np.ndarray, ndim: int, layout: str) -> None:
+    """Raise when ``array`` is not ``ndim``-D, naming the expected ``layout``."""
     if array.ndim != ndim:
         raise ValueError(f"{layer}: {arg} must be {ndim}-D {layout}, got shape {array.shape}")
 
@@ -32,6 +33,7 @@ def same_dtype(layer: str, **arrays: np.ndarray) -> np.dtype:
 
 
 def int_at_least(layer: str, arg: str, value: Any, minimum: int) -> int:
+    """``value`` as an int ``>= minimum``; bools and floats are refused."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{layer}: {arg} must be an int, got {value!r}")
     if value < minimum:
@@ -54,7 +56,7 @@ def cotangent(layer: str, dy: Any, y: np.ndarray) -> np.ndarray:
     if dy.shape != y.shape:
         raise ValueError(f"{layer} vjp: dy must have the output's shape {y.shape}, got {dy.shape}")
     if dy.dtype.kind not in "fiu":
-        raise TypeError(f"{layer} vjp: dy must be a float array, got dtype {dy.dtype}")
+        raise TypeError(f"{layer} vjp: dy must be a numeric array, got dtype {dy.dtype}")
     return dy.astype(y.dtype, copy=False)
 
 
@@ -67,7 +69,19 @@ def number_at_least(layer: str, arg: str, value: Any, minimum: float, *, strict:
     return float(value)
 
 
+def is_empty(tree: Any) -> bool:
+    """True for ``()``, the params or state of a layer that has none (safe on arrays)."""
+    return isinstance(tree, tuple) and tree == ()
+
+
 def no_params(layer: str, params: Any) -> None:
     """A layer without parameters takes params ``()``."""
-    if params != ():
+    if not is_empty(params):
         raise TypeError(f"{layer}: takes no params, so params must be (), got {params!r:.80}")
+
+
+def dict_params(layer: str, params: Any, keys: tuple[str, ...], what: str = "params") -> dict[str, np.ndarray]:
+    """``params`` (or a state, with ``what``) as a dict with exactly ``keys``, each a float array."""
+    if not isinstance(params, dict) or set(params) != set(keys):
+        raise TypeError(f"{layer}: {what} must be a dict with keys {list(keys)}, got {params!r:.80}")
+    return {key: float_array(layer, f"{what}['{key}']", params[key]) for key in keys}

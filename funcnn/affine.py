@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-from funcnn._checks import check_ndim, cotangent, float_array, int_at_least, same_dtype
+from funcnn._checks import check_ndim, cotangent, dict_params, float_array, int_at_least, same_dtype
 from funcnn.init import weight_std, weights_and_bias
 from funcnn.layer import VJP, Layer, Shape, WeightScale
 from funcnn.tree import PyTree
@@ -18,16 +20,13 @@ def _affine(params: PyTree, x: np.ndarray) -> tuple[np.ndarray, VJP]:
     params: ``{"w": (D, M), "b": (M,)}``; x: ``(N, d1, ..., dk)`` with ``D = d1 * ... * dk``.
     Returns ``y`` of shape ``(N, M)`` and ``vjp(dy) -> ({"w": dw, "b": db}, dx)``.
     """
-    if not isinstance(params, dict) or set(params) != {"w", "b"}:
-        raise TypeError(f"{NAME}: params must be a dict with keys 'w' and 'b', got {params!r:.80}")
+    w, b = dict_params(NAME, params, ("w", "b")).values()
     x = float_array(NAME, "x", x)
-    w = float_array(NAME, "params['w']", params["w"])
-    b = float_array(NAME, "params['b']", params["b"])
     same_dtype(NAME, x=x, w=w, b=b)
     if x.ndim < 1:
         raise ValueError(f"{NAME}: x must be at least 1-D (N, d1, ..., dk), got shape {x.shape}")
     check_ndim(NAME, "params['w']", w, 2, "(D, M)")
-    x2 = x.reshape(x.shape[0], -1)
+    x2 = x.reshape(x.shape[0], math.prod(x.shape[1:]))
     if x2.shape[1] != w.shape[0]:
         raise ValueError(f"{NAME}: x of shape {x.shape} flattens to D={x2.shape[1]}, but params['w'] has shape {w.shape}")
     if b.shape != (w.shape[1],):

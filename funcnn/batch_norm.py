@@ -14,30 +14,29 @@ from typing import Any
 
 import numpy as np
 
-from funcnn._checks import check_ndim, cotangent, float_array, same_dtype
+from funcnn._checks import check_ndim, cotangent, dict_params, float_array, number_at_least, same_dtype
 from funcnn.layer import VJP, Layer, Shape, State, WeightScale, moded_layer
 from funcnn.tree import PyTree
 
 
 def _batch_norm_layer(name: str, ndim: int, layout: str, axes: tuple[int, ...], momentum: float, eps: float) -> Layer:
-    if not 0 <= momentum < 1:
+    momentum = number_at_least(name, "momentum", momentum, 0.0)
+    if not momentum < 1:
         raise ValueError(f"{name}: momentum must be in [0, 1), got {momentum}")
-    if not eps > 0:
-        raise ValueError(f"{name}: eps must be > 0, got {eps}")
+    eps = number_at_least(name, "eps", eps, 0.0, strict=True)
     features = "C" if ndim == 4 else "D"
 
     def checked(params: PyTree, x: Any, state: State) -> tuple[np.ndarray, ...]:
         x = float_array(name, "x", x)
         check_ndim(name, "x", x, ndim, layout)
         width = x.shape[1]
-        arrays = {}
-        for tree, what, keys in ((params, "params", ("gamma", "beta")), (state, "state", ("running_mean", "running_var"))):
-            if not isinstance(tree, dict) or set(tree) != set(keys):
-                raise TypeError(f"{name}: {what} must be a dict with keys {list(keys)}, got {tree!r:.80}")
-            for key in keys:
-                arrays[key] = float_array(name, f"{what}['{key}']", tree[key])
-                if arrays[key].shape != (width,):
-                    raise ValueError(f"{name}: {what}['{key}'] must have shape ({width},) for x of shape {x.shape} ({features}={width}), got {arrays[key].shape}")
+        if width == 0:
+            raise ValueError(f"{name}: x must have at least one feature ({features}), got shape {x.shape}")
+        arrays = dict_params(name, params, ("gamma", "beta")) | dict_params(name, state, ("running_mean", "running_var"), "state")
+        for key, array in arrays.items():
+            if array.shape != (width,):
+                what = "params" if key in ("gamma", "beta") else "state"
+                raise ValueError(f"{name}: {what}['{key}'] must have shape ({width},) for x of shape {x.shape} ({features}={width}), got {array.shape}")
         same_dtype(name, x=x, **arrays)
         return x, arrays["gamma"], arrays["beta"], arrays["running_mean"], arrays["running_var"]
 

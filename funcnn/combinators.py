@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from funcnn._checks import cotangent, float_array, no_params
 from funcnn.init import infer, infer_state
 from funcnn.layer import VJP, Apply, Layer, Shape, State, WeightScale, layer_name, moded_layer, run
 from funcnn.tree import PyTree
@@ -197,6 +198,9 @@ def fan_out(*branches: Apply) -> Layer:
 
     def init(rng: np.random.Generator, shape: Shape, dtype: np.dtype, weight_scale: WeightScale) -> tuple[Shape, PyTree]:
         results = [infer(f, rng, shape, dtype, weight_scale) for f in branches]
+        for f, (out, _) in zip(branches[1:], results[1:]):
+            if out != results[0][0]:
+                raise ValueError(f"{name}: {layer_name(f)} gives shape {out} but {layer_name(branches[0])} gives {results[0][0]}")
         return results[0][0], tuple(p for _, p in results)
 
     def state_init(shape: Shape, dtype: np.dtype) -> State:
@@ -206,8 +210,10 @@ def fan_out(*branches: Apply) -> Layer:
 
 
 def _identity(params: PyTree, x: np.ndarray) -> tuple[np.ndarray, VJP]:
-    """``y = x``; params ``()``."""
-    return x, lambda dy: ((), dy)
+    """``y = x``, any shape; params ``()``. Returns ``x`` and ``vjp(dy) -> ((), dy)``."""
+    no_params("identity", params)
+    x = float_array("identity", "x", x)
+    return x, lambda dy: ((), cotangent("identity", dy, x))
 
 
 identity = Layer(_identity, "identity", ())
@@ -220,7 +226,12 @@ def residual(f: Apply) -> Layer:
     name = f"residual({layer_name(f)})"
 
     def forward(params: PyTree, x: np.ndarray, state: State, train: bool, rng: Any) -> tuple[np.ndarray, VJP, State]:
-        y, vjp, new_state = run(both, ((), params), x, ((), state) if both.moded else (), train=train, rng=rng)
+        try:
+            y, vjp, new_state = run(both, ((), params), x, ((), state) if both.moded else (), train=train, rng=rng)
+        except ValueError as error:  # fan_out's shape mismatch, said in residual's words
+            if not str(error).startswith(both.name):
+                raise
+            raise ValueError(f"{name}: {layer_name(f)} must keep the shape of x {np.shape(x)}: {str(error).split(': ', 1)[1]}") from None
 
         def residual_vjp(dy: np.ndarray) -> tuple[PyTree, np.ndarray]:
             grads, dx = vjp(dy)

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from funcnn._checks import check_ndim, cotangent, float_array, int_at_least, output_size, same_dtype
+from funcnn._checks import check_ndim, cotangent, dict_params, float_array, int_at_least, output_size, same_dtype
 from funcnn.init import weight_std, weights_and_bias
 from funcnn.layer import VJP, Layer, Shape, WeightScale
 from funcnn.tree import PyTree
@@ -100,11 +100,8 @@ def _make_conv(stride: Any, pad: Any, filters: Any, kernel_size: Any, forward: F
     init = None if filters is None and kernel_size is None else _conv_init(name, stride, pad, filters, kernel_size)
 
     def apply(params: PyTree, x: np.ndarray) -> tuple[np.ndarray, VJP]:
-        if not isinstance(params, dict) or set(params) != {"w", "b"}:
-            raise TypeError(f"{name}: params must be a dict with keys 'w' and 'b', got {params!r:.80}")
+        w, b = dict_params(name, params, ("w", "b")).values()
         x = float_array(name, "x", x)
-        w = float_array(name, "params['w']", params["w"])
-        b = float_array(name, "params['b']", params["b"])
         check_ndim(name, "x", x, 4, "(N, C, H, W)")
         check_ndim(name, "params['w']", w, 4, "(F, C, HH, WW)")
         if x.shape[1] != w.shape[1]:
@@ -127,7 +124,11 @@ def _make_conv(stride: Any, pad: Any, filters: Any, kernel_size: Any, forward: F
 
 def _conv_init(name: str, stride: int, pad: int, filters: Any, kernel_size: Any):
     f = int_at_least(name, "filters", filters, 1)
-    hh, ww = (kernel_size, kernel_size) if isinstance(kernel_size, (int, np.integer)) else tuple(kernel_size or (None, None))
+    if isinstance(kernel_size, (int, np.integer)):
+        kernel_size = (kernel_size, kernel_size)
+    if not isinstance(kernel_size, (tuple, list)) or len(kernel_size) != 2:
+        raise TypeError(f"{name}: kernel_size must be an int or a pair (HH, WW), got {kernel_size!r}")
+    hh, ww = kernel_size
     hh, ww = int_at_least(name, "kernel_size", hh, 1), int_at_least(name, "kernel_size", ww, 1)
 
     def init(rng: np.random.Generator, shape: Shape, dtype: np.dtype, weight_scale: WeightScale) -> tuple[Shape, PyTree]:

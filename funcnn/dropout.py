@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from funcnn._checks import cotangent, float_array
+from funcnn._checks import cotangent, float_array, is_empty, no_params, number_at_least
 from funcnn.layer import VJP, Layer, State, moded_layer
 from funcnn.tree import PyTree
 
@@ -19,12 +19,14 @@ def dropout(drop_prob: float = 0.5) -> Layer:
     is an error. The mask is drawn from ``rng``: the same generator state gives the same mask.
     """
     name = f"dropout(drop_prob={drop_prob})"
-    if not 0 <= drop_prob < 1:
+    drop_prob = number_at_least(name, "drop_prob", drop_prob, 0.0)
+    if not drop_prob < 1:
         raise ValueError(f"{name}: drop_prob must be in [0, 1), got {drop_prob}")
 
     def run_fn(params: PyTree, x: Any, state: State, train: bool, rng: Any) -> tuple[np.ndarray, VJP, State]:
-        if params != () or state != ():
-            raise TypeError(f"{name}: takes no params and keeps no state, so both must be (), got {params!r:.40} and {state!r:.40}")
+        no_params(name, params)
+        if not is_empty(state):
+            raise TypeError(f"{name}: keeps no state, so state must be (), got {state!r:.80}")
         x = float_array(name, "x", x)
         if not train:
             return x, lambda dy: ((), cotangent(name, dy, x)), ()

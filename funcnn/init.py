@@ -36,7 +36,7 @@ def infer(layer: Apply, rng: np.random.Generator, input_shape: Shape, dtype: Any
         y, _, _ = run(layer, (), np.zeros((1, *input_shape), dtype=dtype), state, train=False)
         return y.shape[1:], ()
     raise TypeError(
-        f"init_params: {layer_name(layer)} has no init, so its params cannot be made; give it its sizes "
+        f"init: {layer_name(layer)} has no init, so its params (and the shapes after it) cannot be made; give it its sizes "
         "(fn.dense(out_dim), fn.conv(..., filters=F, kernel_size=K)) or wrap it with fn.layer(..., init=...)"
     )
 

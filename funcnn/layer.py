@@ -65,10 +65,7 @@ class Layer:
         if not isinstance(train, (bool, np.bool_)):
             raise TypeError(f"{self.name}: train must be True or False, got {train!r}")
         if self.run_fn is None:
-            if state != ():
-                raise TypeError(f"{self.name}: keeps no state, so state must be (), got {state!r:.80}")
-            y, vjp = self.apply(params, x)
-            return y, vjp, ()
+            return run(self.apply, params, x, state, train=train, rng=rng)
         return self.run_fn(params, x, state, bool(train), rng)
 
     def __post_init__(self) -> None:
@@ -103,8 +100,8 @@ def moded_layer(
 
     def apply(params: PyTree, x: np.ndarray) -> tuple[np.ndarray, VJP]:
         raise TypeError(
-            f"{name} needs a mode: call .run(params, x, state, train=True/False, rng=...) or make a plain "
-            f"layer with funcnn.bind({name.split('(')[0]}, state, train=..., rng=...)"
+            f"{name} needs a mode: call layer.run(params, x, state, train=True/False, rng=...) or make a plain "
+            "layer with funcnn.bind(layer, state, train=..., rng=...)"
         )
 
     return Layer(apply, name, param_keys, init, run_fn, state_keys, state_init)
@@ -114,9 +111,9 @@ def run(
     f: Apply, params: PyTree, x: np.ndarray, state: State = (), *, train: bool, rng: np.random.Generator | None = None
 ) -> tuple[np.ndarray, VJP, State]:
     """:meth:`Layer.run` for any layer, including a plain function ``(params, x) -> (y, vjp)``."""
-    if isinstance(f, Layer):
+    if isinstance(f, Layer) and f.moded:
         return f.run(params, x, state, train=train, rng=rng)
-    if state != ():
+    if not (isinstance(state, tuple) and state == ()):
         raise TypeError(f"{layer_name(f)}: keeps no state, so state must be (), got {state!r:.80}")
     y, vjp = f(params, x)
     return y, vjp, ()

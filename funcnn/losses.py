@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from funcnn._checks import check_ndim, cotangent, float_array
+from funcnn._checks import check_ndim, cotangent, float_array, no_params
 from funcnn.layer import Layer
 from funcnn.tree import PyTree
 
@@ -82,12 +82,11 @@ def loss_layer(loss: Loss, y: np.ndarray) -> Layer:
     labels = np.array(y)
 
     def apply(params: PyTree, scores: np.ndarray) -> tuple[np.ndarray, Callable]:
-        if params != ():
-            raise TypeError(f"{name}: takes no params, so params must be (), got {params!r:.80}")
+        no_params(name, params)
         value, loss_vjp = loss(scores, labels)
         out = np.asarray(value)
 
-        def vjp(dloss: np.ndarray) -> tuple[PyTree, np.ndarray]:
+        def vjp(dloss: Any = 1.0) -> tuple[PyTree, np.ndarray]:
             return (), loss_vjp(dloss)
 
         return out, vjp

@@ -46,6 +46,8 @@ def three_layer_convnet(
     The conv keeps the spatial size (stride 1, pad ``(filter_size - 1) // 2``; odd sizes) and the
     pool halves it. x ``(N, C, H, W)`` -> scores ``(N, num_classes)``.
     """
+    if filter_size % 2 == 0:
+        raise ValueError(f"three_layer_convnet: filter_size must be odd to keep the spatial size, got {filter_size}")
     first = conv(stride=1, pad=(filter_size - 1) // 2, filters=num_filters, kernel_size=filter_size)
     block = sandwich(first, *([spatial_batch_norm()] if batch_norm else []), relu, max_pool(pool_height=2, pool_width=2, stride=2))
     return chain(block, _hidden(hidden_dim, batch_norm, dropout), dense(num_classes))

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from funcnn._checks import cotangent, float_array, int_at_least, number_at_least, same_dtype
+from funcnn._checks import cotangent, dict_params, float_array, int_at_least, number_at_least, same_dtype
 from funcnn.layer import VJP, Layer, Shape, WeightScale
 from funcnn.tree import PyTree
 
@@ -23,10 +23,7 @@ def _normalize(
     """``gamma * xhat + beta`` with ``xhat`` standardized over each of the ``groups`` runs of
     consecutive values of every example; gamma and beta of ``param_shape`` line up with x's
     leading non-batch axes and broadcast over the rest."""
-    if not isinstance(params, dict) or set(params) != {"gamma", "beta"}:
-        raise TypeError(f"{name}: params must be a dict with keys 'gamma' and 'beta', got {params!r:.80}")
-    gamma = float_array(name, "params['gamma']", params["gamma"])
-    beta = float_array(name, "params['beta']", params["beta"])
+    gamma, beta = dict_params(name, params, ("gamma", "beta")).values()
     for arg, value in (("params['gamma']", gamma), ("params['beta']", beta)):
         if value.shape != param_shape:
             raise ValueError(

@@ -15,7 +15,7 @@ def rel_error(a: np.ndarray, b: np.ndarray) -> float:
 
 def numerical_gradient(f: Callable[[np.ndarray], float], x: np.ndarray, h: float = 1e-5) -> np.ndarray:
     """Central-difference gradient of a scalar function ``f`` at ``x``; same shape as ``x``."""
-    x = np.array(x, dtype=np.result_type(x, np.float32))
+    x = np.array(x, dtype=np.float64)  # as the course: a float32 step of 1e-5 would be mostly rounding
     grad = np.zeros_like(x)
     for index in np.ndindex(x.shape):
         old = x[index]
@@ -32,7 +32,7 @@ def numerical_gradient_array(f: Callable[[np.ndarray], np.ndarray], x: np.ndarra
     """Central-difference gradient of ``sum(f(x) * dy)`` at ``x``: the VJP of an array function
     ``f`` with upstream gradient ``dy`` (shape of ``f(x)``). Returns an array shaped like ``x``."""
     dy = np.asarray(dy)
-    x = np.array(x, dtype=np.result_type(x, np.float32))
+    x = np.array(x, dtype=np.float64)
     grad = np.zeros_like(x)
     for index in np.ndindex(x.shape):
         old = x[index]

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from funcnn._checks import check_ndim, cotangent, float_array, int_at_least, output_size
+from funcnn._checks import check_ndim, cotangent, float_array, int_at_least, no_params, output_size
 from funcnn.layer import VJP, Layer
 from funcnn.tree import PyTree
 
@@ -55,8 +55,7 @@ def _make_pool(pool_height: Any, pool_width: Any, stride: Any, forward: Forward,
     stride = int_at_least(name, "stride", stride, 1)
 
     def apply(params: PyTree, x: np.ndarray) -> tuple[np.ndarray, VJP]:
-        if params != ():
-            raise TypeError(f"{name}: takes no params, so params must be (), got {params!r:.80}")
+        no_params(name, params)
         x = float_array(name, "x", x)
         check_ndim(name, "x", x, 4, "(N, C, H, W)")
         out_h = output_size(name, x.shape[2], ph, stride, 0, "pool height")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from funcnn._checks import cotangent, float_array
+from funcnn._checks import cotangent, float_array, no_params
 from funcnn.layer import VJP, Layer
 from funcnn.tree import PyTree
 
@@ -16,8 +16,7 @@ def _relu(params: PyTree, x: np.ndarray) -> tuple[np.ndarray, VJP]:
 
     Returns ``y`` (shape of ``x``) and ``vjp(dy) -> ((), dx)``.
     """
-    if params != ():
-        raise TypeError(f"{NAME}: takes no params, so params must be (), got {params!r:.80}")
+    no_params(NAME, params)
     x = float_array(NAME, "x", x)
     y = np.maximum(x, 0)
     positive = x > 0

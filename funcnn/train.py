@@ -41,6 +41,7 @@ def _is_weight(path: tuple) -> bool:
 def l2_penalty(params: PyTree, reg: float) -> tuple[float, PyTree]:
     """``0.5 * reg * sum(w ** 2)`` over the leaves named ``"w"`` (weights, not biases), and its
     gradient (``reg * w`` on weights, 0 elsewhere), mirroring ``params``."""
+    reg = float(reg)
     value = 0.5 * reg * sum(float(np.sum(np.square(leaf, dtype=np.float64))) for p, leaf in tree_leaves_with_path(params) if _is_weight(p))
     grads = _map_with_path(lambda p, leaf: reg * leaf if _is_weight(p) else np.zeros_like(leaf), params)
     return value, grads
@@ -52,6 +53,7 @@ def _map_with_path(f: Callable[[tuple, np.ndarray], np.ndarray], tree: PyTree) -
 
 def with_l2(objective: Objective, reg: float) -> Objective:
     """``objective`` plus :func:`l2_penalty`: the course's ``reg`` on weights only."""
+    reg = float(reg)
     if reg < 0:
         raise ValueError(f"with_l2: reg must be >= 0, got {reg}")
     if reg == 0:
@@ -73,7 +75,9 @@ def predict(net: Apply, params: PyTree, x: np.ndarray, state: State = (), batch_
 
 
 def accuracy(net: Apply, params: PyTree, x: np.ndarray, y: np.ndarray, state: State = (), batch_size: int = 500) -> float:
-    """Fraction of examples whose predicted class (in evaluation mode) is ``y``."""
+    """Fraction of examples whose predicted class (in evaluation mode) is ``y`` (``(N,)`` ints)."""
+    if np.shape(y) != (len(x),):
+        raise ValueError(f"accuracy: labels y must have shape ({len(x)},) to match x of shape {np.shape(x)}, got {np.shape(y)}")
     return float(np.mean(predict(net, params, x, state, batch_size) == y))
 
 

@@ -218,3 +218,8 @@ def test_a_wrong_gradient_of_a_curved_function_is_not_mistaken_for_a_kink():
     for mode in ("fast", "full"):
         with pytest.raises(fn.VJPCheckError, match="gradient of x is wrong"):
             fn.check_vjp(bad_tanh, (), x, mode=mode)
+
+
+def test_numerical_helpers_work_in_float64_for_float32_inputs():
+    a = np.random.default_rng(0).standard_normal((3, 4)).astype(np.float32)
+    np.testing.assert_allclose(fn.numerical_gradient(lambda z: np.sum(z**3), a), 3 * a.astype(np.float64) ** 2, rtol=1e-6)

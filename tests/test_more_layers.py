@@ -276,7 +276,7 @@ def test_init_params_through_a_chain():
         (lambda: fn.group_norm(2, eps=0), ValueError, r"group_norm\(groups=2, eps=0\): eps must be > 0.0 and finite, got 0"),
         (lambda: fn.group_norm(2)({"gamma": np.ones(3), "beta": np.zeros(4)}, X4), ValueError, r"group_norm\(groups=2, eps=1e-05\): params\['gamma'\] must have shape \(4,\) to match x of shape \(2, 4, 3, 3\), got \(3,\)"),
         (lambda: fn.group_norm(2)({"gamma": np.ones(4), "beta": np.zeros((4, 1))}, X4), ValueError, r"params\['beta'\] must have shape \(4,\) to match x of shape \(2, 4, 3, 3\), got \(4, 1\)"),
-        (lambda: fn.group_norm(2)({"gamma": np.ones(4)}, X4), TypeError, r"group_norm\(groups=2, eps=1e-05\): params must be a dict with keys 'gamma' and 'beta'"),
+        (lambda: fn.group_norm(2)({"gamma": np.ones(4)}, X4), TypeError, r"group_norm\(groups=2, eps=1e-05\): params must be a dict with keys \['gamma', 'beta'\]"),
         (lambda: fn.group_norm(2)(GN, X4.astype(np.float32)), TypeError, r"group_norm.*arrays must share one dtype, but x is float32, gamma is float64, beta is float64"),
         (lambda: fn.group_norm(2)(GN, np.ones(4)), ValueError, r"group_norm.*x must be at least 2-D \(N, C, ...\), got shape \(4,\)"),
         (lambda: fn.layer_norm()({"gamma": np.ones(4), "beta": np.zeros(4)}, X4), ValueError, r"layer_norm\(eps=1e-05\): params\['gamma'\] must have shape \(4, 3, 3\) to match x of shape \(2, 4, 3, 3\), got \(4,\)"),

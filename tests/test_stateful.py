@@ -133,7 +133,7 @@ def test_batch_norm_matches_pytorch(spatial, train):
     "call, error, pattern",
     [
         (lambda: fn.batch_norm()({"gamma": np.ones(2), "beta": np.zeros(2)}, np.ones((3, 2))), TypeError,
-         r"batch_norm\(momentum=0.9, eps=1e-05\) needs a mode: call .run\(params, x, state, train=True/False"),
+         r"batch_norm\(momentum=0.9, eps=1e-05\) needs a mode: call layer.run\(params, x, state, train=True/False"),
         (lambda: fn.batch_norm().run({"gamma": np.ones(3), "beta": np.zeros(2)}, np.ones((3, 2)), {"running_mean": np.zeros(2), "running_var": np.ones(2)}, train=True),
          ValueError, r"params\['gamma'\] must have shape \(2,\) for x of shape \(3, 2\) \(D=2\), got \(3,\)"),
         (lambda: fn.batch_norm().run({"gamma": np.ones(2), "beta": np.zeros(2)}, np.ones((3, 2)), {"running_mean": np.zeros(2)}, train=True),
@@ -146,6 +146,13 @@ def test_batch_norm_matches_pytorch(spatial, train):
          TypeError, r"train must be True or False, got 'yes'"),
         (lambda: fn.batch_norm(momentum=1.0), ValueError, r"momentum must be in \[0, 1\), got 1.0"),
         (lambda: fn.dropout(drop_prob=1.0), ValueError, r"drop_prob must be in \[0, 1\), got 1.0"),
+        (lambda: fn.dropout("0.5"), TypeError, r"dropout\(drop_prob=0.5\): drop_prob must be a number, got '0.5'"),
+        (lambda: fn.batch_norm(eps=0.0), ValueError, r"batch_norm.*eps must be > 0.0 and finite, got 0.0"),
+        (lambda: fn.batch_norm(momentum=None), TypeError, r"batch_norm.*momentum must be a number, got None"),
+        (lambda: fn.residual(fn.dense(2))(fn.init_params(fn.dense(2), np.random.default_rng(0), (3,))[1], np.ones((4, 3), np.float32)),
+         ValueError, r"residual\(affine\(2\)\): affine\(2\) must keep the shape of x \(4, 3\)"),
+        (lambda: fn.init_params(fn.fan_out(fn.dense(3), fn.dense(4)), np.random.default_rng(0), (2,)), ValueError,
+         r"fan_out\(affine\(3\), affine\(4\)\): affine\(4\) gives shape \(4,\) but affine\(3\) gives \(3,\)"),
         (lambda: fn.dropout(0.5).run((), np.ones((2, 2)), train=True), ValueError, r"dropout\(drop_prob=0.5\): training draws a random mask, so it needs rng="),
         (lambda: fn.relu.run((), np.ones(2), {"a": 1}, train=True), TypeError, r"relu: keeps no state, so state must be \(\)"),
         (lambda: fn.sandwich(fn.batch_norm(), fn.batch_norm()), ValueError, r"take a param named 'gamma'"),
@@ -270,3 +277,16 @@ def test_fit_carries_state_and_resumes_it(tmp_path):
     assert tree_allclose(resumed.params, straight.params, rtol=0, atol=0)
     assert tree_allclose(resumed.state, straight.state, rtol=0, atol=0)
     assert fn.accuracy(net, straight.params, d.val.x, d.val.y, straight.state) > 0.8
+
+
+def test_numpy_scalar_hyperparameters_keep_float32_through_training():
+    """A momentum from np.linspace must not turn a float32 state into float64 (then a dtype error)."""
+    from funcnn.data import load_digits
+
+    d = load_digits(np.float32)
+    net = fn.chain(fn.dense(16), fn.batch_norm(momentum=np.float64(0.8), eps=np.float64(1e-5)), fn.relu,
+                   fn.dropout(np.float64(0.1)), fn.dense(10))
+    _, params = fn.init_params(net, np.random.default_rng(0), (1, 8, 8))
+    result = fn.fit(net, params, (d.train.x[:60], d.train.y[:60]), (d.val.x[:20], d.val.y[:20]), fn.optim.adam(1e-3),
+                    epochs=2, batch_size=20, reg=np.float64(0.1), log=None)
+    assert all(leaf.dtype == np.float32 for leaf in tree_leaves((result.params, result.state)))

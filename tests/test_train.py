@@ -192,6 +192,19 @@ def test_train_command_explains_a_missing_data_path(capsys):
     assert "give the folder holding its files (--data-path)" in capsys.readouterr().err
 
 
+def test_accuracy_rejects_labels_of_the_wrong_shape():
+    with pytest.raises(ValueError, match=r"accuracy: labels y must have shape \(3,\) to match x of shape \(3, 3\), got \(3, 1\)"):
+        accuracy(fn.identity, (), np.eye(3), np.array([[0], [1], [2]]))
+    assert accuracy(fn.identity, (), np.eye(3), np.array([0, 1, 2])) == 1.0
+
+
+def test_convnet_and_conv_sizes_are_checked():
+    with pytest.raises(ValueError, match="filter_size must be odd"):
+        three_layer_convnet(filter_size=4)
+    with pytest.raises(TypeError, match=r"conv\(stride=1, pad=0, filters=2, kernel_size=\(3, 3, 3\)\): kernel_size must be an int or a pair"):
+        fn.conv(filters=2, kernel_size=(3, 3, 3))
+
+
 def test_help_lists_the_options(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--help"])

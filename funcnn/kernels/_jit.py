@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import numba
 
 
-def jit(inline: str = "never") -> Callable[[Callable[..., Any]], Any]:
+def jit(inline: Literal["never", "always"] = "never") -> Callable[[Callable[..., Any]], Any]:
     """Decorate a kernel for lazy compilation. Never fastmath: these kernels are gradient-checked."""
 
     def decorate(fn: Callable[..., Any]) -> Any:
