@@ -69,6 +69,7 @@ def svm_loss(scores: np.ndarray, y: np.ndarray) -> tuple[np.floating, LossVJP]:
     margins[rows, y] = 0
     loss = scores.dtype.type(margins.sum() / n)
     dscores = (margins > 0).astype(scores.dtype)
+    dscores[np.isnan(margins)] = np.nan  # NaN in, NaN out: also in the gradient
     dscores[rows, y] -= dscores.sum(axis=1)
     return loss, _loss_vjp("svm_loss", loss, dscores / n)
 

@@ -87,8 +87,13 @@ def test_nan_in_nan_out(name):
     x = x.copy()
     x.flat[0] = np.nan
     with np.errstate(invalid="ignore"):
-        y, _ = layer(params, x)
+        y, vjp = layer(params, x)
+        _, dx = vjp(np.ones_like(y))
     assert np.isnan(y).any()
+    if name == "relu":  # elementwise: exactly the one output
+        assert np.isnan(y).sum() == 1 and np.isnan(y.flat[0])
+    if name == "loss":  # the loss and its gradient
+        assert np.isnan(dx[0]).all() and not np.isnan(dx[1:]).any()
 
 
 def _first_case(name):
