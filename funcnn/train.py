@@ -16,7 +16,7 @@ from funcnn.init import init_state
 from funcnn.layer import Apply, State, run
 from funcnn.losses import Loss, softmax_loss
 from funcnn.optim import Optimizer
-from funcnn.tree import PyTree, tree_add, tree_leaves_with_path, tree_structure, tree_unflatten
+from funcnn.tree import PyTree, tree_add, tree_leaves_with_path, tree_map_with_path
 
 Objective = Callable[[PyTree, np.ndarray, np.ndarray], tuple[float, PyTree]]
 
@@ -43,12 +43,8 @@ def l2_penalty(params: PyTree, reg: float) -> tuple[float, PyTree]:
     gradient (``reg * w`` on weights, 0 elsewhere), mirroring ``params``."""
     reg = float(reg)
     value = 0.5 * reg * sum(float(np.sum(np.square(leaf, dtype=np.float64))) for p, leaf in tree_leaves_with_path(params) if _is_weight(p))
-    grads = _map_with_path(lambda p, leaf: reg * leaf if _is_weight(p) else np.zeros_like(leaf), params)
+    grads = tree_map_with_path(lambda p, leaf: reg * leaf if _is_weight(p) else np.zeros_like(leaf), params)
     return value, grads
-
-
-def _map_with_path(f: Callable[[tuple, np.ndarray], np.ndarray], tree: PyTree) -> PyTree:
-    return tree_unflatten(tree_structure(tree), [f(p, leaf) for p, leaf in tree_leaves_with_path(tree)])
 
 
 def with_l2(objective: Objective, reg: float) -> Objective:

@@ -22,6 +22,7 @@ __all__ = [
     "tree_leaves",
     "tree_leaves_with_path",
     "tree_map",
+    "tree_map_with_path",
     "tree_scale",
     "tree_structure",
     "tree_sub",
@@ -143,6 +144,11 @@ def tree_map(f: Callable[..., Any], tree: PyTree, *rest: PyTree) -> PyTree:
             raise ValueError(f"tree_map: tree structures differ:\n  {treedef!r}\n  {other_def!r}")
         others.append(other_leaves)
     return tree_unflatten(treedef, [f(*args) for args in zip(leaves, *others)])
+
+
+def tree_map_with_path(f: Callable[[KeyPath, Any], Any], tree: PyTree) -> PyTree:
+    """Apply ``f(key_path, leaf)`` to every leaf of ``tree``, keeping its structure."""
+    return tree_unflatten(tree_structure(tree), [f(path, leaf) for path, leaf in tree_leaves_with_path(tree)])
 
 
 def tree_zeros_like(tree: PyTree) -> PyTree:

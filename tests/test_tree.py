@@ -11,6 +11,7 @@ from funcnn.tree import (
     tree_leaves,
     tree_leaves_with_path,
     tree_map,
+    tree_map_with_path,
     tree_scale,
     tree_structure,
     tree_sub,
@@ -96,3 +97,12 @@ def test_scale_keeps_float32():
 def test_non_string_dict_keys_are_rejected():
     with pytest.raises(TypeError, match="keys must be strings"):
         tree_leaves({1: np.ones(1)})
+
+
+@given(trees)
+def test_map_with_path_sees_each_leaf_with_its_path(tree):
+    named = tree_map_with_path(lambda path, leaf: keystr(path), tree)
+    assert tree_structure(named) == tree_structure(tree)
+    assert tree_leaves(named) == [keystr(p) for p, _ in tree_leaves_with_path(tree)]
+    doubled = tree_map_with_path(lambda path, leaf: 2 * leaf, tree)
+    assert tree_allclose(doubled, tree_map(lambda a: 2 * a, tree))
