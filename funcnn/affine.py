@@ -8,7 +8,7 @@ import numpy as np
 
 from funcnn._checks import check_ndim, cotangent, dict_params, float_array, int_at_least, same_dtype
 from funcnn.init import weight_std, weights_and_bias
-from funcnn.layer import VJP, Layer, Shape, WeightScale
+from funcnn.layer import VJP, Layer, Shape, WeightScale, skips_dx
 from funcnn.tree import PyTree
 
 NAME = "affine"
@@ -33,9 +33,10 @@ def _affine(params: PyTree, x: np.ndarray) -> tuple[np.ndarray, VJP]:
         raise ValueError(f"{NAME}: params['b'] must have shape ({w.shape[1]},) to match params['w'] {w.shape}, got {b.shape}")
     y = x2 @ w + b
 
-    def vjp(dy: np.ndarray) -> tuple[PyTree, np.ndarray]:
+    @skips_dx
+    def vjp(dy: np.ndarray, need_dx: bool = True) -> tuple[PyTree, np.ndarray | None]:
         dy = cotangent(NAME, dy, y)
-        return {"w": x2.T @ dy, "b": dy.sum(axis=0)}, (dy @ w.T).reshape(x.shape)
+        return {"w": x2.T @ dy, "b": dy.sum(axis=0)}, (dy @ w.T).reshape(x.shape) if need_dx else None
 
     return y, vjp
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from funcnn._checks import cotangent, float_array, no_params
 from funcnn.init import infer, infer_state
-from funcnn.layer import VJP, Apply, Layer, Shape, State, WeightScale, layer_name, moded_layer, run
+from funcnn.layer import VJP, Apply, Layer, Shape, State, WeightScale, layer_name, moded_layer, pull_back, run, skips_dx
 from funcnn.tree import PyTree
 
 Forward = Callable[[PyTree, np.ndarray, State, bool, "np.random.Generator | None"], tuple[np.ndarray, VJP, State]]
@@ -71,10 +71,11 @@ def chain(*layers: Apply) -> Layer:
             vjps.append(layer_vjp)
             new_states.append(s)
 
-        def vjp(dy: np.ndarray) -> tuple[PyTree, np.ndarray]:
+        @skips_dx
+        def vjp(dy: np.ndarray, need_dx: bool = True) -> tuple[PyTree, np.ndarray | None]:
             grads = []
-            for layer_vjp in reversed(vjps):
-                dp, dy = layer_vjp(dy)
+            for i, layer_vjp in enumerate(reversed(vjps)):
+                dp, dy = pull_back(layer_vjp, dy, need_dx=need_dx or i < len(vjps) - 1)
                 grads.append(dp)
             return tuple(reversed(grads)), dy
 
@@ -153,8 +154,9 @@ def sandwich(*layers: Apply) -> Layer:
         states = _split(name, "state", state, owned_state) if moded else ()
         y, chain_vjp, new_states = run(inner, parts, x, states, train=train, rng=rng)
 
-        def vjp(dy: np.ndarray) -> tuple[PyTree, np.ndarray]:
-            grads, dx = chain_vjp(dy)
+        @skips_dx
+        def vjp(dy: np.ndarray, need_dx: bool = True) -> tuple[PyTree, np.ndarray | None]:
+            grads, dx = pull_back(chain_vjp, dy, need_dx=need_dx)
             return _merge(grads), dx
 
         return y, vjp, _merge(new_states) if moded else ()

@@ -12,7 +12,7 @@ import numpy as np
 
 from funcnn._checks import check_ndim, cotangent, dict_params, float_array, int_at_least, output_size, same_dtype
 from funcnn.init import weight_std, weights_and_bias
-from funcnn.layer import VJP, Layer, Shape, WeightScale
+from funcnn.layer import VJP, Layer, Shape, WeightScale, skips_dx
 from funcnn.tree import PyTree
 
 # backward(dy) -> (dx, dw, db); a forward returns it with y, closing over what it needs.
@@ -20,10 +20,10 @@ Backward = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]
 Forward = Callable[[np.ndarray, np.ndarray, np.ndarray, int, int, int, int], tuple[np.ndarray, Backward]]
 
 
-# Images per chunk: their columns take at most about this many bytes (a single image may take more),
-# so they stay in the caches between im2col and the matrix products, and the columns of a large
-# batch are never all in memory at once.
-CHUNK_BYTES = 16 << 20
+# Images per chunk: their columns take at most about this many bytes (one image may take more), so
+# they stay in the caches from im2col to the matrix products that read them. Measured: chunks that
+# fit in L2 beat both one image at a time (small products) and the whole batch (columns in memory).
+CHUNK_BYTES = 1 << 20
 
 
 def _fast_forward(x, w, b, stride, pad, out_h, out_w):
@@ -35,38 +35,42 @@ def _fast_forward(x, w, b, stride, pad, out_h, out_w):
     k, plane = w2.shape[1], out_h * out_w
     step = max(1, min(n, CHUNK_BYTES // max(1, k * plane * x.itemsize)))
     chunks = [slice(start, min(start + step, n)) for start in range(0, n, step)]
+    pointwise = hh == ww == stride == 1 and pad == 0  # a 1x1 conv's columns are x itself
 
     def columns(buffer, part):
-        cols = buffer[: k * (part.stop - part.start) * plane].reshape(k, -1)
+        if pointwise:
+            return x[part].reshape(-1, k, plane)
+        cols = buffer[: k * (part.stop - part.start) * plane].reshape(-1, k, plane)
         return kernels.im2col(x[part], hh, ww, stride, pad, out_h, out_w, cols)
 
-    buffer, products = np.empty(k * step * plane, x.dtype), np.empty(f * step * plane, x.dtype)
-    y = np.empty((n, f, out_h, out_w), x.dtype)
+    # Buffers are made per call: a live vjp never shares one with a later call.
+    buffer = np.empty(0 if pointwise else k * step * plane, x.dtype)
+    y = np.empty((n, f, plane), x.dtype)
     for part in chunks:
-        cols = columns(buffer, part)
-        y_part = np.matmul(w2, cols, out=products[: f * cols.shape[1]].reshape(f, -1))
-        np.add(y_part.reshape(f, -1, plane).transpose(1, 0, 2), b[:, None], out=y[part].reshape(-1, f, plane))
-    # One chunk: its columns (at most about CHUNK_BYTES) are kept for the backward pass. More: the
-    # backward pass recomputes them chunk by chunk from x, which takes K / C times less memory than
-    # keeping them, for an im2col that is cheap next to the matrix products.
-    kept = buffer.reshape(k, -1) if len(chunks) == 1 else None
-    del buffer, products
+        y_part = np.matmul(w2, columns(buffer, part), out=y[part])
+        y_part += b[:, None]
+    del buffer
 
-    def backward(dy):
-        dy = dy.reshape(n, f, plane)
-        buffer = np.empty(k * step * plane, x.dtype)
-        dx, dw, db = np.empty_like(x), np.zeros((f, k), x.dtype), np.zeros(f, x.dtype)
+    def backward(dy, need_dx=True):
+        # The backward pass recomputes each chunk's columns from x, which keeps only x alive and costs
+        # little next to the products: the columns are still in the caches when they are read.
+        dy = np.ascontiguousarray(dy).reshape(n, f, plane)
+        buffer = np.empty(0 if pointwise else k * step * plane, x.dtype)
+        dw_parts = np.empty((step, f, k), x.dtype)
+        dx = np.empty_like(x) if need_dx else None
+        dw = np.zeros((f, k), x.dtype)
         for part in chunks:
-            dy_part = np.ascontiguousarray(dy[part].transpose(1, 0, 2)).reshape(f, -1)
-            cols = columns(buffer, part) if kept is None else kept
-            dw += dy_part @ cols.T
-            db += dy_part.sum(axis=1)
-            # The columns are used up: their buffer takes their gradient (fresh memory costs page faults).
-            dcols = np.matmul(w2.T, dy_part, out=buffer[: cols.size].reshape(cols.shape))
-            kernels.col2im(dcols, hh, ww, stride, pad, out_h, out_w, dx[part])
-        return dx, dw.reshape(w.shape), db
+            cols, m = columns(buffer, part), part.stop - part.start
+            dw += np.matmul(dy[part], cols.transpose(0, 2, 1), out=dw_parts[:m]).sum(axis=0)
+            if need_dx:
+                if pointwise:
+                    np.matmul(w2.T, dy[part], out=dx[part].reshape(m, k, plane))
+                else:  # the columns are used up: their buffer takes their gradient
+                    dcols = np.matmul(w2.T, dy[part], out=cols)
+                    kernels.col2im(dcols, hh, ww, stride, pad, out_h, out_w, dx[part])
+        return dx, dw.reshape(w.shape), dy.sum(axis=(0, 2))
 
-    return y, backward
+    return y.reshape(n, f, out_h, out_w), backward
 
 
 def _naive_forward(x, w, b, stride, pad, out_h, out_w):
@@ -78,7 +82,7 @@ def _naive_forward(x, w, b, stride, pad, out_h, out_w):
             window = xp[:, :, i * stride : i * stride + hh, j * stride : j * stride + ww]
             y[:, :, i, j] = np.tensordot(window, w, axes=([1, 2, 3], [1, 2, 3])) + b
 
-    def backward(dy):
+    def backward(dy, need_dx=True):
         dxp = np.zeros_like(xp)
         dw = np.zeros_like(w)
         for i in range(out_h):
@@ -113,8 +117,9 @@ def _make_conv(stride: Any, pad: Any, filters: Any, kernel_size: Any, forward: F
         out_w = output_size(name, x.shape[3], w.shape[3], stride, pad, "kernel width")
         y, backward = forward(x, w, b, stride, pad, out_h, out_w)
 
-        def vjp(dy: np.ndarray) -> tuple[PyTree, np.ndarray]:
-            dx, dw, db = backward(cotangent(name, dy, y))
+        @skips_dx
+        def vjp(dy: np.ndarray, need_dx: bool = True) -> tuple[PyTree, np.ndarray | None]:
+            dx, dw, db = backward(cotangent(name, dy, y), need_dx)
             return {"w": dw, "b": db}, dx
 
         return y, vjp

@@ -16,7 +16,7 @@ import numpy as np
 
 from funcnn.tree import PyTree, tree_map
 
-__all__ = ["VJP", "Apply", "Init", "Layer", "Run", "Shape", "State", "WeightScale", "bind", "layer", "run"]
+__all__ = ["VJP", "Apply", "Init", "Layer", "Run", "Shape", "State", "WeightScale", "bind", "layer", "pull_back", "run", "skips_dx"]
 
 VJP = Callable[[np.ndarray], tuple[PyTree, np.ndarray]]
 Apply = Callable[[PyTree, np.ndarray], tuple[np.ndarray, VJP]]
@@ -142,6 +142,21 @@ def bind(f: Apply, state: State = (), *, train: bool, rng: np.random.Generator |
     name = layer_name(f)
     keys = f.param_keys if isinstance(f, Layer) else None
     return Layer(apply, f"bind({name}, train={train})", keys, f.init if isinstance(f, Layer) else None)
+
+
+def skips_dx(vjp: Callable[..., tuple[PyTree, Any]]) -> VJP:
+    """Mark a vjp that also takes ``need_dx=False`` and then returns ``(dparams, None)``, sparing the
+    work of ``dx`` (a network's first layer, whose input is data). ``vjp(dy)`` stays the contract."""
+    vjp.skips_dx = True  # type: ignore[attr-defined]
+    return vjp
+
+
+def pull_back(vjp: VJP, dy: np.ndarray, *, need_dx: bool = True) -> tuple[PyTree, np.ndarray | None]:
+    """``vjp(dy) -> (dparams, dx)``; with ``need_dx=False``, a vjp marked by :func:`skips_dx` may
+    return ``dx = None`` instead of computing it. Any other vjp is called as ``vjp(dy)``."""
+    if not need_dx and getattr(vjp, "skips_dx", False):
+        return vjp(dy, need_dx=False)  # type: ignore[call-arg]
+    return vjp(dy)
 
 
 def layer_name(f: Any) -> str:

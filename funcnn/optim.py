@@ -27,6 +27,7 @@ from typing import Any, Union
 
 import numpy as np
 
+from funcnn.kernels import optim as kernels
 from funcnn.tree import PyTree, keystr, tree_flatten, tree_leaves_with_path, tree_structure, tree_unflatten
 
 __all__ = [
@@ -248,7 +249,12 @@ def _optimizer(name: str, rule: _LeafRule, hyperparams: dict[str, Any]) -> Optim
 
 
 # ----------------------------------------------------------------------------------------------
-# The rules, each written once for one array
+# The rules, each written once for one array (as a fused kernel in funcnn.kernels.optim)
+
+
+def _contiguous(w: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
+    """``w`` and the arrays shaped like it, C-contiguous in ``w``'s dtype, for the kernels."""
+    return [np.asarray(a, dtype=w.dtype, order="C") for a in (w, *others)]
 
 
 def sgd(learning_rate: LearningRate = 1e-2) -> Optimizer:
@@ -267,8 +273,7 @@ def sgd_momentum(learning_rate: LearningRate = 1e-2, momentum: float = 0.9) -> O
     mu = _check_unit_interval("sgd_momentum", "momentum", momentum)
 
     def update(lr: float, t: int, dw: np.ndarray, w: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, ...]:
-        v = mu * v - lr * dw
-        return w + v, v
+        return kernels.momentum_step(*_contiguous(w, dw, v), lr, mu)
 
     rule = _LeafRule(("velocity",), schedule, update)
     return _optimizer("sgd_momentum", rule, {"learning_rate": learning_rate, "momentum": momentum})
@@ -282,8 +287,7 @@ def rmsprop(learning_rate: LearningRate = 1e-2, decay_rate: float = 0.99, epsilo
     eps = _check_positive("rmsprop", "epsilon", epsilon)
 
     def update(lr: float, t: int, dw: np.ndarray, w: np.ndarray, cache: np.ndarray) -> tuple[np.ndarray, ...]:
-        cache = d * cache + (1 - d) * dw**2
-        return w - lr * dw / (np.sqrt(cache) + eps), cache
+        return kernels.rmsprop_step(*_contiguous(w, dw, cache), lr, d, eps)
 
     rule = _LeafRule(("cache",), schedule, update)
     hyperparams = {"learning_rate": learning_rate, "decay_rate": decay_rate, "epsilon": epsilon}
@@ -304,11 +308,7 @@ def adam(
     def update(
         lr: float, t: int, dw: np.ndarray, w: np.ndarray, m: np.ndarray, v: np.ndarray
     ) -> tuple[np.ndarray, ...]:
-        m = b1 * m + (1 - b1) * dw
-        v = b2 * v + (1 - b2) * dw**2
-        m_hat = m / (1 - b1**t)
-        v_hat = v / (1 - b2**t)
-        return w - lr * m_hat / (np.sqrt(v_hat) + eps), m, v
+        return kernels.adam_step(*_contiguous(w, dw, m, v), lr, b1, b2, eps, t)
 
     rule = _LeafRule(("m", "v"), schedule, update)
     hyperparams = {"learning_rate": learning_rate, "beta1": beta1, "beta2": beta2, "epsilon": epsilon}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from funcnn._checks import cotangent, float_array, no_params
+from funcnn.kernels import elementwise as kernels
 from funcnn.layer import VJP, Layer
 from funcnn.tree import PyTree
 
@@ -18,12 +19,11 @@ def _relu(params: PyTree, x: np.ndarray) -> tuple[np.ndarray, VJP]:
     """
     no_params(NAME, params)
     x = float_array(NAME, "x", x)
-    y = np.maximum(x, 0)
-    positive = x > 0
+    y = kernels.relu_forward(np.asarray(x, order="C"))
 
     def vjp(dy: np.ndarray) -> tuple[PyTree, np.ndarray]:
         dy = cotangent(NAME, dy, y)
-        return (), np.where(positive, dy, dy.dtype.type(0))
+        return (), kernels.relu_backward(y, np.asarray(dy, order="C"))
 
     return y, vjp
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from funcnn.checkpoint import load_checkpoint, save_checkpoint
 from funcnn.init import init_state
-from funcnn.layer import Apply, State, run
+from funcnn.layer import Apply, State, pull_back, run
 from funcnn.losses import Loss, softmax_loss
 from funcnn.optim import Optimizer
 from funcnn.tree import PyTree, tree_add, tree_leaves_with_path, tree_map_with_path
@@ -28,7 +28,7 @@ def value_and_grad(net: Apply, loss: Loss = softmax_loss) -> Objective:
     def objective(params: PyTree, x: np.ndarray, y: np.ndarray) -> tuple[float, PyTree]:
         scores, net_vjp = net(params, x)
         value, loss_vjp = loss(scores, y)
-        grads, _ = net_vjp(loss_vjp(1.0))
+        grads, _ = pull_back(net_vjp, loss_vjp(1.0), need_dx=False)
         return float(value), grads
 
     return objective
@@ -123,7 +123,7 @@ def _training_step(net: Apply, loss: Loss, reg: float) -> Callable[..., tuple[fl
     def step(params: PyTree, x: np.ndarray, y: np.ndarray, state: State, rng: np.random.Generator) -> tuple[float, PyTree, State]:
         scores, net_vjp, new_state = run(net, params, x, state, train=True, rng=rng)
         value, loss_vjp = loss(scores, y)
-        grads, _ = net_vjp(loss_vjp(1.0))
+        grads, _ = pull_back(net_vjp, loss_vjp(1.0), need_dx=False)
         if reg:
             penalty, penalty_grads = l2_penalty(params, reg)
             value, grads = value + penalty, tree_add(grads, penalty_grads)

@@ -1,16 +1,16 @@
 """im2col and col2im for convolution; the arithmetic itself is BLAS matrix products.
 
-Columns are laid out ``(K, n * P)`` with ``K = C * HH * WW`` (rows ordered c, i, j like ``w``'s
-trailing axes) and ``P = H' * W'`` (columns ordered n, h', w'), so ``w.reshape(F, K) @ cols`` is a
-whole forward pass over ``n`` images. Padding is handled inside the kernels: no padded copy of ``x``
-is made. Both kernels fill an array the caller gives them, so one buffer serves every chunk of a
-batch while it is still in the caches.
+Columns are laid out ``(n, K, P)`` with ``K = C * HH * WW`` (rows ordered c, i, j like ``w``'s
+trailing axes) and ``P = H' * W'``, one ``(K, P)`` matrix per image, so ``np.matmul(w.reshape(F, K),
+cols)`` is the forward pass of ``n`` images written straight into ``y``'s ``(n, F, P)`` layout, with
+no transpose. Padding is handled inside the kernels: no padded copy of ``x`` is made. Both kernels
+fill an array the caller gives them, so one small buffer serves every chunk of a batch while it is
+still in the caches.
 
 The kernels are serial; BLAS runs the matrix products, most of the time, on every core. Numba's
 parallel loops were tried: between them and the BLAS calls, idle OpenMP threads spin on the cores
 that BLAS needs next, which made a conv several times slower (tens of times when another library,
-such as PyTorch, had loaded its own OpenMP runtime). Splitting a chunk between two plain threads
-gained nothing measurable: the kernels move a chunk that is still in the caches.
+such as PyTorch, had loaded its own OpenMP runtime).
 
 The kernels index flat views with unsigned integers: Numba then skips its negative-index check,
 which otherwise keeps LLVM from vectorising the row copies.
@@ -35,17 +35,18 @@ def _valid(size, j, stride, pad, out_size):  # pragma: no cover - compiled
 
 @jit()
 def im2col(x, hh, ww, stride, pad, out_h, out_w, cols):  # pragma: no cover - compiled
+    """Fill ``cols`` ``(n, C * hh * ww, out_h * out_w)`` from ``x`` ``(n, C, H, W)``; returns ``cols``."""
     n_batch, channels, height, width = x.shape
-    plane, n_cols = out_h * out_w, cols.shape[1]
+    plane = out_h * out_w
     src, dst = x.reshape(-1), cols.reshape(-1)
     for nc in range(n_batch * channels):
-        n, c = nc // channels, nc % channels
         for i in range(hh):
             for j in range(ww):
                 lo, hi = _valid(width, j, stride, pad, out_w)
+                row = nc * hh * ww + i * ww + j  # (n, c, i, j) is row n * K + (c * hh + i) * ww + j
                 for oh in range(out_h):
                     h = oh * stride + i - pad
-                    d = ((c * hh + i) * ww + j) * n_cols + n * plane + oh * out_w
+                    d = row * plane + oh * out_w
                     if h < 0 or h >= height:
                         lo_h, hi_h = out_w, out_w
                     else:
@@ -66,21 +67,23 @@ def im2col(x, hh, ww, stride, pad, out_h, out_w, cols):  # pragma: no cover - co
 
 @jit()
 def col2im(dcols, hh, ww, stride, pad, out_h, out_w, dx):  # pragma: no cover - compiled
+    """Overwrite ``dx`` ``(n, C, H, W)`` with the sum of ``dcols`` ``(n, C * hh * ww, out_h * out_w)``
+    over the positions each input feeds; returns ``dx``."""
     n_batch, channels, height, width = dx.shape
-    plane, n_cols = out_h * out_w, dcols.shape[1]
+    plane = out_h * out_w
     src, dst = dcols.reshape(-1), dx.reshape(-1)
     for nc in range(n_batch * channels):
-        n, c = nc // channels, nc % channels
         for k in range(height * width):
             dst[u(nc * height * width + k)] = 0
         for i in range(hh):
             for j in range(ww):
                 lo, hi = _valid(width, j, stride, pad, out_w)
+                row = nc * hh * ww + i * ww + j
                 for oh in range(out_h):
                     h = oh * stride + i - pad
                     if h < 0 or h >= height:
                         continue
-                    s = ((c * hh + i) * ww + j) * n_cols + n * plane + oh * out_w
+                    s = row * plane + oh * out_w
                     d = (nc * height + h) * width + j - pad
                     if stride == 1:
                         for ow in range(lo, hi):

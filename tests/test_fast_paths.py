@@ -1,0 +1,109 @@
+"""The training fast paths keep the layer contract: a vjp stays right after later calls of its layer
+(no buffer shared between calls), ``need_dx=False`` changes nothing but ``dx``, and the special
+kernels (1x1 conv, fused relu) equal the references."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import funcnn as fn
+from funcnn.layer import pull_back
+from funcnn.testing import conv_problems
+from funcnn.tree import tree_leaves, tree_map
+
+from cases import CASES
+
+names = pytest.mark.parametrize("name", list(CASES))
+
+
+def _other(tree, seed):
+    """Same shapes and dtypes, other values."""
+    rng = np.random.default_rng(seed)
+    return tree_map(lambda a: rng.standard_normal(np.shape(a)).astype(np.asarray(a).dtype), tree)
+
+
+@names
+@settings(max_examples=10)
+@given(data=st.data())
+def test_a_vjp_is_unchanged_by_later_calls_of_its_layer(name, data):
+    layer, params, x = data.draw(CASES[name]())
+    y, vjp = layer(params, x)
+    dy = np.random.default_rng(1).standard_normal(y.shape).astype(y.dtype)
+    before = vjp(dy)
+    for seed in range(3):  # later calls, with their own inputs, forward and backward
+        y2, vjp2 = layer(_other(params, seed), _other(x, seed + 10))
+        vjp2(np.ones_like(y2))
+    for a, b in zip(tree_leaves(vjp(dy)), tree_leaves(before)):
+        np.testing.assert_array_equal(a, b)
+
+
+@names
+@settings(max_examples=10)
+@given(data=st.data())
+def test_need_dx_false_gives_the_same_params_gradient(name, data):
+    layer, params, x = data.draw(CASES[name]())
+    y, vjp = layer(params, x)
+    dy = np.random.default_rng(2).standard_normal(y.shape).astype(y.dtype)
+    dparams, dx = vjp(dy)
+    dparams_only, dx_only = pull_back(vjp, dy, need_dx=False)
+    for a, b in zip(tree_leaves(dparams_only), tree_leaves(dparams)):
+        np.testing.assert_array_equal(a, b)
+    assert dx_only is None or np.array_equal(dx_only, dx)
+
+
+def test_need_dx_false_skips_dx_only_in_the_first_layer():
+    rng = np.random.default_rng(0)
+    net = fn.chain(fn.conv_relu(1, 1, 4, 3), fn.max_pool(), fn.dense(3))
+    _, params = fn.init_params(net, rng, (2, 6, 6), dtype=np.float64)
+    x = rng.standard_normal((5, 2, 6, 6))
+    y, vjp = net(params, x)
+    grads, dx = pull_back(vjp, np.ones_like(y), need_dx=False)
+    assert dx is None
+    full, _ = vjp(np.ones_like(y))
+    for a, b in zip(tree_leaves(grads), tree_leaves(full)):
+        np.testing.assert_array_equal(a, b)
+    # a vjp that cannot skip dx still gives it
+    _, relu_vjp = fn.relu((), x)
+    assert pull_back(relu_vjp, x, need_dx=False)[1].shape == x.shape
+
+
+def test_value_and_grad_equals_the_full_backward():
+    rng = np.random.default_rng(0)
+    net = fn.nets.three_layer_convnet(num_filters=4, filter_size=3, hidden_dim=5, num_classes=3)
+    _, params = fn.init_params(net, rng, (2, 8, 8), dtype=np.float64)
+    x, y = rng.standard_normal((6, 2, 8, 8)), rng.integers(0, 3, 6)
+    value, grads = fn.value_and_grad(net)(params, x, y)
+    scores, vjp = net(params, x)
+    loss, loss_vjp = fn.softmax_loss(scores, y)
+    assert value == loss
+    for a, b in zip(tree_leaves(grads), tree_leaves(vjp(loss_vjp(1.0))[0])):
+        np.testing.assert_array_equal(a, b)
+
+
+@settings(max_examples=30)
+@given(conv_problems(), st.integers(1, 6))
+def test_pointwise_conv_equals_naive(p, filters):
+    """A 1x1 stride-1 conv reads x as its columns; it must still equal the reference."""
+    rng = np.random.default_rng(0)
+    c, dtype = p.x.shape[1], p.x.dtype
+    params = {"w": rng.standard_normal((filters, c, 1, 1)).astype(dtype), "b": rng.standard_normal(filters).astype(dtype)}
+    y, vjp = fn.conv()(params, p.x)
+    y_ref, vjp_ref = fn.conv_naive()(params, p.x)
+    tol = {"rtol": 1e-4, "atol": 1e-4} if dtype == np.float32 else {"rtol": 1e-10, "atol": 1e-10}
+    np.testing.assert_allclose(y, y_ref, **tol)
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    for a, b in zip(tree_leaves(vjp(dy)), tree_leaves(vjp_ref(dy))):
+        np.testing.assert_allclose(a, b, **tol)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_kernel_edges(dtype):
+    x = np.array([[-1.0, -0.0, 0.0, 2.0, np.nan, np.inf, -np.inf]], dtype=dtype)
+    y, vjp = fn.relu((), x)
+    np.testing.assert_array_equal(y, [[0, 0, 0, 2, np.nan, np.inf, 0]])
+    _, dx = vjp(np.array([[1, 1, 1, 1, 1, 1, np.nan]], dtype=dtype))
+    np.testing.assert_array_equal(dx, [[0, 0, 0, 1, 0, 1, 0]])
+    assert y.dtype == dx.dtype == dtype
+    y0, vjp0 = fn.relu((), np.array(3.0, dtype=dtype))  # 0-d keeps its shape
+    assert y0.shape == () and vjp0(np.array(1.0, dtype=dtype))[1].shape == ()
