@@ -24,18 +24,52 @@ Forward = Callable[[np.ndarray, np.ndarray, np.ndarray, int, int, int, int], tup
 # they stay in the caches from im2col to the matrix products that read them. Measured: chunks that
 # fit in L2 beat both one image at a time (small products) and the whole batch (columns in memory).
 CHUNK_BYTES = 1 << 20
+# Winograd F(2x2, 3x3) serves 3x3 stride-1 convs with at least this many input and output channels
+# (the product's inner size: with fewer, BLAS is far from its peak and the transforms dominate).
+WINOGRAD_MIN_CHANNELS = 16
+
+
+def _chunks(n: int, bytes_per_image: int) -> list[slice]:
+    step = max(1, min(n, CHUNK_BYTES // max(1, bytes_per_image)))
+    return [slice(start, min(start + step, n)) for start in range(0, n, step)]
+
+
+def _uses_winograd(w: np.ndarray, stride: int, pad: int) -> bool:
+    f, c, hh, ww = w.shape
+    return hh == ww == 3 and stride == 1 and pad <= 2 and min(f, c) >= WINOGRAD_MIN_CHANNELS
+
+
+def _winograd_conv(x, w, b, pad, out_h, out_w):
+    """``y`` of a 3x3 stride-1 conv by Winograd F(2x2, 3x3), chunk by chunk (see funcnn.kernels.winograd)."""
+    from funcnn.kernels import winograd
+
+    n, c, f = x.shape[0], x.shape[1], w.shape[0]
+    tiles_h, tiles_w = (out_h + 1) // 2, (out_w + 1) // 2
+    tiles = tiles_h * tiles_w
+    chunks = _chunks(n, 16 * max(c, f) * tiles * x.itemsize)
+    most = max(part.stop - part.start for part in chunks) * tiles
+    u = winograd.filter_transform(w)
+    v_buffer, m_buffer = np.empty(16 * c * most, x.dtype), np.empty(16 * f * most, x.dtype)
+    y = np.empty((n, f, out_h, out_w), x.dtype)
+    for part in chunks:
+        count = (part.stop - part.start) * tiles
+        v = winograd.input_transform(x[part], pad, tiles_h, tiles_w, v_buffer[: 16 * c * count].reshape(16, c, count))
+        m = np.matmul(u, v, out=m_buffer[: 16 * f * count].reshape(16, f, count))
+        winograd.output_transform(m, b, tiles_h, tiles_w, y[part])
+    return y
 
 
 def _fast_forward(x, w, b, stride, pad, out_h, out_w):
     from funcnn.kernels import conv as kernels
 
     x = np.ascontiguousarray(x)
-    n, f, (hh, ww) = x.shape[0], w.shape[0], w.shape[2:]
+    n, c, f, (hh, ww) = x.shape[0], x.shape[1], w.shape[0], w.shape[2:]
     w2 = np.ascontiguousarray(w.reshape(f, -1))
     k, plane = w2.shape[1], out_h * out_w
-    step = max(1, min(n, CHUNK_BYTES // max(1, k * plane * x.itemsize)))
-    chunks = [slice(start, min(start + step, n)) for start in range(0, n, step)]
+    chunks = _chunks(n, k * plane * x.itemsize)
+    step = chunks[0].stop
     pointwise = hh == ww == stride == 1 and pad == 0  # a 1x1 conv's columns are x itself
+    winograd = _uses_winograd(w, stride, pad)
 
     def columns(buffer, part):
         if pointwise:
@@ -44,31 +78,39 @@ def _fast_forward(x, w, b, stride, pad, out_h, out_w):
         return kernels.im2col(x[part], hh, ww, stride, pad, out_h, out_w, cols)
 
     # Buffers are made per call: a live vjp never shares one with a later call.
-    buffer = np.empty(0 if pointwise else k * step * plane, x.dtype)
-    y = np.empty((n, f, plane), x.dtype)
-    for part in chunks:
-        y_part = np.matmul(w2, columns(buffer, part), out=y[part])
-        y_part += b[:, None]
-    del buffer
+    if winograd:
+        y = _winograd_conv(x, w, b, pad, out_h, out_w).reshape(n, f, plane)
+    else:
+        buffer = np.empty(0 if pointwise else k * step * plane, x.dtype)
+        y = np.empty((n, f, plane), x.dtype)
+        for part in chunks:
+            y_part = np.matmul(w2, columns(buffer, part), out=y[part])
+            y_part += b[:, None]
+        del buffer
 
     def backward(dy, need_dx=True):
         # The backward pass recomputes each chunk's columns from x, which keeps only x alive and costs
         # little next to the products: the columns are still in the caches when they are read.
         dy = np.ascontiguousarray(dy).reshape(n, f, plane)
         buffer = np.empty(0 if pointwise else k * step * plane, x.dtype)
-        dw_parts = np.empty((step, f, k), x.dtype)
-        dx = np.empty_like(x) if need_dx else None
-        dw = np.zeros((f, k), x.dtype)
+        dw_parts = np.empty((step, k, f), x.dtype)
+        dx = None
+        if need_dx and winograd:  # dx is the 3x3 conv of dy with the filters flipped and transposed
+            flipped = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
+            dx = _winograd_conv(dy.reshape(n, f, out_h, out_w), flipped, np.zeros(c, x.dtype), 2 - pad, *x.shape[2:])
+        elif need_dx:
+            dx = np.empty_like(x)
+        dw_t = np.zeros((k, f), x.dtype)  # dw transposed: OpenBLAS runs cols @ dy^T faster than dy @ cols^T
         for part in chunks:
             cols, m = columns(buffer, part), part.stop - part.start
-            dw += np.matmul(dy[part], cols.transpose(0, 2, 1), out=dw_parts[:m]).sum(axis=0)
-            if need_dx:
+            dw_t += np.matmul(cols, dy[part].transpose(0, 2, 1), out=dw_parts[:m]).sum(axis=0)
+            if need_dx and not winograd:
                 if pointwise:
                     np.matmul(w2.T, dy[part], out=dx[part].reshape(m, k, plane))
                 else:  # the columns are used up: their buffer takes their gradient
                     dcols = np.matmul(w2.T, dy[part], out=cols)
                     kernels.col2im(dcols, hh, ww, stride, pad, out_h, out_w, dx[part])
-        return dx, dw.reshape(w.shape), dy.sum(axis=(0, 2))
+        return dx, np.ascontiguousarray(dw_t.T).reshape(w.shape), dy.sum(axis=(0, 2))
 
     return y.reshape(n, f, out_h, out_w), backward
 
