@@ -17,6 +17,13 @@ def float_array(layer: str, arg: str, value: Any) -> np.ndarray:
     return array
 
 
+def read_only(array: np.ndarray) -> np.ndarray:
+    """A read-only view of ``array``: how a layer hands back its input without sharing writable memory."""
+    view = array.view()
+    view.flags.writeable = False
+    return view
+
+
 def check_ndim(layer: str, arg: str, array: np.ndarray, ndim: int, layout: str) -> None:
     """Raise when ``array`` is not ``ndim``-D, naming the expected ``layout``."""
     if array.ndim != ndim:
