@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from funcnn._checks import cotangent, float_array, no_params, read_only
+from funcnn._checks import cotangent, float_array, no_params, read_only, wrong_keys
 from funcnn.init import infer, infer_state
 from funcnn.layer import VJP, Apply, Layer, Shape, State, WeightScale, layer_name, moded_layer, run
 from funcnn.tree import PyTree
@@ -125,7 +125,7 @@ def _split(name: str, what: str, tree: PyTree, owned: list[tuple[str, ...]]) -> 
     if not all_keys and tree == ():
         return tuple(() for _ in owned)
     if not isinstance(tree, dict) or sorted(tree) != all_keys:
-        raise TypeError(f"{name}: {what} must be a dict with keys {all_keys}, got {tree!r:.80}")
+        raise wrong_keys(name, what, all_keys, tree)
     return tuple({k: tree[k] for k in keys} if keys else () for keys in owned)
 
 

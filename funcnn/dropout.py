@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from funcnn._checks import cotangent, float_array, is_empty, no_params, number_at_least, read_only
+from funcnn._checks import cotangent, describe, float_array, is_empty, no_params, number_at_least, read_only
 from funcnn.layer import VJP, Layer, State, moded_layer
 from funcnn.tree import PyTree
 
@@ -27,7 +27,7 @@ def dropout(drop_prob: float = 0.5) -> Layer:
     def run_fn(params: PyTree, x: Any, state: State, train: bool, rng: Any) -> tuple[np.ndarray, VJP, State]:
         no_params(name, params)
         if not is_empty(state):
-            raise TypeError(f"{name}: keeps no state, so state must be (), got {state!r:.80}")
+            raise TypeError(f"{name}: keeps no state, so state must be (), got {describe(state)}")
         x = float_array(name, "x", x)
         if not train:
             return read_only(x), lambda dy: ((), read_only(cotangent(name, dy, x))), ()
