@@ -66,8 +66,9 @@ def _batch_norm_layer(name: str, ndim: int, layout: str, axes: tuple[int, ...], 
             overflow = np.flatnonzero(np.isfinite(var_scaled) & ~np.isfinite(new_state["running_var"]))
             if overflow.size:
                 i = overflow[0]
-                raise ValueError(f"{name}: the variance of x for {features} index {i} overflows {x.dtype} in state['running_var'] "
-                                 f"(x of shape {x.shape} reaches about ±{2.0 ** int(exponent[i]):.2g}); scale x down or use float64")
+                raise ValueError(f"{name}: the variance of x for {features} index {i} overflows {x.dtype} in "
+                                 f"state['running_var'] (x of shape {x.shape} reaches about ±{2.0 ** int(exponent[i]):.2g}); "
+                                 "scale x down or use float64")
         else:
             inv_std = 1 / np.sqrt(running_var + eps)
             x_hat = (x - running_mean.reshape(shape)) * inv_std.reshape(shape)

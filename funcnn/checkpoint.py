@@ -76,7 +76,7 @@ def _check_member(path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo, t
         except ValueError as error:
             raise ValueError(f"checkpoint {path}: {key!r} is not an npy array: {error}") from None
     if dtype.hasobject:
-        raise ValueError(f"checkpoint {path}: {key!r} holds Python objects (dtype {dtype}); only numeric arrays are read")
+        raise ValueError(f"checkpoint {path}: {key!r} holds Python objects (dtype {dtype}); only arrays are read")
     if template is not None:
         template = np.asarray(template)
         if shape != template.shape:
@@ -85,9 +85,11 @@ def _check_member(path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo, t
             raise ValueError(f"checkpoint {path}: {key!r} has dtype {dtype}, expected a number like {template.dtype}")
     nbytes = math.prod(shape) * dtype.itemsize
     if template is None and nbytes > file_size:  # a free-shaped leaf cannot hold more than the file
-        raise ValueError(f"checkpoint {path}: {key!r} claims shape {shape} ({nbytes} bytes), more than the whole file ({file_size} bytes)")
+        raise ValueError(f"checkpoint {path}: {key!r} claims shape {shape} ({nbytes} bytes), "
+                         f"more than the whole file ({file_size} bytes)")
     if info.file_size != header + nbytes:
-        raise ValueError(f"checkpoint {path}: {key!r} claims shape {shape} of {dtype} ({nbytes} bytes) but holds {info.file_size - header}")
+        raise ValueError(f"checkpoint {path}: {key!r} claims shape {shape} of {dtype} ({nbytes} bytes) "
+                         f"but holds {info.file_size - header}")
 
 
 def load_checkpoint(path: str | os.PathLike, like: PyTree) -> PyTree:
@@ -112,7 +114,8 @@ def load_checkpoint(path: str | os.PathLike, like: PyTree) -> PyTree:
                 raise ValueError(f"checkpoint {path}: holds the same key twice")
             missing, extra = sorted(set(templates) - set(members)), sorted(set(members) - set(templates))
             if missing or extra:
-                raise ValueError(f"checkpoint {path}: does not match the expected tree; missing {missing[:5]}, unexpected {extra[:5]}")
+                raise ValueError(f"checkpoint {path}: does not match the expected tree; "
+                                 f"missing {missing[:5]}, unexpected {extra[:5]}")
             file_size = path.stat().st_size
             for key, template in templates.items():
                 _check_member(path, archive, members[key], template, file_size)

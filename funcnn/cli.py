@@ -66,7 +66,8 @@ def _train(args: argparse.Namespace) -> int:
     _check_options(args)
     out = _out_folder(args)
     data = load_named(args.dataset, args.data_path, np.dtype(args.dtype).type)
-    net = three_layer_convnet(args.filters, args.filter_size, args.hidden, NUM_CLASSES[args.dataset], args.batch_norm, args.dropout)
+    classes = NUM_CLASSES[args.dataset]  # not the labels seen: a file holding only some classes keeps the others
+    net = three_layer_convnet(args.filters, args.filter_size, args.hidden, classes, args.batch_norm, args.dropout)
     input_shape = data.train.x.shape[1:]
     weight_scale = "he" if args.weight_scale == "he" else float(args.weight_scale)
     _, params = init_params(net, np.random.default_rng(args.seed), input_shape, args.dtype, weight_scale)
@@ -126,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.npz if it exists")
     train.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
     train.add_argument("--allow-config-change", action="store_true",
-                       help="let --resume continue with options other than the checkpoint's (default: refuse, listing them)")
+                       help="let --resume continue with other options than the checkpoint's (default: refuse)")
     train.set_defaults(run=_train)
 
     check = commands.add_parser("check", help="finite-difference check of every layer, sandwich and network")

@@ -139,18 +139,22 @@ def _non_finite(tree: PyTree) -> list[str]:
             if np.asarray(leaf).dtype.kind == "f" and not np.isfinite(leaf).all()]
 
 
-def _resume(checkpoint: str | Path, result: FitResult, config: dict[str, Any], allow_config_change: bool) -> tuple[FitResult, int]:
+def _resume(
+    checkpoint: str | Path, result: FitResult, config: dict[str, Any], allow_change: bool
+) -> tuple[FitResult, int]:
+    """The run saved in ``checkpoint`` and its epoch, after checking its configuration and values."""
     like = _checkpoint_tree(0, result, config)
     like["history"] = {k: None for k in like["history"]}
     like["config"] = None
     saved = load_checkpoint(checkpoint, like)
     changes = _config_changes(json.loads(str(saved["config"])), config)
-    if changes and not allow_config_change:
-        raise ValueError(f"fit: checkpoint {checkpoint} was written with another configuration ({'; '.join(changes)}); "
-                         "resume with the same settings, or allow the change (allow_config_change=True, --allow-config-change)")
+    if changes and not allow_change:
+        raise ValueError(f"fit: checkpoint {checkpoint} was written with another configuration ({'; '.join(changes)}); resume "
+                         "with the same settings, or allow the change (allow_config_change=True, --allow-config-change)")
     bad = _non_finite({k: saved[k] for k in ("params", "best_params", "state", "best_state", "opt_state")})
     if bad:
-        raise ValueError(f"fit: checkpoint {checkpoint} holds NaN or infinite values in {', '.join(bad[:5])}; refusing to resume from it")
+        raise ValueError(f"fit: checkpoint {checkpoint} holds NaN or infinite values in {', '.join(bad[:5])}; "
+                         "refusing to resume from it")
     saved["opt_state"]["t"] = int(saved["opt_state"]["t"])
     return FitResult(saved["params"], saved["best_params"], saved["opt_state"], History.from_arrays(saved["history"]),
                      saved["state"], saved["best_state"]), int(saved["epoch"])
@@ -168,7 +172,8 @@ def batch_starts(n: int, batch_size: int) -> list[int]:
 def _check_pair(what: str, pair: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     x, y = pair
     if np.ndim(y) != 1 or len(x) != len(y):
-        raise ValueError(f"fit: {what} must be (x, y) with one label per example, got x of shape {np.shape(x)} and y of shape {np.shape(y)}")
+        raise ValueError(f"fit: {what} must be (x, y) with one label per example, "
+                         f"got x of shape {np.shape(x)} and y of shape {np.shape(y)}")
     if len(x) == 0:
         raise ValueError(f"fit: {what} has no examples (x of shape {np.shape(x)})")
     return x, y
@@ -243,15 +248,16 @@ def fit(
     step = _training_step(net, loss, reg)
     if state is None:
         state = init_state(net, x_train.shape[1:], x_train.dtype)
-    config = {"net": layer_name(net), "optimizer": optimizer.name, "batch_size": int(batch_size), "seed": seed, "reg": float(reg),
-              "num_train_samples": num_train_samples, "dtype": str(x_train.dtype), **(config or {})}
+    config = {"net": layer_name(net), "optimizer": optimizer.name, "batch_size": int(batch_size), "seed": int(seed),
+              "reg": float(reg), "num_train_samples": int(num_train_samples), "dtype": str(x_train.dtype), **(config or {})}
     config = json.loads(json.dumps(config))  # as it reads back: tuples become lists
     result = FitResult(params, params, optimizer.init(params), History(), state, state)
     start_epoch = 0
     if resume and checkpoint is not None and Path(checkpoint).exists():
         result, start_epoch = _resume(checkpoint, result, config, allow_config_change)
         if start_epoch >= epochs:
-            raise ValueError(f"fit: checkpoint {checkpoint} is already after epoch {start_epoch}; ask for more than {epochs} epochs to continue")
+            raise ValueError(f"fit: checkpoint {checkpoint} is already after epoch {start_epoch}; "
+                             f"ask for more than {epochs} epochs to continue")
         if log:
             log(f"resumed from {checkpoint} after epoch {start_epoch}")
     params, opt_state, state, history = result.params, result.opt_state, result.state, result.history
@@ -264,13 +270,13 @@ def fit(
             order = np.random.default_rng([seed, epoch]).permutation(n)
             rng = np.random.default_rng([seed, epoch, 2])  # dropout masks
             epoch_losses = []
-            for i, start in enumerate(starts):
-                batch = order[start : starts[i + 1] if i + 1 < len(starts) else n]
+            for i, (start, end) in enumerate(zip(starts, [*starts[1:], n])):
+                batch = order[start:end]
                 value, grads, state = step(params, x_train[batch], y_train[batch], state, rng)
                 if not np.isfinite(value):
                     kept = f"; {checkpoint} keeps epoch {done}" if checkpoint is not None and done else ""
-                    raise ValueError(f"fit: the loss is {value} at epoch {epoch}, step {i + 1} of {len(starts)}: training diverged "
-                                     f"(try a smaller learning rate){kept}")
+                    raise ValueError(f"fit: the loss is {value} at epoch {epoch}, step {i + 1} of {len(starts)}: "
+                                     f"training diverged (try a smaller learning rate){kept}")
                 params, opt_state = optimizer.update(grads, opt_state, params)
                 epoch_losses.append(value)
             history.loss_history.extend(epoch_losses)

@@ -27,12 +27,13 @@ DIGITS = load_digits(np.float64)
 SMALL = ["--filters", "2", "--hidden", "8"]
 
 
-def small_fit(epochs=2, x=None, y=None, net=None, **kwargs):
+def small_fit(epochs=2, x=None, y=None, net=None, batch_size=8, **kwargs):
     net = net or three_layer_convnet(num_filters=2, filter_size=3, hidden_dim=8, num_classes=10)
     _, params = fn.init_params(net, np.random.default_rng(0), (1, 8, 8), np.float64)
     x = DIGITS.train.x[:40] if x is None else x
     y = DIGITS.train.y[:40] if y is None else y
-    return fit(net, params, (x, y), (DIGITS.val.x[:20], DIGITS.val.y[:20]), sgd(0.05), epochs=epochs, batch_size=8, log=None, **kwargs)
+    val = (DIGITS.val.x[:20], DIGITS.val.y[:20])
+    return fit(net, params, (x, y), val, sgd(0.05), epochs=epochs, batch_size=batch_size, log=None, **kwargs)
 
 
 def checkpoint_epoch(path):
@@ -87,16 +88,11 @@ def test_a_resume_with_other_options_is_refused_listing_them(tmp_path, capsys):
 def test_fit_refuses_a_resume_with_another_configuration(tmp_path, change):
     ckpt = tmp_path / "c.npz"
     small_fit(1, checkpoint=ckpt, config={"lr": 2})
-    kwargs = {"config": {"lr": 2}, **change}
-    batch_size = kwargs.pop("batch_size", None)
-    with pytest.raises(ValueError, match="written with another configuration"):
-        if batch_size:  # small_fit fixes batch_size; call fit directly
-            net = three_layer_convnet(num_filters=2, filter_size=3, hidden_dim=8, num_classes=10)
-            _, params = fn.init_params(net, np.random.default_rng(0), (1, 8, 8), np.float64)
-            fit(net, params, (DIGITS.train.x[:40], DIGITS.train.y[:40]), (DIGITS.val.x[:20], DIGITS.val.y[:20]), sgd(0.05),
-                epochs=2, batch_size=batch_size, log=None, checkpoint=ckpt, resume=True, **kwargs)
-        else:
-            small_fit(2, checkpoint=ckpt, resume=True, **kwargs)
+    name, value = next(iter(change.items()))
+    with pytest.raises(ValueError, match=rf"written with another configuration \({'lr' if name == 'config' else name}: "):
+        small_fit(2, checkpoint=ckpt, resume=True, **{"config": {"lr": 2}, **change})
+    small_fit(2, checkpoint=ckpt, resume=True, config={"lr": 2})  # the same configuration resumes
+    assert checkpoint_epoch(ckpt) == 2
 
 
 def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path):

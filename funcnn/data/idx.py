@@ -56,7 +56,8 @@ def load_idx(path: PathLike) -> np.ndarray:
         header_len = 4 + 4 * ndim
         dims = read_at_most(stream, 4 * ndim)
         if len(dims) < 4 * ndim:
-            raise DataFormatError(path, f"a {header_len}-byte IDX header for ndim={ndim}", f"{4 + len(dims)} bytes in the file")
+            found = f"{4 + len(dims)} bytes in the file"
+            raise DataFormatError(path, f"a {header_len}-byte IDX header for ndim={ndim}", found)
         shape = tuple(int(d) for d in np.frombuffer(dims, dtype=">u4"))
         dt = IDX_DTYPES[code]
         want = math.prod(shape) * dt.itemsize
