@@ -47,12 +47,14 @@ def _batch_norm_layer(name: str, ndim: int, layout: str, axes: tuple[int, ...], 
         if train:
             if count < 2:
                 raise ValueError(f"{name}: training needs more than one value per {features} to estimate a variance, got x of shape {x.shape}")
-            # Statistics of x scaled down by a power of two per feature, so that squares cannot overflow
-            # (x around 1e19 in float32); a power of two scales exactly, so ordinary inputs give the same bits.
+            # A feature whose sum of squares could overflow (x around 1e19 in float32) is scaled down by a
+            # power of two first: that is exact, so the statistics are the same, only representable.
             with np.errstate(invalid="ignore"):  # NaN or inf in x: NaN out, without a warning here
-                exponent = np.maximum(np.frexp(np.abs(x).max(axis=axes))[1], 0)
+                exponent = np.frexp(np.maximum(x.max(axis=axes), -x.min(axis=axes)))[1]
+            safe = (np.finfo(x.dtype).maxexp - 3 - int(count).bit_length()) // 2  # 4 * count * 2**(2 * safe) < max
+            exponent = np.where(exponent > safe, exponent, 0)
             scale = np.ldexp(np.ones(x.shape[1], x.dtype), -exponent)
-            x_scaled = x * scale.reshape(shape)
+            x_scaled = x * scale.reshape(shape) if exponent.any() else x
             mean_scaled, var_scaled = x_scaled.mean(axis=axes), x_scaled.var(axis=axes)
             inv_std_scaled = 1 / np.sqrt(np.maximum(var_scaled + eps * scale * scale, np.finfo(x.dtype).tiny))
             x_hat = (x_scaled - mean_scaled.reshape(shape)) * inv_std_scaled.reshape(shape)
