@@ -205,7 +205,8 @@ def test_ctrl_c_says_after_which_epoch_and_resumes(tmp_path, capsys, monkeypatch
 def test_sigint_to_the_command_prints_one_line(tmp_path):
     """A real SIGINT to ``python -m funcnn train`` once it has printed an epoch."""
     command = [sys.executable, "-m", "funcnn", "train", "--epochs", "100000", *SMALL, "--out", str(tmp_path)]
-    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as process:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # each progress line as it is printed
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) as process:
         for line in process.stdout:
             if line.startswith("epoch "):
                 break
