@@ -64,8 +64,8 @@ def _train(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     _check_options(args)
-    out = _out_folder(args)
     data = load_named(args.dataset, args.data_path, np.dtype(args.dtype).type)
+    out = _out_folder(args)  # after the data loaded: a bad --data-path leaves no empty folder behind
     classes = NUM_CLASSES[args.dataset]  # not the labels seen: a file holding only some classes keeps the others
     net = three_layer_convnet(args.filters, args.filter_size, args.hidden, classes, args.batch_norm, args.dropout)
     input_shape = data.train.x.shape[1:]

@@ -164,6 +164,13 @@ def test_a_damaged_checkpoint_is_refused_in_one_line(tmp_path, capsys, damage):
     assert expected in err
 
 
+def test_a_failed_start_leaves_no_folder_behind(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--dataset", "mnist", "--data-path", str(tmp_path)]) == 2
+    assert "expected IDX file train-images-idx3-ubyte" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
+
+
 def test_a_file_or_unmakeable_out_is_one_line(tmp_path, capsys):
     (tmp_path / "f").write_text("x")
     for out, expected in ((tmp_path / "f", "is a file, expected a folder"), (tmp_path / "f" / "sub", "cannot create the folder")):
