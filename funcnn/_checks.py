@@ -17,6 +17,13 @@ def float_array(layer: str, arg: str, value: Any) -> np.ndarray:
     return array
 
 
+def read_only(array: np.ndarray) -> np.ndarray:
+    """A read-only view of ``array``: how a layer hands back its input without sharing writable memory."""
+    view = array.view()
+    view.flags.writeable = False
+    return view
+
+
 def check_ndim(layer: str, arg: str, array: np.ndarray, ndim: int, layout: str) -> None:
     """Raise when ``array`` is not ``ndim``-D, naming the expected ``layout``."""
     if array.ndim != ndim:
@@ -74,14 +81,36 @@ def is_empty(tree: Any) -> bool:
     return isinstance(tree, tuple) and tree == ()
 
 
+def describe(value: Any) -> str:
+    """What ``value`` is, for an error message about params or state: keys, shapes and types, never
+    a printed (and truncated) array."""
+    if isinstance(value, dict):
+        return f"a dict with keys {list(value)}"
+    if isinstance(value, np.ndarray):
+        return f"an array of shape {value.shape} ({value.dtype})"
+    if isinstance(value, (tuple, list)):
+        return f"a {type(value).__name__} of {len(value)} entries"
+    return f"{value!r:.60}"
+
+
+def wrong_keys(layer: str, what: str, keys: list[str], value: Any) -> TypeError:
+    """The error for a params or state ``value`` that is not a dict with exactly ``keys``: names the
+    missing and unexpected keys of a dict, or says what ``value`` is."""
+    found = describe(value)
+    if isinstance(value, dict):
+        missing, extra = [k for k in keys if k not in value], [k for k in value if k not in keys]
+        found = ", ".join(f"{label} {names}" for label, names in (("missing", missing), ("unexpected", extra)) if names)
+    return TypeError(f"{layer}: {what} must be a dict with keys {keys}, got {found}")
+
+
 def no_params(layer: str, params: Any) -> None:
     """A layer without parameters takes params ``()``."""
     if not is_empty(params):
-        raise TypeError(f"{layer}: takes no params, so params must be (), got {params!r:.80}")
+        raise TypeError(f"{layer}: takes no params, so params must be (), got {describe(params)}")
 
 
 def dict_params(layer: str, params: Any, keys: tuple[str, ...], what: str = "params") -> dict[str, np.ndarray]:
     """``params`` (or a state, with ``what``) as a dict with exactly ``keys``, each a float array."""
     if not isinstance(params, dict) or set(params) != set(keys):
-        raise TypeError(f"{layer}: {what} must be a dict with keys {list(keys)}, got {params!r:.80}")
+        raise wrong_keys(layer, what, list(keys), params)
     return {key: float_array(layer, f"{what}['{key}']", params[key]) for key in keys}

@@ -47,15 +47,34 @@ def _batch_norm_layer(name: str, ndim: int, layout: str, axes: tuple[int, ...], 
         if train:
             if count < 2:
                 raise ValueError(f"{name}: training needs more than one value per {features} to estimate a variance, got x of shape {x.shape}")
-            mean, var = x.mean(axis=axes), x.var(axis=axes)
-            new_state = {
-                "running_mean": momentum * running_mean + (1 - momentum) * mean,
-                "running_var": momentum * running_var + (1 - momentum) * var * (count / (count - 1)),
-            }
+            # A feature whose sum of squares could overflow (x around 1e19 in float32) is scaled down by a
+            # power of two first: that is exact, so the statistics are the same, only representable.
+            with np.errstate(invalid="ignore"):  # NaN or inf in x: NaN out, without a warning here
+                exponent = np.frexp(np.maximum(x.max(axis=axes), -x.min(axis=axes)))[1]
+            safe = (np.finfo(x.dtype).maxexp - 3 - int(count).bit_length()) // 2  # 4 * count * 2**(2 * safe) < max
+            exponent = np.where(exponent > safe, exponent, 0)
+            scale = np.ldexp(np.ones(x.shape[1], x.dtype), -exponent)
+            x_scaled = x * scale.reshape(shape) if exponent.any() else x
+            mean_scaled, var_scaled = x_scaled.mean(axis=axes), x_scaled.var(axis=axes)
+            inv_std_scaled = 1 / np.sqrt(np.maximum(var_scaled + eps * scale * scale, np.finfo(x.dtype).tiny))
+            x_hat = (x_scaled - mean_scaled.reshape(shape)) * inv_std_scaled.reshape(shape)
+            inv_std = inv_std_scaled * scale
+            with np.errstate(over="ignore"):  # a variance beyond the dtype's range is refused below
+                var = var_scaled / scale / scale
+                new_state = {
+                    "running_mean": momentum * running_mean + (1 - momentum) * mean_scaled / scale,
+                    "running_var": momentum * running_var + (1 - momentum) * var * (count / (count - 1)),
+                }
+            overflow = np.flatnonzero(np.isfinite(var_scaled) & ~np.isfinite(new_state["running_var"]))
+            if overflow.size:
+                i = overflow[0]
+                raise ValueError(f"{name}: the variance of x for {features} index {i} overflows {x.dtype} in "
+                                 f"state['running_var'] (x of shape {x.shape} reaches about ±{2.0 ** int(exponent[i]):.2g}); "
+                                 "scale x down or use float64")
         else:
-            mean, var, new_state = running_mean, running_var, state
-        inv_std = 1 / np.sqrt(var + eps)
-        x_hat = (x - mean.reshape(shape)) * inv_std.reshape(shape)
+            inv_std = 1 / np.sqrt(running_var + eps)
+            x_hat = (x - running_mean.reshape(shape)) * inv_std.reshape(shape)
+            new_state = state
         y = gamma.reshape(shape) * x_hat + beta.reshape(shape)
 
         def vjp(dy: np.ndarray) -> tuple[PyTree, np.ndarray]:

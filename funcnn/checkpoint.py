@@ -1,9 +1,12 @@
-"""Save and load pytrees as ``.npz`` files keyed by key path: no pickle, atomic writes."""
+"""Save and load pytrees as ``.npz`` files keyed by key path: no pickle, atomic writes, and hostile
+files refused from their headers before anything is loaded."""
 
 from __future__ import annotations
 
+import math
 import os
-import tempfile
+import secrets
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +24,17 @@ def _key(path: tuple) -> str:
     return SEP.join(str(part) for part in path)
 
 
+def _temporaries(path: Path) -> list[Path]:
+    return list(path.parent.glob(f".{path.name}.*.tmp"))
+
+
 def save_checkpoint(path: str | os.PathLike, tree: PyTree) -> Path:
     """Write ``tree`` (dicts, tuples, lists; arrays or numbers as leaves) to ``path`` as ``.npz``,
     one array per leaf named by its key path (``"params/0/w"``).
 
     The file is written to a temporary file in the same folder and then moved over ``path``, so a
-    crash mid-save leaves the previous checkpoint whole. Returns the path written.
+    crash mid-save leaves the previous checkpoint whole; temporaries left by a killed save are
+    removed by the next one. The file's permissions follow the umask. Returns the path written.
     """
     path = Path(path)
     arrays = {_key(p): np.asarray(leaf) for p, leaf in tree_leaves_with_path(tree)}
@@ -34,7 +42,10 @@ def save_checkpoint(path: str | os.PathLike, tree: PyTree) -> Path:
         if array.dtype.hasobject:
             raise TypeError(f"checkpoint: leaf {key!r} holds Python objects; only numeric and string arrays are saved")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    for stale in _temporaries(path):
+        stale.unlink(missing_ok=True)
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # 0o666 minus the umask, like open()
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)  # type: ignore[arg-type]  # numpy's stub misreads **kwds
@@ -42,33 +53,84 @@ def save_checkpoint(path: str | os.PathLike, tree: PyTree) -> Path:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        os.unlink(tmp)
+        tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def _npy_header(member: Any) -> tuple[tuple[int, ...], np.dtype, int]:
+    """``(shape, dtype, header bytes)`` of an open ``.npy`` member, reading only its header."""
+    version = np.lib.format.read_magic(member)
+    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    shape, _, dtype = read(member)
+    return shape, dtype, member.tell()
+
+
+def _check_member(path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo, template: Any, file_size: int) -> None:
+    """Refuse a member whose npy header does not match ``template`` or promises more data than it holds,
+    before any of its data is read."""
+    key = info.filename.removesuffix(".npy")
+    with archive.open(info) as member:
+        try:
+            shape, dtype, header = _npy_header(member)
+        except ValueError as error:
+            raise ValueError(f"checkpoint {path}: {key!r} is not an npy array: {error}") from None
+    if dtype.hasobject:
+        raise ValueError(f"checkpoint {path}: {key!r} holds Python objects (dtype {dtype}); only arrays are read")
+    if template is not None:
+        template = np.asarray(template)
+        if shape != template.shape:
+            raise ValueError(f"checkpoint {path}: {key!r} has shape {shape}, expected {template.shape}")
+        if template.dtype.kind in "biuf" and dtype.kind not in "biuf":
+            raise ValueError(f"checkpoint {path}: {key!r} has dtype {dtype}, expected a number like {template.dtype}")
+    nbytes = math.prod(shape) * dtype.itemsize
+    if template is None and nbytes > file_size:  # a free-shaped leaf cannot hold more than the file
+        raise ValueError(f"checkpoint {path}: {key!r} claims shape {shape} ({nbytes} bytes), "
+                         f"more than the whole file ({file_size} bytes)")
+    if info.file_size != header + nbytes:
+        raise ValueError(f"checkpoint {path}: {key!r} claims shape {shape} of {dtype} ({nbytes} bytes) "
+                         f"but holds {info.file_size - header}")
 
 
 def load_checkpoint(path: str | os.PathLike, like: PyTree) -> PyTree:
     """Read a file written by :func:`save_checkpoint` into a tree shaped like ``like``.
 
     Every leaf of ``like`` must be in the file with the same shape (a leaf of ``like`` that is
-    ``None`` accepts any shape); leaves are cast to the dtype of ``like``'s leaf. Missing, extra or
-    misshapen entries raise ValueError naming them. Never unpickles (``allow_pickle=False``).
+    ``None`` accepts any shape no larger than the file); leaves are cast to the dtype of ``like``'s
+    leaf. Keys, shapes, dtypes and sizes are checked from the zip directory and the npy headers
+    before any array is loaded, so a hostile file costs no more memory than an honest one. Missing,
+    extra or misshapen entries, and files that are not a whole ``.npz``, raise ValueError naming
+    them (FileNotFoundError if there is no file). Never unpickles.
     """
     path = Path(path)
-    with np.load(path, allow_pickle=False) as data:
-        stored = {key: data[key] for key in data.files}
+    if path.is_dir():
+        raise ValueError(f"checkpoint {path}: is a folder, expected an .npz file")
     wanted = tree_leaves_with_path(like)
-    keys = [_key(p) for p, _ in wanted]
-    missing, extra = sorted(set(keys) - set(stored)), sorted(set(stored) - set(keys))
-    if missing or extra:
-        raise ValueError(f"checkpoint {path}: does not match the expected tree; missing {missing[:5]}, unexpected {extra[:5]}")
+    templates = {_key(p): template for p, template in wanted}
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = {info.filename.removesuffix(".npy"): info for info in archive.infolist()}
+            if len(members) != len(archive.infolist()):
+                raise ValueError(f"checkpoint {path}: holds the same key twice")
+            missing, extra = sorted(set(templates) - set(members)), sorted(set(members) - set(templates))
+            if missing or extra:
+                raise ValueError(f"checkpoint {path}: does not match the expected tree; "
+                                 f"missing {missing[:5]}, unexpected {extra[:5]}")
+            file_size = path.stat().st_size
+            for key, template in templates.items():
+                _check_member(path, archive, members[key], template, file_size)
+            stored = {}
+            for key in templates:
+                with archive.open(members[key]) as member:
+                    stored[key] = np.lib.format.read_array(member, allow_pickle=False)
+    except (zipfile.BadZipFile, EOFError, OSError) as error:
+        if isinstance(error, FileNotFoundError):
+            raise
+        raise ValueError(f"checkpoint {path}: not a readable .npz file (truncated or damaged?): {error}") from None
     leaves: list[Any] = []
-    for key, (_, template) in zip(keys, wanted):
+    for key, template in templates.items():
         value = stored[key]
         if template is not None:
-            template = np.asarray(template)
-            if value.shape != template.shape:
-                raise ValueError(f"checkpoint {path}: {key!r} has shape {value.shape}, expected {template.shape}")
-            value = value.astype(template.dtype, copy=False)
+            value = value.astype(np.asarray(template).dtype, copy=False)
         leaves.append(value)
     return tree_unflatten(tree_structure(like), leaves)

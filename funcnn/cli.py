@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from dataclasses import asdict
@@ -25,31 +26,61 @@ def _check(args: argparse.Namespace) -> int:
     return 0
 
 
+RUN_FILES = ("checkpoint.npz", "history.json", "training.png")
+CONFIG_EXEMPT = ("command", "run", "epochs", "data_path", "out", "resume", "overwrite", "allow_config_change")
+
+
+def _out_folder(args: argparse.Namespace) -> Path:
+    """The run's folder, created; an existing run in it is replaced only with --resume or --overwrite."""
+    out = Path(args.out or f"runs/{args.dataset}")
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, expected a folder")
+    previous = [name for name in RUN_FILES if (out / name).exists()]
+    if previous and not (args.resume or args.overwrite):
+        raise ValueError(f"--out {out} already holds a run ({', '.join(previous)}); continue it with --resume, "
+                         "replace it with --overwrite, or choose another --out")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ValueError(f"--out {out}: cannot create the folder ({error.strerror})") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise ValueError(f"--out {out}: the folder is not writable")
+    return out
+
+
+def _check_options(args: argparse.Namespace) -> None:
+    for option in ("epochs", "batch_size", "filters", "filter_size", "hidden"):
+        if getattr(args, option) < 1:
+            raise ValueError(f"--{option.replace('_', '-')} must be >= 1, got {getattr(args, option)}")
+
+
 def _train(args: argparse.Namespace) -> int:
-    from funcnn.datasets import load_named
+    from funcnn.datasets import NUM_CLASSES, load_named
     from funcnn.init import init_params
     from funcnn.nets import three_layer_convnet
     from funcnn.optim import OPTIMIZERS, step_decay
     from funcnn.plot import INSTALL_HINT, plot_history
-    from funcnn.train import accuracy, fit
+    from funcnn.train import accuracy, batch_starts, fit
 
     started = time.perf_counter()
+    _check_options(args)
     data = load_named(args.dataset, args.data_path, np.dtype(args.dtype).type)
-    net = three_layer_convnet(args.filters, args.filter_size, args.hidden, int(data.train.y.max()) + 1, args.batch_norm, args.dropout)
+    out = _out_folder(args)  # after the data loaded: a bad --data-path leaves no empty folder behind
+    classes = NUM_CLASSES[args.dataset]  # not the labels seen: a file holding only some classes keeps the others
+    net = three_layer_convnet(args.filters, args.filter_size, args.hidden, classes, args.batch_norm, args.dropout)
     input_shape = data.train.x.shape[1:]
     weight_scale = "he" if args.weight_scale == "he" else float(args.weight_scale)
     _, params = init_params(net, np.random.default_rng(args.seed), input_shape, args.dtype, weight_scale)
-    steps_per_epoch = -(-len(data.train) // args.batch_size)
+    steps_per_epoch = len(batch_starts(len(data.train), args.batch_size))
     optimizer = OPTIMIZERS[args.optimizer](learning_rate=step_decay(args.lr, args.lr_decay, steps_per_epoch))
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     print(f"funcnn train: {net.name}\n  {args.dataset}: {len(data.train)} train, {len(data.val)} val, {len(data.test)} test "
           f"images of shape {input_shape}; {args.optimizer} lr {args.lr} (x{args.lr_decay} per epoch), "
           f"batch {args.batch_size}, {args.epochs} epochs, seed {args.seed}")
     result = fit(
         net, params, (data.train.x, data.train.y), (data.val.x, data.val.y), optimizer,
         epochs=args.epochs, batch_size=args.batch_size, reg=args.reg, seed=args.seed,
-        checkpoint=out / "checkpoint.npz", resume=args.resume,
+        checkpoint=out / "checkpoint.npz", resume=args.resume, allow_config_change=args.allow_config_change,
+        config={k: v for k, v in vars(args).items() if k not in CONFIG_EXEMPT},
     )  # fmt: skip
     test_acc = accuracy(net, result.best_params, data.test.x, data.test.y, result.best_state)
     history = result.history
@@ -92,8 +123,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--weight-scale", default="he", help="'he' or a standard deviation such as 1e-3 (default: he)")
     train.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="(default: float32)")
     train.add_argument("--seed", type=int, default=0, help="seed of the init and of the minibatch order (default: 0)")
-    train.add_argument("--out", default="runs/digits", help="output folder (default: runs/digits)")
+    train.add_argument("--out", help="output folder (default: runs/<dataset>)")
     train.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.npz if it exists")
+    train.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
+    train.add_argument("--allow-config-change", action="store_true",
+                       help="let --resume continue with other options than the checkpoint's (default: refuse)")
     train.set_defaults(run=_train)
 
     check = commands.add_parser("check", help="finite-difference check of every layer, sandwich and network")
@@ -109,9 +143,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
+    except KeyboardInterrupt as error:  # Ctrl-C: one line, and how to continue if an epoch was saved
+        hint = "; resume with --resume" if getattr(error, "epoch", 0) else ""
+        print(f"funcnn {args.command}: {error or 'interrupted'}{hint}", file=sys.stderr)
+        return 130
     except AssertionError as error:  # a gradient check failed: say which, without a traceback
         print(f"FAILED: {error}", file=sys.stderr)
         return 1
-    except (ValueError, FileNotFoundError) as error:  # bad options or data files: one clear line
+    except (ValueError, OSError) as error:  # bad options, data files or output folder: one clear line
         print(f"funcnn {args.command}: {error}", file=sys.stderr)
         return 2

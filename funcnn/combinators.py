@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from funcnn._checks import cotangent, float_array, no_params
+from funcnn._checks import cotangent, float_array, no_params, read_only, wrong_keys
 from funcnn.init import infer, infer_state
 from funcnn.layer import VJP, Apply, Layer, Shape, State, WeightScale, layer_name, moded_layer, pull_back, run, skips_dx
 from funcnn.tree import PyTree
@@ -126,7 +126,7 @@ def _split(name: str, what: str, tree: PyTree, owned: list[tuple[str, ...]]) -> 
     if not all_keys and tree == ():
         return tuple(() for _ in owned)
     if not isinstance(tree, dict) or sorted(tree) != all_keys:
-        raise TypeError(f"{name}: {what} must be a dict with keys {all_keys}, got {tree!r:.80}")
+        raise wrong_keys(name, what, all_keys, tree)
     return tuple({k: tree[k] for k in keys} if keys else () for keys in owned)
 
 
@@ -212,10 +212,11 @@ def fan_out(*branches: Apply) -> Layer:
 
 
 def _identity(params: PyTree, x: np.ndarray) -> tuple[np.ndarray, VJP]:
-    """``y = x``, any shape; params ``()``. Returns ``x`` and ``vjp(dy) -> ((), dy)``."""
+    """``y = x``, any shape; params ``()``. Returns a read-only view of ``x`` and ``vjp(dy) -> ((), dy)``
+    (a read-only view of ``dy``), so writing into the output cannot change the caller's array."""
     no_params("identity", params)
     x = float_array("identity", "x", x)
-    return x, lambda dy: ((), cotangent("identity", dy, x))
+    return read_only(x), lambda dy: ((), read_only(cotangent("identity", dy, x)))
 
 
 identity = Layer(_identity, "identity", ())

@@ -9,6 +9,8 @@ import numpy as np
 from funcnn.data import Dataset, Split, load_cifar10_binary, load_digits, load_mnist
 
 DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10")
+NUM_CLASSES = dict.fromkeys(DATASETS, 10)
+"""Classes of each data set, from its definition: a file whose labels miss some still gets all of them."""
 
 
 def load_named(name: str, path: str | Path | None = None, dtype: type = np.float32, val_fraction: float = 0.1) -> Split:

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from funcnn._checks import describe
 from funcnn.tree import PyTree, tree_map
 
 __all__ = ["VJP", "Apply", "Init", "Layer", "Run", "Shape", "State", "WeightScale", "bind", "layer", "pull_back", "run", "skips_dx"]
@@ -114,7 +115,7 @@ def run(
     if isinstance(f, Layer) and f.moded:
         return f.run(params, x, state, train=train, rng=rng)
     if not (isinstance(state, tuple) and state == ()):
-        raise TypeError(f"{layer_name(f)}: keeps no state, so state must be (), got {state!r:.80}")
+        raise TypeError(f"{layer_name(f)}: keeps no state, so state must be (), got {describe(state)}")
     y, vjp = f(params, x)
     return y, vjp, ()
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import math
+import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -11,9 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from funcnn.checkpoint import load_checkpoint, save_checkpoint
+from funcnn.checkpoint import SEP, load_checkpoint, save_checkpoint
 from funcnn.init import init_state
-from funcnn.layer import Apply, State, pull_back, run
+from funcnn.layer import Apply, State, layer_name, pull_back, run
 from funcnn.losses import Loss, softmax_loss
 from funcnn.optim import Optimizer
 from funcnn.tree import PyTree, tree_add, tree_leaves_with_path, tree_map_with_path
@@ -112,9 +112,71 @@ class FitResult:
     best_state: State = ()
 
 
-def _checkpoint_tree(epoch: int, result: FitResult) -> dict[str, Any]:
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during :func:`fit`; ``epoch`` is the last epoch completed (and checkpointed, if asked)."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+        super().__init__(f"interrupted after epoch {epoch}")
+
+
+def _checkpoint_tree(epoch: int, result: FitResult, config: dict[str, Any]) -> dict[str, Any]:
     return {"epoch": np.asarray(epoch), "params": result.params, "best_params": result.best_params, "state": result.state,
-            "best_state": result.best_state, "opt_state": result.opt_state, "history": result.history.as_arrays()}
+            "best_state": result.best_state, "opt_state": result.opt_state, "history": result.history.as_arrays(),
+            "config": np.asarray(json.dumps(config, sort_keys=True))}
+
+
+def _config_changes(saved: dict[str, Any], config: dict[str, Any]) -> list[str]:
+    """``"key: saved -> now"`` for every setting that differs."""
+    missing = "(not set)"
+    return [f"{key}: {saved.get(key, missing)!r} -> {config.get(key, missing)!r}"
+            for key in sorted(saved.keys() | config.keys()) if saved.get(key, missing) != config.get(key, missing)]
+
+
+def _non_finite(tree: PyTree) -> list[str]:
+    """Key paths of the float leaves of ``tree`` that hold NaN or infinity."""
+    return [SEP.join(map(str, path)) for path, leaf in tree_leaves_with_path(tree)
+            if np.asarray(leaf).dtype.kind == "f" and not np.isfinite(leaf).all()]
+
+
+def _resume(
+    checkpoint: str | Path, result: FitResult, config: dict[str, Any], allow_change: bool
+) -> tuple[FitResult, int]:
+    """The run saved in ``checkpoint`` and its epoch, after checking its configuration and values."""
+    like = _checkpoint_tree(0, result, config)
+    like["history"] = {k: None for k in like["history"]}
+    like["config"] = None
+    saved = load_checkpoint(checkpoint, like)
+    changes = _config_changes(json.loads(str(saved["config"])), config)
+    if changes and not allow_change:
+        raise ValueError(f"fit: checkpoint {checkpoint} was written with another configuration ({'; '.join(changes)}); resume "
+                         "with the same settings, or allow the change (allow_config_change=True, --allow-config-change)")
+    bad = _non_finite({k: saved[k] for k in ("params", "best_params", "state", "best_state", "opt_state")})
+    if bad:
+        raise ValueError(f"fit: checkpoint {checkpoint} holds NaN or infinite values in {', '.join(bad[:5])}; "
+                         "refusing to resume from it")
+    saved["opt_state"]["t"] = int(saved["opt_state"]["t"])
+    return FitResult(saved["params"], saved["best_params"], saved["opt_state"], History.from_arrays(saved["history"]),
+                     saved["state"], saved["best_state"]), int(saved["epoch"])
+
+
+def batch_starts(n: int, batch_size: int) -> list[int]:
+    """Where each minibatch of an epoch over ``n`` examples starts; a last batch of a single example is
+    merged into the one before (batch norm cannot normalize one example). ``len()`` is the steps per epoch."""
+    starts = list(range(0, n, batch_size))
+    if len(starts) > 1 and n - starts[-1] == 1:
+        starts.pop()
+    return starts
+
+
+def _check_pair(what: str, pair: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    x, y = pair
+    if np.ndim(y) != 1 or len(x) != len(y):
+        raise ValueError(f"fit: {what} must be (x, y) with one label per example, "
+                         f"got x of shape {np.shape(x)} and y of shape {np.shape(y)}")
+    if len(x) == 0:
+        raise ValueError(f"fit: {what} has no examples (x of shape {np.shape(x)})")
+    return x, y
 
 
 def _training_step(net: Apply, loss: Loss, reg: float) -> Callable[..., tuple[float, PyTree, State]]:
@@ -153,6 +215,8 @@ def fit(
     state: State | None = None,
     checkpoint: str | Path | None = None,
     resume: bool = False,
+    config: dict[str, Any] | None = None,
+    allow_config_change: bool = False,
     log: Callable[[str], None] | None = print,
 ) -> FitResult:
     """Train ``net`` from ``params`` with minibatch ``optimizer`` steps; nothing is modified in place.
@@ -163,61 +227,77 @@ def fit(
     accuracy, keeps the best params, prints a progress line (loss, accuracies, images/s, time left)
     through ``log``, and, with ``checkpoint``, saves everything needed to resume to that ``.npz``.
     With ``resume=True`` and an existing checkpoint, training continues after its last epoch.
+    The checkpoint stores the configuration (optimizer name, batch size, seed, reg, dtype, network
+    and the JSON-able ``config`` you add, such as the learning rate); a resume whose configuration
+    differs is refused, listing the differences, unless ``allow_config_change``; so is a checkpoint
+    holding NaN or infinite values. A non-finite loss stops training with a ValueError, the last
+    checkpoint kept. Ctrl-C raises :class:`TrainingInterrupted` (a KeyboardInterrupt) naming the
+    last completed epoch. A last minibatch of one example is merged into the one before.
 
     A moded network (batch norm, dropout) trains in training mode with a generator drawn from
     ``seed`` and the epoch, and is evaluated in evaluation mode; its ``state`` (default: its initial
     state) is carried from step to step, returned, and saved in checkpoints with the params.
     """
-    x_train, y_train = train
-    x_val, y_val = val
+    x_train, y_train = _check_pair("train", train)
+    x_val, y_val = _check_pair("val", val)
     if reg < 0:
         raise ValueError(f"fit: reg must be >= 0, got {reg}")
-    if batch_size < 1:
-        raise ValueError(f"fit: batch_size must be >= 1, got {batch_size}")
+    for name, value in (("epochs", epochs), ("batch_size", batch_size)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"fit: {name} must be an int >= 1, got {value!r}")
     step = _training_step(net, loss, reg)
     if state is None:
         state = init_state(net, x_train.shape[1:], x_train.dtype)
+    config = {"net": layer_name(net), "optimizer": optimizer.name, "batch_size": int(batch_size), "seed": int(seed),
+              "reg": float(reg), "num_train_samples": int(num_train_samples), "dtype": str(x_train.dtype), **(config or {})}
+    config = json.loads(json.dumps(config))  # as it reads back: tuples become lists
     result = FitResult(params, params, optimizer.init(params), History(), state, state)
     start_epoch = 0
     if resume and checkpoint is not None and Path(checkpoint).exists():
-        like = _checkpoint_tree(0, result)
-        like["history"] = {k: None for k in like["history"]}
-        saved = load_checkpoint(checkpoint, like)
-        saved["opt_state"]["t"] = int(saved["opt_state"]["t"])
-        result = FitResult(saved["params"], saved["best_params"], saved["opt_state"], History.from_arrays(saved["history"]),
-                           saved["state"], saved["best_state"])
-        start_epoch = int(saved["epoch"])
+        result, start_epoch = _resume(checkpoint, result, config, allow_config_change)
+        if start_epoch >= epochs:
+            raise ValueError(f"fit: checkpoint {checkpoint} is already after epoch {start_epoch}; "
+                             f"ask for more than {epochs} epochs to continue")
         if log:
             log(f"resumed from {checkpoint} after epoch {start_epoch}")
     params, opt_state, state, history = result.params, result.opt_state, result.state, result.history
     n = len(x_train)
-    steps_per_epoch = math.ceil(n / batch_size)
-    for epoch in range(start_epoch + 1, epochs + 1):
-        started = time.perf_counter()
-        order = np.random.default_rng([seed, epoch]).permutation(n)
-        rng = np.random.default_rng([seed, epoch, 2])  # dropout masks
-        epoch_losses = []
-        for i in range(steps_per_epoch):
-            batch = order[i * batch_size : (i + 1) * batch_size]
-            value, grads, state = step(params, x_train[batch], y_train[batch], state, rng)
-            params, opt_state = optimizer.update(grads, opt_state, params)
-            epoch_losses.append(value)
-        history.loss_history.extend(epoch_losses)
-        sample = np.random.default_rng([seed, epoch, 1]).permutation(n)[:num_train_samples]
-        history.train_acc_history.append(accuracy(net, params, x_train[sample], y_train[sample], state))
-        history.val_acc_history.append(accuracy(net, params, x_val, y_val, state))
-        result.params, result.opt_state, result.state = params, opt_state, state
-        if history.val_acc_history[-1] > history.best_val_acc:
-            history.best_val_acc, history.best_epoch = history.val_acc_history[-1], epoch
-            result.best_params, result.best_state = params, state
-        history.epoch_seconds.append(time.perf_counter() - started)
-        if checkpoint is not None:
-            save_checkpoint(checkpoint, _checkpoint_tree(epoch, result))
-        if log:
-            seconds = history.epoch_seconds[-1]
-            log(
-                f"epoch {epoch:>{len(str(epochs))}}/{epochs}  loss {np.mean(epoch_losses):.4f}  "
-                f"train acc {history.train_acc_history[-1]:.3f}  val acc {history.val_acc_history[-1]:.3f}  "
-                f"{n / seconds:,.0f} img/s  {seconds:.1f} s  left {_clock(seconds * (epochs - epoch))}"
-            )
+    starts = batch_starts(n, batch_size)
+    done = start_epoch  # the last epoch completed (and checkpointed)
+    try:
+        for epoch in range(start_epoch + 1, epochs + 1):
+            started = time.perf_counter()
+            order = np.random.default_rng([seed, epoch]).permutation(n)
+            rng = np.random.default_rng([seed, epoch, 2])  # dropout masks
+            epoch_losses = []
+            for i, (start, end) in enumerate(zip(starts, [*starts[1:], n])):
+                batch = order[start:end]
+                value, grads, state = step(params, x_train[batch], y_train[batch], state, rng)
+                if not np.isfinite(value):
+                    kept = f"; {checkpoint} keeps epoch {done}" if checkpoint is not None and done else ""
+                    raise ValueError(f"fit: the loss is {value} at epoch {epoch}, step {i + 1} of {len(starts)}: "
+                                     f"training diverged (try a smaller learning rate){kept}")
+                params, opt_state = optimizer.update(grads, opt_state, params)
+                epoch_losses.append(value)
+            history.loss_history.extend(epoch_losses)
+            sample = np.random.default_rng([seed, epoch, 1]).permutation(n)[:num_train_samples]
+            history.train_acc_history.append(accuracy(net, params, x_train[sample], y_train[sample], state))
+            history.val_acc_history.append(accuracy(net, params, x_val, y_val, state))
+            result.params, result.opt_state, result.state = params, opt_state, state
+            if history.val_acc_history[-1] > history.best_val_acc:
+                history.best_val_acc, history.best_epoch = history.val_acc_history[-1], epoch
+                result.best_params, result.best_state = params, state
+            history.epoch_seconds.append(time.perf_counter() - started)
+            if checkpoint is not None:
+                save_checkpoint(checkpoint, _checkpoint_tree(epoch, result, config))
+            done = epoch
+            if log:
+                seconds = history.epoch_seconds[-1]
+                log(
+                    f"epoch {epoch:>{len(str(epochs))}}/{epochs}  loss {np.mean(epoch_losses):.4f}  "
+                    f"train acc {history.train_acc_history[-1]:.3f}  val acc {history.val_acc_history[-1]:.3f}  "
+                    f"{n / seconds:,.0f} img/s  {seconds:.1f} s  left {_clock(seconds * (epochs - epoch))}"
+                )
+    except KeyboardInterrupt:
+        raise TrainingInterrupted(done) from None
     return result

@@ -100,3 +100,42 @@ def _first_case(name):
     from hypothesis import find
 
     return find(CASES[name](np.float64), lambda case: True)
+
+
+def _moded_case(layer, train, shape):
+    """A moded layer bound to its initial state and a mode, with its init params, on x of ``shape``."""
+
+    def draw(data):
+        rng = np.random.default_rng(data.draw(st.integers(0, 2**16)))
+        x = rng.standard_normal(shape)
+        _, params = fn.init_params(layer, rng, shape[1:], np.float64)
+        return fn.bind(layer, fn.init_state(layer, shape[1:]), train=train, rng=np.random.default_rng(0)), params, x
+
+    return draw
+
+
+MORE_CASES = {
+    "identity": _moded_case(fn.identity, False, (3, 4)),
+    "dropout (eval)": _moded_case(fn.dropout(0.5), False, (3, 4)),
+    "dropout (train, p=0)": _moded_case(fn.dropout(0.0), True, (3, 4)),
+    "batch_norm (eval)": _moded_case(fn.batch_norm(), False, (3, 4)),
+    "batch_norm (train)": _moded_case(fn.batch_norm(), True, (3, 4)),
+    "spatial_batch_norm (train)": _moded_case(fn.spatial_batch_norm(), True, (2, 3, 2, 2)),
+    "residual(identity)": _moded_case(fn.residual(fn.identity), False, (3, 4)),
+    "chain(identity, dropout)": _moded_case(fn.chain(fn.identity, fn.dropout(0.5)), False, (3, 4)),
+}
+
+
+@pytest.mark.parametrize("name", [*CASES, *MORE_CASES])
+@settings(max_examples=10)
+@given(data=st.data())
+def test_outputs_never_share_writable_memory_with_inputs(name, data):
+    """y *= 0 must not zero the caller's x or params, nor dx *= 0 their dy: a read-only view is fine."""
+    layer, params, x = data.draw(CASES[name]()) if name in CASES else MORE_CASES[name](data)
+    y, vjp = layer(params, x)
+    dy = np.ones_like(y)
+    dparams, dx = vjp(dy)
+    inputs = tree_leaves((params, x))
+    for what, out, sources in (("y", y, inputs), ("dx", dx, [dy, *inputs]), *(("dparams", g, [dy, *inputs]) for g in tree_leaves(dparams))):
+        shared = [i for i, source in enumerate(sources) if np.shares_memory(out, source)]
+        assert not (out.flags.writeable and shared), f"{name}: writable {what} shares memory with input {shared}"

@@ -251,6 +251,28 @@ def test_idx_malformed(tmp_path, name, blob, gz, pattern):
     assert ei.value.path == str(path)
 
 
+def gzip_bomb(path: Path, header_shape: tuple[int, ...], zero_bytes: int) -> Path:
+    """An IDX header for uint8 ``header_shape`` followed by ``zero_bytes`` zeros, gzipped (1000:1)."""
+    with gzip.open(path, "wb") as f:
+        f.write(b"\0\0\x08" + bytes([len(header_shape)]) + struct.pack(f">{len(header_shape)}I", *header_shape))
+        for _ in range(zero_bytes // 2**20):
+            f.write(bytes(2**20))
+    return path
+
+
+def test_idx_gzip_bomb_is_refused_after_reading_what_the_header_promises(tmp_path):
+    import tracemalloc
+
+    path = gzip_bomb(tmp_path / "train-images-idx3-ubyte.gz", (20, 28, 28), 64 * 2**20)
+    assert path.stat().st_size < 2**20
+    tracemalloc.start()
+    with pytest.raises(DataFormatError, match=r"expected 15680 data bytes for shape \(20, 28, 28\) of uint8, found 15681 or more"):
+        load_idx(path)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 2**20  # not the 64 MiB the stream inflates to
+
+
 def test_idx_missing_file(tmp_path):
     path = tmp_path / "nope-idx1-ubyte"
     with pytest.raises(FileNotFoundError) as ei:

@@ -96,3 +96,24 @@ def test_sandwich_params_must_hold_exactly_its_keys():
 def test_check_vjp_rejects_unknown_mode():
     with pytest.raises(ValueError, match="mode must be 'fast' or 'full'"):
         fn.check_vjp(fn.relu, (), np.ones(2), mode="slow")
+
+
+BIG = np.zeros((100, 100))
+
+
+@pytest.mark.parametrize(
+    "call, pattern",
+    [
+        (lambda: fn.affine({"w": AFF["w"]}, BIG), r"affine: params must be a dict with keys \['w', 'b'\], got missing \['b'\]$"),
+        (lambda: fn.affine({**AFF, "c": BIG}, BIG), r"affine: params must be a dict with keys \['w', 'b'\], got unexpected \['c'\]$"),
+        (lambda: fn.affine(BIG, BIG), r"affine: params must be a dict with keys \['w', 'b'\], got an array of shape \(100, 100\) \(float64\)$"),
+        (lambda: fn.relu({"w": BIG}, BIG), r"relu: takes no params, so params must be \(\), got a dict with keys \['w'\]$"),
+        (lambda: fn.affine_relu({"v": BIG, "b": BIG}, BIG), r"sandwich\(affine, relu\): params must be a dict with keys \['b', 'w'\], got missing \['w'\], unexpected \['v'\]$"),
+        (lambda: fn.run(fn.relu, (), BIG, {"s": BIG}, train=True), r"relu: keeps no state, so state must be \(\), got a dict with keys \['s'\]$"),
+        (lambda: fn.batch_norm().run({"gamma": BIG[0], "beta": BIG[0]}, BIG, (BIG,), train=True), r"state must be a dict .*, got a tuple of 1 entries$"),
+    ],
+)
+def test_params_and_state_errors_name_the_keys_never_an_array(call, pattern):
+    with pytest.raises(TypeError, match=pattern) as error:
+        call()
+    assert "0., 0." not in str(error.value)

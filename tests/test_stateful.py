@@ -163,6 +163,41 @@ def test_bad_calls_are_named(call, error, pattern):
         call()
 
 
+def _batch_norm_run(layer, x, dtype, train=True):
+    rng = np.random.default_rng(1)
+    params = {"gamma": (1 + rng.random(x.shape[1])).astype(dtype), "beta": rng.standard_normal(x.shape[1]).astype(dtype)}
+    y, vjp, state = layer.run(params, x.astype(dtype), fn.init_state(layer, x.shape[1:], dtype), train=train)
+    dparams, dx = vjp(np.linspace(-1, 1, y.size).reshape(y.shape).astype(dtype))
+    return y, dx, dparams, state
+
+
+@pytest.mark.parametrize("layer, shape", [(fn.batch_norm(), (64, 3)), (fn.spatial_batch_norm(), (16, 3, 2, 2))])
+@pytest.mark.parametrize("magnitude", [1e19, 1e-30, 1.0])
+def test_batch_norm_in_float32_is_finite_and_right_for_any_finite_input(layer, shape, magnitude):
+    """Squares above 1.8e19 overflow float32 (the variance itself, 1e38, does not): the statistics must not square x
+    itself. Float64 on the same values is the truth."""
+    x = (magnitude * (np.random.default_rng(0).standard_normal(shape) + 0.5)).astype(np.float32)
+    assert np.abs(x).max() > 1.9 * magnitude
+    y, dx, dparams, state = _batch_norm_run(layer, x, np.float32)  # conftest turns overflow into an error
+    y64, dx64, dparams64, state64 = _batch_norm_run(layer, x, np.float64)
+    assert np.isfinite(y).all() and np.isfinite(dx).all()
+    np.testing.assert_allclose(y, y64, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(dx, dx64, rtol=1e-3, atol=1e-4 * np.abs(dx64).max())
+    for key in ("gamma", "beta"):
+        np.testing.assert_allclose(dparams[key], dparams64[key], rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(state["running_mean"], state64["running_mean"], rtol=1e-4)
+    if np.isfinite(state64["running_var"].astype(np.float32)).all():
+        np.testing.assert_allclose(state["running_var"], state64["running_var"], rtol=1e-4, atol=1e-30)
+
+
+def test_batch_norm_says_when_the_running_variance_cannot_be_stored():
+    x = np.array([[-3e38], [3e38], [0.0]], np.float32)
+    with pytest.raises(ValueError, match=r"batch_norm\(momentum=0.9, eps=1e-05\): the variance of x for D index 0 overflows float32 in state\['running_var'\]"):
+        _batch_norm_run(fn.batch_norm(), x, np.float32)
+    y, _, _, _ = _batch_norm_run(fn.batch_norm(), x, np.float64)  # float64 holds it
+    assert np.isfinite(y).all()
+
+
 def test_dropout_masks_come_from_the_generator():
     x = np.ones((200, 50))
     layer = fn.dropout(drop_prob=0.3)

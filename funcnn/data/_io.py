@@ -6,8 +6,10 @@ import errno
 import gzip
 import os
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Union
+from typing import BinaryIO, Union
 
 import numpy as np
 from numpy.typing import DTypeLike
@@ -25,23 +27,45 @@ def missing(path: PathLike, what: str = "file") -> FileNotFoundError:
     return FileNotFoundError(errno.ENOENT, f"expected {what}, found no such file", str(path))
 
 
-def read_file(path: PathLike, *, allow_gzip: bool = False) -> bytes:
-    """Return the bytes of ``path``, gunzipped if ``allow_gzip`` and it looks gzipped.
-
-    A file is taken as gzip when its name ends in ``.gz`` or it starts with
-    the gzip magic ``1f 8b``. Missing file -> FileNotFoundError; broken gzip
-    stream -> DataFormatError.
-    """
+def read_file(path: PathLike) -> bytes:
+    """Return the bytes of ``path``. Missing file -> FileNotFoundError."""
     p = Path(path)
     if not p.is_file():
         raise missing(p)
-    raw = p.read_bytes()
-    if allow_gzip and (p.name.endswith(".gz") or raw[:2] == GZIP_MAGIC):
+    return p.read_bytes()
+
+
+@contextmanager
+def open_data(path: PathLike) -> Iterator[BinaryIO]:
+    """Open ``path`` for reading, gunzipping it on the fly when its name ends in ``.gz`` or it starts
+    with the gzip magic ``1f 8b``. Missing file -> FileNotFoundError; broken gzip stream (when read)
+    -> DataFormatError."""
+    p = Path(path)
+    if not p.is_file():
+        raise missing(p)
+    with p.open("rb") as raw:
+        gzipped = p.name.endswith(".gz") or raw.read(2) == GZIP_MAGIC
+        raw.seek(0)
+        if not gzipped:
+            yield raw
+            return
         try:
-            return gzip.decompress(raw)
+            with gzip.GzipFile(fileobj=raw) as stream:
+                yield stream  # type: ignore[misc]  # a GzipFile is a binary stream
         except (OSError, EOFError, zlib.error) as exc:
             raise DataFormatError(p, "a complete gzip stream", f"{type(exc).__name__}: {exc}") from None
-    return raw
+
+
+def read_at_most(stream: BinaryIO, n: int, chunk: int = 1 << 24) -> bytearray:
+    """Read up to ``n`` bytes, in chunks: memory follows the data actually there, never a size a
+    header merely claims. Fewer than ``n`` bytes means the stream ended."""
+    buf = bytearray()
+    while len(buf) < n:
+        part = stream.read(min(chunk, n - len(buf)))
+        if not part:
+            break
+        buf += part
+    return buf
 
 
 def float_dtype(dtype: DTypeLike) -> np.dtype:

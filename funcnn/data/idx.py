@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import DTypeLike
 
-from ._io import PathLike, check_kind, check_labels, missing, read_file, scale
+from ._io import PathLike, check_kind, check_labels, missing, open_data, read_at_most, scale
 from .types import DataFormatError, Dataset
 
 __all__ = ["load_idx", "load_mnist"]
@@ -39,34 +39,33 @@ def load_idx(path: PathLike) -> np.ndarray:
 
     Raises FileNotFoundError if ``path`` does not exist, and
     :class:`~funcnn.data.DataFormatError` (a ValueError) on a bad magic,
-    unknown dtype code, truncated header, or data size not matching the header.
+    unknown dtype code, truncated header, or data size not matching the header. Reads are bounded
+    by the header: a file holding more data than its header promises (a gzip bomb) is refused after
+    reading one byte more, so it costs no more memory than an honest file with that header.
     """
-    buf = read_file(path, allow_gzip=True)
-    if len(buf) < 4:
-        raise DataFormatError(path, "an IDX header of at least 4 bytes", f"{len(buf)} bytes")
-    if buf[0] != 0 or buf[1] != 0:
-        raise DataFormatError(path, "IDX magic starting with bytes 00 00", f"{buf[:2].hex(' ')}")
-    code, ndim = buf[2], buf[3]
-    if code not in IDX_DTYPES:
-        known = ", ".join(f"0x{c:02X}" for c in IDX_DTYPES)
-        raise DataFormatError(path, f"an IDX dtype code in {{{known}}}", f"0x{code:02X}")
-    header_len = 4 + 4 * ndim
-    if len(buf) < header_len:
-        raise DataFormatError(
-            path, f"a {header_len}-byte IDX header for ndim={ndim}", f"{len(buf)} bytes in the file"
-        )
-    shape = tuple(int(d) for d in np.frombuffer(buf, dtype=">u4", count=ndim, offset=4))
-    dt = IDX_DTYPES[code]
-    want = math.prod(shape) * dt.itemsize
-    got = len(buf) - header_len
-    if got != want:
-        raise DataFormatError(
-            path,
-            f"{want} data bytes for shape {shape} of {dt.name}",
-            f"{got} data bytes",
-        )
-    data = np.frombuffer(buf, dtype=dt, count=math.prod(shape), offset=header_len)
-    return data.astype(dt.newbyteorder("="), copy=True).reshape(shape)
+    with open_data(path) as stream:
+        head = read_at_most(stream, 4)
+        if len(head) < 4:
+            raise DataFormatError(path, "an IDX header of at least 4 bytes", f"{len(head)} bytes")
+        if head[0] != 0 or head[1] != 0:
+            raise DataFormatError(path, "IDX magic starting with bytes 00 00", f"{head[:2].hex(' ')}")
+        code, ndim = head[2], head[3]
+        if code not in IDX_DTYPES:
+            known = ", ".join(f"0x{c:02X}" for c in IDX_DTYPES)
+            raise DataFormatError(path, f"an IDX dtype code in {{{known}}}", f"0x{code:02X}")
+        header_len = 4 + 4 * ndim
+        dims = read_at_most(stream, 4 * ndim)
+        if len(dims) < 4 * ndim:
+            found = f"{4 + len(dims)} bytes in the file"
+            raise DataFormatError(path, f"a {header_len}-byte IDX header for ndim={ndim}", found)
+        shape = tuple(int(d) for d in np.frombuffer(dims, dtype=">u4"))
+        dt = IDX_DTYPES[code]
+        want = math.prod(shape) * dt.itemsize
+        data = read_at_most(stream, want + 1)  # one byte more than the header promises tells a longer file
+    if len(data) != want:
+        found = f"{want + 1} or more data bytes" if len(data) > want else f"{len(data)} data bytes"
+        raise DataFormatError(path, f"{want} data bytes for shape {shape} of {dt.name}", found)
+    return np.frombuffer(data, dtype=dt).astype(dt.newbyteorder("="), copy=False).reshape(shape)
 
 
 _MNIST_PREFIX = {"train": "train", "test": "t10k"}

@@ -1,0 +1,305 @@
+"""Runs under hostile use: nothing overwritten without asking, configuration kept with the checkpoint,
+NaN stops training, damaged checkpoints refused, Ctrl-C and bad options give one line."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+import pytest
+
+import funcnn as fn
+import funcnn.train
+from funcnn.checkpoint import load_checkpoint, save_checkpoint
+from funcnn.cli import main
+from funcnn.data import load_digits
+from funcnn.nets import three_layer_convnet
+from funcnn.optim import sgd
+from funcnn.train import TrainingInterrupted, batch_starts, fit
+from funcnn.tree import tree_allclose
+
+from test_data import make_mnist
+
+DIGITS = load_digits(np.float64)
+SMALL = ["--filters", "2", "--hidden", "8"]
+
+
+def small_fit(epochs=2, x=None, y=None, net=None, batch_size=8, **kwargs):
+    net = net or three_layer_convnet(num_filters=2, filter_size=3, hidden_dim=8, num_classes=10)
+    _, params = fn.init_params(net, np.random.default_rng(0), (1, 8, 8), np.float64)
+    x = DIGITS.train.x[:40] if x is None else x
+    y = DIGITS.train.y[:40] if y is None else y
+    val = (DIGITS.val.x[:20], DIGITS.val.y[:20])
+    return fit(net, params, (x, y), val, sgd(0.05), epochs=epochs, batch_size=batch_size, log=None, **kwargs)
+
+
+def checkpoint_epoch(path):
+    with np.load(path, allow_pickle=False) as data:
+        return int(data["epoch"])
+
+
+# ---- 1. a previous run is never overwritten without asking
+
+
+def test_a_second_train_refuses_to_overwrite_the_first_run(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--epochs", "2", *SMALL]) == 0
+    before = {name: (tmp_path / "runs/digits" / name).read_bytes() for name in ("checkpoint.npz", "history.json")}
+    capsys.readouterr()
+    assert main(["train", "--epochs", "1", *SMALL]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--out runs/digits already holds a run (checkpoint.npz, history.json" in err
+    assert "--resume" in err and "--overwrite" in err
+    assert {name: (tmp_path / "runs/digits" / name).read_bytes() for name in before} == before
+    assert main(["train", "--epochs", "1", *SMALL, "--overwrite"]) == 0
+    assert checkpoint_epoch(tmp_path / "runs/digits/checkpoint.npz") == 1
+
+
+def test_the_default_output_folder_follows_the_dataset(tmp_path, monkeypatch):
+    make_mnist(tmp_path, "train", 20, gz=False, seed=0)
+    make_mnist(tmp_path, "test", 5, gz=False, seed=1)
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--dataset", "mnist", "--data-path", str(tmp_path), "--epochs", "1", *SMALL]) == 0
+    assert (tmp_path / "runs/mnist/checkpoint.npz").exists() and not (tmp_path / "runs/digits").exists()
+
+
+# ---- 4. the configuration is saved; a different resume is refused; NaN stops
+
+
+def test_a_resume_with_other_options_is_refused_listing_them(tmp_path, capsys):
+    out = ["--out", str(tmp_path)]
+    assert main(["train", "--epochs", "1", *SMALL, *out]) == 0
+    ckpt = (tmp_path / "checkpoint.npz").read_bytes()
+    capsys.readouterr()
+    assert main(["train", "--epochs", "2", *SMALL, *out, "--resume", "--lr", "0.01", "--seed", "3", "--dtype", "float64"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    for change in ("lr: 0.002 -> 0.01", "seed: 0 -> 3", "dtype: 'float32' -> 'float64'"):
+        assert change in err
+    assert (tmp_path / "checkpoint.npz").read_bytes() == ckpt
+    assert main(["train", "--epochs", "2", *SMALL, *out, "--resume", "--lr", "0.01", "--allow-config-change"]) == 0
+    assert checkpoint_epoch(tmp_path / "checkpoint.npz") == 2
+
+
+@pytest.mark.parametrize("change", [{"batch_size": 4}, {"seed": 1}, {"config": {"lr": 1}}, {"reg": 0.1}])
+def test_fit_refuses_a_resume_with_another_configuration(tmp_path, change):
+    ckpt = tmp_path / "c.npz"
+    small_fit(1, checkpoint=ckpt, config={"lr": 2})
+    name, value = next(iter(change.items()))
+    with pytest.raises(ValueError, match=rf"written with another configuration \({'lr' if name == 'config' else name}: "):
+        small_fit(2, checkpoint=ckpt, resume=True, **{"config": {"lr": 2}, **change})
+    small_fit(2, checkpoint=ckpt, resume=True, config={"lr": 2})  # the same configuration resumes
+    assert checkpoint_epoch(ckpt) == 2
+
+
+def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path):
+    ckpt = tmp_path / "c.npz"
+    small_fit(1, checkpoint=ckpt)
+    saved = ckpt.read_bytes()
+    x = DIGITS.train.x[:40].copy()
+    x[5, 0, 0, 0] = np.nan  # some batch of epoch 2 holds it
+    with np.errstate(invalid="ignore"), pytest.raises(ValueError, match=r"fit: the loss is nan at epoch 2, step \d of 5: training diverged.*keeps epoch 1"):
+        small_fit(3, x=x, checkpoint=ckpt, resume=True)
+    assert ckpt.read_bytes() == saved
+
+
+def test_nan_params_in_a_checkpoint_are_refused(tmp_path):
+    ckpt = tmp_path / "c.npz"
+    small_fit(1, checkpoint=ckpt)
+    with np.load(ckpt, allow_pickle=False) as data:
+        arrays = dict(data)
+    arrays["params/1/w"] = arrays["params/1/w"].copy()
+    arrays["params/1/w"][0, 0] = np.nan
+    np.savez(ckpt, **arrays)
+    with pytest.raises(ValueError, match=r"holds NaN or infinite values in params/1/w; refusing to resume"):
+        small_fit(2, checkpoint=ckpt, resume=True)
+
+
+# ---- 6. crashes on ordinary input
+
+
+def test_a_one_image_last_batch_is_merged_so_batch_norm_trains(tmp_path):
+    assert batch_starts(9, 4) == [0, 4] and batch_starts(10, 4) == [0, 4, 8] and batch_starts(1, 4) == [0]
+    net = three_layer_convnet(num_filters=2, filter_size=3, hidden_dim=8, num_classes=10, batch_norm=True)
+    result = small_fit(2, x=DIGITS.train.x[:17], y=DIGITS.train.y[:17], net=net)  # 17 = 2 * 8 + 1
+    assert len(result.history.loss_history) == 2 * 2
+    assert main(["train", "--epochs", "1", "--batch-norm", "--batch-size", "4", *SMALL, "--out", str(tmp_path)]) == 0  # 1197 = 4k + 1
+
+
+def test_fit_refuses_x_and_y_of_different_lengths():
+    with pytest.raises(ValueError, match=r"fit: train must be \(x, y\) with one label per example, got x of shape \(40, 1, 8, 8\) and y of shape \(39,\)"):
+        small_fit(1, y=DIGITS.train.y[:39])
+    with pytest.raises(ValueError, match=r"fit: epochs must be an int >= 1, got 0"):
+        small_fit(0)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty", "folder", "garbage member"])
+def test_a_damaged_checkpoint_is_refused_in_one_line(tmp_path, capsys, damage):
+    out = ["--out", str(tmp_path)]
+    assert main(["train", "--epochs", "1", *SMALL, *out]) == 0
+    ckpt = tmp_path / "checkpoint.npz"
+    data = ckpt.read_bytes()
+    if damage == "truncated":
+        ckpt.write_bytes(data[: len(data) // 2])
+    elif damage == "empty":
+        ckpt.write_bytes(b"")
+    elif damage == "folder":
+        ckpt.unlink()
+        ckpt.mkdir()
+    else:
+        with zipfile.ZipFile(ckpt) as archive:
+            members = {name: archive.read(name) for name in archive.namelist()}
+        with zipfile.ZipFile(ckpt, "w") as archive:
+            for name, content in members.items():
+                archive.writestr(name, b"not an npy header" if name == "params/0/w.npy" else content)
+    capsys.readouterr()
+    assert main(["train", "--epochs", "2", *SMALL, *out, "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"checkpoint {ckpt}" in err
+    expected = {"truncated": "not a readable .npz file", "empty": "not a readable .npz file", "folder": "is a folder",
+                "garbage member": "'params/0/w' is not an npy array"}[damage]
+    assert expected in err
+
+
+def test_a_failed_start_leaves_no_folder_behind(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--dataset", "mnist", "--data-path", str(tmp_path)]) == 2
+    assert "expected IDX file train-images-idx3-ubyte" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_file_or_unmakeable_out_is_one_line(tmp_path, capsys):
+    (tmp_path / "f").write_text("x")
+    for out, expected in ((tmp_path / "f", "is a file, expected a folder"), (tmp_path / "f" / "sub", "cannot create the folder")):
+        assert main(["train", "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"--out {out}" in err and expected in err
+
+
+def test_an_unwritable_out_is_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(os, "access", lambda path, mode: False)  # chmod does not stop root, who runs the CI
+    assert main(["train", "--out", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == f"funcnn train: --out {tmp_path}: the folder is not writable\n"
+
+
+@pytest.mark.parametrize("option", ["--epochs", "--batch-size", "--filters", "--hidden"])
+def test_zero_sizes_are_refused_in_one_line(tmp_path, capsys, option):
+    assert main(["train", option, "0", "--out", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == f"funcnn train: {option} must be >= 1, got 0\n"
+    assert not list(tmp_path.iterdir())
+
+
+def test_ctrl_c_says_after_which_epoch_and_resumes(tmp_path, capsys, monkeypatch):
+    real_save = funcnn.train.save_checkpoint
+
+    def interrupt_epoch_3(path, tree):
+        if int(tree["epoch"]) == 3:
+            raise KeyboardInterrupt
+        real_save(path, tree)
+
+    monkeypatch.setattr(funcnn.train, "save_checkpoint", interrupt_epoch_3)
+    assert main(["train", "--epochs", "3", *SMALL, "--out", str(tmp_path)]) == 130
+    assert capsys.readouterr().err == "funcnn train: interrupted after epoch 2; resume with --resume\n"
+    assert checkpoint_epoch(tmp_path / "checkpoint.npz") == 2
+    monkeypatch.undo()
+    assert main(["train", "--epochs", "3", *SMALL, "--out", str(tmp_path), "--resume"]) == 0
+    assert checkpoint_epoch(tmp_path / "checkpoint.npz") == 3
+
+
+def test_sigint_to_the_command_prints_one_line(tmp_path):
+    """A real SIGINT to ``python -m funcnn train`` once it has printed an epoch."""
+    command = [sys.executable, "-m", "funcnn", "train", "--epochs", "100000", *SMALL, "--out", str(tmp_path)]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # each progress line as it is printed
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) as process:
+        for line in process.stdout:
+            if line.startswith("epoch "):
+                break
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=120)
+    assert process.returncode == 130
+    assert err.count("\n") == 1 and err.startswith("funcnn train: interrupted after epoch ") and err.endswith("; resume with --resume\n")
+    assert checkpoint_epoch(tmp_path / "checkpoint.npz") == int(err.split("epoch ")[1].split(";")[0])
+
+
+def test_mnist_with_two_label_values_still_builds_ten_classes(tmp_path):
+    make_mnist(tmp_path, "train", 20, gz=False, seed=0)
+    make_mnist(tmp_path, "test", 5, gz=False, seed=1)
+    for name in ("train-labels-idx1-ubyte", "t10k-labels-idx1-ubyte"):
+        labels = (tmp_path / name).read_bytes()
+        (tmp_path / name).write_bytes(labels[:8] + bytes(b % 2 for b in labels[8:]))
+    assert main(["train", "--dataset", "mnist", "--data-path", str(tmp_path), "--epochs", "1", *SMALL, "--out", str(tmp_path / "run")]) == 0
+    with np.load(tmp_path / "run/checkpoint.npz", allow_pickle=False) as data:
+        assert data["params/2/w"].shape == (8, 10)
+        assert json.loads(str(data["config"]))["dataset"] == "mnist"
+
+
+# ---- 7. leftovers and permissions
+
+
+def test_stale_temporaries_of_killed_saves_are_removed_by_the_next_save(tmp_path):
+    path = save_checkpoint(tmp_path / "c.npz", {"w": np.ones(3)})
+    for i in range(3):  # what a SIGKILL mid-save leaves
+        (tmp_path / f".c.npz.{i}dead.tmp").write_bytes(b"x" * 1000)
+    (tmp_path / ".other.npz.1.tmp").write_bytes(b"not ours")
+    save_checkpoint(path, {"w": np.zeros(3)})
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.npz.1.tmp", "c.npz"]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_the_checkpoint_follows_the_umask(tmp_path, umask):
+    old = os.umask(umask)
+    try:
+        path = save_checkpoint(tmp_path / "c.npz", {"w": np.ones(3)})
+        other = tmp_path / "other"
+        other.write_text("x")
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask == other.stat().st_mode & 0o777
+
+
+# ---- 5. hostile .npz checkpoints are judged from their headers
+
+
+def _hostile_npz(path, key, shape, data=b"", compress=zipfile.ZIP_STORED):
+    header = {"descr": "<f8", "fortran_order": False, "shape": shape}
+    with zipfile.ZipFile(path, "w", compress) as archive:
+        with archive.open(f"{key}.npy", "w", force_zip64=True) as member:
+            np.lib.format.write_array_header_1_0(member, header)
+            member.write(data)
+
+
+def test_a_lying_npz_member_is_refused_before_loading(tmp_path):
+    import tracemalloc
+
+    path = tmp_path / "bomb.npz"
+    zeros = np.zeros(2**23).tobytes()  # 64 MiB of zeros deflate to 64 KiB
+    _hostile_npz(path, "w", (2**23,), zeros, zipfile.ZIP_DEFLATED)
+    assert path.stat().st_size < 2**20
+    tracemalloc.start()
+    with pytest.raises(ValueError, match=r"'w' claims shape \(8388608,\) \(67108864 bytes\), more than the whole file"):
+        load_checkpoint(path, {"w": None})
+    with pytest.raises(ValueError, match=r"'w' has shape \(8388608,\), expected \(3,\)"):
+        load_checkpoint(path, {"w": np.zeros(3)})
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 2**22  # the 64 MiB were never allocated
+    _hostile_npz(path, "w", (10**9,), np.zeros(4).tobytes())  # the header promises more than the member holds
+    with pytest.raises(ValueError, match=r"'w' claims shape \(1000000000,\) of float64 \(8000000000 bytes\) but holds 32"):
+        load_checkpoint(path, {"w": np.broadcast_to(0.0, (10**9,))})  # a template of that shape, without the memory
+
+
+def test_an_honest_checkpoint_round_trips_with_free_shaped_leaves(tmp_path):
+    tree = {"a": np.arange(5.0), "n": np.asarray(3), "s": np.asarray("text")}
+    path = save_checkpoint(tmp_path / "c.npz", tree)
+    back = load_checkpoint(path, {"a": None, "n": np.asarray(0), "s": None})
+    assert tree_allclose({"a": back["a"], "n": back["n"]}, {"a": tree["a"], "n": tree["n"]}, rtol=0, atol=0)
+    assert str(back["s"]) == "text"
+    with pytest.raises(FileNotFoundError):
+        load_checkpoint(tmp_path / "none.npz", tree)
+
+
+def test_interrupted_is_a_keyboard_interrupt():
+    assert issubclass(TrainingInterrupted, KeyboardInterrupt) and str(TrainingInterrupted(4)) == "interrupted after epoch 4"
