@@ -117,6 +117,7 @@ def torch_step(name: str):
 
 
 IMPLS = {"funcnn": funcnn_step, "torch": torch_step}
+IDLE = 0.3  # seconds between implementations: idle OpenMP and BLAS threads spin for up to about 0.1 s
 
 
 def peak_memory(name: str, impl: str) -> float:
@@ -160,6 +161,7 @@ def main() -> None:
         times: dict[str, list[float]] = {impl: [] for impl in steps}
         for _ in range(ARGS.rounds):
             for impl, step in steps.items():
+                time.sleep(IDLE)
                 step()
                 for _ in range(ARGS.steps):
                     started = time.perf_counter()
