@@ -33,7 +33,9 @@ from funcnn.init import init_state as init_state
 from funcnn.layer import Layer as Layer
 from funcnn.layer import bind as bind
 from funcnn.layer import layer as layer
+from funcnn.layer import pull_back as pull_back
 from funcnn.layer import run as run
+from funcnn.layer import skips_dx as skips_dx
 from funcnn.losses import loss_layer as loss_layer
 from funcnn.losses import softmax_loss as softmax_loss
 from funcnn.losses import svm_loss as svm_loss
