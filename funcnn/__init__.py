@@ -49,6 +49,8 @@ from funcnn.sandwiches import affine_relu as affine_relu
 from funcnn.sandwiches import conv_relu as conv_relu
 from funcnn.sandwiches import conv_relu_pool as conv_relu_pool
 from funcnn.sandwiches import dense_relu as dense_relu
+from funcnn.stepsweep import StepSweep as StepSweep
+from funcnn.stepsweep import step_sweep as step_sweep
 from funcnn.train import FitResult as FitResult
 from funcnn.train import History as History
 from funcnn.train import accuracy as accuracy
