@@ -21,6 +21,8 @@ from funcnn.combinators import residual as residual
 from funcnn.combinators import sandwich as sandwich
 from funcnn.conv import conv as conv
 from funcnn.conv import conv_naive as conv_naive
+from funcnn.doctor import DoctorReport as DoctorReport
+from funcnn.doctor import doctor as doctor
 from funcnn.dropout import dropout as dropout
 from funcnn.gradcheck import LeafCheck as LeafCheck
 from funcnn.gradcheck import NonDifferentiableError as NonDifferentiableError
