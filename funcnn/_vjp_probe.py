@@ -16,6 +16,8 @@ BISECTION_TESTS = 120
 # Slices this small are checked element by element; each slice test tries up to this many directions.
 LAST_SLICE = 4
 SLICE_PROBES = 3
+# A probe within the tolerance but off by this many times the numerical noise gets its leaf re-checked.
+SUSPECT = 10
 # float rounding of the analytic side, in units of eps times sum |g_i v_i|: sums of up to ~4000 terms.
 ROUNDING = 64
 
@@ -88,6 +90,22 @@ class LeafProbe:
         status = "ok" if rel <= self.tol else self._classify(v, analytic, forward, backward, self.tol * max(abs(analytic), abs(numeric), floor))
         return LeafCheck(self.path, analytic, numeric, rel, status, index, size=self.leaf.size)
 
+    def suspect(self, v: np.ndarray, check: LeafCheck) -> bool:
+        """Whether a passing ``check`` along ``v`` is still off by more than ``SUSPECT`` times the
+        rounding noise once the truncation error is removed (Richardson extrapolation with the
+        central difference at twice the step). A suspect leaf is re-checked element by element,
+        with the usual tolerance: the suspicion alone never fails a check."""
+        if check.status != "ok":
+            return False
+        gap = abs(check.analytic - check.numeric)
+        rounding = self.atol + self.rounding * float(np.vdot(np.abs(self.grad).ravel(), np.abs(v).ravel()))
+        if not gap > SUSPECT * rounding:
+            return False
+        # Richardson: the differences at h and 2h give a derivative without the h**2 truncation error.
+        coarse = self.slope(v, 2 * self.h)[2]
+        extrapolated = (4 * check.numeric - coarse) / 3
+        return abs(check.analytic - extrapolated) > SUSPECT * rounding + abs(check.numeric - coarse) / 10
+
     def _classify(self, v: np.ndarray, analytic: float, forward: float, backward: float, bound: float) -> str:
         """"kink" or "wrong" for a probe whose analytic and central slopes disagree."""
         lo, hi = min(forward, backward), max(forward, backward)
@@ -96,11 +114,17 @@ class LeafProbe:
         # One-sided slopes that differ mean a kink within a step, if they do not come from curvature:
         # on a kink at the point they stay the same at half the step, while curvature moves each by
         # about a quarter of their difference.
-        # A kink between half the step and the step leaves the central difference at half the step right.
         forward_half, backward_half, central_half = self.slope(v, self.h / 2)
-        piecewise_linear = abs(forward_half - forward) + abs(backward_half - backward) < (hi - lo) / 4
+        if abs(forward_half - forward) + abs(backward_half - backward) < (hi - lo) / 4:
+            return "kink"
+        # Smooth within the step: the central differences at h and h/2 agree far better than the
+        # one-sided slopes, so the slopes differ by curvature and the analytic value is wrong.
+        central = (forward + backward) / 2
+        if abs(central_half - central) < (hi - lo) / 8:
+            return "wrong"
+        # A kink between half the step and the step leaves the central difference at half the step right.
         kink_beyond_half = abs(central_half - analytic) <= bound
-        return "kink" if piecewise_linear or kink_beyond_half or lo - bound <= analytic <= hi + bound else "wrong"
+        return "kink" if kink_beyond_half or lo - bound <= analytic <= hi + bound else "wrong"
 
     def element(self, flat: int) -> LeafCheck:
         """The check of one element, by flat index."""
@@ -121,11 +145,13 @@ def check_elements(probe: LeafProbe, flat_indices: list[int] | range) -> LeafChe
 
 
 def _slice_fails(probe: LeafProbe, lo: int, hi: int, rng: np.random.Generator) -> bool:
-    """Whether a random sign direction restricted to ``flat[lo:hi]`` finds a wrong derivative."""
+    """Whether a random sign direction restricted to ``flat[lo:hi]`` finds a wrong (or suspect) derivative."""
     for _ in range(SLICE_PROBES):
         v = np.zeros(probe.leaf.size)
         v[lo:hi] = rng.choice((-1.0, 1.0), size=hi - lo)
-        if probe(v.reshape(probe.leaf.shape)).status == "wrong":
+        v = v.reshape(probe.leaf.shape)
+        check = probe(v)
+        if check.status == "wrong" or probe.suspect(v, check):
             return True
     return False
 
@@ -151,18 +177,26 @@ def bisect(probe: LeafProbe, rng: np.random.Generator) -> list[int]:
     return found
 
 
-def locate(probe: LeafProbe, failed: LeafCheck, rng: np.random.Generator) -> LeafCheck:
-    """Re-check a leaf whose fast probe ``failed``: element by element when small, else a random
-    sample plus the elements a bisection points to. Returns the worst element found wrong, or
-    ``failed`` (with the counts) when no single element is: status "kink" if elements checked sit
-    on kinks, else still "wrong"."""
+def locate(probe: LeafProbe, rng: np.random.Generator) -> LeafCheck:
+    """Re-check a leaf element by element: all of it when small, else a random sample plus the
+    elements a bisection points to. Returns the worst element's check, with the counts."""
     size = probe.leaf.size
     if size <= SMALL_LEAF:
-        indices: list[int] | range = range(size)
-    else:
-        indices = sorted(set(rng.choice(size, SAMPLE, replace=False).tolist()) | set(bisect(probe, rng)))
-    found = check_elements(probe, indices)
+        return check_elements(probe, range(size))
+    return check_elements(probe, sorted(set(rng.choice(size, SAMPLE, replace=False).tolist()) | set(bisect(probe, rng))))
+
+
+def fast_check(probe: LeafProbe, directions: list[np.ndarray], rng: np.random.Generator) -> LeafCheck:
+    """The leaf's check along random ``directions``; when one fails or is suspect, the leaf is
+    located element by element. Wrong only if an element, or (when none is) a failing direction,
+    is wrong; a failing direction whose elements sit on kinks is a kink."""
+    checks = [probe(v) for v in directions]
+    check = worst(checks)
+    if check.status != "wrong" and not any(probe.suspect(v, c) for v, c in zip(directions, checks)):
+        return check
+    found = locate(probe, rng)
     if found.status == "wrong":
         return found
-    # No element is wrong on its own: if some sit on a kink, kinks explain the failing direction.
-    return replace(failed, status="kink" if found.status == "kink" else "wrong", n_checked=found.n_checked, n_wrong=0)
+    if check.status == "wrong":
+        return replace(check, status="kink" if found.status == "kink" else "wrong", n_checked=found.n_checked)
+    return check
