@@ -201,3 +201,18 @@ def test_refuses_bad_option_values(option, value, message):
 def test_refuses_probes_and_directions_together():
     with pytest.raises(ValueError, match="probes or directions"):
         fn.check_vjp(fn.tanh, (), rng.standard_normal((2, 3)), probes=2, directions=2)
+
+
+def test_default_fast_mode_catches_a_one_percent_error_in_one_element_of_a_10000_element_leaf():
+    """benchmarks/probe_detection.py measures the rate over thousands of trials; here 20 of them."""
+    r = np.random.default_rng(7)
+    params = {"w": r.standard_normal((100, 100)) / 10, "b": r.standard_normal(100) / 10}
+    x = r.standard_normal((8, 100))
+    net = fn.chain(fn.affine, fn.tanh)
+    for seed in range(20):
+        index = tuple(int(i) for i in r.integers(0, 100, size=2))
+        wrong = fn.chain(with_wrong_element(fn.affine, "w", index), fn.tanh)
+        with pytest.raises(fn.VJPCheckError) as caught:
+            fn.check_vjp(wrong, (params, ()), x, seed=seed)
+        assert caught.value.check.index == index
+        fn.check_vjp(net, (params, ()), x, seed=seed)
