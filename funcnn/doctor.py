@@ -86,14 +86,13 @@ def _initial_loss(net: Apply, loss: Loss, params: PyTree, x: np.ndarray, y: np.n
 
 
 def _reg_raises_loss(net: Apply, loss: Loss, params: PyTree, x: np.ndarray, y: np.ndarray, state: State, reg: float, seed: int) -> DoctorCheck:
+    """The training objective (what ``fit`` minimizes) with reg 0 and with a large reg."""
     strength = max(10 * reg, 1.0)
-    base, _ = _loss(net, loss, params, x, y, state, seed)
-    penalty, _ = l2_penalty(params, strength)
+    base, with_reg = (_training_step(net, loss, r)(params, x, y, state, np.random.default_rng(seed))[0] for r in (0.0, strength))
     name = f"loss rises with reg {strength:g}"
-    if penalty == 0:
-        return DoctorCheck(name, "warn", f"{base:.4g} -> {base:.4g}", "no weights named 'w' to regularize")
-    status = "pass" if base + penalty > base else "fail"
-    return DoctorCheck(name, status, f"{base:.4g} -> {base + penalty:.4g}", "higher with reg")
+    if l2_penalty(params, 1.0)[0] == 0:
+        return DoctorCheck(name, "warn", f"{base:.4g} -> {with_reg:.4g}", "no weights named 'w' to regularize")
+    return DoctorCheck(name, "pass" if with_reg > base else "fail", f"{base:.4g} -> {with_reg:.4g}", "higher with reg")
 
 
 def _with_loss(net: Apply, loss: Loss, y: np.ndarray) -> Apply:

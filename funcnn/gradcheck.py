@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from funcnn._vjp_probe import LeafCheck, LeafProbe, check_elements, fast_check
+from funcnn._vjp_probe import ROUNDING, LeafCheck, LeafProbe, check_elements, fast_check
 from funcnn._vjp_structure import VJPCheckError, assert_like, assert_repeatable, assert_unchanged, assert_zero_for_zero, input_name
 from funcnn.tree import PyTree, tree_flatten, tree_leaves, tree_leaves_with_path, tree_map, tree_unflatten
 
@@ -208,7 +208,7 @@ def check_vjp(
     y64 = y_num.astype(np.float64)
     # Rounding in f is about eps times the magnitudes inside it (taken as at least 1), over the step.
     atol = 10 * float(np.finfo(num_dtype).eps) * (1 + float(np.sum(np.abs(dy64 * y64)))) / h
-    rounding = 64 * float(np.finfo(check_dtype).eps) + float(nondet_tol)
+    rounding = ROUNDING * float(np.finfo(check_dtype).eps) + float(nondet_tol)
 
     def contract(difference: np.ndarray) -> float:
         # Outputs are subtracted before the contraction, so those that did not move add exactly 0.
