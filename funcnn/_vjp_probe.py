@@ -87,7 +87,8 @@ class LeafProbe:
         floor = (self.atol + self.rounding * float(np.vdot(np.abs(self.grad).ravel(), np.abs(v).ravel()))) / self.tol
         rel = abs(analytic - numeric) / max(abs(analytic), abs(numeric), floor)
         rel = rel if np.isfinite(rel) else np.inf
-        status = "ok" if rel <= self.tol else self._classify(v, analytic, forward, backward, self.tol * max(abs(analytic), abs(numeric), floor))
+        bound = self.tol * max(abs(analytic), abs(numeric), floor)
+        status = "ok" if rel <= self.tol else self._classify(v, analytic, forward, backward, bound)
         return LeafCheck(self.path, analytic, numeric, rel, status, index, size=self.leaf.size)
 
     def suspect(self, v: np.ndarray, check: LeafCheck) -> bool:

@@ -68,4 +68,5 @@ def assert_zero_for_zero(zero: PyTree) -> None:
     """``vjp(0)`` is all zeros."""
     for key_path, leaf in tree_leaves_with_path(zero):
         if np.any(leaf != 0):
-            raise VJPCheckError(f"check_vjp: vjp(0) must be 0, but {keystr(key_path, '(dparams, dx)')} is not (does the vjp ignore dy?)")
+            name = keystr(key_path, "(dparams, dx)")
+            raise VJPCheckError(f"check_vjp: vjp(0) must be 0, but {name} is not (does the vjp ignore dy?)")

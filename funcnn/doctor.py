@@ -8,6 +8,7 @@ subset, and the update-to-weight ratio per weight after a few steps at the chose
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -70,14 +71,41 @@ def _band(value: float, inner: tuple[float, float], outer: tuple[float, float]) 
     return "warn" if outer[0] <= value <= outer[1] else "fail"
 
 
-def _loss(net: Apply, loss: Loss, params: PyTree, x: np.ndarray, y: np.ndarray, state: State, seed: int) -> tuple[float, int]:
-    scores, _, _ = run(net, params, x, state, train=True, rng=np.random.default_rng(seed))
-    return float(loss(scores, y)[0]), scores.shape[1]
+@dataclass(frozen=True)
+class _Setup:
+    """The configuration under examination."""
+
+    net: Apply
+    loss: Loss
+    optimizer: Optimizer
+    params: PyTree
+    state: State
+    reg: float
+    seed: int
+
+    def objective(self, x: np.ndarray, y: np.ndarray, reg: float) -> float:
+        """The loss ``fit`` minimizes, with L2 strength ``reg``, at the initial params (training mode)."""
+        return _training_step(self.net, self.loss, reg)(self.params, x, y, self.state, np.random.default_rng(self.seed))[0]
+
+    def train(
+        self, x: np.ndarray, y: np.ndarray, reg: float, steps: int, batch_size: int
+    ) -> Iterator[tuple[PyTree, PyTree]]:
+        """``(params before, params after)`` of each of ``steps`` optimizer steps on ``(x, y)``."""
+        step, rng = _training_step(self.net, self.loss, reg), np.random.default_rng(self.seed)
+        params, state, opt_state = self.params, self.state, self.optimizer.init(self.params)
+        order = rng.permutation(len(x))
+        for t in range(steps):
+            batch = order[(t * batch_size) % len(x) :][:batch_size]
+            _, grads, state = step(params, x[batch], y[batch], state, rng)
+            before, (params, opt_state) = params, self.optimizer.update(grads, opt_state, params)
+            yield before, params
 
 
-def _initial_loss(net: Apply, loss: Loss, params: PyTree, x: np.ndarray, y: np.ndarray, state: State, seed: int) -> DoctorCheck:
-    value, classes = _loss(net, loss, params, x, y, state, seed)
-    expected = {softmax_loss: (math.log(classes), f"log({classes})"), svm_loss: (classes - 1.0, f"{classes} - 1")}.get(loss)
+def _initial_loss(setup: _Setup, x: np.ndarray, y: np.ndarray) -> DoctorCheck:
+    value = setup.objective(x, y, 0.0)
+    classes = int(run(setup.net, setup.params, x[:1], setup.state, train=False)[0].shape[1])
+    targets = {softmax_loss: (math.log(classes), f"log({classes})"), svm_loss: (classes - 1.0, f"{classes} - 1")}
+    expected = targets.get(setup.loss)
     if expected is None:
         return DoctorCheck("initial loss (reg 0)", "warn", f"{value:.4g}", "no expectation for this loss")
     target, formula = expected
@@ -85,14 +113,13 @@ def _initial_loss(net: Apply, loss: Loss, params: PyTree, x: np.ndarray, y: np.n
     return DoctorCheck("initial loss (reg 0)", status, f"{value:.4g}", f"near {formula} = {target:.4g} (x0.8..1.25)")
 
 
-def _reg_raises_loss(net: Apply, loss: Loss, params: PyTree, x: np.ndarray, y: np.ndarray, state: State, reg: float, seed: int) -> DoctorCheck:
-    """The training objective (what ``fit`` minimizes) with reg 0 and with a large reg."""
-    strength = max(10 * reg, 1.0)
-    base, with_reg = (_training_step(net, loss, r)(params, x, y, state, np.random.default_rng(seed))[0] for r in (0.0, strength))
-    name = f"loss rises with reg {strength:g}"
-    if l2_penalty(params, 1.0)[0] == 0:
-        return DoctorCheck(name, "warn", f"{base:.4g} -> {with_reg:.4g}", "no weights named 'w' to regularize")
-    return DoctorCheck(name, "pass" if with_reg > base else "fail", f"{base:.4g} -> {with_reg:.4g}", "higher with reg")
+def _reg_raises_loss(setup: _Setup, x: np.ndarray, y: np.ndarray) -> DoctorCheck:
+    strength = max(10 * setup.reg, 1.0)
+    base, with_reg = setup.objective(x, y, 0.0), setup.objective(x, y, strength)
+    measured, name = f"{base:.4g} -> {with_reg:.4g}", f"loss rises with reg {strength:g}"
+    if l2_penalty(setup.params, 1.0)[0] == 0:
+        return DoctorCheck(name, "warn", measured, "no weights named 'w' to regularize")
+    return DoctorCheck(name, "pass" if with_reg > base else "fail", measured, "higher with reg")
 
 
 def _with_loss(net: Apply, loss: Loss, y: np.ndarray) -> Apply:
@@ -116,56 +143,48 @@ def _l2_term(reg: float) -> Apply:
     return apply
 
 
-def _gradient_checks(net: Apply, loss: Loss, params: PyTree, x: np.ndarray, y: np.ndarray, state: State, reg: float, seed: int) -> list[DoctorCheck]:
-    strength = reg if reg > 0 else 1.0
-    data_loss = _with_loss(bind(net, state, train=True, rng=np.random.default_rng(seed)), loss, y)
-    checks = []
-    for name, f in ((f"gradient check: data loss ({len(x)} examples)", data_loss), (f"gradient check: L2 term (reg {strength:g})", _l2_term(strength))):
-        try:
-            report = check_vjp(f, params, x, seed=seed, on_kink="ignore")
-        except VJPCheckError as error:
-            located = error.check.located() if error.check is not None and error.check.n_checked else str(error).splitlines()[0]
-            checks.append(DoctorCheck(name, "fail", located, "analytic = numeric"))
-            continue
-        kinks = [leaf.path for leaf in report.kinks if leaf.path != "x"]
-        measured = f"max rel error {report.max_rel_error:.1e}" + (f"; {', '.join(kinks)} at a kink" if kinks else "")
-        expected = f"<= {report.rtol:g} on every leaf" + (" (kinks: ReLU inputs at exactly 0, not checked)" if kinks else "")
-        checks.append(DoctorCheck(name, "warn" if kinks else "pass", measured, expected))
-    return checks
+def _gradient_check(name: str, f: Apply, setup: _Setup, x: np.ndarray) -> DoctorCheck:
+    try:
+        report = check_vjp(f, setup.params, x, seed=setup.seed, on_kink="ignore")
+    except VJPCheckError as error:
+        located = error.check.located() if error.check is not None and error.check.n_checked else str(error).splitlines()[0]
+        return DoctorCheck(name, "fail", located, "analytic = numeric")
+    kinks = [leaf.path for leaf in report.kinks if leaf.path != "x"]
+    measured = f"max rel error {report.max_rel_error:.1e}" + (f"; {', '.join(kinks)} at a kink" if kinks else "")
+    expected = f"<= {report.rtol:g} on every leaf" + (" (kinks: ReLU inputs at exactly 0, not checked)" if kinks else "")
+    return DoctorCheck(name, "warn" if kinks else "pass", measured, expected)
 
 
-def _overfit(net: Apply, loss: Loss, optimizer: Optimizer, params: PyTree, x: np.ndarray, y: np.ndarray, state: State, max_steps: int, seed: int) -> DoctorCheck:
-    step = _training_step(net, loss, 0.0)
-    opt_state, rng = optimizer.init(params), np.random.default_rng(seed)
-    acc = 0.0
-    for t in range(1, max_steps + 1):
-        _, grads, state = step(params, x, y, state, rng)
-        params, opt_state = optimizer.update(grads, opt_state, params)
+def _gradient_checks(setup: _Setup, x: np.ndarray, y: np.ndarray) -> list[DoctorCheck]:
+    strength = setup.reg if setup.reg > 0 else 1.0
+    bound = bind(setup.net, setup.state, train=True, rng=np.random.default_rng(setup.seed))
+    return [
+        _gradient_check(f"gradient check: data loss ({len(x)} examples)", _with_loss(bound, setup.loss, y), setup, x),
+        _gradient_check(f"gradient check: L2 term (reg {strength:g})", _l2_term(strength), setup, x),
+    ]
+
+
+def _overfit(setup: _Setup, x: np.ndarray, y: np.ndarray, max_steps: int) -> DoctorCheck:
+    name, expected, acc = f"overfit {len(x)} examples", f"100% within {max_steps} steps", 0.0
+    for t, (_, params) in enumerate(setup.train(x, y, 0.0, max_steps, len(x)), start=1):
         if t % 10 == 0 or t == max_steps:
-            acc = accuracy(net, params, x, y, state)
+            acc = accuracy(setup.net, params, x, y, setup.state)
             if acc == 1.0:
-                return DoctorCheck(f"overfit {len(x)} examples", "pass", f"100% train accuracy after {t} steps", f"100% within {max_steps} steps")
-    return DoctorCheck(f"overfit {len(x)} examples", "fail", f"{acc:.0%} train accuracy after {max_steps} steps", f"100% within {max_steps} steps")
+                return DoctorCheck(name, "pass", f"100% train accuracy after {t} steps", expected)
+    return DoctorCheck(name, "fail", f"{acc:.0%} train accuracy after {max_steps} steps", expected)
 
 
-def _update_ratios(net: Apply, loss: Loss, optimizer: Optimizer, params: PyTree, x: np.ndarray, y: np.ndarray, state: State, reg: float, batch_size: int, steps: int, seed: int) -> list[DoctorCheck]:
-    step = _training_step(net, loss, reg)
-    opt_state, rng = optimizer.init(params), np.random.default_rng(seed)
-    order = rng.permutation(len(x))
-    before = params
-    for t in range(steps):
-        batch = order[(t * batch_size) % len(x) :][:batch_size]
-        _, grads, state = step(params, x[batch], y[batch], state, rng)
-        before = params
-        params, opt_state = optimizer.update(grads, opt_state, params)
+def _update_ratios(setup: _Setup, x: np.ndarray, y: np.ndarray, steps: int, batch_size: int) -> list[DoctorCheck]:
+    *_, (before, after) = setup.train(x, y, setup.reg, steps, batch_size)
     checks = []
-    for (path, new), (_, old) in zip(tree_leaves_with_path(params), tree_leaves_with_path(before)):
-        if not path or path[-1] != "w":
-            continue
-        old64 = np.asarray(old, np.float64)
-        ratio = float(np.linalg.norm(np.asarray(new, np.float64) - old64) / max(np.linalg.norm(old64), 1e-300))
-        status = _band(ratio, RATIO_PASS, RATIO_WARN) if np.isfinite(ratio) else "fail"
-        checks.append(DoctorCheck(f"update/weight {keystr(path, 'params')}", status, f"{ratio:.1e} after {steps} steps", f"near 1e-3 ({RATIO_PASS[0]:g}..{RATIO_PASS[1]:g})"))
+    for (path, new), (_, old) in zip(tree_leaves_with_path(after), tree_leaves_with_path(before)):
+        if path and path[-1] == "w":
+            old64 = np.asarray(old, np.float64)
+            ratio = float(np.linalg.norm(np.asarray(new, np.float64) - old64) / max(np.linalg.norm(old64), 1e-300))
+            status = _band(ratio, RATIO_PASS, RATIO_WARN) if np.isfinite(ratio) else "fail"
+            expected = f"near 1e-3 ({RATIO_PASS[0]:g}..{RATIO_PASS[1]:g})"
+            name = f"update/weight {keystr(path, 'params')}"
+            checks.append(DoctorCheck(name, status, f"{ratio:.1e} after {steps} steps", expected))
     return checks
 
 
@@ -199,15 +218,17 @@ def doctor(
     x, y = data
     if len(x) != len(y) or len(x) < 4:
         raise ValueError(f"doctor: data must be (x, y) with the same number (>= 4) of examples, got {len(x)} and {len(y)}")
-    if subset < 1 or overfit_steps < 1 or ratio_steps < 1 or batch_size < 1:
-        raise ValueError(f"doctor: subset, overfit_steps, ratio_steps and batch_size must be >= 1, got {subset}, {overfit_steps}, {ratio_steps}, {batch_size}")
-    if state is None:
-        state = init_state(net, x.shape[1:], x.dtype)
+    counts = {"subset": subset, "overfit_steps": overfit_steps, "ratio_steps": ratio_steps, "batch_size": batch_size}
+    if min(counts.values()) < 1:
+        raise ValueError(f"doctor: {', '.join(counts)} must be >= 1, got {counts}")
+    state = init_state(net, x.shape[1:], x.dtype) if state is None else state
+    setup = _Setup(net, loss, optimizer, params, state, float(reg), seed)
     few = np.random.default_rng(seed).permutation(len(x))
-    report = DoctorReport()
-    report.checks.append(_initial_loss(net, loss, params, x[few[:100]], y[few[:100]], state, seed))
-    report.checks.append(_reg_raises_loss(net, loss, params, x[few[:100]], y[few[:100]], state, reg, seed))
-    report.checks += _gradient_checks(net, loss, params, x[few[:4]], y[few[:4]], state, reg, seed)
-    report.checks.append(_overfit(net, loss, optimizer, params, x[few[:subset]], y[few[:subset]], state, overfit_steps, seed))
-    report.checks += _update_ratios(net, loss, optimizer, params, x, y, state, reg, batch_size, ratio_steps, seed)
-    return report
+    hundred, tiny = few[:100], few[:subset]
+    return DoctorReport([
+        _initial_loss(setup, x[hundred], y[hundred]),
+        _reg_raises_loss(setup, x[hundred], y[hundred]),
+        *_gradient_checks(setup, x[few[:4]], y[few[:4]]),
+        _overfit(setup, x[tiny], y[tiny], overfit_steps),
+        *_update_ratios(setup, x, y, ratio_steps, batch_size),
+    ])

@@ -197,11 +197,12 @@ def _spatial_blocks(fn: Any, shape: tuple[int, int, int], batch: int, user: list
         ("sigmoid", fn.sigmoid, same),
         ("leaky_relu", fn.leaky_relu(0.1), same),
         ("residual(conv-tanh)", fn.residual(fn.sandwich(fn.conv(stride=1, pad=1, filters=c, kernel_size=3), fn.tanh)), same),
-        ("fan_out(conv, conv)", fn.fan_out(fn.conv(stride=1, pad=1, filters=2, kernel_size=3), fn.conv(stride=1, pad=0, filters=2, kernel_size=1)), (2, h, w)),
-        ("conv_relu sandwich", fn.sandwich(fn.conv(stride=2, pad=1, filters=3, kernel_size=3), fn.relu), (3, (h - 1) // 2 + 1, (w - 1) // 2 + 1)),
+        ("fan_out(conv, conv)", fn.fan_out(fn.conv(stride=1, pad=1, filters=2, kernel_size=3), fn.conv(filters=2, kernel_size=1)), (2, h, w)),
+        ("conv_relu sandwich", fn.sandwich(fn.conv(stride=2, pad=1, filters=3, kernel_size=3), fn.relu), (3, (h + 1) // 2, (w + 1) // 2)),
     ]
     if h >= 2 and w >= 2:
-        blocks += [("max_pool 2x2", fn.max_pool(2, 2, 2), (c, h // 2, w // 2)), ("avg_pool 2x2", fn.avg_pool(2, 2, 2), (c, h // 2, w // 2))]
+        half = (c, h // 2, w // 2)
+        blocks += [("max_pool 2x2", fn.max_pool(2, 2, 2), half), ("avg_pool 2x2", fn.avg_pool(2, 2, 2), half)]
     if c * h * w >= 2:
         blocks += [("layer_norm", fn.layer_norm(), same), ("group_norm(1)", fn.group_norm(1), same)]
     if batch * h * w >= 4:
@@ -214,7 +215,9 @@ def _spatial_blocks(fn: Any, shape: tuple[int, int, int], batch: int, user: list
 
 
 @st.composite
-def networks(draw: Any, layers: tuple[Any, ...] = (), max_blocks: int = 4, max_batch: int = 3, max_size: int = 6) -> NetworkProblem:
+def networks(
+    draw: Any, layers: tuple[Any, ...] = (), max_blocks: int = 4, max_batch: int = 3, max_size: int = 6
+) -> NetworkProblem:
     """Random valid networks of funcnn's layers: up to ``max_blocks`` spatial blocks (conv, pools,
     norms, activations, sandwiches, residual, fan_out, your ``layers``), then affine - activation -
     affine - a loss (softmax or SVM) on random labels, with matching params (random, nonzero biases)
@@ -226,7 +229,8 @@ def networks(draw: Any, layers: tuple[Any, ...] = (), max_blocks: int = 4, max_b
     import funcnn as fn
     from funcnn.tree import tree_map
 
-    batch, shape = draw(st.integers(1, max_batch)), (draw(st.integers(1, 3)), draw(st.integers(1, max_size)), draw(st.integers(1, max_size)))
+    batch = draw(st.integers(1, max_batch))
+    shape = (draw(st.integers(1, 3)), draw(st.integers(1, max_size)), draw(st.integers(1, max_size)))
     input_shape, chosen, names = shape, [], []
     for _ in range(draw(st.integers(0, max_blocks))):
         name, block, out = draw(st.sampled_from(_spatial_blocks(fn, shape, batch, list(layers))))
