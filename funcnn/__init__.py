@@ -21,6 +21,8 @@ from funcnn.combinators import residual as residual
 from funcnn.combinators import sandwich as sandwich
 from funcnn.conv import conv as conv
 from funcnn.conv import conv_naive as conv_naive
+from funcnn.doctor import DoctorReport as DoctorReport
+from funcnn.doctor import doctor as doctor
 from funcnn.dropout import dropout as dropout
 from funcnn.gradcheck import LeafCheck as LeafCheck
 from funcnn.gradcheck import NonDifferentiableError as NonDifferentiableError
@@ -51,6 +53,8 @@ from funcnn.sandwiches import affine_relu as affine_relu
 from funcnn.sandwiches import conv_relu as conv_relu
 from funcnn.sandwiches import conv_relu_pool as conv_relu_pool
 from funcnn.sandwiches import dense_relu as dense_relu
+from funcnn.stepsweep import StepSweep as StepSweep
+from funcnn.stepsweep import step_sweep as step_sweep
 from funcnn.train import FitResult as FitResult
 from funcnn.train import History as History
 from funcnn.train import accuracy as accuracy

@@ -97,6 +97,25 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _doctor(args: argparse.Namespace) -> int:
+    from funcnn.datasets import load_named
+    from funcnn.doctor import doctor
+    from funcnn.init import init_params
+    from funcnn.nets import three_layer_convnet
+    from funcnn.optim import OPTIMIZERS
+
+    started = time.perf_counter()
+    data = load_named(args.dataset, args.data_path, np.dtype(args.dtype).type)
+    net = three_layer_convnet(args.filters, args.filter_size, args.hidden, int(data.train.y.max()) + 1, args.batch_norm, args.dropout)
+    weight_scale = "he" if args.weight_scale == "he" else float(args.weight_scale)
+    _, params = init_params(net, np.random.default_rng(args.seed), data.train.x.shape[1:], args.dtype, weight_scale)
+    optimizer = OPTIMIZERS[args.optimizer](learning_rate=args.lr)
+    print(f"funcnn doctor: {net.name} on {args.dataset}; {args.optimizer} lr {args.lr}, reg {args.reg}, batch {args.batch_size}")
+    report = doctor(net, params, (data.train.x, data.train.y), optimizer, reg=args.reg, batch_size=args.batch_size, seed=args.seed)
+    print(f"{report}\n{time.perf_counter() - started:.1f} s")
+    return 0 if report.ok else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="funcnn", description="funcnn: neural nets with hand-written, checked VJPs.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -129,6 +148,15 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--allow-config-change", action="store_true",
                        help="let --resume continue with other options than the checkpoint's (default: refuse)")
     train.set_defaults(run=_train)
+
+    doctor = commands.add_parser(
+        "doctor", help="pre-flight checks of a training configuration (same options as train)",
+        description="cs231n's checks before training, on the options of funcnn train: initial loss, loss rising "
+                    "with reg, the network's gradient, overfitting 30 examples, update/weight ratios. Exits 1 on a failure.",
+    )  # fmt: skip
+    for action in train._actions[1:]:  # every option of train but --help, so the two never drift apart
+        doctor._add_action(action)
+    doctor.set_defaults(run=_doctor)
 
     check = commands.add_parser("check", help="finite-difference check of every layer, sandwich and network")
     check.add_argument("--mode", choices=["full", "fast"], default="full",

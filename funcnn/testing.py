@@ -17,6 +17,7 @@ __all__ = [
     "AffineProblem",
     "ClassificationProblem",
     "ConvProblem",
+    "NetworkProblem",
     "NormProblem",
     "PoolProblem",
     "affine_problems",
@@ -25,6 +26,7 @@ __all__ = [
     "float_dtypes",
     "group_norm_problems",
     "layer_norm_problems",
+    "networks",
     "pool_problems",
 ]
 
@@ -171,3 +173,83 @@ def classification_problems(draw: Any, dtype: Any = None, max_batch: int = 8, ma
     n, c = draw(st.integers(1, max_batch)), draw(st.integers(2, max_classes))
     rng = _rng(draw)
     return ClassificationProblem(rng.standard_normal((n, c)).astype(dtype), rng.integers(0, c, size=n))
+
+
+@dataclass(frozen=True)
+class NetworkProblem:
+    """``check_vjp(net, params, x)`` is valid: ``net`` is a chain of funcnn layers ending in a loss
+    (a scalar output), ``params`` its params, x ``(N, C, H, W)``; ``description`` lists the blocks."""
+
+    net: Any
+    params: Any
+    x: np.ndarray
+    description: str
+
+
+def _spatial_blocks(fn: Any, shape: tuple[int, int, int], batch: int, user: list[Any]) -> list[tuple[str, Any, Any]]:
+    """``(name, layer, output shape or None when unchanged)`` of the blocks valid on ``(C, H, W)``."""
+    c, h, w = shape
+    same = None
+    blocks: list[tuple[str, Any, Any]] = [
+        ("conv3x3", fn.conv(stride=1, pad=1, filters=2, kernel_size=3), (2, h, w)),
+        ("relu", fn.relu, same),
+        ("tanh", fn.tanh, same),
+        ("sigmoid", fn.sigmoid, same),
+        ("leaky_relu", fn.leaky_relu(0.1), same),
+        ("residual(conv-tanh)", fn.residual(fn.sandwich(fn.conv(stride=1, pad=1, filters=c, kernel_size=3), fn.tanh)), same),
+        ("fan_out(conv, conv)", fn.fan_out(fn.conv(stride=1, pad=1, filters=2, kernel_size=3), fn.conv(filters=2, kernel_size=1)), (2, h, w)),
+        ("conv_relu sandwich", fn.sandwich(fn.conv(stride=2, pad=1, filters=3, kernel_size=3), fn.relu), (3, (h + 1) // 2, (w + 1) // 2)),
+    ]
+    if h >= 2 and w >= 2:
+        half = (c, h // 2, w // 2)
+        blocks += [("max_pool 2x2", fn.max_pool(2, 2, 2), half), ("avg_pool 2x2", fn.avg_pool(2, 2, 2), half)]
+    if c * h * w >= 2:
+        blocks += [("layer_norm", fn.layer_norm(), same), ("group_norm(1)", fn.group_norm(1), same)]
+    if batch * h * w >= 4:
+        from funcnn.init import init_state
+
+        norm = fn.spatial_batch_norm()
+        blocks.append(("spatial_batch_norm (train)", fn.bind(norm, init_state(norm, shape, np.float64), train=True), same))
+    blocks += [("user layer", layer, same) for layer in user]
+    return blocks
+
+
+@st.composite
+def networks(
+    draw: Any, layers: tuple[Any, ...] = (), max_blocks: int = 4, max_batch: int = 3, max_size: int = 6
+) -> NetworkProblem:
+    """Random valid networks of funcnn's layers: up to ``max_blocks`` spatial blocks (conv, pools,
+    norms, activations, sandwiches, residual, fan_out, your ``layers``), then affine - activation -
+    affine - a loss (softmax or SVM) on random labels, with matching params (random, nonzero biases)
+    and float64 inputs x ``(N, C, H, W)``.
+
+    ``layers``: your own layers to mix in (every network then holds at least one); each must keep the
+    shape ``(N, C, H, W)`` of its input and take no params or have an ``init`` (see :func:`funcnn.layer`).
+    """
+    import funcnn as fn
+    from funcnn.tree import tree_map
+
+    batch = draw(st.integers(1, max_batch))
+    shape = (draw(st.integers(1, 3)), draw(st.integers(1, max_size)), draw(st.integers(1, max_size)))
+    input_shape, chosen, names = shape, [], []
+    for _ in range(draw(st.integers(0, max_blocks))):
+        name, block, out = draw(st.sampled_from(_spatial_blocks(fn, shape, batch, list(layers))))
+        chosen.append(block)
+        names.append(name)
+        shape = out or shape
+    if layers:  # at least one of the user's layers, anywhere
+        at = draw(st.integers(0, len(chosen)))
+        chosen.insert(at, draw(st.sampled_from(layers)))
+        names.insert(at, "user layer")
+    hidden, classes = draw(st.integers(1, 5)), draw(st.integers(2, 4))
+    activation = draw(st.sampled_from([fn.relu, fn.tanh, fn.sigmoid]))
+    loss = draw(st.sampled_from([fn.softmax_loss, fn.svm_loss]))
+    rng = _rng(draw)
+    labels = rng.integers(0, classes, size=batch)
+    body = fn.chain(*chosen, fn.sandwich(fn.dense(hidden), activation), fn.dense(classes))
+    _, params = fn.init_params(body, rng, input_shape, np.float64, 0.7)
+    params = (tree_map(lambda a: a + 0.1 * rng.standard_normal(a.shape), params), ())
+    net = fn.chain(body, fn.loss_layer(loss, labels))
+    x = rng.standard_normal((batch, *input_shape))
+    description = " - ".join([*names, f"affine({hidden})", activation.name, f"affine({classes})", loss.__name__])
+    return NetworkProblem(net, params, x, description)
