@@ -107,3 +107,23 @@ def test_relu_kernel_edges(dtype):
     assert y.dtype == dx.dtype == dtype
     y0, vjp0 = fn.relu((), np.array(3.0, dtype=dtype))  # 0-d keeps its shape
     assert y0.shape == () and vjp0(np.array(1.0, dtype=dtype))[1].shape == ()
+
+
+@names
+@settings(max_examples=10)
+@given(data=st.data())
+def test_float32_kernels_pass_check_vjp_in_float32(name, data):
+    """Every layer's float32 path, as training runs it, checked in float32 (float32 differences)."""
+    layer, params, x = data.draw(CASES[name](np.float32))
+    report = fn.check_vjp(layer, params, x, dtype=np.float32, on_kink="ignore")
+    assert all(leaf.status in ("ok", "kink") for leaf in report.leaves)
+
+
+@settings(max_examples=10)
+@given(seed=st.integers(0, 2**16))
+def test_float32_winograd_passes_check_vjp_against_float64_differences(seed):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((2, 16, 6, 7)).astype(np.float32)
+    params = {"w": rng.standard_normal((16, 16, 3, 3)).astype(np.float32), "b": rng.standard_normal(16).astype(np.float32)}
+    report = fn.check_vjp(fn.conv(1, 1), params, x, dtype=np.float32, numeric_dtype=np.float64)
+    assert all(leaf.status == "ok" for leaf in report.leaves)
