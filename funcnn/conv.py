@@ -59,6 +59,27 @@ def _winograd_conv(x, w, b, pad, out_h, out_w):
     return y
 
 
+def _winograd_dw(x, dy, pad, f):
+    """``dw`` ``(F, C, 3, 3)`` of a 3x3 stride-1 conv by Winograd: ``dU[k] = dM[k] V[k]^T`` summed over
+    tiles, with ``dM = A dY A^T`` per tile, then ``dw = G^T dU G``."""
+    from funcnn.kernels import winograd
+
+    n, c = x.shape[:2]
+    out_h, out_w = dy.shape[2:]
+    tiles_h, tiles_w = (out_h + 1) // 2, (out_w + 1) // 2
+    tiles = tiles_h * tiles_w
+    chunks = _chunks(n, 16 * max(c, f) * tiles * x.itemsize)
+    most = max(part.stop - part.start for part in chunks) * tiles
+    v_buffer, m_buffer = np.empty(16 * c * most, x.dtype), np.empty(16 * f * most, x.dtype)
+    du_t, products = np.zeros((16, c, f), x.dtype), np.empty((16, c, f), x.dtype)
+    for part in chunks:
+        count = (part.stop - part.start) * tiles
+        v = winograd.input_transform(x[part], pad, tiles_h, tiles_w, v_buffer[: 16 * c * count].reshape(16, c, count))
+        dm = winograd.output_gradient(dy[part], tiles_h, tiles_w, m_buffer[: 16 * f * count].reshape(16, f, count))
+        du_t += np.matmul(v, dm.transpose(0, 2, 1), out=products)  # dU transposed: BLAS's faster layout
+    return winograd.filter_gradient(np.ascontiguousarray(du_t.transpose(0, 2, 1)))
+
+
 def _fast_forward(x, w, b, stride, pad, out_h, out_w):
     from funcnn.kernels import conv as kernels
 
@@ -89,28 +110,29 @@ def _fast_forward(x, w, b, stride, pad, out_h, out_w):
         del buffer
 
     def backward(dy, need_dx=True):
-        # The backward pass recomputes each chunk's columns from x, which keeps only x alive and costs
-        # little next to the products: the columns are still in the caches when they are read.
         dy = np.ascontiguousarray(dy).reshape(n, f, plane)
+        db = dy.sum(axis=(0, 2))
+        if winograd:  # dx is the 3x3 conv of dy with the filters flipped and transposed, padded 2 - pad
+            dy4 = dy.reshape(n, f, out_h, out_w)
+            flipped = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
+            dx = _winograd_conv(dy4, flipped, np.zeros(c, x.dtype), 2 - pad, *x.shape[2:]) if need_dx else None
+            return dx, _winograd_dw(x, dy4, pad, f), db
+        # Each chunk's columns are recomputed from x, which keeps only x alive and costs little next
+        # to the products: the columns are still in the caches when they are read.
         buffer = np.empty(0 if pointwise else k * step * plane, x.dtype)
         dw_parts = np.empty((step, k, f), x.dtype)
-        dx = None
-        if need_dx and winograd:  # dx is the 3x3 conv of dy with the filters flipped and transposed
-            flipped = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
-            dx = _winograd_conv(dy.reshape(n, f, out_h, out_w), flipped, np.zeros(c, x.dtype), 2 - pad, *x.shape[2:])
-        elif need_dx:
-            dx = np.empty_like(x)
+        dx = np.empty_like(x) if need_dx else None
         dw_t = np.zeros((k, f), x.dtype)  # dw transposed: OpenBLAS runs cols @ dy^T faster than dy @ cols^T
         for part in chunks:
             cols, m = columns(buffer, part), part.stop - part.start
             dw_t += np.matmul(cols, dy[part].transpose(0, 2, 1), out=dw_parts[:m]).sum(axis=0)
-            if need_dx and not winograd:
+            if need_dx:
                 if pointwise:
                     np.matmul(w2.T, dy[part], out=dx[part].reshape(m, k, plane))
                 else:  # the columns are used up: their buffer takes their gradient
                     dcols = np.matmul(w2.T, dy[part], out=cols)
                     kernels.col2im(dcols, hh, ww, stride, pad, out_h, out_w, dx[part])
-        return dx, np.ascontiguousarray(dw_t.T).reshape(w.shape), dy.sum(axis=(0, 2))
+        return dx, np.ascontiguousarray(dw_t.T).reshape(w.shape), db
 
     return y.reshape(n, f, out_h, out_w), backward
 

@@ -105,3 +105,54 @@ def output_transform(m, bias, tiles_h, tiles_w, y):  # pragma: no cover - compil
                         for col in range(out_w):
                             dst[u(base + r * out_w + col)] = out[a, col]
     return y
+
+
+def filter_gradient(du: np.ndarray) -> np.ndarray:
+    """``dU`` ``(16, F, C)`` (the gradient of ``U = G g G^T``) -> ``dw = G^T dU G`` ``(F, C, 3, 3)``."""
+    f, c = du.shape[1:]
+    g = G.astype(du.dtype)
+    return np.ascontiguousarray(np.einsum("ai,abfc,bj->fcij", g, du.reshape(4, 4, f, c), g, optimize=True))
+
+
+@jit()
+def output_gradient(dy, tiles_h, tiles_w, dm):  # pragma: no cover - compiled
+    """Fill ``dm`` ``(16, F, n * tiles_h * tiles_w)`` with ``A dY A^T`` of every 2x2 tile of ``dy``
+    ``(n, F, H', W')`` (the transpose of :func:`output_transform`; outputs past ``H'`` or ``W'`` are 0)."""
+    n_batch, filters, out_h, out_w = dy.shape
+    n_tiles = n_batch * tiles_h * tiles_w
+    src, dst = dy.reshape(-1), dm.reshape(-1)
+    stride_k = filters * n_tiles
+    span = 2 * tiles_w
+    rows = np.zeros((2, span), dy.dtype)
+    for n in range(n_batch):
+        for f in range(filters):
+            base = (n * filters + f) * out_h * out_w
+            for ti in range(tiles_h):
+                for a in range(2):
+                    r = 2 * ti + a
+                    for col in range(span):
+                        rows[a, col] = 0
+                    if r < out_h:
+                        for col in range(out_w):
+                            rows[a, col] = src[u(base + r * out_w + col)]
+                o = f * n_tiles + (n * tiles_h + ti) * tiles_w
+                # dM = A dY A^T with A = [[1, 0], [1, 1], [1, -1], [0, -1]]: rows first (a), then columns (b)
+                for b in range(4):
+                    k0 = u(b * stride_k + o)
+                    k1, k2, k3 = k0 + u(4 * stride_k), k0 + u(8 * stride_k), k0 + u(12 * stride_k)
+                    for tj in range(tiles_w):
+                        d00, d01 = rows[0, 2 * tj], rows[0, 2 * tj + 1]
+                        d10, d11 = rows[1, 2 * tj], rows[1, 2 * tj + 1]
+                        if b == 0:
+                            e0, e1 = d00, d10
+                        elif b == 1:
+                            e0, e1 = d00 + d01, d10 + d11
+                        elif b == 2:
+                            e0, e1 = d00 - d01, d10 - d11
+                        else:
+                            e0, e1 = -d01, -d11
+                        dst[k0 + u(tj)] = e0
+                        dst[k1 + u(tj)] = e0 + e1
+                        dst[k2 + u(tj)] = e0 - e1
+                        dst[k3 + u(tj)] = -e1
+    return dm
