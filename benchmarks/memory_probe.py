@@ -42,13 +42,13 @@ def keep_cols_conv(stride, pad):
         n, f, (hh, ww) = x.shape[0], w.shape[0], w.shape[2:]
         out_h, out_w = (x.shape[2] + 2 * pad - hh) // stride + 1, (x.shape[3] + 2 * pad - ww) // stride + 1
         w2, plane = w.reshape(f, -1), out_h * out_w
-        cols = kernels.im2col(x, hh, ww, stride, pad, out_h, out_w, np.empty((w2.shape[1], n * plane), x.dtype))
-        y = (w2 @ cols).reshape(f, n, out_h, out_w).transpose(1, 0, 2, 3) + b[:, None, None]
+        cols = kernels.im2col(x, hh, ww, stride, pad, out_h, out_w, np.empty((n, w2.shape[1], plane), x.dtype))
+        y = (np.matmul(w2, cols) + b[:, None]).reshape(n, f, out_h, out_w)
 
         def backward(dy):
-            dy2 = np.ascontiguousarray(dy.transpose(1, 0, 2, 3)).reshape(f, -1)
-            dx = kernels.col2im(w2.T @ dy2, hh, ww, stride, pad, out_h, out_w, np.empty_like(x))
-            return dx, (dy2 @ cols.T).reshape(w.shape), dy2.sum(axis=1)
+            dy3 = dy.reshape(n, f, plane)
+            dx = kernels.col2im(np.matmul(w2.T, dy3), hh, ww, stride, pad, out_h, out_w, np.empty_like(x))
+            return dx, np.matmul(dy3, cols.transpose(0, 2, 1)).sum(axis=0).reshape(w.shape), dy3.sum(axis=(0, 2))
 
         return y, backward
 
