@@ -27,7 +27,6 @@ from typing import Any, Union
 
 import numpy as np
 
-from funcnn.kernels import optim as kernels
 from funcnn.tree import PyTree, keystr, tree_flatten, tree_leaves_with_path, tree_structure, tree_unflatten
 
 __all__ = [
@@ -252,6 +251,13 @@ def _optimizer(name: str, rule: _LeafRule, hyperparams: dict[str, Any]) -> Optim
 # The rules, each written once for one array (as a fused kernel in funcnn.kernels.optim)
 
 
+def _kernel(name: str) -> Callable[..., tuple[np.ndarray, ...]]:
+    """A fused update kernel of funcnn.kernels.optim; Numba is imported on the first update."""
+    from funcnn.kernels import optim as kernels
+
+    return getattr(kernels, name)
+
+
 def _contiguous(w: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
     """``w`` and the arrays shaped like it, C-contiguous in ``w``'s dtype, for the kernels."""
     return [np.asarray(a, dtype=w.dtype, order="C") for a in (w, *others)]
@@ -273,7 +279,7 @@ def sgd_momentum(learning_rate: LearningRate = 1e-2, momentum: float = 0.9) -> O
     mu = _check_unit_interval("sgd_momentum", "momentum", momentum)
 
     def update(lr: float, t: int, dw: np.ndarray, w: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, ...]:
-        return kernels.momentum_step(*_contiguous(w, dw, v), lr, mu)
+        return _kernel("momentum_step")(*_contiguous(w, dw, v), lr, mu)
 
     rule = _LeafRule(("velocity",), schedule, update)
     return _optimizer("sgd_momentum", rule, {"learning_rate": learning_rate, "momentum": momentum})
@@ -287,7 +293,7 @@ def rmsprop(learning_rate: LearningRate = 1e-2, decay_rate: float = 0.99, epsilo
     eps = _check_positive("rmsprop", "epsilon", epsilon)
 
     def update(lr: float, t: int, dw: np.ndarray, w: np.ndarray, cache: np.ndarray) -> tuple[np.ndarray, ...]:
-        return kernels.rmsprop_step(*_contiguous(w, dw, cache), lr, d, eps)
+        return _kernel("rmsprop_step")(*_contiguous(w, dw, cache), lr, d, eps)
 
     rule = _LeafRule(("cache",), schedule, update)
     hyperparams = {"learning_rate": learning_rate, "decay_rate": decay_rate, "epsilon": epsilon}
@@ -308,7 +314,7 @@ def adam(
     def update(
         lr: float, t: int, dw: np.ndarray, w: np.ndarray, m: np.ndarray, v: np.ndarray
     ) -> tuple[np.ndarray, ...]:
-        return kernels.adam_step(*_contiguous(w, dw, m, v), lr, b1, b2, eps, t)
+        return _kernel("adam_step")(*_contiguous(w, dw, m, v), lr, b1, b2, eps, t)
 
     rule = _LeafRule(("m", "v"), schedule, update)
     hyperparams = {"learning_rate": learning_rate, "beta1": beta1, "beta2": beta2, "epsilon": epsilon}

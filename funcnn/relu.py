@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 
 from funcnn._checks import cotangent, float_array, no_params
-from funcnn.kernels import elementwise as kernels
 from funcnn.layer import VJP, Layer
 from funcnn.tree import PyTree
 
@@ -18,6 +17,8 @@ def _relu(params: PyTree, x: np.ndarray) -> tuple[np.ndarray, VJP]:
     Returns ``y`` (shape of ``x``) and ``vjp(dy) -> ((), dx)``.
     """
     no_params(NAME, params)
+    from funcnn.kernels import elementwise as kernels  # Numba is imported on the first fast call
+
     x = float_array(NAME, "x", x)
     y = kernels.relu_forward(np.asarray(x, order="C"))
 
