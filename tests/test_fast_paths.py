@@ -23,13 +23,18 @@ def _other(tree, seed):
     return tree_map(lambda a: rng.standard_normal(np.shape(a)).astype(np.asarray(a).dtype), tree)
 
 
+def _forward(data, name):
+    """A generated case run forward: ``(layer, params, x, vjp, dy)`` with a random ``dy``."""
+    layer, params, x = data.draw(CASES[name]())
+    y, vjp = layer(params, x)
+    return layer, params, x, vjp, np.random.default_rng(1).standard_normal(y.shape).astype(y.dtype)
+
+
 @names
 @settings(max_examples=10)
 @given(data=st.data())
 def test_a_vjp_is_unchanged_by_later_calls_of_its_layer(name, data):
-    layer, params, x = data.draw(CASES[name]())
-    y, vjp = layer(params, x)
-    dy = np.random.default_rng(1).standard_normal(y.shape).astype(y.dtype)
+    layer, params, x, vjp, dy = _forward(data, name)
     before = vjp(dy)
     for seed in range(3):  # later calls, with their own inputs, forward and backward
         y2, vjp2 = layer(_other(params, seed), _other(x, seed + 10))
@@ -42,9 +47,7 @@ def test_a_vjp_is_unchanged_by_later_calls_of_its_layer(name, data):
 @settings(max_examples=10)
 @given(data=st.data())
 def test_need_dx_false_gives_the_same_params_gradient(name, data):
-    layer, params, x = data.draw(CASES[name]())
-    y, vjp = layer(params, x)
-    dy = np.random.default_rng(2).standard_normal(y.shape).astype(y.dtype)
+    _, _, _, vjp, dy = _forward(data, name)
     dparams, dx = vjp(dy)
     dparams_only, dx_only = pull_back(vjp, dy, need_dx=False)
     for a, b in zip(tree_leaves(dparams_only), tree_leaves(dparams)):

@@ -31,6 +31,16 @@ def filter_transform(w: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(u_.reshape(16, f, c))
 
 
+@jit(inline="always")
+def _padded_row(src, base, r, height, width, pad, row):  # pragma: no cover - compiled
+    """``row[col] = plane[r, col - pad]`` of the (height, width) plane at ``src[base:]``, 0 outside it."""
+    for col in range(row.size):
+        row[col] = 0
+    if 0 <= r < height:
+        for col in range(pad, min(row.size, width + pad)):
+            row[col] = src[u(base + r * width + col - pad)]
+
+
 @jit()
 def input_transform(x, pad, tiles_h, tiles_w, v):  # pragma: no cover - compiled
     """Fill ``v`` ``(16, C, n * tiles_h * tiles_w)`` with ``B^T d B`` of every 4x4 patch of ``x`` ``(n, C, H, W)``
@@ -50,13 +60,7 @@ def input_transform(x, pad, tiles_h, tiles_w, v):  # pragma: no cover - compiled
             base = (n * channels + c) * height * width
             for ti in range(tiles_h):
                 for a in range(4):
-                    r = 2 * ti - pad + a
-                    for col in range(span):
-                        rows[a, col] = 0
-                    if 0 <= r < height:
-                        lo, hi = max(0, pad), min(span, width + pad)
-                        for col in range(lo, hi):
-                            rows[a, col] = src[u(base + r * width + col - pad)]
+                    _padded_row(src, base, 2 * ti - pad + a, height, width, pad, rows[a])
                 for col in range(span):
                     d0, d1, d2, d3 = rows[0, col], rows[1, col], rows[2, col], rows[3, col]
                     t[0, col], t[1, col], t[2, col], t[3, col] = d0 - d2, d1 + d2, d2 - d1, d1 - d3
@@ -129,12 +133,7 @@ def output_gradient(dy, tiles_h, tiles_w, dm):  # pragma: no cover - compiled
             base = (n * filters + f) * out_h * out_w
             for ti in range(tiles_h):
                 for a in range(2):
-                    r = 2 * ti + a
-                    for col in range(span):
-                        rows[a, col] = 0
-                    if r < out_h:
-                        for col in range(out_w):
-                            rows[a, col] = src[u(base + r * out_w + col)]
+                    _padded_row(src, base, 2 * ti + a, out_h, out_w, 0, rows[a])
                 o = f * n_tiles + (n * tiles_h + ti) * tiles_w
                 # dM = A dY A^T with A = [[1, 0], [1, 1], [1, -1], [0, -1]]: rows first (a), then columns (b)
                 for b in range(4):
