@@ -92,7 +92,7 @@ def _check_member(path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo, t
                          f"but holds {info.file_size - header}")
 
 
-def load_checkpoint(path: str | os.PathLike, like: PyTree) -> PyTree:
+def load_checkpoint(path: str | os.PathLike, like: PyTree, *, strict: bool = True) -> PyTree:
     """Read a file written by :func:`save_checkpoint` into a tree shaped like ``like``.
 
     Every leaf of ``like`` must be in the file with the same shape (a leaf of ``like`` that is
@@ -100,7 +100,8 @@ def load_checkpoint(path: str | os.PathLike, like: PyTree) -> PyTree:
     leaf. Keys, shapes, dtypes and sizes are checked from the zip directory and the npy headers
     before any array is loaded, so a hostile file costs no more memory than an honest one. Missing,
     extra or misshapen entries, and files that are not a whole ``.npz``, raise ValueError naming
-    them (FileNotFoundError if there is no file). Never unpickles.
+    them (FileNotFoundError if there is no file); ``strict=False`` ignores entries that are not in
+    ``like``, to read part of a file. Never unpickles.
     """
     path = Path(path)
     if path.is_dir():
@@ -112,7 +113,7 @@ def load_checkpoint(path: str | os.PathLike, like: PyTree) -> PyTree:
             members = {info.filename.removesuffix(".npy"): info for info in archive.infolist()}
             if len(members) != len(archive.infolist()):
                 raise ValueError(f"checkpoint {path}: holds the same key twice")
-            missing, extra = sorted(set(templates) - set(members)), sorted(set(members) - set(templates))
+            missing, extra = sorted(set(templates) - set(members)), sorted(set(members) - set(templates)) if strict else []
             if missing or extra:
                 raise ValueError(f"checkpoint {path}: does not match the expected tree; "
                                  f"missing {missing[:5]}, unexpected {extra[:5]}")
