@@ -207,6 +207,7 @@ def batch_starts(n: int, batch_size: int) -> list[int]:
 
 
 def _check_pair(what: str, pair: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """``pair`` as ``(x, y)``, refused unless it holds at least one example and one label per example."""
     x, y = pair
     if np.ndim(y) != 1 or len(x) != len(y):
         raise ValueError(f"fit: {what} must be (x, y) with one label per example, "

@@ -397,11 +397,35 @@ def test_mnist_with_two_label_values_still_builds_ten_classes(tmp_path):
 
 def test_stale_temporaries_of_killed_saves_are_removed_by_the_next_save(tmp_path):
     path = save_checkpoint(tmp_path / "c.npz", {"w": np.ones(3)})
-    for i in range(3):  # what a SIGKILL mid-save leaves
-        (tmp_path / f".c.npz.{i}dead.tmp").write_bytes(b"x" * 1000)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
+    for i in range(3):  # what a SIGKILL mid-save leaves: its writer is gone
+        (tmp_path / f".c.npz.{dead.stdout.strip()}.{i}.tmp").write_bytes(b"x" * 1000)
+    (tmp_path / f".c.npz.{os.getppid()}.live.tmp").write_bytes(b"a concurrent writer's, still being written")
+    (tmp_path / f".c.npz.{os.getpid()}.live.tmp").write_bytes(b"this process's own, another thread's save")
+    (tmp_path / ".c.npz.nopid.tmp").write_bytes(b"an unknown writer's, recent")
+    (tmp_path / ".c.npz.oldnopid.tmp").write_bytes(b"an unknown writer's, hours old")
+    os.utime(tmp_path / ".c.npz.oldnopid.tmp", (0, 0))
     (tmp_path / ".other.npz.1.tmp").write_bytes(b"not ours")
     save_checkpoint(path, {"w": np.zeros(3)})
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.npz.1.tmp", "c.npz"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [".other.npz.1.tmp", "c.npz", f".c.npz.{os.getppid()}.live.tmp", f".c.npz.{os.getpid()}.live.tmp", ".c.npz.nopid.tmp"]
+    )
+
+
+@pytest.mark.parametrize("version", [(1, 0), (2, 0), (3, 0), (4, 0)])
+def test_npy_headers_of_every_known_version_are_read_and_others_refused(tmp_path, version):
+    path = tmp_path / "c.npz"
+    with zipfile.ZipFile(path, "w") as archive, archive.open("w.npy", "w") as member:
+        header = np.lib.format.header_data_from_array_1_0(np.arange(3.0))
+        text = repr(header).encode("latin1")
+        text += b" " * (-(len(text) + 13 + (version != (1, 0)) * 2) % 64) + b"\n"
+        member.write(np.lib.format.magic(*version) if version != (4, 0) else b"\x93NUMPY\x04\x00")
+        member.write(len(text).to_bytes(2 if version == (1, 0) else 4, "little") + text + np.arange(3.0).tobytes())
+    if version == (4, 0):
+        with pytest.raises(ValueError, match=r"'w' is not an npy array: unknown npy format version 4.0"):
+            load_checkpoint(path, {"w": np.zeros(3)})
+    else:
+        np.testing.assert_array_equal(load_checkpoint(path, {"w": np.zeros(3)})["w"], np.arange(3.0))
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
