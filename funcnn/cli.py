@@ -103,9 +103,10 @@ def _train(args: argparse.Namespace) -> int:
     out, created = _out_folder(args)  # after every option was checked: a failed start leaves no folder behind
     checkpoint = out / "checkpoint.npz"
     # When resuming, these lines wait for fit to accept the checkpoint, so a refusal comes first and alone.
-    pending = [f"funcnn train: {net.name}\n  {args.dataset}: {len(data.train)} train, {len(data.val)} val, {len(data.test)} test "
-               f"images of shape {input_shape}; {args.optimizer} lr {args.lr} (x{args.lr_decay} per epoch), "
-               f"batch {args.batch_size}, {args.epochs} epochs, seed {args.seed}"]
+    header = (f"funcnn train: {net.name}\n  {args.dataset}: {len(data.train)} train, {len(data.val)} val, {len(data.test)} test "
+              f"images of shape {input_shape}; {args.optimizer} lr {args.lr} (x{args.lr_decay} per epoch), "
+              f"batch {args.batch_size}, {args.epochs} epochs, seed {args.seed}")
+    pending = [header]
 
     def log(line: str) -> None:
         print(*pending, line, sep="\n")

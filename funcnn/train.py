@@ -142,15 +142,18 @@ def _non_finite(tree: PyTree) -> list[str]:
 def _saved_config(checkpoint: str | Path) -> dict[str, Any]:
     """The configuration stored in ``checkpoint``, read before anything else it holds."""
     text = load_checkpoint(checkpoint, {"config": None}, strict=False)["config"]
-    try:
-        if text.shape != () or text.dtype.kind != "U":
-            raise ValueError(f"an array of shape {text.shape}" if text.shape else f"a {text.dtype} array")
-        config = json.loads(str(text))
-        if not isinstance(config, dict):
-            raise ValueError(f"a JSON {type(config).__name__}")
-    except ValueError as error:
-        raise ValueError(f"checkpoint {checkpoint}: 'config' is not a JSON object of settings ({error})") from None
-    return config
+    if text.shape != () or text.dtype.kind != "U":
+        problem = f"an array of shape {text.shape}" if text.shape else f"a {text.dtype} array"
+    else:
+        try:
+            config = json.loads(str(text))
+        except ValueError as error:
+            config, problem = None, str(error)
+        else:
+            problem = f"a JSON {type(config).__name__}"
+        if isinstance(config, dict):
+            return config
+    raise ValueError(f"checkpoint {checkpoint}: 'config' is not a JSON object of settings ({problem})")
 
 
 def _whole_number(checkpoint: str | Path, key: str, value: np.ndarray) -> int:
@@ -316,8 +319,8 @@ def fit(
     if state is None:
         state = init_state(net, x_train.shape[1:], x_train.dtype)
     config = {"net": layer_name(net), "optimizer": optimizer.name, "optimizer_hyperparams": _hyperparams(optimizer),
-              "batch_size": int(batch_size), "seed": int(seed),
-              "reg": float(reg), "num_train_samples": int(num_train_samples), "dtype": str(x_train.dtype), **(config or {})}
+              "batch_size": int(batch_size), "seed": int(seed), "reg": float(reg), "num_train_samples": int(num_train_samples),
+              "dtype": str(x_train.dtype), **(config or {})}
     config = json.loads(json.dumps(config))  # as it reads back: tuples become lists
     result = FitResult(params, params, optimizer.init(params), History(), state, state)
     start_epoch = 0

@@ -17,7 +17,7 @@ from funcnn.checkpoint import load_checkpoint, save_checkpoint
 from funcnn.cli import main
 from funcnn.data import load_digits
 from funcnn.nets import three_layer_convnet
-from funcnn.optim import Optimizer, adam, sgd, sgd_momentum
+from funcnn.optim import Optimizer, adam, sgd, sgd_momentum, step_decay
 from funcnn.train import TrainingInterrupted, batch_starts, fit
 from funcnn.tree import tree_allclose, tree_map
 
@@ -34,6 +34,18 @@ def small_fit(epochs=2, x=None, y=None, net=None, batch_size=8, optimizer=None, 
     y = DIGITS.train.y[:40] if y is None else y
     val = (DIGITS.val.x[:20], DIGITS.val.y[:20])
     return fit(net, params, (x, y), val, optimizer or sgd(0.05), epochs=epochs, batch_size=batch_size, log=None, **kwargs)
+
+
+def interrupt_at_epoch(monkeypatch, epoch):
+    """Ctrl-C while ``fit`` saves ``epoch``."""
+    real_save = funcnn.train.save_checkpoint
+
+    def save(path, tree):
+        if int(tree["epoch"]) == epoch:
+            raise KeyboardInterrupt
+        real_save(path, tree)
+
+    monkeypatch.setattr(funcnn.train, "save_checkpoint", save)
 
 
 def checkpoint_epoch(path):
@@ -171,12 +183,13 @@ def test_a_resume_that_changes_the_network_lists_the_option_not_missing_keys(tmp
     assert option[0].removeprefix("--").replace("-", "_") + ": " in err
 
 
-@pytest.mark.parametrize("optimizer", [sgd(0.01), sgd_momentum(0.05, momentum=0.5), adam(0.05)])
+@pytest.mark.parametrize("optimizer", [sgd(0.01), sgd_momentum(0.05, momentum=0.5), adam(0.05), sgd(step_decay(0.05, 0.5, 5))])
 def test_fit_refuses_a_resume_with_other_optimizer_hyperparameters(tmp_path, optimizer):
     ckpt = tmp_path / "c.npz"
     small_fit(1, checkpoint=ckpt)
     with pytest.raises(ValueError, match=r"written with another configuration \(optimizer"):
         small_fit(2, checkpoint=ckpt, resume=True, optimizer=optimizer)
+    small_fit(2, checkpoint=ckpt, resume=True, optimizer=sgd(0.05))  # the same hyperparameters resume
 
 
 def test_nan_params_in_a_checkpoint_are_refused(tmp_path):
@@ -274,14 +287,7 @@ def test_overwrite_removes_every_file_of_the_old_run_first(tmp_path, monkeypatch
     out = ["--out", str(tmp_path)]
     assert main(["train", "--epochs", "1", *SMALL, *out]) == 0
     (tmp_path / "training.png").write_bytes(b"old plot")  # whether or not matplotlib is installed
-    real_save = funcnn.train.save_checkpoint
-
-    def interrupt_epoch_2(path, tree):
-        if int(tree["epoch"]) == 2:
-            raise KeyboardInterrupt
-        real_save(path, tree)
-
-    monkeypatch.setattr(funcnn.train, "save_checkpoint", interrupt_epoch_2)
+    interrupt_at_epoch(monkeypatch, 2)
     assert main(["train", "--epochs", "3", *SMALL, *out, "--overwrite", "--seed", "5"]) == 130
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.npz"]  # the new run's; no old history or plot
     assert checkpoint_epoch(tmp_path / "checkpoint.npz") == 1
@@ -349,14 +355,7 @@ def test_zero_sizes_are_refused_in_one_line(tmp_path, capsys, option):
 
 
 def test_ctrl_c_says_after_which_epoch_and_resumes(tmp_path, capsys, monkeypatch):
-    real_save = funcnn.train.save_checkpoint
-
-    def interrupt_epoch_3(path, tree):
-        if int(tree["epoch"]) == 3:
-            raise KeyboardInterrupt
-        real_save(path, tree)
-
-    monkeypatch.setattr(funcnn.train, "save_checkpoint", interrupt_epoch_3)
+    interrupt_at_epoch(monkeypatch, 3)
     assert main(["train", "--epochs", "3", *SMALL, "--out", str(tmp_path)]) == 130
     assert capsys.readouterr().err == "funcnn train: interrupted after epoch 2; resume with --resume\n"
     assert checkpoint_epoch(tmp_path / "checkpoint.npz") == 2
