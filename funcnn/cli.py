@@ -187,7 +187,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except KeyboardInterrupt as error:  # Ctrl-C: one line, and how to continue if an epoch was saved
+    except (KeyboardInterrupt, SystemError) as error:  # Ctrl-C: one line, and how to continue if an epoch was saved
+        from funcnn.train import is_ctrl_c
+
+        if not is_ctrl_c(error):
+            raise
         hint = "; resume with --resume" if getattr(error, "epoch", 0) else ""
         print(f"funcnn {args.command}: {error or 'interrupted'}{hint}", file=sys.stderr)
         return 130

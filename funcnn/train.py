@@ -120,6 +120,17 @@ class TrainingInterrupted(KeyboardInterrupt):
         super().__init__(f"interrupted after epoch {epoch}")
 
 
+def is_ctrl_c(error: BaseException) -> bool:
+    """Whether ``error`` is, or was caused by, a KeyboardInterrupt: Ctrl-C while a Numba kernel runs
+    arrives as a SystemError raised from the KeyboardInterrupt."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, KeyboardInterrupt):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def _checkpoint_tree(epoch: int, result: FitResult, config: dict[str, Any]) -> dict[str, Any]:
     return {"epoch": np.asarray(epoch), "params": result.params, "best_params": result.best_params, "state": result.state,
             "best_state": result.best_state, "opt_state": result.opt_state, "history": result.history.as_arrays(),
@@ -369,6 +380,8 @@ def fit(
                     f"train acc {history.train_acc_history[-1]:.3f}  val acc {history.val_acc_history[-1]:.3f}  "
                     f"{n / seconds:,.0f} img/s  {seconds:.1f} s  left {_clock(seconds * (epochs - epoch))}"
                 )
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SystemError) as error:
+        if not is_ctrl_c(error):
+            raise
         raise TrainingInterrupted(done) from None
     return result

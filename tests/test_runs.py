@@ -18,7 +18,7 @@ from funcnn.cli import main
 from funcnn.data import load_digits
 from funcnn.nets import three_layer_convnet
 from funcnn.optim import Optimizer, adam, sgd, sgd_momentum, step_decay
-from funcnn.train import TrainingInterrupted, batch_starts, fit
+from funcnn.train import TrainingInterrupted, batch_starts, fit, is_ctrl_c
 from funcnn.tree import tree_allclose, tree_map
 
 from test_data import make_mnist
@@ -36,12 +36,14 @@ def small_fit(epochs=2, x=None, y=None, net=None, batch_size=8, optimizer=None, 
     return fit(net, params, (x, y), val, optimizer or sgd(0.05), epochs=epochs, batch_size=batch_size, log=None, **kwargs)
 
 
-def interrupt_at_epoch(monkeypatch, epoch):
-    """Ctrl-C while ``fit`` saves ``epoch``."""
+def interrupt_at_epoch(monkeypatch, epoch, inside_numba=False):
+    """Ctrl-C while ``fit`` saves ``epoch``; ``inside_numba``: as it arrives when a Numba kernel runs."""
     real_save = funcnn.train.save_checkpoint
 
     def save(path, tree):
         if int(tree["epoch"]) == epoch:
+            if inside_numba:
+                raise SystemError("CPUDispatcher(<function adam_step>) returned a result with an exception set") from KeyboardInterrupt()
             raise KeyboardInterrupt
         real_save(path, tree)
 
@@ -354,8 +356,9 @@ def test_zero_sizes_are_refused_in_one_line(tmp_path, capsys, option):
     assert not list(tmp_path.iterdir())
 
 
-def test_ctrl_c_says_after_which_epoch_and_resumes(tmp_path, capsys, monkeypatch):
-    interrupt_at_epoch(monkeypatch, 3)
+@pytest.mark.parametrize("inside_numba", [False, True])
+def test_ctrl_c_says_after_which_epoch_and_resumes(tmp_path, capsys, monkeypatch, inside_numba):
+    interrupt_at_epoch(monkeypatch, 3, inside_numba)
     assert main(["train", "--epochs", "3", *SMALL, "--out", str(tmp_path)]) == 130
     assert capsys.readouterr().err == "funcnn train: interrupted after epoch 2; resume with --resume\n"
     assert checkpoint_epoch(tmp_path / "checkpoint.npz") == 2
@@ -478,6 +481,16 @@ def test_an_honest_checkpoint_round_trips_with_free_shaped_leaves(tmp_path):
     assert str(back["s"]) == "text"
     with pytest.raises(FileNotFoundError):
         load_checkpoint(tmp_path / "none.npz", tree)
+
+
+def test_only_errors_caused_by_ctrl_c_count_as_ctrl_c():
+    try:
+        raise SystemError("wrapped") from KeyboardInterrupt()
+    except SystemError as error:
+        assert is_ctrl_c(error)
+    assert is_ctrl_c(KeyboardInterrupt()) and not is_ctrl_c(SystemError("a real bug")) and not is_ctrl_c(ValueError())
+    with pytest.raises(SystemError, match="a real bug"), np.errstate(all="ignore"):
+        small_fit(1, optimizer=Optimizer("sgd", sgd().init, lambda *args: (_ for _ in ()).throw(SystemError("a real bug"))))
 
 
 def test_interrupted_is_a_keyboard_interrupt():
