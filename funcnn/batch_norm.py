@@ -62,7 +62,7 @@ def _batch_norm_layer(name: str, ndim: int, layout: str, axes: tuple[int, ...], 
             # eps * scale**2 underflows float32 below 2**-149 (a constant feature near 1e19): add it in float64.
             eps_scaled = np.ldexp(eps, -2 * exponent)
             inv_std_scaled = (1 / np.sqrt(np.maximum(var_scaled + eps_scaled, np.finfo(np.float64).tiny))).astype(x.dtype)
-            x_hat = centred * inv_std_scaled.reshape(shape)
+            x_hat = np.multiply(centred, inv_std_scaled.reshape(shape), out=centred)  # centred is ours: reused
             inv_std = inv_std_scaled * scale
             with np.errstate(over="ignore"):  # a variance beyond the dtype's range is refused below
                 var = var_scaled / scale / scale
