@@ -200,7 +200,13 @@ def _resume(
     like["history"] = {k: None for k in like["history"]}
     like["config"] = like["epoch"] = None  # checked below, never cast
     like["opt_state"] = {**like["opt_state"], "t": None}
-    saved = load_checkpoint(checkpoint, like)
+    try:
+        saved = load_checkpoint(checkpoint, like)
+    except ValueError as error:
+        if not changes:
+            raise
+        raise ValueError(f"{error}: the network changed with the configuration ({'; '.join(changes)}), and a run "
+                         "cannot continue in another network") from None
     epoch = _whole_number(checkpoint, "epoch", saved["epoch"])
     saved["opt_state"]["t"] = _whole_number(checkpoint, "opt_state/t", saved["opt_state"]["t"])
     history = _saved_history(checkpoint, saved["history"])

@@ -183,6 +183,9 @@ def test_a_resume_that_changes_the_network_lists_the_option_not_missing_keys(tmp
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "written with another configuration (" in err and "missing" not in err
     assert option[0].removeprefix("--").replace("-", "_") + ": " in err
+    assert main(["train", "--epochs", "2", *SMALL, *out, "--resume", *option, "--allow-config-change"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "the network changed with the configuration (" in err and "cannot continue in another network" in err
 
 
 @pytest.mark.parametrize("optimizer", [sgd(0.01), sgd_momentum(0.05, momentum=0.5), adam(0.05), sgd(step_decay(0.05, 0.5, 5))])
