@@ -61,9 +61,11 @@ def _batch_norm_layer(name: str, ndim: int, layout: str, axes: tuple[int, ...], 
             var_scaled = (centred * centred).mean(axis=axes)
             # eps * scale**2 underflows float32 below 2**-149 (a constant feature near 1e19): add it in float64.
             eps_scaled = np.ldexp(eps, -2 * exponent)
-            inv_std_scaled = (1 / np.sqrt(np.maximum(var_scaled + eps_scaled, np.finfo(np.float64).tiny))).astype(x.dtype)
+            inv_std64 = 1 / np.sqrt(np.maximum(var_scaled + eps_scaled, np.finfo(np.float64).tiny))
+            # Only a constant feature (centred all 0) exceeds the dtype here, near 3e38 in float32: any finite value does.
+            inv_std_scaled = np.minimum(inv_std64, np.finfo(x.dtype).max).astype(x.dtype)
             x_hat = np.multiply(centred, inv_std_scaled.reshape(shape), out=centred)  # centred is ours: reused
-            inv_std = inv_std_scaled * scale
+            inv_std = np.ldexp(inv_std64, -exponent).astype(x.dtype)
             with np.errstate(over="ignore"):  # a variance beyond the dtype's range is refused below
                 var = var_scaled / scale / scale
                 new_state = {

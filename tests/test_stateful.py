@@ -172,7 +172,7 @@ def _batch_norm_run(layer, x, dtype, train=True):
 
 
 @pytest.mark.parametrize("layer, shape", [(fn.batch_norm(), (64, 3)), (fn.spatial_batch_norm(), (16, 3, 2, 2))])
-@pytest.mark.parametrize("magnitude", [1e19, 1e-30, 1.0, "constant 1e19", "constant 1e18"])
+@pytest.mark.parametrize("magnitude", [1e19, 1e-30, 1.0, "constant 1e19", "constant 1e18", "constant 3e38"])
 def test_batch_norm_in_float32_is_finite_and_right_for_any_finite_input(layer, shape, magnitude):
     """Squares above 1.8e19 overflow float32 (the variance itself, 1e38, does not): the statistics must not square x
     itself, nor let eps times the scale's square underflow for a constant feature. Float64 on the same values is the truth."""
