@@ -3,6 +3,19 @@
 Every layer is a pure function ``layer(params, x) -> (y, vjp)`` with ``vjp(dy) -> (dparams, dx)``.
 """
 
+import sys as _sys
+
+if _sys.argv[:1] == ["-m"] or getattr(_sys, "argv", [""])[0].endswith(("/funcnn", "\\funcnn", "funcnn.exe")):
+    # Started as the ``funcnn`` command (``python -m funcnn`` imports this package first): Ctrl-C while the
+    # imports below load Numba prints one line instead of a traceback through them.
+    def _one_line_interrupt(kind, value, traceback):  # type: ignore[no-untyped-def]
+        if issubclass(kind, KeyboardInterrupt):
+            print("funcnn: interrupted while starting", file=_sys.stderr)
+        else:
+            _sys.__excepthook__(kind, value, traceback)
+
+    _sys.excepthook = _one_line_interrupt
+
 from funcnn import nets as nets
 from funcnn import optim as optim
 from funcnn.activations import leaky_relu as leaky_relu

@@ -55,10 +55,17 @@ def _batch_norm_layer(name: str, ndim: int, layout: str, axes: tuple[int, ...], 
             exponent = np.where(exponent > safe, exponent, 0)
             scale = np.ldexp(np.ones(x.shape[1], x.dtype), -exponent)
             x_scaled = x * scale.reshape(shape) if exponent.any() else x
-            mean_scaled, var_scaled = x_scaled.mean(axis=axes), x_scaled.var(axis=axes)
-            inv_std_scaled = 1 / np.sqrt(np.maximum(var_scaled + eps * scale * scale, np.finfo(x.dtype).tiny))
-            x_hat = (x_scaled - mean_scaled.reshape(shape)) * inv_std_scaled.reshape(shape)
-            inv_std = inv_std_scaled * scale
+            # The mean is summed in float64: float32 sums of a constant feature round, and (x - mean) / sqrt(eps) magnifies that.
+            mean_scaled = x_scaled.mean(axis=axes, dtype=np.float64).astype(x.dtype)
+            centred = x_scaled - mean_scaled.reshape(shape)
+            var_scaled = (centred * centred).mean(axis=axes)
+            # eps * scale**2 underflows float32 below 2**-149 (a constant feature near 1e19): add it in float64.
+            eps_scaled = np.ldexp(eps, -2 * exponent)
+            inv_std64 = 1 / np.sqrt(np.maximum(var_scaled + eps_scaled, np.finfo(np.float64).tiny))
+            # Only a constant feature (centred all 0) exceeds the dtype here, near 3e38 in float32: any finite value does.
+            inv_std_scaled = np.minimum(inv_std64, np.finfo(x.dtype).max).astype(x.dtype)
+            x_hat = np.multiply(centred, inv_std_scaled.reshape(shape), out=centred)  # centred is ours: reused
+            inv_std = np.ldexp(inv_std64, -exponent).astype(x.dtype)
             with np.errstate(over="ignore"):  # a variance beyond the dtype's range is refused below
                 var = var_scaled / scale / scale
                 new_state = {

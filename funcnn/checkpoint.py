@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import os
 import secrets
+import time
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -24,8 +25,36 @@ def _key(path: tuple) -> str:
     return SEP.join(str(part) for part in path)
 
 
+STALE_SECONDS = 3600  # a temporary without a writer's PID in its name is left alone this long
+
+
+def _writer_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
 def _temporaries(path: Path) -> list[Path]:
-    return list(path.parent.glob(f".{path.name}.*.tmp"))
+    """Temporaries that killed saves of ``path`` left behind: named ``.<name>.<pid>.<token>.tmp``, whose
+    writer (``pid``) is dead, or, without a PID, older than ``STALE_SECONDS``. A concurrent writer's live
+    temporary, and this process's own, are never among them."""
+    stale = []
+    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+        pid = tmp.name[len(path.name) + 2 :].split(".", 1)[0]
+        try:
+            if pid.isdigit():
+                dead = int(pid) != os.getpid() and not _writer_alive(int(pid))
+            else:
+                dead = time.time() - tmp.stat().st_mtime > STALE_SECONDS
+        except FileNotFoundError:  # its writer finished meanwhile
+            continue
+        if dead:
+            stale.append(tmp)
+    return stale
 
 
 def save_checkpoint(path: str | os.PathLike, tree: PyTree) -> Path:
@@ -33,8 +62,8 @@ def save_checkpoint(path: str | os.PathLike, tree: PyTree) -> Path:
     one array per leaf named by its key path (``"params/0/w"``).
 
     The file is written to a temporary file in the same folder and then moved over ``path``, so a
-    crash mid-save leaves the previous checkpoint whole; temporaries left by a killed save are
-    removed by the next one. The file's permissions follow the umask. Returns the path written.
+    crash mid-save leaves the previous checkpoint whole; temporaries left by a killed save (its
+    process is gone) are removed by the next one, a concurrent writer's are not. The file's permissions follow the umask. Returns the path written.
     """
     path = Path(path)
     arrays = {_key(p): np.asarray(leaf) for p, leaf in tree_leaves_with_path(tree)}
@@ -44,7 +73,7 @@ def save_checkpoint(path: str | os.PathLike, tree: PyTree) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     for stale in _temporaries(path):
         stale.unlink(missing_ok=True)
-    tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(8)}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # 0o666 minus the umask, like open()
     try:
         with os.fdopen(fd, "wb") as f:
@@ -59,10 +88,15 @@ def save_checkpoint(path: str | os.PathLike, tree: PyTree) -> Path:
 
 
 def _npy_header(member: Any) -> tuple[tuple[int, ...], np.dtype, int]:
-    """``(shape, dtype, header bytes)`` of an open ``.npy`` member, reading only its header."""
+    """``(shape, dtype, header bytes)`` of an open ``.npy`` member, reading only its header (format
+    versions 1.0, 2.0 and 3.0; ValueError for any other)."""
     version = np.lib.format.read_magic(member)
-    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-    shape, _, dtype = read(member)
+    # 3.0 is 2.0 with a UTF-8 header: the same layout, differing only in non-ASCII field names of structured dtypes.
+    readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0,
+               (3, 0): np.lib.format.read_array_header_2_0}  # fmt: skip
+    if version not in readers:
+        raise ValueError(f"unknown npy format version {version[0]}.{version[1]}")
+    shape, _, dtype = readers[version](member)
     return shape, dtype, member.tell()
 
 
@@ -92,7 +126,7 @@ def _check_member(path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo, t
                          f"but holds {info.file_size - header}")
 
 
-def load_checkpoint(path: str | os.PathLike, like: PyTree) -> PyTree:
+def load_checkpoint(path: str | os.PathLike, like: PyTree, *, strict: bool = True) -> PyTree:
     """Read a file written by :func:`save_checkpoint` into a tree shaped like ``like``.
 
     Every leaf of ``like`` must be in the file with the same shape (a leaf of ``like`` that is
@@ -100,7 +134,8 @@ def load_checkpoint(path: str | os.PathLike, like: PyTree) -> PyTree:
     leaf. Keys, shapes, dtypes and sizes are checked from the zip directory and the npy headers
     before any array is loaded, so a hostile file costs no more memory than an honest one. Missing,
     extra or misshapen entries, and files that are not a whole ``.npz``, raise ValueError naming
-    them (FileNotFoundError if there is no file). Never unpickles.
+    them (FileNotFoundError if there is no file); ``strict=False`` ignores entries that are not in
+    ``like``, to read part of a file. Never unpickles.
     """
     path = Path(path)
     if path.is_dir():
@@ -112,7 +147,7 @@ def load_checkpoint(path: str | os.PathLike, like: PyTree) -> PyTree:
             members = {info.filename.removesuffix(".npy"): info for info in archive.infolist()}
             if len(members) != len(archive.infolist()):
                 raise ValueError(f"checkpoint {path}: holds the same key twice")
-            missing, extra = sorted(set(templates) - set(members)), sorted(set(members) - set(templates))
+            missing, extra = sorted(set(templates) - set(members)), sorted(set(members) - set(templates)) if strict else []
             if missing or extra:
                 raise ValueError(f"checkpoint {path}: does not match the expected tree; "
                                  f"missing {missing[:5]}, unexpected {extra[:5]}")

@@ -27,11 +27,13 @@ def _check(args: argparse.Namespace) -> int:
 
 
 RUN_FILES = ("checkpoint.npz", "history.json", "training.png")
-CONFIG_EXEMPT = ("command", "run", "epochs", "data_path", "out", "resume", "overwrite", "allow_config_change")
+# Options that a resumed run may change: where things are, how long to train, and the init (a resume does not use it).
+CONFIG_EXEMPT = ("command", "run", "epochs", "out", "resume", "overwrite", "allow_config_change", "weight_scale")
 
 
-def _out_folder(args: argparse.Namespace) -> Path:
-    """The run's folder, created; an existing run in it is replaced only with --resume or --overwrite."""
+def _out_folder(args: argparse.Namespace) -> tuple[Path, bool]:
+    """The run's folder, created, and whether it was created now; an existing run in it is replaced
+    only with --overwrite (its files removed first) and continued only with --resume and a checkpoint."""
     out = Path(args.out or f"runs/{args.dataset}")
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file, expected a folder")
@@ -39,19 +41,45 @@ def _out_folder(args: argparse.Namespace) -> Path:
     if previous and not (args.resume or args.overwrite):
         raise ValueError(f"--out {out} already holds a run ({', '.join(previous)}); continue it with --resume, "
                          "replace it with --overwrite, or choose another --out")
+    if args.resume and previous and "checkpoint.npz" not in previous:
+        raise ValueError(f"--out {out} holds {', '.join(previous)} but no checkpoint.npz to resume from; "
+                         "replace that run with --overwrite, or choose another --out")
+    created = not out.exists()
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise ValueError(f"--out {out}: cannot create the folder ({error.strerror})") from None
     if not os.access(out, os.W_OK | os.X_OK):
         raise ValueError(f"--out {out}: the folder is not writable")
-    return out
+    if args.overwrite:  # no file of the old run may be left beside the new one
+        for name in previous:
+            (out / name).unlink()
+    return out, created
 
 
 def _check_options(args: argparse.Namespace) -> None:
+    """Refuse option values and combinations that no run can use, before anything is loaded or created."""
     for option in ("epochs", "batch_size", "filters", "filter_size", "hidden"):
         if getattr(args, option) < 1:
             raise ValueError(f"--{option.replace('_', '-')} must be >= 1, got {getattr(args, option)}")
+    if args.resume and args.overwrite:
+        raise ValueError("--resume and --overwrite contradict each other: continue the run in --out, or replace it")
+    if args.reg < 0:
+        raise ValueError(f"--reg must be >= 0, got {args.reg}")
+    try:
+        args.weight_scale == "he" or float(args.weight_scale)
+    except ValueError:
+        raise ValueError(f"--weight-scale must be 'he' or a number, got {args.weight_scale!r}") from None
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file, so a crash leaves the old file or the new one."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -65,7 +93,6 @@ def _train(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     _check_options(args)
     data = load_named(args.dataset, args.data_path, np.dtype(args.dtype).type)
-    out = _out_folder(args)  # after the data loaded: a bad --data-path leaves no empty folder behind
     classes = NUM_CLASSES[args.dataset]  # not the labels seen: a file holding only some classes keeps the others
     net = three_layer_convnet(args.filters, args.filter_size, args.hidden, classes, args.batch_norm, args.dropout)
     input_shape = data.train.x.shape[1:]
@@ -73,20 +100,37 @@ def _train(args: argparse.Namespace) -> int:
     _, params = init_params(net, np.random.default_rng(args.seed), input_shape, args.dtype, weight_scale)
     steps_per_epoch = len(batch_starts(len(data.train), args.batch_size))
     optimizer = OPTIMIZERS[args.optimizer](learning_rate=step_decay(args.lr, args.lr_decay, steps_per_epoch))
-    print(f"funcnn train: {net.name}\n  {args.dataset}: {len(data.train)} train, {len(data.val)} val, {len(data.test)} test "
-          f"images of shape {input_shape}; {args.optimizer} lr {args.lr} (x{args.lr_decay} per epoch), "
-          f"batch {args.batch_size}, {args.epochs} epochs, seed {args.seed}")
-    result = fit(
-        net, params, (data.train.x, data.train.y), (data.val.x, data.val.y), optimizer,
-        epochs=args.epochs, batch_size=args.batch_size, reg=args.reg, seed=args.seed,
-        checkpoint=out / "checkpoint.npz", resume=args.resume, allow_config_change=args.allow_config_change,
-        config={k: v for k, v in vars(args).items() if k not in CONFIG_EXEMPT},
-    )  # fmt: skip
+    out, created = _out_folder(args)  # after every option was checked: a failed start leaves no folder behind
+    checkpoint = out / "checkpoint.npz"
+    # When resuming, these lines wait for fit to accept the checkpoint, so a refusal comes first and alone.
+    header = (f"funcnn train: {net.name}\n  {args.dataset}: {len(data.train)} train, {len(data.val)} val, {len(data.test)} test "
+              f"images of shape {input_shape}; {args.optimizer} lr {args.lr} (x{args.lr_decay} per epoch), "
+              f"batch {args.batch_size}, {args.epochs} epochs, seed {args.seed}")
+    pending = [header]
+
+    def log(line: str) -> None:
+        print(*pending, line, sep="\n")
+        pending.clear()
+
+    if not (args.resume and checkpoint.exists()):
+        print(pending.pop())
+    config = {k: v for k, v in vars(args).items() if k not in CONFIG_EXEMPT}
+    config["data_path"] = args.data_path and str(Path(args.data_path).resolve())
+    try:
+        result = fit(
+            net, params, (data.train.x, data.train.y), (data.val.x, data.val.y), optimizer,
+            epochs=args.epochs, batch_size=args.batch_size, reg=args.reg, seed=args.seed, checkpoint=checkpoint,
+            resume=args.resume, allow_config_change=args.allow_config_change, config=config, log=log,
+        )  # fmt: skip
+    except BaseException:
+        if created and not any(out.iterdir()):
+            out.rmdir()
+        raise
     test_acc = accuracy(net, result.best_params, data.test.x, data.test.y, result.best_state)
     history = result.history
     summary = {"dataset": args.dataset, "test_acc": test_acc, "best_val_acc": history.best_val_acc, "best_epoch": history.best_epoch,
                "seconds": time.perf_counter() - started, "history": asdict(history)}
-    (out / "history.json").write_text(json.dumps(summary, indent=1))
+    _write_atomically(out / "history.json", json.dumps(summary, indent=1))
     title = f"three-layer convnet on {args.dataset}: test accuracy {test_acc:.3f}"
     plot = plot_history(history, out / "training.png", title)
     print(f"test accuracy {test_acc:.4f} (best validation {history.best_val_acc:.4f} after epoch {history.best_epoch}); "
@@ -171,7 +215,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except KeyboardInterrupt as error:  # Ctrl-C: one line, and how to continue if an epoch was saved
+    except (KeyboardInterrupt, SystemError) as error:  # Ctrl-C: one line, and how to continue if an epoch was saved
+        from funcnn.train import is_ctrl_c
+
+        if not is_ctrl_c(error):
+            raise
         hint = "; resume with --resume" if getattr(error, "epoch", 0) else ""
         print(f"funcnn {args.command}: {error or 'interrupted'}{hint}", file=sys.stderr)
         return 130

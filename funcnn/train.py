@@ -120,6 +120,17 @@ class TrainingInterrupted(KeyboardInterrupt):
         super().__init__(f"interrupted after epoch {epoch}")
 
 
+def is_ctrl_c(error: BaseException) -> bool:
+    """Whether ``error`` is, or was caused by, a KeyboardInterrupt: Ctrl-C while a Numba kernel runs
+    arrives as a SystemError raised from the KeyboardInterrupt."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, KeyboardInterrupt):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def _checkpoint_tree(epoch: int, result: FitResult, config: dict[str, Any]) -> dict[str, Any]:
     return {"epoch": np.asarray(epoch), "params": result.params, "best_params": result.best_params, "state": result.state,
             "best_state": result.best_state, "opt_state": result.opt_state, "history": result.history.as_arrays(),
@@ -139,25 +150,71 @@ def _non_finite(tree: PyTree) -> list[str]:
             if np.asarray(leaf).dtype.kind == "f" and not np.isfinite(leaf).all()]
 
 
+def _saved_config(checkpoint: str | Path) -> dict[str, Any]:
+    """The configuration stored in ``checkpoint``, read before anything else it holds."""
+    text = load_checkpoint(checkpoint, {"config": None}, strict=False)["config"]
+    if text.shape != () or text.dtype.kind != "U":
+        problem = f"an array of shape {text.shape}" if text.shape else f"a {text.dtype} array"
+    else:
+        try:
+            config = json.loads(str(text))
+        except ValueError as error:
+            config, problem = None, str(error)
+        else:
+            problem = f"a JSON {type(config).__name__}"
+        if isinstance(config, dict):
+            return config
+    raise ValueError(f"checkpoint {checkpoint}: 'config' is not a JSON object of settings ({problem})")
+
+
+def _whole_number(checkpoint: str | Path, key: str, value: np.ndarray) -> int:
+    """``value`` as an int, if it is one (``history/best_epoch`` is saved as a float) and not negative."""
+    whole = value.dtype.kind in "iu" or (value.dtype.kind == "f" and np.isfinite(value).all() and (value == np.round(value)).all())
+    if value.shape != () or not whole or value < 0:
+        raise ValueError(f"checkpoint {checkpoint}: {key!r} must be a whole number >= 0, got {value.tolist()!r}")
+    return int(value)
+
+
+def _saved_history(checkpoint: str | Path, arrays: dict[str, np.ndarray]) -> History:
+    for key, value in arrays.items():
+        scalar = key in ("best_val_acc", "best_epoch")
+        if key == "best_epoch":
+            _whole_number(checkpoint, f"history/{key}", value)
+        elif value.ndim != (0 if scalar else 1) or value.dtype.kind not in "biuf":
+            what = "a number" if scalar else "a list of numbers"
+            raise ValueError(f"checkpoint {checkpoint}: 'history/{key}' must be {what}, "
+                             f"got an array of {value.dtype} of shape {value.shape}")
+    return History.from_arrays(arrays)
+
+
 def _resume(
     checkpoint: str | Path, result: FitResult, config: dict[str, Any], allow_change: bool
 ) -> tuple[FitResult, int]:
-    """The run saved in ``checkpoint`` and its epoch, after checking its configuration and values."""
-    like = _checkpoint_tree(0, result, config)
-    like["history"] = {k: None for k in like["history"]}
-    like["config"] = None
-    saved = load_checkpoint(checkpoint, like)
-    changes = _config_changes(json.loads(str(saved["config"])), config)
+    """The run saved in ``checkpoint`` and its epoch, after checking its configuration (first: a
+    changed network is reported as such, not as missing keys) and its values."""
+    changes = _config_changes(_saved_config(checkpoint), config)
     if changes and not allow_change:
         raise ValueError(f"fit: checkpoint {checkpoint} was written with another configuration ({'; '.join(changes)}); resume "
                          "with the same settings, or allow the change (allow_config_change=True, --allow-config-change)")
+    like = _checkpoint_tree(0, result, config)
+    like["history"] = {k: None for k in like["history"]}
+    like["config"] = like["epoch"] = None  # checked below, never cast
+    like["opt_state"] = {**like["opt_state"], "t": None}
+    try:
+        saved = load_checkpoint(checkpoint, like)
+    except ValueError as error:
+        if not changes:
+            raise
+        raise ValueError(f"{error}: the network changed with the configuration ({'; '.join(changes)}), and a run "
+                         "cannot continue in another network") from None
+    epoch = _whole_number(checkpoint, "epoch", saved["epoch"])
+    saved["opt_state"]["t"] = _whole_number(checkpoint, "opt_state/t", saved["opt_state"]["t"])
+    history = _saved_history(checkpoint, saved["history"])
     bad = _non_finite({k: saved[k] for k in ("params", "best_params", "state", "best_state", "opt_state")})
     if bad:
         raise ValueError(f"fit: checkpoint {checkpoint} holds NaN or infinite values in {', '.join(bad[:5])}; "
                          "refusing to resume from it")
-    saved["opt_state"]["t"] = int(saved["opt_state"]["t"])
-    return FitResult(saved["params"], saved["best_params"], saved["opt_state"], History.from_arrays(saved["history"]),
-                     saved["state"], saved["best_state"]), int(saved["epoch"])
+    return FitResult(saved["params"], saved["best_params"], saved["opt_state"], history, saved["state"], saved["best_state"]), epoch
 
 
 def batch_starts(n: int, batch_size: int) -> list[int]:
@@ -170,6 +227,7 @@ def batch_starts(n: int, batch_size: int) -> list[int]:
 
 
 def _check_pair(what: str, pair: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """``pair`` as ``(x, y)``, refused unless it holds at least one example and one label per example."""
     x, y = pair
     if np.ndim(y) != 1 or len(x) != len(y):
         raise ValueError(f"fit: {what} must be (x, y) with one label per example, "
@@ -192,6 +250,35 @@ def _training_step(net: Apply, loss: Loss, reg: float) -> Callable[..., tuple[fl
         return float(value), grads, new_state
 
     return step
+
+
+def _train_epoch(
+    step: Callable[..., tuple[float, PyTree, State]], optimizer: Optimizer, result: FitResult, x: np.ndarray, y: np.ndarray,
+    batches: list[np.ndarray], rng: np.random.Generator, epoch: int, diverged: Callable[[str], ValueError],
+) -> tuple[PyTree, Any, State, list[float]]:
+    """Epoch ``epoch``: one optimizer step per batch of indices, from ``result``'s params, optimizer state and
+    network state; ``(params, opt_state, state, losses)``. A non-finite loss raises ``diverged(what happened)``."""
+    params, opt_state, state = result.params, result.opt_state, result.state
+    losses = []
+    for i, batch in enumerate(batches):
+        value, grads, state = step(params, x[batch], y[batch], state, rng)
+        if not np.isfinite(value):
+            raise diverged(f"the loss is {value} at epoch {epoch}, step {i + 1} of {len(batches)}")
+        with np.errstate(over="ignore", invalid="ignore"):  # params that overflow are refused after the epoch
+            params, opt_state = optimizer.update(grads, opt_state, params)
+        losses.append(value)
+    return params, opt_state, state, losses
+
+
+def _hyperparams(optimizer: Optimizer) -> dict[str, Any]:
+    """The optimizer's hyperparameters as JSON: numbers as they are, a schedule by name and first value."""
+
+    def describe(value: Any) -> Any:
+        if callable(value):
+            return f"{getattr(value, '__qualname__', type(value).__name__)}: {value(0)!r} at step 0"
+        return value if isinstance(value, (int, float, str, bool)) or value is None else repr(value)
+
+    return {key: describe(value) for key, value in optimizer.hyperparams.items()}
 
 
 def _clock(seconds: float) -> str:
@@ -227,11 +314,11 @@ def fit(
     accuracy, keeps the best params, prints a progress line (loss, accuracies, images/s, time left)
     through ``log``, and, with ``checkpoint``, saves everything needed to resume to that ``.npz``.
     With ``resume=True`` and an existing checkpoint, training continues after its last epoch.
-    The checkpoint stores the configuration (optimizer name, batch size, seed, reg, dtype, network
+    The checkpoint stores the configuration (optimizer and its hyperparameters, batch size, seed, reg, dtype, network
     and the JSON-able ``config`` you add, such as the learning rate); a resume whose configuration
     differs is refused, listing the differences, unless ``allow_config_change``; so is a checkpoint
-    holding NaN or infinite values. A non-finite loss stops training with a ValueError, the last
-    checkpoint kept. Ctrl-C raises :class:`TrainingInterrupted` (a KeyboardInterrupt) naming the
+    holding NaN or infinite values. A non-finite loss, or an update that leaves params (or optimizer
+    or network state) non-finite, stops training with a ValueError, the last finite checkpoint kept. Ctrl-C raises :class:`TrainingInterrupted` (a KeyboardInterrupt) naming the
     last completed epoch. A last minibatch of one example is merged into the one before.
 
     A moded network (batch norm, dropout) trains in training mode with a generator drawn from
@@ -248,8 +335,9 @@ def fit(
     step = _training_step(net, loss, reg)
     if state is None:
         state = init_state(net, x_train.shape[1:], x_train.dtype)
-    config = {"net": layer_name(net), "optimizer": optimizer.name, "batch_size": int(batch_size), "seed": int(seed),
-              "reg": float(reg), "num_train_samples": int(num_train_samples), "dtype": str(x_train.dtype), **(config or {})}
+    config = {"net": layer_name(net), "optimizer": optimizer.name, "optimizer_hyperparams": _hyperparams(optimizer),
+              "batch_size": int(batch_size), "seed": int(seed), "reg": float(reg), "num_train_samples": int(num_train_samples),
+              "dtype": str(x_train.dtype), **(config or {})}
     config = json.loads(json.dumps(config))  # as it reads back: tuples become lists
     result = FitResult(params, params, optimizer.init(params), History(), state, state)
     start_epoch = 0
@@ -257,28 +345,28 @@ def fit(
         result, start_epoch = _resume(checkpoint, result, config, allow_config_change)
         if start_epoch >= epochs:
             raise ValueError(f"fit: checkpoint {checkpoint} is already after epoch {start_epoch}; "
-                             f"ask for more than {epochs} epochs to continue")
+                             f"ask for more epochs than {epochs} to continue")
         if log:
             log(f"resumed from {checkpoint} after epoch {start_epoch}")
-    params, opt_state, state, history = result.params, result.opt_state, result.state, result.history
     n = len(x_train)
     starts = batch_starts(n, batch_size)
+    history = result.history
     done = start_epoch  # the last epoch completed (and checkpointed)
+
+    def diverged(what: str) -> ValueError:
+        kept = f"; {checkpoint} keeps epoch {done}" if checkpoint is not None and done else ""
+        return ValueError(f"fit: {what}: training diverged (try a smaller learning rate){kept}")
+
     try:
         for epoch in range(start_epoch + 1, epochs + 1):
             started = time.perf_counter()
             order = np.random.default_rng([seed, epoch]).permutation(n)
             rng = np.random.default_rng([seed, epoch, 2])  # dropout masks
-            epoch_losses = []
-            for i, (start, end) in enumerate(zip(starts, [*starts[1:], n])):
-                batch = order[start:end]
-                value, grads, state = step(params, x_train[batch], y_train[batch], state, rng)
-                if not np.isfinite(value):
-                    kept = f"; {checkpoint} keeps epoch {done}" if checkpoint is not None and done else ""
-                    raise ValueError(f"fit: the loss is {value} at epoch {epoch}, step {i + 1} of {len(starts)}: "
-                                     f"training diverged (try a smaller learning rate){kept}")
-                params, opt_state = optimizer.update(grads, opt_state, params)
-                epoch_losses.append(value)
+            batches = [order[start:end] for start, end in zip(starts, [*starts[1:], n])]
+            params, opt_state, state, epoch_losses = _train_epoch(step, optimizer, result, x_train, y_train, batches, rng, epoch, diverged)
+            bad = _non_finite({"params": params, "state": state, "opt_state": opt_state})
+            if bad:  # an update can overflow after a finite loss: never save, nor continue from, such params
+                raise diverged(f"after epoch {epoch}, {', '.join(bad[:5])} hold NaN or infinity")
             history.loss_history.extend(epoch_losses)
             sample = np.random.default_rng([seed, epoch, 1]).permutation(n)[:num_train_samples]
             history.train_acc_history.append(accuracy(net, params, x_train[sample], y_train[sample], state))
@@ -298,6 +386,8 @@ def fit(
                     f"train acc {history.train_acc_history[-1]:.3f}  val acc {history.val_acc_history[-1]:.3f}  "
                     f"{n / seconds:,.0f} img/s  {seconds:.1f} s  left {_clock(seconds * (epochs - epoch))}"
                 )
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SystemError) as error:
+        if not is_ctrl_c(error):
+            raise
         raise TrainingInterrupted(done) from None
     return result

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import find, given, settings
 from hypothesis import strategies as st
 
 import funcnn as fn
@@ -139,3 +139,77 @@ def test_outputs_never_share_writable_memory_with_inputs(name, data):
     for what, out, sources in (("y", y, inputs), ("dx", dx, [dy, *inputs]), *(("dparams", g, [dy, *inputs]) for g in tree_leaves(dparams))):
         shared = [i for i, source in enumerate(sources) if np.shares_memory(out, source)]
         assert not (out.flags.writeable and shared), f"{name}: writable {what} shares memory with input {shared}"
+
+
+# What a live vjp reads of the forward pass's arrays (README, "The layer protocol"): writing into any
+# other of x, params and y after the forward pass must not change its answer; writing into these must.
+VJP_READS = {
+    "affine": {"x", "w"}, "conv": {"x", "w"}, "conv_naive": {"w"}, "two_layer_net": {"x", "w"}, "convnet": {"x", "w"},
+    "conv_relu_pool": {"x", "w"}, "affine_relu": {"x", "w", "y"}, "conv_relu": {"x", "w", "y"},
+    "relu": {"y"}, "tanh": {"y"}, "layer_norm": {"gamma"}, "group_norm": {"gamma"},
+    "batch_norm": {"gamma"}, "batch_norm eval": {"gamma"}, "spatial_batch_norm": {"gamma"},
+    "max_pool": set(), "max_pool_naive": set(), "avg_pool": set(), "global_avg_pool": set(), "leaky_relu": set(),
+    "sigmoid": set(), "loss": set(), "dropout": set(), "dropout eval": set(), "identity": set(),
+}  # fmt: skip
+
+
+def _moded(layer, train):
+    @st.composite
+    def cases(draw):
+        x = draw(st.integers(2, 5)), draw(st.integers(1, 4))
+        x = np.random.default_rng(draw(st.integers(0, 2**16))).standard_normal(x)
+        if "spatial" in layer.name:
+            x = x.reshape(*x.shape, 1, 1) * np.ones((1, 1, 2, 3))
+        bound = fn.bind(layer, fn.init_state(layer, x.shape[1:], x.dtype), train=train, rng=np.random.default_rng(0))
+        return bound, fn.init_params(layer, np.random.default_rng(1), x.shape[1:], x.dtype)[1], x
+
+    return cases
+
+
+READ_CASES = {**CASES, "batch_norm": _moded(fn.batch_norm(), True), "batch_norm eval": _moded(fn.batch_norm(), False),
+              "spatial_batch_norm": _moded(fn.spatial_batch_norm(), True), "dropout": _moded(fn.dropout(0.5), True),
+              "dropout eval": _moded(fn.dropout(0.5), False),
+              "identity": lambda: st.just(fn.identity).flatmap(lambda i: st.just((i, (), np.arange(6.0).reshape(2, 3)))),
+              }  # fmt: skip
+
+
+def test_every_layer_has_a_documented_read_set():
+    assert set(VJP_READS) == set(READ_CASES)
+
+
+def _arrays_read(layer, params, x):
+    """The names of the arrays (x, each params leaf, y) that, changed after the forward pass, change the vjp's answer."""
+
+    def forward():  # on copies this test owns
+        own_params, own_x = tree_map(np.array, params), np.array(x)
+        y, vjp = layer(own_params, own_x)
+        arrays = {"x": [own_x], "y": [y] if isinstance(y, np.ndarray) and y.flags.writeable else []}
+        for path, leaf in fn.tree.tree_leaves_with_path(own_params):  # every leaf of a name: "w" of each layer of a network
+            arrays.setdefault(str(path[-1]), []).append(leaf)
+        return y, vjp, arrays
+
+    y, vjp, names = forward()
+    dy = np.random.default_rng(0).standard_normal(np.shape(y)).astype(np.asarray(y).dtype)
+    expected = tree_leaves(vjp(dy))
+    read = set()
+    for name in (name for name, arrays in names.items() if arrays):
+        _, vjp2, arrays = forward()
+        for array in arrays[name]:  # -2a - 1 moves every value (but -1/3) and flips signs: relu's mask changes too
+            array *= -2
+            array -= 1
+        if not all(np.array_equal(a, b, equal_nan=True) for a, b in zip(tree_leaves(vjp2(dy)), expected)):
+            read.add(name)
+    return read
+
+
+@pytest.mark.parametrize("name", sorted(READ_CASES))
+@settings(max_examples=10)
+@given(data=st.data())
+def test_a_live_vjp_reads_nothing_undocumented(name, data):
+    assert _arrays_read(*data.draw(READ_CASES[name]())) <= VJP_READS[name]
+
+
+@pytest.mark.parametrize("name", sorted(name for name, reads in VJP_READS.items() if reads))
+def test_a_live_vjp_reads_all_that_is_documented(name):
+    """Some case reads every documented array (a small one may not: a 1x1 conv output over padding ignores x)."""
+    find(READ_CASES[name](), lambda case: _arrays_read(*case) == VJP_READS[name], settings=settings(database=None, max_examples=200))

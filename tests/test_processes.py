@@ -2,22 +2,35 @@
 BLAS threads are busy (fork can hang there: a child inherits OpenBLAS's locks mid-use)."""
 
 import multiprocessing
-import re
+import os
+import signal
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 import funcnn
 
 ROOT = Path(funcnn.__file__).parent
 
 
-def test_funcnn_starts_processes_only_with_spawn():
-    for path in ROOT.rglob("*.py"):
-        text = path.read_text()
-        if re.search(r"\bmultiprocessing\b|os\.fork|ProcessPoolExecutor", text):
-            assert "spawn" in text, f"{path} starts processes without the spawn start method"
+@pytest.mark.parametrize("interrupted", ["funcnn.nets", "funcnn.cli"])
+def test_ctrl_c_while_the_command_loads_prints_one_line(tmp_path, interrupted):
+    """A KeyboardInterrupt raised by the import of a module, as Ctrl-C does while Numba loads."""
+    (tmp_path / "sitecustomize.py").write_text(
+        "import sys\n"
+        "class Interrupt:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        f"        if name == {interrupted!r}:\n"
+        "            raise KeyboardInterrupt\n"
+        "sys.meta_path.insert(0, Interrupt())\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-m", "funcnn", "check"], capture_output=True, text=True, env=env, timeout=300, check=False)
+    assert result.stderr == "funcnn: interrupted while starting\n" and result.returncode in (130, -signal.SIGINT)
 
 
 def test_readme_threads_section_says_to_spawn_not_fork():

@@ -17,9 +17,9 @@ from funcnn.checkpoint import load_checkpoint, save_checkpoint
 from funcnn.cli import main
 from funcnn.data import load_digits
 from funcnn.nets import three_layer_convnet
-from funcnn.optim import sgd
-from funcnn.train import TrainingInterrupted, batch_starts, fit
-from funcnn.tree import tree_allclose
+from funcnn.optim import Optimizer, adam, sgd, sgd_momentum, step_decay
+from funcnn.train import TrainingInterrupted, batch_starts, fit, is_ctrl_c
+from funcnn.tree import tree_allclose, tree_map
 
 from test_data import make_mnist
 
@@ -27,13 +27,27 @@ DIGITS = load_digits(np.float64)
 SMALL = ["--filters", "2", "--hidden", "8"]
 
 
-def small_fit(epochs=2, x=None, y=None, net=None, batch_size=8, **kwargs):
+def small_fit(epochs=2, x=None, y=None, net=None, batch_size=8, optimizer=None, **kwargs):
     net = net or three_layer_convnet(num_filters=2, filter_size=3, hidden_dim=8, num_classes=10)
     _, params = fn.init_params(net, np.random.default_rng(0), (1, 8, 8), np.float64)
     x = DIGITS.train.x[:40] if x is None else x
     y = DIGITS.train.y[:40] if y is None else y
     val = (DIGITS.val.x[:20], DIGITS.val.y[:20])
-    return fit(net, params, (x, y), val, sgd(0.05), epochs=epochs, batch_size=batch_size, log=None, **kwargs)
+    return fit(net, params, (x, y), val, optimizer or sgd(0.05), epochs=epochs, batch_size=batch_size, log=None, **kwargs)
+
+
+def interrupt_at_epoch(monkeypatch, epoch, inside_numba=False):
+    """Ctrl-C while ``fit`` saves ``epoch``; ``inside_numba``: as it arrives when a Numba kernel runs."""
+    real_save = funcnn.train.save_checkpoint
+
+    def save(path, tree):
+        if int(tree["epoch"]) == epoch:
+            if inside_numba:
+                raise SystemError("CPUDispatcher(<function adam_step>) returned a result with an exception set") from KeyboardInterrupt()
+            raise KeyboardInterrupt
+        real_save(path, tree)
+
+    monkeypatch.setattr(funcnn.train, "save_checkpoint", save)
 
 
 def checkpoint_epoch(path):
@@ -106,6 +120,83 @@ def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path):
     assert ckpt.read_bytes() == saved
 
 
+def test_an_update_to_infinite_params_stops_training_and_keeps_the_last_finite_checkpoint(tmp_path):
+    ckpt = tmp_path / "c.npz"
+    small_fit(1, checkpoint=ckpt, batch_size=40)  # one step per epoch: the loss of the bad update is never computed
+    saved = ckpt.read_bytes()
+    base = sgd(0.05)
+    overflowing = Optimizer("sgd", base.init, lambda grads, opt_state, params: (tree_map(lambda w: w * np.inf, params), opt_state))
+    with np.errstate(invalid="ignore"), pytest.raises(
+        ValueError, match=r"fit: after epoch 2, params/0/b, params/0/w, .* hold NaN or infinity: training diverged .*; \S+c.npz keeps epoch 1$"
+    ):
+        small_fit(3, checkpoint=ckpt, batch_size=40, resume=True, optimizer=overflowing, allow_config_change=True)
+    assert ckpt.read_bytes() == saved
+
+
+def test_the_command_refuses_to_save_params_that_overflowed(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--lr", "1e300", "--optimizer", "sgd", "--batch-size", "100000", "--epochs", "3", *SMALL, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "fit: after epoch 1, params/" in err and "hold NaN or infinity: training diverged" in err
+    assert not out.exists()  # nothing was saved, and the folder made for it is gone
+
+
+def rewrite_checkpoint(path, **changes):
+    """Replace (or, with None, remove) entries of a checkpoint: a damaged but valid zip."""
+    with np.load(path, allow_pickle=False) as data:
+        arrays = dict(data)
+    for key, value in changes.items():
+        arrays.pop(key) if value is None else arrays.__setitem__(key, np.asarray(value))
+    np.savez(path, **arrays)
+
+
+@pytest.mark.parametrize(("key", "value", "expected"), [
+    ("config", "[1, 2]", r"'config' is not a JSON object of settings \(a JSON list\)"),
+    ("config", "{not json", r"'config' is not a JSON object of settings \(Expecting property name"),
+    ("config", [["a"]], r"'config' is not a JSON object of settings \(an array of shape \(1, 1\)\)"),
+    ("config", None, r"missing \['config'\]"),
+    ("epoch", -3, r"'epoch' must be a whole number >= 0, got -3"),
+    ("epoch", 1.7, r"'epoch' must be a whole number >= 0, got 1.7"),
+    ("opt_state/t", np.nan, r"'opt_state/t' must be a whole number >= 0, got nan"),
+    ("opt_state/t", "x", r"'opt_state/t' must be a whole number >= 0, got 'x'"),
+    ("history/loss_history", ["a", "b"], r"'history/loss_history' must be a list of numbers, got an array of <U1 of shape \(2,\)"),
+    ("history/loss_history", np.ones((3, 3)), r"'history/loss_history' must be a list of numbers, got an array of float64 of shape \(3, 3\)"),
+    ("history/best_epoch", "x", r"'history/best_epoch' must be a whole number >= 0, got 'x'"),
+    ("history/best_val_acc", [0.5, 0.5], r"'history/best_val_acc' must be a number, got an array of float64 of shape \(2,\)"),
+])  # fmt: skip
+def test_a_damaged_entry_of_a_checkpoint_is_refused_naming_it(tmp_path, key, value, expected):
+    ckpt = tmp_path / "c.npz"
+    small_fit(1, checkpoint=ckpt)
+    rewrite_checkpoint(ckpt, **{key: value})
+    damaged = ckpt.read_bytes()
+    with pytest.raises(ValueError, match=rf"^(fit: )?checkpoint {ckpt}: .*{expected}"):
+        small_fit(2, checkpoint=ckpt, resume=True)
+    assert ckpt.read_bytes() == damaged
+
+
+@pytest.mark.parametrize("option", [["--batch-norm"], ["--filters", "3"], ["--optimizer", "sgd"]])
+def test_a_resume_that_changes_the_network_lists_the_option_not_missing_keys(tmp_path, capsys, option):
+    out = ["--out", str(tmp_path)]
+    assert main(["train", "--epochs", "1", *SMALL, *out]) == 0
+    capsys.readouterr()
+    assert main(["train", "--epochs", "2", *SMALL, *out, "--resume", *option]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "written with another configuration (" in err and "missing" not in err
+    assert option[0].removeprefix("--").replace("-", "_") + ": " in err
+    assert main(["train", "--epochs", "2", *SMALL, *out, "--resume", *option, "--allow-config-change"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "the network changed with the configuration (" in err and "cannot continue in another network" in err
+
+
+@pytest.mark.parametrize("optimizer", [sgd(0.01), sgd_momentum(0.05, momentum=0.5), adam(0.05), sgd(step_decay(0.05, 0.5, 5))])
+def test_fit_refuses_a_resume_with_other_optimizer_hyperparameters(tmp_path, optimizer):
+    ckpt = tmp_path / "c.npz"
+    small_fit(1, checkpoint=ckpt)
+    with pytest.raises(ValueError, match=r"written with another configuration \(optimizer"):
+        small_fit(2, checkpoint=ckpt, resume=True, optimizer=optimizer)
+    small_fit(2, checkpoint=ckpt, resume=True, optimizer=sgd(0.05))  # the same hyperparameters resume
+
+
 def test_nan_params_in_a_checkpoint_are_refused(tmp_path):
     ckpt = tmp_path / "c.npz"
     small_fit(1, checkpoint=ckpt)
@@ -171,6 +262,82 @@ def test_a_failed_start_leaves_no_folder_behind(tmp_path, capsys, monkeypatch):
     assert not list(tmp_path.iterdir())
 
 
+@pytest.mark.parametrize(("options", "expected"), [
+    (["--dropout", "1.0"], "drop_prob must be in [0, 1), got 1.0"),
+    (["--filter-size", "2"], "filter_size must be odd"),
+    (["--lr", "nan"], "lr must be > 0 and finite, got nan"),
+    (["--reg", "-1"], "--reg must be >= 0, got -1.0"),
+    (["--weight-scale", "nan"], "weight_scale must be 'he' or a positive number, got nan"),
+    (["--weight-scale", "big"], "--weight-scale must be 'he' or a number, got 'big'"),
+    (["--batch-norm", "--batch-size", "1"], "training needs more than one value per D"),
+    (["--weight-scale", "1e30"], "the loss is nan at epoch 1, step 1 of"),
+    (["--resume", "--overwrite"], "--resume and --overwrite contradict each other"),
+])  # fmt: skip
+def test_a_bad_option_leaves_no_empty_folder_behind(tmp_path, capsys, options, expected):
+    out = tmp_path / "run"
+    with np.errstate(all="ignore"):  # --weight-scale 1e30 overflows, as it should
+        assert main(["train", "--epochs", "1", *SMALL, *options, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and expected in err
+    assert not out.exists()
+
+
+def test_an_existing_empty_out_folder_is_kept_after_a_failed_start(tmp_path, capsys):
+    with np.errstate(all="ignore"):
+        assert main(["train", "--epochs", "1", *SMALL, "--weight-scale", "1e30", "--out", str(tmp_path)]) == 2
+    assert tmp_path.is_dir() and not list(tmp_path.iterdir())
+
+
+def test_overwrite_removes_every_file_of_the_old_run_first(tmp_path, monkeypatch):
+    out = ["--out", str(tmp_path)]
+    assert main(["train", "--epochs", "1", *SMALL, *out]) == 0
+    (tmp_path / "training.png").write_bytes(b"old plot")  # whether or not matplotlib is installed
+    interrupt_at_epoch(monkeypatch, 2)
+    assert main(["train", "--epochs", "3", *SMALL, *out, "--overwrite", "--seed", "5"]) == 130
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.npz"]  # the new run's; no old history or plot
+    assert checkpoint_epoch(tmp_path / "checkpoint.npz") == 1
+
+
+def test_resume_refuses_a_folder_with_a_history_but_no_checkpoint(tmp_path, capsys):
+    (tmp_path / "history.json").write_text("{}")
+    assert main(["train", "--epochs", "1", *SMALL, "--out", str(tmp_path), "--resume"]) == 2
+    assert capsys.readouterr().err == (f"funcnn train: --out {tmp_path} holds history.json but no checkpoint.npz to resume "
+                                       "from; replace that run with --overwrite, or choose another --out\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["history.json"]
+
+
+def test_the_history_is_replaced_atomically(tmp_path, monkeypatch):
+    out = ["--out", str(tmp_path)]
+    assert main(["train", "--epochs", "1", *SMALL, *out]) == 0
+    before = (tmp_path / "history.json").read_bytes()
+    real_replace = os.replace
+
+    def crash_on_history(src, dst):
+        if str(dst).endswith("history.json"):
+            raise OSError(28, "No space left on device")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", crash_on_history)
+    assert main(["train", "--epochs", "2", *SMALL, *out, "--resume"]) == 2
+    assert (tmp_path / "history.json").read_bytes() == before
+    assert not list(tmp_path.glob(".history.json*"))  # the temporary is removed
+
+
+def test_resume_refuses_other_data_and_accepts_another_weight_scale(tmp_path, capsys):
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    for split, seed in (("train", 0), ("test", 1)):
+        make_mnist(tmp_path / "a", split, 20, gz=False, seed=seed)
+        make_mnist(tmp_path / "b", split, 20, gz=False, seed=seed + 2)
+    run = ["train", "--dataset", "mnist", *SMALL, "--out", str(tmp_path / "run")]
+    assert main([*run, "--epochs", "1", "--data-path", str(tmp_path / "a")]) == 0
+    capsys.readouterr()
+    assert main([*run, "--epochs", "2", "--data-path", str(tmp_path / "b"), "--resume"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and f"data_path: '{tmp_path / 'a'}' -> '{tmp_path / 'b'}'" in err
+    assert main([*run, "--epochs", "2", "--data-path", str(tmp_path / "a"), "--resume", "--weight-scale", "1e-3"]) == 0
+    assert checkpoint_epoch(tmp_path / "run/checkpoint.npz") == 2
+
+
 def test_a_file_or_unmakeable_out_is_one_line(tmp_path, capsys):
     (tmp_path / "f").write_text("x")
     for out, expected in ((tmp_path / "f", "is a file, expected a folder"), (tmp_path / "f" / "sub", "cannot create the folder")):
@@ -192,15 +359,9 @@ def test_zero_sizes_are_refused_in_one_line(tmp_path, capsys, option):
     assert not list(tmp_path.iterdir())
 
 
-def test_ctrl_c_says_after_which_epoch_and_resumes(tmp_path, capsys, monkeypatch):
-    real_save = funcnn.train.save_checkpoint
-
-    def interrupt_epoch_3(path, tree):
-        if int(tree["epoch"]) == 3:
-            raise KeyboardInterrupt
-        real_save(path, tree)
-
-    monkeypatch.setattr(funcnn.train, "save_checkpoint", interrupt_epoch_3)
+@pytest.mark.parametrize("inside_numba", [False, True])
+def test_ctrl_c_says_after_which_epoch_and_resumes(tmp_path, capsys, monkeypatch, inside_numba):
+    interrupt_at_epoch(monkeypatch, 3, inside_numba)
     assert main(["train", "--epochs", "3", *SMALL, "--out", str(tmp_path)]) == 130
     assert capsys.readouterr().err == "funcnn train: interrupted after epoch 2; resume with --resume\n"
     assert checkpoint_epoch(tmp_path / "checkpoint.npz") == 2
@@ -241,11 +402,35 @@ def test_mnist_with_two_label_values_still_builds_ten_classes(tmp_path):
 
 def test_stale_temporaries_of_killed_saves_are_removed_by_the_next_save(tmp_path):
     path = save_checkpoint(tmp_path / "c.npz", {"w": np.ones(3)})
-    for i in range(3):  # what a SIGKILL mid-save leaves
-        (tmp_path / f".c.npz.{i}dead.tmp").write_bytes(b"x" * 1000)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
+    for i in range(3):  # what a SIGKILL mid-save leaves: its writer is gone
+        (tmp_path / f".c.npz.{dead.stdout.strip()}.{i}.tmp").write_bytes(b"x" * 1000)
+    (tmp_path / f".c.npz.{os.getppid()}.live.tmp").write_bytes(b"a concurrent writer's, still being written")
+    (tmp_path / f".c.npz.{os.getpid()}.live.tmp").write_bytes(b"this process's own, another thread's save")
+    (tmp_path / ".c.npz.nopid.tmp").write_bytes(b"an unknown writer's, recent")
+    (tmp_path / ".c.npz.oldnopid.tmp").write_bytes(b"an unknown writer's, hours old")
+    os.utime(tmp_path / ".c.npz.oldnopid.tmp", (0, 0))
     (tmp_path / ".other.npz.1.tmp").write_bytes(b"not ours")
     save_checkpoint(path, {"w": np.zeros(3)})
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.npz.1.tmp", "c.npz"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [".other.npz.1.tmp", "c.npz", f".c.npz.{os.getppid()}.live.tmp", f".c.npz.{os.getpid()}.live.tmp", ".c.npz.nopid.tmp"]
+    )
+
+
+@pytest.mark.parametrize("version", [(1, 0), (2, 0), (3, 0), (4, 0)])
+def test_npy_headers_of_every_known_version_are_read_and_others_refused(tmp_path, version):
+    path = tmp_path / "c.npz"
+    with zipfile.ZipFile(path, "w") as archive, archive.open("w.npy", "w") as member:
+        header = np.lib.format.header_data_from_array_1_0(np.arange(3.0))
+        text = repr(header).encode("latin1")
+        text += b" " * (-(len(text) + 13 + (version != (1, 0)) * 2) % 64) + b"\n"
+        member.write(np.lib.format.magic(*version) if version != (4, 0) else b"\x93NUMPY\x04\x00")
+        member.write(len(text).to_bytes(2 if version == (1, 0) else 4, "little") + text + np.arange(3.0).tobytes())
+    if version == (4, 0):
+        with pytest.raises(ValueError, match=r"'w' is not an npy array: unknown npy format version 4.0"):
+            load_checkpoint(path, {"w": np.zeros(3)})
+    else:
+        np.testing.assert_array_equal(load_checkpoint(path, {"w": np.zeros(3)})["w"], np.arange(3.0))
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
@@ -299,6 +484,16 @@ def test_an_honest_checkpoint_round_trips_with_free_shaped_leaves(tmp_path):
     assert str(back["s"]) == "text"
     with pytest.raises(FileNotFoundError):
         load_checkpoint(tmp_path / "none.npz", tree)
+
+
+def test_only_errors_caused_by_ctrl_c_count_as_ctrl_c():
+    try:
+        raise SystemError("wrapped") from KeyboardInterrupt()
+    except SystemError as error:
+        assert is_ctrl_c(error)
+    assert is_ctrl_c(KeyboardInterrupt()) and not is_ctrl_c(SystemError("a real bug")) and not is_ctrl_c(ValueError())
+    with pytest.raises(SystemError, match="a real bug"), np.errstate(all="ignore"):
+        small_fit(1, optimizer=Optimizer("sgd", sgd().init, lambda *args: (_ for _ in ()).throw(SystemError("a real bug"))))
 
 
 def test_interrupted_is_a_keyboard_interrupt():

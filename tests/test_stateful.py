@@ -172,12 +172,15 @@ def _batch_norm_run(layer, x, dtype, train=True):
 
 
 @pytest.mark.parametrize("layer, shape", [(fn.batch_norm(), (64, 3)), (fn.spatial_batch_norm(), (16, 3, 2, 2))])
-@pytest.mark.parametrize("magnitude", [1e19, 1e-30, 1.0])
+@pytest.mark.parametrize("magnitude", [1e19, 1e-30, 1.0, "constant 1e19", "constant 1e18", "constant 3e38"])
 def test_batch_norm_in_float32_is_finite_and_right_for_any_finite_input(layer, shape, magnitude):
     """Squares above 1.8e19 overflow float32 (the variance itself, 1e38, does not): the statistics must not square x
-    itself. Float64 on the same values is the truth."""
-    x = (magnitude * (np.random.default_rng(0).standard_normal(shape) + 0.5)).astype(np.float32)
-    assert np.abs(x).max() > 1.9 * magnitude
+    itself, nor let eps times the scale's square underflow for a constant feature. Float64 on the same values is the truth."""
+    if isinstance(magnitude, str):
+        x = np.full(shape, float(magnitude.split()[1]), np.float32)
+    else:
+        x = (magnitude * (np.random.default_rng(0).standard_normal(shape) + 0.5)).astype(np.float32)
+        assert np.abs(x).max() > 1.9 * magnitude
     y, dx, dparams, state = _batch_norm_run(layer, x, np.float32)  # conftest turns overflow into an error
     y64, dx64, dparams64, state64 = _batch_norm_run(layer, x, np.float64)
     assert np.isfinite(y).all() and np.isfinite(dx).all()
