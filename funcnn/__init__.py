@@ -5,9 +5,18 @@ Every layer is a pure function ``layer(params, x) -> (y, vjp)`` with ``vjp(dy) -
 
 import sys as _sys
 
-if _sys.argv[:1] == ["-m"] or getattr(_sys, "argv", [""])[0].endswith(("/funcnn", "\\funcnn", "funcnn.exe")):
-    # Started as the ``funcnn`` command (``python -m funcnn`` imports this package first): Ctrl-C while the
-    # imports below load Numba prints one line instead of a traceback through them.
+
+def _started_as_command() -> bool:
+    """Whether this process is the ``funcnn`` command (``python [options] -m funcnn`` or the script)."""
+    argv = list(getattr(_sys, "orig_argv", []))
+    if "-m" in argv:
+        return argv[argv.index("-m") + 1 : argv.index("-m") + 2] == ["funcnn"]
+    return bool(_sys.argv) and _sys.argv[0].replace("\\", "/").rsplit("/", 1)[-1] in ("funcnn", "funcnn.exe")
+
+
+if _started_as_command():
+    # ``python -m funcnn`` imports this package before any of the command's code runs: Ctrl-C while
+    # it loads prints one line instead of a traceback through NumPy's imports.
     def _one_line_interrupt(kind, value, traceback):  # type: ignore[no-untyped-def]
         if issubclass(kind, KeyboardInterrupt):
             print("funcnn: interrupted while starting", file=_sys.stderr)
