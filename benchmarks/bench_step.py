@@ -6,8 +6,10 @@ net on CIFAR-shaped float32 data: funcnn against PyTorch (CPU), interleaved in o
 
 Each round times ``steps`` steps of every implementation in turn (after a warm-up step), so noise from
 the rest of the machine falls on all of them; the table shows the median step of all rounds.
-Peak memory of a step is measured afterwards in fresh subprocesses (peak RSS growth over the
-process after set-up, one implementation per process).
+Like ``fit`` and the ``funcnn`` command, it first calls ``funcnn.keep_freed_memory()`` (process-wide,
+so PyTorch runs under it too; ``--malloc-as-is`` measures without). Peak memory of a step is measured
+afterwards in fresh subprocesses with malloc as it is (peak RSS growth over the process after set-up,
+one implementation per process).
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--nets", default="course,vgg")
     parser.add_argument("--no-memory", action="store_true")
+    parser.add_argument("--malloc-as-is", action="store_true",
+                        help="do not call funcnn.keep_freed_memory() (fit and the funcnn command do; it is process-wide)")
     parser.add_argument("--memory-of", help=argparse.SUPPRESS)  # "<net>:<impl>", run in a subprocess
     return parser.parse_args()
 
@@ -122,7 +126,8 @@ IDLE = 0.3  # seconds between implementations: idle OpenMP and BLAS threads spin
 
 def peak_memory(name: str, impl: str) -> float:
     """MiB of peak RSS growth during 3 steps, in a fresh process."""
-    out = subprocess.run([sys.executable, __file__, "--threads", str(ARGS.threads), "--memory-of", f"{name}:{impl}"],
+    # malloc as it is: with freed memory kept, the warm-up step's memory would be reused and not counted
+    out = subprocess.run([sys.executable, __file__, "--threads", str(ARGS.threads), "--malloc-as-is", "--memory-of", f"{name}:{impl}"],
                          check=True, capture_output=True, text=True).stdout
     return float(out.split()[-1])
 
@@ -146,6 +151,8 @@ def measure_memory_here(spec: str) -> None:
 
 
 def main() -> None:
+    if not ARGS.malloc_as_is:
+        fn.keep_freed_memory()  # as fit and the funcnn command do; process-wide, so PyTorch gets it too
     if ARGS.memory_of:
         measure_memory_here(ARGS.memory_of)
         return

@@ -212,7 +212,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m funcnn`` and the ``funcnn`` script."""
+    from funcnn.memory import keep_freed_memory
+
     args = build_parser().parse_args(argv)
+    keep_freed_memory()  # this process is ours: steps reuse freed memory instead of page-faulting
     try:
         return args.run(args)
     except (KeyboardInterrupt, SystemError) as error:  # Ctrl-C: one line, and how to continue if an epoch was saved

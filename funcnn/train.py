@@ -15,6 +15,7 @@ from funcnn.checkpoint import SEP, load_checkpoint, save_checkpoint
 from funcnn.init import init_state
 from funcnn.layer import Apply, State, layer_name, pull_back, run
 from funcnn.losses import Loss, softmax_loss
+from funcnn.memory import keep_freed_memory
 from funcnn.optim import Optimizer
 from funcnn.tree import PyTree, tree_add, tree_leaves_with_path, tree_map_with_path
 
@@ -324,9 +325,12 @@ def fit(
     A moded network (batch norm, dropout) trains in training mode with a generator drawn from
     ``seed`` and the epoch, and is evaluated in evaluation mode; its ``state`` (default: its initial
     state) is carried from step to step, returned, and saved in checkpoints with the params.
+    Speed: ``fit`` calls :func:`funcnn.keep_freed_memory` (glibc keeps freed blocks for reuse, so
+    the steps do not page-fault their arrays in again; ``FUNCNN_KEEP_FREED_MEMORY=0`` turns it off).
     """
     x_train, y_train = _check_pair("train", train)
     x_val, y_val = _check_pair("val", val)
+    keep_freed_memory()  # each step's arrays reuse the last step's memory instead of page-faulting anew
     if reg < 0:
         raise ValueError(f"fit: reg must be >= 0, got {reg}")
     for name, value in (("epochs", epochs), ("batch_size", batch_size)):
