@@ -6,6 +6,9 @@ process; then start-up times and peak memory in fresh subprocesses.
     python benchmarks/bench_layers.py --quick      # fewer repeats
     python benchmarks/bench_layers.py --threads 1  # one thread for Numba, BLAS, torch and XLA
 
+Like ``fit``, it first calls ``funcnn.keep_freed_memory()`` (process-wide, so every peer runs under it;
+``--malloc-as-is`` leaves malloc alone). Start-up and memory run in fresh subprocesses, as they are.
+
 Every time is the median of ``rounds * repeats`` calls: each round runs every implementation in
 turn (a pause, a warm-up forward and backward, then ``repeats`` timed forward-backward pairs), so
 noise from other processes on the machine is spread over all of them. "fwd+bwd" is the sum of the
@@ -42,6 +45,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--no-torch", action="store_true")
     parser.add_argument("--no-jax", action="store_true")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--malloc-as-is", action="store_true",
+                        help="do not call funcnn.keep_freed_memory() (fit and the funcnn command do; it is process-wide)")
     args = parser.parse_args()
     args.rounds = args.rounds or (1 if args.quick else 3)
     args.repeats = args.repeats or (3 if args.quick else 5)
@@ -446,6 +451,8 @@ def machine() -> None:
 
 
 def main() -> None:
+    if not ARGS.malloc_as_is:
+        fn.keep_freed_memory()  # as fit and the funcnn command do; process-wide, so every peer runs under it
     machine()
     sections = [("conv", bench_conv), ("pool", bench_pool), ("affine", bench_affine), ("startup", bench_startup), ("memory", bench_memory)]
     for name, run in sections:
