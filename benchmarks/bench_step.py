@@ -43,11 +43,11 @@ for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA
     os.environ[var] = str(ARGS.threads)
 sys.path.insert(0, str(ROOT))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-import funcnn as fn  # noqa: E402
+import funcnn as fn
 
-# name -> (batch, funcnn net, torch layer specs)
+# name -> (batch size, what the net is)
 NETS = {
     "course": (50, "conv 32 7x7 pad 3 - relu - pool 2x2 - affine 100 - relu - affine 10"),
     "vgg": (64, "conv 64 3x3 - relu - conv 64 3x3 - relu - pool - conv 128 3x3 - relu - pool - affine 10"),
@@ -133,7 +133,8 @@ def peak_memory(name: str, impl: str) -> float:
 
 
 def _status_kib(field: str) -> int:
-    line = next(line for line in open("/proc/self/status") if line.startswith(field + ":"))
+    with open("/proc/self/status") as status:
+        line = next(line for line in status if line.startswith(field + ":"))
     return int(line.split()[1])
 
 
@@ -161,7 +162,7 @@ def main() -> None:
     torch.set_num_threads(ARGS.threads)
     print(f"threads {ARGS.threads}, numpy {np.__version__}, torch {torch.__version__}, {os.cpu_count()} cores; "
           f"median ms per step over {ARGS.rounds} rounds of {ARGS.steps} steps")
-    print(f"| net (float32) | batch | funcnn ms | torch ms | ratio | funcnn peak MiB | torch peak MiB |")
+    print("| net (float32) | batch | funcnn ms | torch ms | ratio | funcnn peak MiB | torch peak MiB |")
     print("|---|---|---|---|---|---|---|")
     for name in ARGS.nets.split(","):
         steps = {impl: make(name) for impl, make in IMPLS.items()}

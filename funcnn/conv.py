@@ -15,8 +15,8 @@ from funcnn.init import weight_std, weights_and_bias
 from funcnn.layer import VJP, Layer, Shape, WeightScale, skips_dx
 from funcnn.tree import PyTree
 
-# backward(dy) -> (dx, dw, db); a forward returns it with y, closing over what it needs.
-Backward = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]
+# backward(dy, need_dx) -> (dx or None, dw, db); a forward returns it with y, closing over what it needs.
+Backward = Callable[[np.ndarray, bool], tuple["np.ndarray | None", np.ndarray, np.ndarray]]
 Forward = Callable[[np.ndarray, np.ndarray, np.ndarray, int, int, int, int], tuple[np.ndarray, Backward]]
 
 
@@ -41,32 +41,39 @@ def _uses_winograd(w: np.ndarray, stride: int, pad: int) -> bool:
     return hh == ww == 3 and stride == 1 and pad <= 2 and min(f, c) >= WINOGRAD_MIN_CHANNELS
 
 
+def _winograd_plan(n: int, c: int, f: int, out_h: int, out_w: int, dtype: np.dtype):
+    """Tiles of a Winograd conv, its chunks of images, and ``rows(buffer, height, count)`` that lays a
+    chunk out in one of two flat buffers ``(16 * C * ..., 16 * F * ...)`` made for the largest chunk."""
+    from funcnn.kernels.winograd import ROW_PAD
+
+    tiles_h, tiles_w = (out_h + 1) // 2, (out_w + 1) // 2
+    tiles = tiles_h * tiles_w
+    chunks = _chunks(n, 16 * max(c, f) * tiles * dtype.itemsize)
+    most = max(part.stop - part.start for part in chunks) * tiles + ROW_PAD
+    buffers = np.empty(16 * c * most, dtype), np.empty(16 * f * most, dtype)
+
+    def rows(buffer: np.ndarray, height: int, count: int) -> np.ndarray:
+        # (16, height, count + ROW_PAD): rows padded off power-of-two lengths (see kernels/winograd.py)
+        return buffer[: 16 * height * (count + ROW_PAD)].reshape(16, height, count + ROW_PAD)
+
+    return tiles_h, tiles_w, chunks, buffers, rows
+
+
 def _winograd_conv(x, w, b, pad, out_h, out_w):
     """``y`` of a 3x3 stride-1 conv by Winograd F(2x2, 3x3), chunk by chunk (see funcnn.kernels.winograd)."""
     from funcnn.kernels import winograd
 
     n, c, f = x.shape[0], x.shape[1], w.shape[0]
-    tiles_h, tiles_w = (out_h + 1) // 2, (out_w + 1) // 2
-    tiles = tiles_h * tiles_w
-    chunks = _chunks(n, 16 * max(c, f) * tiles * x.itemsize)
-    most = max(part.stop - part.start for part in chunks) * tiles + winograd.ROW_PAD
+    tiles_h, tiles_w, chunks, (v_buffer, m_buffer), rows = _winograd_plan(n, c, f, out_h, out_w, x.dtype)
     u = winograd.filter_transform(w)
-    v_buffer, m_buffer = np.empty(16 * c * most, x.dtype), np.empty(16 * f * most, x.dtype)
     y = np.empty((n, f, out_h, out_w), x.dtype)
     for part in chunks:
-        count = (part.stop - part.start) * tiles
-        v, m = _rows(v_buffer, c, count), _rows(m_buffer, f, count)
+        count = (part.stop - part.start) * tiles_h * tiles_w
+        v, m = rows(v_buffer, c, count), rows(m_buffer, f, count)
         winograd.input_transform(x[part], pad, tiles_h, tiles_w, v)
         np.matmul(u, v[:, :, :count], out=m[:, :, :count])
         winograd.output_transform(m, b, tiles_h, tiles_w, y[part])
     return y
-
-
-def _rows(buffer: np.ndarray, height: int, count: int) -> np.ndarray:
-    """``(16, height, count + ROW_PAD)`` from the start of a flat buffer: the Winograd kernels' layout."""
-    from funcnn.kernels.winograd import ROW_PAD
-
-    return buffer[: 16 * height * (count + ROW_PAD)].reshape(16, height, count + ROW_PAD)
 
 
 def _winograd_dw(x, dy, pad, f):
@@ -75,16 +82,11 @@ def _winograd_dw(x, dy, pad, f):
     from funcnn.kernels import winograd
 
     n, c = x.shape[:2]
-    out_h, out_w = dy.shape[2:]
-    tiles_h, tiles_w = (out_h + 1) // 2, (out_w + 1) // 2
-    tiles = tiles_h * tiles_w
-    chunks = _chunks(n, 16 * max(c, f) * tiles * x.itemsize)
-    most = max(part.stop - part.start for part in chunks) * tiles + winograd.ROW_PAD
-    v_buffer, m_buffer = np.empty(16 * c * most, x.dtype), np.empty(16 * f * most, x.dtype)
+    tiles_h, tiles_w, chunks, (v_buffer, m_buffer), rows = _winograd_plan(n, c, f, *dy.shape[2:], x.dtype)
     du_t, products = np.zeros((16, c, f), x.dtype), np.empty((16, c, f), x.dtype)
     for part in chunks:
-        count = (part.stop - part.start) * tiles
-        v, dm = _rows(v_buffer, c, count), _rows(m_buffer, f, count)
+        count = (part.stop - part.start) * tiles_h * tiles_w
+        v, dm = rows(v_buffer, c, count), rows(m_buffer, f, count)
         winograd.input_transform(x[part], pad, tiles_h, tiles_w, v)
         winograd.output_gradient(dy[part], tiles_h, tiles_w, dm)
         # dU transposed: BLAS's faster layout

@@ -251,11 +251,11 @@ def _optimizer(name: str, rule: _LeafRule, hyperparams: dict[str, Any]) -> Optim
 # The rules, each written once for one array (as a fused kernel in funcnn.kernels.optim)
 
 
-def _kernel(name: str) -> Callable[..., tuple[np.ndarray, ...]]:
-    """A fused update kernel of funcnn.kernels.optim; Numba is imported on the first update."""
-    from funcnn.kernels import optim as kernels
+def _kernels() -> Any:
+    """funcnn.kernels.optim, the fused update kernels: Numba is imported on the first update."""
+    from funcnn.kernels import optim
 
-    return getattr(kernels, name)
+    return optim
 
 
 def _contiguous(w: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
@@ -279,7 +279,7 @@ def sgd_momentum(learning_rate: LearningRate = 1e-2, momentum: float = 0.9) -> O
     mu = _check_unit_interval("sgd_momentum", "momentum", momentum)
 
     def update(lr: float, t: int, dw: np.ndarray, w: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, ...]:
-        return _kernel("momentum_step")(*_contiguous(w, dw, v), lr, mu)
+        return _kernels().momentum_step(*_contiguous(w, dw, v), lr, mu)
 
     rule = _LeafRule(("velocity",), schedule, update)
     return _optimizer("sgd_momentum", rule, {"learning_rate": learning_rate, "momentum": momentum})
@@ -293,7 +293,7 @@ def rmsprop(learning_rate: LearningRate = 1e-2, decay_rate: float = 0.99, epsilo
     eps = _check_positive("rmsprop", "epsilon", epsilon)
 
     def update(lr: float, t: int, dw: np.ndarray, w: np.ndarray, cache: np.ndarray) -> tuple[np.ndarray, ...]:
-        return _kernel("rmsprop_step")(*_contiguous(w, dw, cache), lr, d, eps)
+        return _kernels().rmsprop_step(*_contiguous(w, dw, cache), lr, d, eps)
 
     rule = _LeafRule(("cache",), schedule, update)
     hyperparams = {"learning_rate": learning_rate, "decay_rate": decay_rate, "epsilon": epsilon}
@@ -314,7 +314,7 @@ def adam(
     def update(
         lr: float, t: int, dw: np.ndarray, w: np.ndarray, m: np.ndarray, v: np.ndarray
     ) -> tuple[np.ndarray, ...]:
-        return _kernel("adam_step")(*_contiguous(w, dw, m, v), lr, b1, b2, eps, t)
+        return _kernels().adam_step(*_contiguous(w, dw, m, v), lr, b1, b2, eps, t)
 
     rule = _LeafRule(("m", "v"), schedule, update)
     hyperparams = {"learning_rate": learning_rate, "beta1": beta1, "beta2": beta2, "epsilon": epsilon}

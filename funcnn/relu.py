@@ -16,9 +16,9 @@ def _relu(params: PyTree, x: np.ndarray) -> tuple[np.ndarray, VJP]:
 
     Returns ``y`` (shape of ``x``) and ``vjp(dy) -> ((), dx)``.
     """
-    no_params(NAME, params)
     from funcnn.kernels import elementwise as kernels  # Numba is imported on the first fast call
 
+    no_params(NAME, params)
     x = float_array(NAME, "x", x)
     y = kernels.relu_forward(np.asarray(x, order="C"))
 
