@@ -9,6 +9,7 @@ import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -66,10 +67,7 @@ def _check_options(args: argparse.Namespace) -> None:
         raise ValueError("--resume and --overwrite contradict each other: continue the run in --out, or replace it")
     if args.reg < 0:
         raise ValueError(f"--reg must be >= 0, got {args.reg}")
-    try:
-        args.weight_scale == "he" or float(args.weight_scale)
-    except ValueError:
-        raise ValueError(f"--weight-scale must be 'he' or a number, got {args.weight_scale!r}") from None
+    _weight_scale(args.weight_scale)
 
 
 def _write_atomically(path: Path, text: str) -> None:
@@ -82,10 +80,31 @@ def _write_atomically(path: Path, text: str) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def _train(args: argparse.Namespace) -> int:
-    from funcnn.datasets import NUM_CLASSES, load_named
+def _net_and_params(args: argparse.Namespace, data: Any) -> tuple[Any, Any]:
+    """The course's convnet with the data set's number of classes (not the labels seen: a file holding
+    only some classes keeps the others) and its initial params, as the options say."""
+    from funcnn.datasets import NUM_CLASSES
     from funcnn.init import init_params
     from funcnn.nets import three_layer_convnet
+
+    net = three_layer_convnet(args.filters, args.filter_size, args.hidden, NUM_CLASSES[args.dataset], args.batch_norm, args.dropout)
+    rng = np.random.default_rng(args.seed)
+    _, params = init_params(net, rng, data.train.x.shape[1:], args.dtype, _weight_scale(args.weight_scale))
+    return net, params
+
+
+def _weight_scale(text: str) -> str | float:
+    """``--weight-scale``: "he" or a number."""
+    if text == "he":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"--weight-scale must be 'he' or a number, got {text!r}") from None
+
+
+def _train(args: argparse.Namespace) -> int:
+    from funcnn.datasets import load_named
     from funcnn.optim import OPTIMIZERS, step_decay
     from funcnn.plot import INSTALL_HINT, plot_history
     from funcnn.train import accuracy, batch_starts, fit
@@ -93,11 +112,8 @@ def _train(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     _check_options(args)
     data = load_named(args.dataset, args.data_path, np.dtype(args.dtype).type)
-    classes = NUM_CLASSES[args.dataset]  # not the labels seen: a file holding only some classes keeps the others
-    net = three_layer_convnet(args.filters, args.filter_size, args.hidden, classes, args.batch_norm, args.dropout)
+    net, params = _net_and_params(args, data)
     input_shape = data.train.x.shape[1:]
-    weight_scale = "he" if args.weight_scale == "he" else float(args.weight_scale)
-    _, params = init_params(net, np.random.default_rng(args.seed), input_shape, args.dtype, weight_scale)
     steps_per_epoch = len(batch_starts(len(data.train), args.batch_size))
     optimizer = OPTIMIZERS[args.optimizer](learning_rate=step_decay(args.lr, args.lr_decay, steps_per_epoch))
     out, created = _out_folder(args)  # after every option was checked: a failed start leaves no folder behind
@@ -144,15 +160,12 @@ def _train(args: argparse.Namespace) -> int:
 def _doctor(args: argparse.Namespace) -> int:
     from funcnn.datasets import load_named
     from funcnn.doctor import doctor
-    from funcnn.init import init_params
-    from funcnn.nets import three_layer_convnet
     from funcnn.optim import OPTIMIZERS
 
     started = time.perf_counter()
+    _check_options(args)
     data = load_named(args.dataset, args.data_path, np.dtype(args.dtype).type)
-    net = three_layer_convnet(args.filters, args.filter_size, args.hidden, int(data.train.y.max()) + 1, args.batch_norm, args.dropout)
-    weight_scale = "he" if args.weight_scale == "he" else float(args.weight_scale)
-    _, params = init_params(net, np.random.default_rng(args.seed), data.train.x.shape[1:], args.dtype, weight_scale)
+    net, params = _net_and_params(args, data)
     optimizer = OPTIMIZERS[args.optimizer](learning_rate=args.lr)
     print(f"funcnn doctor: {net.name} on {args.dataset}; {args.optimizer} lr {args.lr}, reg {args.reg}, batch {args.batch_size}")
     report = doctor(net, params, (data.train.x, data.train.y), optimizer, reg=args.reg, batch_size=args.batch_size, seed=args.seed)

@@ -89,8 +89,9 @@ class _Setup:
 
     def train(
         self, x: np.ndarray, y: np.ndarray, reg: float, steps: int, batch_size: int
-    ) -> Iterator[tuple[PyTree, PyTree]]:
-        """``(params before, params after)`` of each of ``steps`` optimizer steps on ``(x, y)``."""
+    ) -> Iterator[tuple[PyTree, PyTree, State]]:
+        """``(params before, params after, network state after)`` of each of ``steps`` optimizer steps on
+        ``(x, y)`` (the state carries batch norm's running statistics, as ``fit`` does)."""
         step, rng = _training_step(self.net, self.loss, reg), np.random.default_rng(self.seed)
         params, state, opt_state = self.params, self.state, self.optimizer.init(self.params)
         order = rng.permutation(len(x))
@@ -98,7 +99,7 @@ class _Setup:
             batch = order[(t * batch_size) % len(x) :][:batch_size]
             _, grads, state = step(params, x[batch], y[batch], state, rng)
             before, (params, opt_state) = params, self.optimizer.update(grads, opt_state, params)
-            yield before, params
+            yield before, params, state
 
 
 def _initial_loss(setup: _Setup, x: np.ndarray, y: np.ndarray) -> DoctorCheck:
@@ -166,16 +167,16 @@ def _gradient_checks(setup: _Setup, x: np.ndarray, y: np.ndarray) -> list[Doctor
 
 def _overfit(setup: _Setup, x: np.ndarray, y: np.ndarray, max_steps: int) -> DoctorCheck:
     name, expected, acc = f"overfit {len(x)} examples", f"100% within {max_steps} steps", 0.0
-    for t, (_, params) in enumerate(setup.train(x, y, 0.0, max_steps, len(x)), start=1):
+    for t, (_, params, state) in enumerate(setup.train(x, y, 0.0, max_steps, len(x)), start=1):
         if t % 10 == 0 or t == max_steps:
-            acc = accuracy(setup.net, params, x, y, setup.state)
+            acc = accuracy(setup.net, params, x, y, state)
             if acc == 1.0:
                 return DoctorCheck(name, "pass", f"100% train accuracy after {t} steps", expected)
     return DoctorCheck(name, "fail", f"{acc:.0%} train accuracy after {max_steps} steps", expected)
 
 
 def _update_ratios(setup: _Setup, x: np.ndarray, y: np.ndarray, steps: int, batch_size: int) -> list[DoctorCheck]:
-    *_, (before, after) = setup.train(x, y, setup.reg, steps, batch_size)
+    *_, (before, after, _) = setup.train(x, y, setup.reg, steps, batch_size)
     checks = []
     for (path, new), (_, old) in zip(tree_leaves_with_path(after), tree_leaves_with_path(before)):
         if path and path[-1] == "w":

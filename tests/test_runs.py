@@ -385,12 +385,22 @@ def test_sigint_to_the_command_prints_one_line(tmp_path):
     assert checkpoint_epoch(tmp_path / "checkpoint.npz") == int(err.split("epoch ")[1].split(";")[0])
 
 
-def test_mnist_with_two_label_values_still_builds_ten_classes(tmp_path):
-    make_mnist(tmp_path, "train", 20, gz=False, seed=0)
-    make_mnist(tmp_path, "test", 5, gz=False, seed=1)
+def _mnist_with_two_label_values(folder):
+    make_mnist(folder, "train", 20, gz=False, seed=0)
+    make_mnist(folder, "test", 5, gz=False, seed=1)
     for name in ("train-labels-idx1-ubyte", "t10k-labels-idx1-ubyte"):
-        labels = (tmp_path / name).read_bytes()
-        (tmp_path / name).write_bytes(labels[:8] + bytes(b % 2 for b in labels[8:]))
+        labels = (folder / name).read_bytes()
+        (folder / name).write_bytes(labels[:8] + bytes(b % 2 for b in labels[8:]))
+
+
+def test_doctor_builds_the_data_sets_ten_classes_too(tmp_path, capsys):
+    _mnist_with_two_label_values(tmp_path)
+    main(["doctor", "--dataset", "mnist", "--data-path", str(tmp_path), *SMALL])
+    assert "affine(10)" in capsys.readouterr().out
+
+
+def test_mnist_with_two_label_values_still_builds_ten_classes(tmp_path):
+    _mnist_with_two_label_values(tmp_path)
     assert main(["train", "--dataset", "mnist", "--data-path", str(tmp_path), "--epochs", "1", *SMALL, "--out", str(tmp_path / "run")]) == 0
     with np.load(tmp_path / "run/checkpoint.npz", allow_pickle=False) as data:
         assert data["params/2/w"].shape == (8, 10)
