@@ -40,6 +40,44 @@ def _batch_norm_layer(name: str, ndim: int, layout: str, axes: tuple[int, ...], 
         same_dtype(name, x=x, **arrays)
         return x, arrays["gamma"], arrays["beta"], arrays["running_mean"], arrays["running_var"]
 
+    def careful_statistics(
+        x: np.ndarray, shape: tuple, count: int, running_mean: np.ndarray, running_var: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, State]:
+        """``(x_hat, inv_std, new_state)`` for features whose plain statistics overflow or lose their
+        precision (values near the dtype's limit, or a variance far below the mean's rounding)."""
+        # A feature whose sum of squares could overflow (x around 1e19 in float32) is scaled down by a
+        # power of two first: that is exact, so the statistics are the same, only representable.
+        with np.errstate(invalid="ignore"):  # NaN or inf in x: NaN out, without a warning here
+            exponent = np.frexp(np.maximum(x.max(axis=axes), -x.min(axis=axes)))[1]
+        safe = (np.finfo(x.dtype).maxexp - 3 - int(count).bit_length()) // 2  # 4 * count * 2**(2 * safe) < max
+        exponent = np.where(exponent > safe, exponent, 0)
+        scale = np.ldexp(np.ones(x.shape[1], x.dtype), -exponent)
+        x_scaled = x * scale.reshape(shape) if exponent.any() else x
+        # The mean is summed in float64: float32 sums of a constant feature round, and (x - mean) / sqrt(eps) magnifies that.
+        mean_scaled = x_scaled.mean(axis=axes, dtype=np.float64).astype(x.dtype)
+        centred = x_scaled - mean_scaled.reshape(shape)
+        var_scaled = (centred * centred).mean(axis=axes)
+        # eps * scale**2 underflows float32 below 2**-149 (a constant feature near 1e19): add it in float64.
+        eps_scaled = np.ldexp(eps, -2 * exponent)
+        inv_std64 = 1 / np.sqrt(np.maximum(var_scaled + eps_scaled, np.finfo(np.float64).tiny))
+        # Only a constant feature (centred all 0) exceeds the dtype here, near 3e38 in float32: any finite value does.
+        inv_std_scaled = np.minimum(inv_std64, np.finfo(x.dtype).max).astype(x.dtype)
+        x_hat = np.multiply(centred, inv_std_scaled.reshape(shape), out=centred)  # centred is ours: reused
+        inv_std = np.ldexp(inv_std64, -exponent).astype(x.dtype)
+        with np.errstate(over="ignore"):  # a variance beyond the dtype's range is refused below
+            var = var_scaled / scale / scale
+            new_state = {
+                "running_mean": momentum * running_mean + (1 - momentum) * mean_scaled / scale,
+                "running_var": momentum * running_var + (1 - momentum) * var * (count / (count - 1)),
+            }
+        overflow = np.flatnonzero(np.isfinite(var_scaled) & ~np.isfinite(new_state["running_var"]))
+        if overflow.size:
+            i = overflow[0]
+            raise ValueError(f"{name}: the variance of x for {features} index {i} overflows {x.dtype} in "
+                             f"state['running_var'] (x of shape {x.shape} reaches about ±{2.0 ** int(exponent[i]):.2g}); "
+                             "scale x down or use float64")
+        return x_hat, inv_std, new_state
+
     def run_fn(params: PyTree, x: np.ndarray, state: State, train: bool, rng: Any) -> tuple[np.ndarray, VJP, State]:
         x, gamma, beta, running_mean, running_var = checked(params, x, state)
         shape = (1, -1) + (1,) * (ndim - 2)  # broadcasts a (D,) or (C,) vector against x
@@ -47,37 +85,21 @@ def _batch_norm_layer(name: str, ndim: int, layout: str, axes: tuple[int, ...], 
         if train:
             if count < 2:
                 raise ValueError(f"{name}: training needs more than one value per {features} to estimate a variance, got x of shape {x.shape}")
-            # A feature whose sum of squares could overflow (x around 1e19 in float32) is scaled down by a
-            # power of two first: that is exact, so the statistics are the same, only representable.
-            with np.errstate(invalid="ignore"):  # NaN or inf in x: NaN out, without a warning here
-                exponent = np.frexp(np.maximum(x.max(axis=axes), -x.min(axis=axes)))[1]
-            safe = (np.finfo(x.dtype).maxexp - 3 - int(count).bit_length()) // 2  # 4 * count * 2**(2 * safe) < max
-            exponent = np.where(exponent > safe, exponent, 0)
-            scale = np.ldexp(np.ones(x.shape[1], x.dtype), -exponent)
-            x_scaled = x * scale.reshape(shape) if exponent.any() else x
-            # The mean is summed in float64: float32 sums of a constant feature round, and (x - mean) / sqrt(eps) magnifies that.
-            mean_scaled = x_scaled.mean(axis=axes, dtype=np.float64).astype(x.dtype)
-            centred = x_scaled - mean_scaled.reshape(shape)
-            var_scaled = (centred * centred).mean(axis=axes)
-            # eps * scale**2 underflows float32 below 2**-149 (a constant feature near 1e19): add it in float64.
-            eps_scaled = np.ldexp(eps, -2 * exponent)
-            inv_std64 = 1 / np.sqrt(np.maximum(var_scaled + eps_scaled, np.finfo(np.float64).tiny))
-            # Only a constant feature (centred all 0) exceeds the dtype here, near 3e38 in float32: any finite value does.
-            inv_std_scaled = np.minimum(inv_std64, np.finfo(x.dtype).max).astype(x.dtype)
-            x_hat = np.multiply(centred, inv_std_scaled.reshape(shape), out=centred)  # centred is ours: reused
-            inv_std = np.ldexp(inv_std64, -exponent).astype(x.dtype)
-            with np.errstate(over="ignore"):  # a variance beyond the dtype's range is refused below
-                var = var_scaled / scale / scale
+            tiny = float(np.finfo(x.dtype).eps) * 1024
+            with np.errstate(all="ignore"):  # NaN, inf or overflow: the careful path below decides
+                mean = x.mean(axis=axes)
+                centred = x - mean.reshape(shape)
+                var = (centred * centred).mean(axis=axes)
+                ill = ~np.isfinite(var) | (var > np.finfo(x.dtype).max / 8) | (var < (tiny * mean) ** 2)
+            if ill.any():  # extreme or constant features: statistics that stay finite and right
+                x_hat, inv_std, new_state = careful_statistics(x, shape, count, running_mean, running_var)
+            else:
+                inv_std = 1 / np.sqrt(var + eps)
+                x_hat = np.multiply(centred, inv_std.reshape(shape), out=centred)  # centred is ours: reused
                 new_state = {
-                    "running_mean": momentum * running_mean + (1 - momentum) * mean_scaled / scale,
+                    "running_mean": momentum * running_mean + (1 - momentum) * mean,
                     "running_var": momentum * running_var + (1 - momentum) * var * (count / (count - 1)),
                 }
-            overflow = np.flatnonzero(np.isfinite(var_scaled) & ~np.isfinite(new_state["running_var"]))
-            if overflow.size:
-                i = overflow[0]
-                raise ValueError(f"{name}: the variance of x for {features} index {i} overflows {x.dtype} in "
-                                 f"state['running_var'] (x of shape {x.shape} reaches about ±{2.0 ** int(exponent[i]):.2g}); "
-                                 "scale x down or use float64")
         else:
             inv_std = 1 / np.sqrt(running_var + eps)
             x_hat = (x - running_mean.reshape(shape)) * inv_std.reshape(shape)
