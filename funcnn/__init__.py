@@ -61,9 +61,9 @@ from funcnn.layer import pull_back as pull_back
 from funcnn.layer import run as run
 from funcnn.layer import skips_dx as skips_dx
 from funcnn.losses import loss_layer as loss_layer
-from funcnn.memory import keep_freed_memory as keep_freed_memory
 from funcnn.losses import softmax_loss as softmax_loss
 from funcnn.losses import svm_loss as svm_loss
+from funcnn.memory import keep_freed_memory as keep_freed_memory
 from funcnn.norms import group_norm as group_norm
 from funcnn.norms import layer_norm as layer_norm
 from funcnn.numerical import numerical_gradient as numerical_gradient

@@ -33,8 +33,8 @@ def _writer_alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:  # another user's process
-        return True
+    except PermissionError:  # another user's process: alive
+        pass
     return True
 
 
@@ -147,7 +147,8 @@ def load_checkpoint(path: str | os.PathLike, like: PyTree, *, strict: bool = Tru
             members = {info.filename.removesuffix(".npy"): info for info in archive.infolist()}
             if len(members) != len(archive.infolist()):
                 raise ValueError(f"checkpoint {path}: holds the same key twice")
-            missing, extra = sorted(set(templates) - set(members)), sorted(set(members) - set(templates)) if strict else []
+            missing = sorted(set(templates) - set(members))
+            extra = sorted(set(members) - set(templates)) if strict else []  # not strict: others may be there
             if missing or extra:
                 raise ValueError(f"checkpoint {path}: does not match the expected tree; "
                                  f"missing {missing[:5]}, unexpected {extra[:5]}")

@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 
 from funcnn._vjp_probe import ROUNDING, LeafCheck, LeafProbe, check_elements, fast_check
-from funcnn._vjp_structure import VJPCheckError, assert_like, assert_repeatable, assert_unchanged, assert_zero_for_zero, input_name
+from funcnn._vjp_structure import (
+    VJPCheckError,
+    assert_like,
+    assert_repeatable,
+    assert_unchanged,
+    assert_zero_for_zero,
+    input_name,
+)
 from funcnn.tree import PyTree, tree_flatten, tree_leaves, tree_leaves_with_path, tree_map, tree_unflatten
 
 __all__ = ["LeafCheck", "NonDifferentiableError", "NonDifferentiableWarning", "VJPCheckError", "VJPReport", "check_vjp"]

@@ -1,5 +1,5 @@
-"""Processes and BLAS threads: funcnn never forks, and the spawn recipe the README gives works while
-BLAS threads are busy (fork can hang there: a child inherits OpenBLAS's locks mid-use)."""
+"""Processes and BLAS threads: the README says how to start workers, and its spawn recipe runs funcnn
+while BLAS threads are busy (fork can hang there: a child inherits OpenBLAS's locks mid-use)."""
 
 import multiprocessing
 import os

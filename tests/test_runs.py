@@ -102,7 +102,7 @@ def test_a_resume_with_other_options_is_refused_listing_them(tmp_path, capsys):
 def test_fit_refuses_a_resume_with_another_configuration(tmp_path, change):
     ckpt = tmp_path / "c.npz"
     small_fit(1, checkpoint=ckpt, config={"lr": 2})
-    name, value = next(iter(change.items()))
+    name = next(iter(change))
     with pytest.raises(ValueError, match=rf"written with another configuration \({'lr' if name == 'config' else name}: "):
         small_fit(2, checkpoint=ckpt, resume=True, **{"config": {"lr": 2}, **change})
     small_fit(2, checkpoint=ckpt, resume=True, config={"lr": 2})  # the same configuration resumes
@@ -460,10 +460,9 @@ def test_the_checkpoint_follows_the_umask(tmp_path, umask):
 
 def _hostile_npz(path, key, shape, data=b"", compress=zipfile.ZIP_STORED):
     header = {"descr": "<f8", "fortran_order": False, "shape": shape}
-    with zipfile.ZipFile(path, "w", compress) as archive:
-        with archive.open(f"{key}.npy", "w", force_zip64=True) as member:
-            np.lib.format.write_array_header_1_0(member, header)
-            member.write(data)
+    with zipfile.ZipFile(path, "w", compress) as archive, archive.open(f"{key}.npy", "w", force_zip64=True) as member:
+        np.lib.format.write_array_header_1_0(member, header)
+        member.write(data)
 
 
 def test_a_lying_npz_member_is_refused_before_loading(tmp_path):
