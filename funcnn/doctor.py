@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from funcnn._checks import int_at_least
 from funcnn.gradcheck import VJPCheckError, check_vjp
 from funcnn.init import init_state
 from funcnn.layer import VJP, Apply, State, bind, run
@@ -219,9 +220,8 @@ def doctor(
     x, y = data
     if len(x) != len(y) or len(x) < 4:
         raise ValueError(f"doctor: data must be (x, y) with the same number (>= 4) of examples, got {len(x)} and {len(y)}")
-    counts = {"subset": subset, "overfit_steps": overfit_steps, "ratio_steps": ratio_steps, "batch_size": batch_size}
-    if min(counts.values()) < 1:
-        raise ValueError(f"doctor: {', '.join(counts)} must be >= 1, got {counts}")
+    for name, count in (("subset", subset), ("overfit_steps", overfit_steps), ("ratio_steps", ratio_steps), ("batch_size", batch_size)):
+        int_at_least("doctor", name, count, 1)
     state = init_state(net, x.shape[1:], x.dtype) if state is None else state
     setup = _Setup(net, loss, optimizer, params, state, float(reg), seed)
     few = np.random.default_rng(seed).permutation(len(x))

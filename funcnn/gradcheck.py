@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from funcnn._checks import int_at_least, number_at_least
 from funcnn._vjp_probe import ROUNDING, LeafCheck, LeafProbe, check_elements, fast_check
 from funcnn._vjp_structure import (
     VJPCheckError,
@@ -90,18 +91,6 @@ def _float_dtype(value: Any, what: str) -> np.dtype:
     return dtype
 
 
-def _positive(value: Any, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not 0 < value < np.inf:
-        raise ValueError(f"check_vjp: {what} must be a positive finite number, got {value!r}")
-    return float(value)
-
-
-def _count(value: Any, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"check_vjp: {what} must be an integer >= 1, got {value!r}")
-    return int(value)
-
-
 def _cast_tree(tree: PyTree, dtype: np.dtype | None) -> PyTree:
     """A copy of ``tree`` with float leaves in ``dtype`` (None: their own)."""
 
@@ -170,12 +159,11 @@ def check_vjp(
         raise ValueError(f"check_vjp: on_kink must be one of {KINK_POLICIES}, got {on_kink!r}")
     if probes is not None and directions is not None:
         raise ValueError("check_vjp: give probes or directions (its old name), not both")
-    n_probes = _count(probes if probes is not None else directions if directions is not None else PROBES, "probes")
+    n_probes = int_at_least("check_vjp", "probes", probes if probes is not None else directions if directions is not None else PROBES, 1)
     analytic_dtype = None if dtype is None else _float_dtype(dtype, "dtype")
-    h = None if step is None else _positive(step, "step")
-    tol = None if rtol is None else _positive(rtol, "rtol")
-    if not (isinstance(nondet_tol, (int, float, np.integer, np.floating)) and 0 <= nondet_tol < np.inf):
-        raise ValueError(f"check_vjp: nondet_tol must be a finite number >= 0, got {nondet_tol!r}")
+    h = None if step is None else number_at_least("check_vjp", "step", step, 0, strict=True)
+    tol = None if rtol is None else number_at_least("check_vjp", "rtol", rtol, 0, strict=True)
+    number_at_least("check_vjp", "nondet_tol", nondet_tol, 0)
 
     params_in, x_in = _cast_tree(params, analytic_dtype), _cast_tree(x, analytic_dtype)
     inputs = (params_in, x_in)

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from funcnn._checks import int_at_least
 from funcnn.checkpoint import SEP, load_checkpoint, save_checkpoint
 from funcnn.init import init_state
 from funcnn.layer import Apply, State, layer_name, pull_back, run
@@ -334,8 +335,7 @@ def fit(
     if reg < 0:
         raise ValueError(f"fit: reg must be >= 0, got {reg}")
     for name, value in (("epochs", epochs), ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"fit: {name} must be an int >= 1, got {value!r}")
+        int_at_least("fit", name, value, 1)
     step = _training_step(net, loss, reg)
     if state is None:
         state = init_state(net, x_train.shape[1:], x_train.dtype)

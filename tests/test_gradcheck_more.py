@@ -177,21 +177,21 @@ def test_refuses_float16_inputs_kept_with_dtype_none_and_a_float16_numeric_dtype
 @pytest.mark.parametrize(
     ("option", "value", "message"),
     [
-        ("directions", 0, "probes must be an integer >= 1"),
-        ("directions", 2.5, "probes must be an integer >= 1"),
-        ("probes", -1, "probes must be an integer >= 1"),
-        ("probes", True, "probes must be an integer >= 1"),
-        ("step", 0.0, "step must be a positive finite number"),
-        ("step", -1e-5, "step must be a positive finite number"),
-        ("step", float("nan"), "step must be a positive finite number"),
-        ("step", "1e-5", "step must be a positive finite number"),
-        ("rtol", float("inf"), "rtol must be a positive finite number"),
+        ("directions", 0, "probes must be >= 1"),
+        ("directions", 2.5, "probes must be an int"),
+        ("probes", -1, "probes must be >= 1"),
+        ("probes", True, "probes must be an int"),
+        ("step", 0.0, "step must be > 0 and finite"),
+        ("step", -1e-5, "step must be > 0 and finite"),
+        ("step", float("nan"), "step must be > 0 and finite"),
+        ("step", "1e-5", "step must be a number"),
+        ("rtol", float("inf"), "rtol must be > 0 and finite"),
         ("on_kink", "skip", "on_kink must be one of"),
-        ("nondet_tol", -1.0, "nondet_tol must be a finite number >= 0"),
+        ("nondet_tol", -1.0, "nondet_tol must be >= 0 and finite"),
     ],
 )
 def test_refuses_bad_option_values(option, value, message, rng):
-    with pytest.raises(ValueError, match=f"check_vjp: {message}.*{re.escape(repr(value))}"):
+    with pytest.raises((TypeError, ValueError), match=f"check_vjp: {message}.*{re.escape(repr(value))}"):
         fn.check_vjp(fn.tanh, (), rng.standard_normal((2, 3)), **{option: value})
 
 

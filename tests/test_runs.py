@@ -223,7 +223,7 @@ def test_a_one_image_last_batch_is_merged_so_batch_norm_trains(tmp_path):
 def test_fit_refuses_x_and_y_of_different_lengths():
     with pytest.raises(ValueError, match=r"fit: train must be \(x, y\) with one label per example, got x of shape \(40, 1, 8, 8\) and y of shape \(39,\)"):
         small_fit(1, y=DIGITS.train.y[:39])
-    with pytest.raises(ValueError, match=r"fit: epochs must be an int >= 1, got 0"):
+    with pytest.raises(ValueError, match=r"fit: epochs must be >= 1, got 0"):
         small_fit(0)
 
 
