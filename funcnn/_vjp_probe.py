@@ -75,6 +75,10 @@ class LeafProbe:
     atol: float
     rounding: float
 
+    def noise(self, v: np.ndarray) -> float:
+        """The absolute error rounding alone may cause along ``v``: in ``f`` and in the analytic side."""
+        return self.atol + self.rounding * float(np.vdot(np.abs(self.grad).ravel(), np.abs(v).ravel()))
+
     def slope(self, v: np.ndarray, h: float) -> tuple[float, float, float]:
         """Forward, backward and central difference quotients along ``v`` with step ``h``."""
         plus = self.output((self.leaf + h * v).astype(self.leaf.dtype))
@@ -84,7 +88,7 @@ class LeafProbe:
     def __call__(self, v: np.ndarray, index: tuple[int, ...] | None = None) -> LeafCheck:
         forward, backward, numeric = self.slope(v, self.h)
         analytic = float(np.vdot(self.grad.ravel(), v.ravel()))
-        floor = (self.atol + self.rounding * float(np.vdot(np.abs(self.grad).ravel(), np.abs(v).ravel()))) / self.tol
+        floor = self.noise(v) / self.tol
         rel = abs(analytic - numeric) / max(abs(analytic), abs(numeric), floor)
         rel = rel if np.isfinite(rel) else np.inf
         bound = self.tol * max(abs(analytic), abs(numeric), floor)
@@ -99,7 +103,7 @@ class LeafProbe:
         if check.status != "ok":
             return False
         gap = abs(check.analytic - check.numeric)
-        rounding = self.atol + self.rounding * float(np.vdot(np.abs(self.grad).ravel(), np.abs(v).ravel()))
+        rounding = self.noise(v)
         if not gap > SUSPECT * rounding:
             return False
         # Richardson: the differences at h and 2h give a derivative without the h**2 truncation error.
