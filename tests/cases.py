@@ -57,6 +57,20 @@ def conv_cases(dtype=None, naive=False):
     return conv_problems(dtype).map(lambda p: (factory(**p.conv_param), p.params, p.x))
 
 
+@st.composite
+def conv_direct_cases(draw, dtype=None):
+    """Convs that take the direct kernel: 1-4 input channels, at least 64 taps (C * HH * WW), strides 1-3."""
+    dtype = draw(float_dtypes) if dtype is None else dtype
+    c = draw(st.integers(1, 4))
+    side = int(np.ceil(np.sqrt(64 / c)))  # the smallest square kernel with enough taps
+    hh, ww = draw(st.integers(side, side + 2)), draw(st.integers(side, side + 2))
+    n, f, stride, pad = draw(st.integers(1, 3)), draw(st.integers(1, 6)), draw(st.integers(1, 3)), draw(st.integers(0, 3))
+    height, width = draw(st.integers(max(1, hh - 2 * pad), hh + 4)), draw(st.integers(max(1, ww - 2 * pad), ww + 4))
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    params = {"w": rng.standard_normal((f, c, hh, ww)).astype(dtype), "b": rng.standard_normal(f).astype(dtype)}
+    return fn.conv(stride, pad), params, rng.standard_normal((n, c, height, width)).astype(dtype)
+
+
 def pool_cases(dtype=None, naive=False):
     factory = fn.max_pool_naive if naive else fn.max_pool
     return pool_problems(dtype).map(lambda p: (factory(**p.pool_param), (), p.x))
@@ -121,6 +135,7 @@ CASES = {
     "relu": relu_cases,
     "conv": conv_cases,
     "conv_naive": lambda dtype=None: conv_cases(dtype, naive=True),
+    "conv_direct": conv_direct_cases,
     "max_pool": pool_cases,
     "max_pool_naive": lambda dtype=None: pool_cases(dtype, naive=True),
     "affine_relu": affine_relu_cases,
