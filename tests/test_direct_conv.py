@@ -2,9 +2,12 @@
 the reference: to rounding in float64, within 1e-5 of the largest output in float32, NaN included."""
 
 import importlib
+import multiprocessing
+import sys
 
 import numba
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -78,3 +81,14 @@ def test_direct_is_used_only_for_few_channels_and_many_taps():
     assert conv_module._uses_direct(np.zeros((16, 3, 5, 5)))
     assert not conv_module._uses_direct(np.zeros((25, 3, 3, 3)))  # 27 taps: im2col
     assert not conv_module._uses_direct(np.zeros((32, 8, 5, 5)))  # 8 channels: im2col
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="fork")
+def test_a_forked_child_splits_its_batch_over_its_own_threads():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 3, 10, 10))
+    params = {"w": rng.standard_normal((4, 3, 5, 5)), "b": rng.standard_normal(4)}
+    want = _kernel(x, params, 1, 2)  # the parent's pool exists now
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        got = pool.apply_async(_kernel, (x, params, 1, 2)).get(timeout=60)
+    np.testing.assert_array_equal(got, want)

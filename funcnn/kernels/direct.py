@@ -24,6 +24,7 @@ runs inside, so the cores are free; Numba's parallel loops are not used, see ``k
 
 from __future__ import annotations
 
+import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numba
@@ -34,7 +35,7 @@ from funcnn.kernels._jit import jit
 u = np.uint64
 FILTERS, TAPS = 2, 4  # per block: the inner loop is written out for 2 x 4
 GRID_BLOCK = 512  # about this many grid positions per accumulator row: they stay in L1
-_threads: list[ThreadPoolExecutor] = []
+_pools: dict[int, ThreadPoolExecutor] = {}  # by process id: a forked child has none of its parent's threads
 
 
 @jit(inline="always")
@@ -117,11 +118,16 @@ def conv(x: np.ndarray, w: np.ndarray, b: np.ndarray, stride: int, pad: int, out
     wt, bias, bases, hq, wq = plan(x.shape, w, b, stride, pad, out_h)
     y = np.empty((x.shape[0], w.shape[0], out_h, out_w), x.dtype)
     parts = [part for part in np.array_split(np.arange(x.shape[0]), numba.get_num_threads()) if part.size]
-    if len(parts) > 1 and not _threads:
-        _threads.append(ThreadPoolExecutor(max(1, (numba.config.NUMBA_NUM_THREADS or 1) - 1), "funcnn-conv"))
     runs = [(x[p[0] : p[-1] + 1], wt, bias, bases, stride, pad, hq, wq, y[p[0] : p[-1] + 1]) for p in parts]
-    pending = [_threads[0].submit(forward, *run) for run in runs[1:]]
+    pending = [_pool().submit(forward, *run) for run in runs[1:]]
     forward(*runs[0])
     for job in pending:
         job.result()
     return y
+
+
+def _pool() -> ThreadPoolExecutor:
+    pid = os.getpid()
+    if pid not in _pools:
+        _pools[pid] = ThreadPoolExecutor(max(1, numba.config.NUMBA_NUM_THREADS - 1), "funcnn-conv")
+    return _pools[pid]
