@@ -12,10 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from funcnn._checks import cotangent, float_array, no_params, read_only, wrong_keys
+from funcnn.core import VJP, Apply, Layer, Shape, State, WeightScale, layer_name, moded_layer, pull_back, run, skips_dx
 from funcnn.init import infer, infer_state
-from funcnn.layer import VJP, Apply, Layer, Shape, State, WeightScale, layer_name, moded_layer, pull_back, run, skips_dx
 from funcnn.tree import PyTree
+from funcnn.validation import cotangent, float_array, no_params, read_only, wrong_keys
 
 Forward = Callable[[PyTree, np.ndarray, State, bool, "np.random.Generator | None"], tuple[np.ndarray, VJP, State]]
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from funcnn._checks import describe
 from funcnn.tree import PyTree, tree_map
+from funcnn.validation import describe
 
 __all__ = ["VJP", "Apply", "Init", "Layer", "Run", "Shape", "State", "WeightScale", "bind", "layer", "pull_back", "run", "skips_dx"]
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from funcnn.layer import Apply, Layer, Shape, State, WeightScale, layer_name, run
+from funcnn.core import Apply, Layer, Shape, State, WeightScale, layer_name, run
 from funcnn.tree import PyTree
 
 

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from funcnn.affine import dense
-from funcnn.batch_norm import batch_norm as batch_norm_layer
-from funcnn.batch_norm import spatial_batch_norm
 from funcnn.combinators import chain, sandwich
-from funcnn.conv import conv
-from funcnn.dropout import dropout as dropout_layer
-from funcnn.layer import Layer
-from funcnn.pool import max_pool
-from funcnn.relu import relu
+from funcnn.core import Layer
+from funcnn.layers._activations import relu
+from funcnn.layers._affine import dense
+from funcnn.layers._batch_norm import batch_norm as batch_norm_layer
+from funcnn.layers._batch_norm import spatial_batch_norm
+from funcnn.layers._conv import conv
+from funcnn.layers._dropout import dropout as dropout_layer
+from funcnn.layers._pool import max_pool
 
 
 def _hidden(out_dim: int, batch_norm: bool, dropout: float) -> Layer:

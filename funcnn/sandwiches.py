@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from funcnn.affine import affine, dense
 from funcnn.combinators import sandwich
-from funcnn.conv import conv, conv_naive
-from funcnn.layer import Layer
-from funcnn.pool import max_pool, max_pool_naive
-from funcnn.relu import relu
+from funcnn.core import Layer
+from funcnn.layers._activations import relu
+from funcnn.layers._affine import affine, dense
+from funcnn.layers._conv import conv, conv_naive
+from funcnn.layers._pool import max_pool, max_pool_naive
 
 affine_relu = sandwich(affine, relu)
 """``relu(affine(params, x))``: x ``(N, d1..dk)`` -> ``(N, M)``."""

@@ -2,13 +2,12 @@
 
 import numpy as np
 import pytest
+from cases import CASES
 from hypothesis import find, given, settings
 from hypothesis import strategies as st
 
 import funcnn as fn
 from funcnn.tree import tree_leaves, tree_map, tree_structure
-
-from cases import CASES
 
 names = pytest.mark.parametrize("name", list(CASES))
 

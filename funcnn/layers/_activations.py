@@ -1,12 +1,13 @@
-"""Rectified linear unit."""
+"""Elementwise activations, any shape, params ``()``: ReLU (a fused Numba pass), leaky ReLU, tanh and a
+numerically stable sigmoid."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from funcnn._checks import cotangent, float_array, no_params
-from funcnn.layer import VJP, Layer
+from funcnn.core import VJP, Layer
 from funcnn.tree import PyTree
+from funcnn.validation import cotangent, float_array, no_params, number_at_least
 
 NAME = "relu"
 
@@ -30,3 +31,69 @@ def _relu(params: PyTree, x: np.ndarray) -> tuple[np.ndarray, VJP]:
 
 
 relu = Layer(_relu, NAME, ())
+
+
+def leaky_relu(alpha: float = 0.01) -> Layer:
+    """A leaky ReLU layer: ``y = x if x > 0 else alpha * x`` elementwise, any shape; params ``()``.
+
+    ``alpha >= 0``. The slope at 0 is ``alpha`` (PyTorch's rule); NaN stays NaN.
+    The layer returns ``y`` (shape of ``x``) and ``vjp(dy) -> ((), dx)``.
+    """
+    name = f"leaky_relu(alpha={alpha})"
+    alpha = number_at_least(name, "alpha", alpha, 0.0)
+
+    def apply(params: PyTree, x: np.ndarray) -> tuple[np.ndarray, VJP]:
+        no_params(name, params)
+        x = float_array(name, "x", x)
+        slope = x.dtype.type(alpha)
+        positive = x > 0
+        y = np.where(positive, x, slope * x)
+
+        def vjp(dy: np.ndarray) -> tuple[PyTree, np.ndarray]:
+            dy = cotangent(name, dy, y)
+            return (), np.where(positive, dy, slope * dy)
+
+        return y, vjp
+
+    return Layer(apply, name, ())
+
+
+def _tanh(params: PyTree, x: np.ndarray) -> tuple[np.ndarray, VJP]:
+    """``y = tanh(x)`` elementwise, any shape; params ``()``. ``tanh'(x) = 1 - y**2``.
+
+    Returns ``y`` (shape of ``x``) and ``vjp(dy) -> ((), dx)``.
+    """
+    no_params("tanh", params)
+    x = float_array("tanh", "x", x)
+    y = np.tanh(x)
+
+    def vjp(dy: np.ndarray) -> tuple[PyTree, np.ndarray]:
+        dy = cotangent("tanh", dy, y)
+        return (), dy * (1 - y * y)
+
+    return y, vjp
+
+
+def _sigmoid(params: PyTree, x: np.ndarray) -> tuple[np.ndarray, VJP]:
+    """``y = 1 / (1 + exp(-x))`` elementwise, any shape; params ``()``.
+
+    Computed from ``e = exp(-|x|)``, which never overflows: ``y = 1 / (1 + e)`` for ``x >= 0`` and
+    ``e / (1 + e)`` below, and the slope ``e / (1 + e)**2`` (exact even where ``y`` rounds to 1).
+    Returns ``y`` (shape of ``x``) and ``vjp(dy) -> ((), dx)``.
+    """
+    no_params("sigmoid", params)
+    x = float_array("sigmoid", "x", x)
+    with np.errstate(under="ignore"):  # exp(-|x|) rounding to 0 for large |x| is the right answer
+        e = np.exp(-np.abs(x))
+        y = np.where(x >= 0, 1, e) / (1 + e)
+        slope = e / (1 + e) ** 2
+
+    def vjp(dy: np.ndarray) -> tuple[PyTree, np.ndarray]:
+        dy = cotangent("sigmoid", dy, y)
+        return (), dy * slope
+
+    return y, vjp
+
+
+tanh = Layer(_tanh, "tanh", ())
+sigmoid = Layer(_sigmoid, "sigmoid", ())

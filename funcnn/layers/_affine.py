@@ -6,10 +6,10 @@ import math
 
 import numpy as np
 
-from funcnn._checks import check_ndim, cotangent, dict_params, float_array, int_at_least, same_dtype
+from funcnn.core import VJP, Layer, Shape, WeightScale, skips_dx
 from funcnn.init import weight_std, weights_and_bias
-from funcnn.layer import VJP, Layer, Shape, WeightScale, skips_dx
 from funcnn.tree import PyTree
+from funcnn.validation import check_ndim, cotangent, dict_params, float_array, int_at_least, same_dtype
 
 NAME = "affine"
 

@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from funcnn._checks import check_ndim, cotangent, dict_params, float_array, number_at_least, same_dtype
-from funcnn.layer import VJP, Layer, Shape, State, WeightScale, moded_layer
+from funcnn.core import VJP, Layer, Shape, State, WeightScale, moded_layer
 from funcnn.tree import PyTree
+from funcnn.validation import check_ndim, cotangent, dict_params, float_array, number_at_least, same_dtype
 
 
 def _batch_norm_layer(name: str, ndim: int, layout: str, axes: tuple[int, ...], momentum: float, eps: float) -> Layer:

@@ -10,10 +10,10 @@ from typing import Any
 
 import numpy as np
 
-from funcnn._checks import check_ndim, cotangent, dict_params, float_array, int_at_least, output_size, same_dtype
+from funcnn.core import VJP, Layer, Shape, WeightScale, skips_dx
 from funcnn.init import weight_std, weights_and_bias
-from funcnn.layer import VJP, Layer, Shape, WeightScale, skips_dx
 from funcnn.tree import PyTree
+from funcnn.validation import check_ndim, cotangent, dict_params, float_array, int_at_least, output_size, same_dtype
 
 # backward(dy, need_dx) -> (dx or None, dw, db); a forward returns it with y, closing over what it needs.
 Backward = Callable[[np.ndarray, bool], tuple["np.ndarray | None", np.ndarray, np.ndarray]]

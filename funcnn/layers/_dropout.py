@@ -6,9 +6,9 @@ from typing import Any
 
 import numpy as np
 
-from funcnn._checks import cotangent, describe, float_array, is_empty, no_params, number_at_least, read_only
-from funcnn.layer import VJP, Layer, State, moded_layer
+from funcnn.core import VJP, Layer, State, moded_layer
 from funcnn.tree import PyTree
+from funcnn.validation import cotangent, describe, float_array, is_empty, no_params, number_at_least, read_only
 
 
 def dropout(drop_prob: float = 0.5) -> Layer:

@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from funcnn._checks import cotangent, dict_params, float_array, int_at_least, number_at_least, same_dtype
-from funcnn.layer import VJP, Layer, Shape, WeightScale
+from funcnn.core import VJP, Layer, Shape, WeightScale
 from funcnn.tree import PyTree
+from funcnn.validation import cotangent, dict_params, float_array, int_at_least, number_at_least, same_dtype
 
 
 def _normalize(
