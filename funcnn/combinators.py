@@ -8,6 +8,7 @@ a merged dict for ``sandwich``. Stateless layers inside it are called exactly as
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -126,7 +127,7 @@ def chain(*layers: Apply) -> Layer:
 
     def state_init(shape: Shape, dtype: np.dtype) -> State:
         states = [init_state(children[0], shape, dtype)]
-        for before, f in zip(children, children[1:]):  # the last layer's output shape is not needed
+        for before, f in pairwise(children):  # the last layer's output shape is not needed
             shape = output_shape(before, shape)
             states.append(init_state(f, shape, dtype))
         return tuple(states)
