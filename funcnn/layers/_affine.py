@@ -19,6 +19,16 @@ def _affine(params: PyTree, x: np.ndarray) -> tuple[np.ndarray, VJP]:
 
     params: ``{"w": (D, M), "b": (M,)}``; x: ``(N, d1, ..., dk)`` with ``D = d1 * ... * dk``.
     Returns ``y`` of shape ``(N, M)`` and ``vjp(dy) -> ({"w": dw, "b": db}, dx)``.
+
+    >>> x = np.arange(6.0).reshape(2, 3)                      # N=2 examples, D=3
+    >>> params = {"w": np.ones((3, 2)), "b": np.array([0.0, 10.0])}
+    >>> y, vjp = fn.affine(params, x)
+    >>> y
+    array([[ 3., 13.],
+           [12., 22.]])
+    >>> dparams, dx = vjp(np.ones_like(y))
+    >>> dparams["b"], dx.shape
+    (array([2., 2.]), (2, 3))
     """
     w, b = dict_params(NAME, params, ("w", "b")).values()
     x = float_array(NAME, "x", x)
@@ -57,6 +67,13 @@ def dense(out_dim: int) -> Layer:
     can make its params ``{"w": (D, M), "b": (M,)}`` (like stax's ``Dense``).
 
     x ``(N, d1, ..., dk)`` -> y ``(N, M)``.
+
+    >>> layer = fn.dense(4)
+    >>> layer.out_shape((2, 3))                               # x (N, 2, 3) is flattened to D = 6
+    (4,)
+    >>> _, params = fn.init_params(layer, np.random.default_rng(0), (2, 3))
+    >>> params["w"].shape, params["b"].shape
+    ((6, 4), (4,))
     """
     name = f"affine({out_dim})"
     out_dim = int_at_least(name, "out_dim", out_dim, 1)

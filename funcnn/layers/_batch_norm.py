@@ -151,14 +151,35 @@ def _batch_norm_layer(
 def batch_norm(momentum: float = 0.9, eps: float = 1e-5) -> Layer:
     """Batch normalization of x ``(N, D)``; params ``{"gamma": (D,), "beta": (D,)}``, state
     ``{"running_mean": (D,), "running_var": (D,)}``. Call ``.run(params, x, state, train=...)``
-    for ``(y, vjp, new_state)``; y has the shape of x."""
+    for ``(y, vjp, new_state)``; y has the shape of x.
+
+    >>> layer = fn.batch_norm()
+    >>> params = {"gamma": np.ones(2), "beta": np.zeros(2)}
+    >>> state = fn.init_state(layer, (2,), np.float64)
+    >>> y, vjp, state = layer.run(params, np.array([[1.0, 10.0], [3.0, 30.0]]), state, train=True)
+    >>> y.round(3)
+    array([[-1., -1.],
+           [ 1.,  1.]])
+    >>> state["running_mean"]                                 # 0.9 * 0 + 0.1 * the batch's mean
+    array([0.2, 2. ])
+    """
     name = f"batch_norm(momentum={momentum}, eps={eps})"
     return _batch_norm_layer(name, 2, "(N, D)", (0,), momentum, eps, "batch_norm", batch_norm.__doc__)
 
 
 def spatial_batch_norm(momentum: float = 0.9, eps: float = 1e-5) -> Layer:
     """Batch normalization of x ``(N, C, H, W)`` per channel; params ``{"gamma": (C,), "beta": (C,)}``,
-    state ``{"running_mean": (C,), "running_var": (C,)}``. Same calls as :func:`batch_norm`."""
+    state ``{"running_mean": (C,), "running_var": (C,)}``. Same calls as :func:`batch_norm`.
+
+    >>> layer = fn.spatial_batch_norm()
+    >>> layer.out_shape((3, 8, 8)), sorted(fn.init_state(layer, (3, 8, 8)))
+    ((3, 8, 8), ['running_mean', 'running_var'])
+    >>> x = np.random.default_rng(0).standard_normal((4, 3, 8, 8))
+    >>> params = {"gamma": np.ones(3), "beta": np.zeros(3)}
+    >>> y, _, _ = layer.run(params, x, fn.init_state(layer, (3, 8, 8), np.float64), train=True)
+    >>> y.mean(axis=(0, 2, 3)).round(6) + 0.0, y.std(axis=(0, 2, 3)).round(3)   # each channel: mean 0, std 1
+    (array([0., 0., 0.]), array([1., 1., 1.]))
+    """
     name = f"spatial_batch_norm(momentum={momentum}, eps={eps})"
     doc = spatial_batch_norm.__doc__
     return _batch_norm_layer(name, 4, "(N, C, H, W)", (0, 2, 3), momentum, eps, "spatial_batch_norm", doc)
