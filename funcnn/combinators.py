@@ -127,7 +127,9 @@ def chain(*layers: LayerFn) -> Layer:
 
         return x, vjp, tuple(new_states) if moded else ()
 
-    def init(rng: np.random.Generator, shape: Shape, dtype: np.dtype, weight_scale: WeightScale) -> tuple[Shape, PyTree]:
+    def init(
+        rng: np.random.Generator, shape: Shape, dtype: np.dtype, weight_scale: WeightScale
+    ) -> tuple[Shape, PyTree]:
         params = []
         for f in children:
             shape, p = init_params(f, rng, shape, dtype, weight_scale)
@@ -167,7 +169,8 @@ def _owners(name: str, layers: Sequence[Any], what: str) -> list[tuple[str, ...]
     for f, keys in zip(layers, owned):
         for key in keys:
             if key in seen:
-                raise ValueError(f"{name}: both {seen[key]} and {layer_name(f)} take a {what[:-1] if what == 'params' else what} named {key!r}")
+                kind = what[:-1] if what == "params" else what
+                raise ValueError(f"{name}: both {seen[key]} and {layer_name(f)} take a {kind} named {key!r}")
             seen[key] = layer_name(f)
     return owned
 
@@ -219,7 +222,9 @@ def sandwich(*layers: LayerFn) -> Layer:
 
         return y, vjp, _merge(new_states) if moded else ()
 
-    def init(rng: np.random.Generator, shape: Shape, dtype: np.dtype, weight_scale: WeightScale) -> tuple[Shape, PyTree]:
+    def init(
+        rng: np.random.Generator, shape: Shape, dtype: np.dtype, weight_scale: WeightScale
+    ) -> tuple[Shape, PyTree]:
         shape, params = init_params(inner, rng, shape, dtype, weight_scale)
         return shape, _merge(params)
 
@@ -264,7 +269,9 @@ def fan_out(*branches: LayerFn) -> Layer:
 
         return y, vjp, tuple(out[2] for out in outs) if moded else ()
 
-    def init(rng: np.random.Generator, shape: Shape, dtype: np.dtype, weight_scale: WeightScale) -> tuple[Shape, PyTree]:
+    def init(
+        rng: np.random.Generator, shape: Shape, dtype: np.dtype, weight_scale: WeightScale
+    ) -> tuple[Shape, PyTree]:
         results = [init_params(f, rng, shape, dtype, weight_scale) for f in children]
         _same_shapes(name, [(f.name, out) for f, (out, _) in zip(children, results)])
         return results[0][0], tuple(p for _, p in results)
@@ -326,7 +333,9 @@ def residual(f: LayerFn) -> Layer:
 
         return y, vjp, new_state
 
-    def init(rng: np.random.Generator, shape: Shape, dtype: np.dtype, weight_scale: WeightScale) -> tuple[Shape, PyTree]:
+    def init(
+        rng: np.random.Generator, shape: Shape, dtype: np.dtype, weight_scale: WeightScale
+    ) -> tuple[Shape, PyTree]:
         out, params = init_params(child, rng, shape, dtype, weight_scale)
         same_as_x(tuple(shape), out)
         return out, params

@@ -22,9 +22,14 @@ def _check_problem(name: str, scores: Any, y: Any) -> tuple[np.ndarray, np.ndarr
     if y.dtype.kind not in "iu":
         raise TypeError(f"{name}: labels y must be an integer array, got dtype {y.dtype}")
     if y.shape != (scores.shape[0],):
-        raise ValueError(f"{name}: labels y must have shape ({scores.shape[0]},) to match scores {scores.shape}, got {y.shape}")
+        raise ValueError(
+            f"{name}: labels y must have shape ({scores.shape[0]},) to match scores {scores.shape}, got {y.shape}"
+        )
     if y.size and (y.min() < 0 or y.max() >= scores.shape[1]):
-        raise ValueError(f"{name}: labels y must be in [0, {scores.shape[1]}) for scores {scores.shape}, got min {y.min()}, max {y.max()}")
+        raise ValueError(
+            f"{name}: labels y must be in [0, {scores.shape[1]}) for scores {scores.shape}, "
+            f"got min {y.min()}, max {y.max()}"
+        )
     if scores.shape[0] == 0:
         raise ValueError(f"{name}: scores must hold at least one example, got shape {scores.shape}")
     return scores, y

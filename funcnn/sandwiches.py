@@ -31,7 +31,12 @@ def dense_relu(out_dim: int) -> Layer:
 
 
 def conv_relu(
-    stride: int = 1, pad: int = 0, filters: int | None = None, kernel_size: int | tuple[int, int] | None = None, *, naive: bool = False
+    stride: int = 1,
+    pad: int = 0,
+    filters: int | None = None,
+    kernel_size: int | tuple[int, int] | None = None,
+    *,
+    naive: bool = False,
 ) -> Layer:
     """``relu(conv(params, x))``: x ``(N, C, H, W)`` -> ``(N, F, H', W')``. ``naive`` picks the reference conv;
     ``filters`` and ``kernel_size`` are for :func:`funcnn.init_params`.
@@ -48,7 +53,9 @@ def conv_relu(
     return replace(sandwich(first, relu), doc=conv_relu.__doc__)
 
 
-def conv_relu_pool(conv_param: dict[str, Any] | None = None, pool_param: dict[str, Any] | None = None, *, naive: bool = False) -> Layer:
+def conv_relu_pool(
+    conv_param: dict[str, Any] | None = None, pool_param: dict[str, Any] | None = None, *, naive: bool = False
+) -> Layer:
     """``max_pool(relu(conv(params, x)))`` with the course's dicts, e.g.
     ``conv_relu_pool({"stride": 1, "pad": 1}, {"pool_height": 2, "pool_width": 2, "stride": 2})``
     (these are the defaults). x ``(N, C, H, W)`` -> ``(N, F, H'', W'')``. ``conv_param`` may also

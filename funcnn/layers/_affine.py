@@ -38,9 +38,13 @@ def _affine(params: PyTree, x: np.ndarray) -> tuple[np.ndarray, VJP]:
     check_ndim(NAME, "params['w']", w, 2, "(D, M)")
     x2 = x.reshape(x.shape[0], math.prod(x.shape[1:]))
     if x2.shape[1] != w.shape[0]:
-        raise ValueError(f"{NAME}: x of shape {x.shape} flattens to D={x2.shape[1]}, but params['w'] has shape {w.shape}")
+        raise ValueError(
+            f"{NAME}: x of shape {x.shape} flattens to D={x2.shape[1]}, but params['w'] has shape {w.shape}"
+        )
     if b.shape != (w.shape[1],):
-        raise ValueError(f"{NAME}: params['b'] must have shape ({w.shape[1]},) to match params['w'] {w.shape}, got {b.shape}")
+        raise ValueError(
+            f"{NAME}: params['b'] must have shape ({w.shape[1]},) to match params['w'] {w.shape}, got {b.shape}"
+        )
     y = x2 @ w + b
 
     @skips_dx
@@ -82,7 +86,9 @@ def dense(out_dim: int) -> Layer:
         example_shape(name, shape, None, "(d1, ..., dk)")
         return (out_dim,)
 
-    def init(rng: np.random.Generator, shape: Shape, dtype: np.dtype, weight_scale: WeightScale) -> tuple[Shape, PyTree]:
+    def init(
+        rng: np.random.Generator, shape: Shape, dtype: np.dtype, weight_scale: WeightScale
+    ) -> tuple[Shape, PyTree]:
         fan_in = math.prod(example_shape(name, shape, None, "(d1, ..., dk)"))
         params = weights_and_bias(rng, (fan_in, out_dim), out_dim, dtype, weight_std(name, weight_scale, fan_in))
         return out_shape(shape), params

@@ -210,9 +210,14 @@ def _make_conv(
         check_ndim(name, "x", x, 4, "(N, C, H, W)")
         check_ndim(name, "params['w']", w, 4, "(F, C, HH, WW)")
         if x.shape[1] != w.shape[1]:
-            raise ValueError(f"{name}: x has {x.shape[1]} channels (shape {x.shape}) but params['w'] expects {w.shape[1]} (shape {w.shape})")
+            raise ValueError(
+                f"{name}: x has {x.shape[1]} channels (shape {x.shape}) but params['w'] expects {w.shape[1]} "
+                f"(shape {w.shape})"
+            )
         if b.shape != (w.shape[0],):
-            raise ValueError(f"{name}: params['b'] must have shape ({w.shape[0]},) to match params['w'] {w.shape}, got {b.shape}")
+            raise ValueError(
+                f"{name}: params['b'] must have shape ({w.shape[0]},) to match params['w'] {w.shape}, got {b.shape}"
+            )
         same_dtype(name, x=x, w=w, b=b)
         out_h, out_w = output_size(name, x.shape, w.shape[2:], stride, pad, "kernel")
         y, backward = forward(x, w, b, stride, pad, out_h, out_w)
@@ -266,7 +271,9 @@ def _filter_sizes(name: str, filters: Any, kernel_size: Any) -> tuple[int, int, 
     return f, int_at_least(name, "kernel_size", hh, 1), int_at_least(name, "kernel_size", ww, 1)
 
 
-def conv(stride: int = 1, pad: int = 0, filters: int | None = None, kernel_size: int | tuple[int, int] | None = None) -> Layer:
+def conv(
+    stride: int = 1, pad: int = 0, filters: int | None = None, kernel_size: int | tuple[int, int] | None = None
+) -> Layer:
     """A convolution layer on Numba/BLAS kernels (im2col, BLAS matrix products, col2im), chunk by chunk.
 
     params: ``{"w": (F, C, HH, WW), "b": (F,)}``; x: ``(N, C, H, W)``; y: ``(N, F, H', W')`` with
@@ -295,7 +302,9 @@ def conv(stride: int = 1, pad: int = 0, filters: int | None = None, kernel_size:
     return _make_conv(stride, pad, filters, kernel_size, _fast_forward, False, conv.__doc__)
 
 
-def conv_naive(stride: int = 1, pad: int = 0, filters: int | None = None, kernel_size: int | tuple[int, int] | None = None) -> Layer:
+def conv_naive(
+    stride: int = 1, pad: int = 0, filters: int | None = None, kernel_size: int | tuple[int, int] | None = None
+) -> Layer:
     """The plain-NumPy reference for :func:`conv`: same contract, same results, a loop per output pixel.
 
     >>> rng = np.random.default_rng(0)
