@@ -1,3 +1,3 @@
-from funcnn.cli import main
+from funcnn.app.cli import main
 
 raise SystemExit(main())

@@ -13,14 +13,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from funcnn._checks import int_at_least
+from funcnn.core import VJP, Apply, State, bind, run
 from funcnn.gradcheck import VJPCheckError, check_vjp
 from funcnn.init import init_state
-from funcnn.layer import VJP, Apply, State, bind, run
 from funcnn.losses import Loss, loss_layer, softmax_loss, svm_loss
 from funcnn.optim import Optimizer
 from funcnn.train import _training_step, accuracy, l2_penalty
 from funcnn.tree import PyTree, keystr, tree_leaves_with_path, tree_map
+from funcnn.validation import int_at_least
 
 __all__ = ["DoctorCheck", "DoctorReport", "doctor"]
 

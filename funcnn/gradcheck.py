@@ -9,7 +9,6 @@ from typing import Any, Literal
 
 import numpy as np
 
-from funcnn._checks import int_at_least, number_at_least
 from funcnn._vjp_probe import ROUNDING, LeafCheck, LeafProbe, check_elements, fast_check
 from funcnn._vjp_structure import (
     VJPCheckError,
@@ -20,6 +19,7 @@ from funcnn._vjp_structure import (
     input_name,
 )
 from funcnn.tree import PyTree, tree_flatten, tree_leaves, tree_leaves_with_path, tree_map, tree_unflatten
+from funcnn.validation import int_at_least, number_at_least
 
 __all__ = ["LeafCheck", "NonDifferentiableError", "NonDifferentiableWarning", "VJPCheckError", "VJPReport", "check_vjp"]
 

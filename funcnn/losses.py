@@ -7,9 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from funcnn._checks import check_ndim, cotangent, float_array, no_params
-from funcnn.layer import Layer
+from funcnn.core import VJP, Layer, Shape
 from funcnn.tree import PyTree
+from funcnn.validation import check_ndim, cotangent, example_shape, float_array, no_params
 
 LossVJP = Callable[..., np.ndarray]
 Loss = Callable[[np.ndarray, np.ndarray], tuple[np.floating, LossVJP]]
@@ -22,9 +22,14 @@ def _check_problem(name: str, scores: Any, y: Any) -> tuple[np.ndarray, np.ndarr
     if y.dtype.kind not in "iu":
         raise TypeError(f"{name}: labels y must be an integer array, got dtype {y.dtype}")
     if y.shape != (scores.shape[0],):
-        raise ValueError(f"{name}: labels y must have shape ({scores.shape[0]},) to match scores {scores.shape}, got {y.shape}")
+        raise ValueError(
+            f"{name}: labels y must have shape ({scores.shape[0]},) to match scores {scores.shape}, got {y.shape}"
+        )
     if y.size and (y.min() < 0 or y.max() >= scores.shape[1]):
-        raise ValueError(f"{name}: labels y must be in [0, {scores.shape[1]}) for scores {scores.shape}, got min {y.min()}, max {y.max()}")
+        raise ValueError(
+            f"{name}: labels y must be in [0, {scores.shape[1]}) for scores {scores.shape}, "
+            f"got min {y.min()}, max {y.max()}"
+        )
     if scores.shape[0] == 0:
         raise ValueError(f"{name}: scores must hold at least one example, got shape {scores.shape}")
     return scores, y
@@ -34,8 +39,9 @@ def _loss_vjp(name: str, loss: np.floating, dscores_unit: np.ndarray) -> LossVJP
     """``vjp(dloss=1.0) -> dloss * dscores_unit``, with ``dloss`` checked to be a scalar."""
 
     def vjp(dloss: Any = 1.0) -> np.ndarray:
-        dloss = cotangent(name, dloss, np.asarray(loss))
-        return dscores_unit * dloss
+        scale = cotangent(name, dloss, np.asarray(loss))
+        dscores: np.ndarray = dscores_unit * scale
+        return dscores
 
     return vjp
 
@@ -45,6 +51,12 @@ def softmax_loss(scores: np.ndarray, y: np.ndarray) -> tuple[np.floating, LossVJ
 
     scores: ``(N, C)``; y: ``(N,)`` ints in ``[0, C)``. Returns the loss (a scalar of scores' dtype)
     and ``vjp(dloss=1.0) -> dscores`` of shape ``(N, C)``.
+
+    >>> loss, vjp = fn.softmax_loss(np.array([[0.0, 0.0]]), np.array([1]))
+    >>> round(float(loss), 4)                                 # log 2
+    0.6931
+    >>> vjp()
+    array([[ 0.5, -0.5]])
     """
     scores, y = _check_problem("softmax_loss", scores, y)
     n = scores.shape[0]
@@ -61,6 +73,12 @@ def svm_loss(scores: np.ndarray, y: np.ndarray) -> tuple[np.floating, LossVJP]:
 
     scores: ``(N, C)``; y: ``(N,)`` ints in ``[0, C)``. Returns the loss (a scalar of scores' dtype)
     and ``vjp(dloss=1.0) -> dscores`` of shape ``(N, C)``.
+
+    >>> loss, vjp = fn.svm_loss(np.array([[1.0, 0.5, 3.0]]), np.array([0]))
+    >>> float(loss)                                           # (0.5 - 1 + 1) + (3 - 1 + 1)
+    3.5
+    >>> vjp()
+    array([[-2.,  1.,  1.]])
     """
     scores, y = _check_problem("svm_loss", scores, y)
     n = scores.shape[0]
@@ -78,11 +96,20 @@ def loss_layer(loss: Loss, y: np.ndarray) -> Layer:
     """A loss bound to labels ``y``, as a layer ``((), scores) -> (loss as a 0-d array, vjp)``.
 
     Put it last in a ``chain`` to check or train a whole network: ``vjp(dloss) -> ((), dscores)``.
+    scores ``(N, C)`` -> a scalar (its ``out_shape`` is ``()``: the loss has no batch axis).
+
+    >>> net = fn.chain(fn.dense(2), fn.loss_layer(fn.softmax_loss, np.array([1, 0])))
+    >>> net.out_shape((3,))
+    ()
+    >>> _, params = fn.init_params(net, np.random.default_rng(0), (3,), np.float64)
+    >>> loss, vjp = net(params, np.zeros((2, 3)))
+    >>> round(float(loss), 4), vjp(1.0)[1].shape              # zero inputs: equal scores, loss log 2
+    (0.6931, (2, 3))
     """
     name = f"{getattr(loss, '__name__', 'loss')}(y)"
     labels = np.array(y)
 
-    def apply(params: PyTree, scores: np.ndarray) -> tuple[np.ndarray, Callable]:
+    def apply(params: PyTree, scores: np.ndarray) -> tuple[np.ndarray, VJP]:
         no_params(name, params)
         value, loss_vjp = loss(scores, labels)
         out = np.asarray(value)
@@ -92,4 +119,8 @@ def loss_layer(loss: Loss, y: np.ndarray) -> Layer:
 
         return out, vjp
 
-    return Layer(apply, name, ())
+    def out_shape(in_shape: Shape) -> Shape:
+        example_shape(name, in_shape, 1, "(C,), the class scores")
+        return ()
+
+    return Layer(apply, name, (), out_shape=out_shape, op="loss", doc=loss_layer.__doc__)

@@ -11,14 +11,14 @@ from typing import Any
 
 import numpy as np
 
-from funcnn._checks import int_at_least
 from funcnn.checkpoint import SEP, load_checkpoint, save_checkpoint
+from funcnn.core import Apply, State, layer_name, pull_back, run
 from funcnn.init import init_state
-from funcnn.layer import Apply, State, layer_name, pull_back, run
 from funcnn.losses import Loss, softmax_loss
 from funcnn.memory import keep_freed_memory
 from funcnn.optim import Optimizer
 from funcnn.tree import PyTree, tree_add, tree_leaves_with_path, tree_map_with_path
+from funcnn.validation import int_at_least
 
 Objective = Callable[[PyTree, np.ndarray, np.ndarray], tuple[float, PyTree]]
 

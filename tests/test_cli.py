@@ -3,8 +3,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import funcnn.checks
-from funcnn.cli import main
+import funcnn.app.problems
+from funcnn.app.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -24,7 +24,7 @@ def test_check_command_reports_a_wrong_gradient(capsys, monkeypatch):
         y, vjp = fn.relu(params, x)
         return y, lambda dy: ((), 2 * vjp(dy)[1])
 
-    monkeypatch.setattr(funcnn.checks, "_problems", lambda rng: iter([("relu", wrong_relu, (), rng.standard_normal((3, 3)))]))
+    monkeypatch.setattr(funcnn.app.problems, "_problems", lambda rng: iter([("relu", wrong_relu, (), rng.standard_normal((3, 3)))]))
     assert main(["check"]) == 1
     assert "FAILED: check_vjp: the gradient of x is wrong" in capsys.readouterr().err
 

@@ -2,13 +2,12 @@
 
 import numpy as np
 import pytest
+from cases import CASES
 from hypothesis import find, given, settings
 from hypothesis import strategies as st
 
 import funcnn as fn
 from funcnn.tree import tree_leaves, tree_map, tree_structure
-
-from cases import CASES
 
 names = pytest.mark.parametrize("name", list(CASES))
 
@@ -144,8 +143,8 @@ def test_outputs_never_share_writable_memory_with_inputs(name, data):
 # What a live vjp reads of the forward pass's arrays (README, "The layer protocol"): writing into any
 # other of x, params and y after the forward pass must not change its answer; writing into these must.
 VJP_READS = {
-    "affine": {"x", "w"}, "conv": {"x", "w"}, "conv_direct": {"x", "w"}, "conv_naive": {"w"}, "two_layer_net": {"x", "w"}, "convnet": {"x", "w"},
-    "conv_relu_pool": {"x", "w"}, "affine_relu": {"x", "w", "y"}, "conv_relu": {"x", "w", "y"},
+    "affine": {"x", "w"}, "conv": {"x", "w"}, "conv_naive": {"w"}, "two_layer_net": {"x", "w"}, "convnet": {"x", "w"},
+    "conv_direct": {"x", "w"}, "conv_relu_pool": {"x", "w"}, "affine_relu": {"x", "w", "y"}, "conv_relu": {"x", "w", "y"},
     "relu": {"y"}, "tanh": {"y"}, "layer_norm": {"gamma"}, "group_norm": {"gamma"},
     "batch_norm": {"gamma"}, "batch_norm eval": {"gamma"}, "spatial_batch_norm": {"gamma"},
     "max_pool": set(), "max_pool_naive": set(), "avg_pool": set(), "global_avg_pool": set(), "leaky_relu": set(),

@@ -1,7 +1,6 @@
 """The direct conv kernel, which serves forward passes over few input channels with many taps, equals
 the reference: to rounding in float64, within 1e-5 of the largest output in float32, NaN included."""
 
-import importlib
 import multiprocessing
 import sys
 
@@ -12,12 +11,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import funcnn as fn
+import funcnn.layers._conv as conv_module
 from funcnn.kernels import direct
 from funcnn.testing import conv_problems
 
 from cases import conv_direct_cases
 
-conv_module = importlib.import_module("funcnn.conv")
+
 FLOAT32_BOUND = 1e-5  # measured: 1.5e-7 to 2.7e-7 of max|y| on the benchmarks' shapes (a), (d), (e)
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import funcnn as fn
-from funcnn.cli import main
+from funcnn.app.cli import main
 from funcnn.data import load_digits
 from funcnn.optim import adam, sgd
 from funcnn.tree import tree_leaves

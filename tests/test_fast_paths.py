@@ -4,15 +4,14 @@ kernels (1x1 conv, fused relu) equal the references."""
 
 import numpy as np
 import pytest
+from cases import CASES
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import funcnn as fn
-from funcnn.layer import pull_back
+from funcnn.core import pull_back
 from funcnn.testing import conv_problems
 from funcnn.tree import tree_leaves, tree_map
-
-from cases import CASES
 
 names = pytest.mark.parametrize("name", list(CASES))
 

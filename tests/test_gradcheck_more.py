@@ -8,6 +8,7 @@ import pytest
 
 import funcnn as fn
 
+
 @pytest.fixture
 def rng():
     """A generator of each test's own: its data does not depend on which tests ran before."""

@@ -1,6 +1,5 @@
 """The fast conv's chunked path (columns recomputed in backward) and the Numba cache fallback."""
 
-import importlib
 import os
 import shutil
 import subprocess
@@ -16,7 +15,7 @@ from funcnn.tree import tree_leaves
 
 TOL = {np.dtype(np.float32): {"rtol": 1e-4, "atol": 1e-4}, np.dtype(np.float64): {"rtol": 1e-10, "atol": 1e-10}}
 ROOT = Path(__file__).resolve().parents[1]
-conv_module = importlib.import_module("funcnn.conv")  # funcnn.conv is the layer function
+import funcnn.layers._conv as conv_module
 
 
 @settings(max_examples=30)

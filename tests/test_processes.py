@@ -17,7 +17,7 @@ import funcnn
 ROOT = Path(funcnn.__file__).parent
 
 
-@pytest.mark.parametrize("interrupted", ["funcnn.nets", "funcnn.cli"])
+@pytest.mark.parametrize("interrupted", ["funcnn.nets", "funcnn.app.cli"])
 def test_ctrl_c_while_the_command_loads_prints_one_line(tmp_path, interrupted):
     """A KeyboardInterrupt raised by the import of a module, as Ctrl-C does while Numba loads."""
     (tmp_path / "sitecustomize.py").write_text(

@@ -10,18 +10,17 @@ import zipfile
 
 import numpy as np
 import pytest
+from test_data import make_mnist
 
 import funcnn as fn
 import funcnn.train
+from funcnn.app.cli import main
 from funcnn.checkpoint import load_checkpoint, save_checkpoint
-from funcnn.cli import main
 from funcnn.data import load_digits
 from funcnn.nets import three_layer_convnet
 from funcnn.optim import Optimizer, adam, sgd, sgd_momentum, step_decay
 from funcnn.train import TrainingInterrupted, batch_starts, fit, is_ctrl_c
 from funcnn.tree import tree_allclose, tree_map
-
-from test_data import make_mnist
 
 DIGITS = load_digits(np.float64)
 SMALL = ["--filters", "2", "--hidden", "8"]

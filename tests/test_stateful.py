@@ -4,11 +4,10 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_contract import frozen
 
 import funcnn as fn
 from funcnn.tree import tree_allclose, tree_leaves, tree_map
-
-from test_contract import frozen
 
 
 @st.composite

@@ -1,16 +1,15 @@
 """Winograd F(2x2, 3x3), which serves 3x3 stride-1 convs with many channels, equals the reference:
 to rounding in float64, and within a stated bound in float32 (1e-5 of the largest output)."""
 
-import importlib
 
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import funcnn as fn
-from funcnn.layer import pull_back
+import funcnn.layers._conv as conv_module
+from funcnn.core import pull_back
 
-conv_module = importlib.import_module("funcnn.conv")
 FLOAT32_BOUND = 1e-5  # measured worst: about 5e-7 of max|y| (benchmarks/README.md)
 
 

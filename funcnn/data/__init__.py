@@ -4,13 +4,13 @@ Nothing here downloads anything; MNIST and CIFAR-10 are read from files you
 already have. Runtime dependency: NumPy only.
 """
 
-from .cifar import load_cifar10_binary as load_cifar10_binary
-from .digits import load_digits as load_digits
-from .idx import load_idx as load_idx
-from .idx import load_mnist as load_mnist
-from .types import DataFormatError as DataFormatError
-from .types import Dataset as Dataset
-from .types import Split as Split
+from funcnn.data.cifar import load_cifar10_binary as load_cifar10_binary
+from funcnn.data.digits import load_digits as load_digits
+from funcnn.data.idx import load_idx as load_idx
+from funcnn.data.idx import load_mnist as load_mnist
+from funcnn.data.types import DataFormatError as DataFormatError
+from funcnn.data.types import Dataset as Dataset
+from funcnn.data.types import Split as Split
 
 __all__ = [
     "DataFormatError",

@@ -9,14 +9,14 @@ import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO, Union
+from typing import BinaryIO
 
 import numpy as np
 from numpy.typing import DTypeLike
 
-from .types import DataFormatError
+from funcnn.data.types import DataFormatError
 
-PathLike = Union[str, "os.PathLike[str]"]
+PathLike = str | os.PathLike[str]
 """A file-system path: ``str`` or ``os.PathLike``."""
 
 GZIP_MAGIC = b"\x1f\x8b"

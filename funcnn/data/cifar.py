@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import DTypeLike
 
-from ._io import PathLike, check_kind, check_labels, read_file, scale
-from .types import DataFormatError, Dataset
+from funcnn.data._io import PathLike, check_kind, check_labels, read_file, scale
+from funcnn.data.types import DataFormatError, Dataset
 
 __all__ = ["load_cifar10_binary"]
 

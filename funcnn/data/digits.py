@@ -13,8 +13,8 @@ from importlib import resources
 import numpy as np
 from numpy.typing import DTypeLike
 
-from ._io import check_labels, scale
-from .types import DataFormatError, Dataset, Split
+from funcnn.data._io import check_labels, scale
+from funcnn.data.types import DataFormatError, Dataset, Split
 
 __all__ = ["load_digits", "DIGITS_RESOURCE", "N_DIGITS", "SPLIT_SIZES", "SPLIT_SEED"]
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import DTypeLike
 
-from ._io import PathLike, check_kind, check_labels, missing, open_data, read_at_most, scale
-from .types import DataFormatError, Dataset
+from funcnn.data._io import PathLike, check_kind, check_labels, missing, open_data, read_at_most, scale
+from funcnn.data.types import DataFormatError, Dataset
 
 __all__ = ["load_idx", "load_mnist"]
 

@@ -92,7 +92,9 @@ def forward(x, wt, bias, bases, stride, pad, hq, wq, y):  # pragma: no cover - c
     return y
 
 
-def plan(x_shape: tuple[int, ...], w: np.ndarray, b: np.ndarray, stride: int, pad: int, out_h: int):
+def plan(
+    x_shape: tuple[int, ...], w: np.ndarray, b: np.ndarray, stride: int, pad: int, out_h: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]:
     """``(wt, bias, bases, hq, wq)`` for :func:`forward`: filters, bias and taps padded to multiples of
     ``FILTERS`` and ``TAPS`` with zeros, each tap's flat offset in the phase-split image (padding taps: the zero
     plane), and that image's plane size."""

@@ -1,12 +1,42 @@
-"""Elementwise activations: leaky ReLU, tanh and a numerically stable sigmoid; params ``()``."""
+"""Elementwise activations, any shape, params ``()``: ReLU (a fused Numba pass), leaky ReLU, tanh and a
+numerically stable sigmoid."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from funcnn._checks import cotangent, float_array, no_params, number_at_least
-from funcnn.layer import VJP, Layer
+from funcnn.core import VJP, Layer
 from funcnn.tree import PyTree
+from funcnn.validation import cotangent, float_array, no_params, number_at_least, same_shape_as_input
+
+NAME = "relu"
+
+
+def _relu(params: PyTree, x: np.ndarray) -> tuple[np.ndarray, VJP]:
+    """``y = max(x, 0)`` elementwise, any shape; params ``()``. ``relu'(0) = 0``; NaN stays NaN.
+
+    Returns ``y`` (shape of ``x``) and ``vjp(dy) -> ((), dx)``.
+
+    >>> y, vjp = fn.relu((), np.array([[-1.0, 0.0, 2.0]]))
+    >>> y
+    array([[0., 0., 2.]])
+    >>> vjp(np.array([[5.0, 5.0, 5.0]]))
+    ((), array([[0., 0., 5.]]))
+    """
+    from funcnn.kernels import elementwise as kernels  # Numba is imported on the first fast call
+
+    no_params(NAME, params)
+    x = float_array(NAME, "x", x)
+    y = kernels.relu_forward(np.asarray(x, order="C"))
+
+    def vjp(dy: np.ndarray) -> tuple[PyTree, np.ndarray]:
+        dy = cotangent(NAME, dy, y)
+        return (), kernels.relu_backward(y, np.asarray(dy, order="C"))
+
+    return y, vjp
+
+
+relu = Layer(_relu, NAME, (), out_shape=same_shape_as_input(NAME), op="relu")
 
 
 def leaky_relu(alpha: float = 0.01) -> Layer:
@@ -14,6 +44,12 @@ def leaky_relu(alpha: float = 0.01) -> Layer:
 
     ``alpha >= 0``. The slope at 0 is ``alpha`` (PyTorch's rule); NaN stays NaN.
     The layer returns ``y`` (shape of ``x``) and ``vjp(dy) -> ((), dx)``.
+
+    >>> y, vjp = fn.leaky_relu(0.1)((), np.array([[-2.0, 3.0]]))
+    >>> y
+    array([[-0.2,  3. ]])
+    >>> vjp(np.ones_like(y))
+    ((), array([[0.1, 1. ]]))
     """
     name = f"leaky_relu(alpha={alpha})"
     alpha = number_at_least(name, "alpha", alpha, 0.0)
@@ -31,13 +67,22 @@ def leaky_relu(alpha: float = 0.01) -> Layer:
 
         return y, vjp
 
-    return Layer(apply, name, ())
+    return Layer(
+        apply, name, (), out_shape=same_shape_as_input(name), op="leaky_relu", hparams={"alpha": alpha},
+        doc=leaky_relu.__doc__,
+    )
 
 
 def _tanh(params: PyTree, x: np.ndarray) -> tuple[np.ndarray, VJP]:
     """``y = tanh(x)`` elementwise, any shape; params ``()``. ``tanh'(x) = 1 - y**2``.
 
     Returns ``y`` (shape of ``x``) and ``vjp(dy) -> ((), dx)``.
+
+    >>> y, vjp = fn.tanh((), np.array([[0.0, 1.0]]))
+    >>> y.round(4)
+    array([[0.    , 0.7616]])
+    >>> vjp(np.ones_like(y))[1].round(4)
+    array([[1.  , 0.42]])
     """
     no_params("tanh", params)
     x = float_array("tanh", "x", x)
@@ -56,6 +101,12 @@ def _sigmoid(params: PyTree, x: np.ndarray) -> tuple[np.ndarray, VJP]:
     Computed from ``e = exp(-|x|)``, which never overflows: ``y = 1 / (1 + e)`` for ``x >= 0`` and
     ``e / (1 + e)`` below, and the slope ``e / (1 + e)**2`` (exact even where ``y`` rounds to 1).
     Returns ``y`` (shape of ``x``) and ``vjp(dy) -> ((), dx)``.
+
+    >>> y, vjp = fn.sigmoid((), np.array([[0.0, -1000.0]]))
+    >>> y
+    array([[0.5, 0. ]])
+    >>> vjp(np.ones_like(y))
+    ((), array([[0.25, 0.  ]]))
     """
     no_params("sigmoid", params)
     x = float_array("sigmoid", "x", x)
@@ -71,5 +122,5 @@ def _sigmoid(params: PyTree, x: np.ndarray) -> tuple[np.ndarray, VJP]:
     return y, vjp
 
 
-tanh = Layer(_tanh, "tanh", ())
-sigmoid = Layer(_sigmoid, "sigmoid", ())
+tanh = Layer(_tanh, "tanh", (), out_shape=same_shape_as_input("tanh"), op="tanh")
+sigmoid = Layer(_sigmoid, "sigmoid", (), out_shape=same_shape_as_input("sigmoid"), op="sigmoid")

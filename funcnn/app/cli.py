@@ -15,7 +15,7 @@ import numpy as np
 
 
 def _check(args: argparse.Namespace) -> int:
-    from funcnn.checks import format_table, run_checks
+    from funcnn.app.problems import format_table, run_checks
 
     start = time.perf_counter()
     results = run_checks(seed=args.seed, mode=args.mode)
@@ -83,7 +83,7 @@ def _write_atomically(path: Path, text: str) -> None:
 def _net_and_params(args: argparse.Namespace, data: Any) -> tuple[Any, Any]:
     """The course's convnet with the data set's number of classes (not the labels seen: a file holding
     only some classes keeps the others) and its initial params, as the options say."""
-    from funcnn.datasets import NUM_CLASSES
+    from funcnn.app.datasets import NUM_CLASSES
     from funcnn.init import init_params
     from funcnn.nets import three_layer_convnet
 
@@ -104,7 +104,7 @@ def _weight_scale(text: str) -> str | float:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from funcnn.datasets import load_named
+    from funcnn.app.datasets import load_named
     from funcnn.optim import OPTIMIZERS, step_decay
     from funcnn.plot import INSTALL_HINT, plot_history
     from funcnn.train import accuracy, batch_starts, fit
@@ -158,7 +158,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _doctor(args: argparse.Namespace) -> int:
-    from funcnn.datasets import load_named
+    from funcnn.app.datasets import load_named
     from funcnn.doctor import doctor
     from funcnn.optim import OPTIMIZERS
 

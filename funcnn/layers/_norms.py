@@ -12,9 +12,17 @@ from typing import Any
 
 import numpy as np
 
-from funcnn._checks import cotangent, dict_params, float_array, int_at_least, number_at_least, same_dtype
-from funcnn.layer import VJP, Layer, Shape, WeightScale
+from funcnn.core import VJP, Layer, Shape, WeightScale
 from funcnn.tree import PyTree
+from funcnn.validation import (
+    cotangent,
+    dict_params,
+    example_shape,
+    float_array,
+    int_at_least,
+    number_at_least,
+    same_dtype,
+)
 
 
 def _normalize(
@@ -63,6 +71,12 @@ def layer_norm(eps: float = 1e-5) -> Layer:
     a scale and a shift per value of an example; y: the shape of x. Each example is standardized
     over all its values (biased variance, ``eps > 0`` inside the square root).
     :func:`funcnn.init_params` makes gamma ones and beta zeros.
+
+    >>> layer = fn.layer_norm()
+    >>> _, params = fn.init_params(layer, np.random.default_rng(0), (4,), np.float64)
+    >>> y, vjp = layer(params, np.array([[1.0, 2.0, 3.0, 4.0]]))
+    >>> y.round(3)
+    array([[-1.342, -0.447,  0.447,  1.342]])
     """
     name = f"layer_norm(eps={eps})"
     eps = number_at_least(name, "eps", eps, 0.0, strict=True)
@@ -73,12 +87,19 @@ def layer_norm(eps: float = 1e-5) -> Layer:
             raise ValueError(f"{name}: x must be at least 2-D (N, d1, ..., dk), got shape {x.shape}")
         return _normalize(name, params, x, 1, eps, x.shape[1:])
 
-    def init(rng: np.random.Generator, shape: Shape, dtype: np.dtype, weight_scale: WeightScale) -> tuple[Shape, PyTree]:
+    def out_shape(in_shape: Shape) -> Shape:
+        shape = example_shape(name, in_shape, None, "(d1, ..., dk)")
         if len(shape) < 1:
-            raise ValueError(f"{name}: init needs an input shape (d1, ..., dk), got {shape}")
-        return shape, _ones_and_zeros(shape, dtype)
+            raise ValueError(f"{name}: the input shape (one example, no batch axis) must be (d1, ..., dk), got {shape}")
+        return shape
 
-    return Layer(apply, name, ("gamma", "beta"), init)
+    def init(
+        rng: np.random.Generator, shape: Shape, dtype: np.dtype, weight_scale: WeightScale
+    ) -> tuple[Shape, PyTree]:
+        return out_shape(shape), _ones_and_zeros(out_shape(shape), dtype)
+
+    hparams, doc = {"eps": eps}, layer_norm.__doc__
+    return Layer(apply, name, ("gamma", "beta"), init, out_shape=out_shape, op="layer_norm", hparams=hparams, doc=doc)
 
 
 def group_norm(groups: int, eps: float = 1e-5) -> Layer:
@@ -90,6 +111,12 @@ def group_norm(groups: int, eps: float = 1e-5) -> Layer:
     channels and positions (biased variance, ``eps > 0`` inside the square root), then channel c is
     scaled by ``gamma[c]`` and shifted by ``beta[c]``. ``groups=1`` normalizes each example as a whole,
     ``groups=C`` each channel (instance norm). :func:`funcnn.init_params` makes gamma ones and beta zeros.
+
+    >>> layer = fn.group_norm(2)                              # channels (0, 1) and (2, 3)
+    >>> _, params = fn.init_params(layer, np.random.default_rng(0), (4, 1, 1), np.float64)
+    >>> y, vjp = layer(params, np.array([1.0, 3.0, 10.0, 30.0]).reshape(1, 4, 1, 1))
+    >>> y.ravel().round(3)
+    array([-1.,  1., -1.,  1.])
     """
     name = f"group_norm(groups={groups}, eps={eps})"
     groups = int_at_least(name, "groups", groups, 1)
@@ -106,10 +133,17 @@ def group_norm(groups: int, eps: float = 1e-5) -> Layer:
         check_channels(x.shape[1], x.shape)
         return _normalize(name, params, x, groups, eps, x.shape[1:2])
 
-    def init(rng: np.random.Generator, shape: Shape, dtype: np.dtype, weight_scale: WeightScale) -> tuple[Shape, PyTree]:
+    def out_shape(in_shape: Shape) -> Shape:
+        shape = example_shape(name, in_shape, None, "(C, ...)")
         if len(shape) < 1:
-            raise ValueError(f"{name}: init needs an input shape (C, ...), got {shape}")
+            raise ValueError(f"{name}: the input shape (one example, no batch axis) must be (C, ...), got {shape}")
         check_channels(shape[0], shape)
-        return shape, _ones_and_zeros(shape[:1], dtype)
+        return shape
 
-    return Layer(apply, name, ("gamma", "beta"), init)
+    def init(
+        rng: np.random.Generator, shape: Shape, dtype: np.dtype, weight_scale: WeightScale
+    ) -> tuple[Shape, PyTree]:
+        return out_shape(shape), _ones_and_zeros(out_shape(shape)[:1], dtype)
+
+    hparams, doc = {"groups": groups, "eps": eps}, group_norm.__doc__
+    return Layer(apply, name, ("gamma", "beta"), init, out_shape=out_shape, op="group_norm", hparams=hparams, doc=doc)
