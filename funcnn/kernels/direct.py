@@ -35,7 +35,8 @@ from funcnn.kernels._jit import jit
 
 u = np.uint64
 FILTERS, TAPS = 2, 4  # per block: the inner loop is written out for 2 x 4
-GRID_BLOCK = 512  # about this many grid positions per accumulator row: they stay in L1
+GRID_BLOCK = 1024  # grid positions per accumulator row: the rows stay in L1
+LANES = 16  # runs are rounded up to whole vectors of this many (read past the grid: see plan's hq)
 _pools: dict[int, ThreadPoolExecutor] = {}  # by process id: a forked child has none of its parent's threads
 
 
@@ -64,17 +65,17 @@ def forward(x, wt, bias, bases, stride, pad, hq, wq, y):  # pragma: no cover - c
     """Fill ``y`` ``(n, F, H', W')`` with the conv of ``x`` ``(n, C, H, W)``; ``wt`` ``(F', T')``,
     ``bias`` ``(F',)`` and ``bases`` ``(T',)`` come from :func:`plan`; returns ``y``."""
     filters, out_h, out_w = y.shape[1:]
-    rows_per_block = max(1, GRID_BLOCK // wq)
+    grid = out_h * wq
     xq = np.empty((x.shape[1] * stride * stride + 1, hq, wq), x.dtype)
     xf = xq.reshape(-1)
-    acc = np.empty((FILTERS, rows_per_block * wq), x.dtype)
+    acc = np.empty((FILTERS, GRID_BLOCK), x.dtype)
     a0, a1 = acc[0], acc[1]
     for n in range(x.shape[0]):
         _phase_split(x, n, pad, stride, wq, xq)
         for f0 in range(0, wt.shape[0], FILTERS):
-            for oh0 in range(0, out_h, rows_per_block):
-                rows = min(rows_per_block, out_h - oh0)
-                q0, count = oh0 * wq, rows * wq
+            for q0 in range(0, grid, GRID_BLOCK):
+                end = min(grid, q0 + GRID_BLOCK)
+                count = -(-(end - q0) // LANES) * LANES  # whole vectors: no scalar remainder loop runs
                 for q in range(count):
                     a0[q], a1[q] = bias[f0], bias[f0 + 1]
                 for t in range(0, bases.size, TAPS):
@@ -86,10 +87,11 @@ def forward(x, wt, bias, bases, stride, pad, hq, wq, y):  # pragma: no cover - c
                         a0[u(q)] += (w00 * x0 + w01 * x1) + (w02 * x2 + w03 * x3)
                         a1[u(q)] += (w10 * x0 + w11 * x1) + (w12 * x2 + w13 * x3)
                 for k in range(min(FILTERS, filters - f0)):
-                    for r in range(rows):
-                        out, src = y[n, f0 + k, oh0 + r], acc[k]
-                        for col in range(out_w):
-                            out[col] = src[r * wq + col]
+                    src = acc[k]
+                    for oh in range(q0 // wq, (end - 1) // wq + 1):
+                        out, row = y[n, f0 + k, oh], oh * wq - q0
+                        for col in range(max(0, -row), min(out_w, end - q0 - row)):
+                            out[col] = src[row + col]
     return y
 
 
@@ -102,7 +104,8 @@ def plan(
     f, c, hh, ww = w.shape
     height, width = x_shape[2] + 2 * pad, x_shape[3] + 2 * pad
     wq = -(-width // stride)
-    hq = max(-(-height // stride), out_h + (hh - 1) // stride + 1)  # the dropped columns read one row on
+    # the dropped columns read one row on, and a run rounded up to LANES up to LANES more positions
+    hq = max(-(-height // stride), out_h + (hh - 1) // stride + 1 + -(-LANES // wq))
     taps = c * hh * ww
     wt = np.zeros((-(-f // FILTERS) * FILTERS, -(-taps // TAPS) * TAPS), w.dtype)
     wt[:f, :taps] = w.reshape(f, taps)
