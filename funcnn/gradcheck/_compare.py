@@ -1,12 +1,22 @@
-"""check_vjp's numeric steps: probe one leaf along a direction, compare, classify kinks, locate wrong elements."""
+"""check_vjp's comparison, leaf by leaf: analytic against numeric slopes, the tolerances, and the
+re-check that finds the wrong elements of a leaf that failed."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Literal
 
 import numpy as np
 
+from funcnn.gradcheck._kinks import classify
+from funcnn.gradcheck._probe import Differences
+from funcnn.gradcheck._report import LeafCheck
+
+# Central-difference step and tolerance (relative to the directional derivative) per numeric dtype.
+STEP = {np.dtype(np.float64): 1e-5, np.dtype(np.float32): 1e-3}
+RTOL = {np.dtype(np.float64): 1e-5, np.dtype(np.float32): 2e-2}
+# float rounding of the analytic side, in units of eps times sum |g_i v_i|: sums of up to ~4000 terms.
+ROUNDING = 64
 RANK = {"ok": 0, "kink": 1, "wrong": 2}
 # Leaves up to this size are re-checked element by element after a failing probe.
 SMALL_LEAF = 512
@@ -18,82 +28,60 @@ LAST_SLICE = 4
 SLICE_PROBES = 3
 # A probe within the tolerance but off by this many times the numerical noise gets its leaf re-checked.
 SUSPECT = 10
-# float rounding of the analytic side, in units of eps times sum |g_i v_i|: sums of up to ~4000 terms.
-ROUNDING = 64
 
 
 @dataclass(frozen=True)
-class LeafCheck:
-    """The check of one leaf: ``status`` is "ok", "kink" (not differentiable here) or "wrong".
+class Tolerance:
+    """A probe fails when ``rel_error > rtol``. The relative error's floor covers rounding: in ``f``
+    (``atol``, over the step ``h``) and in the analytic side (``rounding`` times ``sum |g_i v_i|``)."""
 
-    ``analytic`` and ``numeric`` are the worst pair seen: one element's derivative at ``index`` (a
-    tuple) in full mode or after a failing fast probe was located, else a directional derivative.
-    ``rel_error`` is ``|analytic - numeric| / max(|analytic|, |numeric|, rounding floor)``, the
-    number compared with the tolerance. ``n_checked`` elements were checked one by one (full mode,
-    or the re-check of a failing leaf) and ``n_wrong`` of them were wrong.
-    """
-
-    path: str
-    analytic: float
-    numeric: float
-    rel_error: float
-    status: str
-    index: tuple[int, ...] | None = None
-    n_checked: int = 0
-    n_wrong: int = 0
-    size: int = 0
-
-    def where(self) -> str:
-        """``params[0]["w"][3, 1]`` for an element, the path for a direction."""
-        return self.path if self.index is None else f"{self.path}[{', '.join(map(str, self.index))}]"
-
-    def located(self) -> str:
-        """``params["w"][3, 1]: analytic 0.5123 numeric 0.5071 (1 of 432 elements wrong)``."""
-        counted = f"{self.n_wrong} of {self.n_checked} elements wrong"
-        if self.n_checked < self.size:
-            counted += f"; {self.n_checked} of {self.size} checked"
-        return f"{self.where()}: analytic {self.analytic:.4g} numeric {self.numeric:.4g} ({counted})"
-
-
-@dataclass
-class LeafProbe:
-    """Compares leaf ``grad`` (analytic, float64) with central differences of ``contract(output(leaf'))``.
-
-    ``output(leaf')`` is ``f``'s output (float64) with this leaf replaced; ``leaf`` is in the
-    numeric dtype. A probe fails when ``rel_error > tol``, its floor covering rounding in ``f``
-    (``atol``) and in the analytic side (``rounding`` times ``sum |g_i v_i|``).
-    """
-
-    path: str
-    leaf: np.ndarray
-    grad: np.ndarray
-    output: Callable[[np.ndarray], np.ndarray]
-    contract: Callable[[np.ndarray], float]
-    y: np.ndarray
     h: float
-    tol: float
+    rtol: float
     atol: float
     rounding: float
 
+
+def tolerance(
+    y: np.ndarray, dy: np.ndarray, analytic: np.dtype, numeric: np.dtype, step: float | None, rtol: float | None,
+    nondet_tol: float,
+) -> Tolerance:
+    """The step and tolerances for differences in the ``numeric`` dtype of a vjp run in ``analytic``
+    (``step`` and ``rtol`` None: by dtype). ``y`` is the output, ``dy`` the cotangent, both float64."""
+    h = step or STEP[numeric]
+    # Rounding in f is about eps times the magnitudes inside it (taken as at least 1), over the step.
+    atol = 10 * float(np.finfo(numeric).eps) * (1 + float(np.sum(np.abs(dy * y)))) / h
+    return Tolerance(h, rtol or RTOL[numeric], atol, ROUNDING * float(np.finfo(analytic).eps) + nondet_tol)
+
+
+@dataclass(frozen=True)
+class LeafProbe:
+    """Compares leaf ``grad`` (analytic, float64) with the central differences as the leaf moves."""
+
+    path: str
+    grad: np.ndarray
+    differences: Differences
+    tolerance: Tolerance
+
+    @property
+    def size(self) -> int:
+        return self.grad.size
+
     def noise(self, v: np.ndarray) -> float:
         """The absolute error rounding alone may cause along ``v``: in ``f`` and in the analytic side."""
-        return self.atol + self.rounding * float(np.vdot(np.abs(self.grad).ravel(), np.abs(v).ravel()))
-
-    def slope(self, v: np.ndarray, h: float) -> tuple[float, float, float]:
-        """Forward, backward and central difference quotients along ``v`` with step ``h``."""
-        plus = self.output((self.leaf + h * v).astype(self.leaf.dtype))
-        minus = self.output((self.leaf - h * v).astype(self.leaf.dtype))
-        return self.contract(plus - self.y) / h, self.contract(self.y - minus) / h, self.contract(plus - minus) / (2 * h)
+        t = self.tolerance
+        return t.atol + t.rounding * float(np.vdot(np.abs(self.grad).ravel(), np.abs(v).ravel()))
 
     def __call__(self, v: np.ndarray, index: tuple[int, ...] | None = None) -> LeafCheck:
-        forward, backward, numeric = self.slope(v, self.h)
+        """The check along ``v`` (the leaf's shape); ``index`` names the element when ``v`` is one."""
+        h, tol = self.tolerance.h, self.tolerance.rtol
+        forward, backward, numeric = self.differences.slope(v, h)
         analytic = float(np.vdot(self.grad.ravel(), v.ravel()))
-        floor = self.noise(v) / self.tol
-        rel = abs(analytic - numeric) / max(abs(analytic), abs(numeric), floor)
+        largest = max(abs(analytic), abs(numeric), self.noise(v) / tol)
+        rel = abs(analytic - numeric) / largest
         rel = rel if np.isfinite(rel) else np.inf
-        bound = self.tol * max(abs(analytic), abs(numeric), floor)
-        status = "ok" if rel <= self.tol else self._classify(v, analytic, forward, backward, bound)
-        return LeafCheck(self.path, analytic, numeric, rel, status, index, size=self.leaf.size)
+        bound = tol * largest
+        status = "ok" if rel <= tol else classify(self.differences, v, h, analytic, forward, backward, bound)
+        return LeafCheck(self.path, analytic, numeric, rel, status, index, size=self.size)
 
     def suspect(self, v: np.ndarray, check: LeafCheck) -> bool:
         """Whether a passing ``check`` along ``v`` is still off by more than ``SUSPECT`` times the
@@ -107,38 +95,26 @@ class LeafProbe:
         if not gap > SUSPECT * rounding:
             return False
         # Richardson: the differences at h and 2h give a derivative without the h**2 truncation error.
-        coarse = self.slope(v, 2 * self.h)[2]
+        coarse = self.differences.slope(v, 2 * self.tolerance.h)[2]
         extrapolated = (4 * check.numeric - coarse) / 3
         return abs(check.analytic - extrapolated) > SUSPECT * rounding + abs(check.numeric - coarse) / 10
 
-    def _classify(self, v: np.ndarray, analytic: float, forward: float, backward: float, bound: float) -> str:
-        """"kink" or "wrong" for a probe whose analytic and central slopes disagree."""
-        lo, hi = min(forward, backward), max(forward, backward)
-        if not hi - lo > bound:
-            return "wrong"
-        # One-sided slopes that differ mean a kink within a step, if they do not come from curvature:
-        # on a kink at the point they stay the same at half the step, while curvature moves each by
-        # about a quarter of their difference.
-        forward_half, backward_half, central_half = self.slope(v, self.h / 2)
-        if abs(forward_half - forward) + abs(backward_half - backward) < (hi - lo) / 4:
-            return "kink"
-        # Smooth within the step: the central differences at h and h/2 agree far better than the
-        # one-sided slopes, so the slopes differ by curvature and the analytic value is wrong.
-        central = (forward + backward) / 2
-        if abs(central_half - central) < (hi - lo) / 8:
-            return "wrong"
-        # A kink between half the step and the step leaves the central difference at half the step right.
-        kink_beyond_half = abs(central_half - analytic) <= bound
-        return "kink" if kink_beyond_half or lo - bound <= analytic <= hi + bound else "wrong"
-
     def element(self, flat: int) -> LeafCheck:
         """The check of one element, by flat index."""
-        v = np.zeros(self.leaf.shape)
+        v = np.zeros(self.grad.shape)
         v.flat[flat] = 1.0
-        return self(v, tuple(int(i) for i in np.unravel_index(flat, self.leaf.shape)))
+        return self(v, tuple(int(i) for i in np.unravel_index(flat, self.grad.shape)))
+
+
+def check_leaf(probe: LeafProbe, mode: Literal["fast", "full"], probes: int, rng: np.random.Generator) -> LeafCheck:
+    """The leaf's check: every element in "full" mode, else ``probes`` random directions (drawn from ``rng``)."""
+    if mode == "full":
+        return check_elements(probe, range(probe.size))
+    return fast_check(probe, [rng.standard_normal(probe.grad.shape) for _ in range(probes)], rng)
 
 
 def worst(checks: list[LeafCheck]) -> LeafCheck:
+    """The check that failed worst: wrong before kink before ok, then the largest relative error."""
     return max(checks, key=lambda c: (RANK[c.status], c.rel_error))
 
 
@@ -152,9 +128,9 @@ def check_elements(probe: LeafProbe, flat_indices: list[int] | range) -> LeafChe
 def _slice_fails(probe: LeafProbe, lo: int, hi: int, rng: np.random.Generator) -> bool:
     """Whether a random sign direction restricted to ``flat[lo:hi]`` finds a wrong (or suspect) derivative."""
     for _ in range(SLICE_PROBES):
-        v = np.zeros(probe.leaf.size)
-        v[lo:hi] = rng.choice((-1.0, 1.0), size=hi - lo)
-        v = v.reshape(probe.leaf.shape)
+        flat = np.zeros(probe.size)
+        flat[lo:hi] = rng.choice((-1.0, 1.0), size=hi - lo)
+        v = flat.reshape(probe.grad.shape)
         check = probe(v)
         if check.status == "wrong" or probe.suspect(v, check):
             return True
@@ -168,7 +144,7 @@ def bisect(probe: LeafProbe, rng: np.random.Generator) -> list[int]:
     halves that still disagree are halved again, depth first, within ``BISECTION_TESTS`` tests.
     """
     found: list[int] = []
-    stack, tests = [(0, probe.leaf.size)], 0
+    stack, tests = [(0, probe.size)], 0
     while stack and tests < BISECTION_TESTS:
         lo, hi = stack.pop()
         if hi - lo <= LAST_SLICE:
@@ -185,7 +161,7 @@ def bisect(probe: LeafProbe, rng: np.random.Generator) -> list[int]:
 def locate(probe: LeafProbe, rng: np.random.Generator) -> LeafCheck:
     """Re-check a leaf element by element: all of it when small, else a random sample plus the
     elements a bisection points to. Returns the worst element's check, with the counts."""
-    size = probe.leaf.size
+    size = probe.size
     if size <= SMALL_LEAF:
         return check_elements(probe, range(size))
     return check_elements(probe, sorted(set(rng.choice(size, SAMPLE, replace=False).tolist()) | set(bisect(probe, rng))))

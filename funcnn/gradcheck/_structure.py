@@ -1,27 +1,59 @@
-"""check_vjp's structural checks: shapes and dtypes mirror, nothing modified in place, vjp repeatable."""
+"""check_vjp's structural checks: the vjp's result mirrors (params, x) in structure, shapes and dtypes,
+nothing is modified in place, the vjp is repeatable and linear enough that ``vjp(0) == 0``."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
-from funcnn.tree import PyTree, keystr, tree_leaves_with_path, tree_structure
+from funcnn.core import Apply
+from funcnn.gradcheck._report import VJPCheckError
+from funcnn.tree import KeyPath, PyTree, keystr, tree_leaves_with_path, tree_map, tree_structure
 
 
-class VJPCheckError(AssertionError):
-    """A vjp is wrong: its values, its structure, or its purity. The message names the leaf.
-
-    For a wrong value, ``check`` is the failing :class:`funcnn.LeafCheck` (its ``path``, ``index``,
-    ``n_checked`` and ``n_wrong`` say where); it is None for structural failures.
-    """
-
-    def __init__(self, message: str, check: object = None) -> None:
-        super().__init__(message)
-        self.check = check
-
-
-def input_name(path: tuple) -> str:
+def input_name(path: KeyPath) -> str:
     """The name of a leaf of ``(params, x)``: ``params[0]["w"]`` or ``x``."""
     return keystr(path[1:], "params" if path[0] == 0 else "x")
+
+
+def run_checked(
+    f: Apply, inputs: PyTree, rng: np.random.Generator, nondet_tol: float
+) -> tuple[np.ndarray, np.ndarray, tuple[PyTree, np.ndarray]]:
+    """Run ``f(*inputs)`` and its vjp on a random ``dy`` (drawn from ``rng``), checking the structure.
+
+    ``inputs`` is ``(params, x)``. Returns ``(y, dy, (dparams, dx))``; raises :class:`VJPCheckError`
+    when the output is not a float array, the vjp's result does not mirror ``inputs``, anything is
+    modified in place, two calls of the vjp disagree (beyond ``nondet_tol``) or ``vjp(0) != 0``.
+    """
+    before = copy_tree(inputs)
+    y, vjp = f(*inputs)
+    y = np.asarray(y)
+    assert_unchanged(inputs, before, "the forward pass")
+    if y.dtype.kind != "f":
+        raise VJPCheckError(f"check_vjp: the output must be a float array, got dtype {y.dtype}")
+    dy = rng.standard_normal(y.shape).astype(y.dtype)
+    dy_before = dy.copy()
+    grads = vjp(dy)
+    if not isinstance(grads, tuple) or len(grads) != 2:
+        raise VJPCheckError(f"check_vjp: vjp(dy) must return a pair (dparams, dx), got {type(grads).__name__}")
+    assert_like(grads[0], inputs[0], "dparams", "params")
+    assert_like(grads[1], inputs[1], "dx", "x")
+    assert_unchanged((dy,), (dy_before,), "vjp")
+    assert_unchanged(inputs, before, "vjp")
+    assert_repeatable(vjp(dy.copy()), grads, nondet_tol)
+    assert_zero_for_zero(vjp(np.zeros_like(dy)))
+    return y, dy, grads
+
+
+def copy_tree(tree: PyTree, dtype: np.dtype | None = None) -> PyTree:
+    """A copy of ``tree`` with its leaves as arrays, the float ones cast to ``dtype`` (None: their own)."""
+
+    def copy(leaf: Any) -> np.ndarray:
+        array = np.asarray(leaf)
+        return array.astype(dtype) if dtype is not None and array.dtype.kind == "f" else array.copy()
+
+    return tree_map(copy, tree)
 
 
 def assert_unchanged(now: PyTree, before: PyTree, when: str) -> None:
