@@ -164,7 +164,8 @@ def locate(probe: LeafProbe, rng: np.random.Generator) -> LeafCheck:
     size = probe.size
     if size <= SMALL_LEAF:
         return check_elements(probe, range(size))
-    return check_elements(probe, sorted(set(rng.choice(size, SAMPLE, replace=False).tolist()) | set(bisect(probe, rng))))
+    sample = set(rng.choice(size, SAMPLE, replace=False).tolist())
+    return check_elements(probe, sorted(sample | set(bisect(probe, rng))))
 
 
 def fast_check(probe: LeafProbe, directions: list[np.ndarray], rng: np.random.Generator) -> LeafCheck:

@@ -42,7 +42,8 @@ class Differences:
         """Forward, backward and central difference quotients along ``v`` (the leaf's shape) with step ``h``."""
         plus = self.output((self.leaf + h * v).astype(self.leaf.dtype))
         minus = self.output((self.leaf - h * v).astype(self.leaf.dtype))
-        return self.contract(plus - self.y) / h, self.contract(self.y - minus) / h, self.contract(plus - minus) / (2 * h)
+        forward, backward = self.contract(plus - self.y) / h, self.contract(self.y - minus) / h
+        return forward, backward, self.contract(plus - minus) / (2 * h)
 
 
 def differences(

@@ -92,7 +92,8 @@ def assert_repeatable(a: PyTree, b: PyTree, nondet_tol: float) -> None:
         if not difference <= nondet_tol * scale:
             raise VJPCheckError(
                 f"check_vjp: calling vjp twice with the same dy gave different {keystr(path, '(dparams, dx)')}: "
-                f"they differ by up to {difference:.3g} (allowed: nondet_tol {nondet_tol:g} x largest |value| {scale:.3g})"
+                f"they differ by up to {difference:.3g} "
+                f"(allowed: nondet_tol {nondet_tol:g} x largest |value| {scale:.3g})"
             )
 
 
