@@ -50,7 +50,9 @@ def check_vjp(
     Inputs are cast to ``dtype`` (float64 by default; ``None`` keeps theirs; float32 or float64
     only), and the vjp runs in it. The finite differences run in ``numeric_dtype`` (default: the
     same), with step and tolerance by that dtype; ``dtype=np.float32, numeric_dtype=np.float64``
-    checks float32 kernels as they run in training, allowing for their rounding.
+    checks float32 kernels as they run in training, allowing for their rounding (in proportion to the
+    magnitudes of the terms of ``<g, v>`` and ``<dy, J v>``; cancellation inside the vjp that the output
+    does not show, as behind a scalar loss or in a norm over groups of 2 values, is not allowed for).
 
     It also checks that dparams mirrors params and dx mirrors x (structure, shapes, dtypes), that
     ``vjp(0) == 0``, that two calls of the vjp agree (to within ``nondet_tol`` times each leaf's

@@ -66,38 +66,44 @@ class LeafProbe:
     def size(self) -> int:
         return self.grad.size
 
-    def noise(self, v: np.ndarray) -> float:
-        """The absolute error rounding alone may cause along ``v``: in ``f`` and in the analytic side."""
+    def noise(self, v: np.ndarray, terms: float) -> float:
+        """The absolute error rounding alone may cause along ``v``: in ``f``, and in the analytic side,
+        whose sum ``<g, v>`` has the terms ``g_i v_i`` and computes ``<dy, J v>`` with ``terms`` (their
+        magnitudes, from the differences): cancellation inside them leaves rounding of their size."""
         t = self.tolerance
-        return t.atol + t.rounding * float(np.vdot(np.abs(self.grad).ravel(), np.abs(v).ravel()))
+        return t.atol + t.rounding * (float(np.vdot(np.abs(self.grad).ravel(), np.abs(v).ravel())) + terms)
 
     def __call__(self, v: np.ndarray, index: tuple[int, ...] | None = None) -> LeafCheck:
         """The check along ``v`` (the leaf's shape); ``index`` names the element when ``v`` is one."""
+        return self.measure(v, index)[0]
+
+    def measure(self, v: np.ndarray, index: tuple[int, ...] | None = None) -> tuple[LeafCheck, float]:
+        """The check along ``v``, and the rounding noise it allowed for."""
         h, tol = self.tolerance.h, self.tolerance.rtol
-        forward, backward, numeric = self.differences.slope(v, h)
+        forward, backward, numeric, terms = self.differences.slope(v, h)
         analytic = float(np.vdot(self.grad.ravel(), v.ravel()))
-        largest = max(abs(analytic), abs(numeric), self.noise(v) / tol)
+        noise = self.noise(v, terms)
+        largest = max(abs(analytic), abs(numeric), noise / tol)
         rel = abs(analytic - numeric) / largest
         rel = rel if np.isfinite(rel) else np.inf
         bound = tol * largest
         status = "ok" if rel <= tol else classify(self.differences, v, h, analytic, forward, backward, bound)
-        return LeafCheck(self.path, analytic, numeric, rel, status, index, size=self.size)
+        return LeafCheck(self.path, analytic, numeric, rel, status, index, size=self.size), noise
 
-    def suspect(self, v: np.ndarray, check: LeafCheck) -> bool:
+    def suspect(self, v: np.ndarray, check: LeafCheck, noise: float) -> bool:
         """Whether a passing ``check`` along ``v`` is still off by more than ``SUSPECT`` times the
-        rounding noise once the truncation error is removed (Richardson extrapolation with the
+        rounding ``noise`` once the truncation error is removed (Richardson extrapolation with the
         central difference at twice the step). A suspect leaf is re-checked element by element,
         with the usual tolerance: the suspicion alone never fails a check."""
         if check.status != "ok":
             return False
         gap = abs(check.analytic - check.numeric)
-        rounding = self.noise(v)
-        if not gap > SUSPECT * rounding:
+        if not gap > SUSPECT * noise:
             return False
         # Richardson: the differences at h and 2h give a derivative without the h**2 truncation error.
-        coarse = self.differences.slope(v, 2 * self.tolerance.h)[2]
+        coarse = self.differences.slope(v, 2 * self.tolerance.h).central
         extrapolated = (4 * check.numeric - coarse) / 3
-        return abs(check.analytic - extrapolated) > SUSPECT * rounding + abs(check.numeric - coarse) / 10
+        return abs(check.analytic - extrapolated) > SUSPECT * noise + abs(check.numeric - coarse) / 10
 
     def element(self, flat: int) -> LeafCheck:
         """The check of one element, by flat index."""
@@ -131,8 +137,8 @@ def _slice_fails(probe: LeafProbe, lo: int, hi: int, rng: np.random.Generator) -
         flat = np.zeros(probe.size)
         flat[lo:hi] = rng.choice((-1.0, 1.0), size=hi - lo)
         v = flat.reshape(probe.grad.shape)
-        check = probe(v)
-        if check.status == "wrong" or probe.suspect(v, check):
+        check, noise = probe.measure(v)
+        if check.status == "wrong" or probe.suspect(v, check, noise):
             return True
     return False
 
@@ -172,9 +178,9 @@ def fast_check(probe: LeafProbe, directions: list[np.ndarray], rng: np.random.Ge
     """The leaf's check along random ``directions``; when one fails or is suspect, the leaf is
     located element by element. Wrong only if an element, or (when none is) a failing direction,
     is wrong; a failing direction whose elements sit on kinks is a kink."""
-    checks = [probe(v) for v in directions]
-    check = worst(checks)
-    if check.status != "wrong" and not any(probe.suspect(v, c) for v, c in zip(directions, checks)):
+    measured = [probe.measure(v) for v in directions]
+    check = worst([c for c, _ in measured])
+    if check.status != "wrong" and not any(probe.suspect(v, c, n) for v, (c, n) in zip(directions, measured)):
         return check
     found = locate(probe, rng)
     if found.status == "wrong":

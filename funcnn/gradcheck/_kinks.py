@@ -33,7 +33,7 @@ def classify(
     # One-sided slopes that differ mean a kink within a step, if they do not come from curvature:
     # on a kink at the point they stay the same at half the step, while curvature moves each by
     # about a quarter of their difference.
-    forward_half, backward_half, central_half = differences.slope(v, h / 2)
+    forward_half, backward_half, central_half, _ = differences.slope(v, h / 2)
     if abs(forward_half - forward) + abs(backward_half - backward) < (hi - lo) / 4:
         return "kink"
     # Smooth within the step: the central differences at h and h/2 agree far better than the

@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
 from funcnn.core import Apply
 from funcnn.tree import PyTree, TreeDef, tree_flatten, tree_unflatten
+
+
+class Slopes(NamedTuple):
+    """Difference quotients along a direction ``v``: forward, backward and central, and ``terms``, the
+    sum of the magnitudes of the terms ``dy_j (J v)_j`` of the central one (J: f's Jacobian)."""
+
+    forward: float
+    backward: float
+    central: float
+    terms: float
 
 
 @dataclass(frozen=True)
@@ -38,12 +49,13 @@ class Differences:
         """``<dy, difference>``: outputs are subtracted first, so those that did not move add exactly 0."""
         return float(np.vdot(self.dy.ravel(), difference.ravel()))
 
-    def slope(self, v: np.ndarray, h: float) -> tuple[float, float, float]:
-        """Forward, backward and central difference quotients along ``v`` (the leaf's shape) with step ``h``."""
+    def slope(self, v: np.ndarray, h: float) -> Slopes:
+        """The difference quotients along ``v`` (the leaf's shape) with step ``h``."""
         plus = self.output((self.leaf + h * v).astype(self.leaf.dtype))
         minus = self.output((self.leaf - h * v).astype(self.leaf.dtype))
         forward, backward = self.contract(plus - self.y) / h, self.contract(self.y - minus) / h
-        return forward, backward, self.contract(plus - minus) / (2 * h)
+        terms = float(np.vdot(np.abs(self.dy).ravel(), np.abs(plus - minus).ravel())) / (2 * h)
+        return Slopes(forward, backward, self.contract(plus - minus) / (2 * h), terms)
 
 
 def differences(
