@@ -15,7 +15,7 @@ from funcnn.gradcheck._kinks import KINK_POLICIES, KinkPolicy, report_kinks
 from funcnn.gradcheck._probe import differences
 from funcnn.gradcheck._report import VJPReport, wrong_gradient
 from funcnn.gradcheck._structure import copy_tree, input_name, run_checked
-from funcnn.tree import tree_leaves, tree_leaves_with_path
+from funcnn.tree import PyTree, tree_leaves, tree_leaves_with_path
 from funcnn.validation import int_at_least, number_at_least
 
 # Random directions per leaf in fast mode: the smallest number that catches a 1% error in one element
@@ -25,7 +25,7 @@ PROBES = 2
 
 def check_vjp(
     f: Apply,
-    params: Any,
+    params: PyTree,
     x: np.ndarray,
     *,
     mode: Literal["fast", "full"] = "fast",
@@ -76,19 +76,14 @@ def check_vjp(
     tol = None if rtol is None else number_at_least("check_vjp", "rtol", rtol, 0, strict=True)
     nondet = number_at_least("check_vjp", "nondet_tol", nondet_tol, 0)
 
-    inputs = (copy_tree(params, analytic_dtype), copy_tree(x, analytic_dtype))
-    if analytic_dtype is None:
-        for path, leaf in tree_leaves_with_path(inputs):
-            if leaf.dtype.kind == "f":
-                _float_dtype(leaf.dtype, f"with dtype=None, {input_name(path)}'s dtype")
+    inputs = _inputs(params, x, analytic_dtype)
     rng = np.random.default_rng(seed)
     y, dy, grads = run_checked(f, inputs, rng, nondet)
 
     check_dtype = analytic_dtype or _float_dtype(y.dtype, "the output's dtype")
     num_dtype = check_dtype if numeric_dtype is None else _float_dtype(numeric_dtype, "numeric_dtype")
     probed = differences(f, inputs, y, dy, check_dtype, num_dtype)
-    tolerances = tolerance(probed[0].y, probed[0].dy,  # every leaf's differences share y and dy
-                           check_dtype, num_dtype, h, tol, nondet)
+    tolerances = tolerance(y.astype(np.float64), dy.astype(np.float64), check_dtype, num_dtype, h, tol, nondet)
     report = VJPReport(mode, str(check_dtype), tolerances.h, tolerances.rtol, numeric_dtype=str(num_dtype))
     names = [input_name(path) for path, _ in tree_leaves_with_path(inputs)]
     for name, grad, moving in zip(names, tree_leaves(grads), probed):
@@ -101,6 +96,16 @@ def check_vjp(
             raise wrong_gradient(check, report)
     report_kinks(report, on_kink)
     return report
+
+
+def _inputs(params: PyTree, x: np.ndarray, dtype: np.dtype | None) -> tuple[PyTree, np.ndarray]:
+    """Copies of ``params`` and ``x``, float leaves cast to ``dtype``; with None, each must be float32 or float64."""
+    inputs = (copy_tree(params, dtype), copy_tree(x, dtype))
+    if dtype is None:
+        for path, leaf in tree_leaves_with_path(inputs):
+            if leaf.dtype.kind == "f":
+                _float_dtype(leaf.dtype, f"with dtype=None, {input_name(path)}'s dtype")
+    return inputs
 
 
 def _float_dtype(value: Any, what: str) -> np.dtype:
