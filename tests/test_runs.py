@@ -10,29 +10,17 @@ import zipfile
 
 import numpy as np
 import pytest
+from fitting import DIGITS, small_fit, small_net
 from test_data import make_mnist
 
-import funcnn as fn
 import funcnn.train
 from funcnn.app.cli import main
 from funcnn.checkpoint import load_checkpoint, save_checkpoint
-from funcnn.data import load_digits
-from funcnn.nets import three_layer_convnet
 from funcnn.optim import Optimizer, adam, sgd, sgd_momentum, step_decay
-from funcnn.train import TrainingInterrupted, batch_starts, fit, is_ctrl_c
+from funcnn.train import TrainingInterrupted, batch_starts, is_ctrl_c
 from funcnn.tree import tree_allclose, tree_map
 
-DIGITS = load_digits(np.float64)
 SMALL = ["--filters", "2", "--hidden", "8"]
-
-
-def small_fit(epochs=2, x=None, y=None, net=None, batch_size=8, optimizer=None, **kwargs):
-    net = net or three_layer_convnet(num_filters=2, filter_size=3, hidden_dim=8, num_classes=10)
-    _, params = fn.init_params(net, np.random.default_rng(0), (1, 8, 8), np.float64)
-    x = DIGITS.train.x[:40] if x is None else x
-    y = DIGITS.train.y[:40] if y is None else y
-    val = (DIGITS.val.x[:20], DIGITS.val.y[:20])
-    return fit(net, params, (x, y), val, optimizer or sgd(0.05), epochs=epochs, batch_size=batch_size, log=None, **kwargs)
 
 
 def interrupt_at_epoch(monkeypatch, epoch, inside_numba=False):
@@ -213,7 +201,7 @@ def test_nan_params_in_a_checkpoint_are_refused(tmp_path):
 
 def test_a_one_image_last_batch_is_merged_so_batch_norm_trains(tmp_path):
     assert batch_starts(9, 4) == [0, 4] and batch_starts(10, 4) == [0, 4, 8] and batch_starts(1, 4) == [0]
-    net = three_layer_convnet(num_filters=2, filter_size=3, hidden_dim=8, num_classes=10, batch_norm=True)
+    net = small_net(batch_norm=True)
     result = small_fit(2, x=DIGITS.train.x[:17], y=DIGITS.train.y[:17], net=net)  # 17 = 2 * 8 + 1
     assert len(result.history.loss_history) == 2 * 2
     assert main(["train", "--epochs", "1", "--batch-norm", "--batch-size", "4", *SMALL, "--out", str(tmp_path)]) == 0  # 1197 = 4k + 1

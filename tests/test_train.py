@@ -2,23 +2,21 @@
 
 import numpy as np
 import pytest
+from fitting import DIGITS, small_fit, small_net
 from test_data import make_mnist
 
 import funcnn as fn
 from funcnn.app.cli import main
 from funcnn.checkpoint import load_checkpoint, save_checkpoint
-from funcnn.data import load_digits
 from funcnn.init import init_params
 from funcnn.nets import fc_net, three_layer_convnet, two_layer_net
 from funcnn.optim import adam, sgd
 from funcnn.train import accuracy, fit, l2_penalty, value_and_grad, with_l2
 from funcnn.tree import tree_allclose, tree_leaves, tree_map
 
-DIGITS = load_digits(np.float64)
-
 
 def small_net_and_params(seed=0, dtype=np.float64):
-    net = three_layer_convnet(num_filters=4, filter_size=3, hidden_dim=16, num_classes=10)
+    net = small_net(filters=4, hidden=16)
     return net, init_params(net, np.random.default_rng(seed), (1, 8, 8), dtype)[1]
 
 
@@ -87,16 +85,13 @@ def test_a_small_net_overfits_fifty_images():
 
 
 def run(seed=0, epochs=2, **kwargs):
-    net, params = small_net_and_params()
-    d = DIGITS
-    return fit(net, params, (d.train.x[:200], d.train.y[:200]), (d.val.x[:100], d.val.y[:100]), sgd(0.05),
-               epochs=epochs, batch_size=32, seed=seed, log=None, **kwargs)
+    return small_fit(epochs, n=200, n_val=100, net=small_net(filters=4, hidden=16), batch_size=32, seed=seed, **kwargs)
 
 
 def test_fit_is_reproducible_and_pure():
-    net, params = small_net_and_params()
+    _, params = small_net_and_params()
     before = tree_map(np.copy, params)
-    a, b, c = run(seed=3), run(seed=3), run(seed=4)
+    a, b, c = run(seed=3, params=params), run(seed=3), run(seed=4)
     assert tree_allclose(a.params, b.params, rtol=0, atol=0)
     assert a.history.loss_history == b.history.loss_history
     assert not tree_allclose(a.params, c.params)
