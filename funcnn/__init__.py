@@ -78,9 +78,12 @@ from funcnn.sandwiches import conv_relu_pool as conv_relu_pool
 from funcnn.sandwiches import dense_relu as dense_relu
 from funcnn.stepsweep import StepSweep as StepSweep
 from funcnn.stepsweep import step_sweep as step_sweep
+from funcnn.train import Callback as Callback
+from funcnn.train import EpochEnd as EpochEnd
 from funcnn.train import FitResult as FitResult
 from funcnn.train import History as History
 from funcnn.train import accuracy as accuracy
+from funcnn.train import early_stopping as early_stopping
 from funcnn.train import fit as fit
 from funcnn.train import l2_penalty as l2_penalty
 from funcnn.train import predict as predict

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,7 @@ def value_and_grad(net: Apply, loss: Loss = softmax_loss) -> Objective:
     return objective
 
 
-def _is_weight(path: tuple) -> bool:
+def _is_weight(path: tuple[Any, ...]) -> bool:
     return bool(path) and path[-1] == "w"
 
 
@@ -79,32 +79,44 @@ def accuracy(net: Apply, params: PyTree, x: np.ndarray, y: np.ndarray, state: St
     return float(np.mean(predict(net, params, x, state, batch_size) == y))
 
 
-@dataclass
+@dataclass(frozen=True)
 class History:
     """What ``fit`` recorded, with the course Solver's names: the loss of every step, and the
-    train (on a subsample) and validation accuracy after every epoch."""
+    train (on a subsample) and validation accuracy after every epoch. Immutable: ``fit`` hands out
+    a new one after every epoch, never changing one it gave away."""
 
-    loss_history: list[float] = field(default_factory=list)
-    train_acc_history: list[float] = field(default_factory=list)
-    val_acc_history: list[float] = field(default_factory=list)
+    loss_history: tuple[float, ...] = ()
+    train_acc_history: tuple[float, ...] = ()
+    val_acc_history: tuple[float, ...] = ()
     best_val_acc: float = 0.0
     best_epoch: int = 0
-    epoch_seconds: list[float] = field(default_factory=list)
+    epoch_seconds: tuple[float, ...] = ()
 
     def as_arrays(self) -> dict[str, np.ndarray]:
+        """Every field as a float64 array (for checkpoints)."""
         return {k: np.asarray(v, dtype=np.float64) for k, v in asdict(self).items()}
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray]) -> History:
-        fields = {k: v.tolist() for k, v in arrays.items()}
-        fields["best_epoch"] = int(fields["best_epoch"])
-        return cls(**fields)
+        """The history :meth:`as_arrays` gave."""
+        names = ("loss_history", "train_acc_history", "val_acc_history", "epoch_seconds")
+        series = {k: tuple(float(v) for v in arrays[k]) for k in names}
+        return cls(**series, best_val_acc=float(arrays["best_val_acc"]), best_epoch=int(arrays["best_epoch"]))
+
+    def after_epoch(self, epoch: int, losses: list[float], train_acc: float, val_acc: float, seconds: float) -> History:
+        """This history followed by epoch ``epoch``'s step losses, accuracies and duration (a new History)."""
+        best = val_acc > self.best_val_acc
+        return History(self.loss_history + tuple(losses), self.train_acc_history + (train_acc,),
+                       self.val_acc_history + (val_acc,), val_acc if best else self.best_val_acc,
+                       epoch if best else self.best_epoch, self.epoch_seconds + (seconds,))
 
 
-@dataclass
+@dataclass(frozen=True)
 class FitResult:
     """``params`` and network ``state`` after the last epoch, ``best_params`` and ``best_state``
-    (best validation accuracy), the optimizer state, and the :class:`History`."""
+    (best validation accuracy), the optimizer state, and the :class:`History`. ``stopped_by`` is
+    ``None`` when every epoch asked for ran, else the name of the callback that said "stop"
+    (``"patience"`` for :func:`early_stopping`)."""
 
     params: PyTree
     best_params: PyTree
@@ -112,6 +124,40 @@ class FitResult:
     history: History
     state: State = ()
     best_state: State = ()
+    stopped_by: str | None = None
+
+
+@dataclass(frozen=True)
+class EpochEnd:
+    """What a callback sees after each epoch."""
+
+    epoch: int  # 1-based number of the epoch just finished
+    history: History  # the history so far (a frozen snapshot: tuples, not lists)
+    params: PyTree  # params after this epoch
+    state: State  # the moded layers' state after this epoch (() when none)
+
+
+Callback = Callable[[EpochEnd], "str | None"]
+"""Called after every epoch (after the checkpoint is saved); returns ``"stop"`` to end training after
+that epoch, ``None`` to go on. What it raises propagates out of :func:`fit`."""
+
+
+def callback_name(callback: Callback) -> str:
+    """The name ``FitResult.stopped_by`` gives ``callback``: its ``__name__``, or its type's."""
+    return str(getattr(callback, "__name__", type(callback).__name__))
+
+
+def _asks_to_stop(callbacks: Sequence[Callback], end: EpochEnd) -> str | None:
+    """The name of the first callback that returns "stop" (every callback is called), else None."""
+    stopped_by = None
+    for callback in callbacks:
+        answer = callback(end)
+        if answer not in (None, "stop"):
+            raise ValueError(f"fit: callback {callback_name(callback)} returned {answer!r}; a callback returns "
+                             '"stop" or None')
+        if answer == "stop" and stopped_by is None:
+            stopped_by = callback_name(callback)
+    return stopped_by
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -219,6 +265,20 @@ def _resume(
     return FitResult(saved["params"], saved["best_params"], saved["opt_state"], history, saved["state"], saved["best_state"]), epoch
 
 
+def early_stopping(patience: int) -> Callback:
+    """A callback that stops training when validation accuracy has not improved for ``patience``
+    epochs in a row (``epoch - history.best_epoch >= patience``); ``fit``'s ``stopped_by`` is then
+    ``"patience"``. Use ``result.best_params`` (the best epoch's), not ``result.params`` (the last's).
+    It keeps no state of its own (the history has it), so it works across a resumed run."""
+    int_at_least("early_stopping", "patience", patience, 1)
+
+    def patience_(end: EpochEnd) -> str | None:
+        return "stop" if end.epoch - end.history.best_epoch >= patience else None
+
+    patience_.__name__ = patience_.__qualname__ = "patience"
+    return patience_
+
+
 def batch_starts(n: int, batch_size: int) -> list[int]:
     """Where each minibatch of an epoch over ``n`` examples starts; a last batch of a single example is
     merged into the one before (batch norm cannot normalize one example). ``len()`` is the steps per epoch."""
@@ -284,8 +344,8 @@ def _hyperparams(optimizer: Optimizer) -> dict[str, Any]:
 
 
 def _clock(seconds: float) -> str:
-    seconds = int(round(seconds))
-    return f"{seconds // 60}:{seconds % 60:02d}"
+    whole = round(seconds)
+    return f"{whole // 60}:{whole % 60:02d}"
 
 
 def fit(
@@ -307,6 +367,7 @@ def fit(
     config: dict[str, Any] | None = None,
     allow_config_change: bool = False,
     log: Callable[[str], None] | None = print,
+    callbacks: Sequence[Callback] = (),
 ) -> FitResult:
     """Train ``net`` from ``params`` with minibatch ``optimizer`` steps; nothing is modified in place.
 
@@ -322,6 +383,13 @@ def fit(
     holding NaN or infinite values. A non-finite loss, or an update that leaves params (or optimizer
     or network state) non-finite, stops training with a ValueError, the last finite checkpoint kept. Ctrl-C raises :class:`TrainingInterrupted` (a KeyboardInterrupt) naming the
     last completed epoch. A last minibatch of one example is merged into the one before.
+
+    ``callbacks`` are called in order after every epoch (after its checkpoint and progress line)
+    with an :class:`EpochEnd`; when one returns ``"stop"`` (all of them are called first), training
+    ends after that epoch and ``stopped_by`` names it. What a callback raises propagates.
+    :func:`early_stopping` is one. Returns a :class:`FitResult`: ``params`` and ``state`` of the last
+    epoch run (to continue from), ``best_params`` and ``best_state`` of the epoch with the best
+    validation accuracy (the first of equals). Neither it nor its history changes after it is returned.
 
     A moded network (batch norm, dropout) trains in training mode with a generator drawn from
     ``seed`` and the epoch, and is evaluated in evaluation mode; its ``state`` (default: its initial
@@ -354,7 +422,6 @@ def fit(
             log(f"resumed from {checkpoint} after epoch {start_epoch}")
     n = len(x_train)
     starts = batch_starts(n, batch_size)
-    history = result.history
     done = start_epoch  # the last epoch completed (and checkpointed)
 
     def diverged(what: str) -> ValueError:
@@ -371,15 +438,12 @@ def fit(
             bad = _non_finite({"params": params, "state": state, "opt_state": opt_state})
             if bad:  # an update can overflow after a finite loss: never save, nor continue from, such params
                 raise diverged(f"after epoch {epoch}, {', '.join(bad[:5])} hold NaN or infinity")
-            history.loss_history.extend(epoch_losses)
             sample = np.random.default_rng([seed, epoch, 1]).permutation(n)[:num_train_samples]
-            history.train_acc_history.append(accuracy(net, params, x_train[sample], y_train[sample], state))
-            history.val_acc_history.append(accuracy(net, params, x_val, y_val, state))
-            result.params, result.opt_state, result.state = params, opt_state, state
-            if history.val_acc_history[-1] > history.best_val_acc:
-                history.best_val_acc, history.best_epoch = history.val_acc_history[-1], epoch
-                result.best_params, result.best_state = params, state
-            history.epoch_seconds.append(time.perf_counter() - started)
+            train_acc = accuracy(net, params, x_train[sample], y_train[sample], state)
+            val_acc = accuracy(net, params, x_val, y_val, state)
+            history = result.history.after_epoch(epoch, epoch_losses, train_acc, val_acc, time.perf_counter() - started)
+            best = {"best_params": params, "best_state": state} if history.best_epoch == epoch else {}
+            result = replace(result, params=params, opt_state=opt_state, state=state, history=history, **best)
             if checkpoint is not None:
                 save_checkpoint(checkpoint, _checkpoint_tree(epoch, result, config))
             done = epoch
@@ -387,9 +451,14 @@ def fit(
                 seconds = history.epoch_seconds[-1]
                 log(
                     f"epoch {epoch:>{len(str(epochs))}}/{epochs}  loss {np.mean(epoch_losses):.4f}  "
-                    f"train acc {history.train_acc_history[-1]:.3f}  val acc {history.val_acc_history[-1]:.3f}  "
+                    f"train acc {train_acc:.3f}  val acc {val_acc:.3f}  "
                     f"{n / seconds:,.0f} img/s  {seconds:.1f} s  left {_clock(seconds * (epochs - epoch))}"
                 )
+            stopped_by = _asks_to_stop(callbacks, EpochEnd(epoch, history, params, state))
+            if stopped_by is not None:
+                if log:
+                    log(f"stopped after epoch {epoch} by {stopped_by}")
+                return replace(result, stopped_by=stopped_by)
     except (KeyboardInterrupt, SystemError) as error:
         if not is_ctrl_c(error):
             raise
