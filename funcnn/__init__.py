@@ -79,6 +79,7 @@ from funcnn.sandwiches import dense_relu as dense_relu
 from funcnn.stepsweep import StepSweep as StepSweep
 from funcnn.stepsweep import step_sweep as step_sweep
 from funcnn.train import Callback as Callback
+from funcnn.train import Checkpoint as Checkpoint
 from funcnn.train import EpochEnd as EpochEnd
 from funcnn.train import FitResult as FitResult
 from funcnn.train import History as History
@@ -87,6 +88,7 @@ from funcnn.train import early_stopping as early_stopping
 from funcnn.train import fit as fit
 from funcnn.train import l2_penalty as l2_penalty
 from funcnn.train import predict as predict
+from funcnn.train import training_step as training_step
 from funcnn.train import value_and_grad as value_and_grad
 from funcnn.train import with_l2 as with_l2
 

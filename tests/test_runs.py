@@ -19,19 +19,22 @@ from funcnn.checkpoint import load_checkpoint, save_checkpoint
 from funcnn.data import load_digits
 from funcnn.nets import three_layer_convnet
 from funcnn.optim import Optimizer, adam, sgd, sgd_momentum, step_decay
-from funcnn.train import TrainingInterrupted, batch_starts, fit, is_ctrl_c
+from funcnn.train import Checkpoint, TrainingInterrupted, batch_starts, fit, is_ctrl_c
 from funcnn.tree import tree_allclose, tree_map
 
 DIGITS = load_digits(np.float64)
 SMALL = ["--filters", "2", "--hidden", "8"]
 
 
-def small_fit(epochs=2, x=None, y=None, net=None, batch_size=8, optimizer=None, **kwargs):
+def small_fit(epochs=2, x=None, y=None, net=None, batch_size=8, optimizer=None, checkpoint=None, resume=False, config=None,
+              allow_config_change=False, **kwargs):
     net = net or three_layer_convnet(num_filters=2, filter_size=3, hidden_dim=8, num_classes=10)
     _, params = fn.init_params(net, np.random.default_rng(0), (1, 8, 8), np.float64)
     x = DIGITS.train.x[:40] if x is None else x
     y = DIGITS.train.y[:40] if y is None else y
     val = (DIGITS.val.x[:20], DIGITS.val.y[:20])
+    if checkpoint is not None:
+        kwargs["checkpoint"] = Checkpoint(checkpoint, resume, config, allow_config_change)
     return fit(net, params, (x, y), val, optimizer or sgd(0.05), epochs=epochs, batch_size=batch_size, log=None, **kwargs)
 
 
@@ -156,8 +159,8 @@ def rewrite_checkpoint(path, **changes):
     ("config", None, r"missing \['config'\]"),
     ("epoch", -3, r"'epoch' must be a whole number >= 0, got -3"),
     ("epoch", 1.7, r"'epoch' must be a whole number >= 0, got 1.7"),
-    ("opt_state/t", np.nan, r"'opt_state/t' must be a whole number >= 0, got nan"),
-    ("opt_state/t", "x", r"'opt_state/t' must be a whole number >= 0, got 'x'"),
+    ("opt_state/t", np.nan, r'opt_state: sgd: state\["t"\] must be a whole number >= 0, got nan'),
+    ("opt_state/t", "x", r"opt_state: sgd: state\[.t.\] must be a whole number >= 0, got 'x'"),
     ("history/loss_history", ["a", "b"], r"'history/loss_history' must be a list of numbers, got an array of <U1 of shape \(2,\)"),
     ("history/loss_history", np.ones((3, 3)), r"'history/loss_history' must be a list of numbers, got an array of float64 of shape \(3, 3\)"),
     ("history/best_epoch", "x", r"'history/best_epoch' must be a whole number >= 0, got 'x'"),

@@ -310,7 +310,7 @@ def test_fit_carries_state_and_resumes_it(tmp_path):
     train(1, checkpoint=tmp_path / "c.npz")
     with np.load(tmp_path / "c.npz", allow_pickle=False) as data:
         assert "state/0/running_mean" in data.files and "best_state/0/running_var" in data.files
-    resumed = train(3, checkpoint=tmp_path / "c.npz", resume=True)
+    resumed = train(3, checkpoint=fn.Checkpoint(tmp_path / "c.npz", resume=True))
     assert tree_allclose(resumed.params, straight.params, rtol=0, atol=0)
     assert tree_allclose(resumed.state, straight.state, rtol=0, atol=0)
     assert fn.accuracy(net, straight.params, d.val.x, d.val.y, straight.state) > 0.8

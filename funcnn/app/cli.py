@@ -107,7 +107,7 @@ def _train(args: argparse.Namespace) -> int:
     from funcnn.app.datasets import load_named
     from funcnn.optim import OPTIMIZERS, step_decay
     from funcnn.plot import INSTALL_HINT, plot_history
-    from funcnn.train import accuracy, batch_starts, fit
+    from funcnn.train import Checkpoint, accuracy, batch_starts, fit
 
     started = time.perf_counter()
     _check_options(args)
@@ -135,8 +135,8 @@ def _train(args: argparse.Namespace) -> int:
     try:
         result = fit(
             net, params, (data.train.x, data.train.y), (data.val.x, data.val.y), optimizer,
-            epochs=args.epochs, batch_size=args.batch_size, reg=args.reg, seed=args.seed, checkpoint=checkpoint,
-            resume=args.resume, allow_config_change=args.allow_config_change, config=config, log=log,
+            epochs=args.epochs, batch_size=args.batch_size, reg=args.reg, seed=args.seed,
+            checkpoint=Checkpoint(checkpoint, args.resume, config, args.allow_config_change), log=log,
         )  # fmt: skip
     except BaseException:
         if created and not any(out.iterdir()):
@@ -230,7 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     keep_freed_memory()  # this process is ours: steps reuse freed memory instead of page-faulting
     try:
-        return args.run(args)
+        code: int = args.run(args)
+        return code
     except (KeyboardInterrupt, SystemError) as error:  # Ctrl-C: one line, and how to continue if an epoch was saved
         from funcnn.train import is_ctrl_c
 
