@@ -13,6 +13,8 @@ Log = Callable[[str], None]
 
 LINE_SECONDS = 10.0
 """In plain-lines mode, a line within an epoch at most this often (the epoch's own line always comes)."""
+BAR_SECONDS = 0.1
+"""The bar's redraws at most this often (tqdm's ``mininterval``)."""
 
 
 def _terminal_bar(label: str, steps: int) -> Any:
@@ -23,7 +25,8 @@ def _terminal_bar(label: str, steps: int) -> Any:
         tqdm = importlib.import_module("tqdm").tqdm
     except ImportError:
         return None
-    return tqdm(total=steps, desc=label, unit="step", leave=False, file=sys.stdout, dynamic_ncols=True)
+    return tqdm(total=steps, desc=label, unit="step", leave=False, file=sys.stdout, dynamic_ncols=True,
+                mininterval=BAR_SECONDS)
 
 
 class EpochProgress:

@@ -135,3 +135,21 @@ def fraction(owner: str, arg: str, value: Any) -> float:
     if not 0.0 <= value < 1.0:
         raise ValueError(f"{owner}: {arg} must be in [0, 1), got {value!r}")
     return float(value)
+
+
+def floating_dtype(owner: str, arg: str, dtype: Any) -> np.dtype:
+    """``dtype`` as a NumPy floating dtype (any precision; a data set may be float16)."""
+    try:
+        dt: np.dtype = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"{owner}: {arg} must be a floating dtype, got {dtype!r}") from None
+    if dt.kind != "f":
+        raise ValueError(f"{owner}: {arg} must be a floating type, got {dt}")
+    return dt
+
+
+def one_of(owner: str, arg: str, value: Any, choices: tuple[str, ...]) -> str:
+    """``value`` if it is one of ``choices``."""
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{owner}: {arg} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+    return value

@@ -265,12 +265,7 @@ def test_a_failed_start_leaves_no_folder_behind(tmp_path, capsys, monkeypatch):
 
 
 @pytest.mark.parametrize(("options", "expected"), [
-    (["--dropout", "1.0"], "drop_prob must be in [0, 1), got 1.0"),
     (["--filter-size", "2"], "filter_size must be odd"),
-    (["--lr", "nan"], "lr must be > 0 and finite, got nan"),
-    (["--reg", "-1"], "--reg must be >= 0, got -1.0"),
-    (["--weight-scale", "nan"], "weight_scale must be 'he' or a positive number, got nan"),
-    (["--weight-scale", "big"], "--weight-scale must be 'he' or a number, got 'big'"),
     (["--batch-norm", "--batch-size", "1"], "training needs more than one value per D"),
     (["--weight-scale", "1e30"], "the loss is nan at epoch 1, step 1 of"),
     (["--resume", "--overwrite"], "--resume and --overwrite contradict each other"),
@@ -354,10 +349,30 @@ def test_an_unwritable_out_is_one_line(tmp_path, capsys, monkeypatch):
     assert capsys.readouterr().err == f"funcnn train: --out {tmp_path}: the folder is not writable\n"
 
 
-@pytest.mark.parametrize("option", ["--epochs", "--batch-size", "--filters", "--hidden"])
-def test_zero_sizes_are_refused_in_one_line(tmp_path, capsys, option):
+@pytest.mark.parametrize("command", ["train", "doctor"])
+@pytest.mark.parametrize(("option", "value", "rule"), [
+    ("--batch-size", "0", "an int >= 1"),
+    ("--filters", "0", "an int >= 1"),
+    ("--hidden", "2.5", "an int >= 1"),
+    ("--seed", "-1", "an int >= 0"),
+    ("--dropout", "1.0", "a number in [0, 1)"),
+    ("--lr", "nan", "a number > 0 and finite"),
+    ("--reg", "-1", "a number >= 0 and finite"),
+    ("--weight-scale", "nan", "'he' or a number > 0 and finite"),
+    ("--weight-scale", "big", "'he' or a number > 0 and finite"),
+])  # fmt: skip
+def test_a_bad_value_is_refused_by_the_parser_in_one_line(tmp_path, capsys, command, option, value, rule):
+    out = ["--out", str(tmp_path / "run")] if command == "train" else []
+    assert main([command, option, value, *out]) == 2
+    assert capsys.readouterr().err == f"funcnn {command}: argument {option}: must be {rule}, got {value!r}\n"
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("option", ["--epochs", "--patience", "--lr-decay"])
+def test_a_bad_run_option_is_refused_by_the_parser_in_one_line(tmp_path, capsys, option):
     assert main(["train", option, "0", "--out", str(tmp_path)]) == 2
-    assert capsys.readouterr().err == f"funcnn train: {option} must be >= 1, got 0\n"
+    rule = "a number > 0 and finite" if option == "--lr-decay" else "an int >= 1"
+    assert capsys.readouterr().err == f"funcnn train: argument {option}: must be {rule}, got '0'\n"
     assert not list(tmp_path.iterdir())
 
 
@@ -509,3 +524,17 @@ def test_only_errors_caused_by_ctrl_c_count_as_ctrl_c():
 
 def test_interrupted_is_a_keyboard_interrupt():
     assert issubclass(TrainingInterrupted, KeyboardInterrupt) and str(TrainingInterrupted(4)) == "interrupted after epoch 4"
+
+
+def test_train_with_patience_stops_early_and_says_so(tmp_path, capsys):
+    out = ["--out", str(tmp_path)]
+    # a learning rate this small leaves the validation accuracy where the first epoch put it
+    assert main(["train", "--epochs", "30", *SMALL, "--lr", "1e-9", "--lr-decay", "1", "--patience", "2", *out]) == 0
+    summary = json.loads((tmp_path / "history.json").read_text())
+    stopped = len(summary["history"]["val_acc_history"])
+    assert summary["stopped_by"] == "patience" and stopped == summary["best_epoch"] + 2 < 30
+    assert f"stopped after epoch {stopped} by patience" in capsys.readouterr().out
+    # patience is not part of the run's configuration: a resume may change it
+    assert main(["train", "--epochs", str(stopped + 1), *SMALL, "--lr", "1e-9", "--lr-decay", "1", "--patience", "5",
+                 *out, "--resume"]) == 0
+    assert checkpoint_epoch(tmp_path / "checkpoint.npz") == stopped + 1

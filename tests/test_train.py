@@ -207,11 +207,22 @@ def test_convnet_and_conv_sizes_are_checked():
 
 
 def test_help_lists_the_options(capsys):
-    with pytest.raises(SystemExit):
-        main(["train", "--help"])
+    assert main(["train", "--help"]) == 0
     text = capsys.readouterr().out
-    for option in ("--epochs", "--batch-size", "--lr", "--optimizer", "--seed", "--dataset", "--data-path", "--out"):
+    for option in ("--epochs", "--batch-size", "--lr", "--optimizer", "--seed", "--dataset", "--data-path", "--out",
+                   "--patience"):
         assert option in text
+
+
+def test_doctor_takes_the_network_and_data_options_and_refuses_the_runs(capsys):
+    assert main(["doctor", "--help"]) == 0
+    text = capsys.readouterr().out
+    for option in ("--batch-size", "--lr", "--reg", "--optimizer", "--seed", "--dataset", "--filters", "--weight-scale"):
+        assert option in text
+    for option in ("--epochs", "--out", "--resume", "--patience", "--lr-decay"):  # it would ignore them
+        assert option not in text
+        assert main(["doctor", option, "1"]) == 2
+        assert "unrecognized arguments" in capsys.readouterr().err
 
 
 def test_one_training_step_serves_value_and_grad_with_l2_and_fit():
