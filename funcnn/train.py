@@ -1,192 +1,51 @@
-"""Training: loss and gradients of a network, L2 regularization, and a reproducible ``fit`` loop."""
+"""The reproducible training loop :func:`fit`, with callbacks, progress, checkpoints and resume.
+
+The objective is in :mod:`funcnn.objective`, what fit records in :mod:`funcnn.history`, its checkpoints in
+:mod:`funcnn.resume`; their public names are importable from here too."""
 
 from __future__ import annotations
 
 import json
 import time
-import warnings
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from funcnn.checkpoint import SEP, load_checkpoint, save_checkpoint
-from funcnn.core import Apply, Layer, State, layer_name, pull_back, run
+from funcnn.checkpoint import save_checkpoint
+from funcnn.core import Apply, State, layer_name
+from funcnn.history import Callback, EpochEnd, FitResult, History, callback_name, early_stopping
 from funcnn.init import init_state
 from funcnn.losses import Loss, softmax_loss
 from funcnn.memory import keep_freed_memory
-from funcnn.optim import Optimizer, restore_state
+from funcnn.objective import Objective, Step, accuracy, l2_penalty, predict, training_step, value_and_grad, with_l2
+from funcnn.optim import Optimizer
 from funcnn.progress import EpochProgress
-from funcnn.tree import PyTree, tree_add, tree_leaves_with_path, tree_map, tree_map_with_path
-from funcnn.validation import int_at_least, number_at_least, whole_number
+from funcnn.resume import Checkpoint, checkpoint_options, checkpoint_tree, non_finite, resume_run
+from funcnn.tree import PyTree
+from funcnn.validation import int_at_least
 
-Objective = Callable[[PyTree, np.ndarray, np.ndarray], tuple[float, PyTree]]
-# step(params, x, y, state, rng) -> (loss, grads, new_state): one training-mode evaluation of a network.
-Step = Callable[[PyTree, np.ndarray, np.ndarray, State, "np.random.Generator | None"], tuple[float, PyTree, State]]
-AddL2 = Callable[[float, PyTree, PyTree], tuple[float, PyTree]]
-
-
-def _is_weight(path: tuple[Any, ...]) -> bool:
-    return bool(path) and path[-1] == "w"
-
-
-def l2_penalty(params: PyTree, reg: float) -> tuple[float, PyTree]:
-    """``0.5 * reg * sum(w ** 2)`` over the leaves named ``"w"`` (weights, not biases), and its
-    gradient (``reg * w`` on weights, 0 elsewhere), mirroring ``params``."""
-    reg = float(reg)
-    weights = [leaf for path, leaf in tree_leaves_with_path(params) if _is_weight(path)]
-    squares = (float(np.sum(np.square(leaf, dtype=np.float64))) for leaf in weights)
-    grads = tree_map_with_path(lambda p, leaf: reg * leaf if _is_weight(p) else np.zeros_like(leaf), params)
-    return 0.5 * reg * sum(squares), grads
-
-
-def _l2_term(owner: str, reg: float) -> AddL2:
-    """``add(loss, grads, params) -> (loss, grads)`` plus :func:`l2_penalty` at ``reg`` (checked here, the one
-    place, and named as ``owner``'s argument); with ``reg == 0`` it returns them as they are."""
-    reg = number_at_least(owner, "reg", reg, 0)
-
-    def add(value: float, grads: PyTree, params: PyTree) -> tuple[float, PyTree]:
-        if not reg:
-            return value, grads
-        penalty, penalty_grads = l2_penalty(params, reg)
-        return value + penalty, tree_add(grads, penalty_grads)
-
-    return add
-
-
-def _step(net: Apply, loss: Loss, add_l2: AddL2) -> Step:
-    """The training step, written once: the forward pass in training mode, the loss, the pull-back to the
-    params (``need_dx=False``: nobody needs the data's gradient) and the L2 term."""
-
-    def step(params: PyTree, x: np.ndarray, y: np.ndarray, state: State = (),
-             rng: np.random.Generator | None = None) -> tuple[float, PyTree, State]:
-        scores, net_vjp, new_state = run(net, params, x, state, train=True, rng=rng)
-        value, loss_vjp = loss(scores, y)
-        grads, _ = pull_back(net_vjp, loss_vjp(1.0), need_dx=False)
-        return *add_l2(float(value), grads, params), new_state
-
-    return step
-
-
-def training_step(net: Apply, loss: Loss = softmax_loss, reg: float = 0.0) -> Step:
-    """``step(params, x, y, state=(), rng=None) -> (loss, grads, new_state)``: ``net`` in training mode on
-    ``x`` (``(N, ...)``) from ``state``, ``loss`` on labels ``y`` (``(N,)``) plus the L2 term at ``reg``,
-    and the gradients of it all, mirroring ``params``. What :func:`fit` and :func:`funcnn.doctor` run."""
-    return _step(net, loss, _l2_term("training_step", reg))
-
-
-def value_and_grad(net: Apply, loss: Loss = softmax_loss) -> Objective:
-    """``objective(params, x, y) -> (loss, grads)`` for a network ending in class scores and a loss
-    such as :func:`funcnn.softmax_loss`; ``grads`` mirrors ``params``. A moded network (batch norm,
-    dropout) needs its state and mode: :func:`funcnn.bind` it first, or train it with :func:`fit`."""
-    if isinstance(net, Layer) and net.moded:
-        raise TypeError(f"value_and_grad: {net.name} needs a mode and a state; pass fn.bind(net, state, train=True, "
-                        "rng=...) instead, or train it with fn.fit, which carries its state")
-    step = _step(net, loss, _l2_term("value_and_grad", 0.0))
-
-    def objective(params: PyTree, x: np.ndarray, y: np.ndarray) -> tuple[float, PyTree]:
-        value, grads, _ = step(params, x, y, (), None)
-        return value, grads
-
-    return objective
-
-
-def with_l2(objective: Objective, reg: float) -> Objective:
-    """``objective`` plus :func:`l2_penalty`: the course's ``reg`` on weights only."""
-    add_l2 = _l2_term("with_l2", reg)
-
-    def regularized(params: PyTree, x: np.ndarray, y: np.ndarray) -> tuple[float, PyTree]:
-        return add_l2(*objective(params, x, y), params)
-
-    return regularized if reg else objective
-
-
-def predict(net: Apply, params: PyTree, x: np.ndarray, state: State = (), batch_size: int = 500) -> np.ndarray:
-    """Predicted class of each example, in evaluation mode: ``argmax`` of the scores, computed in
-    batches; ``(N,)``. ``state`` is the network's (batch norm's running statistics), if it has one."""
-    batches = range(0, len(x), batch_size)
-    scores = (run(net, params, x[i : i + batch_size], state, train=False)[0] for i in batches)
-    return np.concatenate([s.argmax(axis=1) for s in scores])
-
-
-def accuracy(
-    net: Apply, params: PyTree, x: np.ndarray, y: np.ndarray, state: State = (), batch_size: int = 500
-) -> float:
-    """Fraction of examples whose predicted class (in evaluation mode) is ``y`` (``(N,)`` ints)."""
-    if np.shape(y) != (len(x),):
-        raise ValueError(f"accuracy: labels y must have shape ({len(x)},) to match x of shape {np.shape(x)}, "
-                         f"got {np.shape(y)}")
-    return float(np.mean(predict(net, params, x, state, batch_size) == y))
-
-
-@dataclass(frozen=True)
-class History:
-    """What ``fit`` recorded, with the course Solver's names: the loss of every step, and the
-    train (on a subsample) and validation accuracy after every epoch. Immutable: ``fit`` hands out
-    a new one after every epoch, never changing one it gave away."""
-
-    loss_history: tuple[float, ...] = ()
-    train_acc_history: tuple[float, ...] = ()
-    val_acc_history: tuple[float, ...] = ()
-    best_val_acc: float = 0.0
-    best_epoch: int = 0
-    epoch_seconds: tuple[float, ...] = ()
-
-    def as_arrays(self) -> dict[str, np.ndarray]:
-        """Every field as a float64 array (for checkpoints)."""
-        return {k: np.asarray(v, dtype=np.float64) for k, v in asdict(self).items()}
-
-    @classmethod
-    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> History:
-        """The history :meth:`as_arrays` gave."""
-        names = ("loss_history", "train_acc_history", "val_acc_history", "epoch_seconds")
-        series = {k: tuple(float(v) for v in arrays[k]) for k in names}
-        return cls(**series, best_val_acc=float(arrays["best_val_acc"]), best_epoch=int(arrays["best_epoch"]))
-
-    def after_epoch(self, epoch: int, losses: list[float], train_acc: float, val_acc: float, seconds: float) -> History:
-        """This history followed by epoch ``epoch``'s step losses, accuracies and duration (a new History)."""
-        best = val_acc > self.best_val_acc
-        return History(self.loss_history + tuple(losses), self.train_acc_history + (train_acc,),
-                       self.val_acc_history + (val_acc,), val_acc if best else self.best_val_acc,
-                       epoch if best else self.best_epoch, self.epoch_seconds + (seconds,))
-
-
-@dataclass(frozen=True)
-class FitResult:
-    """``params`` and network ``state`` after the last epoch, ``best_params`` and ``best_state``
-    (best validation accuracy), the optimizer state, and the :class:`History`. ``stopped_by`` is
-    ``None`` when every epoch asked for ran, else the name of the callback that said "stop"
-    (``"patience"`` for :func:`early_stopping`)."""
-
-    params: PyTree
-    best_params: PyTree
-    opt_state: Any
-    history: History
-    state: State = ()
-    best_state: State = ()
-    stopped_by: str | None = None
-
-
-@dataclass(frozen=True)
-class EpochEnd:
-    """What a callback sees after each epoch."""
-
-    epoch: int  # 1-based number of the epoch just finished
-    history: History  # the history so far (a frozen snapshot: tuples, not lists)
-    params: PyTree  # params after this epoch
-    state: State  # the moded layers' state after this epoch (() when none)
-
-
-Callback = Callable[[EpochEnd], "str | None"]
-"""Called after every epoch (after the checkpoint is saved); returns ``"stop"`` to end training after
-that epoch, ``None`` to go on. What it raises propagates out of :func:`fit`."""
-
-
-def callback_name(callback: Callback) -> str:
-    """The name ``FitResult.stopped_by`` gives ``callback``: its ``__name__``, or its type's."""
-    return str(getattr(callback, "__name__", type(callback).__name__))
+__all__ = [
+    "Callback",
+    "Checkpoint",
+    "EpochEnd",
+    "FitResult",
+    "History",
+    "Objective",
+    "TrainingInterrupted",
+    "accuracy",
+    "batch_starts",
+    "early_stopping",
+    "fit",
+    "is_ctrl_c",
+    "l2_penalty",
+    "predict",
+    "training_step",
+    "value_and_grad",
+    "with_l2",
+]
 
 
 def _asks_to_stop(callbacks: Sequence[Callback], end: EpochEnd) -> str | None:
@@ -219,135 +78,6 @@ def is_ctrl_c(error: BaseException) -> bool:
             return True
         seen = seen.__cause__ or seen.__context__
     return False
-
-
-def _checkpoint_tree(epoch: int, result: FitResult, config: dict[str, Any]) -> dict[str, Any]:
-    return {"epoch": np.asarray(epoch), "params": result.params, "best_params": result.best_params,
-            "state": result.state,
-            "best_state": result.best_state, "opt_state": result.opt_state, "history": result.history.as_arrays(),
-            "config": np.asarray(json.dumps(config, sort_keys=True))}
-
-
-def _config_changes(saved: dict[str, Any], config: dict[str, Any]) -> list[str]:
-    """``"key: saved -> now"`` for every setting that differs."""
-    missing = "(not set)"
-    return [f"{key}: {saved.get(key, missing)!r} -> {config.get(key, missing)!r}"
-            for key in sorted(saved.keys() | config.keys()) if saved.get(key, missing) != config.get(key, missing)]
-
-
-def _non_finite(tree: PyTree) -> list[str]:
-    """Key paths of the float leaves of ``tree`` that hold NaN or infinity."""
-    return [SEP.join(map(str, path)) for path, leaf in tree_leaves_with_path(tree)
-            if np.asarray(leaf).dtype.kind == "f" and not np.isfinite(leaf).all()]
-
-
-def _saved_config(checkpoint: str | Path) -> dict[str, Any]:
-    """The configuration stored in ``checkpoint``, read before anything else it holds."""
-    text = load_checkpoint(checkpoint, {"config": None}, strict=False)["config"]
-    if text.shape != () or text.dtype.kind != "U":
-        problem = f"an array of shape {text.shape}" if text.shape else f"a {text.dtype} array"
-    else:
-        try:
-            config = json.loads(str(text))
-        except ValueError as error:
-            config, problem = None, str(error)
-        else:
-            problem = f"a JSON {type(config).__name__}"
-        if isinstance(config, dict):
-            return config
-    raise ValueError(f"checkpoint {checkpoint}: 'config' is not a JSON object of settings ({problem})")
-
-
-def _saved_history(checkpoint: str | Path, arrays: dict[str, np.ndarray]) -> History:
-    for key, value in arrays.items():
-        scalar = key in ("best_val_acc", "best_epoch")
-        if key == "best_epoch":
-            whole_number(f"checkpoint {checkpoint}", f"'history/{key}'", value)
-        elif value.ndim != (0 if scalar else 1) or value.dtype.kind not in "biuf":
-            what = "a number" if scalar else "a list of numbers"
-            raise ValueError(f"checkpoint {checkpoint}: 'history/{key}' must be {what}, "
-                             f"got an array of {value.dtype} of shape {value.shape}")
-    return History.from_arrays(arrays)
-
-
-@dataclass(frozen=True)
-class Checkpoint:
-    """Where :func:`fit` saves, after every epoch, everything needed to resume (an ``.npz``), and how it
-    resumes. ``resume``: continue after the epoch saved in ``path`` when the file exists. ``config``:
-    JSON-able settings (such as the learning rate) stored with fit's own (optimizer and its
-    hyperparameters, batch size, seed, reg, dtype, network); a resume whose configuration differs is
-    refused, listing the differences, unless ``allow_config_change``."""
-
-    path: str | Path
-    resume: bool = False
-    config: Mapping[str, Any] | None = None
-    allow_config_change: bool = False
-
-
-def _checkpoint_options(checkpoint: str | Path | Checkpoint | None, legacy: dict[str, Any]) -> Checkpoint | None:
-    """``checkpoint`` as a :class:`Checkpoint`; fit's former ``resume``, ``config`` and ``allow_config_change``
-    arguments still work for this release, with a DeprecationWarning."""
-    unknown = sorted(set(legacy) - {"resume", "config", "allow_config_change"})
-    if unknown:
-        raise TypeError(f"fit() got an unexpected keyword argument {unknown[0]!r}")
-    if legacy:
-        warnings.warn(f"fit: {', '.join(sorted(legacy))} moved into checkpoint=fn.Checkpoint(path, resume=..., "
-                      "config=..., allow_config_change=...); the old arguments go in the next release",
-                      DeprecationWarning, stacklevel=3)
-    if checkpoint is None or isinstance(checkpoint, Checkpoint):
-        return replace(checkpoint, **legacy) if checkpoint is not None and legacy else checkpoint
-    return Checkpoint(checkpoint, **legacy)
-
-
-def _resume(
-    checkpoint: Checkpoint, result: FitResult, config: dict[str, Any], optimizer: Optimizer
-) -> tuple[FitResult, int]:
-    """The run saved in ``checkpoint`` and its epoch, after checking its configuration (first: a
-    changed network is reported as such, not as missing keys) and its values."""
-    path = checkpoint.path
-    changes = _config_changes(_saved_config(path), config)
-    if changes and not checkpoint.allow_config_change:
-        raise ValueError(f"fit: checkpoint {path} was written with another configuration ({'; '.join(changes)}); "
-                         "resume with the same settings, or allow the change (Checkpoint(..., "
-                         "allow_config_change=True), --allow-config-change)")
-    like = _checkpoint_tree(0, result, config)
-    like["history"] = {k: None for k in like["history"]}
-    like["config"] = like["epoch"] = None  # checked below, never cast
-    like["opt_state"] = tree_map(lambda _: None, like["opt_state"])  # the optimizer checks its own state
-    try:
-        saved = load_checkpoint(path, like)
-    except ValueError as error:
-        if not changes:
-            raise
-        raise ValueError(f"{error}: the network changed with the configuration ({'; '.join(changes)}), and a run "
-                         "cannot continue in another network") from None
-    epoch = whole_number(f"checkpoint {path}", "'epoch'", saved["epoch"])
-    try:
-        opt_state = restore_state(optimizer, saved["opt_state"], saved["params"])
-    except ValueError as error:
-        raise ValueError(f"checkpoint {path}: opt_state: {error}") from None
-    history = _saved_history(path, saved["history"])
-    trees = ("params", "best_params", "state", "best_state")
-    bad = _non_finite({**{k: saved[k] for k in trees}, "opt_state": opt_state})
-    if bad:
-        raise ValueError(f"fit: checkpoint {path} holds NaN or infinite values in {', '.join(bad[:5])}; "
-                         "refusing to resume from it")
-    params, best_params, state, best_state = (saved[k] for k in trees)
-    return FitResult(params, best_params, opt_state, history, state, best_state), epoch
-
-
-def early_stopping(patience: int) -> Callback:
-    """A callback that stops training when validation accuracy has not improved for ``patience``
-    epochs in a row (``epoch - history.best_epoch >= patience``); ``fit``'s ``stopped_by`` is then
-    ``"patience"``. Use ``result.best_params`` (the best epoch's), not ``result.params`` (the last's).
-    It keeps no state of its own (the history has it), so it works across a resumed run."""
-    int_at_least("early_stopping", "patience", patience, 1)
-
-    def patience_(end: EpochEnd) -> str | None:
-        return "stop" if end.epoch - end.history.best_epoch >= patience else None
-
-    patience_.__name__ = patience_.__qualname__ = "patience"
-    return patience_
 
 
 def batch_starts(n: int, batch_size: int) -> list[int]:
@@ -459,11 +189,11 @@ def fit(
     Speed: ``fit`` calls :func:`funcnn.keep_freed_memory` (glibc keeps freed blocks for reuse, so
     the steps do not page-fault their arrays in again; ``FUNCNN_KEEP_FREED_MEMORY=0`` turns it off).
     """
-    saving = _checkpoint_options(checkpoint, deprecated)
+    saving = checkpoint_options(checkpoint, deprecated)
     x_train, y_train = _check_pair("train", train)
     x_val, y_val = _check_pair("val", val)
     keep_freed_memory()  # each step's arrays reuse the last step's memory instead of page-faulting anew
-    step = _step(net, loss, _l2_term("fit", reg))
+    step = training_step(net, loss, reg, owner="fit")
     for name, value in (("epochs", epochs), ("batch_size", batch_size)):
         int_at_least("fit", name, value, 1)
     if state is None:
@@ -476,7 +206,7 @@ def fit(
     result = FitResult(params, params, optimizer.init(params), History(), state, state)
     start_epoch = 0
     if saving is not None and saving.resume and Path(saving.path).exists():
-        result, start_epoch = _resume(saving, result, config, optimizer)
+        result, start_epoch = resume_run(saving, result, config, optimizer)
         if start_epoch >= epochs:
             raise ValueError(f"fit: checkpoint {saving.path} is already after epoch {start_epoch}; "
                              f"ask for more epochs than {epochs} to continue")
@@ -499,7 +229,7 @@ def fit(
             progress = EpochProgress(log, epoch, epochs, len(batches))
             params, opt_state, state, epoch_losses = _train_epoch(
                 step, optimizer, result, (x_train, y_train), batches, rng, epoch, progress, diverged)
-            bad = _non_finite({"params": params, "state": state, "opt_state": opt_state})
+            bad = non_finite({"params": params, "state": state, "opt_state": opt_state})
             if bad:  # an update can overflow after a finite loss: never save, nor continue from, such params
                 raise diverged(f"after epoch {epoch}, {', '.join(bad[:5])} hold NaN or infinity")
             sample = np.random.default_rng([seed, epoch, 1]).permutation(n)[:num_train_samples]
@@ -509,7 +239,7 @@ def fit(
             best = {"best_params": params, "best_state": state} if history.best_epoch == epoch else {}
             result = replace(result, params=params, opt_state=opt_state, state=state, history=history, **best)
             if saving is not None:
-                save_checkpoint(saving.path, _checkpoint_tree(epoch, result, config))
+                save_checkpoint(saving.path, checkpoint_tree(epoch, result, config))
             done = epoch
             if log:
                 seconds = history.epoch_seconds[-1]
