@@ -20,7 +20,7 @@ from funcnn.losses import Loss, loss_layer, softmax_loss, svm_loss
 from funcnn.objective import accuracy, l2_penalty, training_step
 from funcnn.optim import Optimizer
 from funcnn.tree import PyTree, keystr, tree_leaves_with_path, tree_map
-from funcnn.validation import int_at_least
+from funcnn.validation import int_at_least, number_at_least
 
 __all__ = ["DoctorCheck", "DoctorReport", "doctor"]
 
@@ -224,7 +224,7 @@ def doctor(
     for name, count in (("subset", subset), ("overfit_steps", overfit_steps), ("ratio_steps", ratio_steps), ("batch_size", batch_size)):
         int_at_least("doctor", name, count, 1)
     state = init_state(net, x.shape[1:], x.dtype) if state is None else state
-    setup = _Setup(net, loss, optimizer, params, state, float(reg), seed)
+    setup = _Setup(net, loss, optimizer, params, state, number_at_least("doctor", "reg", reg, 0), seed)
     few = np.random.default_rng(seed).permutation(len(x))
     hundred, tiny = few[:100], few[:subset]
     return DoctorReport([
