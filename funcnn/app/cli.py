@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from funcnn.app.options import Parser, add_model_options, add_run_options
+from funcnn.app.options import Parser, add_model_options, add_run_options, int_from
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -196,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check", help="finite-difference check of every layer, sandwich and network")
     check.add_argument("--mode", choices=["full", "fast"], default="full",
                        help="full: element by element, like the course; fast: random directions (default: full)")
-    check.add_argument("--seed", type=int, default=0, help="seed of the random problems (default: 0)")
+    check.add_argument("--seed", type=int_from(0), default=0, help="seed of the random problems (default: 0)")
     check.set_defaults(run=_check)
     return parser
 

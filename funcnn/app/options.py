@@ -32,7 +32,6 @@ def _checked(parse: Callable[[str], T], check: Callable[[T], Any], rule: str) ->
             raise argparse.ArgumentTypeError(f"must be {rule}, got {text!r}") from None
         return value
 
-    convert.__name__ = rule
     return convert
 
 
