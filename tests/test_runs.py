@@ -538,3 +538,8 @@ def test_train_with_patience_stops_early_and_says_so(tmp_path, capsys):
     assert main(["train", "--epochs", str(stopped + 1), *SMALL, "--lr", "1e-9", "--lr-decay", "1", "--patience", "5",
                  *out, "--resume"]) == 0
     assert checkpoint_epoch(tmp_path / "checkpoint.npz") == stopped + 1
+
+
+def test_check_refuses_a_negative_seed_in_one_line(capsys):
+    assert main(["check", "--seed", "-2"]) == 2
+    assert capsys.readouterr().err == "funcnn check: argument --seed: must be an int >= 0, got '-2'\n"
