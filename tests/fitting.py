@@ -6,7 +6,7 @@ from funcnn.data import load_digits
 from funcnn.init import init_params
 from funcnn.nets import three_layer_convnet
 from funcnn.optim import sgd
-from funcnn.train import fit
+from funcnn.train import Checkpoint, fit
 
 DIGITS = load_digits(np.float64)
 
@@ -17,10 +17,13 @@ def small_net(filters=2, hidden=8, **options):
 
 
 def small_fit(epochs=2, *, n=40, n_val=20, x=None, y=None, net=None, params=None, batch_size=8, optimizer=None,
-              **kwargs):
+              checkpoint=None, resume=False, config=None, allow_config_change=False, **kwargs):
     """``fit`` ``net`` (default :func:`small_net`) from ``params`` (default: initialised from seed 0) on the
     first ``n`` training digits (or ``x``, ``y``), validated on the first ``n_val``, with sgd(0.05) unless
-    ``optimizer``, silently."""
+    ``optimizer``, silently; ``checkpoint`` (a path) with ``resume``, ``config`` and ``allow_config_change``
+    makes its :class:`funcnn.Checkpoint`."""
+    if checkpoint is not None:
+        kwargs["checkpoint"] = Checkpoint(checkpoint, resume, config, allow_config_change)
     net = net or small_net()
     params = init_params(net, np.random.default_rng(0), (1, 8, 8), np.float64)[1] if params is None else params
     x = DIGITS.train.x[:n] if x is None else x
