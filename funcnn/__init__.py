@@ -27,6 +27,8 @@ if _started_as_command():
 
 from funcnn import nets as nets
 from funcnn import optim as optim
+from funcnn.attribution import class_score_gradient as class_score_gradient
+from funcnn.attribution import saliency as saliency
 from funcnn.combinators import chain as chain
 from funcnn.combinators import fan_out as fan_out
 from funcnn.combinators import identity as identity
