@@ -8,44 +8,79 @@ a merged dict for ``sandwich``. Stateless layers inside it are called exactly as
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
 
-from funcnn.core import VJP, Apply, Layer, Shape, State, WeightScale, layer_name, moded_layer, pull_back, run, skips_dx
-from funcnn.init import infer, infer_state
+from funcnn.core import (
+    VJP,
+    Apply,
+    Init,
+    Layer,
+    OutShape,
+    Shape,
+    State,
+    StateInit,
+    WeightScale,
+    as_layer,
+    layer_name,
+    moded_layer,
+    output_shape,
+    pull_back,
+    run,
+    skips_dx,
+)
+from funcnn.init import init_params, init_state
 from funcnn.tree import PyTree
-from funcnn.validation import cotangent, float_array, no_params, read_only, wrong_keys
+from funcnn.validation import cotangent, float_array, no_params, read_only, same_shape_as_input, wrong_keys
 
 Forward = Callable[[PyTree, np.ndarray, State, bool, "np.random.Generator | None"], tuple[np.ndarray, VJP, State]]
 
 
-def _build(name: str, forward: Forward, moded: bool, param_keys: Any, init: Any, state_keys: Any, state_init: Any) -> Layer:
-    """A plain layer when no part is moded (state ``()``, mode irrelevant), a moded one otherwise."""
-    if moded:
-        return moded_layer(forward, name, param_keys, init, state_keys, state_init)
+def _build(
+    name: str,
+    forward: Forward,
+    children: tuple[Layer, ...],
+    param_keys: tuple[str, ...] | None,
+    init: Init,
+    state_keys: tuple[str, ...] | None,
+    state_init: StateInit,
+    out_shape: OutShape,
+    op: str,
+) -> Layer:
+    """A plain layer when no child is moded (state ``()``, mode irrelevant), a moded one otherwise."""
+    if any(child.moded for child in children):
+        return moded_layer(
+            forward, name, param_keys, init, state_keys, state_init, out_shape=out_shape, op=op, children=children
+        )
 
     def apply(params: PyTree, x: np.ndarray) -> tuple[np.ndarray, VJP]:
         y, vjp, _ = forward(params, x, (), False, None)
         return y, vjp
 
-    return Layer(apply, name, param_keys, init)
+    return Layer(apply, name, param_keys, init, out_shape=out_shape, op=op, children=children)
 
 
-def _check_layers(who: str, layers: Sequence[Any]) -> str:
+def _same_shapes(who: str, shapes: Sequence[tuple[str, Shape]], rule: str = "") -> None:
+    """Raise unless every ``(name, shape)`` has the first one's shape; ``rule`` says why they must."""
+    first, expected = shapes[0]
+    for name, shape in shapes[1:]:
+        if tuple(shape) != tuple(expected):
+            raise ValueError(f"{who}: {rule}{name} gives shape {tuple(shape)} but {first} gives {tuple(expected)}")
+
+
+def _check_layers(who: str, layers: Sequence[Any]) -> tuple[str, tuple[Layer, ...]]:
+    """The combination's name and its children (plain functions wrapped as custom layers)."""
     if not layers:
         raise ValueError(f"{who}: needs at least one layer")
     for f in layers:
         if not callable(f):
             raise TypeError(f"{who}: every layer must be callable (params, x) -> (y, vjp), got {f!r}")
-    return f"{who}(" + ", ".join(layer_name(f) for f in layers) + ")"
+    return f"{who}(" + ", ".join(layer_name(f) for f in layers) + ")", tuple(as_layer(f) for f in layers)
 
 
-def _is_moded(layers: Sequence[Any]) -> bool:
-    return any(isinstance(f, Layer) and f.moded for f in layers)
-
-
-def _per_layer(name: str, what: str, tree: PyTree, count: int) -> tuple:
+def _per_layer(name: str, what: str, tree: PyTree, count: int) -> tuple[PyTree, ...]:
     if not isinstance(tree, (tuple, list)) or len(tree) != count:
         got = f"{type(tree).__name__} of length {len(tree)}" if isinstance(tree, (tuple, list)) else repr(tree)[:80]
         raise TypeError(f"{name}: {what} must be a tuple with one entry per layer ({count}), got {got}")
@@ -59,14 +94,14 @@ def chain(*layers: Apply) -> Layer:
     vjps in reverse and returns ``((dp1, dp2, ...), dx)``. A moded chain's state is a tuple with
     one entry per layer (``()`` for stateless ones).
     """
-    name = _check_layers("chain", layers)
-    moded = _is_moded(layers)
+    name, children = _check_layers("chain", layers)
+    moded = any(child.moded for child in children)
 
     def forward(params: PyTree, x: np.ndarray, state: State, train: bool, rng: Any) -> tuple[np.ndarray, VJP, State]:
         params = _per_layer(name, "params", params, len(layers))
         states = _per_layer(name, "state", state, len(layers)) if moded else ((),) * len(layers)
         vjps, new_states = [], []
-        for f, p, s in zip(layers, params, states):
+        for f, p, s in zip(children, params, states):
             x, layer_vjp, s = run(f, p, x, s, train=train, rng=rng)
             vjps.append(layer_vjp)
             new_states.append(s)
@@ -74,28 +109,35 @@ def chain(*layers: Apply) -> Layer:
         @skips_dx
         def vjp(dy: np.ndarray, need_dx: bool = True) -> tuple[PyTree, np.ndarray | None]:
             grads = []
+            d: np.ndarray | None = dy
             for i, layer_vjp in enumerate(reversed(vjps)):
-                dp, dy = pull_back(layer_vjp, dy, need_dx=need_dx or i < len(vjps) - 1)
+                assert d is not None  # only the first layer's vjp may skip dx
+                dp, d = pull_back(layer_vjp, d, need_dx=need_dx or i < len(vjps) - 1)
                 grads.append(dp)
-            return tuple(reversed(grads)), dy
+            return tuple(reversed(grads)), d
 
         return x, vjp, tuple(new_states) if moded else ()
 
     def init(rng: np.random.Generator, shape: Shape, dtype: np.dtype, weight_scale: WeightScale) -> tuple[Shape, PyTree]:
         params = []
-        for f in layers:
-            shape, p = infer(f, rng, shape, dtype, weight_scale)
+        for f in children:
+            shape, p = init_params(f, rng, shape, dtype, weight_scale)
             params.append(p)
         return shape, tuple(params)
 
     def state_init(shape: Shape, dtype: np.dtype) -> State:
-        states = []
-        for f in layers:
-            states.append(infer_state(f, shape, dtype))
-            shape, _ = infer(f, np.random.default_rng(0), shape, dtype, "he")
+        states = [init_state(children[0], shape, dtype)]
+        for before, f in pairwise(children):  # the last layer's output shape is not needed
+            shape = output_shape(before, shape)
+            states.append(init_state(f, shape, dtype))
         return tuple(states)
 
-    return _build(name, forward, moded, None, init, None, state_init)
+    def out_shape(shape: Shape) -> Shape:
+        for f in children:
+            shape = output_shape(f, shape)
+        return shape
+
+    return _build(name, forward, children, None, init, None, state_init, out_shape, "chain")
 
 
 def _dict_keys(f: Any, who: str, what: str = "params") -> tuple[str, ...]:
@@ -143,10 +185,10 @@ def sandwich(*layers: Apply) -> Layer:
     Returns a layer whose ``vjp(dy)`` returns the merged dict of gradients and ``dx``. A moded
     sandwich's state is the merged dict of its layers' states.
     """
-    name = _check_layers("sandwich", layers)
+    name, children = _check_layers("sandwich", layers)
     owned = _owners(name, layers, "params")
     owned_state = _owners(name, layers, "state")
-    inner = chain(*layers)
+    inner = chain(*children)
     moded = inner.moded
 
     def forward(params: PyTree, x: np.ndarray, state: State, train: bool, rng: Any) -> tuple[np.ndarray, VJP, State]:
@@ -162,15 +204,18 @@ def sandwich(*layers: Apply) -> Layer:
         return y, vjp, _merge(new_states) if moded else ()
 
     def init(rng: np.random.Generator, shape: Shape, dtype: np.dtype, weight_scale: WeightScale) -> tuple[Shape, PyTree]:
-        shape, params = infer(inner, rng, shape, dtype, weight_scale)
+        shape, params = init_params(inner, rng, shape, dtype, weight_scale)
         return shape, _merge(params)
 
     def state_init(shape: Shape, dtype: np.dtype) -> State:
-        return _merge(infer_state(inner, shape, dtype))
+        return _merge(init_state(inner, shape, dtype))
 
     param_keys = tuple(k for keys in owned for k in keys)
     state_keys = tuple(k for keys in owned_state for k in keys)
-    return _build(name, forward, moded, param_keys, init, state_keys, state_init)
+    def out_shape(shape: Shape) -> Shape:
+        return output_shape(inner, shape)
+
+    return _build(name, forward, children, param_keys, init, state_keys, state_init, out_shape, "sandwich")
 
 
 def fan_out(*branches: Apply) -> Layer:
@@ -180,16 +225,14 @@ def fan_out(*branches: Apply) -> Layer:
     one shape. ``vjp(dy)`` returns ``((dp_1, ...), dx)`` with ``dx`` the sum of every branch's dx:
     an input used twice gets the gradient of both uses.
     """
-    name = _check_layers("fan_out", branches)
-    moded = _is_moded(branches)
+    name, children = _check_layers("fan_out", branches)
+    moded = any(child.moded for child in children)
 
     def forward(params: PyTree, x: np.ndarray, state: State, train: bool, rng: Any) -> tuple[np.ndarray, VJP, State]:
-        params = _per_layer(name, "params", params, len(branches))
-        states = _per_layer(name, "state", state, len(branches)) if moded else ((),) * len(branches)
-        outs = [run(f, p, x, s, train=train, rng=rng) for f, p, s in zip(branches, params, states)]
-        for f, (y_i, _, _) in zip(branches[1:], outs[1:]):
-            if y_i.shape != outs[0][0].shape:
-                raise ValueError(f"{name}: {layer_name(f)} gives shape {y_i.shape} but {layer_name(branches[0])} gives {outs[0][0].shape}")
+        params = _per_layer(name, "params", params, len(children))
+        states = _per_layer(name, "state", state, len(children)) if moded else ((),) * len(children)
+        outs = [run(f, p, x, s, train=train, rng=rng) for f, p, s in zip(children, params, states)]
+        _same_shapes(name, [(f.name, out[0].shape) for f, out in zip(children, outs)])
         y = sum((out[0] for out in outs[1:]), outs[0][0])
 
         def vjp(dy: np.ndarray) -> tuple[PyTree, np.ndarray]:
@@ -199,16 +242,19 @@ def fan_out(*branches: Apply) -> Layer:
         return y, vjp, tuple(out[2] for out in outs) if moded else ()
 
     def init(rng: np.random.Generator, shape: Shape, dtype: np.dtype, weight_scale: WeightScale) -> tuple[Shape, PyTree]:
-        results = [infer(f, rng, shape, dtype, weight_scale) for f in branches]
-        for f, (out, _) in zip(branches[1:], results[1:]):
-            if out != results[0][0]:
-                raise ValueError(f"{name}: {layer_name(f)} gives shape {out} but {layer_name(branches[0])} gives {results[0][0]}")
+        results = [init_params(f, rng, shape, dtype, weight_scale) for f in children]
+        _same_shapes(name, [(f.name, out) for f, (out, _) in zip(children, results)])
         return results[0][0], tuple(p for _, p in results)
 
     def state_init(shape: Shape, dtype: np.dtype) -> State:
-        return tuple(infer_state(f, shape, dtype) for f in branches)
+        return tuple(init_state(f, shape, dtype) for f in children)
 
-    return _build(name, forward, moded, None, init, None, state_init)
+    def out_shape(shape: Shape) -> Shape:
+        shapes = [(f.name, output_shape(f, shape)) for f in children]
+        _same_shapes(name, shapes)
+        return shapes[0][1]
+
+    return _build(name, forward, children, None, init, None, state_init, out_shape, "fan_out")
 
 
 def _identity(params: PyTree, x: np.ndarray) -> tuple[np.ndarray, VJP]:
@@ -219,35 +265,42 @@ def _identity(params: PyTree, x: np.ndarray) -> tuple[np.ndarray, VJP]:
     return read_only(x), lambda dy: ((), read_only(cotangent("identity", dy, x)))
 
 
-identity = Layer(_identity, "identity", ())
+identity = Layer(_identity, "identity", (), out_shape=same_shape_as_input("identity"), op="identity")
 
 
 def residual(f: Apply) -> Layer:
     """``y = x + f(params, x)``, a skip connection around ``f`` (params and state are ``f``'s);
     ``f`` must keep the input's shape. The gradient of ``x`` adds the skip and ``f``'s path."""
-    both = fan_out(identity, f)
-    name = f"residual({layer_name(f)})"
+    child = as_layer(f)
+    name = f"residual({child.name})"
+
+    def same_as_x(x_shape: Shape, f_shape: Shape) -> None:
+        rule = f"{child.name} must keep the shape of x {x_shape}: "
+        _same_shapes(name, [("x", x_shape), (child.name, f_shape)], rule)
 
     def forward(params: PyTree, x: np.ndarray, state: State, train: bool, rng: Any) -> tuple[np.ndarray, VJP, State]:
-        try:
-            y, vjp, new_state = run(both, ((), params), x, ((), state) if both.moded else (), train=train, rng=rng)
-        except ValueError as error:  # fan_out's shape mismatch, said in residual's words
-            if not str(error).startswith(both.name):
-                raise
-            raise ValueError(f"{name}: {layer_name(f)} must keep the shape of x {np.shape(x)}: {str(error).split(': ', 1)[1]}") from None
+        x = float_array(name, "x", x)
+        fx, f_vjp, new_state = run(child, params, x, state, train=train, rng=rng)
+        same_as_x(x.shape, fx.shape)
+        y = x + fx
 
-        def residual_vjp(dy: np.ndarray) -> tuple[PyTree, np.ndarray]:
-            grads, dx = vjp(dy)
-            return grads[1], dx
+        def vjp(dy: np.ndarray) -> tuple[PyTree, np.ndarray]:
+            dy = cotangent(name, dy, y)
+            grads, dx = f_vjp(dy)
+            return grads, dx + dy
 
-        return y, residual_vjp, new_state[1] if both.moded else ()
+        return y, vjp, new_state
 
     def init(rng: np.random.Generator, shape: Shape, dtype: np.dtype, weight_scale: WeightScale) -> tuple[Shape, PyTree]:
-        return infer(f, rng, shape, dtype, weight_scale)
+        out, params = init_params(child, rng, shape, dtype, weight_scale)
+        same_as_x(tuple(shape), out)
+        return out, params
 
     def state_init(shape: Shape, dtype: np.dtype) -> State:
-        return infer_state(f, shape, dtype)
+        return init_state(child, shape, dtype)
 
-    keys = f.param_keys if isinstance(f, Layer) else None
-    state_keys = f.state_keys if isinstance(f, Layer) else ()
-    return _build(name, forward, both.moded, keys, init, state_keys, state_init)
+    def out_shape(shape: Shape) -> Shape:
+        same_as_x(tuple(shape), output_shape(child, shape))
+        return tuple(shape)
+
+    return _build(name, forward, (child,), child.param_keys, init, child.state_keys, state_init, out_shape, "residual")

@@ -8,20 +8,34 @@ evaluation (dropout) are *moded*: they run as ``layer.run(params, x, state, trai
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Protocol
 
 import numpy as np
 
 from funcnn.tree import PyTree, tree_map
-from funcnn.validation import describe
+from funcnn.validation import no_state
 
-__all__ = ["VJP", "Apply", "Init", "Layer", "Run", "Shape", "State", "WeightScale", "bind", "layer", "pull_back", "run", "skips_dx"]
+__all__ = [
+    "VJP", "Apply", "Init", "Layer", "LayerFn", "OutShape", "Run", "Shape", "State", "WeightScale",
+    "bind", "layer", "output_shape", "pull_back", "run", "skips_dx",
+]
 
 VJP = Callable[[np.ndarray], tuple[PyTree, np.ndarray]]
-Apply = Callable[[PyTree, np.ndarray], tuple[np.ndarray, VJP]]
+
+
+class LayerFn(Protocol):
+    """The layer protocol: ``layer(params, x) -> (y, vjp)`` with ``vjp(dy) -> (dparams, dx)``."""
+
+    def __call__(self, params: PyTree, x: np.ndarray, /) -> tuple[np.ndarray, VJP]: ...
+
+
+Apply = LayerFn
 Shape = tuple[int, ...]
+# out_shape(input_shape) -> output_shape, per example (no N), from shapes alone.
+OutShape = Callable[[Shape], Shape]
 WeightScale = float | str
 # init(rng, input_shape, dtype, weight_scale) -> (output_shape, params); shapes are per example (no N).
 Init = Callable[[np.random.Generator, Shape, np.dtype, WeightScale], tuple[Shape, PyTree]]
@@ -43,6 +57,12 @@ class Layer:
     A moded layer has ``run_fn``; its state is described by ``state_keys`` (like ``param_keys``)
     and made by ``state_init(input_shape, dtype)``. Calling it without a mode is an error that
     says how to call it.
+
+    What the layer is, for tools that read a network without running it: ``out_shape(in_shape)``,
+    the output shape of one example from its input shape (``None`` for a user's function that did
+    not give it); ``op``, its kind ("conv", "chain", ..., "custom" for a user's function);
+    ``hparams``, its hyperparameters (read-only); ``children``, the layers it combines. ``doc``
+    is what ``help(layer)`` shows (the factory's docstring, else ``apply``'s).
     """
 
     apply: Apply
@@ -52,6 +72,11 @@ class Layer:
     run_fn: Run | None = None
     state_keys: tuple[str, ...] | None = ()
     state_init: StateInit | None = None
+    out_shape: OutShape | None = None
+    op: str = "custom"
+    hparams: Mapping[str, Any] = field(default_factory=dict)
+    children: tuple[Layer, ...] = ()
+    doc: str | None = None
 
     @property
     def moded(self) -> bool:
@@ -70,8 +95,9 @@ class Layer:
         return self.run_fn(params, x, state, bool(train), rng)
 
     def __post_init__(self) -> None:
-        # help(layer) shows what the wrapped function documents.
-        object.__setattr__(self, "__doc__", self.apply.__doc__ or type(self).__doc__)
+        object.__setattr__(self, "hparams", MappingProxyType(dict(self.hparams)))
+        # help(layer) shows what the factory or the wrapped function documents.
+        object.__setattr__(self, "__doc__", self.doc or self.apply.__doc__ or type(self).__doc__)
 
     def __call__(self, params: PyTree, x: np.ndarray) -> tuple[np.ndarray, VJP]:
         return self.apply(params, x)
@@ -80,13 +106,21 @@ class Layer:
         return self.name
 
 
-def layer(apply: Apply, name: str | None = None, param_keys: tuple[str, ...] | None = (), init: Init | None = None) -> Layer:
-    """Wrap a user function ``apply(params, x) -> (y, vjp)`` as a :class:`Layer`.
+def layer(
+    apply: Apply,
+    name: str | None = None,
+    param_keys: tuple[str, ...] | None = (),
+    init: Init | None = None,
+    out_shape: OutShape | None = None,
+) -> Layer:
+    """Wrap a user function ``apply(params, x) -> (y, vjp)`` as a :class:`Layer` (op ``"custom"``).
 
-    Needed only to put a function with a dict of params inside ``sandwich``, which must know its
-    keys, or to give it an ``init`` for :func:`funcnn.init_params`.
+    Needed to put a function with a dict of params inside ``sandwich``, which must know its keys,
+    or to give :func:`funcnn.init_params` what it needs: ``init`` to make its params and
+    ``out_shape(input_shape) -> output_shape`` (one example, no batch axis) for the layers after it,
+    e.g. ``out_shape=lambda shape: shape`` for an elementwise function.
     """
-    return Layer(apply, name or str(getattr(apply, "__name__", "layer")), param_keys, init)
+    return Layer(apply, name or str(getattr(apply, "__name__", "layer")), param_keys, init, out_shape=out_shape)
 
 
 def moded_layer(
@@ -96,6 +130,12 @@ def moded_layer(
     init: Init | None = None,
     state_keys: tuple[str, ...] | None = (),
     state_init: StateInit | None = None,
+    *,
+    out_shape: OutShape | None = None,
+    op: str = "custom",
+    hparams: Mapping[str, Any] | None = None,
+    children: tuple[Layer, ...] = (),
+    doc: str | None = None,
 ) -> Layer:
     """A :class:`Layer` that must be called with ``run``; a plain call explains how."""
 
@@ -105,7 +145,9 @@ def moded_layer(
             "layer with funcnn.bind(layer, state, train=..., rng=...)"
         )
 
-    return Layer(apply, name, param_keys, init, run_fn, state_keys, state_init)
+    return Layer(
+        apply, name, param_keys, init, run_fn, state_keys, state_init, out_shape, op, hparams or {}, children, doc
+    )
 
 
 def run(
@@ -114,8 +156,7 @@ def run(
     """:meth:`Layer.run` for any layer, including a plain function ``(params, x) -> (y, vjp)``."""
     if isinstance(f, Layer) and f.moded:
         return f.run(params, x, state, train=train, rng=rng)
-    if not (isinstance(state, tuple) and state == ()):
-        raise TypeError(f"{layer_name(f)}: keeps no state, so state must be (), got {describe(state)}")
+    no_state(layer_name(f), state)
     y, vjp = f(params, x)
     return y, vjp, ()
 
@@ -140,9 +181,11 @@ def bind(f: Apply, state: State = (), *, train: bool, rng: np.random.Generator |
         y, vjp, _ = run(f, params, x, cast, train=train, rng=generator)
         return y, vjp
 
-    name = layer_name(f)
-    keys = f.param_keys if isinstance(f, Layer) else None
-    return Layer(apply, f"bind({name}, train={train})", keys, f.init if isinstance(f, Layer) else None)
+    child = as_layer(f)
+    return Layer(
+        apply, f"bind({child.name}, train={train})", child.param_keys, child.init, out_shape=child.out_shape,
+        op="bind", hparams={"train": train}, children=(child,),
+    )
 
 
 def skips_dx(vjp: Callable[..., tuple[PyTree, Any]]) -> VJP:
@@ -158,6 +201,23 @@ def pull_back(vjp: VJP, dy: np.ndarray, *, need_dx: bool = True) -> tuple[PyTree
     if not need_dx and getattr(vjp, "skips_dx", False):
         return vjp(dy, need_dx=False)  # type: ignore[call-arg]
     return vjp(dy)
+
+
+def as_layer(f: Apply) -> Layer:
+    """``f`` itself when it is a :class:`Layer`, else a custom layer of it taking any params tree."""
+    return f if isinstance(f, Layer) else Layer(f, layer_name(f), None)
+
+
+def output_shape(f: Apply, input_shape: Shape) -> Shape:
+    """The output shape of one example after ``f`` (no batch axis), from its ``out_shape``; a clear
+    error when ``f`` has none."""
+    if isinstance(f, Layer) and f.out_shape is not None:
+        return tuple(f.out_shape(tuple(input_shape)))
+    name = layer_name(f)
+    raise TypeError(
+        f"{name} does not say its output shape, so the shapes after it are unknown: wrap it with "
+        f"fn.layer({name}, out_shape=lambda shape: ...) (one example's shape in, its output shape out)"
+    )
 
 
 def layer_name(f: Any) -> str:

@@ -7,9 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from funcnn.core import Layer
+from funcnn.core import VJP, Layer, Shape
 from funcnn.tree import PyTree
-from funcnn.validation import check_ndim, cotangent, float_array, no_params
+from funcnn.validation import check_ndim, cotangent, example_shape, float_array, no_params
 
 LossVJP = Callable[..., np.ndarray]
 Loss = Callable[[np.ndarray, np.ndarray], tuple[np.floating, LossVJP]]
@@ -34,8 +34,9 @@ def _loss_vjp(name: str, loss: np.floating, dscores_unit: np.ndarray) -> LossVJP
     """``vjp(dloss=1.0) -> dloss * dscores_unit``, with ``dloss`` checked to be a scalar."""
 
     def vjp(dloss: Any = 1.0) -> np.ndarray:
-        dloss = cotangent(name, dloss, np.asarray(loss))
-        return dscores_unit * dloss
+        scale = cotangent(name, dloss, np.asarray(loss))
+        dscores: np.ndarray = dscores_unit * scale
+        return dscores
 
     return vjp
 
@@ -78,11 +79,12 @@ def loss_layer(loss: Loss, y: np.ndarray) -> Layer:
     """A loss bound to labels ``y``, as a layer ``((), scores) -> (loss as a 0-d array, vjp)``.
 
     Put it last in a ``chain`` to check or train a whole network: ``vjp(dloss) -> ((), dscores)``.
+    scores ``(N, C)`` -> a scalar (its ``out_shape`` is ``()``: the loss has no batch axis).
     """
     name = f"{getattr(loss, '__name__', 'loss')}(y)"
     labels = np.array(y)
 
-    def apply(params: PyTree, scores: np.ndarray) -> tuple[np.ndarray, Callable]:
+    def apply(params: PyTree, scores: np.ndarray) -> tuple[np.ndarray, VJP]:
         no_params(name, params)
         value, loss_vjp = loss(scores, labels)
         out = np.asarray(value)
@@ -92,4 +94,8 @@ def loss_layer(loss: Loss, y: np.ndarray) -> Layer:
 
         return out, vjp
 
-    return Layer(apply, name, ())
+    def out_shape(in_shape: Shape) -> Shape:
+        example_shape(name, in_shape, 1, "(C,), the class scores")
+        return ()
+
+    return Layer(apply, name, (), out_shape=out_shape, op="loss", doc=loss_layer.__doc__)

@@ -8,6 +8,7 @@ the state and switches the mode) or call ``.run(params, x, state, train=..., rng
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 from funcnn.combinators import chain, sandwich
 from funcnn.core import Layer
@@ -28,13 +29,14 @@ def _hidden(out_dim: int, batch_norm: bool, dropout: float) -> Layer:
 
 def two_layer_net(hidden_dim: int = 100, num_classes: int = 10) -> Layer:
     """affine - relu - affine: x ``(N, d1..dk)`` -> scores ``(N, num_classes)``."""
-    return fc_net((hidden_dim,), num_classes)
+    return replace(fc_net((hidden_dim,), num_classes), doc=two_layer_net.__doc__)
 
 
 def fc_net(hidden_dims: Sequence[int] = (100, 100), num_classes: int = 10, batch_norm: bool = False, dropout: float = 0.0) -> Layer:
     """``{affine - [batch norm] - relu - [dropout]} x len(hidden_dims)`` - affine: x ``(N, d1..dk)``
     -> scores ``(N, num_classes)``. params: a tuple, one merged dict per hidden layer, then the last affine's."""
-    return chain(*(_hidden(h, batch_norm, dropout) for h in hidden_dims), dense(num_classes))
+    net = chain(*(_hidden(h, batch_norm, dropout) for h in hidden_dims), dense(num_classes))
+    return replace(net, doc=fc_net.__doc__)
 
 
 def three_layer_convnet(
@@ -50,4 +52,5 @@ def three_layer_convnet(
         raise ValueError(f"three_layer_convnet: filter_size must be odd to keep the spatial size, got {filter_size}")
     first = conv(stride=1, pad=(filter_size - 1) // 2, filters=num_filters, kernel_size=filter_size)
     block = sandwich(first, *([spatial_batch_norm()] if batch_norm else []), relu, max_pool(pool_height=2, pool_width=2, stride=2))
-    return chain(block, _hidden(hidden_dim, batch_norm, dropout), dense(num_classes))
+    net = chain(block, _hidden(hidden_dim, batch_norm, dropout), dense(num_classes))
+    return replace(net, doc=three_layer_convnet.__doc__)

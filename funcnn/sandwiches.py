@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from funcnn.combinators import sandwich
@@ -11,13 +12,12 @@ from funcnn.layers._affine import affine, dense
 from funcnn.layers._conv import conv, conv_naive
 from funcnn.layers._pool import max_pool, max_pool_naive
 
-affine_relu = sandwich(affine, relu)
-"""``relu(affine(params, x))``: x ``(N, d1..dk)`` -> ``(N, M)``."""
+affine_relu = replace(sandwich(affine, relu), doc="""``relu(affine(params, x))``: x ``(N, d1..dk)`` -> ``(N, M)``.""")
 
 
 def dense_relu(out_dim: int) -> Layer:
     """:data:`affine_relu` with a known output size, for :func:`funcnn.init_params`."""
-    return sandwich(dense(out_dim), relu)
+    return replace(sandwich(dense(out_dim), relu), doc=dense_relu.__doc__)
 
 
 def conv_relu(
@@ -25,7 +25,8 @@ def conv_relu(
 ) -> Layer:
     """``relu(conv(params, x))``: x ``(N, C, H, W)`` -> ``(N, F, H', W')``. ``naive`` picks the reference conv;
     ``filters`` and ``kernel_size`` are for :func:`funcnn.init_params`."""
-    return sandwich((conv_naive if naive else conv)(stride=stride, pad=pad, filters=filters, kernel_size=kernel_size), relu)
+    first = (conv_naive if naive else conv)(stride=stride, pad=pad, filters=filters, kernel_size=kernel_size)
+    return replace(sandwich(first, relu), doc=conv_relu.__doc__)
 
 
 def conv_relu_pool(conv_param: dict[str, Any] | None = None, pool_param: dict[str, Any] | None = None, *, naive: bool = False) -> Layer:
@@ -35,6 +36,5 @@ def conv_relu_pool(conv_param: dict[str, Any] | None = None, pool_param: dict[st
     hold ``filters`` and ``kernel_size`` for :func:`funcnn.init_params`."""
     conv_param = {"stride": 1, "pad": 1} if conv_param is None else conv_param
     pool_param = {"pool_height": 2, "pool_width": 2, "stride": 2} if pool_param is None else pool_param
-    return sandwich(
-        (conv_naive if naive else conv)(**conv_param), relu, (max_pool_naive if naive else max_pool)(**pool_param)
-    )
+    layers = (conv_naive if naive else conv)(**conv_param), relu, (max_pool_naive if naive else max_pool)(**pool_param)
+    return replace(sandwich(*layers), doc=conv_relu_pool.__doc__)

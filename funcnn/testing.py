@@ -7,7 +7,7 @@ Needs the ``test`` extra (hypothesis).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -214,6 +214,14 @@ def _spatial_blocks(fn: Any, shape: tuple[int, int, int], batch: int, user: list
     return blocks
 
 
+def _keeping_shape(layer: Any) -> Any:
+    from funcnn.core import Layer
+
+    if isinstance(layer, Layer) and layer.out_shape is None:
+        return replace(layer, out_shape=lambda shape: shape)
+    return layer
+
+
 @st.composite
 def networks(
     draw: Any, layers: tuple[Any, ...] = (), max_blocks: int = 4, max_batch: int = 3, max_size: int = 6
@@ -229,6 +237,8 @@ def networks(
     import funcnn as fn
     from funcnn.tree import tree_map
 
+    # Your layers keep the input's shape (see above): that is their out_shape unless they say another.
+    layers = tuple(_keeping_shape(f) for f in layers)
     batch = draw(st.integers(1, max_batch))
     shape = (draw(st.integers(1, 3)), draw(st.integers(1, max_size)), draw(st.integers(1, max_size)))
     input_shape, chosen, names = shape, [], []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -48,13 +49,20 @@ def int_at_least(layer: str, arg: str, value: Any, minimum: int) -> int:
     return int(value)
 
 
-def output_size(layer: str, size: int, window: int, stride: int, pad: int, what: str) -> int:
-    """``(size + 2*pad - window) // stride + 1``, or a clear error when the window does not fit."""
-    if window > size + 2 * pad:
-        raise ValueError(
-            f"{layer}: the {what} window ({window}) is larger than the padded input ({size} + 2*{pad} = {size + 2 * pad})"
-        )
-    return (size + 2 * pad - window) // stride + 1
+def output_size(
+    layer: str, shape: tuple[int, ...], window: tuple[int, ...], stride: int, pad: int, what: str
+) -> tuple[int, int]:
+    """``(H', W')`` for the last two axes ``(H, W)`` of ``shape``: ``(H + 2*pad - HH) // stride + 1``
+    and the same for W, or a clear error naming ``shape`` when the window does not fit."""
+    out = []
+    for size, side, axis in zip(shape[-2:], window, ("height", "width")):
+        if side > size + 2 * pad:
+            raise ValueError(
+                f"{layer}: the {what} {axis} window ({side}) is larger than the padded input "
+                f"({size} + 2*{pad} = {size + 2 * pad}) of shape {tuple(shape)}"
+            )
+        out.append((size + 2 * pad - side) // stride + 1)
+    return out[0], out[1]
 
 
 def cotangent(layer: str, dy: Any, y: np.ndarray) -> np.ndarray:
@@ -64,7 +72,8 @@ def cotangent(layer: str, dy: Any, y: np.ndarray) -> np.ndarray:
         raise ValueError(f"{layer} vjp: dy must have the output's shape {y.shape}, got {dy.shape}")
     if dy.dtype.kind not in "fiu":
         raise TypeError(f"{layer} vjp: dy must be a numeric array, got dtype {dy.dtype}")
-    return dy.astype(y.dtype, copy=False)
+    cast: np.ndarray = dy.astype(y.dtype, copy=False)
+    return cast
 
 
 def number_at_least(layer: str, arg: str, value: Any, minimum: float, *, strict: bool = False) -> float:
@@ -109,8 +118,39 @@ def no_params(layer: str, params: Any) -> None:
         raise TypeError(f"{layer}: takes no params, so params must be (), got {describe(params)}")
 
 
+def no_state(layer: str, state: Any) -> None:
+    """A layer that keeps no state takes state ``()``."""
+    if not is_empty(state):
+        raise TypeError(f"{layer}: keeps no state, so state must be (), got {describe(state)}")
+
+
 def dict_params(layer: str, params: Any, keys: tuple[str, ...], what: str = "params") -> dict[str, np.ndarray]:
     """``params`` (or a state, with ``what``) as a dict with exactly ``keys``, each a float array."""
     if not isinstance(params, dict) or set(params) != set(keys):
         raise wrong_keys(layer, what, list(keys), params)
     return {key: float_array(layer, f"{what}['{key}']", params[key]) for key in keys}
+
+
+def fraction(layer: str, arg: str, value: Any) -> float:
+    """``value`` as a float in ``[0, 1)`` (a momentum, a drop probability)."""
+    number = number_at_least(layer, arg, value, 0.0)
+    if not number < 1:
+        raise ValueError(f"{layer}: {arg} must be in [0, 1), got {number}")
+    return number
+
+
+def example_shape(layer: str, shape: Any, ndim: int | None, layout: str) -> tuple[int, ...]:
+    """One example's input shape (no batch axis) as a tuple of ints >= 0; raises, naming ``layer``
+    and the shape, unless it has ``ndim`` axes (any number for ``None``), laid out as ``layout``."""
+    if not isinstance(shape, (tuple, list)) or not all(
+        isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d >= 0 for d in shape
+    ):
+        raise TypeError(f"{layer}: an input shape must be a tuple of sizes >= 0, got {shape!r}")
+    if ndim is not None and len(shape) != ndim:
+        raise ValueError(f"{layer}: the input shape (one example, no batch axis) must be {layout}, got {tuple(shape)}")
+    return tuple(int(d) for d in shape)
+
+
+def same_shape_as_input(layer: str) -> Callable[[tuple[int, ...]], tuple[int, ...]]:
+    """The ``out_shape`` of a layer whose output has its input's shape, whatever it is."""
+    return lambda shape: example_shape(layer, shape, None, "any shape")

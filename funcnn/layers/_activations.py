@@ -7,7 +7,7 @@ import numpy as np
 
 from funcnn.core import VJP, Layer
 from funcnn.tree import PyTree
-from funcnn.validation import cotangent, float_array, no_params, number_at_least
+from funcnn.validation import cotangent, float_array, no_params, number_at_least, same_shape_as_input
 
 NAME = "relu"
 
@@ -30,7 +30,7 @@ def _relu(params: PyTree, x: np.ndarray) -> tuple[np.ndarray, VJP]:
     return y, vjp
 
 
-relu = Layer(_relu, NAME, ())
+relu = Layer(_relu, NAME, (), out_shape=same_shape_as_input(NAME), op="relu")
 
 
 def leaky_relu(alpha: float = 0.01) -> Layer:
@@ -55,7 +55,10 @@ def leaky_relu(alpha: float = 0.01) -> Layer:
 
         return y, vjp
 
-    return Layer(apply, name, ())
+    return Layer(
+        apply, name, (), out_shape=same_shape_as_input(name), op="leaky_relu", hparams={"alpha": alpha},
+        doc=leaky_relu.__doc__,
+    )
 
 
 def _tanh(params: PyTree, x: np.ndarray) -> tuple[np.ndarray, VJP]:
@@ -95,5 +98,5 @@ def _sigmoid(params: PyTree, x: np.ndarray) -> tuple[np.ndarray, VJP]:
     return y, vjp
 
 
-tanh = Layer(_tanh, "tanh", ())
-sigmoid = Layer(_sigmoid, "sigmoid", ())
+tanh = Layer(_tanh, "tanh", (), out_shape=same_shape_as_input("tanh"), op="tanh")
+sigmoid = Layer(_sigmoid, "sigmoid", (), out_shape=same_shape_as_input("sigmoid"), op="sigmoid")

@@ -7,9 +7,9 @@ import math
 import numpy as np
 
 from funcnn.core import VJP, Layer, Shape, WeightScale, skips_dx
-from funcnn.init import weight_std, weights_and_bias
+from funcnn.layers._weights import weight_std, weights_and_bias
 from funcnn.tree import PyTree
-from funcnn.validation import check_ndim, cotangent, dict_params, float_array, int_at_least, same_dtype
+from funcnn.validation import check_ndim, cotangent, dict_params, example_shape, float_array, int_at_least, same_dtype
 
 NAME = "affine"
 
@@ -41,17 +41,34 @@ def _affine(params: PyTree, x: np.ndarray) -> tuple[np.ndarray, VJP]:
     return y, vjp
 
 
-affine = Layer(_affine, NAME, ("w", "b"))
+def _unknown_out_dim(shape: Shape) -> Shape:
+    example_shape(NAME, shape, None, "(d1, ..., dk)")
+    raise ValueError(
+        f"{NAME}: its output size M comes from params['w'], so the output shape for input shape {tuple(shape)} "
+        "is unknown before the params: use fn.dense(out_dim)"
+    )
+
+
+affine = Layer(_affine, NAME, ("w", "b"), out_shape=_unknown_out_dim, op="affine", hparams={"out_dim": None})
 
 
 def dense(out_dim: int) -> Layer:
     """:data:`affine` with a known output size ``M = out_dim``, so that :func:`funcnn.init_params`
-    can make its params ``{"w": (D, M), "b": (M,)}`` (like stax's ``Dense``)."""
+    can make its params ``{"w": (D, M), "b": (M,)}`` (like stax's ``Dense``).
+
+    x ``(N, d1, ..., dk)`` -> y ``(N, M)``.
+    """
     name = f"affine({out_dim})"
     out_dim = int_at_least(name, "out_dim", out_dim, 1)
 
-    def init(rng: np.random.Generator, shape: Shape, dtype: np.dtype, weight_scale: WeightScale) -> tuple[Shape, PyTree]:
-        fan_in = int(np.prod(shape))
-        return (out_dim,), weights_and_bias(rng, (fan_in, out_dim), dtype, weight_std(name, weight_scale, fan_in))
+    def out_shape(shape: Shape) -> Shape:
+        example_shape(name, shape, None, "(d1, ..., dk)")
+        return (out_dim,)
 
-    return Layer(_affine, name, ("w", "b"), init)
+    def init(rng: np.random.Generator, shape: Shape, dtype: np.dtype, weight_scale: WeightScale) -> tuple[Shape, PyTree]:
+        fan_in = math.prod(example_shape(name, shape, None, "(d1, ..., dk)"))
+        params = weights_and_bias(rng, (fan_in, out_dim), out_dim, dtype, weight_std(name, weight_scale, fan_in))
+        return out_shape(shape), params
+
+    hparams = {"out_dim": out_dim}
+    return Layer(_affine, name, ("w", "b"), init, out_shape=out_shape, op="affine", hparams=hparams, doc=dense.__doc__)

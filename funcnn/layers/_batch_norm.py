@@ -16,13 +16,22 @@ import numpy as np
 
 from funcnn.core import VJP, Layer, Shape, State, WeightScale, moded_layer
 from funcnn.tree import PyTree
-from funcnn.validation import check_ndim, cotangent, dict_params, float_array, number_at_least, same_dtype
+from funcnn.validation import (
+    check_ndim,
+    cotangent,
+    dict_params,
+    example_shape,
+    float_array,
+    fraction,
+    number_at_least,
+    same_dtype,
+)
 
 
-def _batch_norm_layer(name: str, ndim: int, layout: str, axes: tuple[int, ...], momentum: float, eps: float) -> Layer:
-    momentum = number_at_least(name, "momentum", momentum, 0.0)
-    if not momentum < 1:
-        raise ValueError(f"{name}: momentum must be in [0, 1), got {momentum}")
+def _batch_norm_layer(
+    name: str, ndim: int, layout: str, axes: tuple[int, ...], momentum: float, eps: float, op: str, doc: str | None
+) -> Layer:
+    momentum = fraction(name, "momentum", momentum)
     eps = number_at_least(name, "eps", eps, 0.0, strict=True)
     features = "C" if ndim == 4 else "D"
 
@@ -41,7 +50,7 @@ def _batch_norm_layer(name: str, ndim: int, layout: str, axes: tuple[int, ...], 
         return x, arrays["gamma"], arrays["beta"], arrays["running_mean"], arrays["running_var"]
 
     def careful_statistics(
-        x: np.ndarray, shape: tuple, count: int, running_mean: np.ndarray, running_var: np.ndarray
+        x: np.ndarray, shape: tuple[int, ...], count: int, running_mean: np.ndarray, running_var: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, State]:
         """``(x_hat, inv_std, new_state)`` for features whose plain statistics overflow or lose their
         precision (values near the dtype's limit, or a variance far below the mean's rounding)."""
@@ -119,23 +128,37 @@ def _batch_norm_layer(name: str, ndim: int, layout: str, axes: tuple[int, ...], 
 
         return y, vjp, new_state
 
+    def out_shape(in_shape: Shape) -> Shape:
+        shape = example_shape(name, in_shape, ndim - 1, layout.replace("N, ", ""))
+        if shape[0] == 0:
+            raise ValueError(f"{name}: the input shape must have at least one feature ({features}), got {shape}")
+        return shape
+
     def init(rng: np.random.Generator, in_shape: Shape, dtype: np.dtype, weight_scale: WeightScale) -> tuple[Shape, PyTree]:
-        return in_shape, {"gamma": np.ones(in_shape[0], dtype), "beta": np.zeros(in_shape[0], dtype)}
+        width = out_shape(in_shape)[0]
+        return out_shape(in_shape), {"gamma": np.ones(width, dtype), "beta": np.zeros(width, dtype)}
 
     def state_init(in_shape: Shape, dtype: np.dtype) -> State:
-        return {"running_mean": np.zeros(in_shape[0], dtype), "running_var": np.ones(in_shape[0], dtype)}
+        width = out_shape(in_shape)[0]
+        return {"running_mean": np.zeros(width, dtype), "running_var": np.ones(width, dtype)}
 
-    return moded_layer(run_fn, name, ("gamma", "beta"), init, ("running_mean", "running_var"), state_init)
+    return moded_layer(
+        run_fn, name, ("gamma", "beta"), init, ("running_mean", "running_var"), state_init,
+        out_shape=out_shape, op=op, hparams={"momentum": momentum, "eps": eps}, doc=doc,
+    )
 
 
 def batch_norm(momentum: float = 0.9, eps: float = 1e-5) -> Layer:
     """Batch normalization of x ``(N, D)``; params ``{"gamma": (D,), "beta": (D,)}``, state
     ``{"running_mean": (D,), "running_var": (D,)}``. Call ``.run(params, x, state, train=...)``
     for ``(y, vjp, new_state)``; y has the shape of x."""
-    return _batch_norm_layer(f"batch_norm(momentum={momentum}, eps={eps})", 2, "(N, D)", (0,), momentum, eps)
+    name = f"batch_norm(momentum={momentum}, eps={eps})"
+    return _batch_norm_layer(name, 2, "(N, D)", (0,), momentum, eps, "batch_norm", batch_norm.__doc__)
 
 
 def spatial_batch_norm(momentum: float = 0.9, eps: float = 1e-5) -> Layer:
     """Batch normalization of x ``(N, C, H, W)`` per channel; params ``{"gamma": (C,), "beta": (C,)}``,
     state ``{"running_mean": (C,), "running_var": (C,)}``. Same calls as :func:`batch_norm`."""
-    return _batch_norm_layer(f"spatial_batch_norm(momentum={momentum}, eps={eps})", 4, "(N, C, H, W)", (0, 2, 3), momentum, eps)
+    name = f"spatial_batch_norm(momentum={momentum}, eps={eps})"
+    doc = spatial_batch_norm.__doc__
+    return _batch_norm_layer(name, 4, "(N, C, H, W)", (0, 2, 3), momentum, eps, "spatial_batch_norm", doc)

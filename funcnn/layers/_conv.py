@@ -10,10 +10,19 @@ from typing import Any
 
 import numpy as np
 
-from funcnn.core import VJP, Layer, Shape, WeightScale, skips_dx
-from funcnn.init import weight_std, weights_and_bias
+from funcnn.core import VJP, Init, Layer, OutShape, Shape, WeightScale, skips_dx
+from funcnn.layers._weights import weight_std, weights_and_bias
 from funcnn.tree import PyTree
-from funcnn.validation import check_ndim, cotangent, dict_params, float_array, int_at_least, output_size, same_dtype
+from funcnn.validation import (
+    check_ndim,
+    cotangent,
+    dict_params,
+    example_shape,
+    float_array,
+    int_at_least,
+    output_size,
+    same_dtype,
+)
 
 # backward(dy, need_dx) -> (dx or None, dw, db); a forward returns it with y, closing over what it needs.
 Backward = Callable[[np.ndarray, bool], tuple["np.ndarray | None", np.ndarray, np.ndarray]]
@@ -41,7 +50,12 @@ def _uses_winograd(w: np.ndarray, stride: int, pad: int) -> bool:
     return hh == ww == 3 and stride == 1 and pad <= 2 and min(f, c) >= WINOGRAD_MIN_CHANNELS
 
 
-def _winograd_plan(n: int, c: int, f: int, out_h: int, out_w: int, dtype: np.dtype):
+Rows = Callable[[np.ndarray, int, int], np.ndarray]
+
+
+def _winograd_plan(
+    n: int, c: int, f: int, out_h: int, out_w: int, dtype: np.dtype
+) -> tuple[int, int, list[slice], tuple[np.ndarray, np.ndarray], Rows]:
     """Tiles of a Winograd conv, its chunks of images, and ``rows(buffer, height, count)`` that lays a
     chunk out in one of two flat buffers ``(16 * C * ..., 16 * F * ...)`` made for the largest chunk."""
     from funcnn.kernels.winograd import ROW_PAD
@@ -59,7 +73,7 @@ def _winograd_plan(n: int, c: int, f: int, out_h: int, out_w: int, dtype: np.dty
     return tiles_h, tiles_w, chunks, buffers, rows
 
 
-def _winograd_conv(x, w, b, pad, out_h, out_w):
+def _winograd_conv(x: np.ndarray, w: np.ndarray, b: np.ndarray, pad: int, out_h: int, out_w: int) -> np.ndarray:
     """``y`` of a 3x3 stride-1 conv by Winograd F(2x2, 3x3), chunk by chunk (see funcnn.kernels.winograd)."""
     from funcnn.kernels import winograd
 
@@ -76,13 +90,13 @@ def _winograd_conv(x, w, b, pad, out_h, out_w):
     return y
 
 
-def _winograd_dw(x, dy, pad, f):
+def _winograd_dw(x: np.ndarray, dy: np.ndarray, pad: int, f: int) -> np.ndarray:
     """``dw`` ``(F, C, 3, 3)`` of a 3x3 stride-1 conv by Winograd: ``dU[k] = dM[k] V[k]^T`` summed over
     tiles, with ``dM = A dY A^T`` per tile, then ``dw = G^T dU G``."""
     from funcnn.kernels import winograd
 
     n, c = x.shape[:2]
-    tiles_h, tiles_w, chunks, (v_buffer, m_buffer), rows = _winograd_plan(n, c, f, *dy.shape[2:], x.dtype)
+    tiles_h, tiles_w, chunks, (v_buffer, m_buffer), rows = _winograd_plan(n, c, f, dy.shape[2], dy.shape[3], x.dtype)
     du_t, products = np.zeros((16, c, f), x.dtype), np.empty((16, c, f), x.dtype)
     for part in chunks:
         count = (part.stop - part.start) * tiles_h * tiles_w
@@ -91,10 +105,13 @@ def _winograd_dw(x, dy, pad, f):
         winograd.output_gradient(dy[part], tiles_h, tiles_w, dm)
         # dU transposed: BLAS's faster layout
         du_t += np.matmul(v[:, :, :count], dm[:, :, :count].transpose(0, 2, 1), out=products)
-    return winograd.filter_gradient(np.ascontiguousarray(du_t.transpose(0, 2, 1)))
+    dw: np.ndarray = winograd.filter_gradient(np.ascontiguousarray(du_t.transpose(0, 2, 1)))
+    return dw
 
 
-def _fast_forward(x, w, b, stride, pad, out_h, out_w):
+def _fast_forward(
+    x: np.ndarray, w: np.ndarray, b: np.ndarray, stride: int, pad: int, out_h: int, out_w: int
+) -> tuple[np.ndarray, Backward]:
     from funcnn.kernels import conv as kernels
 
     x = np.ascontiguousarray(x)
@@ -106,11 +123,12 @@ def _fast_forward(x, w, b, stride, pad, out_h, out_w):
     pointwise = hh == ww == stride == 1 and pad == 0  # a 1x1 conv's columns are x itself
     winograd = _uses_winograd(w, stride, pad)
 
-    def columns(buffer, part):
+    def columns(buffer: np.ndarray, part: slice) -> np.ndarray:
         if pointwise:
             return x[part].reshape(-1, k, plane)
         cols = buffer[: k * (part.stop - part.start) * plane].reshape(-1, k, plane)
-        return kernels.im2col(x[part], hh, ww, stride, pad, out_h, out_w, cols)
+        filled: np.ndarray = kernels.im2col(x[part], hh, ww, stride, pad, out_h, out_w, cols)
+        return filled
 
     # Buffers are made per call: a live vjp never shares one with a later call.
     if winograd:
@@ -123,13 +141,14 @@ def _fast_forward(x, w, b, stride, pad, out_h, out_w):
             y_part += b[:, None]
         del buffer
 
-    def backward(dy, need_dx=True):
+    def backward(dy: np.ndarray, need_dx: bool = True) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
         dy = np.ascontiguousarray(dy).reshape(n, f, plane)
         db = dy.sum(axis=(0, 2))
         if winograd:  # dx is the 3x3 conv of dy with the filters flipped and transposed, padded 2 - pad
             dy4 = dy.reshape(n, f, out_h, out_w)
             flipped = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
-            dx = _winograd_conv(dy4, flipped, np.zeros(c, x.dtype), 2 - pad, *x.shape[2:]) if need_dx else None
+            height, width = x.shape[2:]
+            dx = _winograd_conv(dy4, flipped, np.zeros(c, x.dtype), 2 - pad, height, width) if need_dx else None
             return dx, _winograd_dw(x, dy4, pad, f), db
         # Each chunk's columns are recomputed from x, which keeps only x alive and costs little next
         # to the products: the columns are still in the caches when they are read.
@@ -140,7 +159,7 @@ def _fast_forward(x, w, b, stride, pad, out_h, out_w):
         for part in chunks:
             cols, m = columns(buffer, part), part.stop - part.start
             dw_t += np.matmul(cols, dy[part].transpose(0, 2, 1), out=dw_parts[:m]).sum(axis=0)
-            if need_dx:
+            if dx is not None:
                 if pointwise:
                     np.matmul(w2.T, dy[part], out=dx[part].reshape(m, k, plane))
                 else:  # the columns are used up: their buffer takes their gradient
@@ -151,7 +170,9 @@ def _fast_forward(x, w, b, stride, pad, out_h, out_w):
     return y.reshape(n, f, out_h, out_w), backward
 
 
-def _naive_forward(x, w, b, stride, pad, out_h, out_w):
+def _naive_forward(
+    x: np.ndarray, w: np.ndarray, b: np.ndarray, stride: int, pad: int, out_h: int, out_w: int
+) -> tuple[np.ndarray, Backward]:
     hh, ww = w.shape[2:]
     xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
     y = np.empty((x.shape[0], w.shape[0], out_h, out_w), dtype=x.dtype)
@@ -160,7 +181,7 @@ def _naive_forward(x, w, b, stride, pad, out_h, out_w):
             window = xp[:, :, i * stride : i * stride + hh, j * stride : j * stride + ww]
             y[:, :, i, j] = np.tensordot(window, w, axes=([1, 2, 3], [1, 2, 3])) + b
 
-    def backward(dy, need_dx=True):
+    def backward(dy: np.ndarray, need_dx: bool = True) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
         dxp = np.zeros_like(xp)
         dw = np.zeros_like(w)
         for i in range(out_h):
@@ -174,12 +195,14 @@ def _naive_forward(x, w, b, stride, pad, out_h, out_w):
     return y, backward
 
 
-def _make_conv(stride: Any, pad: Any, filters: Any, kernel_size: Any, forward: Forward, kind: str) -> Layer:
-    sizes = "" if filters is None else f", filters={filters}, kernel_size={kernel_size}"
-    name = f"{kind}(stride={stride}, pad={pad}{sizes})"
+def _make_conv(
+    stride: Any, pad: Any, filters: Any, kernel_size: Any, forward: Forward, naive: bool, doc: str | None
+) -> Layer:
+    given = "" if filters is None else f", filters={filters}, kernel_size={kernel_size}"
+    name = f"{'conv_naive' if naive else 'conv'}(stride={stride}, pad={pad}{given})"
     stride = int_at_least(name, "stride", stride, 1)
     pad = int_at_least(name, "pad", pad, 0)
-    init = None if filters is None and kernel_size is None else _conv_init(name, stride, pad, filters, kernel_size)
+    sizes = None if filters is None and kernel_size is None else _filter_sizes(name, filters, kernel_size)
 
     def apply(params: PyTree, x: np.ndarray) -> tuple[np.ndarray, VJP]:
         w, b = dict_params(name, params, ("w", "b")).values()
@@ -191,8 +214,7 @@ def _make_conv(stride: Any, pad: Any, filters: Any, kernel_size: Any, forward: F
         if b.shape != (w.shape[0],):
             raise ValueError(f"{name}: params['b'] must have shape ({w.shape[0]},) to match params['w'] {w.shape}, got {b.shape}")
         same_dtype(name, x=x, w=w, b=b)
-        out_h = output_size(name, x.shape[2], w.shape[2], stride, pad, "kernel height")
-        out_w = output_size(name, x.shape[3], w.shape[3], stride, pad, "kernel width")
+        out_h, out_w = output_size(name, x.shape, w.shape[2:], stride, pad, "kernel")
         y, backward = forward(x, w, b, stride, pad, out_h, out_w)
 
         @skips_dx
@@ -202,26 +224,46 @@ def _make_conv(stride: Any, pad: Any, filters: Any, kernel_size: Any, forward: F
 
         return y, vjp
 
-    return Layer(apply, name, ("w", "b"), init)
+    def out_shape(in_shape: Shape) -> Shape:
+        shape = example_shape(name, in_shape, 3, "(C, H, W)")
+        if sizes is None:
+            raise ValueError(
+                f"{name}: the output shape for input shape {tuple(in_shape)} needs the filters and the kernel size: "
+                "give filters=F, kernel_size=K"
+            )
+        return sizes[0], *output_size(name, shape, sizes[1:], stride, pad, "kernel")
+
+    hparams = {"stride": stride, "pad": pad, "filters": None if sizes is None else sizes[0],
+               "kernel_size": None if sizes is None else sizes[1:], "naive": naive}
+    init = _conv_init(name, sizes, out_shape)
+    return Layer(apply, name, ("w", "b"), init, out_shape=out_shape, op="conv", hparams=hparams, doc=doc)
 
 
-def _conv_init(name: str, stride: int, pad: int, filters: Any, kernel_size: Any):
+def _conv_init(name: str, sizes: tuple[int, int, int] | None, out_shape: OutShape) -> Init | None:
+    """He or fixed-scale weights ``(F, C, HH, WW)`` and zero biases ``(F,)``; ``None`` without the sizes."""
+    if sizes is None:
+        return None
+    f, hh, ww = sizes
+
+    def init(
+        rng: np.random.Generator, shape: Shape, dtype: np.dtype, weight_scale: WeightScale
+    ) -> tuple[Shape, PyTree]:
+        out = out_shape(shape)
+        c = shape[0]
+        return out, weights_and_bias(rng, (f, c, hh, ww), f, dtype, weight_std(name, weight_scale, c * hh * ww))
+
+    return init
+
+
+def _filter_sizes(name: str, filters: Any, kernel_size: Any) -> tuple[int, int, int]:
+    """``(F, HH, WW)`` from ``filters`` and ``kernel_size`` (one int for both sides, or a pair)."""
     f = int_at_least(name, "filters", filters, 1)
     if isinstance(kernel_size, (int, np.integer)):
         kernel_size = (kernel_size, kernel_size)
     if not isinstance(kernel_size, (tuple, list)) or len(kernel_size) != 2:
         raise TypeError(f"{name}: kernel_size must be an int or a pair (HH, WW), got {kernel_size!r}")
     hh, ww = kernel_size
-    hh, ww = int_at_least(name, "kernel_size", hh, 1), int_at_least(name, "kernel_size", ww, 1)
-
-    def init(rng: np.random.Generator, shape: Shape, dtype: np.dtype, weight_scale: WeightScale) -> tuple[Shape, PyTree]:
-        if len(shape) != 3:
-            raise ValueError(f"{name}: init needs an input shape (C, H, W), got {shape}")
-        c, height, width = shape
-        out = (f, output_size(name, height, hh, stride, pad, "kernel height"), output_size(name, width, ww, stride, pad, "kernel width"))
-        return out, weights_and_bias(rng, (f, c, hh, ww), dtype, weight_std(name, weight_scale, c * hh * ww))
-
-    return init
+    return f, int_at_least(name, "kernel_size", hh, 1), int_at_least(name, "kernel_size", ww, 1)
 
 
 def conv(stride: int = 1, pad: int = 0, filters: int | None = None, kernel_size: int | tuple[int, int] | None = None) -> Layer:
@@ -232,9 +274,9 @@ def conv(stride: int = 1, pad: int = 0, filters: int | None = None, kernel_size:
     ``filters`` (F) and ``kernel_size`` (HH, WW, or one int for both) are needed only by
     :func:`funcnn.init_params`.
     """
-    return _make_conv(stride, pad, filters, kernel_size, _fast_forward, "conv")
+    return _make_conv(stride, pad, filters, kernel_size, _fast_forward, False, conv.__doc__)
 
 
 def conv_naive(stride: int = 1, pad: int = 0, filters: int | None = None, kernel_size: int | tuple[int, int] | None = None) -> Layer:
     """The plain-NumPy reference for :func:`conv`: same contract, same results, a loop per output pixel."""
-    return _make_conv(stride, pad, filters, kernel_size, _naive_forward, "conv_naive")
+    return _make_conv(stride, pad, filters, kernel_size, _naive_forward, True, conv_naive.__doc__)

@@ -8,7 +8,7 @@ import numpy as np
 
 from funcnn.core import VJP, Layer, State, moded_layer
 from funcnn.tree import PyTree
-from funcnn.validation import cotangent, describe, float_array, is_empty, no_params, number_at_least, read_only
+from funcnn.validation import cotangent, float_array, fraction, no_params, no_state, read_only, same_shape_as_input
 
 
 def dropout(drop_prob: float = 0.5) -> Layer:
@@ -20,19 +20,18 @@ def dropout(drop_prob: float = 0.5) -> Layer:
     is an error. The mask is drawn from ``rng``: the same generator state gives the same mask.
     """
     name = f"dropout(drop_prob={drop_prob})"
-    drop_prob = number_at_least(name, "drop_prob", drop_prob, 0.0)
-    if not drop_prob < 1:
-        raise ValueError(f"{name}: drop_prob must be in [0, 1), got {drop_prob}")
+    drop_prob = fraction(name, "drop_prob", drop_prob)
 
     def run_fn(params: PyTree, x: Any, state: State, train: bool, rng: Any) -> tuple[np.ndarray, VJP, State]:
         no_params(name, params)
-        if not is_empty(state):
-            raise TypeError(f"{name}: keeps no state, so state must be (), got {describe(state)}")
+        no_state(name, state)
         x = float_array(name, "x", x)
         if not train:
             return read_only(x), lambda dy: ((), read_only(cotangent(name, dy, x))), ()
-        if not isinstance(rng, np.random.Generator):
-            raise ValueError(f"{name}: training draws a random mask, so it needs rng=np.random.default_rng(seed), got {rng!r}")
+        if not isinstance(rng, np.random.Generator):  # a missing rng is the usual case: ValueError, as documented
+            raise ValueError(  # noqa: TRY004
+                f"{name}: training draws a random mask, so it needs rng=np.random.default_rng(seed), got {rng!r}"
+            )
         mask = (rng.random(x.shape) >= drop_prob).astype(x.dtype) / x.dtype.type(1 - drop_prob)
         y = x * mask
 
@@ -41,4 +40,7 @@ def dropout(drop_prob: float = 0.5) -> Layer:
 
         return y, vjp, ()
 
-    return moded_layer(run_fn, name)
+    return moded_layer(
+        run_fn, name, out_shape=same_shape_as_input(name), op="dropout", hparams={"drop_prob": drop_prob},
+        doc=dropout.__doc__,
+    )

@@ -14,7 +14,15 @@ import numpy as np
 
 from funcnn.core import VJP, Layer, Shape, WeightScale
 from funcnn.tree import PyTree
-from funcnn.validation import cotangent, dict_params, float_array, int_at_least, number_at_least, same_dtype
+from funcnn.validation import (
+    cotangent,
+    dict_params,
+    example_shape,
+    float_array,
+    int_at_least,
+    number_at_least,
+    same_dtype,
+)
 
 
 def _normalize(
@@ -73,12 +81,19 @@ def layer_norm(eps: float = 1e-5) -> Layer:
             raise ValueError(f"{name}: x must be at least 2-D (N, d1, ..., dk), got shape {x.shape}")
         return _normalize(name, params, x, 1, eps, x.shape[1:])
 
-    def init(rng: np.random.Generator, shape: Shape, dtype: np.dtype, weight_scale: WeightScale) -> tuple[Shape, PyTree]:
+    def out_shape(in_shape: Shape) -> Shape:
+        shape = example_shape(name, in_shape, None, "(d1, ..., dk)")
         if len(shape) < 1:
-            raise ValueError(f"{name}: init needs an input shape (d1, ..., dk), got {shape}")
-        return shape, _ones_and_zeros(shape, dtype)
+            raise ValueError(f"{name}: the input shape (one example, no batch axis) must be (d1, ..., dk), got {shape}")
+        return shape
 
-    return Layer(apply, name, ("gamma", "beta"), init)
+    def init(
+        rng: np.random.Generator, shape: Shape, dtype: np.dtype, weight_scale: WeightScale
+    ) -> tuple[Shape, PyTree]:
+        return out_shape(shape), _ones_and_zeros(out_shape(shape), dtype)
+
+    hparams, doc = {"eps": eps}, layer_norm.__doc__
+    return Layer(apply, name, ("gamma", "beta"), init, out_shape=out_shape, op="layer_norm", hparams=hparams, doc=doc)
 
 
 def group_norm(groups: int, eps: float = 1e-5) -> Layer:
@@ -106,10 +121,17 @@ def group_norm(groups: int, eps: float = 1e-5) -> Layer:
         check_channels(x.shape[1], x.shape)
         return _normalize(name, params, x, groups, eps, x.shape[1:2])
 
-    def init(rng: np.random.Generator, shape: Shape, dtype: np.dtype, weight_scale: WeightScale) -> tuple[Shape, PyTree]:
+    def out_shape(in_shape: Shape) -> Shape:
+        shape = example_shape(name, in_shape, None, "(C, ...)")
         if len(shape) < 1:
-            raise ValueError(f"{name}: init needs an input shape (C, ...), got {shape}")
+            raise ValueError(f"{name}: the input shape (one example, no batch axis) must be (C, ...), got {shape}")
         check_channels(shape[0], shape)
-        return shape, _ones_and_zeros(shape[:1], dtype)
+        return shape
 
-    return Layer(apply, name, ("gamma", "beta"), init)
+    def init(
+        rng: np.random.Generator, shape: Shape, dtype: np.dtype, weight_scale: WeightScale
+    ) -> tuple[Shape, PyTree]:
+        return out_shape(shape), _ones_and_zeros(out_shape(shape)[:1], dtype)
+
+    hparams, doc = {"groups": groups, "eps": eps}, group_norm.__doc__
+    return Layer(apply, name, ("gamma", "beta"), init, out_shape=out_shape, op="group_norm", hparams=hparams, doc=doc)

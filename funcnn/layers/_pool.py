@@ -13,22 +13,28 @@ from typing import Any
 
 import numpy as np
 
-from funcnn.core import VJP, Layer
+from funcnn.core import VJP, Layer, Shape
 from funcnn.tree import PyTree
-from funcnn.validation import check_ndim, cotangent, float_array, int_at_least, no_params, output_size
+from funcnn.validation import check_ndim, cotangent, example_shape, float_array, int_at_least, no_params, output_size
 
 Forward = Callable[[np.ndarray, int, int, int, int, int], tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]]
 
 
-def _fast_forward(x, ph, pw, stride, out_h, out_w):
+def _fast_forward(
+    x: np.ndarray, ph: int, pw: int, stride: int, out_h: int, out_w: int
+) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]:
     from funcnn.kernels import pool as kernels
 
-    y, argmax = kernels.max_pool_forward(np.ascontiguousarray(x), ph, pw, stride, out_h, out_w)
+    y, argmax = kernels.max_pool_forward(  # type: ignore[no-untyped-call]  # the Numba kernels are untyped
+        np.ascontiguousarray(x), ph, pw, stride, out_h, out_w
+    )
     height, width = x.shape[2:]
     return y, lambda dy: kernels.max_pool_backward(np.ascontiguousarray(dy), argmax, height, width)
 
 
-def _naive_forward(x, ph, pw, stride, out_h, out_w):
+def _naive_forward(
+    x: np.ndarray, ph: int, pw: int, stride: int, out_h: int, out_w: int
+) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]:
     n, c = x.shape[:2]
     y = np.empty((n, c, out_h, out_w), dtype=x.dtype)
     winners = np.empty((n, c, out_h, out_w), dtype=np.intp)  # index inside the flattened window
@@ -38,7 +44,7 @@ def _naive_forward(x, ph, pw, stride, out_h, out_w):
             winners[:, :, i, j] = np.argmax(window, axis=2)
             y[:, :, i, j] = np.take_along_axis(window, winners[:, :, i, j, None], axis=2)[..., 0]
 
-    def backward(dy):
+    def backward(dy: np.ndarray) -> np.ndarray:
         dx = np.zeros_like(x)
         for i in range(out_h):
             for j in range(out_w):
@@ -50,7 +56,10 @@ def _naive_forward(x, ph, pw, stride, out_h, out_w):
     return y, backward
 
 
-def _make_pool(pool_height: Any, pool_width: Any, stride: Any, forward: Forward, kind: str) -> Layer:
+def _make_pool(
+    pool_height: Any, pool_width: Any, stride: Any, forward: Forward, kind: str, naive: bool | None, doc: str | None
+) -> Layer:
+    """A pool layer; ``naive`` (``None`` for average pools, which have one version) goes to hparams."""
     name = f"{kind}(pool_height={pool_height}, pool_width={pool_width}, stride={stride})"
     ph = int_at_least(name, "pool_height", pool_height, 1)
     pw = int_at_least(name, "pool_width", pool_width, 1)
@@ -60,8 +69,7 @@ def _make_pool(pool_height: Any, pool_width: Any, stride: Any, forward: Forward,
         no_params(name, params)
         x = float_array(name, "x", x)
         check_ndim(name, "x", x, 4, "(N, C, H, W)")
-        out_h = output_size(name, x.shape[2], ph, stride, 0, "pool height")
-        out_w = output_size(name, x.shape[3], pw, stride, 0, "pool width")
+        out_h, out_w = output_size(name, x.shape, (ph, pw), stride, 0, "pool")
         y, backward = forward(x, ph, pw, stride, out_h, out_w)
 
         def vjp(dy: np.ndarray) -> tuple[PyTree, np.ndarray]:
@@ -69,7 +77,15 @@ def _make_pool(pool_height: Any, pool_width: Any, stride: Any, forward: Forward,
 
         return y, vjp
 
-    return Layer(apply, name, ())
+    def out_shape(in_shape: Shape) -> Shape:
+        shape = example_shape(name, in_shape, 3, "(C, H, W)")
+        return shape[0], *output_size(name, shape, (ph, pw), stride, 0, "pool")
+
+    hparams: dict[str, Any] = {"pool_height": ph, "pool_width": pw, "stride": stride}
+    if naive is not None:
+        hparams["naive"] = naive
+    op = kind.removesuffix("_naive")
+    return Layer(apply, name, (), out_shape=out_shape, op=op, hparams=hparams, doc=doc)
 
 
 def max_pool(pool_height: int = 2, pool_width: int = 2, stride: int = 2) -> Layer:
@@ -78,12 +94,12 @@ def max_pool(pool_height: int = 2, pool_width: int = 2, stride: int = 2) -> Laye
     x: ``(N, C, H, W)``; y: ``(N, C, H', W')`` with ``H' = (H - pool_height) // stride + 1``.
     ``max_pool(**pool_param)`` takes the course's dict.
     """
-    return _make_pool(pool_height, pool_width, stride, _fast_forward, "max_pool")
+    return _make_pool(pool_height, pool_width, stride, _fast_forward, "max_pool", False, max_pool.__doc__)
 
 
 def max_pool_naive(pool_height: int = 2, pool_width: int = 2, stride: int = 2) -> Layer:
     """The plain-NumPy reference for :func:`max_pool`: same contract, same results, ties included."""
-    return _make_pool(pool_height, pool_width, stride, _naive_forward, "max_pool_naive")
+    return _make_pool(pool_height, pool_width, stride, _naive_forward, "max_pool_naive", True, max_pool_naive.__doc__)
 
 
 def _offsets(ph: int, pw: int, stride: int, out_h: int, out_w: int) -> list[tuple[slice, ...]]:
@@ -119,7 +135,7 @@ def avg_pool(pool_height: int = 2, pool_width: int = 2, stride: int = 2) -> Laye
     x: ``(N, C, H, W)``; y: ``(N, C, H', W')`` with ``H' = (H - pool_height) // stride + 1``, each
     the mean of its window. ``avg_pool(**pool_param)`` takes the course's dict.
     """
-    return _make_pool(pool_height, pool_width, stride, _avg_forward, "avg_pool")
+    return _make_pool(pool_height, pool_width, stride, _avg_forward, "avg_pool", None, avg_pool.__doc__)
 
 
 def _global_avg_pool(params: PyTree, x: np.ndarray) -> tuple[np.ndarray, VJP]:
@@ -143,4 +159,11 @@ def _global_avg_pool(params: PyTree, x: np.ndarray) -> tuple[np.ndarray, VJP]:
     return y, vjp
 
 
-global_avg_pool = Layer(_global_avg_pool, "global_avg_pool", ())
+def _global_avg_pool_shape(in_shape: Shape) -> Shape:
+    c, height, width = example_shape("global_avg_pool", in_shape, 3, "(C, H, W)")
+    if height == 0 or width == 0:
+        raise ValueError(f"global_avg_pool: the input shape must have H, W >= 1, got {(c, height, width)}")
+    return (c,)
+
+
+global_avg_pool = Layer(_global_avg_pool, "global_avg_pool", (), out_shape=_global_avg_pool_shape, op="global_avg_pool")
