@@ -80,6 +80,9 @@ from funcnn.sandwiches import conv_relu_pool as conv_relu_pool
 from funcnn.sandwiches import dense_relu as dense_relu
 from funcnn.stepsweep import StepSweep as StepSweep
 from funcnn.stepsweep import step_sweep as step_sweep
+from funcnn.summary_table import Summary as Summary
+from funcnn.summary_table import SummaryRow as SummaryRow
+from funcnn.summary_table import summary as summary
 from funcnn.train import FitResult as FitResult
 from funcnn.train import History as History
 from funcnn.train import accuracy as accuracy

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import funcnn as fn
-from funcnn.plot import filter_grid, plot_activation_maps, plot_filters, plot_saliency
 from funcnn.attribution import class_score_gradient, saliency
+from funcnn.plot import filter_grid, plot_activation_maps, plot_filters, plot_saliency
 
 
 def small_convnet(rng, dtype=np.float64, **options):

@@ -1,4 +1,5 @@
-"""The ``funcnn`` command: ``funcnn train`` trains a convnet, ``funcnn check`` checks every gradient."""
+"""The ``funcnn`` command: ``funcnn train`` trains a convnet, ``funcnn check`` checks every gradient,
+``funcnn summary`` prints the network's table, ``funcnn export`` writes a checkpoint as ONNX."""
 
 from __future__ import annotations
 
@@ -173,6 +174,54 @@ def _doctor(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+NET_OPTIONS = ("dataset", "batch_size", "filters", "filter_size", "hidden", "batch_norm", "dropout", "dtype")
+
+
+def _course_net(options: dict[str, Any]) -> tuple[Any, tuple[int, ...]]:
+    """The convnet that ``funcnn train`` builds from these options, and one example's shape."""
+    from funcnn.app.datasets import INPUT_SHAPES, NUM_CLASSES
+    from funcnn.nets import three_layer_convnet
+
+    net = three_layer_convnet(options["filters"], options["filter_size"], options["hidden"], NUM_CLASSES[options["dataset"]],
+                              options["batch_norm"], options["dropout"])  # fmt: skip
+    return net, INPUT_SHAPES[options["dataset"]]
+
+
+def _summary(args: argparse.Namespace) -> int:
+    from funcnn.summary_table import summary
+
+    for option in ("batch_size", "filters", "filter_size", "hidden"):
+        if getattr(args, option) < 1:
+            raise ValueError(f"--{option.replace('_', '-')} must be >= 1, got {getattr(args, option)}")
+    net, shape = _course_net(vars(args))
+    print(f"funcnn summary: the convnet of funcnn train with these options, on {args.dataset}\n")
+    print(summary(net, shape, args.dtype, batch_size=args.batch_size))
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from funcnn.checkpoint import load_checkpoint
+    from funcnn.export import OPSET, to_onnx
+    from funcnn.init import init_params, init_state
+    from funcnn.train import _saved_config
+
+    config = _saved_config(args.checkpoint)
+    missing = [key for key in NET_OPTIONS if key not in config]
+    if missing:
+        raise ValueError(f"checkpoint {args.checkpoint}: its config lacks {', '.join(missing)} (not written by funcnn train?)")
+    net, shape = _course_net(config)
+    _, params = init_params(net, np.random.default_rng(0), shape, config["dtype"])
+    like = {"best_params": params, "best_state": init_state(net, shape, config["dtype"])}
+    saved = load_checkpoint(args.checkpoint, like, strict=False)
+    try:
+        path = to_onnx(net, saved["best_params"], shape, args.onnx, saved["best_state"])
+    except ImportError as error:
+        print(f"funcnn export: {error}", file=sys.stderr)
+        return 2
+    print(f"wrote {path}: {net.name}, the best params (evaluation mode), x (N, {', '.join(map(str, shape))}) -> y, opset {OPSET}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="funcnn", description="funcnn: neural nets with hand-written, checked VJPs.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -215,6 +264,25 @@ def build_parser() -> argparse.ArgumentParser:
         doctor._add_action(action)
     doctor.set_defaults(run=_doctor)
 
+    summary = commands.add_parser(
+        "summary", help="the table of the convnet that train builds (same network options): shapes, params, FLOPs, memory",
+        description="Print one row per layer of the network that funcnn train builds with these options: output shape, "
+                    "parameters, forward and backward FLOPs for a batch of --batch-size, and the bytes the vjps keep.",
+    )  # fmt: skip
+    for action in train._actions:
+        if action.dest in NET_OPTIONS:
+            summary._add_action(action)
+    summary.set_defaults(run=_summary)
+
+    export = commands.add_parser(
+        "export", help="write a checkpoint's network as an ONNX model (the onnx extra)",
+        description="Rebuild the network of a funcnn train checkpoint from its configuration and write it, with its best "
+                    "params and state, in evaluation mode, as an ONNX model with a dynamic batch axis.",
+    )  # fmt: skip
+    export.add_argument("checkpoint", help="a checkpoint.npz written by funcnn train")
+    export.add_argument("--onnx", required=True, help="the .onnx file to write")
+    export.set_defaults(run=_export)
+
     check = commands.add_parser("check", help="finite-difference check of every layer, sandwich and network")
     check.add_argument("--mode", choices=["full", "fast"], default="full",
                        help="full: element by element, like the course; fast: random directions (default: full)")
@@ -230,7 +298,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     keep_freed_memory()  # this process is ours: steps reuse freed memory instead of page-faulting
     try:
-        return args.run(args)
+        status: int = args.run(args)
+        return status
     except (KeyboardInterrupt, SystemError) as error:  # Ctrl-C: one line, and how to continue if an epoch was saved
         from funcnn.train import is_ctrl_c
 
