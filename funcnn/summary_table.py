@@ -91,8 +91,10 @@ def _add(*values: int | None) -> int | None:
 def summary(net: Layer, input_shape: Shape, dtype: Any = np.float32, *, batch_size: int = 1) -> Summary:
     """The summary of ``net`` fed a batch of ``batch_size`` examples of ``input_shape`` (one
     example, no batch axis, e.g. ``(3, 32, 32)``) in ``dtype``. Shapes come from each layer's
-    ``out_shape`` (nothing is run); FLOPs count a batch (see :mod:`funcnn.costs` for the rules);
-    memory is what the vjps keep in training mode. ``str()`` of the result is the table; its
+    ``out_shape`` (nothing is run). FLOPs count a batch, a multiply-add as 2: conv ``2*N*F*H'*W'*C*HH*WW``
+    forward and twice that backward (``dx`` and ``dw``), affine ``2*N*D*M`` and ``4*N*D*M``; pools,
+    norms and activations count the operations of their formulas per element, bias additions are
+    left out (the table is in :mod:`funcnn.costs`). Memory: the bytes the vjps keep in training mode. ``str()`` of the result is the table; its
     ``rows`` are the data (row 0 is ``net`` itself, with the totals)."""
     batch_size = int_at_least("summary", "batch_size", batch_size, 1)
     dtype = np.dtype(dtype)
