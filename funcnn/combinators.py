@@ -15,9 +15,9 @@ import numpy as np
 
 from funcnn.core import (
     VJP,
-    Apply,
     Init,
     Layer,
+    LayerFn,
     OutShape,
     Shape,
     State,
@@ -87,12 +87,21 @@ def _per_layer(name: str, what: str, tree: PyTree, count: int) -> tuple[PyTree, 
     return tuple(tree)
 
 
-def chain(*layers: Apply) -> Layer:
+def chain(*layers: LayerFn) -> Layer:
     """Compose layers in order: ``chain(f, g)(params, x) = g(params[1], f(params[0], x))``.
 
     params: a tuple with one entry per layer. Returns a layer whose ``vjp(dy)`` runs the layers'
     vjps in reverse and returns ``((dp1, dp2, ...), dx)``. A moded chain's state is a tuple with
     one entry per layer (``()`` for stateless ones).
+
+    >>> net = fn.chain(fn.dense(3), fn.relu, fn.dense(2))
+    >>> net.out_shape((5,)), [child.op for child in net.children]
+    ((2,), ['affine', 'relu', 'affine'])
+    >>> _, params = fn.init_params(net, np.random.default_rng(0), (5,))
+    >>> y, vjp = net(params, np.ones((4, 5), np.float32))
+    >>> dparams, dx = vjp(np.ones_like(y))
+    >>> y.shape, len(dparams), dparams[1], dx.shape
+    ((4, 2), 3, (), (4, 5))
     """
     name, children = _check_layers("chain", layers)
     moded = any(child.moded for child in children)
@@ -118,7 +127,9 @@ def chain(*layers: Apply) -> Layer:
 
         return x, vjp, tuple(new_states) if moded else ()
 
-    def init(rng: np.random.Generator, shape: Shape, dtype: np.dtype, weight_scale: WeightScale) -> tuple[Shape, PyTree]:
+    def init(
+        rng: np.random.Generator, shape: Shape, dtype: np.dtype, weight_scale: WeightScale
+    ) -> tuple[Shape, PyTree]:
         params = []
         for f in children:
             shape, p = init_params(f, rng, shape, dtype, weight_scale)
@@ -158,7 +169,8 @@ def _owners(name: str, layers: Sequence[Any], what: str) -> list[tuple[str, ...]
     for f, keys in zip(layers, owned):
         for key in keys:
             if key in seen:
-                raise ValueError(f"{name}: both {seen[key]} and {layer_name(f)} take a {what[:-1] if what == 'params' else what} named {key!r}")
+                kind = what[:-1] if what == "params" else what
+                raise ValueError(f"{name}: both {seen[key]} and {layer_name(f)} take a {kind} named {key!r}")
             seen[key] = layer_name(f)
     return owned
 
@@ -177,13 +189,20 @@ def _merge(parts: Sequence[PyTree]) -> PyTree:
     return merged if merged else ()
 
 
-def sandwich(*layers: Apply) -> Layer:
+def sandwich(*layers: LayerFn) -> Layer:
     """Compose layers in order, with their params merged into one flat dict.
 
     Each layer gets the keys it declares (``()`` when it declares none): ``sandwich(conv(...), relu)``
     takes ``{"w", "b"}``. Two layers declaring the same key is an error here, at build time.
     Returns a layer whose ``vjp(dy)`` returns the merged dict of gradients and ``dx``. A moded
     sandwich's state is the merged dict of its layers' states.
+
+    >>> block = fn.sandwich(fn.dense(3), fn.relu)
+    >>> block.param_keys
+    ('w', 'b')
+    >>> _, params = fn.init_params(block, np.random.default_rng(0), (5,))
+    >>> {key: value.shape for key, value in params.items()}
+    {'w': (5, 3), 'b': (3,)}
     """
     name, children = _check_layers("sandwich", layers)
     owned = _owners(name, layers, "params")
@@ -203,7 +222,9 @@ def sandwich(*layers: Apply) -> Layer:
 
         return y, vjp, _merge(new_states) if moded else ()
 
-    def init(rng: np.random.Generator, shape: Shape, dtype: np.dtype, weight_scale: WeightScale) -> tuple[Shape, PyTree]:
+    def init(
+        rng: np.random.Generator, shape: Shape, dtype: np.dtype, weight_scale: WeightScale
+    ) -> tuple[Shape, PyTree]:
         shape, params = init_params(inner, rng, shape, dtype, weight_scale)
         return shape, _merge(params)
 
@@ -218,12 +239,19 @@ def sandwich(*layers: Apply) -> Layer:
     return _build(name, forward, children, param_keys, init, state_keys, state_init, out_shape, "sandwich")
 
 
-def fan_out(*branches: Apply) -> Layer:
+def fan_out(*branches: LayerFn) -> Layer:
     """Feed the same input to every branch and sum their outputs: ``y = sum_i f_i(params[i], x)``.
 
     params (and a moded fan-out's state): a tuple with one entry per branch. The outputs must have
     one shape. ``vjp(dy)`` returns ``((dp_1, ...), dx)`` with ``dx`` the sum of every branch's dx:
     an input used twice gets the gradient of both uses.
+
+    >>> both = fn.fan_out(fn.identity, fn.relu)               # y = x + relu(x)
+    >>> y, vjp = both(((), ()), np.array([[-1.0, 2.0]]))
+    >>> y
+    array([[-1.,  4.]])
+    >>> vjp(np.ones_like(y))
+    (((), ()), array([[1., 2.]]))
     """
     name, children = _check_layers("fan_out", branches)
     moded = any(child.moded for child in children)
@@ -241,7 +269,9 @@ def fan_out(*branches: Apply) -> Layer:
 
         return y, vjp, tuple(out[2] for out in outs) if moded else ()
 
-    def init(rng: np.random.Generator, shape: Shape, dtype: np.dtype, weight_scale: WeightScale) -> tuple[Shape, PyTree]:
+    def init(
+        rng: np.random.Generator, shape: Shape, dtype: np.dtype, weight_scale: WeightScale
+    ) -> tuple[Shape, PyTree]:
         results = [init_params(f, rng, shape, dtype, weight_scale) for f in children]
         _same_shapes(name, [(f.name, out) for f, (out, _) in zip(children, results)])
         return results[0][0], tuple(p for _, p in results)
@@ -259,7 +289,13 @@ def fan_out(*branches: Apply) -> Layer:
 
 def _identity(params: PyTree, x: np.ndarray) -> tuple[np.ndarray, VJP]:
     """``y = x``, any shape; params ``()``. Returns a read-only view of ``x`` and ``vjp(dy) -> ((), dy)``
-    (a read-only view of ``dy``), so writing into the output cannot change the caller's array."""
+    (a read-only view of ``dy``), so writing into the output cannot change the caller's array.
+
+    >>> x = np.ones(3)
+    >>> y, vjp = fn.identity((), x)
+    >>> y.flags.writeable, bool(np.shares_memory(y, x))       # a read-only view of x
+    (False, True)
+    """
     no_params("identity", params)
     x = float_array("identity", "x", x)
     return read_only(x), lambda dy: ((), read_only(cotangent("identity", dy, x)))
@@ -268,9 +304,15 @@ def _identity(params: PyTree, x: np.ndarray) -> tuple[np.ndarray, VJP]:
 identity = Layer(_identity, "identity", (), out_shape=same_shape_as_input("identity"), op="identity")
 
 
-def residual(f: Apply) -> Layer:
+def residual(f: LayerFn) -> Layer:
     """``y = x + f(params, x)``, a skip connection around ``f`` (params and state are ``f``'s);
-    ``f`` must keep the input's shape. The gradient of ``x`` adds the skip and ``f``'s path."""
+    ``f`` must keep the input's shape. The gradient of ``x`` adds the skip and ``f``'s path.
+
+    >>> block = fn.residual(fn.tanh)                          # y = x + tanh(x)
+    >>> y, vjp = block((), np.array([[0.0, 1.0]]))
+    >>> vjp(np.ones_like(y))[1].round(3)                      # 1 + tanh'(x)
+    array([[2.  , 1.42]])
+    """
     child = as_layer(f)
     name = f"residual({child.name})"
 
@@ -291,7 +333,9 @@ def residual(f: Apply) -> Layer:
 
         return y, vjp, new_state
 
-    def init(rng: np.random.Generator, shape: Shape, dtype: np.dtype, weight_scale: WeightScale) -> tuple[Shape, PyTree]:
+    def init(
+        rng: np.random.Generator, shape: Shape, dtype: np.dtype, weight_scale: WeightScale
+    ) -> tuple[Shape, PyTree]:
         out, params = init_params(child, rng, shape, dtype, weight_scale)
         same_as_x(tuple(shape), out)
         return out, params

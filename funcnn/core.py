@@ -32,7 +32,7 @@ class LayerFn(Protocol):
     def __call__(self, params: PyTree, x: np.ndarray, /) -> tuple[np.ndarray, VJP]: ...
 
 
-Apply = LayerFn
+Apply = LayerFn  # its older name, still exported
 Shape = tuple[int, ...]
 # out_shape(input_shape) -> output_shape, per example (no N), from shapes alone.
 OutShape = Callable[[Shape], Shape]
@@ -65,7 +65,7 @@ class Layer:
     is what ``help(layer)`` shows (the factory's docstring, else ``apply``'s).
     """
 
-    apply: Apply
+    apply: LayerFn
     name: str
     param_keys: tuple[str, ...] | None = ()
     init: Init | None = None
@@ -107,7 +107,7 @@ class Layer:
 
 
 def layer(
-    apply: Apply,
+    apply: LayerFn,
     name: str | None = None,
     param_keys: tuple[str, ...] | None = (),
     init: Init | None = None,
@@ -119,6 +119,12 @@ def layer(
     or to give :func:`funcnn.init_params` what it needs: ``init`` to make its params and
     ``out_shape(input_shape) -> output_shape`` (one example, no batch axis) for the layers after it,
     e.g. ``out_shape=lambda shape: shape`` for an elementwise function.
+
+    >>> def double(params, x):
+    ...     return 2 * x, lambda dy: ((), 2 * dy)
+    >>> net = fn.chain(fn.dense(3), fn.layer(double, out_shape=lambda shape: shape), fn.dense(2))
+    >>> fn.init_params(net, np.random.default_rng(0), (4,))[0]
+    (2,)
     """
     return Layer(apply, name or str(getattr(apply, "__name__", "layer")), param_keys, init, out_shape=out_shape)
 
@@ -151,7 +157,7 @@ def moded_layer(
 
 
 def run(
-    f: Apply, params: PyTree, x: np.ndarray, state: State = (), *, train: bool, rng: np.random.Generator | None = None
+    f: LayerFn, params: PyTree, x: np.ndarray, state: State = (), *, train: bool, rng: np.random.Generator | None = None
 ) -> tuple[np.ndarray, VJP, State]:
     """:meth:`Layer.run` for any layer, including a plain function ``(params, x) -> (y, vjp)``."""
     if isinstance(f, Layer) and f.moded:
@@ -161,12 +167,17 @@ def run(
     return y, vjp, ()
 
 
-def bind(f: Apply, state: State = (), *, train: bool, rng: np.random.Generator | None = None) -> Layer:
+def bind(f: LayerFn, state: State = (), *, train: bool, rng: np.random.Generator | None = None) -> Layer:
     """A plain layer ``(params, x) -> (y, vjp)`` running ``f`` in a fixed mode from a fixed state.
 
     Every call starts ``rng`` from the state it had when bound, so dropout draws the same mask each
     time: exactly what ``check_vjp`` needs. The bound state's float arrays take the dtype of ``x``
     (so a float32 state serves ``check_vjp``'s float64 run). The new state is dropped.
+
+    >>> layer = fn.bind(fn.dropout(0.5), train=True, rng=np.random.default_rng(0))
+    >>> x = np.ones((2, 4))
+    >>> bool((layer((), x)[0] == layer((), x)[0]).all())      # the same mask every call
+    True
     """
     start = None if rng is None else (type(rng.bit_generator), rng.bit_generator.state)
 
@@ -203,12 +214,12 @@ def pull_back(vjp: VJP, dy: np.ndarray, *, need_dx: bool = True) -> tuple[PyTree
     return vjp(dy)
 
 
-def as_layer(f: Apply) -> Layer:
+def as_layer(f: LayerFn) -> Layer:
     """``f`` itself when it is a :class:`Layer`, else a custom layer of it taking any params tree."""
     return f if isinstance(f, Layer) else Layer(f, layer_name(f), None)
 
 
-def output_shape(f: Apply, input_shape: Shape) -> Shape:
+def output_shape(f: LayerFn, input_shape: Shape) -> Shape:
     """The output shape of one example after ``f`` (no batch axis), from its ``out_shape``; a clear
     error when ``f`` has none."""
     if isinstance(f, Layer) and f.out_shape is not None:

@@ -8,12 +8,12 @@ from typing import Any
 
 import numpy as np
 
-from funcnn.core import Apply, Layer, Shape, State, WeightScale, layer_name, output_shape
+from funcnn.core import Layer, LayerFn, Shape, State, WeightScale, layer_name, output_shape
 from funcnn.tree import PyTree
 
 
 def init_params(
-    layer: Apply,
+    layer: LayerFn,
     rng: np.random.Generator,
     input_shape: Shape,
     dtype: Any = np.float32,
@@ -25,6 +25,11 @@ def init_params(
     from ``rng`` with He scaling (``weight_scale="he"``) or a fixed standard deviation; biases are 0.
     Returns ``(output_shape, params)``; ``layer(params, x)`` then works on ``x`` of shape ``(N, *input_shape)``.
     A layer without params needs only its ``out_shape`` (see :func:`funcnn.layer`).
+
+    >>> net = fn.chain(fn.conv(pad=1, filters=4, kernel_size=3), fn.relu, fn.max_pool(), fn.dense(10))
+    >>> out, params = fn.init_params(net, np.random.default_rng(0), (3, 8, 8))
+    >>> out, params[0]["w"].shape, params[1], params[3]["w"].shape     # the dense layer gets 4 * 4 * 4 inputs
+    ((10,), (4, 3, 3, 3), (), (64, 10))
     """
     if isinstance(layer, Layer) and layer.init is not None:
         return layer.init(rng, tuple(input_shape), np.dtype(dtype), weight_scale)
@@ -36,10 +41,16 @@ def init_params(
     )
 
 
-def init_state(layer: Apply, input_shape: Shape, dtype: Any = np.float32) -> State:
+def init_state(layer: LayerFn, input_shape: Shape, dtype: Any = np.float32) -> State:
     """The initial state of ``layer`` (a layer, sandwich or chain) fed examples of ``input_shape``:
     batch norm's running mean 0 and variance 1, ``()`` for layers that keep none; chains give a
-    tuple with one entry per layer, sandwiches a merged dict."""
+    tuple with one entry per layer, sandwiches a merged dict.
+
+    >>> net = fn.chain(fn.dense(5), fn.batch_norm(), fn.relu)
+    >>> state = fn.init_state(net, (3,))
+    >>> state[0], state[1]["running_var"], state[2]
+    ((), array([1., 1., 1., 1., 1.], dtype=float32), ())
+    """
     if isinstance(layer, Layer) and layer.state_init is not None:
         return layer.state_init(tuple(input_shape), np.dtype(dtype))
     return ()

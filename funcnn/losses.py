@@ -22,9 +22,14 @@ def _check_problem(name: str, scores: Any, y: Any) -> tuple[np.ndarray, np.ndarr
     if y.dtype.kind not in "iu":
         raise TypeError(f"{name}: labels y must be an integer array, got dtype {y.dtype}")
     if y.shape != (scores.shape[0],):
-        raise ValueError(f"{name}: labels y must have shape ({scores.shape[0]},) to match scores {scores.shape}, got {y.shape}")
+        raise ValueError(
+            f"{name}: labels y must have shape ({scores.shape[0]},) to match scores {scores.shape}, got {y.shape}"
+        )
     if y.size and (y.min() < 0 or y.max() >= scores.shape[1]):
-        raise ValueError(f"{name}: labels y must be in [0, {scores.shape[1]}) for scores {scores.shape}, got min {y.min()}, max {y.max()}")
+        raise ValueError(
+            f"{name}: labels y must be in [0, {scores.shape[1]}) for scores {scores.shape}, "
+            f"got min {y.min()}, max {y.max()}"
+        )
     if scores.shape[0] == 0:
         raise ValueError(f"{name}: scores must hold at least one example, got shape {scores.shape}")
     return scores, y
@@ -46,6 +51,12 @@ def softmax_loss(scores: np.ndarray, y: np.ndarray) -> tuple[np.floating, LossVJ
 
     scores: ``(N, C)``; y: ``(N,)`` ints in ``[0, C)``. Returns the loss (a scalar of scores' dtype)
     and ``vjp(dloss=1.0) -> dscores`` of shape ``(N, C)``.
+
+    >>> loss, vjp = fn.softmax_loss(np.array([[0.0, 0.0]]), np.array([1]))
+    >>> round(float(loss), 4)                                 # log 2
+    0.6931
+    >>> vjp()
+    array([[ 0.5, -0.5]])
     """
     scores, y = _check_problem("softmax_loss", scores, y)
     n = scores.shape[0]
@@ -62,6 +73,12 @@ def svm_loss(scores: np.ndarray, y: np.ndarray) -> tuple[np.floating, LossVJP]:
 
     scores: ``(N, C)``; y: ``(N,)`` ints in ``[0, C)``. Returns the loss (a scalar of scores' dtype)
     and ``vjp(dloss=1.0) -> dscores`` of shape ``(N, C)``.
+
+    >>> loss, vjp = fn.svm_loss(np.array([[1.0, 0.5, 3.0]]), np.array([0]))
+    >>> float(loss)                                           # (0.5 - 1 + 1) + (3 - 1 + 1)
+    3.5
+    >>> vjp()
+    array([[-2.,  1.,  1.]])
     """
     scores, y = _check_problem("svm_loss", scores, y)
     n = scores.shape[0]
@@ -80,6 +97,14 @@ def loss_layer(loss: Loss, y: np.ndarray) -> Layer:
 
     Put it last in a ``chain`` to check or train a whole network: ``vjp(dloss) -> ((), dscores)``.
     scores ``(N, C)`` -> a scalar (its ``out_shape`` is ``()``: the loss has no batch axis).
+
+    >>> net = fn.chain(fn.dense(2), fn.loss_layer(fn.softmax_loss, np.array([1, 0])))
+    >>> net.out_shape((3,))
+    ()
+    >>> _, params = fn.init_params(net, np.random.default_rng(0), (3,), np.float64)
+    >>> loss, vjp = net(params, np.zeros((2, 3)))
+    >>> round(float(loss), 4), vjp(1.0)[1].shape              # zero inputs: equal scores, loss log 2
+    (0.6931, (2, 3))
     """
     name = f"{getattr(loss, '__name__', 'loss')}(y)"
     labels = np.array(y)

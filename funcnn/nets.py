@@ -32,25 +32,45 @@ def two_layer_net(hidden_dim: int = 100, num_classes: int = 10) -> Layer:
     return replace(fc_net((hidden_dim,), num_classes), doc=two_layer_net.__doc__)
 
 
-def fc_net(hidden_dims: Sequence[int] = (100, 100), num_classes: int = 10, batch_norm: bool = False, dropout: float = 0.0) -> Layer:
+def fc_net(
+    hidden_dims: Sequence[int] = (100, 100), num_classes: int = 10, batch_norm: bool = False, dropout: float = 0.0
+) -> Layer:
     """``{affine - [batch norm] - relu - [dropout]} x len(hidden_dims)`` - affine: x ``(N, d1..dk)``
-    -> scores ``(N, num_classes)``. params: a tuple, one merged dict per hidden layer, then the last affine's."""
+    -> scores ``(N, num_classes)``. params: a tuple, one merged dict per hidden layer, then the last affine's.
+
+    >>> net = fn.nets.fc_net((20, 10), num_classes=3, batch_norm=True)
+    >>> net.out_shape((1, 8, 8)), net.moded
+    ((3,), True)
+    >>> _, params = fn.init_params(net, np.random.default_rng(0), (1, 8, 8))
+    >>> [sorted(p) for p in params]
+    [['b', 'beta', 'gamma', 'w'], ['b', 'beta', 'gamma', 'w'], ['b', 'w']]
+    """
     net = chain(*(_hidden(h, batch_norm, dropout) for h in hidden_dims), dense(num_classes))
     return replace(net, doc=fc_net.__doc__)
 
 
 def three_layer_convnet(
-    num_filters: int = 32, filter_size: int = 7, hidden_dim: int = 100, num_classes: int = 10, batch_norm: bool = False, dropout: float = 0.0
+    num_filters: int = 32,
+    filter_size: int = 7,
+    hidden_dim: int = 100,
+    num_classes: int = 10,
+    batch_norm: bool = False,
+    dropout: float = 0.0,
 ) -> Layer:
     """The course's convnet: conv - [spatial batch norm] - relu - 2x2 max pool - affine - [batch norm] -
     relu - [dropout] - affine.
 
     The conv keeps the spatial size (stride 1, pad ``(filter_size - 1) // 2``; odd sizes) and the
     pool halves it. x ``(N, C, H, W)`` -> scores ``(N, num_classes)``.
+
+    >>> net = fn.nets.three_layer_convnet(num_filters=4, filter_size=3, hidden_dim=10, num_classes=5)
+    >>> net.out_shape((3, 8, 8)), [child.op for child in net.children]
+    ((5,), ['sandwich', 'sandwich', 'affine'])
     """
     if filter_size % 2 == 0:
         raise ValueError(f"three_layer_convnet: filter_size must be odd to keep the spatial size, got {filter_size}")
     first = conv(stride=1, pad=(filter_size - 1) // 2, filters=num_filters, kernel_size=filter_size)
-    block = sandwich(first, *([spatial_batch_norm()] if batch_norm else []), relu, max_pool(pool_height=2, pool_width=2, stride=2))
+    norm = [spatial_batch_norm()] if batch_norm else []
+    block = sandwich(first, *norm, relu, max_pool(pool_height=2, pool_width=2, stride=2))
     net = chain(block, _hidden(hidden_dim, batch_norm, dropout), dense(num_classes))
     return replace(net, doc=three_layer_convnet.__doc__)

@@ -14,7 +14,9 @@ def float_array(layer: str, arg: str, value: Any) -> np.ndarray:
     """``value`` as a float32 or float64 ndarray (no copy when it already is one)."""
     array = np.asarray(value)
     if array.dtype not in FLOAT_DTYPES:
-        raise TypeError(f"{layer}: {arg} must be a float32 or float64 array, got dtype {array.dtype} (shape {array.shape})")
+        raise TypeError(
+            f"{layer}: {arg} must be a float32 or float64 array, got dtype {array.dtype} (shape {array.shape})"
+        )
     return array
 
 

@@ -68,7 +68,9 @@ LAYERS = {
     "layer_norm": _fixed(fn.layer_norm(), any_shapes),
     "group_norm": group_norm_layers(),
     "bind": _fixed(fn.bind(fn.dropout(0.5), train=True, rng=np.random.default_rng(0)), any_shapes),
-    "chain": _fixed(fn.chain(fn.conv(pad=1, filters=2, kernel_size=3), fn.relu, fn.global_avg_pool, fn.dense(3)), images),
+    "chain": _fixed(
+        fn.chain(fn.conv(pad=1, filters=2, kernel_size=3), fn.relu, fn.global_avg_pool, fn.dense(3)), images
+    ),
     "sandwich": _fixed(fn.sandwich(fn.dense(4), fn.batch_norm(), fn.relu, fn.dropout(0.2)), any_shapes),
     "fan_out": _fixed(fn.fan_out(fn.dense(3), fn.chain(fn.dense(2), fn.dense(3))), any_shapes),
     "residual": residual_layers(),
@@ -141,9 +143,21 @@ def test_a_shape_a_layer_refuses_is_an_error_naming_both(layer, shape, message):
 @pytest.mark.parametrize(
     "layer, shape, pattern",
     [
-        (fn.fan_out(fn.dense(2), fn.dense(3)), (4,), r"fan_out\(affine\(2\), affine\(3\)\): affine\(3\) gives shape \(3,\) but affine\(2\) gives \(2,\)"),
-        (fn.residual(fn.dense(2)), (3,), r"residual\(affine\(2\)\): affine\(2\) must keep the shape of x \(3,\): affine\(2\) gives shape \(2,\)"),
-        (fn.chain(fn.dense(3), fn.max_pool()), (5,), r"max_pool\(pool_height=2, pool_width=2, stride=2\): the input shape .* must be \(C, H, W\), got \(3,\)"),
+        (
+            fn.fan_out(fn.dense(2), fn.dense(3)),
+            (4,),
+            r"fan_out\(affine\(2\), affine\(3\)\): affine\(3\) gives shape \(3,\) but affine\(2\) gives \(2,\)",
+        ),
+        (
+            fn.residual(fn.dense(2)),
+            (3,),
+            r"residual\(affine\(2\)\): affine\(2\) must keep the shape of x \(3,\): affine\(2\) gives shape \(2,\)",
+        ),
+        (
+            fn.chain(fn.dense(3), fn.max_pool()),
+            (5,),
+            r"max_pool\(pool_height=2, pool_width=2, stride=2\): the input shape .* must be \(C, H, W\), got \(3,\)",
+        ),
     ],
 )
 def test_a_combination_names_the_part_that_refuses_the_shape(layer, shape, pattern):
@@ -159,7 +173,8 @@ def test_fan_out_and_residual_share_the_shape_check_when_running():
     with pytest.raises(ValueError, match=r"residual\(affine\(2\)\): affine\(2\) must keep the shape of x \(2, 3\): "
                                          r"affine\(2\) gives shape \(2, 2\) but x gives \(2, 3\)"):
         fn.residual(fn.dense(2))(params, x)
-    with pytest.raises(ValueError, match=r"fan_out\(identity, affine\(2\)\): affine\(2\) gives shape \(2, 2\) but identity gives \(2, 3\)"):
+    fan_out_error = r"fan_out\(identity, affine\(2\)\): affine\(2\) gives shape \(2, 2\) but identity gives \(2, 3\)"
+    with pytest.raises(ValueError, match=fan_out_error):
         fn.fan_out(fn.identity, fn.dense(2))(((), params), x)
 
 
@@ -173,7 +188,8 @@ def _refuses_to_init(rng, shape, dtype, weight_scale):
 
 def test_init_params_and_init_state_run_no_layer_and_make_no_throwaway_params():
     never_run = fn.layer(_refuses_to_run, out_shape=lambda shape: shape[:1])
-    net = fn.chain(fn.dense(6), fn.batch_norm(), never_run, fn.layer(_refuses_to_run, init=_refuses_to_init, out_shape=tuple))
+    never_init = fn.layer(_refuses_to_run, init=_refuses_to_init, out_shape=tuple)
+    net = fn.chain(fn.dense(6), fn.batch_norm(), never_run, never_init)
     out, params = fn.init_params(fn.chain(*net.children[:3]), np.random.default_rng(0), (4,))
     assert out == (6,) and params[2] == ()
     state = fn.init_state(net, (4,))  # the last layer's init would raise: state needs shapes only
@@ -184,12 +200,14 @@ def test_a_users_function_without_out_shape_gets_a_clear_error():
     def double(params, x):
         return 2 * x, lambda dy: ((), 2 * dy)
 
-    with pytest.raises(TypeError, match=re.escape("double does not say its output shape") + r".*fn\.layer\(double, out_shape="):
+    no_out_shape = re.escape("double does not say its output shape") + r".*fn\.layer\(double, out_shape="
+    with pytest.raises(TypeError, match=no_out_shape):
         fn.init_params(fn.chain(fn.dense(3), fn.layer(double), fn.dense(2)), np.random.default_rng(0), (4,))
     with pytest.raises(TypeError, match=r"fn\.layer\(double, out_shape="):
         fn.init_state(fn.chain(fn.layer(double), fn.batch_norm()), (4,))
     assert fn.init_state(fn.chain(fn.batch_norm(), fn.layer(double)), (4,))[1] == ()  # nothing after it needs its shape
-    out, _ = fn.init_params(fn.chain(fn.dense(3), fn.layer(double, out_shape=lambda s: s), fn.dense(2)), np.random.default_rng(0), (4,))
+    net = fn.chain(fn.dense(3), fn.layer(double, out_shape=lambda s: s), fn.dense(2))
+    out, _ = fn.init_params(net, np.random.default_rng(0), (4,))
     assert out == (2,)
 
 
@@ -244,7 +262,8 @@ def test_a_plain_function_in_a_combination_becomes_a_custom_child():
     [
         (fn.conv(), fn.conv), (fn.conv_naive(), fn.conv_naive), (fn.dense(3), fn.dense), (fn.max_pool(), fn.max_pool),
         (fn.max_pool_naive(), fn.max_pool_naive), (fn.avg_pool(), fn.avg_pool), (fn.leaky_relu(), fn.leaky_relu),
-        (fn.batch_norm(), fn.batch_norm), (fn.spatial_batch_norm(), fn.spatial_batch_norm), (fn.layer_norm(), fn.layer_norm),
+        (fn.batch_norm(), fn.batch_norm), (fn.spatial_batch_norm(), fn.spatial_batch_norm),
+        (fn.layer_norm(), fn.layer_norm),
         (fn.group_norm(1), fn.group_norm), (fn.dropout(), fn.dropout), (fn.dense_relu(2), fn.dense_relu),
         (fn.conv_relu(), fn.conv_relu), (fn.conv_relu_pool(), fn.conv_relu_pool),
         (fn.loss_layer(fn.svm_loss, np.array([0])), fn.loss_layer), (fn.nets.fc_net(), fn.nets.fc_net),

@@ -16,6 +16,12 @@ def _relu(params: PyTree, x: np.ndarray) -> tuple[np.ndarray, VJP]:
     """``y = max(x, 0)`` elementwise, any shape; params ``()``. ``relu'(0) = 0``; NaN stays NaN.
 
     Returns ``y`` (shape of ``x``) and ``vjp(dy) -> ((), dx)``.
+
+    >>> y, vjp = fn.relu((), np.array([[-1.0, 0.0, 2.0]]))
+    >>> y
+    array([[0., 0., 2.]])
+    >>> vjp(np.array([[5.0, 5.0, 5.0]]))
+    ((), array([[0., 0., 5.]]))
     """
     from funcnn.kernels import elementwise as kernels  # Numba is imported on the first fast call
 
@@ -38,6 +44,12 @@ def leaky_relu(alpha: float = 0.01) -> Layer:
 
     ``alpha >= 0``. The slope at 0 is ``alpha`` (PyTorch's rule); NaN stays NaN.
     The layer returns ``y`` (shape of ``x``) and ``vjp(dy) -> ((), dx)``.
+
+    >>> y, vjp = fn.leaky_relu(0.1)((), np.array([[-2.0, 3.0]]))
+    >>> y
+    array([[-0.2,  3. ]])
+    >>> vjp(np.ones_like(y))
+    ((), array([[0.1, 1. ]]))
     """
     name = f"leaky_relu(alpha={alpha})"
     alpha = number_at_least(name, "alpha", alpha, 0.0)
@@ -65,6 +77,12 @@ def _tanh(params: PyTree, x: np.ndarray) -> tuple[np.ndarray, VJP]:
     """``y = tanh(x)`` elementwise, any shape; params ``()``. ``tanh'(x) = 1 - y**2``.
 
     Returns ``y`` (shape of ``x``) and ``vjp(dy) -> ((), dx)``.
+
+    >>> y, vjp = fn.tanh((), np.array([[0.0, 1.0]]))
+    >>> y.round(4)
+    array([[0.    , 0.7616]])
+    >>> vjp(np.ones_like(y))[1].round(4)
+    array([[1.  , 0.42]])
     """
     no_params("tanh", params)
     x = float_array("tanh", "x", x)
@@ -83,6 +101,12 @@ def _sigmoid(params: PyTree, x: np.ndarray) -> tuple[np.ndarray, VJP]:
     Computed from ``e = exp(-|x|)``, which never overflows: ``y = 1 / (1 + e)`` for ``x >= 0`` and
     ``e / (1 + e)`` below, and the slope ``e / (1 + e)**2`` (exact even where ``y`` rounds to 1).
     Returns ``y`` (shape of ``x``) and ``vjp(dy) -> ((), dx)``.
+
+    >>> y, vjp = fn.sigmoid((), np.array([[0.0, -1000.0]]))
+    >>> y
+    array([[0.5, 0. ]])
+    >>> vjp(np.ones_like(y))
+    ((), array([[0.25, 0.  ]]))
     """
     no_params("sigmoid", params)
     x = float_array("sigmoid", "x", x)

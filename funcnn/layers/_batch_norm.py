@@ -41,11 +41,15 @@ def _batch_norm_layer(
         width = x.shape[1]
         if width == 0:
             raise ValueError(f"{name}: x must have at least one feature ({features}), got shape {x.shape}")
-        arrays = dict_params(name, params, ("gamma", "beta")) | dict_params(name, state, ("running_mean", "running_var"), "state")
+        statistics = dict_params(name, state, ("running_mean", "running_var"), "state")
+        arrays = dict_params(name, params, ("gamma", "beta")) | statistics
         for key, array in arrays.items():
             if array.shape != (width,):
                 what = "params" if key in ("gamma", "beta") else "state"
-                raise ValueError(f"{name}: {what}['{key}'] must have shape ({width},) for x of shape {x.shape} ({features}={width}), got {array.shape}")
+                raise ValueError(
+                    f"{name}: {what}['{key}'] must have shape ({width},) for x of shape {x.shape} "
+                    f"({features}={width}), got {array.shape}"
+                )
         same_dtype(name, x=x, **arrays)
         return x, arrays["gamma"], arrays["beta"], arrays["running_mean"], arrays["running_var"]
 
@@ -62,7 +66,8 @@ def _batch_norm_layer(
         exponent = np.where(exponent > safe, exponent, 0)
         scale = np.ldexp(np.ones(x.shape[1], x.dtype), -exponent)
         x_scaled = x * scale.reshape(shape) if exponent.any() else x
-        # The mean is summed in float64: float32 sums of a constant feature round, and (x - mean) / sqrt(eps) magnifies that.
+        # The mean is summed in float64: float32 sums of a constant feature round, and (x - mean) / sqrt(eps)
+        # magnifies that.
         mean_scaled = x_scaled.mean(axis=axes, dtype=np.float64).astype(x.dtype)
         centred = x_scaled - mean_scaled.reshape(shape)
         var_scaled = (centred * centred).mean(axis=axes)
@@ -82,9 +87,10 @@ def _batch_norm_layer(
         overflow = np.flatnonzero(np.isfinite(var_scaled) & ~np.isfinite(new_state["running_var"]))
         if overflow.size:
             i = overflow[0]
-            raise ValueError(f"{name}: the variance of x for {features} index {i} overflows {x.dtype} in "
-                             f"state['running_var'] (x of shape {x.shape} reaches about ±{2.0 ** int(exponent[i]):.2g}); "
-                             "scale x down or use float64")
+            raise ValueError(
+                f"{name}: the variance of x for {features} index {i} overflows {x.dtype} in state['running_var'] "
+                f"(x of shape {x.shape} reaches about ±{2.0 ** int(exponent[i]):.2g}); scale x down or use float64"
+            )
         return x_hat, inv_std, new_state
 
     def run_fn(params: PyTree, x: np.ndarray, state: State, train: bool, rng: Any) -> tuple[np.ndarray, VJP, State]:
@@ -93,7 +99,10 @@ def _batch_norm_layer(
         count = x.size // x.shape[1]
         if train:
             if count < 2:
-                raise ValueError(f"{name}: training needs more than one value per {features} to estimate a variance, got x of shape {x.shape}")
+                raise ValueError(
+                    f"{name}: training needs more than one value per {features} to estimate a variance, "
+                    f"got x of shape {x.shape}"
+                )
             tiny = float(np.finfo(x.dtype).eps) * 1024
             with np.errstate(all="ignore"):  # NaN, inf or overflow: the careful path below decides
                 mean = x.mean(axis=axes)
@@ -134,7 +143,9 @@ def _batch_norm_layer(
             raise ValueError(f"{name}: the input shape must have at least one feature ({features}), got {shape}")
         return shape
 
-    def init(rng: np.random.Generator, in_shape: Shape, dtype: np.dtype, weight_scale: WeightScale) -> tuple[Shape, PyTree]:
+    def init(
+        rng: np.random.Generator, in_shape: Shape, dtype: np.dtype, weight_scale: WeightScale
+    ) -> tuple[Shape, PyTree]:
         width = out_shape(in_shape)[0]
         return out_shape(in_shape), {"gamma": np.ones(width, dtype), "beta": np.zeros(width, dtype)}
 
@@ -151,14 +162,35 @@ def _batch_norm_layer(
 def batch_norm(momentum: float = 0.9, eps: float = 1e-5) -> Layer:
     """Batch normalization of x ``(N, D)``; params ``{"gamma": (D,), "beta": (D,)}``, state
     ``{"running_mean": (D,), "running_var": (D,)}``. Call ``.run(params, x, state, train=...)``
-    for ``(y, vjp, new_state)``; y has the shape of x."""
+    for ``(y, vjp, new_state)``; y has the shape of x.
+
+    >>> layer = fn.batch_norm()
+    >>> params = {"gamma": np.ones(2), "beta": np.zeros(2)}
+    >>> state = fn.init_state(layer, (2,), np.float64)
+    >>> y, vjp, state = layer.run(params, np.array([[1.0, 10.0], [3.0, 30.0]]), state, train=True)
+    >>> y.round(3)
+    array([[-1., -1.],
+           [ 1.,  1.]])
+    >>> state["running_mean"]                                 # 0.9 * 0 + 0.1 * the batch's mean
+    array([0.2, 2. ])
+    """
     name = f"batch_norm(momentum={momentum}, eps={eps})"
     return _batch_norm_layer(name, 2, "(N, D)", (0,), momentum, eps, "batch_norm", batch_norm.__doc__)
 
 
 def spatial_batch_norm(momentum: float = 0.9, eps: float = 1e-5) -> Layer:
     """Batch normalization of x ``(N, C, H, W)`` per channel; params ``{"gamma": (C,), "beta": (C,)}``,
-    state ``{"running_mean": (C,), "running_var": (C,)}``. Same calls as :func:`batch_norm`."""
+    state ``{"running_mean": (C,), "running_var": (C,)}``. Same calls as :func:`batch_norm`.
+
+    >>> layer = fn.spatial_batch_norm()
+    >>> layer.out_shape((3, 8, 8)), sorted(fn.init_state(layer, (3, 8, 8)))
+    ((3, 8, 8), ['running_mean', 'running_var'])
+    >>> x = np.random.default_rng(0).standard_normal((4, 3, 8, 8))
+    >>> params = {"gamma": np.ones(3), "beta": np.zeros(3)}
+    >>> y, _, _ = layer.run(params, x, fn.init_state(layer, (3, 8, 8), np.float64), train=True)
+    >>> y.mean(axis=(0, 2, 3)).round(6) + 0.0, y.std(axis=(0, 2, 3)).round(3)   # each channel: mean 0, std 1
+    (array([0., 0., 0.]), array([1., 1., 1.]))
+    """
     name = f"spatial_batch_norm(momentum={momentum}, eps={eps})"
     doc = spatial_batch_norm.__doc__
     return _batch_norm_layer(name, 4, "(N, C, H, W)", (0, 2, 3), momentum, eps, "spatial_batch_norm", doc)

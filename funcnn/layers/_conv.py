@@ -210,9 +210,14 @@ def _make_conv(
         check_ndim(name, "x", x, 4, "(N, C, H, W)")
         check_ndim(name, "params['w']", w, 4, "(F, C, HH, WW)")
         if x.shape[1] != w.shape[1]:
-            raise ValueError(f"{name}: x has {x.shape[1]} channels (shape {x.shape}) but params['w'] expects {w.shape[1]} (shape {w.shape})")
+            raise ValueError(
+                f"{name}: x has {x.shape[1]} channels (shape {x.shape}) but params['w'] expects {w.shape[1]} "
+                f"(shape {w.shape})"
+            )
         if b.shape != (w.shape[0],):
-            raise ValueError(f"{name}: params['b'] must have shape ({w.shape[0]},) to match params['w'] {w.shape}, got {b.shape}")
+            raise ValueError(
+                f"{name}: params['b'] must have shape ({w.shape[0]},) to match params['w'] {w.shape}, got {b.shape}"
+            )
         same_dtype(name, x=x, w=w, b=b)
         out_h, out_w = output_size(name, x.shape, w.shape[2:], stride, pad, "kernel")
         y, backward = forward(x, w, b, stride, pad, out_h, out_w)
@@ -266,17 +271,46 @@ def _filter_sizes(name: str, filters: Any, kernel_size: Any) -> tuple[int, int, 
     return f, int_at_least(name, "kernel_size", hh, 1), int_at_least(name, "kernel_size", ww, 1)
 
 
-def conv(stride: int = 1, pad: int = 0, filters: int | None = None, kernel_size: int | tuple[int, int] | None = None) -> Layer:
+def conv(
+    stride: int = 1, pad: int = 0, filters: int | None = None, kernel_size: int | tuple[int, int] | None = None
+) -> Layer:
     """A convolution layer on Numba/BLAS kernels (im2col, BLAS matrix products, col2im), chunk by chunk.
 
     params: ``{"w": (F, C, HH, WW), "b": (F,)}``; x: ``(N, C, H, W)``; y: ``(N, F, H', W')`` with
     ``H' = (H + 2 * pad - HH) // stride + 1``. ``conv(**conv_param)`` takes the course's dict.
     ``filters`` (F) and ``kernel_size`` (HH, WW, or one int for both) are needed only by
     :func:`funcnn.init_params`.
+
+    >>> x = np.ones((1, 1, 3, 3))                             # N=1, C=1, H=W=3
+    >>> params = {"w": np.ones((2, 1, 2, 2)), "b": np.array([0.0, 1.0])}   # F=2 filters of 2x2
+    >>> y, vjp = fn.conv(stride=1, pad=0)(params, x)
+    >>> y.shape                                               # H' = (3 + 2*0 - 2) // 1 + 1 = 2
+    (1, 2, 2, 2)
+    >>> y[0, 1]
+    array([[5., 5.],
+           [5., 5.]])
+    >>> dparams, dx = vjp(np.ones_like(y))
+    >>> dparams["b"]                                          # 4 output pixels per filter
+    array([4., 4.])
+    >>> dx[0, 0]                                              # the windows covering each pixel, times 2 filters
+    array([[2., 4., 2.],
+           [4., 8., 4.],
+           [2., 4., 2.]])
+    >>> fn.conv(stride=2, pad=1, filters=8, kernel_size=3).out_shape((3, 32, 32))
+    (8, 16, 16)
     """
     return _make_conv(stride, pad, filters, kernel_size, _fast_forward, False, conv.__doc__)
 
 
-def conv_naive(stride: int = 1, pad: int = 0, filters: int | None = None, kernel_size: int | tuple[int, int] | None = None) -> Layer:
-    """The plain-NumPy reference for :func:`conv`: same contract, same results, a loop per output pixel."""
+def conv_naive(
+    stride: int = 1, pad: int = 0, filters: int | None = None, kernel_size: int | tuple[int, int] | None = None
+) -> Layer:
+    """The plain-NumPy reference for :func:`conv`: same contract, same results, a loop per output pixel.
+
+    >>> rng = np.random.default_rng(0)
+    >>> x, params = rng.standard_normal((2, 3, 5, 5)), {"w": rng.standard_normal((4, 3, 3, 3)), "b": np.zeros(4)}
+    >>> y, _ = fn.conv_naive(pad=1)(params, x)
+    >>> y.shape, np.allclose(y, fn.conv(pad=1)(params, x)[0])
+    ((2, 4, 5, 5), True)
+    """
     return _make_conv(stride, pad, filters, kernel_size, _naive_forward, True, conv_naive.__doc__)

@@ -18,6 +18,14 @@ def dropout(drop_prob: float = 0.5) -> Layer:
 
     ``layer.run((), x, train=True, rng=np.random.default_rng(seed))``; training without ``rng``
     is an error. The mask is drawn from ``rng``: the same generator state gives the same mask.
+
+    >>> layer = fn.dropout(0.5)
+    >>> y, vjp, _ = layer.run((), np.ones((2, 4)), train=True, rng=np.random.default_rng(0))
+    >>> sorted(set(y.ravel().tolist()))                       # dropped, or kept and scaled by 1 / (1 - 0.5)
+    [0.0, 2.0]
+    >>> y, _, _ = layer.run((), np.ones((2, 4)), train=False)
+    >>> bool((y == 1).all()), y.flags.writeable               # evaluation: the identity, a read-only view
+    (True, False)
     """
     name = f"dropout(drop_prob={drop_prob})"
     drop_prob = fraction(name, "drop_prob", drop_prob)

@@ -71,6 +71,12 @@ def layer_norm(eps: float = 1e-5) -> Layer:
     a scale and a shift per value of an example; y: the shape of x. Each example is standardized
     over all its values (biased variance, ``eps > 0`` inside the square root).
     :func:`funcnn.init_params` makes gamma ones and beta zeros.
+
+    >>> layer = fn.layer_norm()
+    >>> _, params = fn.init_params(layer, np.random.default_rng(0), (4,), np.float64)
+    >>> y, vjp = layer(params, np.array([[1.0, 2.0, 3.0, 4.0]]))
+    >>> y.round(3)
+    array([[-1.342, -0.447,  0.447,  1.342]])
     """
     name = f"layer_norm(eps={eps})"
     eps = number_at_least(name, "eps", eps, 0.0, strict=True)
@@ -105,6 +111,12 @@ def group_norm(groups: int, eps: float = 1e-5) -> Layer:
     channels and positions (biased variance, ``eps > 0`` inside the square root), then channel c is
     scaled by ``gamma[c]`` and shifted by ``beta[c]``. ``groups=1`` normalizes each example as a whole,
     ``groups=C`` each channel (instance norm). :func:`funcnn.init_params` makes gamma ones and beta zeros.
+
+    >>> layer = fn.group_norm(2)                              # channels (0, 1) and (2, 3)
+    >>> _, params = fn.init_params(layer, np.random.default_rng(0), (4, 1, 1), np.float64)
+    >>> y, vjp = layer(params, np.array([1.0, 3.0, 10.0, 30.0]).reshape(1, 4, 1, 1))
+    >>> y.ravel().round(3)
+    array([-1.,  1., -1.,  1.])
     """
     name = f"group_norm(groups={groups}, eps={eps})"
     groups = int_at_least(name, "groups", groups, 1)

@@ -93,12 +93,31 @@ def max_pool(pool_height: int = 2, pool_width: int = 2, stride: int = 2) -> Laye
 
     x: ``(N, C, H, W)``; y: ``(N, C, H', W')`` with ``H' = (H - pool_height) // stride + 1``.
     ``max_pool(**pool_param)`` takes the course's dict.
+
+    >>> x = np.arange(16.0).reshape(1, 1, 4, 4)
+    >>> y, vjp = fn.max_pool(pool_height=2, pool_width=2, stride=2)((), x)
+    >>> y
+    array([[[[ 5.,  7.],
+             [13., 15.]]]])
+    >>> vjp(np.ones_like(y))[1][0, 0]                         # each window's gradient goes to its maximum
+    array([[0., 0., 0., 0.],
+           [0., 1., 0., 1.],
+           [0., 0., 0., 0.],
+           [0., 1., 0., 1.]])
+    >>> fn.max_pool(3, 3, 2).out_shape((8, 7, 7))             # H' = (7 - 3) // 2 + 1 = 3
+    (8, 3, 3)
     """
     return _make_pool(pool_height, pool_width, stride, _fast_forward, "max_pool", False, max_pool.__doc__)
 
 
 def max_pool_naive(pool_height: int = 2, pool_width: int = 2, stride: int = 2) -> Layer:
-    """The plain-NumPy reference for :func:`max_pool`: same contract, same results, ties included."""
+    """The plain-NumPy reference for :func:`max_pool`: same contract, same results, ties included.
+
+    >>> y, vjp = fn.max_pool_naive(2, 2, 2)((), np.zeros((1, 1, 2, 2)))   # a tie: the first maximum wins
+    >>> vjp(np.ones_like(y))[1][0, 0]
+    array([[1., 0.],
+           [0., 0.]])
+    """
     return _make_pool(pool_height, pool_width, stride, _naive_forward, "max_pool_naive", True, max_pool_naive.__doc__)
 
 
@@ -134,6 +153,14 @@ def avg_pool(pool_height: int = 2, pool_width: int = 2, stride: int = 2) -> Laye
 
     x: ``(N, C, H, W)``; y: ``(N, C, H', W')`` with ``H' = (H - pool_height) // stride + 1``, each
     the mean of its window. ``avg_pool(**pool_param)`` takes the course's dict.
+
+    >>> x = np.arange(16.0).reshape(1, 1, 4, 4)
+    >>> y, vjp = fn.avg_pool(2, 2, 2)((), x)
+    >>> y
+    array([[[[ 2.5,  4.5],
+             [10.5, 12.5]]]])
+    >>> vjp(np.ones_like(y))[1][0, 0, 0]                      # each pixel gets 1 / (2 * 2) of its window's
+    array([0.25, 0.25, 0.25, 0.25])
     """
     return _make_pool(pool_height, pool_width, stride, _avg_forward, "avg_pool", None, avg_pool.__doc__)
 
@@ -142,6 +169,13 @@ def _global_avg_pool(params: PyTree, x: np.ndarray) -> tuple[np.ndarray, VJP]:
     """``y[n, c] = mean(x[n, c])``: x ``(N, C, H, W)`` -> y ``(N, C)``; params ``()``.
 
     Returns ``y`` and ``vjp(dy) -> ((), dx)``, where every pixel gets ``dy[n, c] / (H * W)``.
+
+    >>> y, vjp = fn.global_avg_pool((), np.arange(8.0).reshape(1, 2, 2, 2))
+    >>> y
+    array([[1.5, 5.5]])
+    >>> vjp(np.ones_like(y))[1][0, 0]
+    array([[0.25, 0.25],
+           [0.25, 0.25]])
     """
     name = "global_avg_pool"
     no_params(name, params)
