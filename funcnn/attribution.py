@@ -21,8 +21,9 @@ def class_score_gradient(net: Apply, params: PyTree, x: np.ndarray, y: np.ndarra
     scores, vjp, _ = run(net, params, x, state, train=False)
     if scores.ndim != 2:
         raise ValueError(f"saliency: the network must give class scores (N, C), got shape {scores.shape}")
-    if labels.shape != (len(x),) or labels.dtype.kind not in "iu" or not ((labels >= 0) & (labels < scores.shape[1])).all():
-        raise ValueError(f"saliency: y must be ({len(x)},) integer labels in [0, {scores.shape[1]}), got {labels!r}"[:300])
+    classes = scores.shape[1]
+    if labels.shape != (len(x),) or labels.dtype.kind not in "iu" or not ((labels >= 0) & (labels < classes)).all():
+        raise ValueError(f"saliency: y must be ({len(x)},) integer labels in [0, {classes}), got {labels!r}"[:300])
     one_hot = np.zeros_like(scores)
     one_hot[np.arange(len(x)), labels] = 1
     return np.asarray(vjp(one_hot)[1])

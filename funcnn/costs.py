@@ -113,7 +113,8 @@ def leaf_cost(layer: Layer, in_shape: Shape, out_shape: Shape, itemsize: int) ->
         return Cost(0, 0, 0, True, False, alias=True)
     if op in ELEMENTWISE:
         forward, backward = ELEMENTWISE[op]
-        return Cost(forward * n_in, backward * n_in, _kept_arrays(layer, in_shape, itemsize), op in ("layer_norm", "group_norm"), True)
+        keeps_input = op in ("layer_norm", "group_norm")
+        return Cost(forward * n_in, backward * n_in, _kept_arrays(layer, in_shape, itemsize), keeps_input, True)
     return Cost(None, None, None)
 
 

@@ -65,7 +65,8 @@ def _leaf(g: _Graph, layer: Layer, params: PyTree, state: State, x: str, shape: 
     if op == "conv":
         w, b = g.weight(params["w"], "w"), g.weight(params["b"], "b")
         pad, stride = int(hp["pad"]), int(hp["stride"])
-        return g.node("Conv", [x, w, b], pads=[pad] * 4, strides=[stride] * 2, kernel_shape=list(np.shape(params["w"])[2:]))
+        kernel = list(np.shape(params["w"])[2:])
+        return g.node("Conv", [x, w, b], pads=[pad] * 4, strides=[stride] * 2, kernel_shape=kernel)
     if op == "affine":
         flat = x if len(shape) == 1 else g.node("Flatten", [x], axis=1)
         return g.node("Gemm", [flat, g.weight(params["w"], "w"), g.weight(params["b"], "b")])
@@ -83,8 +84,10 @@ def _leaf(g: _Graph, layer: Layer, params: PyTree, state: State, x: str, shape: 
         return g.node("LayerNormalization", [x, gamma, beta], axis=1, epsilon=float(hp["eps"]))
     if op == "group_norm":
         return _group_norm(g, params, x, shape, int(hp["groups"]), float(hp["eps"]))
-    raise ValueError(f"to_onnx: {layer.name} (op {op!r}) has no ONNX counterpart; export a network made of funcnn's layers "
-                     "(conv, affine, activations, pools, norms, dropout, chain, sandwich, fan_out, residual)")
+    raise ValueError(
+        f"to_onnx: {layer.name} (op {op!r}) has no ONNX counterpart; export a network made of funcnn's layers "
+        "(conv, affine, activations, pools, norms, dropout, chain, sandwich, fan_out, residual)"
+    )
 
 
 def _group_norm(g: _Graph, params: PyTree, x: str, shape: Shape, groups: int, eps: float) -> str:
@@ -154,7 +157,9 @@ def to_onnx(net: Layer, params: PyTree, input_shape: Shape, path: str | Path, st
     shape = tuple(int(d) for d in input_shape)
     if state is None:
         if _has(net, lambda layer: layer.op in ("batch_norm", "spatial_batch_norm")):
-            raise ValueError(f"to_onnx: {net.name} has batch norm: pass its state (the running statistics), e.g. result.best_state")
+            raise ValueError(
+                f"to_onnx: {net.name} has batch norm: pass its state (the running statistics), e.g. result.best_state"
+            )
         state = init_state(net, shape, dtype)
     g = _Graph(onnx, dtype)
     y, out_shape = _add(g, net, params, state, "x", shape)

@@ -87,7 +87,7 @@ def plot_activation_maps(layer: Apply, params: PyTree, image: np.ndarray, state:
     plt = _pyplot()
     maps, _, _ = run(layer, params, np.asarray(image)[None], state, train=False)
     if maps.ndim != 4:
-        raise ValueError(f"plot_activation_maps: the layer must give feature maps (1, F, H', W'), got shape {maps.shape}")
+        raise ValueError(f"plot_activation_maps: the layer must give maps (1, F, H', W'), got shape {maps.shape}")
     rows = math.ceil(maps.shape[1] / columns)
     fig, axes = plt.subplots(rows, columns, figsize=(columns, rows), squeeze=False)
     for ax in axes.flat:
@@ -104,7 +104,9 @@ def plot_saliency(images: np.ndarray, maps: np.ndarray, titles: Sequence[str] = 
     plt = _pyplot()
     images, maps = np.asarray(images), np.asarray(maps)
     if images.ndim != 4 or maps.shape != (images.shape[0], *images.shape[2:]):
-        raise ValueError(f"plot_saliency: images must be (N, C, H, W) and maps (N, H, W), got {images.shape} and {maps.shape}")
+        raise ValueError(
+            f"plot_saliency: images must be (N, C, H, W) and maps (N, H, W), got {images.shape} and {maps.shape}"
+        )
     fig, axes = plt.subplots(2, len(images), figsize=(1.2 * len(images), 2.6), squeeze=False)
     for i, (image, saliency_map) in enumerate(zip(images, maps)):
         shown = image[0] if image.shape[0] != 3 else image.transpose(1, 2, 0)

@@ -50,16 +50,22 @@ class Summary:
 
     def __str__(self) -> str:
         header = ("layer", "output shape", "params", "forward FLOPs", "backward FLOPs", "vjp memory (B)")
-        cells = [("  " * r.depth + r.name, str(r.output_shape), *map(_number, (r.params, r.forward_flops, r.backward_flops, r.memory)))
-                 for r in self.rows]  # fmt: skip
+        cells = [
+            ("  " * r.depth + r.name, str(r.output_shape), *map(_number, (r.params, r.forward_flops, r.backward_flops)),
+             _number(r.memory))
+            for r in self.rows
+        ]  # fmt: skip
         widths = [max(len(line[i]) for line in [header, *cells]) for i in range(len(header))]
 
         def line(values: tuple[str, ...]) -> str:
-            return "  ".join([values[0].ljust(widths[0]), values[1].ljust(widths[1])] + [v.rjust(w) for v, w in zip(values[2:], widths[2:])])
+            left = [values[0].ljust(widths[0]), values[1].ljust(widths[1])]
+            return "  ".join(left + [v.rjust(w) for v, w in zip(values[2:], widths[2:])])
 
         rule = "-" * len(line(header))
         total, itemsize = self.total, np.dtype(self.dtype).itemsize
-        params = "?" if total.params is None else f"{total.params:,} = {_bytes(total.params * itemsize)} in {self.dtype}"
+        params = "?"
+        if total.params is not None:
+            params = f"{total.params:,} = {_bytes(total.params * itemsize)} in {self.dtype}"
         lines = [line(header), rule, *map(line, cells), rule,
                  f"input {self.input_shape} {self.dtype}: {_bytes(math.prod(self.input_shape) * itemsize)}",
                  f"params: {params}",
@@ -94,8 +100,8 @@ def summary(net: Layer, input_shape: Shape, dtype: Any = np.float32, *, batch_si
     ``out_shape`` (nothing is run). FLOPs count a batch, a multiply-add as 2: conv ``2*N*F*H'*W'*C*HH*WW``
     forward and twice that backward (``dx`` and ``dw``), affine ``2*N*D*M`` and ``4*N*D*M``; pools,
     norms and activations count the operations of their formulas per element, bias additions are
-    left out (the table is in :mod:`funcnn.costs`). Memory: the bytes the vjps keep in training mode. ``str()`` of the result is the table; its
-    ``rows`` are the data (row 0 is ``net`` itself, with the totals)."""
+    left out (the table is in :mod:`funcnn.costs`). Memory: the bytes the vjps keep in training mode.
+    ``str()`` of the result is the table; its ``rows`` are the data (row 0 is ``net`` itself, with the totals)."""
     batch_size = int_at_least("summary", "batch_size", batch_size, 1)
     dtype = np.dtype(dtype)
     if dtype.kind != "f":
@@ -113,7 +119,9 @@ def _out_shape(layer: Layer, shape: Shape) -> Shape:
     return (shape[0], *layer.out_shape(shape[1:]))
 
 
-def _visit(layer: Layer, shape: Shape, depth: int, itemsize: int, rows: list[SummaryRow]) -> tuple[Shape, Cost, int | None]:
+def _visit(
+    layer: Layer, shape: Shape, depth: int, itemsize: int, rows: list[SummaryRow]
+) -> tuple[Shape, Cost, int | None]:
     """Append the rows of ``layer`` (fed a batch of ``shape``) and its children; return its output
     shape, cost and parameter count."""
     out = _out_shape(layer, shape)
@@ -142,7 +150,9 @@ def _leaf_params(layer: Layer, shape: Shape, out: Shape) -> int | None:
     return count
 
 
-def _combination(layer: Layer, shape: Shape, depth: int, itemsize: int, rows: list[SummaryRow]) -> tuple[Cost, int | None]:
+def _combination(
+    layer: Layer, shape: Shape, depth: int, itemsize: int, rows: list[SummaryRow]
+) -> tuple[Cost, int | None]:
     """The cost of a chain, sandwich or bind (children in sequence) or a fan_out or residual
     (children side by side, outputs summed). Memory counts an array kept by two layers once."""
     if layer.op not in ("fan_out", "residual"):
@@ -156,9 +166,9 @@ def _combination(layer: Layer, shape: Shape, depth: int, itemsize: int, rows: li
     # fan_out keeps every branch's output (an identity's is its input) until its vjp runs.
     inner = _add(*(c.inner for c in costs), *(math.prod(o) * itemsize for o, c in zip(outs, costs) if not c.alias))
     extra = len(costs) - 1
-    cost = Cost(_add(*(c.forward for c in costs), extra * n_out), _add(*(c.backward for c in costs), extra * n_in), inner,
-                any(c.keeps_input or c.alias for c in costs))  # fmt: skip
-    return cost, _add(*params)
+    forward = _add(*(c.forward for c in costs), extra * n_out)
+    backward = _add(*(c.backward for c in costs), extra * n_in)
+    return Cost(forward, backward, inner, any(c.keeps_input or c.alias for c in costs)), _add(*params)
 
 
 def _sequence(layer: Layer, shape: Shape, depth: int, itemsize: int, rows: list[SummaryRow]) -> tuple[Cost, int | None]:

@@ -28,7 +28,8 @@ def test_summary_refuses_bad_options(capsys):
 def test_export_writes_the_checkpoints_network(tmp_path, capsys):
     ort = pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")
     out = tmp_path / "run"
-    assert main(["train", "--epochs", "1", "--out", str(out), "--batch-norm", "--dropout", "0.2", "--hidden", "20"]) == 0
+    options = ["--batch-norm", "--dropout", "0.2", "--hidden", "20"]
+    assert main(["train", "--epochs", "1", "--out", str(out), *options]) == 0
     assert main(["export", str(out / "checkpoint.npz"), "--onnx", str(tmp_path / "digits.onnx")]) == 0
     assert f"wrote {tmp_path / 'digits.onnx'}" in capsys.readouterr().out
     with pytest.MonkeyPatch.context() as patch:
@@ -37,7 +38,8 @@ def test_export_writes_the_checkpoints_network(tmp_path, capsys):
     assert 'funcnn export: ONNX export needs the onnx extra: pip install "funcnn[onnx]"' in capsys.readouterr().err
     net = fn.nets.three_layer_convnet(32, 3, 20, 10, batch_norm=True, dropout=0.2)
     _, params = fn.init_params(net, np.random.default_rng(0), (1, 8, 8))
-    saved = load_checkpoint(out / "checkpoint.npz", {"best_params": params, "best_state": fn.init_state(net, (1, 8, 8))}, strict=False)
+    like = {"best_params": params, "best_state": fn.init_state(net, (1, 8, 8))}
+    saved = load_checkpoint(out / "checkpoint.npz", like, strict=False)
     x = load_digits().test.x[:40]
     expected, _, _ = net.run(saved["best_params"], x, saved["best_state"], train=False)
     session = ort.InferenceSession(str(tmp_path / "digits.onnx"), providers=["CPUExecutionProvider"])

@@ -133,7 +133,8 @@ def test_the_course_convnet():
 
 def test_readme_shows_the_course_convnets_summary():
     text = README.read_text()
-    shown = re.search(r"print\(fn\.summary\(fn\.nets\.three_layer_convnet\(\), \(3, 32, 32\)\)\)\n```\n\n.*?```text\n(.*?)```", text, re.DOTALL)
+    call = re.escape("print(fn.summary(fn.nets.three_layer_convnet(), (3, 32, 32)))")
+    shown = re.search(call + r"\n```\n\n.*?```text\n(.*?)```", text, re.DOTALL)
     assert shown, "README: the course convnet's summary is missing"
     assert shown.group(1).rstrip("\n") == str(fn.summary(fn.nets.three_layer_convnet(), (3, 32, 32)))
 

@@ -182,8 +182,8 @@ def _course_net(options: dict[str, Any]) -> tuple[Any, tuple[int, ...]]:
     from funcnn.app.datasets import INPUT_SHAPES, NUM_CLASSES
     from funcnn.nets import three_layer_convnet
 
-    net = three_layer_convnet(options["filters"], options["filter_size"], options["hidden"], NUM_CLASSES[options["dataset"]],
-                              options["batch_norm"], options["dropout"])  # fmt: skip
+    sizes = options["filters"], options["filter_size"], options["hidden"], NUM_CLASSES[options["dataset"]]
+    net = three_layer_convnet(*sizes, options["batch_norm"], options["dropout"])
     return net, INPUT_SHAPES[options["dataset"]]
 
 
@@ -208,7 +208,8 @@ def _export(args: argparse.Namespace) -> int:
     config = _saved_config(args.checkpoint)
     missing = [key for key in NET_OPTIONS if key not in config]
     if missing:
-        raise ValueError(f"checkpoint {args.checkpoint}: its config lacks {', '.join(missing)} (not written by funcnn train?)")
+        lacks = ", ".join(missing)
+        raise ValueError(f"checkpoint {args.checkpoint}: its config lacks {lacks} (not written by funcnn train?)")
     net, shape = _course_net(config)
     _, params = init_params(net, np.random.default_rng(0), shape, config["dtype"])
     like = {"best_params": params, "best_state": init_state(net, shape, config["dtype"])}
@@ -218,7 +219,8 @@ def _export(args: argparse.Namespace) -> int:
     except ImportError as error:
         print(f"funcnn export: {error}", file=sys.stderr)
         return 2
-    print(f"wrote {path}: {net.name}, the best params (evaluation mode), x (N, {', '.join(map(str, shape))}) -> y, opset {OPSET}")
+    dims = ", ".join(map(str, shape))
+    print(f"wrote {path}: {net.name}, the best params (evaluation mode), x (N, {dims}) -> y, opset {OPSET}")
     return 0
 
 
@@ -265,9 +267,9 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.set_defaults(run=_doctor)
 
     summary = commands.add_parser(
-        "summary", help="the table of the convnet that train builds (same network options): shapes, params, FLOPs, memory",
-        description="Print one row per layer of the network that funcnn train builds with these options: output shape, "
-                    "parameters, forward and backward FLOPs for a batch of --batch-size, and the bytes the vjps keep.",
+        "summary", help="the table of the convnet that train builds (its network options): shapes, params, FLOPs",
+        description="Print one row per layer of the network that funcnn train builds with these options: output "
+                    "shape, parameters, forward and backward FLOPs for a batch of --batch-size, what the vjps keep.",
     )  # fmt: skip
     for action in train._actions:
         if action.dest in NET_OPTIONS:
@@ -276,8 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     export = commands.add_parser(
         "export", help="write a checkpoint's network as an ONNX model (the onnx extra)",
-        description="Rebuild the network of a funcnn train checkpoint from its configuration and write it, with its best "
-                    "params and state, in evaluation mode, as an ONNX model with a dynamic batch axis.",
+        description="Rebuild the network of a funcnn train checkpoint from its configuration and write it, with its "
+                    "best params and state, in evaluation mode, as an ONNX model with a dynamic batch axis.",
     )  # fmt: skip
     export.add_argument("checkpoint", help="a checkpoint.npz written by funcnn train")
     export.add_argument("--onnx", required=True, help="the .onnx file to write")
