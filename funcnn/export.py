@@ -147,8 +147,9 @@ def _has(layer: Layer, test: Callable[[Layer], bool]) -> bool:
 def to_onnx(net: Layer, params: PyTree, input_shape: Shape, path: str | Path, state: State | None = None) -> Path:
     """Write ``net`` with ``params`` (and ``state``: batch norms' running statistics) as an ONNX model
     to ``path``, in evaluation mode. Input ``x`` ``(N, *input_shape)``, output ``y``; ``N`` is dynamic.
-    The dtype is the params'. A layer without an ONNX counterpart (a user's function, a loss) is a
-    ValueError naming it. Needs the ``onnx`` extra. Returns the path written."""
+    The dtype is the params' (onnxruntime 1.32's CPU provider has no float64 Conv: export float32
+    params for it). A layer without an ONNX counterpart (a user's function, a loss) is a ValueError
+    naming it. Needs the ``onnx`` extra. Returns the path written."""
     onnx = _onnx()
     if not isinstance(net, Layer):
         raise TypeError(f"to_onnx: net must be a funcnn Layer, got {net!r}"[:200])

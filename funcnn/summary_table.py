@@ -101,7 +101,12 @@ def summary(net: Layer, input_shape: Shape, dtype: Any = np.float32, *, batch_si
     forward and twice that backward (``dx`` and ``dw``), affine ``2*N*D*M`` and ``4*N*D*M``; pools,
     norms and activations count the operations of their formulas per element, bias additions are
     left out (the table is in :mod:`funcnn.costs`). Memory: the bytes the vjps keep in training mode.
-    ``str()`` of the result is the table; its ``rows`` are the data (row 0 is ``net`` itself, with the totals)."""
+    ``str()`` of the result is the table; its ``rows`` are the data (row 0 is ``net`` itself, with the totals).
+
+    >>> table = fn.summary(fn.chain(fn.dense(10), fn.relu), (3, 4), batch_size=2)
+    >>> [(row.name, row.output_shape, row.params, row.forward_flops) for row in table.rows]
+    [('chain', (2, 10), 130, 500), ('affine(10)', (2, 10), 130, 480), ('relu', (2, 10), 0, 20)]
+    """
     batch_size = int_at_least("summary", "batch_size", batch_size, 1)
     dtype = np.dtype(dtype)
     if dtype.kind != "f":
