@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from funcnn.core import Layer, Shape, State
+from funcnn.core import Layer, Shape, State, run
 from funcnn.init import init_state
 from funcnn.tree import PyTree, tree_leaves
 
@@ -162,6 +162,7 @@ def to_onnx(net: Layer, params: PyTree, input_shape: Shape, path: str | Path, st
                 f"to_onnx: {net.name} has batch norm: pass its state (the running statistics), e.g. result.best_state"
             )
         state = init_state(net, shape, dtype)
+    run(net, params, np.zeros((1, *shape), dtype), state, train=False)  # params or state that do not fit: the layer says
     g = _Graph(onnx, dtype)
     y, out_shape = _add(g, net, params, state, "x", shape)
     g.nodes.append(onnx.helper.make_node("Identity", [y], ["y"], name="y"))

@@ -98,3 +98,10 @@ def test_a_missing_extra_is_named(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "onnx", None)
     with pytest.raises(ImportError, match=r"funcnn\[onnx\]"):
         to_onnx(fn.relu, (), (3,), tmp_path / "net.onnx")
+
+
+def test_params_that_do_not_fit_are_named_by_the_layer(tmp_path):
+    net = fn.chain(fn.conv(stride=1, pad=1, filters=4, kernel_size=3), fn.relu)
+    _, params = fn.init_params(net, np.random.default_rng(0), (3, 5, 5))
+    with pytest.raises(ValueError, match=r"conv\(stride=1, pad=1.*x has 2 channels"):
+        to_onnx(net, params, (2, 5, 5), tmp_path / "net.onnx")
