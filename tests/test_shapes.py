@@ -275,3 +275,9 @@ def test_help_on_a_factory_made_layer_shows_the_factorys_docstring(layer, factor
     text = pydoc.render_doc(layer, renderer=pydoc.plaintext)
     first_line = factory.__doc__.strip().splitlines()[0]
     assert first_line in text and "class Layer" not in text
+
+
+@pytest.mark.parametrize("shape", ["(3, 4)", (3, -1), (2.0, 3), (True,)])
+def test_an_input_shape_that_is_no_shape_is_a_type_error_naming_the_layer(shape):
+    with pytest.raises(TypeError, match=r"^relu: an input shape must be a tuple of sizes >= 0, got "):
+        fn.relu.out_shape(shape)
