@@ -27,6 +27,8 @@ if _started_as_command():
 
 from funcnn import nets as nets
 from funcnn import optim as optim
+from funcnn.attribution import class_score_gradient as class_score_gradient
+from funcnn.attribution import saliency as saliency
 from funcnn.combinators import chain as chain
 from funcnn.combinators import fan_out as fan_out
 from funcnn.combinators import identity as identity
@@ -90,6 +92,9 @@ from funcnn.sandwiches import conv_relu_pool as conv_relu_pool
 from funcnn.sandwiches import dense_relu as dense_relu
 from funcnn.stepsweep import StepSweep as StepSweep
 from funcnn.stepsweep import step_sweep as step_sweep
+from funcnn.summary_table import Summary as Summary
+from funcnn.summary_table import SummaryRow as SummaryRow
+from funcnn.summary_table import summary as summary
 from funcnn.train import fit as fit
 
 __version__ = "0.1.0"

@@ -69,7 +69,7 @@ def non_finite(tree: PyTree) -> list[str]:
             if np.asarray(leaf).dtype.kind == "f" and not np.isfinite(leaf).all()]
 
 
-def _saved_config(checkpoint: str | Path) -> dict[str, Any]:
+def saved_config(checkpoint: str | Path) -> dict[str, Any]:
     """The configuration stored in ``checkpoint``, read before anything else it holds."""
     text = load_checkpoint(checkpoint, {"config": None}, strict=False)["config"]
     if text.shape != () or text.dtype.kind != "U":
@@ -104,7 +104,7 @@ def resume_run(
     """The run saved in ``checkpoint`` and its epoch, after checking its configuration (first: a
     changed network is reported as such, not as missing keys) and its values."""
     path = checkpoint.path
-    changes = _config_changes(_saved_config(path), config)
+    changes = _config_changes(saved_config(path), config)
     if changes and not checkpoint.allow_config_change:
         raise ValueError(f"fit: checkpoint {path} was written with another configuration ({'; '.join(changes)}); "
                          "resume with the same settings, or allow the change (Checkpoint(..., "

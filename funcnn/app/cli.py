@@ -1,4 +1,5 @@
-"""The ``funcnn`` command: ``funcnn train`` trains a convnet, ``funcnn check`` checks every gradient."""
+"""The ``funcnn`` command: ``funcnn train`` trains a convnet, ``funcnn check`` checks every gradient,
+``funcnn summary`` prints the network's table, ``funcnn export`` writes a checkpoint as ONNX."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from funcnn.app.options import Parser, add_model_options, add_run_options, int_from
+from funcnn.app.options import Parser, add_model_options, add_network_options, add_run_options, int_from
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -169,6 +170,53 @@ def _doctor(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+NET_OPTIONS = ("dataset", "batch_size", "filters", "filter_size", "hidden", "batch_norm", "dropout", "dtype")
+
+
+def _course_net(options: dict[str, Any]) -> tuple[Any, tuple[int, ...]]:
+    """The convnet that ``funcnn train`` builds from these options, and one example's shape."""
+    from funcnn.app.datasets import INPUT_SHAPES, NUM_CLASSES
+    from funcnn.nets import three_layer_convnet
+
+    sizes = options["filters"], options["filter_size"], options["hidden"], NUM_CLASSES[options["dataset"]]
+    net = three_layer_convnet(*sizes, options["batch_norm"], options["dropout"])
+    return net, INPUT_SHAPES[options["dataset"]]
+
+
+def _summary(args: argparse.Namespace) -> int:
+    from funcnn.summary_table import summary
+
+    net, shape = _course_net(vars(args))
+    print(f"funcnn summary: the convnet of funcnn train with these options, on {args.dataset}\n")
+    print(summary(net, shape, args.dtype, batch_size=args.batch_size))
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from funcnn.checkpoint import load_checkpoint
+    from funcnn.export import OPSET, to_onnx
+    from funcnn.init import init_params, init_state
+    from funcnn.resume import saved_config
+
+    config = saved_config(args.checkpoint)
+    missing = [key for key in NET_OPTIONS if key not in config]
+    if missing:
+        lacks = ", ".join(missing)
+        raise ValueError(f"checkpoint {args.checkpoint}: its config lacks {lacks} (not written by funcnn train?)")
+    net, shape = _course_net(config)
+    _, params = init_params(net, np.random.default_rng(0), shape, config["dtype"])
+    like = {"best_params": params, "best_state": init_state(net, shape, config["dtype"])}
+    saved = load_checkpoint(args.checkpoint, like, strict=False)
+    try:
+        path = to_onnx(net, saved["best_params"], shape, args.onnx, saved["best_state"])
+    except ImportError as error:
+        print(f"funcnn export: {error}", file=sys.stderr)
+        return 2
+    dims = ", ".join(map(str, shape))
+    print(f"wrote {path}: {net.name}, the best params (evaluation mode), x (N, {dims}) -> y, opset {OPSET}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``funcnn`` command's parser: train, doctor (train's network and data options, from the same
     declarations) and check."""
@@ -192,6 +240,23 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     add_model_options(doctor)
     doctor.set_defaults(run=_doctor)
+
+    summary = commands.add_parser(
+        "summary", help="the table of the convnet that train builds (its network options): shapes, params, FLOPs",
+        description="Print one row per layer of the network that funcnn train builds with these options: output "
+                    "shape, parameters, forward and backward FLOPs for a batch of --batch-size, what the vjps keep.",
+    )  # fmt: skip
+    add_network_options(summary)
+    summary.set_defaults(run=_summary)
+
+    export = commands.add_parser(
+        "export", help="write a checkpoint's network as an ONNX model (the onnx extra)",
+        description="Rebuild the network of a funcnn train checkpoint from its configuration and write it, with its "
+                    "best params and state, in evaluation mode, as an ONNX model with a dynamic batch axis.",
+    )  # fmt: skip
+    export.add_argument("checkpoint", help="a checkpoint.npz written by funcnn train")
+    export.add_argument("--onnx", required=True, help="the .onnx file to write")
+    export.set_defaults(run=_export)
 
     check = commands.add_parser("check", help="finite-difference check of every layer, sandwich and network")
     check.add_argument("--mode", choices=["full", "fast"], default="full",

@@ -55,26 +55,34 @@ def weight_scale(text: str) -> str | float:
     return text if text == "he" else _standard_deviation(text)
 
 
-def add_model_options(parser: argparse.ArgumentParser) -> None:
-    """The options train and doctor share: the data set, the network, its init, the optimizer and the batches."""
+def add_network_options(parser: argparse.ArgumentParser) -> None:
+    """The options that say which network train builds and for what data: the data set, the network's sizes and
+    its layers, the batch size and the dtype (train, doctor and summary take them)."""
     add = parser.add_argument
     add("--dataset", choices=["digits", "mnist", "fashion-mnist", "cifar10"], default="digits",
         help="digits is bundled; the others are read from --data-path (default: digits)")
-    add("--data-path", help="folder with MNIST/Fashion-MNIST IDX files or CIFAR-10 binary batches")
     add("--batch-size", type=int_from(1), default=50, help="examples per step (default: 50)")
-    add("--optimizer", choices=["sgd", "sgd_momentum", "rmsprop", "adam"], default="adam", help="(default: adam)")
-    add("--lr", type=number_above(0, strict=True), default=2e-3, help="learning rate (default: 2e-3)")
-    add("--reg", type=number_above(0, strict=False), default=0.0,
-        help="L2 regularization strength on weights (default: 0)")
     add("--filters", type=int_from(1), default=32, help="conv filters (default: 32)")
     add("--filter-size", type=int_from(1), default=3, help="conv kernel size, odd (default: 3)")
     add("--hidden", type=int_from(1), default=100, help="hidden units of the affine layer (default: 100)")
     add("--batch-norm", action="store_true", help="add (spatial) batch norm before each hidden relu")
     add("--dropout", type=_checked(float, lambda v: fraction("option", "value", v), "a number in [0, 1)"), default=0.0,
         help="dropout probability after the hidden affine layer (default: 0)")
+    add("--dtype", choices=["float32", "float64"], default="float32", help="(default: float32)")
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    """The options train and doctor share: the network's (:func:`add_network_options`), the data's path, the
+    init, the optimizer and the seed."""
+    add_network_options(parser)
+    add = parser.add_argument
+    add("--data-path", help="folder with MNIST/Fashion-MNIST IDX files or CIFAR-10 binary batches")
+    add("--optimizer", choices=["sgd", "sgd_momentum", "rmsprop", "adam"], default="adam", help="(default: adam)")
+    add("--lr", type=number_above(0, strict=True), default=2e-3, help="learning rate (default: 2e-3)")
+    add("--reg", type=number_above(0, strict=False), default=0.0,
+        help="L2 regularization strength on weights (default: 0)")
     add("--weight-scale", type=weight_scale, default="he",
         help="'he' or a standard deviation such as 1e-3 (default: he)")
-    add("--dtype", choices=["float32", "float64"], default="float32", help="(default: float32)")
     add("--seed", type=int_from(0), default=0, help="seed of the init and of the minibatch order (default: 0)")
 
 
