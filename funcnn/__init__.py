@@ -40,8 +40,6 @@ from funcnn.core import layer as layer
 from funcnn.core import pull_back as pull_back
 from funcnn.core import run as run
 from funcnn.core import skips_dx as skips_dx
-from funcnn.doctor import DoctorReport as DoctorReport
-from funcnn.doctor import doctor as doctor
 from funcnn.gradcheck import LeafCheck as LeafCheck
 from funcnn.gradcheck import NonDifferentiableError as NonDifferentiableError
 from funcnn.gradcheck import NonDifferentiableWarning as NonDifferentiableWarning
@@ -85,6 +83,8 @@ from funcnn.objective import predict as predict
 from funcnn.objective import training_step as training_step
 from funcnn.objective import value_and_grad as value_and_grad
 from funcnn.objective import with_l2 as with_l2
+from funcnn.preflight import DoctorReport as DoctorReport
+from funcnn.preflight import doctor as doctor
 from funcnn.resume import Checkpoint as Checkpoint
 from funcnn.sandwiches import affine_relu as affine_relu
 from funcnn.sandwiches import conv_relu as conv_relu

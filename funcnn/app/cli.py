@@ -155,8 +155,8 @@ def _train(args: argparse.Namespace) -> int:
 
 def _doctor(args: argparse.Namespace) -> int:
     from funcnn.app.datasets import load_named
-    from funcnn.doctor import doctor
     from funcnn.optim import OPTIMIZERS
+    from funcnn.preflight import doctor
 
     started = time.perf_counter()
     data = load_named(args.dataset, args.data_path, np.dtype(args.dtype).type)
