@@ -18,7 +18,7 @@ from funcnn.tree import PyTree, tree_leaves_with_path, tree_structure, tree_unfl
 SEP = "/"
 
 
-def _key(path: tuple) -> str:
+def _key(path: tuple[Any, ...]) -> str:
     for part in path:
         if isinstance(part, str) and (SEP in part or not part):
             raise ValueError(f"checkpoint: dict keys must be non-empty and free of {SEP!r}, got {part!r}")
@@ -57,7 +57,7 @@ def _temporaries(path: Path) -> list[Path]:
     return stale
 
 
-def save_checkpoint(path: str | os.PathLike, tree: PyTree) -> Path:
+def save_checkpoint(path: str | os.PathLike[str], tree: PyTree) -> Path:
     """Write ``tree`` (dicts, tuples, lists; arrays or numbers as leaves) to ``path`` as ``.npz``,
     one array per leaf named by its key path (``"params/0/w"``).
 
@@ -126,7 +126,7 @@ def _check_member(path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo, t
                          f"but holds {info.file_size - header}")
 
 
-def load_checkpoint(path: str | os.PathLike, like: PyTree, *, strict: bool = True) -> PyTree:
+def load_checkpoint(path: str | os.PathLike[str], like: PyTree, *, strict: bool = True) -> PyTree:
     """Read a file written by :func:`save_checkpoint` into a tree shaped like ``like``.
 
     Every leaf of ``like`` must be in the file with the same shape (a leaf of ``like`` that is

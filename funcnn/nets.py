@@ -12,13 +12,9 @@ from dataclasses import replace
 
 from funcnn.combinators import chain, sandwich
 from funcnn.core import Layer
-from funcnn.layers._activations import relu
-from funcnn.layers._affine import dense
-from funcnn.layers._batch_norm import batch_norm as batch_norm_layer
-from funcnn.layers._batch_norm import spatial_batch_norm
-from funcnn.layers._conv import conv
-from funcnn.layers._dropout import dropout as dropout_layer
-from funcnn.layers._pool import max_pool
+from funcnn.layers import batch_norm as batch_norm_layer
+from funcnn.layers import conv, dense, max_pool, relu, spatial_batch_norm
+from funcnn.layers import dropout as dropout_layer
 
 
 def _hidden(out_dim: int, batch_norm: bool, dropout: float) -> Layer:

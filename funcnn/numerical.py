@@ -15,24 +15,17 @@ def rel_error(a: np.ndarray, b: np.ndarray) -> float:
 
 def numerical_gradient(f: Callable[[np.ndarray], float], x: np.ndarray, h: float = 1e-5) -> np.ndarray:
     """Central-difference gradient of a scalar function ``f`` at ``x``; same shape as ``x``."""
-    x = np.array(x, dtype=np.float64)  # as the course: a float32 step of 1e-5 would be mostly rounding
-    grad = np.zeros_like(x)
-    for index in np.ndindex(x.shape):
-        old = x[index]
-        x[index] = old + h
-        plus = float(f(x.copy()))
-        x[index] = old - h
-        minus = float(f(x.copy()))
-        x[index] = old
-        grad[index] = (plus - minus) / (2 * h)
-    return grad
+    return numerical_gradient_array(lambda moved: np.asarray(float(f(moved))), x, np.ones(()), h)
 
 
-def numerical_gradient_array(f: Callable[[np.ndarray], np.ndarray], x: np.ndarray, dy: np.ndarray, h: float = 1e-5) -> np.ndarray:
+def numerical_gradient_array(
+    f: Callable[[np.ndarray], np.ndarray], x: np.ndarray, dy: np.ndarray, h: float = 1e-5
+) -> np.ndarray:
     """Central-difference gradient of ``sum(f(x) * dy)`` at ``x``: the VJP of an array function
-    ``f`` with upstream gradient ``dy`` (shape of ``f(x)``). Returns an array shaped like ``x``."""
+    ``f`` with upstream gradient ``dy`` (shape of ``f(x)``). Returns a float64 array shaped like ``x``;
+    ``f`` gets copies of ``x``, never ``x`` itself."""
     dy = np.asarray(dy)
-    x = np.array(x, dtype=np.float64)
+    x = np.array(x, dtype=np.float64)  # as the course: a float32 step of 1e-5 would be mostly rounding
     grad = np.zeros_like(x)
     for index in np.ndindex(x.shape):
         old = x[index]

@@ -1,14 +1,21 @@
-"""A picture of a training run (needs the ``plot`` extra: matplotlib)."""
+"""Pictures (need the ``plot`` extra: matplotlib): a training run's curves, a conv's filters, a
+layer's activation maps and saliency maps. :func:`filter_grid` needs only NumPy."""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from funcnn.train import History
+from funcnn.core import Apply, State, run
+from funcnn.history import History
+from funcnn.tree import PyTree
 
-INSTALL_HINT = 'matplotlib is not installed, so no plot was written; install it with: pip install "funcnn[plot]" (from a clone: pip install -e ".[plot]")'
+INSTALL_HINT = ('matplotlib is not installed, so no plot was written; install it with: pip install "funcnn[plot]" '
+                '(from a clone: pip install -e ".[plot]")')
 
 
 def plot_history(history: History, path: str | Path, title: str = "") -> Path | None:
@@ -34,3 +41,79 @@ def plot_history(history: History, path: str | Path, title: str = "") -> Path | 
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def _pyplot() -> Any:
+    """matplotlib.pyplot, or an ImportError that names the ``plot`` extra."""
+    try:
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ImportError(INSTALL_HINT.replace("no plot was written", "funcnn.plot cannot draw")) from None
+    return plt
+
+
+def filter_grid(w: np.ndarray, ubound: float = 255.0, padding: int = 1) -> np.ndarray:
+    """The course's ``visualize_grid`` for a conv's weights ``w`` ``(F, C, HH, WW)``: the F filters
+    side by side in a square grid, ``padding`` pixels apart (0 between them), each scaled to
+    ``[0, ubound]`` on its own (a constant filter is 0). Returns ``(rows, cols, C)`` with
+    ``rows = ceil(sqrt(F)) * (HH + padding) - padding`` and the same for the columns."""
+    w = np.asarray(w, dtype=np.float64)
+    if w.ndim != 4:
+        raise ValueError(f"filter_grid: w must be a conv's weights (F, C, HH, WW), got shape {w.shape}")
+    count, channels, height, width = w.shape
+    side = math.ceil(math.sqrt(count))
+    grid = np.zeros((side * (height + padding) - padding, side * (width + padding) - padding, channels))
+    for i, image in enumerate(w.transpose(0, 2, 3, 1)):
+        top, left = (i // side) * (height + padding), (i % side) * (width + padding)
+        low, high = image.min(), image.max()
+        grid[top : top + height, left : left + width] = ubound * (image - low) / (high - low) if high > low else 0
+    return grid
+
+
+def plot_filters(w: np.ndarray, title: str = "") -> Any:
+    """Draw :func:`filter_grid` of a conv's weights ``(F, C, HH, WW)``: grey for one channel, RGB
+    for three (other counts: the first channel). Returns the matplotlib figure."""
+    plt = _pyplot()
+    grid = filter_grid(w, ubound=1.0)
+    fig, ax = plt.subplots(figsize=(4, 4))
+    ax.imshow(grid if grid.shape[2] == 3 else grid[:, :, 0], cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    ax.set(title=title or f"{np.shape(w)[0]} filters {np.shape(w)[2]}x{np.shape(w)[3]}")
+    ax.axis("off")
+    return fig
+
+
+def plot_activation_maps(layer: Apply, params: PyTree, image: np.ndarray, state: State = (), columns: int = 8) -> Any:
+    """Run ``layer`` (evaluation mode, ``state`` if it keeps one) on one image ``(C, H, W)`` and draw
+    each channel of its output ``(F, H', W')``, one panel per channel. Returns the figure."""
+    plt = _pyplot()
+    maps, _, _ = run(layer, params, np.asarray(image)[None], state, train=False)
+    if maps.ndim != 4:
+        raise ValueError(f"plot_activation_maps: the layer must give maps (1, F, H', W'), got shape {maps.shape}")
+    rows = math.ceil(maps.shape[1] / columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(columns, rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for channel, (ax, feature_map) in enumerate(zip(axes.flat, maps[0])):
+        ax.imshow(feature_map, cmap="viridis", interpolation="nearest")
+        ax.set_title(str(channel), fontsize=8)
+    return fig
+
+
+def plot_saliency(images: np.ndarray, maps: np.ndarray, titles: Sequence[str] = ()) -> Any:
+    """Draw images ``(N, C, H, W)`` (one channel: grey; three: RGB in [0, 1]) above their saliency
+    maps ``(N, H, W)`` (from :func:`funcnn.saliency`). Returns the figure."""
+    plt = _pyplot()
+    images, maps = np.asarray(images), np.asarray(maps)
+    if images.ndim != 4 or maps.shape != (images.shape[0], *images.shape[2:]):
+        raise ValueError(
+            f"plot_saliency: images must be (N, C, H, W) and maps (N, H, W), got {images.shape} and {maps.shape}"
+        )
+    fig, axes = plt.subplots(2, len(images), figsize=(1.2 * len(images), 2.6), squeeze=False)
+    for i, (image, saliency_map) in enumerate(zip(images, maps)):
+        shown = image[0] if image.shape[0] != 3 else image.transpose(1, 2, 0)
+        axes[0, i].imshow(shown, cmap="gray_r" if image.shape[0] != 3 else None, interpolation="nearest")
+        axes[1, i].imshow(saliency_map, cmap="hot", interpolation="nearest")
+        axes[0, i].set_title(titles[i] if i < len(titles) else "", fontsize=8)
+        axes[0, i].axis("off")
+        axes[1, i].axis("off")
+    return fig

@@ -12,10 +12,7 @@ from typing import Any
 
 from funcnn.combinators import sandwich
 from funcnn.core import Layer
-from funcnn.layers._activations import relu
-from funcnn.layers._affine import affine, dense
-from funcnn.layers._conv import conv, conv_naive
-from funcnn.layers._pool import max_pool, max_pool_naive
+from funcnn.layers import affine, conv, conv_naive, dense, max_pool, max_pool_naive, relu
 
 affine_relu = replace(sandwich(affine, relu), doc="""``relu(affine(params, x))``: x ``(N, d1..dk)`` -> ``(N, M)``.""")
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from funcnn.core import Apply
 from funcnn.gradcheck import STEP
 from funcnn.tree import PyTree, tree_flatten, tree_leaves, tree_unflatten
 
@@ -17,23 +17,27 @@ STEPS = tuple(10.0**-k for k in range(1, 11))
 
 @dataclass
 class StepSweep:
-    """``errors[dtype][i]`` is the relative error at ``steps[i]`` (dtype "float64" or "float32");
-    ``chosen[dtype]`` is the step check_vjp uses for that dtype."""
+    """``errors[dtype][i]`` is the relative error at ``steps[i]`` (dtype "float64" or "float32")."""
 
     steps: tuple[float, ...]
     errors: dict[str, np.ndarray] = field(default_factory=dict)
-    chosen: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def chosen(self) -> dict[str, float]:
+        """The step check_vjp uses, for each dtype swept."""
+        return {dtype: STEP[np.dtype(dtype)] for dtype in self.errors}
 
     def __str__(self) -> str:
-        dtypes = list(self.errors)
+        dtypes, chosen = list(self.errors), self.chosen
         lines = ["    step  " + "  ".join(f"{d:>9}" for d in dtypes)]
         for i, h in enumerate(self.steps):
-            marks = "  ".join(f"{self.errors[d][i]:9.2e}{'*' if self.chosen[d] == h else ' '}" for d in dtypes)
+            marks = "  ".join(f"{self.errors[d][i]:9.2e}{'*' if chosen[d] == h else ' '}" for d in dtypes)
             lines.append(f"  {h:6.0e}  {marks}")
         return "\n".join(lines + ["  (* the step check_vjp uses)"])
 
 
-def _sweep(f: Callable, params: PyTree, x: np.ndarray, dtype: np.dtype, steps: tuple[float, ...], seed: int) -> np.ndarray:
+def _sweep(f: Apply, params: PyTree, x: np.ndarray, dtype: np.dtype, steps: tuple[float, ...], seed: int) -> np.ndarray:
+    """The relative errors for one dtype, one per step."""
     rng = np.random.default_rng(seed)
     leaves, treedef = tree_flatten((params, x))
     leaves = [np.asarray(leaf, dtype=dtype) if np.asarray(leaf).dtype.kind == "f" else leaf for leaf in leaves]
@@ -54,7 +58,7 @@ def _sweep(f: Callable, params: PyTree, x: np.ndarray, dtype: np.dtype, steps: t
 
 
 def step_sweep(
-    f: Callable[[PyTree, np.ndarray], tuple[np.ndarray, Callable]],
+    f: Apply,
     params: PyTree,
     x: np.ndarray,
     *,
@@ -72,5 +76,4 @@ def step_sweep(
     sweep = StepSweep(tuple(float(h) for h in steps))
     for dtype in (np.dtype(np.float64), np.dtype(np.float32)):
         sweep.errors[str(dtype)] = _sweep(f, params, x, dtype, sweep.steps, seed)
-        sweep.chosen[str(dtype)] = STEP[dtype]
     return sweep

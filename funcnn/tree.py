@@ -40,7 +40,7 @@ class TreeDef:
     """The shape of a tree without its leaves: ``kind`` is "leaf", "dict", "tuple" or "list"."""
 
     kind: str
-    keys: tuple = ()
+    keys: tuple[Any, ...] = ()
     children: tuple[TreeDef, ...] = ()
 
     @property
@@ -60,7 +60,7 @@ class TreeDef:
         return f"[{inner}]"
 
 
-def _children(tree: PyTree) -> tuple[str, tuple, tuple] | None:
+def _children(tree: PyTree) -> tuple[str, tuple[Any, ...], tuple[Any, ...]] | None:
     """(kind, keys, children) of an inner node, or None for a leaf."""
     if isinstance(tree, dict):
         for key in tree:

@@ -156,3 +156,32 @@ def example_shape(layer: str, shape: Any, ndim: int | None, layout: str) -> tupl
 def same_shape_as_input(layer: str) -> Callable[[tuple[int, ...]], tuple[int, ...]]:
     """The ``out_shape`` of a layer whose output has its input's shape, whatever it is."""
     return lambda shape: example_shape(layer, shape, None, "any shape")
+
+
+def whole_number(owner: str, arg: str, value: Any) -> int:
+    """``value``, a number or a 0-d array as read back from a file, as an int ``>= 0``; a float is accepted
+    when it is whole (``2.0``), anything else is a ValueError naming ``arg``."""
+    array = np.asarray(value)
+    kind = array.dtype.kind
+    whole = kind in "iu" or (kind == "f" and bool(np.isfinite(array).all()) and bool((array == np.round(array)).all()))
+    if array.shape != () or not whole or array < 0:
+        raise ValueError(f"{owner}: {arg} must be a whole number >= 0, got {array.tolist()!r}")
+    return int(array)
+
+
+def floating_dtype(owner: str, arg: str, dtype: Any) -> np.dtype:
+    """``dtype`` as a NumPy floating dtype (any precision; a data set may be float16)."""
+    try:
+        dt: np.dtype = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"{owner}: {arg} must be a floating dtype, got {dtype!r}") from None
+    if dt.kind != "f":
+        raise ValueError(f"{owner}: {arg} must be a floating type, got {dt}")
+    return dt
+
+
+def one_of(owner: str, arg: str, value: Any, choices: tuple[str, ...]) -> str:
+    """``value`` if it is one of ``choices``."""
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{owner}: {arg} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+    return value

@@ -96,41 +96,45 @@ def test_nan_in_nan_out(name):
 
 
 def _first_case(name):
-    from hypothesis import find
-
     return find(CASES[name](np.float64), lambda case: True)
 
 
-def _moded_case(layer, train, shape):
-    """A moded layer bound to its initial state and a mode, with its init params, on x of ``shape``."""
+def _moded(layer, train):
+    """Cases of a moded layer bound to its initial state and a mode, with its init params, on a random x:
+    ``(N, C)``, or ``(N, C, 2, 3)`` for a spatial layer."""
 
-    def draw(data):
-        rng = np.random.default_rng(data.draw(st.integers(0, 2**16)))
-        x = rng.standard_normal(shape)
-        _, params = fn.init_params(layer, rng, shape[1:], np.float64)
-        return fn.bind(layer, fn.init_state(layer, shape[1:]), train=train, rng=np.random.default_rng(0)), params, x
+    @st.composite
+    def cases(draw):
+        x = draw(st.integers(2, 5)), draw(st.integers(1, 4))
+        x = np.random.default_rng(draw(st.integers(0, 2**16))).standard_normal(x)
+        if "spatial" in layer.name:
+            x = x.reshape(*x.shape, 1, 1) * np.ones((1, 1, 2, 3))
+        bound = fn.bind(layer, fn.init_state(layer, x.shape[1:], x.dtype), train=train, rng=np.random.default_rng(0))
+        return bound, fn.init_params(layer, np.random.default_rng(1), x.shape[1:], x.dtype)[1], x
 
-    return draw
+    return cases
 
 
-MORE_CASES = {
-    "identity": _moded_case(fn.identity, False, (3, 4)),
-    "dropout (eval)": _moded_case(fn.dropout(0.5), False, (3, 4)),
-    "dropout (train, p=0)": _moded_case(fn.dropout(0.0), True, (3, 4)),
-    "batch_norm (eval)": _moded_case(fn.batch_norm(), False, (3, 4)),
-    "batch_norm (train)": _moded_case(fn.batch_norm(), True, (3, 4)),
-    "spatial_batch_norm (train)": _moded_case(fn.spatial_batch_norm(), True, (2, 3, 2, 2)),
-    "residual(identity)": _moded_case(fn.residual(fn.identity), False, (3, 4)),
-    "chain(identity, dropout)": _moded_case(fn.chain(fn.identity, fn.dropout(0.5)), False, (3, 4)),
+MODED_CASES = {
+    "identity": _moded(fn.identity, False),
+    "dropout": _moded(fn.dropout(0.5), True),
+    "dropout eval": _moded(fn.dropout(0.5), False),
+    "dropout p=0": _moded(fn.dropout(0.0), True),
+    "batch_norm": _moded(fn.batch_norm(), True),
+    "batch_norm eval": _moded(fn.batch_norm(), False),
+    "spatial_batch_norm": _moded(fn.spatial_batch_norm(), True),
+    "residual(identity)": _moded(fn.residual(fn.identity), False),
+    "chain(identity, dropout)": _moded(fn.chain(fn.identity, fn.dropout(0.5)), False),
 }
+ALL_CASES = {**CASES, **MODED_CASES}
 
 
-@pytest.mark.parametrize("name", [*CASES, *MORE_CASES])
+@pytest.mark.parametrize("name", list(ALL_CASES))
 @settings(max_examples=10)
 @given(data=st.data())
 def test_outputs_never_share_writable_memory_with_inputs(name, data):
     """y *= 0 must not zero the caller's x or params, nor dx *= 0 their dy: a read-only view is fine."""
-    layer, params, x = data.draw(CASES[name]()) if name in CASES else MORE_CASES[name](data)
+    layer, params, x = data.draw(ALL_CASES[name]())
     y, vjp = layer(params, x)
     dy = np.ones_like(y)
     dparams, dx = vjp(dy)
@@ -148,32 +152,13 @@ VJP_READS = {
     "relu": {"y"}, "tanh": {"y"}, "layer_norm": {"gamma"}, "group_norm": {"gamma"},
     "batch_norm": {"gamma"}, "batch_norm eval": {"gamma"}, "spatial_batch_norm": {"gamma"},
     "max_pool": set(), "max_pool_naive": set(), "avg_pool": set(), "global_avg_pool": set(), "leaky_relu": set(),
-    "sigmoid": set(), "loss": set(), "dropout": set(), "dropout eval": set(), "identity": set(),
+    "sigmoid": set(), "loss": set(), "dropout": set(), "dropout eval": set(), "dropout p=0": set(), "identity": set(),
+    "residual(identity)": set(), "chain(identity, dropout)": set(),
 }  # fmt: skip
 
 
-def _moded(layer, train):
-    @st.composite
-    def cases(draw):
-        x = draw(st.integers(2, 5)), draw(st.integers(1, 4))
-        x = np.random.default_rng(draw(st.integers(0, 2**16))).standard_normal(x)
-        if "spatial" in layer.name:
-            x = x.reshape(*x.shape, 1, 1) * np.ones((1, 1, 2, 3))
-        bound = fn.bind(layer, fn.init_state(layer, x.shape[1:], x.dtype), train=train, rng=np.random.default_rng(0))
-        return bound, fn.init_params(layer, np.random.default_rng(1), x.shape[1:], x.dtype)[1], x
-
-    return cases
-
-
-READ_CASES = {**CASES, "batch_norm": _moded(fn.batch_norm(), True), "batch_norm eval": _moded(fn.batch_norm(), False),
-              "spatial_batch_norm": _moded(fn.spatial_batch_norm(), True), "dropout": _moded(fn.dropout(0.5), True),
-              "dropout eval": _moded(fn.dropout(0.5), False),
-              "identity": lambda: st.just(fn.identity).flatmap(lambda i: st.just((i, (), np.arange(6.0).reshape(2, 3)))),
-              }  # fmt: skip
-
-
 def test_every_layer_has_a_documented_read_set():
-    assert set(VJP_READS) == set(READ_CASES)
+    assert set(VJP_READS) == set(ALL_CASES)
 
 
 def _arrays_read(layer, params, x):
@@ -201,14 +186,14 @@ def _arrays_read(layer, params, x):
     return read
 
 
-@pytest.mark.parametrize("name", sorted(READ_CASES))
+@pytest.mark.parametrize("name", sorted(ALL_CASES))
 @settings(max_examples=10)
 @given(data=st.data())
 def test_a_live_vjp_reads_nothing_undocumented(name, data):
-    assert _arrays_read(*data.draw(READ_CASES[name]())) <= VJP_READS[name]
+    assert _arrays_read(*data.draw(ALL_CASES[name]())) <= VJP_READS[name]
 
 
 @pytest.mark.parametrize("name", sorted(name for name, reads in VJP_READS.items() if reads))
 def test_a_live_vjp_reads_all_that_is_documented(name):
     """Some case reads every documented array (a small one may not: a 1x1 conv output over padding ignores x)."""
-    find(READ_CASES[name](), lambda case: _arrays_read(*case) == VJP_READS[name], settings=settings(database=None, max_examples=200))
+    find(ALL_CASES[name](), lambda case: _arrays_read(*case) == VJP_READS[name], settings=settings(database=None, max_examples=200))

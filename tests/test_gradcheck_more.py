@@ -5,8 +5,10 @@ import re
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
 
 import funcnn as fn
+from funcnn.testing import conv_problems
 
 
 @pytest.fixture
@@ -214,3 +216,19 @@ def test_default_fast_mode_catches_a_one_percent_error_in_one_element_of_a_10000
             fn.check_vjp(wrong, (params, ()), x, seed=seed)
         assert caught.value.check.index == index
         fn.check_vjp(net, (params, ()), x, seed=seed)
+
+
+@settings(max_examples=20)
+@given(problem=conv_problems(dtype=np.float32))
+def test_mixed_full_check_passes_a_correct_float32_conv_whose_sums_cancel(problem):
+    """Element by element, a float32 dw or dx is a sum whose terms can cancel: the rounding floor grows
+    with the terms' magnitudes (seen in the differences), not only with the element's value."""
+    conv = fn.conv(**problem.conv_param)
+    fn.check_vjp(conv, problem.params, problem.x, dtype=np.float32, numeric_dtype=np.float64, mode="full")
+
+
+def test_mixed_full_check_still_catches_a_float32_conv_whose_dw_is_off_by_a_fifth_of_a_percent():
+    params, x = float32_conv_problem()
+    off = scaled_vjp(FLOAT32_CONV, lambda dp, dx: ({**dp, "w": dp["w"] * np.float32(1.002)}, dx))
+    with pytest.raises(fn.VJPCheckError, match=r'gradient of params\["w"\] is wrong at element'):
+        fn.check_vjp(off, params, x, dtype=np.float32, numeric_dtype=np.float64, mode="full")

@@ -3,6 +3,7 @@
 import numpy as np
 
 import funcnn as fn
+from funcnn.gradcheck import STEP
 
 
 def test_step_sweep_errors_form_a_v_with_the_bottom_near_check_vjps_step():
@@ -21,3 +22,12 @@ def test_step_sweep_errors_form_a_v_with_the_bottom_near_check_vjps_step():
     table = str(sweep).splitlines()
     assert [line.split()[0] for line in table if line.rstrip().endswith("*")] == ["1e-03"]
     assert any("1e-05" in line and line.split()[1].endswith("*") for line in table)
+
+
+def test_the_marked_step_is_derived_from_check_vjps_steps_for_the_dtypes_swept():
+    """A sweep built from its results alone (here: one dtype) marks check_vjp's step; nothing to keep in sync."""
+    steps = (1e-4, 1e-5, 1e-6)
+    sweep = fn.StepSweep(steps, {"float64": np.array([1e-6, 1e-9, 1e-7])})
+    assert sweep.chosen == {"float64": STEP[np.dtype(np.float64)]}
+    marked = [line.split()[0] for line in str(sweep).splitlines() if line.rstrip().endswith("*")]
+    assert marked == ["1e-05"]

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any, Literal
 
 import numpy as np
 
 import funcnn as fn
+from funcnn.core import LayerFn
 from funcnn.gradcheck import VJPReport
 
 
-def _problems(rng: np.random.Generator) -> Iterator[tuple[str, Callable, Any, np.ndarray]]:
+def _problems(rng: np.random.Generator) -> Iterator[tuple[str, LayerFn, Any, np.ndarray]]:
     """(title, layer, params, x) on the shapes the course notebook checks."""
     randn = rng.standard_normal
     conv_p = {"w": randn((2, 3, 3, 3)), "b": randn(2)}

@@ -1,0 +1,39 @@
+"""Saliency maps (Simonyan et al. 2014, the course's ``compute_saliency_maps``): how much each pixel
+moves the score of the correct class, from the network's own vjp."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from funcnn.core import Apply, State, run
+from funcnn.tree import PyTree
+from funcnn.validation import float_array
+
+__all__ = ["class_score_gradient", "saliency"]
+
+
+def class_score_gradient(net: Apply, params: PyTree, x: np.ndarray, y: np.ndarray, state: State = ()) -> np.ndarray:
+    """The gradient of ``sum_n scores[n, y[n]]`` with respect to the images ``x`` (any ``(N, ...)``),
+    the network run in evaluation mode (``state``: its running statistics, if it keeps any): one
+    vjp with a one-hot cotangent. Same shape and dtype as ``x``; each example's gradient is its own."""
+    x = float_array("saliency", "x", x)
+    labels = np.asarray(y)
+    scores, vjp, _ = run(net, params, x, state, train=False)
+    if scores.ndim != 2:
+        raise ValueError(f"saliency: the network must give class scores (N, C), got shape {scores.shape}")
+    classes = scores.shape[1]
+    if labels.shape != (len(x),) or labels.dtype.kind not in "iu" or not ((labels >= 0) & (labels < classes)).all():
+        raise ValueError(f"saliency: y must be ({len(x)},) integer labels in [0, {classes}), got {labels!r}"[:300])
+    one_hot = np.zeros_like(scores)
+    one_hot[np.arange(len(x)), labels] = 1
+    return np.asarray(vjp(one_hot)[1])
+
+
+def saliency(net: Apply, params: PyTree, x: np.ndarray, y: np.ndarray, state: State = ()) -> np.ndarray:
+    """Saliency maps of images ``x`` ``(N, C, H, W)`` for their labels ``y`` ``(N,)``: the largest
+    absolute value over the channels of :func:`class_score_gradient`, shape ``(N, H, W)``."""
+    gradient = class_score_gradient(net, params, x, y, state)
+    if gradient.ndim != 4:
+        raise ValueError(f"saliency: x must be images (N, C, H, W), got shape {gradient.shape}")
+    maps: np.ndarray = np.abs(gradient).max(axis=1)
+    return maps

@@ -1,0 +1,179 @@
+"""Export a network to ONNX (needs the ``onnx`` extra), in evaluation mode: batch norms with their
+running statistics, dropout as the identity. One graph, with a dynamic batch axis ``N``."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from funcnn.core import Layer, Shape, State, run
+from funcnn.init import init_state
+from funcnn.tree import PyTree, tree_leaves
+
+__all__ = ["OPSET", "to_onnx"]
+
+OPSET = 17  # LayerNormalization's first opset; onnxruntime 1.14 and newer run it
+INSTALL_HINT = 'ONNX export needs the onnx extra: pip install "funcnn[onnx]" (from a clone: pip install -e ".[onnx]")'
+ACTIVATIONS = {"relu": "Relu", "tanh": "Tanh", "sigmoid": "Sigmoid", "dropout": "Identity", "identity": "Identity"}
+
+
+def _onnx() -> Any:
+    try:
+        import onnx
+    except ImportError:
+        raise ImportError(INSTALL_HINT) from None
+    return onnx
+
+
+class _Graph:
+    """The nodes and weights of the graph being built; every value gets a fresh name."""
+
+    def __init__(self, onnx: Any, dtype: np.dtype) -> None:
+        self.onnx, self.dtype = onnx, dtype
+        self.nodes: list[Any] = []
+        self.weights: list[Any] = []
+
+    def _name(self, hint: str) -> str:
+        return f"{hint}_{len(self.nodes) + len(self.weights)}"
+
+    def weight(self, array: Any, hint: str, dtype: Any = None) -> str:
+        name = self._name(hint)
+        self.weights.append(self.onnx.numpy_helper.from_array(np.asarray(array, dtype=dtype or self.dtype), name))
+        return name
+
+    def node(self, op_type: str, inputs: list[str], **attributes: Any) -> str:
+        output = self._name(op_type.lower())
+        self.nodes.append(self.onnx.helper.make_node(op_type, inputs, [output], name=output, **attributes))
+        return output
+
+
+def _pair(value: Any) -> list[int]:
+    return [int(v) for v in value] if isinstance(value, (tuple, list)) else [int(value)] * 2
+
+
+def _leaf(g: _Graph, layer: Layer, params: PyTree, state: State, x: str, shape: Shape) -> str:
+    """The nodes of one leaf layer fed ``x`` (one example of ``shape``); returns its output's name."""
+    op, hp = layer.op, layer.hparams
+    if op in ACTIVATIONS:
+        return g.node(ACTIVATIONS[op], [x])
+    if op == "leaky_relu":
+        return g.node("LeakyRelu", [x], alpha=float(hp["alpha"]))
+    if op == "conv":
+        w, b = g.weight(params["w"], "w"), g.weight(params["b"], "b")
+        pad, stride = int(hp["pad"]), int(hp["stride"])
+        kernel = list(np.shape(params["w"])[2:])
+        return g.node("Conv", [x, w, b], pads=[pad] * 4, strides=[stride] * 2, kernel_shape=kernel)
+    if op == "affine":
+        flat = x if len(shape) == 1 else g.node("Flatten", [x], axis=1)
+        return g.node("Gemm", [flat, g.weight(params["w"], "w"), g.weight(params["b"], "b")])
+    if op in ("max_pool", "avg_pool"):
+        window, stride = [int(hp["pool_height"]), int(hp["pool_width"])], int(hp["stride"])
+        return g.node("MaxPool" if op == "max_pool" else "AveragePool", [x], kernel_shape=window, strides=[stride] * 2)
+    if op == "global_avg_pool":
+        return g.node("Flatten", [g.node("GlobalAveragePool", [x])], axis=1)
+    if op in ("batch_norm", "spatial_batch_norm"):
+        inputs = [params["gamma"], params["beta"], state["running_mean"], state["running_var"]]
+        names = [g.weight(a, key) for a, key in zip(inputs, ("gamma", "beta", "mean", "var"))]
+        return g.node("BatchNormalization", [x, *names], epsilon=float(hp["eps"]))
+    if op == "layer_norm":
+        gamma, beta = g.weight(params["gamma"], "gamma"), g.weight(params["beta"], "beta")
+        return g.node("LayerNormalization", [x, gamma, beta], axis=1, epsilon=float(hp["eps"]))
+    if op == "group_norm":
+        return _group_norm(g, params, x, shape, int(hp["groups"]), float(hp["eps"]))
+    raise ValueError(
+        f"to_onnx: {layer.name} (op {op!r}) has no ONNX counterpart; export a network made of funcnn's layers "
+        "(conv, affine, activations, pools, norms, dropout, chain, sandwich, fan_out, residual)"
+    )
+
+
+def _group_norm(g: _Graph, params: PyTree, x: str, shape: Shape, groups: int, eps: float) -> str:
+    """Group norm as a layer norm of each group (``(N, groups, rest)``), then the per-channel scale and shift."""
+    rest = math.prod(shape) // groups
+    grouped = g.node("Reshape", [x, g.weight([0, groups, rest], "shape", np.int64)])
+    ones, zeros = g.weight(np.ones(rest), "ones"), g.weight(np.zeros(rest), "zeros")
+    normalized = g.node("LayerNormalization", [grouped, ones, zeros], axis=2, epsilon=eps)
+    back = g.node("Reshape", [normalized, g.weight([0, *shape], "shape", np.int64)])
+    per_channel = (-1,) + (1,) * (len(shape) - 1)
+    gamma = g.weight(np.reshape(params["gamma"], per_channel), "gamma")
+    return g.node("Add", [g.node("Mul", [back, gamma]), g.weight(np.reshape(params["beta"], per_channel), "beta")])
+
+
+def _parts(layer: Layer, tree: PyTree, what: str) -> list[PyTree]:
+    """The children's share of a combination's params or state (``what``), as the combinators split them."""
+    children = layer.children
+    if layer.op in ("residual", "bind"):
+        return [tree]
+    if layer.op == "sandwich":
+        keys = [child.param_keys if what == "params" else child.state_keys for child in children]
+        return [{k: tree[k] for k in child_keys} if child_keys else () for child_keys in keys]
+    if what == "state" and not layer.moded:
+        return [()] * len(children)
+    if not isinstance(tree, (tuple, list)) or len(tree) != len(children):
+        raise ValueError(f"to_onnx: {layer.name}: {what} must be a tuple with one entry per layer ({len(children)})")
+    return list(tree)
+
+
+def _add(g: _Graph, layer: Layer, params: PyTree, state: State, x: str, shape: Shape) -> tuple[str, Shape]:
+    """The nodes of ``layer`` (any depth) fed ``x``; returns its output's name and per-example shape."""
+    if layer.out_shape is None:
+        raise ValueError(f"to_onnx: {layer.name} has no ONNX counterpart (a user's function)")
+    out_shape = layer.out_shape(shape)
+    if not layer.children:
+        return _leaf(g, layer, params, state, x, shape), out_shape
+    if layer.op == "bind" and any(child.moded for child in layer.children):
+        raise ValueError(f"to_onnx: {layer.name}: export the network itself, with its state, not a bound copy")
+    pairs = zip(layer.children, _parts(layer, params, "params"), _parts(layer, state, "state"))
+    if layer.op in ("chain", "sandwich", "bind"):
+        for child, p, s in pairs:
+            x, shape = _add(g, child, p, s, x, shape)
+        return x, shape
+    outputs = [_add(g, child, p, s, x, shape)[0] for child, p, s in pairs]
+    if layer.op == "residual":
+        outputs.insert(0, x)
+    total = outputs[0]
+    for output in outputs[1:]:
+        total = g.node("Add", [total, output])
+    return total, out_shape
+
+
+def _has(layer: Layer, test: Callable[[Layer], bool]) -> bool:
+    return test(layer) or any(_has(child, test) for child in layer.children)
+
+
+def to_onnx(net: Layer, params: PyTree, input_shape: Shape, path: str | Path, state: State | None = None) -> Path:
+    """Write ``net`` with ``params`` (and ``state``: batch norms' running statistics) as an ONNX model
+    to ``path``, in evaluation mode. Input ``x`` ``(N, *input_shape)``, output ``y``; ``N`` is dynamic.
+    The dtype is the params' (onnxruntime 1.32's CPU provider has no float64 Conv: export float32
+    params for it). A layer without an ONNX counterpart (a user's function, a loss) is a ValueError
+    naming it. Needs the ``onnx`` extra. Returns the path written."""
+    onnx = _onnx()
+    if not isinstance(net, Layer):
+        raise TypeError(f"to_onnx: net must be a funcnn Layer, got {net!r}"[:200])
+    floats = [leaf for leaf in tree_leaves(params) if np.asarray(leaf).dtype.kind == "f"]
+    dtype = np.asarray(floats[0]).dtype if floats else np.dtype(np.float32)
+    shape = tuple(int(d) for d in input_shape)
+    if state is None:
+        if _has(net, lambda layer: layer.op in ("batch_norm", "spatial_batch_norm")):
+            raise ValueError(
+                f"to_onnx: {net.name} has batch norm: pass its state (the running statistics), e.g. result.best_state"
+            )
+        state = init_state(net, shape, dtype)
+    run(net, params, np.zeros((1, *shape), dtype), state, train=False)  # params or state that do not fit: the layer says
+    g = _Graph(onnx, dtype)
+    y, out_shape = _add(g, net, params, state, "x", shape)
+    g.nodes.append(onnx.helper.make_node("Identity", [y], ["y"], name="y"))
+    element = onnx.helper.np_dtype_to_tensor_dtype(dtype)
+    graph = onnx.helper.make_graph(
+        g.nodes, net.name[:200], [onnx.helper.make_tensor_value_info("x", element, ["N", *shape])],
+        [onnx.helper.make_tensor_value_info("y", element, ["N", *out_shape])], g.weights,
+    )  # fmt: skip
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", OPSET)], producer_name="funcnn")
+    model.ir_version = 8  # opset 17's; read by onnxruntime 1.14 and newer
+    onnx.checker.check_model(model, full_check=True)
+    path = Path(path)
+    onnx.save(model, str(path))
+    return path

@@ -1,0 +1,109 @@
+"""What check_vjp hands back: one :class:`LeafCheck` per leaf, the :class:`VJPReport`, and its error."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Status = Literal["ok", "kink", "wrong"]
+
+
+class VJPCheckError(AssertionError):
+    """A vjp is wrong: its values, its structure, or its purity. The message names the leaf.
+
+    For a wrong value, ``check`` is the failing :class:`funcnn.LeafCheck` (its ``path``, ``index``,
+    ``n_checked`` and ``n_wrong`` say where); it is None for structural failures.
+    """
+
+    def __init__(self, message: str, check: LeafCheck | None = None) -> None:
+        super().__init__(message)
+        self.check = check
+
+
+@dataclass(frozen=True)
+class LeafCheck:
+    """The check of one leaf: ``status`` is "ok", "kink" (not differentiable here) or "wrong".
+
+    ``analytic`` and ``numeric`` are the worst pair seen: one element's derivative at ``index`` (a
+    tuple) in full mode or after a failing fast probe was located, else a directional derivative.
+    ``rel_error`` is ``|analytic - numeric| / max(|analytic|, |numeric|, rounding floor)``, the
+    number compared with the tolerance. ``n_checked`` elements were checked one by one (full mode,
+    or the re-check of a failing leaf) and ``n_wrong`` of them were wrong.
+    """
+
+    path: str
+    analytic: float
+    numeric: float
+    rel_error: float
+    status: Status
+    index: tuple[int, ...] | None = None
+    n_checked: int = 0
+    n_wrong: int = 0
+    size: int = 0
+
+    def where(self) -> str:
+        """``params[0]["w"][3, 1]`` for an element, the path for a direction."""
+        return self.path if self.index is None else f"{self.path}[{', '.join(map(str, self.index))}]"
+
+    def located(self) -> str:
+        """``params["w"][3, 1]: analytic 0.5123 numeric 0.5071 (1 of 432 elements wrong)``."""
+        counted = f"{self.n_wrong} of {self.n_checked} elements wrong"
+        if self.n_checked < self.size:
+            counted += f"; {self.n_checked} of {self.size} checked"
+        return f"{self.where()}: analytic {self.analytic:.4g} numeric {self.numeric:.4g} ({counted})"
+
+
+@dataclass
+class VJPReport:
+    """What :func:`check_vjp` measured, one :class:`LeafCheck` per float leaf of params and x.
+
+    ``dtype`` is the dtype the analytic vjp ran in, ``numeric_dtype`` the one of the finite differences."""
+
+    mode: str
+    dtype: str
+    step: float
+    rtol: float
+    leaves: list[LeafCheck] = field(default_factory=list)
+    numeric_dtype: str = ""
+
+    @property
+    def max_rel_error(self) -> float:
+        """The largest relative error over the leaves that passed (0.0 when none did)."""
+        return max((leaf.rel_error for leaf in self.leaves if leaf.status == "ok"), default=0.0)
+
+    @property
+    def kinks(self) -> list[LeafCheck]:
+        """The leaves not checked because the point is (numerically) a kink."""
+        return [leaf for leaf in self.leaves if leaf.status == "kink"]
+
+    def __getitem__(self, path: str) -> LeafCheck:
+        for leaf in self.leaves:
+            if leaf.path == path:
+                return leaf
+        raise KeyError(f"no leaf {path!r}; leaves are {[leaf.path for leaf in self.leaves]}")
+
+    def __str__(self) -> str:
+        width = max([len(leaf.path) for leaf in self.leaves] + [4])
+        same = self.numeric_dtype in ("", self.dtype)
+        dtypes = self.dtype if same else f"{self.dtype} analytic, {self.numeric_dtype} numeric"
+        lines = [f"check_vjp ({self.mode} mode, {dtypes}, step {self.step:g}, rtol {self.rtol:g})"]
+        lines.append(f"  {'leaf':<{width}}  {'rel error':>9}  {'analytic':>12}  {'numeric':>12}  status")
+        for leaf in self.leaves:
+            counted = f" ({leaf.n_wrong} of {leaf.n_checked} elements wrong)" if leaf.n_wrong else ""
+            lines.append(
+                f"  {leaf.path:<{width}}  {leaf.rel_error:9.2e}  {leaf.analytic:12.6g}  {leaf.numeric:12.6g}"
+                f"  {leaf.status}{counted}"
+            )
+        return "\n".join(lines)
+
+
+def wrong_gradient(check: LeafCheck, report: VJPReport) -> VJPCheckError:
+    """The error for a leaf whose gradient is wrong: where, both values, the error against the tolerance."""
+    where = f" at element {check.index}" if check.index is not None else " along a random direction"
+    message = (
+        f"check_vjp: the gradient of {check.path} is wrong{where}: analytic {check.analytic:.8g}, "
+        f"numeric {check.numeric:.8g}, relative error {check.rel_error:.2e} (tolerance {report.rtol:g})"
+    )
+    if check.n_checked:
+        message += f"\n  {check.located()}"
+    return VJPCheckError(f"{message}\n{report}", check)

@@ -1,0 +1,105 @@
+"""check_vjp's structural checks: the vjp's result mirrors (params, x) in structure, shapes and dtypes,
+nothing is modified in place, the vjp is repeatable and linear enough that ``vjp(0) == 0``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from funcnn.core import Apply
+from funcnn.gradcheck._report import VJPCheckError
+from funcnn.tree import KeyPath, PyTree, keystr, tree_leaves_with_path, tree_map, tree_structure
+
+
+def input_name(path: KeyPath) -> str:
+    """The name of a leaf of ``(params, x)``: ``params[0]["w"]`` or ``x``."""
+    return keystr(path[1:], "params" if path[0] == 0 else "x")
+
+
+def run_checked(
+    f: Apply, inputs: PyTree, rng: np.random.Generator, nondet_tol: float
+) -> tuple[np.ndarray, np.ndarray, tuple[PyTree, np.ndarray]]:
+    """Run ``f(*inputs)`` and its vjp on a random ``dy`` (drawn from ``rng``), checking the structure.
+
+    ``inputs`` is ``(params, x)``. Returns ``(y, dy, (dparams, dx))``; raises :class:`VJPCheckError`
+    when the output is not a float array, the vjp's result does not mirror ``inputs``, anything is
+    modified in place, two calls of the vjp disagree (beyond ``nondet_tol``) or ``vjp(0) != 0``.
+    """
+    before = copy_tree(inputs)
+    y, vjp = f(*inputs)
+    y = np.asarray(y)
+    assert_unchanged(inputs, before, "the forward pass")
+    if y.dtype.kind != "f":
+        raise VJPCheckError(f"check_vjp: the output must be a float array, got dtype {y.dtype}")
+    dy = rng.standard_normal(y.shape).astype(y.dtype)
+    dy_before = dy.copy()
+    grads = vjp(dy)
+    if not isinstance(grads, tuple) or len(grads) != 2:
+        raise VJPCheckError(f"check_vjp: vjp(dy) must return a pair (dparams, dx), got {type(grads).__name__}")
+    assert_like(grads[0], inputs[0], "dparams", "params")
+    assert_like(grads[1], inputs[1], "dx", "x")
+    assert_unchanged((dy,), (dy_before,), "vjp")
+    assert_unchanged(inputs, before, "vjp")
+    assert_repeatable(vjp(dy.copy()), grads, nondet_tol)
+    assert_zero_for_zero(vjp(np.zeros_like(dy)))
+    return y, dy, grads
+
+
+def copy_tree(tree: PyTree, dtype: np.dtype | None = None) -> PyTree:
+    """A copy of ``tree`` with its leaves as arrays, the float ones cast to ``dtype`` (None: their own)."""
+
+    def copy(leaf: Any) -> np.ndarray:
+        array = np.asarray(leaf)
+        return array.astype(dtype) if dtype is not None and array.dtype.kind == "f" else array.copy()
+
+    return tree_map(copy, tree)
+
+
+def assert_unchanged(now: PyTree, before: PyTree, when: str) -> None:
+    """``now`` and ``before`` are ``(params, x)`` pairs, or ``(dy,)`` singletons."""
+    for (path, a), (_, b) in zip(tree_leaves_with_path(now), tree_leaves_with_path(before)):
+        if not np.array_equal(a, b, equal_nan=a.dtype.kind == "f"):
+            name = input_name(path) if len(now) == 2 else "dy"
+            raise VJPCheckError(f"check_vjp: {when} modified its input {name} in place; layers must be pure")
+
+
+def assert_like(grad: PyTree, ref: PyTree, grad_root: str, ref_root: str) -> None:
+    """``grad`` has ``ref``'s tree structure, and each leaf its shape and dtype."""
+    if tree_structure(grad) != tree_structure(ref):
+        raise VJPCheckError(
+            f"check_vjp: {grad_root} must mirror {ref_root}, but their structures differ:\n"
+            f"  {ref_root}: {tree_structure(ref)!r}\n  {grad_root}: {tree_structure(grad)!r}"
+        )
+    for (path, g), (_, r) in zip(tree_leaves_with_path(grad), tree_leaves_with_path(ref)):
+        g, r = np.asarray(g), np.asarray(r)
+        if g.shape != r.shape or g.dtype != r.dtype:
+            raise VJPCheckError(
+                f"check_vjp: {keystr(path, grad_root)} has shape {g.shape} and dtype {g.dtype}, "
+                f"but {keystr(path, ref_root)} has shape {r.shape} and dtype {r.dtype}"
+            )
+
+
+def assert_repeatable(a: PyTree, b: PyTree, nondet_tol: float) -> None:
+    """Two vjp results agree: exactly, or with ``nondet_tol`` > 0 to within ``nondet_tol`` times
+    the largest magnitude of each leaf (NaN matches NaN)."""
+    for (path, x), (_, y) in zip(tree_leaves_with_path(a), tree_leaves_with_path(b)):
+        x, y = np.asarray(x), np.asarray(y)
+        if np.array_equal(x, y, equal_nan=True):
+            continue
+        scale = float(np.max(np.abs(x), initial=0.0, where=np.isfinite(x)))
+        difference = float(np.max(np.abs(x.astype(np.float64) - y)))
+        if not difference <= nondet_tol * scale:
+            raise VJPCheckError(
+                f"check_vjp: calling vjp twice with the same dy gave different {keystr(path, '(dparams, dx)')}: "
+                f"they differ by up to {difference:.3g} "
+                f"(allowed: nondet_tol {nondet_tol:g} x largest |value| {scale:.3g})"
+            )
+
+
+def assert_zero_for_zero(zero: PyTree) -> None:
+    """``vjp(0)`` is all zeros."""
+    for key_path, leaf in tree_leaves_with_path(zero):
+        if np.any(leaf != 0):
+            name = keystr(key_path, "(dparams, dx)")
+            raise VJPCheckError(f"check_vjp: vjp(0) must be 0, but {name} is not (does the vjp ignore dy?)")

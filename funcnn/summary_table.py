@@ -1,0 +1,197 @@
+"""A table of what a network is: one row per layer with its output shape, parameters, FLOPs and the
+memory its vjp keeps, from the layers' shape rules alone (nothing is run). See :mod:`funcnn.costs`
+for how FLOPs and memory are counted."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from funcnn.core import Layer, Shape
+from funcnn.costs import Cost, leaf_cost, leaf_params
+from funcnn.tree import tree_leaves
+from funcnn.validation import int_at_least
+
+__all__ = ["Summary", "SummaryRow", "summary"]
+
+COMBINATIONS = ("chain", "sandwich", "fan_out", "residual", "bind")
+
+
+@dataclass(frozen=True)
+class SummaryRow:
+    """One layer: ``depth`` 0 is the network itself (its numbers are the totals), its children 1, ...
+    ``output_shape`` has the batch axis. ``None``: unknown (a user's layer that does not say)."""
+
+    depth: int
+    name: str
+    op: str
+    output_shape: Shape
+    params: int | None
+    forward_flops: int | None
+    backward_flops: int | None
+    memory: int | None
+
+
+@dataclass(frozen=True)
+class Summary:
+    """The rows of :func:`summary`; ``str()`` gives the table, totals at the bottom."""
+
+    rows: tuple[SummaryRow, ...]
+    input_shape: Shape
+    dtype: str
+
+    @property
+    def total(self) -> SummaryRow:
+        """The network's own row: its numbers are the totals."""
+        return self.rows[0]
+
+    def __str__(self) -> str:
+        header = ("layer", "output shape", "params", "forward FLOPs", "backward FLOPs", "vjp memory (B)")
+        cells = [
+            ("  " * r.depth + r.name, str(r.output_shape), *map(_number, (r.params, r.forward_flops, r.backward_flops)),
+             _number(r.memory))
+            for r in self.rows
+        ]  # fmt: skip
+        widths = [max(len(line[i]) for line in [header, *cells]) for i in range(len(header))]
+
+        def line(values: tuple[str, ...]) -> str:
+            left = [values[0].ljust(widths[0]), values[1].ljust(widths[1])]
+            return "  ".join(left + [v.rjust(w) for v, w in zip(values[2:], widths[2:])])
+
+        rule = "-" * len(line(header))
+        total, itemsize = self.total, np.dtype(self.dtype).itemsize
+        params = "?"
+        if total.params is not None:
+            params = f"{total.params:,} = {_bytes(total.params * itemsize)} in {self.dtype}"
+        lines = [line(header), rule, *map(line, cells), rule,
+                 f"input {self.input_shape} {self.dtype}: {_bytes(math.prod(self.input_shape) * itemsize)}",
+                 f"params: {params}",
+                 (f"FLOPs per batch of {self.input_shape[0]}: forward {_number(total.forward_flops)}, "
+                  f"backward {_number(total.backward_flops)}"),
+                 f"kept for the backward pass (training mode): {_bytes(total.memory)}"]  # fmt: skip
+        if any(r.forward_flops is None or r.memory is None for r in self.rows):
+            lines.append("?: a user's layer, whose FLOPs, memory or params funcnn cannot tell")
+        return "\n".join(lines)
+
+
+def _number(value: int | None) -> str:
+    return "?" if value is None else f"{value:,}"
+
+
+def _bytes(value: int | None) -> str:
+    if value is None:
+        return "?"
+    for unit, size in (("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if value >= size:
+            return f"{value:,} bytes ({value / size:.1f} {unit})"
+    return f"{value:,} bytes"
+
+
+def _add(*values: int | None) -> int | None:
+    return None if any(v is None for v in values) else sum(v for v in values if v is not None)
+
+
+def summary(net: Layer, input_shape: Shape, dtype: Any = np.float32, *, batch_size: int = 1) -> Summary:
+    """The summary of ``net`` fed a batch of ``batch_size`` examples of ``input_shape`` (one
+    example, no batch axis, e.g. ``(3, 32, 32)``) in ``dtype``. Shapes come from each layer's
+    ``out_shape`` (nothing is run). FLOPs count a batch, a multiply-add as 2: conv ``2*N*F*H'*W'*C*HH*WW``
+    forward and twice that backward (``dx`` and ``dw``), affine ``2*N*D*M`` and ``4*N*D*M``; pools,
+    norms and activations count the operations of their formulas per element, bias additions are
+    left out (the table is in :mod:`funcnn.costs`). Memory: the bytes the vjps keep in training mode.
+    ``str()`` of the result is the table; its ``rows`` are the data (row 0 is ``net`` itself, with the totals).
+
+    >>> table = fn.summary(fn.chain(fn.dense(10), fn.relu), (3, 4), batch_size=2)
+    >>> [(row.name, row.output_shape, row.params, row.forward_flops) for row in table.rows]
+    [('chain', (2, 10), 130, 500), ('affine(10)', (2, 10), 130, 480), ('relu', (2, 10), 0, 20)]
+    """
+    batch_size = int_at_least("summary", "batch_size", batch_size, 1)
+    dtype = np.dtype(dtype)
+    if dtype.kind != "f":
+        raise ValueError(f"summary: dtype must be a float type such as float32, got {dtype}")
+    shape = (batch_size, *(int(d) for d in input_shape))
+    rows: list[SummaryRow] = []
+    _visit(net, shape, 0, dtype.itemsize, rows)
+    return Summary(tuple(rows), shape, dtype.name)
+
+
+def _out_shape(layer: Layer, shape: Shape) -> Shape:
+    if not isinstance(layer, Layer) or layer.out_shape is None:
+        name = getattr(layer, "name", getattr(layer, "__name__", repr(layer)))
+        raise ValueError(f"summary: {name} does not say its output shape; make it with fn.layer(f, out_shape=...)")
+    return (shape[0], *layer.out_shape(shape[1:]))
+
+
+def _visit(
+    layer: Layer, shape: Shape, depth: int, itemsize: int, rows: list[SummaryRow]
+) -> tuple[Shape, Cost, int | None]:
+    """Append the rows of ``layer`` (fed a batch of ``shape``) and its children; return its output
+    shape, cost and parameter count."""
+    out = _out_shape(layer, shape)
+    index = len(rows)
+    rows.append(SummaryRow(depth, "", "", out, None, None, None, None))  # filled in below, after the children
+    if layer.op in COMBINATIONS:
+        cost, params = _combination(layer, shape, depth, itemsize, rows)
+        name = layer.op if layer.op != "bind" else f"bind(train={layer.hparams.get('train')})"
+    else:
+        cost, params, name = leaf_cost(layer, shape, out, itemsize), _leaf_params(layer, shape, out), layer.name
+    memory = _add(cost.inner, *((math.prod(shape) * itemsize,) if cost.keeps_input else ()),
+                  *((math.prod(out) * itemsize,) if cost.keeps_output and not cost.alias else ()))  # fmt: skip
+    rows[index] = SummaryRow(depth, name, layer.op, out, params, cost.forward, cost.backward, memory)
+    return out, cost, params
+
+
+def _leaf_params(layer: Layer, shape: Shape, out: Shape) -> int | None:
+    count = leaf_params(layer, shape[1:], out[1:])
+    if count is None and layer.init is not None:  # a user's layer that makes its own params
+        from funcnn.init import init_params
+
+        _, params = init_params(layer, np.random.default_rng(0), shape[1:])
+        count = sum(np.size(leaf) for leaf in tree_leaves(params))
+    if count is None and layer.param_keys == ():
+        count = 0
+    return count
+
+
+def _combination(
+    layer: Layer, shape: Shape, depth: int, itemsize: int, rows: list[SummaryRow]
+) -> tuple[Cost, int | None]:
+    """The cost of a chain, sandwich or bind (children in sequence) or a fan_out or residual
+    (children side by side, outputs summed). Memory counts an array kept by two layers once."""
+    if layer.op not in ("fan_out", "residual"):
+        return _sequence(layer, shape, depth, itemsize, rows)
+    outs, costs, params = zip(*(_visit(child, shape, depth + 1, itemsize, rows) for child in layer.children))
+    n_in, n_out = math.prod(shape), math.prod(outs[0])
+    if layer.op == "residual":  # y = x + f(x); its vjp keeps y, and f's vjp what f keeps
+        (f,) = costs
+        inner = _add(f.inner, n_out * itemsize if f.keeps_output and not f.alias else 0)
+        return Cost(_add(f.forward, n_out), _add(f.backward, n_in), inner, f.keeps_input or f.alias, True), params[0]
+    # fan_out keeps every branch's output (an identity's is its input) until its vjp runs.
+    inner = _add(*(c.inner for c in costs), *(math.prod(o) * itemsize for o, c in zip(outs, costs) if not c.alias))
+    extra = len(costs) - 1
+    forward = _add(*(c.forward for c in costs), extra * n_out)
+    backward = _add(*(c.backward for c in costs), extra * n_in)
+    return Cost(forward, backward, inner, any(c.keeps_input or c.alias for c in costs)), _add(*params)
+
+
+def _sequence(layer: Layer, shape: Shape, depth: int, itemsize: int, rows: list[SummaryRow]) -> tuple[Cost, int | None]:
+    sizes = {0: math.prod(shape) * itemsize}  # the arrays passed between the children, by number
+    kept: set[int] = set()
+    current = 0
+    forward: int | None = 0
+    backward: int | None = 0
+    inner: int | None = 0
+    params: int | None = 0
+    for child in layer.children:
+        shape, cost, count = _visit(child, shape, depth + 1, itemsize, rows)
+        output = current if cost.alias else len(sizes)
+        sizes[output] = math.prod(shape) * itemsize
+        kept |= {current} if cost.keeps_input else set()
+        kept |= {output} if cost.keeps_output else set()
+        forward, backward = _add(forward, cost.forward), _add(backward, cost.backward)
+        inner, params = _add(inner, cost.inner), _add(params, count)
+        current = output
+    inner = _add(inner, *(sizes[i] for i in kept - {0, current}))
+    return Cost(forward, backward, inner, 0 in kept, current in kept, alias=current == 0), params

@@ -1,0 +1,54 @@
+"""funcnn summary and funcnn export."""
+
+import json
+import sys
+
+import numpy as np
+import pytest
+
+import funcnn as fn
+from funcnn.app.cli import main
+from funcnn.checkpoint import load_checkpoint, save_checkpoint
+from funcnn.data import load_digits
+
+
+def test_summary_prints_the_table_of_the_trained_network(capsys):
+    assert main(["summary", "--dataset", "cifar10", "--filter-size", "7", "--batch-size", "2", "--batch-norm"]) == 0
+    out = capsys.readouterr().out
+    net = fn.nets.three_layer_convnet(32, 7, 100, 10, batch_norm=True)
+    assert str(fn.summary(net, (3, 32, 32), batch_size=2)) in out
+    assert "(2, 32, 32, 32)" in out and "spatial_batch_norm" in out
+
+
+def test_summary_refuses_bad_options(capsys):
+    assert main(["summary", "--hidden", "0"]) == 2
+    assert "argument --hidden: must be an int >= 1, got '0'" in capsys.readouterr().err
+
+
+def test_export_writes_the_checkpoints_network(tmp_path, capsys):
+    ort = pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")
+    out = tmp_path / "run"
+    options = ["--batch-norm", "--dropout", "0.2", "--hidden", "20"]
+    assert main(["train", "--epochs", "1", "--out", str(out), *options]) == 0
+    assert main(["export", str(out / "checkpoint.npz"), "--onnx", str(tmp_path / "digits.onnx")]) == 0
+    assert f"wrote {tmp_path / 'digits.onnx'}" in capsys.readouterr().out
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(sys.modules, "onnx", None)
+        assert main(["export", str(out / "checkpoint.npz"), "--onnx", str(tmp_path / "no.onnx")]) == 2
+    assert 'funcnn export: ONNX export needs the onnx extra: pip install "funcnn[onnx]"' in capsys.readouterr().err
+    net = fn.nets.three_layer_convnet(32, 3, 20, 10, batch_norm=True, dropout=0.2)
+    _, params = fn.init_params(net, np.random.default_rng(0), (1, 8, 8))
+    like = {"best_params": params, "best_state": fn.init_state(net, (1, 8, 8))}
+    saved = load_checkpoint(out / "checkpoint.npz", like, strict=False)
+    x = load_digits().test.x[:40]
+    expected, _, _ = net.run(saved["best_params"], x, saved["best_state"], train=False)
+    session = ort.InferenceSession(str(tmp_path / "digits.onnx"), providers=["CPUExecutionProvider"])
+    (actual,) = session.run(["y"], {"x": x})
+    np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
+
+
+def test_export_refuses_a_checkpoint_without_a_network_config(tmp_path, capsys):
+    path = tmp_path / "other.npz"
+    save_checkpoint(path, {"config": np.asarray(json.dumps({"dataset": "digits"})), "params": np.ones(3)})
+    assert main(["export", str(path), "--onnx", str(tmp_path / "x.onnx")]) == 2
+    assert "its config lacks batch_size, filters" in capsys.readouterr().err

@@ -1,0 +1,107 @@
+"""ONNX export, checked by onnx.checker and by running the model in ONNX Runtime against funcnn's
+evaluation-mode outputs (float32, relative 1e-5)."""
+
+import sys
+
+import numpy as np
+import pytest
+
+import funcnn as fn
+from funcnn.export import to_onnx
+
+onnx = pytest.importorskip("onnx", reason="the onnx extra is not installed")
+ort = pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")
+
+
+def max_rel_error(actual, expected):
+    """The largest difference relative to the largest output: ``max |a - e| / max |e|``."""
+    return float(np.abs(actual - expected).max() / np.abs(expected).max())
+
+
+def exported_and_run(tmp_path, net, params, shape, state=None, batches=(5, 1)):
+    """(funcnn's eval outputs, ONNX Runtime's) for inputs of each batch size, from one exported model."""
+    path = to_onnx(net, params, shape, tmp_path / "net.onnx", state)
+    onnx.checker.check_model(onnx.load(str(path)), full_check=True)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    pairs = []
+    for n in batches:
+        x = rng.random((n, *shape), dtype=np.float32)
+        expected, _, _ = fn.run(net, params, x, fn.init_state(net, shape) if state is None else state, train=False)
+        (actual,) = session.run(["y"], {"x": x})
+        assert actual.shape == expected.shape and actual.dtype == np.float32
+        pairs.append((actual, expected))
+    return pairs
+
+
+def assert_agree(pairs):
+    for actual, expected in pairs:
+        np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
+        assert max_rel_error(actual, expected) < 1e-5
+
+
+def trained_state(net, params, shape, steps=3):
+    """A state moved away from its initial values by a few training-mode passes."""
+    rng = np.random.default_rng(1)
+    state = fn.init_state(net, shape)
+    for _ in range(steps):
+        _, _, state = net.run(params, 2 + 3 * rng.random((8, *shape), dtype=np.float32), state, train=True, rng=rng)
+    return state
+
+
+def test_the_digits_convnet(tmp_path):
+    net = fn.nets.three_layer_convnet(num_filters=32, filter_size=3, hidden_dim=100)
+    _, params = fn.init_params(net, np.random.default_rng(0), (1, 8, 8))
+    assert_agree(exported_and_run(tmp_path, net, params, (1, 8, 8)))
+
+
+@pytest.mark.parametrize("options", [{"batch_norm": True}, {"dropout": 0.5}, {"batch_norm": True, "dropout": 0.2}])
+def test_fully_connected_nets_with_batch_norm_and_dropout(tmp_path, options):
+    net = fn.nets.fc_net((20, 15), num_classes=7, **options)
+    _, params = fn.init_params(net, np.random.default_rng(2), (3, 4))
+    state = trained_state(net, params, (3, 4))
+    assert_agree(exported_and_run(tmp_path, net, params, (3, 4), state))
+
+
+def test_a_residual_net_with_every_layer(tmp_path):
+    block = fn.sandwich(fn.conv(stride=1, pad=1, filters=6, kernel_size=3), fn.spatial_batch_norm(), fn.leaky_relu(0.1))
+    net = fn.chain(
+        fn.conv(stride=1, pad=1, filters=6, kernel_size=3), fn.relu, fn.residual(block), fn.group_norm(3),
+        fn.fan_out(fn.tanh, fn.sigmoid, fn.identity), fn.max_pool(3, 3, 1), fn.avg_pool(2, 2, 2), fn.layer_norm(),
+        fn.residual(fn.chain(fn.conv(stride=1, pad=0, filters=6, kernel_size=1), fn.dropout(0.3))),
+        fn.global_avg_pool, fn.dense(4),
+    )  # fmt: skip
+    _, params = fn.init_params(net, np.random.default_rng(3), (2, 9, 9))
+    params = fn.tree.tree_map(lambda a: a + np.float32(0.1), params)  # gammas and biases not 1 and 0
+    assert_agree(exported_and_run(tmp_path, net, params, (2, 9, 9), trained_state(net, params, (2, 9, 9))))
+
+
+def test_a_layer_without_counterpart_is_named(tmp_path):
+    def double(params, x):
+        return 2 * x, lambda dy: ((), 2 * dy)
+
+    net = fn.chain(fn.dense(3), fn.layer(double, out_shape=lambda shape: shape))
+    _, params = fn.init_params(net, np.random.default_rng(0), (4,))
+    with pytest.raises(ValueError, match=r"to_onnx: double \(op 'custom'\) has no ONNX counterpart"):
+        to_onnx(net, params, (4,), tmp_path / "net.onnx")
+    assert not (tmp_path / "net.onnx").exists()
+
+
+def test_batch_norm_needs_its_state(tmp_path):
+    net = fn.nets.fc_net((5,), batch_norm=True)
+    _, params = fn.init_params(net, np.random.default_rng(0), (4,))
+    with pytest.raises(ValueError, match="has batch norm: pass its state"):
+        to_onnx(net, params, (4,), tmp_path / "net.onnx")
+
+
+def test_a_missing_extra_is_named(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    with pytest.raises(ImportError, match=r"funcnn\[onnx\]"):
+        to_onnx(fn.relu, (), (3,), tmp_path / "net.onnx")
+
+
+def test_params_that_do_not_fit_are_named_by_the_layer(tmp_path):
+    net = fn.chain(fn.conv(stride=1, pad=1, filters=4, kernel_size=3), fn.relu)
+    _, params = fn.init_params(net, np.random.default_rng(0), (3, 5, 5))
+    with pytest.raises(ValueError, match=r"conv\(stride=1, pad=1.*x has 2 channels"):
+        to_onnx(net, params, (2, 5, 5), tmp_path / "net.onnx")
