@@ -7,6 +7,7 @@ import sys
 import numba
 import numpy as np
 import pytest
+from cases import conv_direct_cases
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -14,9 +15,6 @@ import funcnn as fn
 import funcnn.layers._conv as conv_module
 from funcnn.kernels import direct
 from funcnn.testing import conv_problems
-
-from cases import conv_direct_cases
-
 
 FLOAT32_BOUND = 1e-5  # measured: 1.5e-7 to 2.7e-7 of max|y| on the benchmarks' shapes (a), (d), (e)
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import numba
 import numpy as np
@@ -124,7 +125,9 @@ def conv(x: np.ndarray, w: np.ndarray, b: np.ndarray, stride: int, pad: int, out
     wt, bias, bases, hq, wq = plan(x.shape, w, b, stride, pad, out_h)
     y = np.empty((x.shape[0], w.shape[0], out_h, out_w), x.dtype)
     parts = [part for part in np.array_split(np.arange(x.shape[0]), numba.get_num_threads()) if part.size]
-    runs = [(x[p[0] : p[-1] + 1], wt, bias, bases, stride, pad, hq, wq, y[p[0] : p[-1] + 1]) for p in parts]
+    runs: list[tuple[Any, ...]] = [
+        (x[p[0] : p[-1] + 1], wt, bias, bases, stride, pad, hq, wq, y[p[0] : p[-1] + 1]) for p in parts
+    ]
     pending = [_pool().submit(forward, *run) for run in runs[1:]]
     forward(*runs[0])
     for job in pending:
@@ -135,5 +138,5 @@ def conv(x: np.ndarray, w: np.ndarray, b: np.ndarray, stride: int, pad: int, out
 def _pool() -> ThreadPoolExecutor:
     pid = os.getpid()
     if pid not in _pools:
-        _pools[pid] = ThreadPoolExecutor(max(1, numba.config.NUMBA_NUM_THREADS - 1), "funcnn-conv")
+        _pools[pid] = ThreadPoolExecutor(max(1, (os.cpu_count() or 1) - 1), "funcnn-conv")
     return _pools[pid]

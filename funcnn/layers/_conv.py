@@ -58,7 +58,7 @@ def _uses_winograd(w: np.ndarray, stride: int, pad: int) -> bool:
 
 def _uses_direct(w: np.ndarray) -> bool:
     f, c, hh, ww = w.shape
-    return c <= DIRECT_MAX_CHANNELS and c * hh * ww >= DIRECT_MIN_TAPS
+    return bool(c <= DIRECT_MAX_CHANNELS and c * hh * ww >= DIRECT_MIN_TAPS)
 
 
 Rows = Callable[[np.ndarray, int, int], np.ndarray]
