@@ -26,7 +26,7 @@ u = np.uint64
 
 
 @jit(inline="always")
-def _valid(size, j, stride, pad, out_size):  # pragma: no cover - compiled
+def _valid(size: int, j: int, stride: int, pad: int, out_size: int) -> tuple[int, int]:  # pragma: no cover - compiled
     """The outputs ``o`` in ``[lo, hi)`` read an input ``o * stride + j - pad`` inside ``[0, size)``."""
     lo = min(out_size, max(0, (pad - j + stride - 1) // stride))
     hi = max(lo, min(out_size, (size - 1 + pad - j) // stride + 1))
@@ -34,7 +34,7 @@ def _valid(size, j, stride, pad, out_size):  # pragma: no cover - compiled
 
 
 @jit()
-def im2col(x, hh, ww, stride, pad, out_h, out_w, cols):  # pragma: no cover - compiled
+def im2col(x: np.ndarray, hh: int, ww: int, stride: int, pad: int, out_h: int, out_w: int, cols: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
     """Fill ``cols`` ``(n, C * hh * ww, out_h * out_w)`` from ``x`` ``(n, C, H, W)``; returns ``cols``."""
     n_batch, channels, height, width = x.shape
     plane = out_h * out_w
@@ -66,7 +66,7 @@ def im2col(x, hh, ww, stride, pad, out_h, out_w, cols):  # pragma: no cover - co
 
 
 @jit()
-def col2im(dcols, hh, ww, stride, pad, out_h, out_w, dx):  # pragma: no cover - compiled
+def col2im(dcols: np.ndarray, hh: int, ww: int, stride: int, pad: int, out_h: int, out_w: int, dx: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
     """Overwrite ``dx`` ``(n, C, H, W)`` with the sum of ``dcols`` ``(n, C * hh * ww, out_h * out_w)``
     over the positions each input feeds; returns ``dx``."""
     n_batch, channels, height, width = dx.shape

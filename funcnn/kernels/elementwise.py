@@ -12,7 +12,7 @@ from funcnn.kernels._jit import jit
 
 
 @jit()
-def relu_forward(x):  # pragma: no cover - compiled
+def relu_forward(x: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
     """``max(x, 0)`` of a contiguous array; NaN stays NaN."""
     y = np.empty_like(x)
     src, dst, zero = x.reshape(-1), y.reshape(-1), x.dtype.type(0)
@@ -23,7 +23,7 @@ def relu_forward(x):  # pragma: no cover - compiled
 
 
 @jit()
-def relu_backward(y, dy):  # pragma: no cover - compiled
+def relu_backward(y: np.ndarray, dy: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
     """``dy`` where ``y > 0``, else 0 (so ``relu'(0) = 0`` and a NaN input passes no gradient)."""
     dx = np.empty_like(dy)
     mask, src, dst, zero = y.reshape(-1), dy.reshape(-1), dx.reshape(-1), dy.dtype.type(0)
