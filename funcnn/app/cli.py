@@ -173,6 +173,56 @@ def _doctor(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _sweep(args: argparse.Namespace) -> int:
+    try:
+        from funcnn.app.sweep import sweep
+    except ModuleNotFoundError as error:
+        if error.name != "optuna":
+            raise
+        raise ValueError('needs Optuna: install the sweep extra, pip install "funcnn[sweep]" '
+                         '(from a clone: pip install -e ".[sweep]")') from None
+    sweep(args, train_parser())
+    return 0
+
+
+def _add_sweep(commands: Any, train: argparse.ArgumentParser) -> None:
+    sweep = commands.add_parser(
+        "sweep", help="hyperparameter search on Optuna over the options of train (needs the sweep extra)",
+        description="Train --trials networks with values drawn from a search space (default: lr and reg on a log "
+                    "scale) by --workers local processes, and any machine joining the same --storage and --study. "
+                    "Every other option of train fixes that option for all trials.",
+    )  # fmt: skip
+    run_only = ("out", "resume", "overwrite", "allow_config_change")
+    for action in train._actions[1:]:
+        if action.dest not in run_only:
+            sweep._add_action(action)
+    sweep.add_argument("--trials", type=int, default=20, help="trials in the study, over all workers (default: 20)")
+    sweep.add_argument("--workers", type=int, help="worker processes here (default: the number of cores)")
+    sweep.add_argument("--space", action="append", default=[], metavar="OPTION=KIND:LOW:HIGH",
+                       help="a range to search, kind log, uniform, int (lr=log:1e-4:1e-2, hidden=int:32:256) or choice "
+                            "(optimizer=choice:adam,sgd_momentum); repeat for more (default: lr and reg on a log scale)")
+    sweep.add_argument("--space-file", help="a TOML file of ranges: lr = {log = [1e-4, 1e-2]} per line")
+    sweep.add_argument("--sampler", choices=["random", "tpe"], default="random", help="(default: random)")
+    sweep.add_argument("--pruner", choices=["median", "halving", "none"], default="median",
+                       help="stop poor trials early: median or successive halving (default: median)")
+    sweep.add_argument("--out", help="output folder (default: sweeps/<dataset>)")
+    sweep.add_argument("--storage", help="a database URL (postgresql://user@host:port/db) or a journal file on a shared "
+                                         "filesystem, for workers on many machines (default: <out>/study.journal)")
+    sweep.add_argument("--study", default="sweep", help="the study's name in --storage (default: sweep)")
+    sweep.add_argument("--heartbeat", type=int, default=10,
+                       help="seconds between a worker's signs of life; a trial silent for twice that is retried (default: 10)")
+    sweep.add_argument("--resume", action="store_true", help="continue the study (refused when there is none; "
+                                                             "rerunning the command continues it too)")
+    sweep.set_defaults(run=_sweep)
+
+
+def train_parser() -> argparse.ArgumentParser:
+    """The parser of ``funcnn train``: its options are what a sweep searches."""
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    train: argparse.ArgumentParser = commands.choices["train"]
+    return train
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="funcnn", description="funcnn: neural nets with hand-written, checked VJPs.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -214,6 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     for action in train._actions[1:]:  # every option of train but --help, so the two never drift apart
         doctor._add_action(action)
     doctor.set_defaults(run=_doctor)
+    _add_sweep(commands, train)
 
     check = commands.add_parser("check", help="finite-difference check of every layer, sandwich and network")
     check.add_argument("--mode", choices=["full", "fast"], default="full",
