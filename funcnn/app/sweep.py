@@ -25,7 +25,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from funcnn.app.space import Range, search_space
 from funcnn.app.sweep_report import SLOT, finished_slots, plot_lr_reg, progress_line, top_table, write_results
-from funcnn.app.sweep_storage import NoTrialLeft, open_storage
+from funcnn.app.sweep_storage import NoTrialLeft, close_storage, open_storage
 from funcnn.app.sweep_trial import TrialError, make_objective
 
 SWEEP_OPTIONS = ("trials", "workers", "out", "space", "space_file", "storage", "study", "sampler", "pruner", "heartbeat", "resume")
@@ -135,6 +135,10 @@ def _start_workers(settings: dict[str, Any], count: int) -> list[subprocess.Pope
     return [subprocess.Popen(command, env=env) for _ in range(count)]
 
 
+def _without_time_left(line: str) -> str:
+    return line.rsplit("  ", 1)[0] if line.endswith(" left") else line
+
+
 def _watch(study: optuna.Study, workers: list[subprocess.Popen[bytes]], total: int) -> None:
     """Print a progress line whenever the counts change, until every worker has exited; Ctrl-C stops them."""
     started, shown = time.perf_counter(), ""
@@ -143,7 +147,7 @@ def _watch(study: optuna.Study, workers: list[subprocess.Popen[bytes]], total: i
         while True:
             running = any(w.poll() is None for w in workers)
             line = progress_line(study.get_trials(deepcopy=False), total, done_before, time.perf_counter() - started)
-            if line.split("  left")[0] != shown.split("  left")[0]:
+            if _without_time_left(line) != _without_time_left(shown):
                 print(line, flush=True)
                 shown = line
             if not running:
@@ -193,6 +197,8 @@ def sweep(args: argparse.Namespace, train: argparse.ArgumentParser) -> list[dict
         storage = storage or open_storage(str(out / "study.journal"), args.heartbeat)
         study, what = _open_study(args, storage, _config(args, space))
     except BaseException:
+        if storage is not None:
+            close_storage(storage)
         if created:
             shutil.rmtree(out, ignore_errors=True)
         raise
@@ -202,13 +208,16 @@ def sweep(args: argparse.Namespace, train: argparse.ArgumentParser) -> list[dict
           + ", ".join(f"{r.option} {r.kind} {list(r.bounds())}" for r in space), flush=True)
     settings = {"args": {k: v for k, v in vars(args).items() if k not in ("run",)}, "space": [asdict(r) for r in space],
                 "out": str(out), "storage": args.storage_shown}
-    processes = _start_workers(settings, workers)
-    _watch(study, processes, args.trials)
-    lost = [w.returncode for w in processes if w.returncode]
-    if lost:
-        print(f"{len(lost)} of {workers} workers ended abnormally (exit status {', '.join(map(str, lost))}); "
-              "their trials are retried by the other workers or by a rerun", file=sys.stderr)
-    return _report(study, out, f"{args.dataset}: validation accuracy of {args.trials} trials")
+    try:
+        processes = _start_workers(settings, workers)
+        _watch(study, processes, args.trials)
+        lost = [w.returncode for w in processes if w.returncode]
+        if lost:
+            print(f"{len(lost)} of {workers} workers ended abnormally (exit status {', '.join(map(str, lost))}); "
+                  "their trials are retried by the other workers or by a rerun", file=sys.stderr)
+        return _report(study, out, f"{args.dataset}: validation accuracy of {args.trials} trials")
+    finally:
+        close_storage(storage)
 
 
 def run(trials: int, out: str | Path, **options: Any) -> list[dict[str, object]]:

@@ -33,9 +33,10 @@ def _queued_only(template_trial: FrozenTrial | None) -> None:
 class QueuedRDBStorage(RDBStorage):
     """Optuna's RDBStorage (heartbeat included) that creates trials only from a template (queued or retried)."""
 
-    def create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> int:
+    def _create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> FrozenTrial:
+        # Optuna's cache in front of an RDBStorage calls this one, not create_new_trial.
         _queued_only(template_trial)
-        return super().create_new_trial(study_id, template_trial)
+        return super()._create_new_trial(study_id, template_trial)
 
 
 class HeartbeatJournalStorage(JournalStorage, BaseHeartbeat):
@@ -77,6 +78,13 @@ class HeartbeatJournalStorage(JournalStorage, BaseHeartbeat):
 
     def get_heartbeat_stale_trial_callback(self) -> StaleCallback | None:
         return self._stale_callback
+
+
+def close_storage(storage: BaseStorage) -> None:
+    """Close a database storage's connections (a journal file holds none open)."""
+    if isinstance(storage, RDBStorage):
+        storage.remove_session()
+        storage.engine.dispose()
 
 
 def _safe_url(url: str) -> str:

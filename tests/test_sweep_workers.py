@@ -1,0 +1,147 @@
+"""funcnn sweep with real worker processes: two on one journal file, and two commands joining one study
+(journal file or a PostgreSQL server started here) while one worker is killed with SIGKILL mid-trial."""
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+optuna = pytest.importorskip("optuna", reason="the sweep extra is not installed: pip install -e '.[sweep]'")
+
+from funcnn.app.sweep_report import finished_slots
+from funcnn.app.sweep_storage import close_storage, open_storage
+
+TrialState = optuna.trial.TrialState
+TINY = ["--filters", "2", "--hidden", "8", "--batch-size", "400", "--heartbeat", "1", "--pruner", "none"]
+
+
+def _server_binaries() -> Path | None:
+    """The folder of initdb and pg_ctl: Debian's /usr/lib/postgresql/<version>/bin, or the PATH's."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    if found:
+        return found[-1].parent
+    initdb = shutil.which("initdb")
+    return Path(initdb).resolve().parent if initdb and shutil.which("pg_ctl") else None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def postgres_url():
+    """A PostgreSQL server of its own, in a temporary folder on a free loopback port, stopped after."""
+    binaries = _server_binaries()
+    if binaries is None:
+        pytest.skip("no PostgreSQL server binaries (initdb, pg_ctl); .ci/run installs them with apt-get install postgresql")
+    folder = Path(tempfile.mkdtemp(prefix="funcnn-postgres-"))
+    as_user: list[str] = []
+    if os.geteuid() == 0:  # initdb refuses root: run the server as the postgres user Debian's package creates
+        if shutil.which("runuser") is None or subprocess.run(["id", "postgres"], capture_output=True, check=False).returncode:
+            pytest.skip("running as root without a postgres user and runuser to start the server as")
+        shutil.chown(folder, "postgres")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    data, port = folder / "data", _free_port()
+    subprocess.run([*as_user, binaries / "initdb", "-D", data, "-A", "trust", "-U", "funcnn", "--no-sync"],
+                   check=True, capture_output=True)
+    options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off"
+    subprocess.run([*as_user, binaries / "pg_ctl", "-D", data, "-l", folder / "server.log", "-o", options, "-w", "start"],
+                   check=True, capture_output=True)
+    try:
+        yield f"postgresql://funcnn@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*as_user, binaries / "pg_ctl", "-D", data, "-m", "immediate", "-w", "stop"], check=False, capture_output=True)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _study(name: str, where: str):
+    storage = open_storage(where, 1)
+    try:
+        yield optuna.load_study(study_name=name, storage=storage)
+    finally:
+        close_storage(storage)
+
+
+def _sweep(trials: int, out: Path, *options: str) -> subprocess.Popen[str]:
+    command = [sys.executable, "-m", "funcnn", "sweep", "--trials", str(trials), "--out", str(out), *TINY, *options]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _finish(process: subprocess.Popen[str]) -> tuple[str, str]:
+    out, err = process.communicate(timeout=240)
+    assert process.returncode == 0, err
+    return out, err
+
+
+def _each_slot_once(trials: list, n: int) -> None:
+    """Slots 0..n-1 each ended by exactly one trial, and only retries (of a lost worker's trial) beside them."""
+    ended = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert sorted(t.user_attrs["slot"] for t in ended) == list(range(n))
+    assert set(finished_slots(trials)) == set(range(n))
+    assert not [t for t in trials if t.state in (TrialState.WAITING, TrialState.RUNNING)]
+
+
+def test_two_workers_on_one_journal_run_exactly_n_trials(tmp_path):
+    out = tmp_path / "sweep"
+    stdout, _ = _finish(_sweep(6, out, "--workers", "2", "--epochs", "2"))
+    with _study("sweep", str(out / "study.journal")) as study:
+        trials = study.trials
+    assert len(trials) == 6 and {t.state for t in trials} == {TrialState.COMPLETE}
+    _each_slot_once(trials, 6)
+    assert len({t.user_attrs["worker"] for t in trials}) == 2  # both workers ran trials
+    assert sorted(int(p.name) for p in (out / "trials").iterdir()) == list(range(6))
+    assert all((out / "trials" / str(n) / name).exists() for n in range(6) for name in ("checkpoint.npz", "history.json"))
+    assert "trials 6/6 done (6 complete, 0 pruned, 0 failed; 0 running)" in stdout and "best trial" in stdout
+    assert (out / "results.csv").read_text().count("\n") == 7 and (out / "lr_reg.png").stat().st_size > 0
+
+
+def _running_trial(study: optuna.Study, epochs: int, timeout: float = 120) -> optuna.trial.FrozenTrial:
+    """A trial in the middle of its training: some epochs reported, enough left to kill it before it ends."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for t in study.get_trials(states=(TrialState.RUNNING,)):
+            if 1 <= len(t.intermediate_values) <= epochs // 2:
+                return t
+        time.sleep(0.02)
+    raise AssertionError("no trial was seen running")
+
+
+@pytest.mark.parametrize("backend", ["journal", "postgresql"])
+def test_a_worker_killed_mid_trial_leaves_a_failed_then_retried_trial(tmp_path, request, backend):
+    """Two commands join one study through --storage (as two machines do); one's worker is SIGKILLed in the
+    middle of a trial. The other fails that trial once its heartbeat is stale, runs it again with the same
+    values, and the study ends with each of the N trials done once, readable by a new process."""
+    storage = str(tmp_path / "shared.journal") if backend == "journal" else request.getfixturevalue("postgres_url")
+    name, epochs = f"kill-{uuid.uuid4().hex[:8]}", 40
+    shared = ["--workers", "1", "--storage", storage, "--study", name, "--epochs", str(epochs)]
+    first = _sweep(4, tmp_path / "first", *shared)
+    assert "created" in first.stdout.readline()  # the header, printed once the study and its trials exist
+    second = _sweep(4, tmp_path / "second", *shared)
+    with _study(name, storage) as study:
+        victim = _running_trial(study, epochs)
+    os.kill(int(victim.user_attrs["worker"].rsplit(":", 1)[1]), signal.SIGKILL)  # host:pid of its worker
+    outputs = [_finish(first), _finish(second)]
+    with _study(name, storage) as study:
+        trials = study.trials
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    assert [t.number for t in failed] == [victim.number] and "error" not in failed[0].user_attrs
+    retry = [t for t in trials if t.system_attrs.get("failed_trial") == victim.number]
+    assert len(retry) == 1 and retry[0].state == TrialState.COMPLETE and retry[0].params == victim.params
+    assert retry[0].user_attrs["slot"] == victim.user_attrs["slot"] and retry[0].user_attrs["worker"] != victim.user_attrs["worker"]
+    assert len(trials) == 5
+    _each_slot_once(trials, 4)
+    assert Counter("ended abnormally (exit status -9)" in err for _, err in outputs)[True] == 1
+
