@@ -3,12 +3,9 @@
 
 import contextlib
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections import Counter
@@ -18,6 +15,8 @@ import pytest
 
 optuna = pytest.importorskip("optuna", reason="the sweep extra is not installed: pip install -e '.[sweep]'")
 
+from postgres_server import ServerMissing, postgres_server
+
 from funcnn.app.sweep_report import finished_slots
 from funcnn.app.sweep_storage import close_storage, open_storage
 
@@ -25,45 +24,14 @@ TrialState = optuna.trial.TrialState
 TINY = ["--filters", "2", "--hidden", "8", "--batch-size", "400", "--heartbeat", "1", "--pruner", "none"]
 
 
-def _server_binaries() -> Path | None:
-    """The folder of initdb and pg_ctl: Debian's /usr/lib/postgresql/<version>/bin, or the PATH's."""
-    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
-    if found:
-        return found[-1].parent
-    initdb = shutil.which("initdb")
-    return Path(initdb).resolve().parent if initdb and shutil.which("pg_ctl") else None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def postgres_url():
     """A PostgreSQL server of its own, in a temporary folder on a free loopback port, stopped after."""
-    binaries = _server_binaries()
-    if binaries is None:
-        pytest.skip("no PostgreSQL server binaries (initdb, pg_ctl); .ci/run installs them with apt-get install postgresql")
-    folder = Path(tempfile.mkdtemp(prefix="funcnn-postgres-"))
-    as_user: list[str] = []
-    if os.geteuid() == 0:  # initdb refuses root: run the server as the postgres user Debian's package creates
-        if shutil.which("runuser") is None or subprocess.run(["id", "postgres"], capture_output=True, check=False).returncode:
-            pytest.skip("running as root without a postgres user and runuser to start the server as")
-        shutil.chown(folder, "postgres")
-        as_user = ["runuser", "-u", "postgres", "--"]
-    data, port = folder / "data", _free_port()
-    subprocess.run([*as_user, binaries / "initdb", "-D", data, "-A", "trust", "-U", "funcnn", "--no-sync"],
-                   check=True, capture_output=True)
-    options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off"
-    subprocess.run([*as_user, binaries / "pg_ctl", "-D", data, "-l", folder / "server.log", "-o", options, "-w", "start"],
-                   check=True, capture_output=True)
     try:
-        yield f"postgresql://funcnn@127.0.0.1:{port}/postgres"
-    finally:
-        subprocess.run([*as_user, binaries / "pg_ctl", "-D", data, "-m", "immediate", "-w", "stop"], check=False, capture_output=True)
-        shutil.rmtree(folder, ignore_errors=True)
+        with postgres_server() as url:
+            yield url
+    except ServerMissing as missing:
+        pytest.skip(str(missing))
 
 
 @contextlib.contextmanager
