@@ -82,7 +82,7 @@ def storage_rate(where: str, workers: int, trials: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--part", choices=["all", "speedup", "storage"], default="all")
-    parser.add_argument("--epochs", type=int, default=5, help="epochs per trial of the digits sweep (default: 5)")
+    parser.add_argument("--epochs", type=int, default=15, help="epochs per trial of the digits sweep (default: 15)")
     parser.add_argument("--idle-workers", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--storage-trials", type=int, default=300)
     args = parser.parse_args()

@@ -254,7 +254,7 @@ def _work(settings: dict[str, Any]) -> None:
         if not states:
             return
         if TrialState.WAITING not in states:
-            time.sleep(args.heartbeat)
+            time.sleep(1.0)  # soon after the last trial ends, or its heartbeat goes stale, this worker sees it
 
 
 if __name__ == "__main__":

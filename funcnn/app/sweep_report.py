@@ -80,10 +80,12 @@ def _cell(value: object) -> str:
 
 
 def plot_lr_reg(trials: Sequence[FrozenTrial], path: Path, title: str) -> Path | None:
-    """The course's scatter of log10 learning rate against log10 reg, coloured by validation accuracy, over
-    the complete trials that searched both; the path, or None without matplotlib or such trials."""
-    points = [(t.params["lr"], t.params["reg"], t.value) for t in trials
-              if t.state == TrialState.COMPLETE and "lr" in t.params and "reg" in t.params and t.params["reg"] > 0]
+    """The course's scatter of log10 learning rate against log10 reg, coloured by validation accuracy (pruned
+    trials as crosses, at their last epoch's), over the trials that searched both; the path, or None without
+    matplotlib or such trials."""
+    shown = {TrialState.COMPLETE: "o", TrialState.PRUNED: "x"}
+    points = [(t.params["lr"], t.params["reg"], t.value, shown[t.state]) for t in trials if t.state in shown
+              and t.value is not None and "lr" in t.params and t.params.get("reg", 0) > 0]
     try:
         import matplotlib
 
@@ -93,11 +95,17 @@ def plot_lr_reg(trials: Sequence[FrozenTrial], path: Path, title: str) -> Path |
         return None
     if not points:
         return None
-    lr, reg, acc = zip(*points)
     fig, ax = plt.subplots(figsize=(6, 4.5), constrained_layout=True)
-    dots = ax.scatter([math.log10(v) for v in lr], [math.log10(v) for v in reg], c=acc, cmap="viridis", s=60)
+    low, high = min(p[2] for p in points), max(p[2] for p in points)
+    for marker, label in (("o", "complete"), ("x", "pruned")):
+        mine = [p for p in points if p[3] == marker]
+        if mine:
+            lr, reg, acc, _ = zip(*mine)
+            dots = ax.scatter([math.log10(v) for v in lr], [math.log10(v) for v in reg], c=acc, cmap="viridis",
+                              vmin=low, vmax=high, s=60, marker=marker, label=label)
     fig.colorbar(dots, ax=ax, label="validation accuracy")
     ax.set(xlabel="log10 learning rate", ylabel="log10 reg", title=title)
+    ax.legend(loc="best")
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path

@@ -107,11 +107,12 @@ def _driver_url(url: str) -> str:
 def open_storage(where: str, heartbeat: int) -> BaseStorage:
     """The study storage at ``where``: a database URL (``postgresql://user@host:port/db``, any SQLAlchemy
     URL) or the path of a journal file (created if missing; its folder must exist). A worker silent for
-    ``2 * heartbeat`` seconds has its trial failed and queued again with the same values. ValueError
+    ``2 * heartbeat`` seconds has its trial failed and queued again with the same values (twice at most; then
+    a rerun queues it again). ValueError
     naming ``where`` when it cannot be reached."""
     with warnings.catch_warnings():  # Optuna calls its heartbeat and retry experimental
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return _open(where, heartbeat, RetryHeartbeatStaleTrialCallback())
+        return _open(where, heartbeat, RetryHeartbeatStaleTrialCallback(max_retry=2))
 
 
 def _open(where: str, heartbeat: int, retry: StaleCallback) -> BaseStorage:
