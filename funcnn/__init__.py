@@ -46,6 +46,11 @@ from funcnn.gradcheck import NonDifferentiableWarning as NonDifferentiableWarnin
 from funcnn.gradcheck import VJPCheckError as VJPCheckError
 from funcnn.gradcheck import VJPReport as VJPReport
 from funcnn.gradcheck import check_vjp as check_vjp
+from funcnn.history import Callback as Callback
+from funcnn.history import EpochEnd as EpochEnd
+from funcnn.history import FitResult as FitResult
+from funcnn.history import History as History
+from funcnn.history import early_stopping as early_stopping
 from funcnn.init import init_params as init_params
 from funcnn.init import init_state as init_state
 from funcnn.layers import affine as affine
@@ -72,22 +77,19 @@ from funcnn.memory import keep_freed_memory as keep_freed_memory
 from funcnn.numerical import numerical_gradient as numerical_gradient
 from funcnn.numerical import numerical_gradient_array as numerical_gradient_array
 from funcnn.numerical import rel_error as rel_error
+from funcnn.objective import accuracy as accuracy
+from funcnn.objective import l2_penalty as l2_penalty
+from funcnn.objective import predict as predict
+from funcnn.objective import training_step as training_step
+from funcnn.objective import value_and_grad as value_and_grad
+from funcnn.objective import with_l2 as with_l2
+from funcnn.resume import Checkpoint as Checkpoint
 from funcnn.sandwiches import affine_relu as affine_relu
 from funcnn.sandwiches import conv_relu as conv_relu
 from funcnn.sandwiches import conv_relu_pool as conv_relu_pool
 from funcnn.sandwiches import dense_relu as dense_relu
 from funcnn.stepsweep import StepSweep as StepSweep
 from funcnn.stepsweep import step_sweep as step_sweep
-from funcnn.train import Callback as Callback
-from funcnn.train import EpochEnd as EpochEnd
-from funcnn.train import FitResult as FitResult
-from funcnn.train import History as History
-from funcnn.train import accuracy as accuracy
-from funcnn.train import early_stopping as early_stopping
 from funcnn.train import fit as fit
-from funcnn.train import l2_penalty as l2_penalty
-from funcnn.train import predict as predict
-from funcnn.train import value_and_grad as value_and_grad
-from funcnn.train import with_l2 as with_l2
 
 __version__ = "0.1.0"

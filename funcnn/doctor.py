@@ -14,13 +14,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from funcnn.core import VJP, Apply, State, bind, run
-from funcnn.gradcheck import VJPCheckError, check_vjp
+from funcnn.gradcheck import LeafCheck, VJPCheckError, check_vjp
 from funcnn.init import init_state
 from funcnn.losses import Loss, loss_layer, softmax_loss, svm_loss
+from funcnn.objective import accuracy, l2_penalty, training_step
 from funcnn.optim import Optimizer
-from funcnn.train import _training_step, accuracy, l2_penalty
 from funcnn.tree import PyTree, keystr, tree_leaves_with_path, tree_map
-from funcnn.validation import int_at_least
+from funcnn.validation import int_at_least, number_at_least
 
 __all__ = ["DoctorCheck", "DoctorReport", "doctor"]
 
@@ -86,14 +86,15 @@ class _Setup:
 
     def objective(self, x: np.ndarray, y: np.ndarray, reg: float) -> float:
         """The loss ``fit`` minimizes, with L2 strength ``reg``, at the initial params (training mode)."""
-        return _training_step(self.net, self.loss, reg)(self.params, x, y, self.state, np.random.default_rng(self.seed))[0]
+        step = training_step(self.net, self.loss, reg, owner="doctor")
+        return step(self.params, x, y, self.state, np.random.default_rng(self.seed))[0]
 
     def train(
         self, x: np.ndarray, y: np.ndarray, reg: float, steps: int, batch_size: int
     ) -> Iterator[tuple[PyTree, PyTree, State]]:
         """``(params before, params after, network state after)`` of each of ``steps`` optimizer steps on
         ``(x, y)`` (the state carries batch norm's running statistics, as ``fit`` does)."""
-        step, rng = _training_step(self.net, self.loss, reg), np.random.default_rng(self.seed)
+        step, rng = training_step(self.net, self.loss, reg), np.random.default_rng(self.seed)
         params, state, opt_state = self.params, self.state, self.optimizer.init(self.params)
         order = rng.permutation(len(x))
         for t in range(steps):
@@ -106,7 +107,8 @@ class _Setup:
 def _initial_loss(setup: _Setup, x: np.ndarray, y: np.ndarray) -> DoctorCheck:
     value = setup.objective(x, y, 0.0)
     classes = int(run(setup.net, setup.params, x[:1], setup.state, train=False)[0].shape[1])
-    targets = {softmax_loss: (math.log(classes), f"log({classes})"), svm_loss: (classes - 1.0, f"{classes} - 1")}
+    targets: dict[Loss, tuple[float, str]] = {softmax_loss: (math.log(classes), f"log({classes})"),
+                                              svm_loss: (classes - 1.0, f"{classes} - 1")}
     expected = targets.get(setup.loss)
     if expected is None:
         return DoctorCheck("initial loss (reg 0)", "warn", f"{value:.4g}", "no expectation for this loss")
@@ -149,11 +151,13 @@ def _gradient_check(name: str, f: Apply, setup: _Setup, x: np.ndarray) -> Doctor
     try:
         report = check_vjp(f, setup.params, x, seed=setup.seed, on_kink="ignore")
     except VJPCheckError as error:
-        located = error.check.located() if error.check is not None and error.check.n_checked else str(error).splitlines()[0]
+        check = error.check
+        located = check.located() if isinstance(check, LeafCheck) and check.n_checked else str(error).splitlines()[0]
         return DoctorCheck(name, "fail", located, "analytic = numeric")
     kinks = [leaf.path for leaf in report.kinks if leaf.path != "x"]
     measured = f"max rel error {report.max_rel_error:.1e}" + (f"; {', '.join(kinks)} at a kink" if kinks else "")
-    expected = f"<= {report.rtol:g} on every leaf" + (" (kinks: ReLU inputs at exactly 0, not checked)" if kinks else "")
+    kink_note = " (kinks: ReLU inputs at exactly 0, not checked)" if kinks else ""
+    expected = f"<= {report.rtol:g} on every leaf{kink_note}"
     return DoctorCheck(name, "warn" if kinks else "pass", measured, expected)
 
 
@@ -182,7 +186,8 @@ def _update_ratios(setup: _Setup, x: np.ndarray, y: np.ndarray, steps: int, batc
     for (path, new), (_, old) in zip(tree_leaves_with_path(after), tree_leaves_with_path(before)):
         if path and path[-1] == "w":
             old64 = np.asarray(old, np.float64)
-            ratio = float(np.linalg.norm(np.asarray(new, np.float64) - old64) / max(np.linalg.norm(old64), 1e-300))
+            change = float(np.linalg.norm(np.asarray(new, np.float64) - old64))
+            ratio = change / max(float(np.linalg.norm(old64)), 1e-300)
             status = _band(ratio, RATIO_PASS, RATIO_WARN) if np.isfinite(ratio) else "fail"
             expected = f"near 1e-3 ({RATIO_PASS[0]:g}..{RATIO_PASS[1]:g})"
             name = f"update/weight {keystr(path, 'params')}"
@@ -219,11 +224,13 @@ def doctor(
     """
     x, y = data
     if len(x) != len(y) or len(x) < 4:
-        raise ValueError(f"doctor: data must be (x, y) with the same number (>= 4) of examples, got {len(x)} and {len(y)}")
-    for name, count in (("subset", subset), ("overfit_steps", overfit_steps), ("ratio_steps", ratio_steps), ("batch_size", batch_size)):
+        raise ValueError(f"doctor: data must be (x, y) with the same number (>= 4) of examples, "
+                         f"got {len(x)} and {len(y)}")
+    counts = {"subset": subset, "overfit_steps": overfit_steps, "ratio_steps": ratio_steps, "batch_size": batch_size}
+    for name, count in counts.items():
         int_at_least("doctor", name, count, 1)
     state = init_state(net, x.shape[1:], x.dtype) if state is None else state
-    setup = _Setup(net, loss, optimizer, params, state, float(reg), seed)
+    setup = _Setup(net, loss, optimizer, params, state, number_at_least("doctor", "reg", reg, 0), seed)
     few = np.random.default_rng(seed).permutation(len(x))
     hundred, tiny = few[:100], few[:subset]
     return DoctorReport([

@@ -23,11 +23,12 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
 from funcnn.tree import PyTree, keystr, tree_flatten, tree_leaves_with_path, tree_structure, tree_unflatten
+from funcnn.validation import fraction, int_at_least, number_at_least, whole_number
 
 __all__ = [
     "OPTIMIZERS",
@@ -37,6 +38,7 @@ __all__ = [
     "adam",
     "constant",
     "exponential_decay",
+    "restore_state",
     "rmsprop",
     "sgd",
     "sgd_momentum",
@@ -44,7 +46,7 @@ __all__ = [
 ]
 
 Schedule = Callable[[int], float]
-LearningRate = Union[float, Schedule]
+LearningRate = float | Schedule
 OptState = dict[str, Any]
 
 
@@ -63,42 +65,12 @@ class Optimizer:
 # Learning-rate schedules
 
 
-def _check_positive(owner: str, name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{owner}: {name} must be a number, got {value!r}")
-    value = float(value)
-    if not (value > 0 and math.isfinite(value)):
-        raise ValueError(f"{owner}: {name} must be > 0 and finite, got {value!r}")
-    return value
-
-
-def _check_unit_interval(owner: str, name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{owner}: {name} must be a number, got {value!r}")
-    value = float(value)
-    if not 0.0 <= value < 1.0:
-        raise ValueError(f"{owner}: {name} must be in [0, 1), got {value!r}")
-    return value
-
-
-def _check_decay_steps(owner: str, decay_steps: Any) -> int:
-    if isinstance(decay_steps, bool) or not isinstance(decay_steps, (int, np.integer)) or decay_steps <= 0:
-        raise ValueError(f"{owner}: decay_steps must be a positive int, got {decay_steps!r}")
-    return int(decay_steps)
-
-
-def _check_step(owner: str, step: Any) -> int:
-    if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 0:
-        raise ValueError(f"{owner}: step must be an int >= 0, got {step!r}")
-    return int(step)
-
-
 def constant(lr: float) -> Schedule:
     """The schedule that returns ``lr`` at every step."""
-    lr = _check_positive("constant", "lr", lr)
+    lr = number_at_least("constant", "lr", lr, 0, strict=True)
 
     def schedule(step: int) -> float:
-        _check_step("constant", step)
+        int_at_least("constant", "step", step, 0)
         return lr
 
     return schedule
@@ -107,12 +79,12 @@ def constant(lr: float) -> Schedule:
 def step_decay(lr: float, decay_rate: float, decay_steps: int) -> Schedule:
     """``lr * decay_rate ** (step // decay_steps)``: cs231n's per-epoch ``lr_decay`` when
     ``decay_steps`` is the number of steps per epoch."""
-    lr = _check_positive("step_decay", "lr", lr)
-    decay_rate = _check_positive("step_decay", "decay_rate", decay_rate)
-    decay_steps = _check_decay_steps("step_decay", decay_steps)
+    lr = number_at_least("step_decay", "lr", lr, 0, strict=True)
+    decay_rate = number_at_least("step_decay", "decay_rate", decay_rate, 0, strict=True)
+    decay_steps = int_at_least("step_decay", "decay_steps", decay_steps, 1)
 
     def schedule(step: int) -> float:
-        step = _check_step("step_decay", step)
+        step = int_at_least("step_decay", "step", step, 0)
         return lr * decay_rate ** (step // decay_steps)
 
     return schedule
@@ -120,13 +92,13 @@ def step_decay(lr: float, decay_rate: float, decay_steps: int) -> Schedule:
 
 def exponential_decay(lr: float, decay_rate: float, decay_steps: int) -> Schedule:
     """``lr * decay_rate ** (step / decay_steps)``: a smooth version of :func:`step_decay`."""
-    lr = _check_positive("exponential_decay", "lr", lr)
-    decay_rate = _check_positive("exponential_decay", "decay_rate", decay_rate)
-    decay_steps = _check_decay_steps("exponential_decay", decay_steps)
+    lr = number_at_least("exponential_decay", "lr", lr, 0, strict=True)
+    decay_rate = number_at_least("exponential_decay", "decay_rate", decay_rate, 0, strict=True)
+    decay_steps = int_at_least("exponential_decay", "decay_steps", decay_steps, 1)
 
     def schedule(step: int) -> float:
-        step = _check_step("exponential_decay", step)
-        return lr * decay_rate ** (step / decay_steps)
+        step = int_at_least("exponential_decay", "step", step, 0)
+        return float(lr * decay_rate ** (step / decay_steps))
 
     return schedule
 
@@ -134,7 +106,7 @@ def exponential_decay(lr: float, decay_rate: float, decay_steps: int) -> Schedul
 def _make_schedule(owner: str, learning_rate: LearningRate) -> Schedule:
     if callable(learning_rate):
         return learning_rate
-    _check_positive(owner, "learning_rate", learning_rate)
+    number_at_least(owner, "learning_rate", learning_rate, 0, strict=True)
     return constant(float(learning_rate))
 
 
@@ -247,6 +219,31 @@ def _optimizer(name: str, rule: _LeafRule, hyperparams: dict[str, Any]) -> Optim
     return Optimizer(name=name, init=init, update=update, hyperparams=MappingProxyType(dict(hyperparams)))
 
 
+def restore_state(optimizer: Optimizer, saved: PyTree, params: PyTree) -> OptState:
+    """An optimizer state read back from a file (every number a 0-d array, dtypes as stored) in the
+    form ``optimizer.update`` takes, checked against ``optimizer.init(params)``: the same tree, each
+    array of the same shape (cast to the fresh state's dtype), each count (an int in a fresh state,
+    such as adam's ``t``) a whole number >= 0. Works for any :class:`Optimizer`; what the state holds
+    stays the optimizer's business. ValueError naming the first entry that differs."""
+    fresh = optimizer.init(params)
+    if tree_structure(saved) != tree_structure(fresh):
+        raise ValueError(f"{optimizer.name}: the saved state has structure {tree_structure(saved)!r}, "
+                         f"expected {tree_structure(fresh)!r}")
+    leaves: list[Any] = []
+    for (path, new), (_, old) in zip(tree_leaves_with_path(fresh), tree_leaves_with_path(saved)):
+        where = keystr(path, "state")
+        if isinstance(new, (int, np.integer)):
+            leaves.append(whole_number(optimizer.name, where, old))
+            continue
+        new, old = np.asarray(new), np.asarray(old)
+        if old.shape != new.shape or old.dtype.kind not in "biuf":
+            raise ValueError(f"{optimizer.name}: {where} must be numbers of shape {new.shape}, "
+                             f"got {old.dtype} of shape {old.shape}")
+        leaves.append(old.astype(new.dtype, copy=False))
+    restored: OptState = tree_unflatten(tree_structure(fresh), leaves)
+    return restored
+
+
 # ----------------------------------------------------------------------------------------------
 # The rules, each written once for one array (as a fused kernel in funcnn.kernels.optim)
 
@@ -276,10 +273,11 @@ def sgd(learning_rate: LearningRate = 1e-2) -> Optimizer:
 def sgd_momentum(learning_rate: LearningRate = 1e-2, momentum: float = 0.9) -> Optimizer:
     """SGD with momentum: ``v = momentum * v - lr * dw; w += v``. State: ``{"t", "velocity"}``."""
     schedule = _make_schedule("sgd_momentum", learning_rate)
-    mu = _check_unit_interval("sgd_momentum", "momentum", momentum)
+    mu = fraction("sgd_momentum", "momentum", momentum)
 
     def update(lr: float, t: int, dw: np.ndarray, w: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, ...]:
-        return _kernels().momentum_step(*_contiguous(w, dw, v), lr, mu)
+        steps: tuple[np.ndarray, ...] = _kernels().momentum_step(*_contiguous(w, dw, v), lr, mu)
+        return steps
 
     rule = _LeafRule(("velocity",), schedule, update)
     return _optimizer("sgd_momentum", rule, {"learning_rate": learning_rate, "momentum": momentum})
@@ -289,11 +287,12 @@ def rmsprop(learning_rate: LearningRate = 1e-2, decay_rate: float = 0.99, epsilo
     """RMSProp: ``cache = d * cache + (1 - d) * dw**2; w -= lr * dw / (sqrt(cache) + eps)``.
     State: ``{"t", "cache"}``."""
     schedule = _make_schedule("rmsprop", learning_rate)
-    d = _check_unit_interval("rmsprop", "decay_rate", decay_rate)
-    eps = _check_positive("rmsprop", "epsilon", epsilon)
+    d = fraction("rmsprop", "decay_rate", decay_rate)
+    eps = number_at_least("rmsprop", "epsilon", epsilon, 0, strict=True)
 
     def update(lr: float, t: int, dw: np.ndarray, w: np.ndarray, cache: np.ndarray) -> tuple[np.ndarray, ...]:
-        return _kernels().rmsprop_step(*_contiguous(w, dw, cache), lr, d, eps)
+        steps: tuple[np.ndarray, ...] = _kernels().rmsprop_step(*_contiguous(w, dw, cache), lr, d, eps)
+        return steps
 
     rule = _LeafRule(("cache",), schedule, update)
     hyperparams = {"learning_rate": learning_rate, "decay_rate": decay_rate, "epsilon": epsilon}
@@ -307,14 +306,15 @@ def adam(
     v = b2*v + (1-b2)*dw**2; w -= lr * m_hat / (sqrt(v_hat) + eps)`` with
     ``m_hat = m / (1-b1**t)``, ``v_hat = v / (1-b2**t)``. State: ``{"t", "m", "v"}``."""
     schedule = _make_schedule("adam", learning_rate)
-    b1 = _check_unit_interval("adam", "beta1", beta1)
-    b2 = _check_unit_interval("adam", "beta2", beta2)
-    eps = _check_positive("adam", "epsilon", epsilon)
+    b1 = fraction("adam", "beta1", beta1)
+    b2 = fraction("adam", "beta2", beta2)
+    eps = number_at_least("adam", "epsilon", epsilon, 0, strict=True)
 
     def update(
         lr: float, t: int, dw: np.ndarray, w: np.ndarray, m: np.ndarray, v: np.ndarray
     ) -> tuple[np.ndarray, ...]:
-        return _kernels().adam_step(*_contiguous(w, dw, m, v), lr, b1, b2, eps, t)
+        steps: tuple[np.ndarray, ...] = _kernels().adam_step(*_contiguous(w, dw, m, v), lr, b1, b2, eps, t)
+        return steps
 
     rule = _LeafRule(("m", "v"), schedule, update)
     hyperparams = {"learning_rate": learning_rate, "beta1": beta1, "beta2": beta2, "epsilon": epsilon}

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
-from funcnn.train import History
+from funcnn.history import History
 
-INSTALL_HINT = 'matplotlib is not installed, so no plot was written; install it with: pip install "funcnn[plot]" (from a clone: pip install -e ".[plot]")'
+INSTALL_HINT = ('matplotlib is not installed, so no plot was written; install it with: pip install "funcnn[plot]" '
+                '(from a clone: pip install -e ".[plot]")')
 
 
 def plot_history(history: History, path: str | Path, title: str = "") -> Path | None:

@@ -64,7 +64,8 @@ def cotangent(layer: str, dy: Any, y: np.ndarray) -> np.ndarray:
         raise ValueError(f"{layer} vjp: dy must have the output's shape {y.shape}, got {dy.shape}")
     if dy.dtype.kind not in "fiu":
         raise TypeError(f"{layer} vjp: dy must be a numeric array, got dtype {dy.dtype}")
-    return dy.astype(y.dtype, copy=False)
+    cast: np.ndarray = dy.astype(y.dtype, copy=False)
+    return cast
 
 
 def number_at_least(layer: str, arg: str, value: Any, minimum: float, *, strict: bool = False) -> float:
@@ -114,3 +115,41 @@ def dict_params(layer: str, params: Any, keys: tuple[str, ...], what: str = "par
     if not isinstance(params, dict) or set(params) != set(keys):
         raise wrong_keys(layer, what, list(keys), params)
     return {key: float_array(layer, f"{what}['{key}']", params[key]) for key in keys}
+
+
+def whole_number(owner: str, arg: str, value: Any) -> int:
+    """``value``, a number or a 0-d array as read back from a file, as an int ``>= 0``; a float is accepted
+    when it is whole (``2.0``), anything else is a ValueError naming ``arg``."""
+    array = np.asarray(value)
+    kind = array.dtype.kind
+    whole = kind in "iu" or (kind == "f" and bool(np.isfinite(array).all()) and bool((array == np.round(array)).all()))
+    if array.shape != () or not whole or array < 0:
+        raise ValueError(f"{owner}: {arg} must be a whole number >= 0, got {array.tolist()!r}")
+    return int(array)
+
+
+def fraction(owner: str, arg: str, value: Any) -> float:
+    """``value`` as a float in ``[0, 1)`` (a momentum, a decay rate, a dropout probability)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{owner}: {arg} must be a number, got {value!r}")
+    if not 0.0 <= value < 1.0:
+        raise ValueError(f"{owner}: {arg} must be in [0, 1), got {value!r}")
+    return float(value)
+
+
+def floating_dtype(owner: str, arg: str, dtype: Any) -> np.dtype:
+    """``dtype`` as a NumPy floating dtype (any precision; a data set may be float16)."""
+    try:
+        dt: np.dtype = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"{owner}: {arg} must be a floating dtype, got {dtype!r}") from None
+    if dt.kind != "f":
+        raise ValueError(f"{owner}: {arg} must be a floating type, got {dt}")
+    return dt
+
+
+def one_of(owner: str, arg: str, value: Any, choices: tuple[str, ...]) -> str:
+    """``value`` if it is one of ``choices``."""
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{owner}: {arg} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+    return value

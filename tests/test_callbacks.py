@@ -1,11 +1,15 @@
 """fit's callbacks: what they see after each epoch, "stop", errors, early stopping; fit's results are frozen."""
 
 import dataclasses
+import io
+import re
+import sys
 
 import numpy as np
 import pytest
 
 import funcnn as fn
+import funcnn.progress
 from funcnn.data import load_digits
 from funcnn.nets import three_layer_convnet
 from funcnn.optim import adam, sgd
@@ -19,7 +23,7 @@ def small_fit(epochs=3, lr=0.05, optimizer=None, **kwargs):
     net = three_layer_convnet(num_filters=2, filter_size=3, hidden_dim=8, num_classes=10)
     _, params = fn.init_params(net, np.random.default_rng(0), (1, 8, 8), np.float64)
     train, val = (DIGITS.train.x[:40], DIGITS.train.y[:40]), (DIGITS.val.x[:20], DIGITS.val.y[:20])
-    return fit(net, params, train, val, optimizer or sgd(lr), epochs=epochs, batch_size=8, log=None, **kwargs)
+    return fit(net, params, train, val, optimizer or sgd(lr), epochs=epochs, batch_size=8, **{"log": None, **kwargs})
 
 
 def test_a_callback_sees_each_epochs_history_and_params():
@@ -116,3 +120,51 @@ def test_early_stopping_refuses_a_patience_below_one():
         early_stopping(0)
     with pytest.raises(TypeError, match="early_stopping: patience must be an int"):
         early_stopping(2.5)
+
+
+def test_progress_in_plain_lines_names_epoch_step_and_loss(capsys, monkeypatch):
+    monkeypatch.setattr(funcnn.progress, "LINE_SECONDS", 0.0)  # a line after every step, not every 10 s
+    net = three_layer_convnet(num_filters=2, filter_size=3, hidden_dim=8, num_classes=10)
+    _, params = fn.init_params(net, np.random.default_rng(0), (1, 8, 8), np.float64)
+    result = fit(net, params, (DIGITS.train.x[:40], DIGITS.train.y[:40]), (DIGITS.val.x[:20], DIGITS.val.y[:20]),
+                 sgd(0.05), epochs=2, batch_size=8)  # log=print: stdout, captured, is not a terminal
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 * 5  # per epoch: steps 1..4 within it, then the epoch's own line
+    losses = result.history.loss_history
+    for epoch in (1, 2):
+        within, end = lines[5 * (epoch - 1) : 5 * epoch - 1], lines[5 * epoch - 1]
+        for step, line in enumerate(within, start=1):
+            match = re.fullmatch(rf"epoch {epoch}/2  step {step}/5  loss (\S+)  [\d,]+ img/s", line)
+            assert match, line
+            mean = np.mean(losses[5 * (epoch - 1) : 5 * (epoch - 1) + step])  # the epoch's mean loss so far
+            assert float(match.group(1)) == pytest.approx(mean, abs=5e-5)
+        assert re.match(rf"epoch {epoch}/2  loss \S+  train acc", end)
+
+
+def test_progress_lines_come_at_most_every_line_seconds(capsys):
+    small_fit(2, log=print)  # a few milliseconds an epoch: no line within it at the default 10 s
+    assert [line.split("  ")[0] for line in capsys.readouterr().out.splitlines()] == ["epoch 1/2", "epoch 2/2"]
+
+
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_on_a_terminal_is_a_tqdm_bar_with_loss_and_images_per_second(monkeypatch):
+    pytest.importorskip("tqdm")
+    monkeypatch.setattr(funcnn.progress, "BAR_SECONDS", 0.0)  # redraw at every step
+    monkeypatch.setattr(sys, "stdout", terminal := Terminal())
+    small_fit(1, log=print)
+    shown = terminal.getvalue()
+    assert "\r" in shown and re.search(r"epoch 1/1: .*\d+/5 .*loss \d\.\d{4}  [\d,]+ img/s", shown)
+    assert shown.rstrip().splitlines()[-1].lstrip("\r\x1b[A ").startswith("epoch 1/1  loss ")
+
+
+def test_progress_without_tqdm_is_plain_lines_even_on_a_terminal(monkeypatch):
+    monkeypatch.setitem(sys.modules, "tqdm", None)  # import tqdm raises ImportError
+    monkeypatch.setattr(funcnn.progress, "LINE_SECONDS", 0.0)
+    monkeypatch.setattr(sys, "stdout", terminal := Terminal())
+    small_fit(1, log=print)
+    assert "\r" not in terminal.getvalue()
+    assert terminal.getvalue().splitlines()[0].startswith("epoch 1/1  step 1/5  loss ")

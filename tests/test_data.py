@@ -427,3 +427,20 @@ def test_cifar_missing_file_and_bad_kind(tmp_path):
     assert_names(ei, tmp_path / "test_batch.bin")
     with pytest.raises(ValueError, match="kind"):
         load_cifar10_binary(tmp_path, "validation")
+
+
+def test_loaders_check_kind_and_dtype_before_reading_anything(tmp_path):
+    from funcnn.data import load_cifar10_binary, load_digits, load_mnist
+
+    missing = tmp_path / "nothing here"
+    with pytest.raises(ValueError, match="load_digits: dtype must be a floating type, got int32"):
+        load_digits(np.int32)
+    with pytest.raises(ValueError, match="load_mnist: kind must be one of 'train', 'test', got 'val'"):
+        load_mnist(missing, kind="val")
+    with pytest.raises(ValueError, match="load_mnist: dtype must be a floating type, got uint8"):
+        load_mnist(missing, dtype=np.uint8)
+    with pytest.raises(ValueError, match="load_cifar10_binary: kind must be one of 'train', 'test', got 'TRAIN'"):
+        load_cifar10_binary(missing, kind="TRAIN")
+    with pytest.raises(TypeError, match="load_cifar10_binary: dtype must be a floating dtype, got 'no such type'"):
+        load_cifar10_binary(missing, dtype="no such type")
+    assert load_digits(np.float16).train.x.dtype == np.float16

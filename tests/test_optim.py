@@ -23,7 +23,7 @@ from funcnn.optim import (
     sgd_momentum,
     step_decay,
 )
-from funcnn.tree import keystr, tree_leaves, tree_leaves_with_path, tree_structure, tree_unflatten
+from funcnn.tree import keystr, tree_leaves, tree_leaves_with_path, tree_map, tree_structure, tree_unflatten
 
 ALL = [sgd, sgd_momentum, rmsprop, adam]
 
@@ -137,9 +137,8 @@ def ref_rmsprop(w, grads, lrs, decay_rate, epsilon):
 
 
 def ref_adam(w, grads, lrs, beta1, beta2, epsilon):
-    m, v, t = np.zeros_like(w), np.zeros_like(w), 0
-    for lr, dw in zip(lrs, grads):
-        t += 1
+    m, v = np.zeros_like(w), np.zeros_like(w)
+    for t, (lr, dw) in enumerate(zip(lrs, grads), start=1):
         m = beta1 * m + (1 - beta1) * dw
         v = beta2 * v + (1 - beta2) * dw**2
         mhat = m / (1 - beta1**t)
@@ -420,7 +419,7 @@ def test_boundary_hyperparameters_are_accepted():
     ],
 )
 def test_bad_schedules(make, args, match):
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises((ValueError, TypeError), match=match):  # a float decay_steps is a TypeError
         make(*args)
 
 
@@ -522,3 +521,30 @@ def test_matches_torch_optim(name, ours, torch_name, theirs):
         torch_opt.step()
         for k, t in tensors.items():
             np.testing.assert_allclose(params[k], t.detach().numpy(), rtol=1e-10, atol=1e-12, err_msg=k)
+
+
+@pytest.mark.parametrize("make", [sgd, sgd_momentum, rmsprop, adam])
+def test_restore_state_takes_a_state_as_read_back_from_a_file(make, tmp_path):
+    from funcnn.checkpoint import load_checkpoint, save_checkpoint
+    from funcnn.optim import restore_state
+
+    params = {"w": np.ones((2, 3), np.float32), "b": np.zeros(3, np.float32)}
+    opt = make()
+    _, state = opt.update(tree_map(np.ones_like, params), opt.init(params), params)
+    save_checkpoint(tmp_path / "s.npz", state)
+    loaded = load_checkpoint(tmp_path / "s.npz", tree_map(lambda _: None, state))
+    assert isinstance(loaded["t"], np.ndarray)
+    restored = restore_state(opt, loaded, params)
+    assert type(restored["t"]) is int and restored["t"] == 1
+    assert trees_equal(restored, state)
+    opt.update(tree_map(np.ones_like, params), restored, params)  # update takes it
+    if make is not sgd:
+        slot = next(k for k in state if k != "t")
+        float64 = {**loaded, slot: tree_map(lambda a: a.astype(np.float64), loaded[slot])}
+        assert all(a.dtype == np.float32 for a in tree_leaves(restore_state(opt, float64, params)[slot]))
+        with pytest.raises(ValueError, match=rf'{make.__name__}: state\["{slot}"\]\["w"\] must be numbers of shape \(2, 3\)'):
+            restore_state(opt, {**loaded, slot: {**loaded[slot], "w": np.ones(6)}}, params)
+    with pytest.raises(ValueError, match=rf'{make.__name__}: state\["t"\] must be a whole number >= 0, got 1.5'):
+        restore_state(opt, {**loaded, "t": np.asarray(1.5)}, params)
+    with pytest.raises(ValueError, match=f"{make.__name__}: the saved state has structure"):
+        restore_state(opt, {"t": loaded["t"], "other": ()}, params)

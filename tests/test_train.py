@@ -86,15 +86,17 @@ def test_a_small_net_overfits_fifty_images():
     assert result.history.loss_history[-1] < 0.1 * result.history.loss_history[0]
 
 
-def run(seed=0, epochs=2, **kwargs):
+def run(seed=0, epochs=2, checkpoint=None, resume=False, **kwargs):
     net, params = small_net_and_params()
+    if checkpoint is not None:
+        kwargs["checkpoint"] = fn.Checkpoint(checkpoint, resume)
     d = DIGITS
     return fit(net, params, (d.train.x[:200], d.train.y[:200]), (d.val.x[:100], d.val.y[:100]), sgd(0.05),
                epochs=epochs, batch_size=32, seed=seed, log=None, **kwargs)
 
 
 def test_fit_is_reproducible_and_pure():
-    net, params = small_net_and_params()
+    _, params = small_net_and_params()
     before = tree_map(np.copy, params)
     a, b, c = run(seed=3), run(seed=3), run(seed=4)
     assert tree_allclose(a.params, b.params, rtol=0, atol=0)
@@ -205,8 +207,68 @@ def test_convnet_and_conv_sizes_are_checked():
 
 
 def test_help_lists_the_options(capsys):
-    with pytest.raises(SystemExit):
-        main(["train", "--help"])
+    assert main(["train", "--help"]) == 0
     text = capsys.readouterr().out
-    for option in ("--epochs", "--batch-size", "--lr", "--optimizer", "--seed", "--dataset", "--data-path", "--out"):
+    for option in ("--epochs", "--batch-size", "--lr", "--optimizer", "--seed", "--dataset", "--data-path", "--out",
+                   "--patience"):
         assert option in text
+
+
+def test_doctor_takes_the_network_and_data_options_and_refuses_the_runs(capsys):
+    assert main(["doctor", "--help"]) == 0
+    text = capsys.readouterr().out
+    for option in ("--batch-size", "--lr", "--reg", "--optimizer", "--seed", "--dataset", "--filters", "--weight-scale"):
+        assert option in text
+    for option in ("--epochs", "--out", "--resume", "--patience", "--lr-decay"):  # it would ignore them
+        assert option not in text
+        assert main(["doctor", option, "1"]) == 2
+        assert "unrecognized arguments" in capsys.readouterr().err
+
+
+def test_one_training_step_serves_value_and_grad_with_l2_and_fit():
+    net, params = small_net_and_params()
+    x, y = DIGITS.train.x[:6], DIGITS.train.y[:6]
+    value, grads, state = fn.training_step(net, reg=0.1)(params, x, y)
+    same_value, same_grads = with_l2(value_and_grad(net), 0.1)(params, x, y)
+    assert value == same_value and tree_allclose(grads, same_grads, rtol=0, atol=0) and state == ()
+    asked = []
+
+    @fn.skips_dx
+    def first_vjp(dy, need_dx=True):
+        asked.append(need_dx)
+        return (), (dy if need_dx else None)
+
+    first = fn.layer(lambda p, x: (x, first_vjp), "first")
+    value_and_grad(fn.chain(first, fn.affine))(((), params[2]), np.ones((2, 16)), np.array([0, 1]))
+    fn.training_step(fn.chain(first, fn.affine))(((), params[2]), np.ones((2, 16)), np.array([0, 1]))
+    assert asked == [False, False]  # nobody needs the data's gradient
+
+
+def test_reg_is_checked_once_naming_who_was_called():
+    net, _ = small_net_and_params()
+    for call, owner in ((lambda: with_l2(value_and_grad(net), -1.0), "with_l2"),
+                        (lambda: fn.training_step(net, reg=float("nan")), "training_step"),
+                        (lambda: run(reg=-0.5), "fit")):
+        with pytest.raises(ValueError, match=f"{owner}: reg must be >= 0 and finite"):
+            call()
+
+
+def test_value_and_grad_of_a_moded_net_says_to_bind_it():
+    net = fn.chain(fn.dense(4), fn.dropout(0.5), fn.dense(3))
+    with pytest.raises(TypeError, match=r"value_and_grad: chain.* needs a mode and a state; pass fn.bind"):
+        value_and_grad(net)
+
+
+def test_fits_former_checkpoint_arguments_still_work_with_a_warning(tmp_path):
+    ckpt = tmp_path / "c.npz"
+    run(epochs=1, checkpoint=ckpt)
+    net, params = small_net_and_params()
+    lines: list[str] = []
+    train, val = (DIGITS.train.x[:200], DIGITS.train.y[:200]), (DIGITS.val.x[:100], DIGITS.val.y[:100])
+    with pytest.warns(DeprecationWarning, match=r"config, resume moved into checkpoint=fn.Checkpoint"):
+        old = fit(net, params, train, val, sgd(0.05), epochs=2, batch_size=32, log=lines.append, checkpoint=ckpt,
+                  resume=True, config={})
+    assert lines[0] == f"resumed from {ckpt} after epoch 1" and len(old.history.val_acc_history) == 2
+    assert tree_allclose(old.params, run(epochs=2).params, rtol=0, atol=0)
+    with pytest.raises(TypeError, match="fit\\(\\) got an unexpected keyword argument 'resum'"):
+        run(resum=True)

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from funcnn.app.options import Parser, add_model_options, add_run_options, int_from
+
 
 def _check(args: argparse.Namespace) -> int:
     from funcnn.app.problems import format_table, run_checks
@@ -28,8 +30,10 @@ def _check(args: argparse.Namespace) -> int:
 
 
 RUN_FILES = ("checkpoint.npz", "history.json", "training.png")
-# Options that a resumed run may change: where things are, how long to train, and the init (a resume does not use it).
-CONFIG_EXEMPT = ("command", "run", "epochs", "out", "resume", "overwrite", "allow_config_change", "weight_scale")
+# Options that a resumed run may change: where things are, how long to train (and when to stop), and the init
+# (a resume does not use it).
+CONFIG_EXEMPT = ("command", "run", "epochs", "out", "resume", "overwrite", "allow_config_change", "weight_scale",
+                 "patience")
 
 
 def _out_folder(args: argparse.Namespace) -> tuple[Path, bool]:
@@ -59,15 +63,10 @@ def _out_folder(args: argparse.Namespace) -> tuple[Path, bool]:
 
 
 def _check_options(args: argparse.Namespace) -> None:
-    """Refuse option values and combinations that no run can use, before anything is loaded or created."""
-    for option in ("epochs", "batch_size", "filters", "filter_size", "hidden"):
-        if getattr(args, option) < 1:
-            raise ValueError(f"--{option.replace('_', '-')} must be >= 1, got {getattr(args, option)}")
+    """Refuse option combinations that no run can use, before anything is loaded or created (each value
+    was checked by the parser)."""
     if args.resume and args.overwrite:
         raise ValueError("--resume and --overwrite contradict each other: continue the run in --out, or replace it")
-    if args.reg < 0:
-        raise ValueError(f"--reg must be >= 0, got {args.reg}")
-    _weight_scale(args.weight_scale)
 
 
 def _write_atomically(path: Path, text: str) -> None:
@@ -87,27 +86,18 @@ def _net_and_params(args: argparse.Namespace, data: Any) -> tuple[Any, Any]:
     from funcnn.init import init_params
     from funcnn.nets import three_layer_convnet
 
-    net = three_layer_convnet(args.filters, args.filter_size, args.hidden, NUM_CLASSES[args.dataset], args.batch_norm, args.dropout)
+    classes = NUM_CLASSES[args.dataset]
+    net = three_layer_convnet(args.filters, args.filter_size, args.hidden, classes, args.batch_norm, args.dropout)
     rng = np.random.default_rng(args.seed)
-    _, params = init_params(net, rng, data.train.x.shape[1:], args.dtype, _weight_scale(args.weight_scale))
+    _, params = init_params(net, rng, data.train.x.shape[1:], args.dtype, args.weight_scale)
     return net, params
-
-
-def _weight_scale(text: str) -> str | float:
-    """``--weight-scale``: "he" or a number."""
-    if text == "he":
-        return text
-    try:
-        return float(text)
-    except ValueError:
-        raise ValueError(f"--weight-scale must be 'he' or a number, got {text!r}") from None
 
 
 def _train(args: argparse.Namespace) -> int:
     from funcnn.app.datasets import load_named
     from funcnn.optim import OPTIMIZERS, step_decay
     from funcnn.plot import INSTALL_HINT, plot_history
-    from funcnn.train import accuracy, batch_starts, fit
+    from funcnn.train import Checkpoint, accuracy, batch_starts, early_stopping, fit
 
     started = time.perf_counter()
     _check_options(args)
@@ -119,7 +109,8 @@ def _train(args: argparse.Namespace) -> int:
     out, created = _out_folder(args)  # after every option was checked: a failed start leaves no folder behind
     checkpoint = out / "checkpoint.npz"
     # When resuming, these lines wait for fit to accept the checkpoint, so a refusal comes first and alone.
-    header = (f"funcnn train: {net.name}\n  {args.dataset}: {len(data.train)} train, {len(data.val)} val, {len(data.test)} test "
+    header = (f"funcnn train: {net.name}\n  {args.dataset}: {len(data.train)} train, {len(data.val)} val, "
+              f"{len(data.test)} test "
               f"images of shape {input_shape}; {args.optimizer} lr {args.lr} (x{args.lr_decay} per epoch), "
               f"batch {args.batch_size}, {args.epochs} epochs, seed {args.seed}")
     pending = [header]
@@ -135,8 +126,9 @@ def _train(args: argparse.Namespace) -> int:
     try:
         result = fit(
             net, params, (data.train.x, data.train.y), (data.val.x, data.val.y), optimizer,
-            epochs=args.epochs, batch_size=args.batch_size, reg=args.reg, seed=args.seed, checkpoint=checkpoint,
-            resume=args.resume, allow_config_change=args.allow_config_change, config=config, log=log,
+            epochs=args.epochs, batch_size=args.batch_size, reg=args.reg, seed=args.seed,
+            checkpoint=Checkpoint(checkpoint, args.resume, config, args.allow_config_change), log=log,
+            callbacks=[early_stopping(args.patience)] if args.patience else [],
         )  # fmt: skip
     except BaseException:
         if created and not any(out.iterdir()):
@@ -144,12 +136,15 @@ def _train(args: argparse.Namespace) -> int:
         raise
     test_acc = accuracy(net, result.best_params, data.test.x, data.test.y, result.best_state)
     history = result.history
-    summary = {"dataset": args.dataset, "test_acc": test_acc, "best_val_acc": history.best_val_acc, "best_epoch": history.best_epoch,
-               "seconds": time.perf_counter() - started, "history": asdict(history)}
+    summary = {"dataset": args.dataset, "test_acc": test_acc, "best_val_acc": history.best_val_acc,
+               "best_epoch": history.best_epoch, "stopped_by": result.stopped_by,
+               "seconds": time.perf_counter() - started,
+               "history": asdict(history)}
     _write_atomically(out / "history.json", json.dumps(summary, indent=1))
     title = f"three-layer convnet on {args.dataset}: test accuracy {test_acc:.3f}"
     plot = plot_history(history, out / "training.png", title)
-    print(f"test accuracy {test_acc:.4f} (best validation {history.best_val_acc:.4f} after epoch {history.best_epoch}); "
+    print(f"test accuracy {test_acc:.4f} (best validation {history.best_val_acc:.4f} after epoch "
+          f"{history.best_epoch}); "
           f"{summary['seconds']:.1f} s in all")
     print(f"wrote {out / 'checkpoint.npz'}, {out / 'history.json'}" + (f", {plot}" if plot else ""))
     if plot is None:
@@ -163,12 +158,13 @@ def _doctor(args: argparse.Namespace) -> int:
     from funcnn.optim import OPTIMIZERS
 
     started = time.perf_counter()
-    _check_options(args)
     data = load_named(args.dataset, args.data_path, np.dtype(args.dtype).type)
     net, params = _net_and_params(args, data)
     optimizer = OPTIMIZERS[args.optimizer](learning_rate=args.lr)
-    print(f"funcnn doctor: {net.name} on {args.dataset}; {args.optimizer} lr {args.lr}, reg {args.reg}, batch {args.batch_size}")
-    report = doctor(net, params, (data.train.x, data.train.y), optimizer, reg=args.reg, batch_size=args.batch_size, seed=args.seed)
+    print(f"funcnn doctor: {net.name} on {args.dataset}; {args.optimizer} lr {args.lr}, reg {args.reg}, "
+          f"batch {args.batch_size}")
+    report = doctor(net, params, (data.train.x, data.train.y), optimizer, reg=args.reg, batch_size=args.batch_size,
+                    seed=args.seed)
     print(f"{report}\n{time.perf_counter() - started:.1f} s")
     return 0 if report.ok else 1
 
@@ -196,8 +192,8 @@ def _add_sweep(commands: Any, train: argparse.ArgumentParser) -> None:
     for action in train._actions[1:]:
         if action.dest not in run_only:
             sweep._add_action(action)
-    sweep.add_argument("--trials", type=int, default=20, help="trials in the study, over all workers (default: 20)")
-    sweep.add_argument("--workers", type=int, help="worker processes here (default: the number of cores)")
+    sweep.add_argument("--trials", type=int_from(1), default=20, help="trials in the study, over all workers (default: 20)")
+    sweep.add_argument("--workers", type=int_from(1), help="worker processes here (default: the number of cores)")
     sweep.add_argument("--space", action="append", default=[], metavar="OPTION=KIND:LOW:HIGH",
                        help="a range to search, kind log, uniform, int (lr=log:1e-4:1e-2, hidden=int:32:256) or choice "
                             "(optimizer=choice:adam,sgd_momentum); repeat for more (default: lr and reg on a log scale)")
@@ -209,7 +205,7 @@ def _add_sweep(commands: Any, train: argparse.ArgumentParser) -> None:
     sweep.add_argument("--storage", help="a database URL (postgresql://user@host:port/db) or a journal file on a shared "
                                          "filesystem, for workers on many machines (default: <out>/study.journal)")
     sweep.add_argument("--study", default="sweep", help="the study's name in --storage (default: sweep)")
-    sweep.add_argument("--heartbeat", type=int, default=10,
+    sweep.add_argument("--heartbeat", type=int_from(1), default=10,
                        help="seconds between a worker's signs of life; a trial silent for twice that is retried (default: 10)")
     sweep.add_argument("--resume", action="store_true", help="continue the study (refused when there is none; "
                                                              "rerunning the command continues it too)")
@@ -224,7 +220,9 @@ def train_parser() -> argparse.ArgumentParser:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="funcnn", description="funcnn: neural nets with hand-written, checked VJPs.")
+    """The ``funcnn`` command's parser: train, doctor (train's network and data options, from the same
+    declarations) and check."""
+    parser = Parser(prog="funcnn", description="funcnn: neural nets with hand-written, checked VJPs.")
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser(
@@ -232,44 +230,24 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train conv-relu-pool / affine-relu / affine on a data set, print progress, end with the "
                     "test accuracy, and write a checkpoint, a history and a plot into --out.",
     )  # fmt: skip
-    train.add_argument("--dataset", choices=["digits", "mnist", "fashion-mnist", "cifar10"], default="digits",
-                       help="digits is bundled; the others are read from --data-path (default: digits)")
-    train.add_argument("--data-path", help="folder with MNIST/Fashion-MNIST IDX files or CIFAR-10 binary batches")
-    train.add_argument("--epochs", type=int, default=15, help="passes over the training set (default: 15)")
-    train.add_argument("--batch-size", type=int, default=50, help="examples per step (default: 50)")
-    train.add_argument("--optimizer", choices=["sgd", "sgd_momentum", "rmsprop", "adam"], default="adam", help="(default: adam)")
-    train.add_argument("--lr", type=float, default=2e-3, help="learning rate (default: 2e-3)")
-    train.add_argument("--lr-decay", type=float, default=0.9, help="learning rate factor after each epoch (default: 0.9)")
-    train.add_argument("--reg", type=float, default=0.0, help="L2 regularization strength on weights (default: 0)")
-    train.add_argument("--filters", type=int, default=32, help="conv filters (default: 32)")
-    train.add_argument("--filter-size", type=int, default=3, help="conv kernel size, odd (default: 3)")
-    train.add_argument("--hidden", type=int, default=100, help="hidden units of the affine layer (default: 100)")
-    train.add_argument("--batch-norm", action="store_true", help="add (spatial) batch norm before each hidden relu")
-    train.add_argument("--dropout", type=float, default=0.0, help="dropout probability after the hidden affine layer (default: 0)")
-    train.add_argument("--weight-scale", default="he", help="'he' or a standard deviation such as 1e-3 (default: he)")
-    train.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="(default: float32)")
-    train.add_argument("--seed", type=int, default=0, help="seed of the init and of the minibatch order (default: 0)")
-    train.add_argument("--out", help="output folder (default: runs/<dataset>)")
-    train.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.npz if it exists")
-    train.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
-    train.add_argument("--allow-config-change", action="store_true",
-                       help="let --resume continue with other options than the checkpoint's (default: refuse)")
+    add_model_options(train)
+    add_run_options(train)
     train.set_defaults(run=_train)
 
     doctor = commands.add_parser(
-        "doctor", help="pre-flight checks of a training configuration (same options as train)",
+        "doctor", help="pre-flight checks of a training configuration (train's network and data options)",
         description="cs231n's checks before training, on the options of funcnn train: initial loss, loss rising "
-                    "with reg, the network's gradient, overfitting 30 examples, update/weight ratios. Exits 1 on a failure.",
+                    "with reg, the network's gradient, overfitting 30 examples, update/weight ratios. "
+                    "Exits 1 on a failure.",
     )  # fmt: skip
-    for action in train._actions[1:]:  # every option of train but --help, so the two never drift apart
-        doctor._add_action(action)
+    add_model_options(doctor)
     doctor.set_defaults(run=_doctor)
     _add_sweep(commands, train)
 
     check = commands.add_parser("check", help="finite-difference check of every layer, sandwich and network")
     check.add_argument("--mode", choices=["full", "fast"], default="full",
                        help="full: element by element, like the course; fast: random directions (default: full)")
-    check.add_argument("--seed", type=int, default=0, help="seed of the random problems (default: 0)")
+    check.add_argument("--seed", type=int_from(0), default=0, help="seed of the random problems (default: 0)")
     check.set_defaults(run=_check)
     return parser
 
@@ -278,10 +256,14 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m funcnn`` and the ``funcnn`` script."""
     from funcnn.memory import keep_freed_memory
 
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as done:  # --help, or a value the parser refused (it printed one line)
+        return int(done.code or 0)
     keep_freed_memory()  # this process is ours: steps reuse freed memory instead of page-faulting
     try:
-        return args.run(args)
+        code: int = args.run(args)
+        return code
     except (KeyboardInterrupt, SystemError) as error:  # Ctrl-C: one line, and how to continue if an epoch was saved
         from funcnn.train import is_ctrl_c
 

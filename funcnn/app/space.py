@@ -62,18 +62,32 @@ def _number(where: str, text: Any, integer: bool) -> float:
         raise ValueError(f"{where}: expected {whole}, got {text!r}") from None
 
 
+def _numeric(action: argparse.Action) -> str | None:
+    """"float" or "int" for an option whose parser takes such numbers (probed with its type), else None."""
+    for kind, probe in (("float", "0.5"), ("int", "1")):
+        try:
+            if callable(action.type) and action.choices is None and isinstance(action.type(probe), (int, float)):
+                return kind
+        except (argparse.ArgumentTypeError, TypeError, ValueError):
+            pass
+    return None
+
+
 def _choice_value(where: str, action: argparse.Action, value: Any) -> Any:
-    """A categorical value as the option takes it: a flag's true/false, a number, or one of the option's choices."""
+    """A categorical value as the option takes it: a flag's true/false, or what the option's parser makes of it."""
     if action.nargs == 0:  # a flag such as --batch-norm
         words = {"true": True, "false": False}
         if isinstance(value, bool) or str(value).lower() in words:
             return value if isinstance(value, bool) else words[str(value).lower()]
         raise ValueError(f"{where}: a flag takes true or false, got {value!r}")
-    if action.type in (int, float):
-        return _number(where, value, action.type is int)
-    if action.choices is not None and value not in action.choices:
+    if action.choices is not None and str(value) not in action.choices:
         raise ValueError(f"{where}: {value!r} is not one of {', '.join(map(str, action.choices))}")
-    return value if isinstance(value, (int, float)) else str(value)
+    if not callable(action.type):
+        return str(value)
+    try:
+        return action.type(str(value))
+    except (argparse.ArgumentTypeError, ValueError) as error:
+        raise ValueError(f"{where}: {action.option_strings[0]} {error}") from None
 
 
 def make_range(where: str, option: str, kind: str, values: Sequence[Any], train: argparse.ArgumentParser) -> Range:
@@ -89,9 +103,10 @@ def make_range(where: str, option: str, kind: str, values: Sequence[Any], train:
         if not choices:
             raise ValueError(f"{where}: an empty choice")
         return Range(option, kind, choices=choices)
-    if action.nargs == 0 or action.choices is not None or (action.type is not int and action.type is not float):
+    numeric = _numeric(action)
+    if numeric is None or action.nargs == 0:
         raise ValueError(f"{where}: --{option.replace('_', '-')} is not a number; search it with choice")
-    if action.type is int and kind != "int":
+    if numeric == "int" and kind != "int":
         raise ValueError(f"{where}: --{option.replace('_', '-')} takes whole numbers; search it with int")
     if len(values) != 2:
         raise ValueError(f"{where}: a {kind} range needs a low and a high value, got {len(values)} values")

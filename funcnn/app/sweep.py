@@ -105,23 +105,32 @@ def _open_study(args: argparse.Namespace, storage: optuna.storages.BaseStorage, 
     return study, f"joined ({slots} trials there{f', {reopened} interrupted ones queued again' if reopened else ''})"
 
 
-def _check(args: argparse.Namespace, train: argparse.ArgumentParser) -> tuple[Range, ...]:
-    """The search space, after checking every option and every range's ends as ``funcnn train`` would."""
-    from funcnn.app.cli import _check_options
+def _checked_value(action: argparse.Action, value: Any) -> None:
+    """Check ``value`` with the option's parser type, as if it were given on the command line."""
+    if callable(action.type) and value is not None and not isinstance(value, bool):
+        try:
+            action.type(str(value))
+        except (argparse.ArgumentTypeError, ValueError) as error:
+            raise ValueError(f"{action.option_strings[0]}: {error}") from None
 
+
+def _check(args: argparse.Namespace, train: argparse.ArgumentParser) -> tuple[Range, ...]:
+    """The search space, after checking every option (given in Python, the parser did not) and every
+    range's ends with the parser's checks of ``funcnn train``."""
+    from funcnn.app.cli import build_parser
+
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    for action in commands.choices["sweep"]._actions:
+        _checked_value(action, getattr(args, action.dest, None))
     args.workers = len(os.sched_getaffinity(0)) if args.workers is None else args.workers
-    for option in ("trials", "workers", "heartbeat"):
-        if getattr(args, option) < 1:
-            raise ValueError(f"--{option} must be >= 1, got {getattr(args, option)}")
-    args.overwrite = False
-    _check_options(args)
     space = search_space(args.space, args.space_file, train)
+    options = {a.dest: a for a in train._actions}
     for r in space:
         for value in r.bounds():
             try:
-                _check_options(argparse.Namespace(**{**vars(args), r.option: value}))
+                _checked_value(options[r.option], value)
             except ValueError as error:
-                raise ValueError(f"search space {r.option} ({r.kind} {r.bounds()}): {error}") from None
+                raise ValueError(f"search space {r.option} ({r.kind} {list(r.bounds())}): {error}") from None
     return space
 
 

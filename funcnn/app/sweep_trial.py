@@ -29,7 +29,7 @@ def make_objective(args: argparse.Namespace, space: Sequence[Range], out: Path) 
     from funcnn.app.cli import _net_and_params
     from funcnn.app.datasets import load_named
     from funcnn.optim import OPTIMIZERS, step_decay
-    from funcnn.train import EpochEnd, accuracy, batch_starts, fit
+    from funcnn.train import Callback, Checkpoint, EpochEnd, accuracy, batch_starts, early_stopping, fit
 
     loaded: dict[tuple[str, str], Any] = {}  # a worker reads each data set once
 
@@ -52,10 +52,11 @@ def make_objective(args: argparse.Namespace, space: Sequence[Range], out: Path) 
             net, params = _net_and_params(options, data)
             steps_per_epoch = len(batch_starts(len(data.train), options.batch_size))
             optimizer = OPTIMIZERS[options.optimizer](learning_rate=step_decay(options.lr, options.lr_decay, steps_per_epoch))
+            callbacks: list[Callback] = [prune, early_stopping(options.patience)] if options.patience else [prune]
             result = fit(
                 net, params, (data.train.x, data.train.y), (data.val.x, data.val.y), optimizer, epochs=options.epochs,
-                batch_size=options.batch_size, reg=options.reg, seed=options.seed, checkpoint=folder / "checkpoint.npz",
-                config={"trial": trial.number, **values}, callbacks=[prune], log=None,
+                batch_size=options.batch_size, reg=options.reg, seed=options.seed, callbacks=callbacks, log=None,
+                checkpoint=Checkpoint(folder / "checkpoint.npz", config={"trial": trial.number, **values}),
             )  # fmt: skip
         except ValueError as error:  # diverged, or values the network refuses: this trial's result
             trial.set_user_attr("error", str(error))

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import BinaryIO, Union
 
 import numpy as np
-from numpy.typing import DTypeLike
 
 from .types import DataFormatError
 
@@ -68,18 +67,10 @@ def read_at_most(stream: BinaryIO, n: int, chunk: int = 1 << 24) -> bytearray:
     return buf
 
 
-def float_dtype(dtype: DTypeLike) -> np.dtype:
-    """Check that ``dtype`` is a floating dtype and return it as ``np.dtype``."""
-    dt = np.dtype(dtype)
-    if dt.kind != "f":
-        raise ValueError(f"dtype must be a floating type, got {dt}")
-    return dt
-
-
-def scale(pixels: np.ndarray, max_value: int, dtype: DTypeLike) -> np.ndarray:
-    """Return ``pixels / max_value`` as a new C-contiguous array of float ``dtype``."""
-    dt = float_dtype(dtype)
-    return np.ascontiguousarray(pixels, dtype=dt) / dt.type(max_value)
+def scale(pixels: np.ndarray, max_value: int, dtype: np.dtype) -> np.ndarray:
+    """Return ``pixels / max_value`` as a new C-contiguous array of float ``dtype`` (checked by the loader)."""
+    scaled: np.ndarray = np.ascontiguousarray(pixels, dtype=dtype) / dtype.type(max_value)
+    return scaled
 
 
 def check_labels(path: PathLike, labels: np.ndarray, n_classes: int) -> np.ndarray:
@@ -95,10 +86,3 @@ def check_labels(path: PathLike, labels: np.ndarray, n_classes: int) -> np.ndarr
                 f"label {int(y[i])} at index {i} ({bad.size} out of range)",
             )
     return y
-
-
-def check_kind(kind: str) -> str:
-    """Check ``kind`` is ``"train"`` or ``"test"``."""
-    if kind not in ("train", "test"):
-        raise ValueError(f"kind must be 'train' or 'test', got {kind!r}")
-    return kind

@@ -7,7 +7,9 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import DTypeLike
 
-from ._io import PathLike, check_kind, check_labels, read_file, scale
+from funcnn.validation import floating_dtype, one_of
+
+from ._io import PathLike, check_labels, read_file, scale
 from .types import DataFormatError, Dataset
 
 __all__ = ["load_cifar10_binary"]
@@ -48,8 +50,9 @@ def load_cifar10_binary(
     Raises FileNotFoundError for a missing file and DataFormatError (a ValueError)
     for an empty file, a size that is not a multiple of 3073, or a label outside 0..9.
     """
-    root = Path(folder)
-    parts = [_read_batch(root / name) for name in _FILES[check_kind(kind)]]
+    files = _FILES[one_of("load_cifar10_binary", "kind", kind, ("train", "test"))]
+    dt = floating_dtype("load_cifar10_binary", "dtype", dtype)
+    parts = [_read_batch(Path(folder) / name) for name in files]
     pixels = np.concatenate([p for p, _ in parts])
     y = np.concatenate([lab for _, lab in parts])
-    return Dataset(scale(pixels, 255, dtype), y)
+    return Dataset(scale(pixels, 255, dt), y)

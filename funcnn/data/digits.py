@@ -13,10 +13,12 @@ from importlib import resources
 import numpy as np
 from numpy.typing import DTypeLike
 
+from funcnn.validation import floating_dtype
+
 from ._io import check_labels, scale
 from .types import DataFormatError, Dataset, Split
 
-__all__ = ["load_digits", "DIGITS_RESOURCE", "N_DIGITS", "SPLIT_SIZES", "SPLIT_SEED"]
+__all__ = ["DIGITS_RESOURCE", "N_DIGITS", "SPLIT_SEED", "SPLIT_SIZES", "load_digits"]
 
 DIGITS_RESOURCE = "digits.csv.gz"
 N_DIGITS = 1797
@@ -62,8 +64,9 @@ def load_digits(dtype: DTypeLike = np.float32) -> Split:
     ``Dataset(x, y)``: x of ``dtype`` with shape (N, 1, 8, 8) in [0, 1]
     (pixel / 16), y int64 with shape (N,) in 0..9. Arrays are fresh copies.
     """
+    dt = floating_dtype("load_digits", "dtype", dtype)
     table = _raw()
-    x_all = scale(table[:, :64].reshape(-1, 1, 8, 8), 16, dtype)
+    x_all = scale(table[:, :64].reshape(-1, 1, 8, 8), 16, dt)
     y_all = table[:, 64]
     # fancy indexing copies, so every call returns fresh, writable arrays
     parts = [Dataset(x_all[i], y_all[i]) for i in _split_indices()]

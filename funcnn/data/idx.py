@@ -13,7 +13,9 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import DTypeLike
 
-from ._io import PathLike, check_kind, check_labels, missing, open_data, read_at_most, scale
+from funcnn.validation import floating_dtype, one_of
+
+from ._io import PathLike, check_labels, missing, open_data, read_at_most, scale
 from .types import DataFormatError, Dataset
 
 __all__ = ["load_idx", "load_mnist"]
@@ -91,7 +93,8 @@ def load_mnist(folder: PathLike, kind: str = "train", dtype: DTypeLike = np.floa
     when a file is malformed, not uint8 of the expected shape, the label count
     differs from the image count, or a label is outside 0..9.
     """
-    prefix = _MNIST_PREFIX[check_kind(kind)]
+    prefix = _MNIST_PREFIX[one_of("load_mnist", "kind", kind, ("train", "test"))]
+    dt = floating_dtype("load_mnist", "dtype", dtype)
     root = Path(folder)
     images_path = _find(root, f"{prefix}-images-idx3-ubyte")
     labels_path = _find(root, f"{prefix}-labels-idx1-ubyte")
@@ -113,5 +116,5 @@ def load_mnist(folder: PathLike, kind: str = "train", dtype: DTypeLike = np.floa
             f"{labels.shape[0]} labels",
         )
     y = check_labels(labels_path, labels, 10)
-    x = scale(images[:, None, :, :], 255, dtype)
+    x = scale(images[:, None, :, :], 255, dt)
     return Dataset(x, y)
