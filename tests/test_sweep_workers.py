@@ -70,6 +70,9 @@ def test_two_workers_on_one_journal_run_exactly_n_trials(tmp_path):
     assert len(trials) == 6 and {t.state for t in trials} == {TrialState.COMPLETE}
     _each_slot_once(trials, 6)
     assert len({t.user_attrs["worker"] for t in trials}) == 2  # both workers ran trials
+    cores = len(os.sched_getaffinity(0))
+    if "OPENBLAS_NUM_THREADS" not in os.environ:  # the cores' BLAS threads divided between the workers
+        assert {t.user_attrs["blas_threads"] for t in trials} == {str(max(1, cores // 2))}
     assert sorted(int(p.name) for p in (out / "trials").iterdir()) == list(range(6))
     assert all((out / "trials" / str(n) / name).exists() for n in range(6) for name in ("checkpoint.npz", "history.json"))
     assert "trials 6/6 done (6 complete, 0 pruned, 0 failed; 0 running)" in stdout and "best trial" in stdout

@@ -25,7 +25,7 @@ class TrialError(ValueError):
 def make_objective(args: argparse.Namespace, space: Sequence[Range], out: Path) -> Callable[[optuna.Trial], float]:
     """``objective(trial) -> best validation accuracy``: trains with ``args`` and the trial's values of
     ``space``, writing ``out/trials/<number>/`` (checkpoint.npz, history.json); user attrs: ``worker``
-    (host:pid), ``epochs`` run, ``test_acc`` of the best epoch's params, ``error`` when it fails."""
+    (host:pid), ``blas_threads`` (its OPENBLAS_NUM_THREADS), ``epochs`` run, ``test_acc`` of the best epoch's params, ``error`` when it fails."""
     from funcnn.app.cli import _net_and_params
     from funcnn.app.datasets import load_named
     from funcnn.optim import OPTIMIZERS, step_decay
@@ -35,6 +35,7 @@ def make_objective(args: argparse.Namespace, space: Sequence[Range], out: Path) 
 
     def objective(trial: optuna.Trial) -> float:
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+        trial.set_user_attr("blas_threads", os.environ.get("OPENBLAS_NUM_THREADS"))
         values = {r.option: r.suggest(trial) for r in space}
         options = argparse.Namespace(**{**vars(args), **values})
         key = (options.dataset, options.dtype)
