@@ -84,7 +84,7 @@ def _running_trial(study: optuna.Study, epochs: int, timeout: float = 120) -> op
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for t in study.get_trials(states=(TrialState.RUNNING,)):
-            if 1 <= len(t.intermediate_values) <= epochs // 2:
+            if 1 <= len(t.intermediate_values) <= epochs // 4:
                 return t
         time.sleep(0.02)
     raise AssertionError("no trial was seen running")
@@ -96,7 +96,7 @@ def test_a_worker_killed_mid_trial_leaves_a_failed_then_retried_trial(tmp_path, 
     middle of a trial. The other fails that trial once its heartbeat is stale, runs it again with the same
     values, and the study ends with each of the N trials done once, readable by a new process."""
     storage = str(tmp_path / "shared.journal") if backend == "journal" else request.getfixturevalue("postgres_url")
-    name, epochs = f"kill-{uuid.uuid4().hex[:8]}", 40
+    name, epochs = f"kill-{uuid.uuid4().hex[:8]}", 80
     shared = ["--workers", "1", "--storage", storage, "--study", name, "--epochs", str(epochs)]
     first = _sweep(4, tmp_path / "first", *shared)
     assert "created" in first.stdout.readline()  # the header, printed once the study and its trials exist
@@ -116,3 +116,23 @@ def test_a_worker_killed_mid_trial_leaves_a_failed_then_retried_trial(tmp_path, 
     _each_slot_once(trials, 4)
     assert Counter("ended abnormally (exit status -9)" in err for _, err in outputs)[True] == 1
 
+
+
+def test_ctrl_c_stops_the_workers_and_a_rerun_runs_the_interrupted_trial_again(tmp_path):
+    out, epochs = tmp_path / "sweep", 80
+    command = _sweep(3, out, "--workers", "1", "--epochs", str(epochs))
+    assert "created" in command.stdout.readline()
+    with _study("sweep", str(out / "study.journal")) as study:
+        victim = _running_trial(study, epochs)
+    command.send_signal(signal.SIGINT)  # to the command only: it passes the interrupt on to its workers
+    _, err = command.communicate(timeout=120)
+    assert command.returncode == 130 and err.endswith("funcnn sweep: interrupted; rerun the same command to continue the sweep\n")
+    stdout, _ = _finish(_sweep(3, out, "--workers", "1", "--epochs", str(epochs)))
+    assert "1 interrupted ones queued again" in stdout
+    with _study("sweep", str(out / "study.journal")) as study:
+        trials = study.trials
+    interrupted = [t for t in trials if t.state == TrialState.FAIL]
+    assert [t.number for t in interrupted] == [victim.number] and "error" not in interrupted[0].user_attrs
+    again = [t for t in trials if t.user_attrs["slot"] == victim.user_attrs["slot"] and t.state == TrialState.COMPLETE]
+    assert len(again) == 1 and again[0].params == victim.params
+    _each_slot_once(trials, 3)
