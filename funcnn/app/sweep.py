@@ -28,7 +28,6 @@ from funcnn.app.sweep_report import SLOT, finished_slots, plot_lr_reg, progress_
 from funcnn.app.sweep_storage import NoTrialLeft, close_storage, open_storage
 from funcnn.app.sweep_trial import TrialError, make_objective
 
-SWEEP_OPTIONS = ("trials", "workers", "out", "space", "space_file", "storage", "study", "sampler", "pruner", "heartbeat", "resume")
 # What may differ between the commands that share a study: where and how they run, not what they search.
 LOCAL_OPTIONS = ("command", "run", "trials", "workers", "out", "storage", "storage_shown", "heartbeat", "resume", "data_path",
                  "overwrite")
