@@ -14,7 +14,15 @@ from typing import Any
 
 import numpy as np
 
-from funcnn.app.options import Parser, add_model_options, add_network_options, add_run_options, int_from
+from funcnn.app.options import (
+    Parser,
+    add_model_options,
+    add_network_options,
+    add_run_options,
+    add_sweep_options,
+    int_from,
+    train_options,
+)
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -80,7 +88,7 @@ def _write_atomically(path: Path, text: str) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def _net_and_params(args: argparse.Namespace, data: Any) -> tuple[Any, Any]:
+def net_and_params(args: argparse.Namespace, data: Any) -> tuple[Any, Any]:
     """The course's convnet with the data set's number of classes (not the labels seen: a file holding
     only some classes keeps the others) and its initial params, as the options say."""
     from funcnn.app.datasets import NUM_CLASSES
@@ -103,7 +111,7 @@ def _train(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     _check_options(args)
     data = load_named(args.dataset, args.data_path, np.dtype(args.dtype).type)
-    net, params = _net_and_params(args, data)
+    net, params = net_and_params(args, data)
     input_shape = data.train.x.shape[1:]
     steps_per_epoch = len(batch_starts(len(data.train), args.batch_size))
     optimizer = OPTIMIZERS[args.optimizer](learning_rate=step_decay(args.lr, args.lr_decay, steps_per_epoch))
@@ -160,7 +168,7 @@ def _doctor(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     data = load_named(args.dataset, args.data_path, np.dtype(args.dtype).type)
-    net, params = _net_and_params(args, data)
+    net, params = net_and_params(args, data)
     optimizer = OPTIMIZERS[args.optimizer](learning_rate=args.lr)
     print(f"funcnn doctor: {net.name} on {args.dataset}; {args.optimizer} lr {args.lr}, reg {args.reg}, "
           f"batch {args.batch_size}")
@@ -217,6 +225,29 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sweep(args: argparse.Namespace) -> int:
+    try:
+        from funcnn.app.sweep import sweep
+    except ModuleNotFoundError as error:
+        if error.name != "optuna":
+            raise
+        raise ValueError('needs Optuna: install the sweep extra, pip install "funcnn[sweep]" '
+                         '(from a clone: pip install -e ".[sweep]")') from None
+    sweep(args, train_options())
+    return 0
+
+
+def _add_sweep(commands: Any) -> None:
+    sweep = commands.add_parser(
+        "sweep", help="hyperparameter search on Optuna over the options of train (needs the sweep extra)",
+        description="Train --trials networks with values drawn from a search space (default: lr and reg on a log "
+                    "scale) by --workers local processes, and any machine joining the same --storage and --study. "
+                    "Every other option of train fixes that option for all trials.",
+    )  # fmt: skip
+    add_sweep_options(sweep)
+    sweep.set_defaults(run=_sweep)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``funcnn`` command's parser: train, doctor (train's network and data options, from the same
     declarations) and check."""
@@ -240,6 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     add_model_options(doctor)
     doctor.set_defaults(run=_doctor)
+    _add_sweep(commands)
 
     summary = commands.add_parser(
         "summary", help="the table of the convnet that train builds (its network options): shapes, params, FLOPs",

@@ -11,6 +11,8 @@ from typing import Any, NoReturn, TypeVar
 from funcnn.validation import fraction, int_at_least, number_at_least
 
 T = TypeVar("T")
+Options = dict[str, argparse.Action]
+"""Options by their Python name (``batch_size``): what the ``add_*`` functions added to a parser."""
 
 
 class Parser(argparse.ArgumentParser):
@@ -55,10 +57,19 @@ def weight_scale(text: str) -> str | float:
     return text if text == "he" else _standard_deviation(text)
 
 
-def add_network_options(parser: argparse.ArgumentParser) -> None:
+def _adder(parser: argparse.ArgumentParser, options: Options) -> Callable[..., None]:
+    def add(*flags: str, **how: Any) -> None:
+        action = parser.add_argument(*flags, **how)
+        options[action.dest] = action
+
+    return add
+
+
+def add_network_options(parser: argparse.ArgumentParser) -> Options:
     """The options that say which network train builds and for what data: the data set, the network's sizes and
     its layers, the batch size and the dtype (train, doctor and summary take them)."""
-    add = parser.add_argument
+    options: Options = {}
+    add = _adder(parser, options)
     add("--dataset", choices=["digits", "mnist", "fashion-mnist", "cifar10"], default="digits",
         help="digits is bundled; the others are read from --data-path (default: digits)")
     add("--batch-size", type=int_from(1), default=50, help="examples per step (default: 50)")
@@ -69,13 +80,14 @@ def add_network_options(parser: argparse.ArgumentParser) -> None:
     add("--dropout", type=_checked(float, lambda v: fraction("option", "value", v), "a number in [0, 1)"), default=0.0,
         help="dropout probability after the hidden affine layer (default: 0)")
     add("--dtype", choices=["float32", "float64"], default="float32", help="(default: float32)")
+    return options
 
 
-def add_model_options(parser: argparse.ArgumentParser) -> None:
+def add_model_options(parser: argparse.ArgumentParser) -> Options:
     """The options train and doctor share: the network's (:func:`add_network_options`), the data's path, the
     init, the optimizer and the seed."""
-    add_network_options(parser)
-    add = parser.add_argument
+    options = add_network_options(parser)
+    add = _adder(parser, options)
     add("--data-path", help="folder with MNIST/Fashion-MNIST IDX files or CIFAR-10 binary batches")
     add("--optimizer", choices=["sgd", "sgd_momentum", "rmsprop", "adam"], default="adam", help="(default: adam)")
     add("--lr", type=number_above(0, strict=True), default=2e-3, help="learning rate (default: 2e-3)")
@@ -84,18 +96,63 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     add("--weight-scale", type=weight_scale, default="he",
         help="'he' or a standard deviation such as 1e-3 (default: he)")
     add("--seed", type=int_from(0), default=0, help="seed of the init and of the minibatch order (default: 0)")
+    return options
 
 
-def add_run_options(parser: argparse.ArgumentParser) -> None:
-    """The options of a training run only: how long, the learning-rate decay, where it goes, resuming, stopping."""
-    add = parser.add_argument
+def add_schedule_options(parser: argparse.ArgumentParser) -> Options:
+    """How long a training runs: epochs, the learning-rate decay, patience (train and sweep take them)."""
+    options: Options = {}
+    add = _adder(parser, options)
     add("--epochs", type=int_from(1), default=15, help="passes over the training set (default: 15)")
     add("--lr-decay", type=number_above(0, strict=True), default=0.9,
         help="learning rate factor after each epoch (default: 0.9)")
     add("--patience", type=int_from(1), default=None,
         help="stop when validation accuracy has not improved for this many epochs (default: run every epoch)")
+    return options
+
+
+def add_run_options(parser: argparse.ArgumentParser) -> Options:
+    """The options of a training run only: how long (:func:`add_schedule_options`), where it goes, resuming."""
+    options = add_schedule_options(parser)
+    add = _adder(parser, options)
     add("--out", help="output folder (default: runs/<dataset>)")
     add("--resume", action="store_true", help="continue from --out/checkpoint.npz if it exists")
     add("--overwrite", action="store_true", help="replace the run already in --out")
     add("--allow-config-change", action="store_true",
         help="let --resume continue with other options than the checkpoint's (default: refuse)")
+    return options
+
+
+def train_options() -> Options:
+    """Every option of ``funcnn train``, by its Python name (what a sweep may search or fix)."""
+    parser = Parser(prog="funcnn train")
+    return {**add_model_options(parser), **add_run_options(parser)}
+
+
+def add_sweep_options(parser: argparse.ArgumentParser) -> Options:
+    """The options of ``funcnn sweep``: train's, but for its output and resuming, and the sweep's own."""
+    options = {**add_model_options(parser), **add_schedule_options(parser)}
+    add = _adder(parser, options)
+    add("--trials", type=int_from(1), default=20, help="trials in the study, over all workers (default: 20)")
+    add("--workers", type=int_from(1), help="worker processes here (default: the number of cores)")
+    add("--space", action="append", default=[], metavar="OPTION=KIND:LOW:HIGH",
+        help="a range to search, kind log, uniform, int (lr=log:1e-4:1e-2, hidden=int:32:256) or choice "
+             "(optimizer=choice:adam,sgd_momentum); repeat for more (default: lr and reg on a log scale)")
+    add("--space-file", help="a TOML file of ranges: lr = {log = [1e-4, 1e-2]} per line")
+    add("--sampler", choices=["random", "tpe"], default="random", help="(default: random)")
+    add("--pruner", choices=["median", "halving", "none"], default="median",
+        help="stop poor trials early: median or successive halving (default: median)")
+    add("--out", help="output folder (default: sweeps/<dataset>)")
+    add("--storage", help="a database URL (postgresql://user@host:port/db) or a journal file on a shared "
+                          "filesystem, for workers on many machines (default: <out>/study.journal)")
+    add("--study", default="sweep", help="the study's name in --storage (default: sweep)")
+    add("--heartbeat", type=int_from(1), default=10,
+        help="seconds between a worker's signs of life; a trial silent for twice that is retried (default: 10)")
+    add("--resume", action="store_true", help="continue the study (refused when there is none; "
+                                              "rerunning the command continues it too)")
+    return options
+
+
+def sweep_options() -> Options:
+    """Every option of ``funcnn sweep``, by its Python name."""
+    return add_sweep_options(Parser(prog="funcnn sweep"))
