@@ -11,6 +11,7 @@ import zipfile
 import numpy as np
 import pytest
 from fitting import DIGITS, small_fit, small_net
+from subprocesses import default_sigint
 from test_data import make_mnist
 
 import funcnn.train
@@ -376,9 +377,6 @@ def test_sigint_to_the_command_prints_one_line(tmp_path):
     """A real SIGINT to ``python -m funcnn train`` once it has printed an epoch."""
     command = [sys.executable, "-m", "funcnn", "train", "--epochs", "100000", *SMALL, "--out", str(tmp_path)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # each progress line as it is printed
-    # A shell's background job inherits SIGINT ignored, and Python then keeps ignoring it: give the command
-    # the default disposition, as a terminal's Ctrl-C finds it.
-    default_sigint = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)  # noqa: E731
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                           preexec_fn=default_sigint) as process:
         for line in process.stdout:

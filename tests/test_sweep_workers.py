@@ -16,6 +16,7 @@ import pytest
 optuna = pytest.importorskip("optuna", reason="the sweep extra is not installed: pip install -e '.[sweep]'")
 
 from postgres_server import ServerMissing, postgres_server
+from subprocesses import default_sigint
 
 from funcnn.app.sweep_report import finished_slots
 from funcnn.app.sweep_storage import close_storage, open_storage
@@ -45,7 +46,7 @@ def _study(name: str, where: str):
 
 def _sweep(trials: int, out: Path, *options: str) -> subprocess.Popen[str]:
     command = [sys.executable, "-m", "funcnn", "sweep", "--trials", str(trials), "--out", str(out), *TINY, *options]
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
 
 
 def _finish(process: subprocess.Popen[str]) -> tuple[str, str]:
