@@ -38,15 +38,20 @@ AFFINE_SHAPES = [(100, 3072, 100), (512, 4096, 1024)]  # N, D, M
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="1 round of 3 repeats, and no cold-compile run")
-    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="threads for every library (default: all cores)")
+    parser.add_argument(
+        "--threads", type=int, default=os.cpu_count(), help="threads for every library (default: all cores)"
+    )
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--sections", default="conv,pool,affine,startup,memory")
     parser.add_argument("--no-torch", action="store_true")
     parser.add_argument("--no-jax", action="store_true")
     parser.add_argument("--json", type=Path, help="also write the results here")
-    parser.add_argument("--malloc-as-is", action="store_true",
-                        help="do not call funcnn.keep_freed_memory() (fit and the funcnn command do; it is process-wide)")
+    parser.add_argument(
+        "--malloc-as-is",
+        action="store_true",
+        help="do not call funcnn.keep_freed_memory() (fit and the funcnn command do; it is process-wide)",
+    )
     args = parser.parse_args()
     args.rounds = args.rounds or (1 if args.quick else 3)
     args.repeats = args.repeats or (3 if args.quick else 5)
@@ -59,7 +64,9 @@ def set_thread_env(threads: int) -> None:
     for var in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = str(threads)
     if threads == 1:
-        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1").strip()
+        os.environ["XLA_FLAGS"] = (
+            os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+        ).strip()
 
 
 ARGS = parse_args()
@@ -204,7 +211,9 @@ def conv_impls(xs, ws, stride, pad, dtype) -> dict:
     if jax is not None:
 
         def jconv(x, w, b):
-            out = jax.lax.conv_general_dilated(x, w, (stride, stride), [(pad, pad)] * 2, dimension_numbers=("NCHW", "OIHW", "NCHW"))
+            out = jax.lax.conv_general_dilated(
+                x, w, (stride, stride), [(pad, pad)] * 2, dimension_numbers=("NCHW", "OIHW", "NCHW")
+            )
             return out + b[None, :, None, None]
 
         jx, jw, jb, jdy = (jnp.asarray(a) for a in (x, w, b, dy))
@@ -244,12 +253,35 @@ def bench_conv() -> None:
                 ours, peers = time_of(t, "funcnn", op), {p: time_of(t, p, op) for p in PEERS}
                 fastest = min(v for v in peers.values() if v is not None)
                 shape = f"({key}) x{xs} w{ws} s{stride} p{pad}"
-                rows.append([shape, np.dtype(dtype).name, op, ms(ours), *(ms(peers[p]) for p in PEERS),
-                             f"{mult * flops / ours / 1e6:.0f}", ratio(ours, fastest), ratio(peers["im2col"], ours)])
-    note = ("GFLOP/s: funcnn's, counting 2*N*F*K*P per product (fwd one product, bwd two).\n"
-            "vs fastest: funcnn / the fastest of torch, jax, im2col (<1 means funcnn is faster); "
-            "im2col/funcnn: how many times faster funcnn is than the im2col baseline.")
-    header = ["shape", "dtype", "op", "funcnn ms", "torch ms", "jax ms", "im2col ms", "GFLOP/s", "vs fastest", "im2col/funcnn"]
+                rows.append(
+                    [
+                        shape,
+                        np.dtype(dtype).name,
+                        op,
+                        ms(ours),
+                        *(ms(peers[p]) for p in PEERS),
+                        f"{mult * flops / ours / 1e6:.0f}",
+                        ratio(ours, fastest),
+                        ratio(peers["im2col"], ours),
+                    ]
+                )
+    note = (
+        "GFLOP/s: funcnn's, counting 2*N*F*K*P per product (fwd one product, bwd two).\n"
+        "vs fastest: funcnn / the fastest of torch, jax, im2col (<1 means funcnn is faster); "
+        "im2col/funcnn: how many times faster funcnn is than the im2col baseline."
+    )
+    header = [
+        "shape",
+        "dtype",
+        "op",
+        "funcnn ms",
+        "torch ms",
+        "jax ms",
+        "im2col ms",
+        "GFLOP/s",
+        "vs fastest",
+        "im2col/funcnn",
+    ]
     table("conv (median ms)", header, rows, note)
     summary = []
     for dtype in ("float32", "float64", "both"):
@@ -257,9 +289,15 @@ def bench_conv() -> None:
             sel = [r for r in RESULTS["conv (median ms)"] if op in (r["op"], "all") and dtype in (r["dtype"], "both")]
             ratios = [float(r["vs fastest"]) for r in sel]
             speedups = [float(r["im2col/funcnn"]) for r in sel]
-            summary.append([dtype, op, f"{np.exp(np.mean(np.log(ratios))):.2f}", f"{max(ratios):.2f}", f"{min(speedups):.2f}"])
-    table("conv summary", ["dtype", "op", "geomean vs fastest", "worst vs fastest", "min im2col/funcnn"], summary,
-          "targets: geomean <= 1.0, worst <= 1.3")
+            summary.append(
+                [dtype, op, f"{np.exp(np.mean(np.log(ratios))):.2f}", f"{max(ratios):.2f}", f"{min(speedups):.2f}"]
+            )
+    table(
+        "conv summary",
+        ["dtype", "op", "geomean vs fastest", "worst vs fastest", "min im2col/funcnn"],
+        summary,
+        "targets: geomean <= 1.0, worst <= 1.3",
+    )
 
 
 # ---------------------------------------------------------------- max-pool
@@ -317,9 +355,30 @@ def bench_pool() -> None:
                 ours = t[("funcnn", op)]
                 peers = {p: t.get((p, op)) for p in PEERS}
                 fastest = min(v for k, v in peers.items() if v is not None and k != "im2col")
-                rows.append([f"x{POOL_X} {key}", np.dtype(dtype).name, op, ms(ours), *(ms(peers[p]) for p in PEERS),
-                             "-", ratio(ours, fastest), ratio(peers["im2col"], ours)])
-    header = ["shape", "dtype", "op", "funcnn ms", "torch ms", "jax ms", "im2col ms", "GFLOP/s", "vs fastest", "im2col/funcnn"]
+                rows.append(
+                    [
+                        f"x{POOL_X} {key}",
+                        np.dtype(dtype).name,
+                        op,
+                        ms(ours),
+                        *(ms(peers[p]) for p in PEERS),
+                        "-",
+                        ratio(ours, fastest),
+                        ratio(peers["im2col"], ours),
+                    ]
+                )
+    header = [
+        "shape",
+        "dtype",
+        "op",
+        "funcnn ms",
+        "torch ms",
+        "jax ms",
+        "im2col ms",
+        "GFLOP/s",
+        "vs fastest",
+        "im2col/funcnn",
+    ]
     table("max-pool (median ms)", header, rows, "vs fastest: funcnn / the fastest of torch and jax (target <= 1)")
 
 
@@ -331,7 +390,10 @@ def affine_impls(n, d, m, dtype) -> dict:
     x, w = rng.standard_normal((n, d)).astype(dtype), rng.standard_normal((d, m)).astype(dtype)
     params, dy = {"w": w, "b": np.zeros(m, dtype)}, rng.standard_normal((n, m)).astype(dtype)
     _, vjp = fn.affine(params, x)
-    return {"affine": (lambda: fn.affine(params, x), lambda: vjp(dy)), "matmul": (lambda: x @ w, lambda: (x.T @ dy, dy @ w.T))}
+    return {
+        "affine": (lambda: fn.affine(params, x), lambda: vjp(dy)),
+        "matmul": (lambda: x @ w, lambda: (x.T @ dy, dy @ w.T)),
+    }
 
 
 def bench_affine() -> None:
@@ -339,13 +401,28 @@ def bench_affine() -> None:
     for dtype in (np.float32, np.float64):
         for n, d, m in AFFINE_SHAPES:
             got = measure(affine_impls(n, d, m, dtype))
-            t = {op: got[("affine", op)] for op in ("fwd", "bwd")} | {"mm " + op: got[("matmul", op)] for op in ("fwd", "bwd")}
+            t = {op: got[("affine", op)] for op in ("fwd", "bwd")} | {
+                "mm " + op: got[("matmul", op)] for op in ("fwd", "bwd")
+            }
             flops = 2 * n * d * m
             for op, mult in (("fwd", 1), ("bwd", 2)):
-                rows.append([f"x({n}, {d}) w({d}, {m})", np.dtype(dtype).name, op, ms(t[op]), ms(t["mm " + op]),
-                             f"{mult * flops / t[op] / 1e6:.0f}", ratio(t[op], t["mm " + op])])
-    table("affine vs bare matmul (median ms)", ["shape", "dtype", "op", "affine ms", "matmul ms", "GFLOP/s", "affine/matmul"],
-          rows, "matmul: x @ w forward; x.T @ dy and dy @ w.T backward (target affine/matmul <= 1.1)")
+                rows.append(
+                    [
+                        f"x({n}, {d}) w({d}, {m})",
+                        np.dtype(dtype).name,
+                        op,
+                        ms(t[op]),
+                        ms(t["mm " + op]),
+                        f"{mult * flops / t[op] / 1e6:.0f}",
+                        ratio(t[op], t["mm " + op]),
+                    ]
+                )
+    table(
+        "affine vs bare matmul (median ms)",
+        ["shape", "dtype", "op", "affine ms", "matmul ms", "GFLOP/s", "affine/matmul"],
+        rows,
+        "matmul: x @ w forward; x.T @ dy and dy @ w.T backward (target affine/matmul <= 1.1)",
+    )
 
 
 # ---------------------------------------------------------------- start-up and memory, in subprocesses
@@ -369,21 +446,38 @@ print(imported - start, conv_done - imported, done - imported)
 
 def run_python(code: str, *args: str, env: dict | None = None) -> str:
     full_env = {**os.environ, **(env or {}), "PYTHONPATH": os.pathsep.join([str(ROOT), str(HERE)])}
-    return subprocess.run([sys.executable, "-c", code, *args], env=full_env, capture_output=True, text=True, check=True).stdout
+    return subprocess.run(
+        [sys.executable, "-c", code, *args], env=full_env, capture_output=True, text=True, check=True
+    ).stdout
 
 
 def bench_startup() -> None:
     rows = []
-    imports = [float(run_python("import time; t = time.perf_counter(); import funcnn; print(time.perf_counter() - t)")) for _ in range(5)]
+    imports = [
+        float(run_python("import time; t = time.perf_counter(); import funcnn; print(time.perf_counter() - t)"))
+        for _ in range(5)
+    ]
     rows.append(["import funcnn", f"{np.median(imports) * 1e3:.0f}", "fresh process, median of 5; target < 500 ms"])
     run_python(FIRST_CALL, "both")  # fills Numba's cache if it is empty
     warm = np.median([[float(v) for v in run_python(FIRST_CALL, "one").split()] for _ in range(3)], axis=0)
-    rows.append(["first conv fwd+bwd, warm cache", f"{warm[1] * 1e3:.0f}", "after import, float32, Numba's cache warm; target < 1000 ms"])
+    rows.append(
+        [
+            "first conv fwd+bwd, warm cache",
+            f"{warm[1] * 1e3:.0f}",
+            "after import, float32, Numba's cache warm; target < 1000 ms",
+        ]
+    )
     rows.append(["first conv + pool fwd+bwd, warm cache", f"{warm[2] * 1e3:.0f}", "float32"])
     if not ARGS.quick:
         with tempfile.TemporaryDirectory() as cache_dir:
             cold = [float(v) for v in run_python(FIRST_CALL, "both", env={"NUMBA_CACHE_DIR": cache_dir}).split()]
-        rows.append(["cold compile, all kernels", f"{cold[2] * 1e3:.0f}", "empty NUMBA_CACHE_DIR: conv and pool, fwd and bwd, float32 and float64"])
+        rows.append(
+            [
+                "cold compile, all kernels",
+                f"{cold[2] * 1e3:.0f}",
+                "empty NUMBA_CACHE_DIR: conv and pool, fwd and bwd, float32 and float64",
+            ]
+        )
     table("start-up (ms)", ["what", "ms", "how"], rows)
 
 
@@ -411,21 +505,46 @@ def bench_memory() -> None:
             for impl in impls:
                 rss, peak, held = (float(v) for v in run_python(MEMORY, impl, key, dtype).split())
                 numpy_only = impl in ("funcnn", "keep-cols", "im2col")
-                rows.append([f"({key})", dtype, impl, f"{rss:.0f}", f"{peak:.0f}" if numpy_only else "-",
-                             f"{held:.1f}" if numpy_only else "-", f"{x_mb:.0f}"])
-    table("conv fwd+bwd peak memory (MiB)", ["shape", "dtype", "impl", "RSS growth", "tracemalloc peak", "held by vjp", "x size"], rows,
-          "RSS growth: peak resident memory (VmHWM, reset before) during one fwd+bwd minus the resident memory before it,\n"
-          "in a fresh process warmed up on a tiny conv; it counts every allocator (torch's and XLA's too).\n"
-          "tracemalloc peak: NumPy's allocations during fwd+bwd (outputs included). held by vjp: what the closure keeps\n"
-          "besides y and the inputs. keep-cols: funcnn's kernels, but keeping the full columns (no recompute in backward).")
+                rows.append(
+                    [
+                        f"({key})",
+                        dtype,
+                        impl,
+                        f"{rss:.0f}",
+                        f"{peak:.0f}" if numpy_only else "-",
+                        f"{held:.1f}" if numpy_only else "-",
+                        f"{x_mb:.0f}",
+                    ]
+                )
+    table(
+        "conv fwd+bwd peak memory (MiB)",
+        ["shape", "dtype", "impl", "RSS growth", "tracemalloc peak", "held by vjp", "x size"],
+        rows,
+        "RSS growth: peak resident memory (VmHWM, reset before) during one fwd+bwd minus the resident memory\n"
+        "before it, "
+        "in a fresh process warmed up on a tiny conv; it counts every allocator (torch's and XLA's too).\n"
+        "tracemalloc peak: NumPy's allocations during fwd+bwd (outputs included). held by vjp: what the closure keeps\n"
+        "besides y and the inputs. keep-cols: funcnn's kernels, but keeping the full columns "
+        "(no recompute in backward).",
+    )
 
 
 # ---------------------------------------------------------------- header and main
 
 
 def machine() -> None:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()
+    cpu = (
+        next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")
+            ),
+            platform.processor(),
+        )
+        if Path("/proc/cpuinfo").exists()
+        else platform.processor()
+    )
     flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
     import numba
 
@@ -438,13 +557,18 @@ def machine() -> None:
     try:
         from threadpoolctl import threadpool_info
 
-        blas = "; ".join(f"{p['internal_api']} {p.get('version') or ''} {p.get('architecture') or ''} {p['num_threads']} threads ({Path(p['filepath']).name})"
-                         for p in threadpool_info())
+        blas = "; ".join(
+            f"{p['internal_api']} {p.get('version') or ''} {p.get('architecture') or ''} "
+            f"{p['num_threads']} threads ({Path(p['filepath']).name})"
+            for p in threadpool_info()
+        )
     except ImportError:
         blas = "unknown (threadpoolctl not installed)"
     print(f"threads: numba {numba.get_num_threads()} ({numba.threading_layer()} layer); native pools: {blas}")
-    print(f"         torch {torch.get_num_threads() if torch is not None else '-'}; jax: XLA's own pool"
-          f"{' (1 thread)' if ARGS.threads == 1 else ' (all cores)'}")
+    print(
+        f"         torch {torch.get_num_threads() if torch is not None else '-'}; jax: XLA's own pool"
+        f"{' (1 thread)' if ARGS.threads == 1 else ' (all cores)'}"
+    )
     shown = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OMP_WAIT_POLICY", "NUMBA_THREADING_LAYER")
     print("env: " + ", ".join(f"{v}={os.environ.get(v, '(unset)')}" for v in shown))
     print(f"schedule: {ARGS.rounds} rounds x (1 warm-up + {ARGS.repeats} timed) per implementation and op; medians")
@@ -454,7 +578,13 @@ def main() -> None:
     if not ARGS.malloc_as_is:
         fn.keep_freed_memory()  # as fit and the funcnn command do; process-wide, so every peer runs under it
     machine()
-    sections = [("conv", bench_conv), ("pool", bench_pool), ("affine", bench_affine), ("startup", bench_startup), ("memory", bench_memory)]
+    sections = [
+        ("conv", bench_conv),
+        ("pool", bench_pool),
+        ("affine", bench_affine),
+        ("startup", bench_startup),
+        ("memory", bench_memory),
+    ]
     for name, run in sections:
         if name in ARGS.sections:
             with CPULoad() as load:

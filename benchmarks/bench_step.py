@@ -32,8 +32,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--nets", default="course,vgg")
     parser.add_argument("--no-memory", action="store_true")
-    parser.add_argument("--malloc-as-is", action="store_true",
-                        help="do not call funcnn.keep_freed_memory() (fit and the funcnn command do; it is process-wide)")
+    parser.add_argument(
+        "--malloc-as-is",
+        action="store_true",
+        help="do not call funcnn.keep_freed_memory() (fit and the funcnn command do; it is process-wide)",
+    )
     parser.add_argument("--memory-of", help=argparse.SUPPRESS)  # "<net>:<impl>", run in a subprocess
     return parser.parse_args()
 
@@ -71,11 +74,28 @@ def torch_model(name: str):
     from torch import nn
 
     if name == "course":
-        layers = [nn.Conv2d(3, 32, 7, padding=3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(32 * 16 * 16, 100),
-                  nn.ReLU(), nn.Linear(100, 10)]
+        layers = [
+            nn.Conv2d(3, 32, 7, padding=3),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(32 * 16 * 16, 100),
+            nn.ReLU(),
+            nn.Linear(100, 10),
+        ]
     else:
-        layers = [nn.Conv2d(3, 64, 3, padding=1), nn.ReLU(), nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                  nn.Conv2d(64, 128, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(128 * 8 * 8, 10)]
+        layers = [
+            nn.Conv2d(3, 64, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(64, 64, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(64, 128, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(128 * 8 * 8, 10),
+        ]
     return nn.Sequential(*layers)
 
 
@@ -127,8 +147,12 @@ IDLE = 0.3  # seconds between implementations: idle OpenMP and BLAS threads spin
 def peak_memory(name: str, impl: str) -> float:
     """MiB of peak RSS growth during 3 steps, in a fresh process."""
     # malloc as it is: with freed memory kept, the warm-up step's memory would be reused and not counted
-    out = subprocess.run([sys.executable, __file__, "--threads", str(ARGS.threads), "--malloc-as-is", "--memory-of", f"{name}:{impl}"],
-                         check=True, capture_output=True, text=True).stdout
+    out = subprocess.run(
+        [sys.executable, __file__, "--threads", str(ARGS.threads), "--malloc-as-is", "--memory-of", f"{name}:{impl}"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     return float(out.split()[-1])
 
 
@@ -160,8 +184,10 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(ARGS.threads)
-    print(f"threads {ARGS.threads}, numpy {np.__version__}, torch {torch.__version__}, {os.cpu_count()} cores; "
-          f"median ms per step over {ARGS.rounds} rounds of {ARGS.steps} steps")
+    print(
+        f"threads {ARGS.threads}, numpy {np.__version__}, torch {torch.__version__}, {os.cpu_count()} cores; "
+        f"median ms per step over {ARGS.rounds} rounds of {ARGS.steps} steps"
+    )
     print("| net (float32) | batch | funcnn ms | torch ms | ratio | funcnn peak MiB | torch peak MiB |")
     print("|---|---|---|---|---|---|---|")
     for name in ARGS.nets.split(","):
@@ -177,8 +203,10 @@ def main() -> None:
                     times[impl].append(time.perf_counter() - started)
         med = {impl: 1e3 * float(np.median(t)) for impl, t in times.items()}
         memory = {impl: "-" if ARGS.no_memory else f"{peak_memory(name, impl):.0f}" for impl in steps}
-        print(f"| {name}: {NETS[name][1]} | {NETS[name][0]} | {med['funcnn']:.1f} | {med['torch']:.1f} | "
-              f"{med['funcnn'] / med['torch']:.2f} | {memory['funcnn']} | {memory['torch']} |")
+        print(
+            f"| {name}: {NETS[name][1]} | {NETS[name][0]} | {med['funcnn']:.1f} | {med['torch']:.1f} | "
+            f"{med['funcnn'] / med['torch']:.2f} | {memory['funcnn']} | {memory['torch']} |"
+        )
 
 
 if __name__ == "__main__":

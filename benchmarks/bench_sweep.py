@@ -39,8 +39,22 @@ def sweep_wall_time(workers: int, trials: int, epochs: int, blas_threads: int | 
         if blas_threads:
             env[name] = str(blas_threads)
     with tempfile.TemporaryDirectory() as folder:
-        command = [sys.executable, "-m", "funcnn", "sweep", "--trials", str(trials), "--workers", str(workers),
-                   "--epochs", str(epochs), "--pruner", "none", "--out", f"{folder}/sweep"]
+        command = [
+            sys.executable,
+            "-m",
+            "funcnn",
+            "sweep",
+            "--trials",
+            str(trials),
+            "--workers",
+            str(workers),
+            "--epochs",
+            str(epochs),
+            "--pruner",
+            "none",
+            "--out",
+            f"{folder}/sweep",
+        ]
         started = time.perf_counter()
         subprocess.run(command, check=True, capture_output=True, env=env)
         return time.perf_counter() - started
@@ -52,7 +66,9 @@ def _idle_worker(where: str, study_name: str) -> None:
     storage = open_storage(where, 10)
     study = optuna.load_study(study_name=study_name, storage=storage, sampler=optuna.samplers.RandomSampler())
     try:
-        study.optimize(lambda t: t.suggest_float("lr", 1e-4, 1e-2, log=True) * t.suggest_float("reg", 1e-5, 1e-1, log=True))
+        study.optimize(
+            lambda t: t.suggest_float("lr", 1e-4, 1e-2, log=True) * t.suggest_float("reg", 1e-5, 1e-1, log=True)
+        )
     except NoTrialLeft:
         pass
     close_storage(storage)
@@ -66,7 +82,9 @@ def storage_rate(where: str, workers: int, trials: int) -> float:
     study = optuna.create_study(storage=storage, study_name=name, direction="maximize")
     for slot in range(trials):
         study.enqueue_trial({}, user_attrs={SLOT: slot})
-    processes = [multiprocessing.get_context("spawn").Process(target=_idle_worker, args=(where, name)) for _ in range(workers)]
+    processes = [
+        multiprocessing.get_context("spawn").Process(target=_idle_worker, args=(where, name)) for _ in range(workers)
+    ]
     for p in processes:
         p.start()
     for p in processes:
@@ -87,11 +105,16 @@ def main() -> None:
     parser.add_argument("--storage-trials", type=int, default=300)
     args = parser.parse_args()
     if args.part in ("all", "speedup"):
-        two, one, one_thread = (sweep_wall_time(2, 16, args.epochs), sweep_wall_time(1, 16, args.epochs),
-                                sweep_wall_time(1, 16, args.epochs, blas_threads=1))
-        print(f"16-trial sweep on the digits ({args.epochs} epochs each, default network, {os.cpu_count()} cores): "
-              f"1 worker {one:.1f} s ({one_thread:.1f} s with 1 BLAS thread), 2 workers {two:.1f} s; "
-              f"speedup {one / two:.2f} ({one_thread / two:.2f} over 1 worker on 1 BLAS thread)")
+        two, one, one_thread = (
+            sweep_wall_time(2, 16, args.epochs),
+            sweep_wall_time(1, 16, args.epochs),
+            sweep_wall_time(1, 16, args.epochs, blas_threads=1),
+        )
+        print(
+            f"16-trial sweep on the digits ({args.epochs} epochs each, default network, {os.cpu_count()} cores): "
+            f"1 worker {one:.1f} s ({one_thread:.1f} s with 1 BLAS thread), 2 workers {two:.1f} s; "
+            f"speedup {one / two:.2f} ({one_thread / two:.2f} over 1 worker on 1 BLAS thread)"
+        )
     if args.part in ("all", "storage"):
         with tempfile.TemporaryDirectory() as folder:
             for workers in args.idle_workers:
@@ -100,7 +123,10 @@ def main() -> None:
         try:
             with postgres_server() as url:
                 for workers in args.idle_workers:
-                    print(f"PostgreSQL,   {workers:>2} idle workers: {storage_rate(url, workers, args.storage_trials):7.1f} trials/s")
+                    print(
+                        f"PostgreSQL,   {workers:>2} idle workers: "
+                        f"{storage_rate(url, workers, args.storage_trials):7.1f} trials/s"
+                    )
         except ServerMissing as missing:
             print(f"PostgreSQL: skipped ({missing})")
 

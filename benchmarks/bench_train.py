@@ -21,14 +21,19 @@ def funcnn_run(seed: int, epochs: int) -> tuple[float, float, float]:
     """(wall seconds of a fresh ``python -m funcnn train``, test accuracy, seconds per epoch)."""
     with tempfile.TemporaryDirectory() as out:
         started = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "funcnn", "train", "--seed", str(seed), "--epochs", str(epochs), "--out", out],
-                       check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [sys.executable, "-m", "funcnn", "train", "--seed", str(seed), "--epochs", str(epochs), "--out", out],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
         wall = time.perf_counter() - started
         summary = json.load(open(os.path.join(out, "history.json")))
     return wall, summary["test_acc"], float(np.median(summary["history"]["epoch_seconds"]))
 
 
-def torch_run(seed: int, epochs: int, batch_size: int = 50, lr: float = 2e-3, decay: float = 0.9) -> tuple[float, float, float]:
+def torch_run(
+    seed: int, epochs: int, batch_size: int = 50, lr: float = 2e-3, decay: float = 0.9
+) -> tuple[float, float, float]:
     """The same convnet in PyTorch: (seconds in all, test accuracy, seconds per epoch)."""
     import torch
     from torch import nn
@@ -37,8 +42,15 @@ def torch_run(seed: int, epochs: int, batch_size: int = 50, lr: float = 2e-3, de
 
     torch.manual_seed(seed)
     d = load_digits(np.float32)
-    model = nn.Sequential(nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-                          nn.Linear(32 * 4 * 4, 100), nn.ReLU(), nn.Linear(100, 10))
+    model = nn.Sequential(
+        nn.Conv2d(1, 32, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(32 * 4 * 4, 100),
+        nn.ReLU(),
+        nn.Linear(100, 10),
+    )
     for m in model:
         if isinstance(m, (nn.Conv2d, nn.Linear)):
             nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
@@ -78,10 +90,14 @@ def main() -> None:
     except ImportError:
         torch = None
         peer = "PyTorch not installed"
-    print(f"three-layer convnet (conv 32x3x3 - relu - pool - affine 100 - relu - affine 10) on the bundled digits, "
-          f"adam 2e-3 x0.9/epoch, batch 50, {args.epochs} epochs; {os.cpu_count()} cores; peer: {peer}\n")
-    print(f"{'seed':>4}  {'funcnn wall s':>13}  {'funcnn test acc':>15}  {'funcnn s/epoch':>14}  "
-          f"{'torch test acc':>14}  {'torch s/epoch':>13}  {'ratio':>6}")
+    print(
+        f"three-layer convnet (conv 32x3x3 - relu - pool - affine 100 - relu - affine 10) on the bundled digits, "
+        f"adam 2e-3 x0.9/epoch, batch 50, {args.epochs} epochs; {os.cpu_count()} cores; peer: {peer}\n"
+    )
+    print(
+        f"{'seed':>4}  {'funcnn wall s':>13}  {'funcnn test acc':>15}  {'funcnn s/epoch':>14}  "
+        f"{'torch test acc':>14}  {'torch s/epoch':>13}  {'ratio':>6}"
+    )
     for seed in args.seeds:
         wall, acc, per_epoch = funcnn_run(seed, args.epochs)
         row = f"{seed:>4}  {wall:13.1f}  {acc:15.4f}  {per_epoch:14.3f}"

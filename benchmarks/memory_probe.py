@@ -63,11 +63,14 @@ def _runner(impl, stride, pad):
         def run(x, w, b):
             y, vjp = layer({"w": w, "b": b}, x)
             return y, vjp
+
         return run, lambda vjp, dy: vjp(dy)
     if impl == "keep-cols":
         return keep_cols_conv(stride, pad), lambda backward, dy: backward(dy)
     if impl == "im2col":
-        return (lambda x, w, b: base.conv_forward(x, w, b, stride, pad)), lambda cache, dy: base.conv_backward(dy, cache)
+        return (lambda x, w, b: base.conv_forward(x, w, b, stride, pad)), lambda cache, dy: base.conv_backward(
+            dy, cache
+        )
     if impl == "torch":
         import torch
         import torch.nn.functional as F
@@ -76,6 +79,7 @@ def _runner(impl, stride, pad):
             tx, tw, tb = (torch.from_numpy(a).requires_grad_() for a in (x, w, b))
             ty = F.conv2d(tx, tw, tb, stride, pad)
             return ty, (ty, tx, tw, tb)
+
         return run, lambda saved, dy: torch.autograd.grad(saved[0], saved[1:], torch.from_numpy(dy))
     if impl == "jax":
         import jax
@@ -83,12 +87,15 @@ def _runner(impl, stride, pad):
         jax.config.update("jax_enable_x64", True)
 
         def jconv(x, w, b):
-            out = jax.lax.conv_general_dilated(x, w, (stride, stride), [(pad, pad)] * 2, dimension_numbers=("NCHW", "OIHW", "NCHW"))
+            out = jax.lax.conv_general_dilated(
+                x, w, (stride, stride), [(pad, pad)] * 2, dimension_numbers=("NCHW", "OIHW", "NCHW")
+            )
             return out + b[None, :, None, None]
 
         def run(x, w, b):
             y, vjp = jax.vjp(jconv, x, w, b)
             return jax.block_until_ready(y), vjp
+
         return run, lambda vjp, dy: jax.block_until_ready(vjp(dy))
     raise ValueError(impl)
 

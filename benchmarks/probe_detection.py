@@ -2,8 +2,8 @@
 
 The leaf is the (100, 100) weight of an affine layer followed by tanh (float64, batch 8, pre-activations
 about N(0, 1), so the function is curved). In each trial one element, drawn at random, of the analytic
-dw is multiplied by 1.01, and check_vjp runs in fast mode with ``probes=k`` and a fresh seed. Prints, per k, the fraction of trials where check_vjp raised for that
-leaf, and how often the located element was the wrong one.
+dw is multiplied by 1.01, and check_vjp runs in fast mode with ``probes=k`` and a fresh seed. Prints, per k,
+the fraction of trials where check_vjp raised for that leaf, and how often the located element was the wrong one.
 
     python benchmarks/probe_detection.py [--trials 2000] [--max-probes 5] [--rtol 1e-5]
 """
@@ -37,7 +37,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=2000)
     parser.add_argument("--max-probes", type=int, default=5)
-    parser.add_argument("--rtol", type=float, default=None, help="check_vjp's rtol (default: its float64 default, 1e-5)")
+    parser.add_argument(
+        "--rtol", type=float, default=None, help="check_vjp's rtol (default: its float64 default, 1e-5)"
+    )
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     params = {"w": rng.standard_normal((100, 100)) / 10, "b": rng.standard_normal(100) / 10}
@@ -51,8 +53,10 @@ def main() -> None:
             except fn.VJPCheckError as error:
                 caught += error.check.path == 'params["w"]'
                 located += error.check.index == index
-        print(f"probes={k}: caught {caught}/{args.trials} = {caught / args.trials:.4f}, "
-              f"missed {args.trials - caught}; wrong element located in {located}/{caught}")
+        print(
+            f"probes={k}: caught {caught}/{args.trials} = {caught / args.trials:.4f}, "
+            f"missed {args.trials - caught}; wrong element located in {located}/{caught}"
+        )
 
 
 if __name__ == "__main__":

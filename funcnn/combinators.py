@@ -233,6 +233,7 @@ def sandwich(*layers: LayerFn) -> Layer:
 
     param_keys = tuple(k for keys in owned for k in keys)
     state_keys = tuple(k for keys in owned_state for k in keys)
+
     def out_shape(shape: Shape) -> Shape:
         return output_shape(inner, shape)
 

@@ -19,8 +19,22 @@ from funcnn.tree import PyTree, tree_map
 from funcnn.validation import no_state
 
 __all__ = [
-    "VJP", "Apply", "Init", "Layer", "LayerFn", "OutShape", "Run", "Shape", "State", "WeightScale",
-    "bind", "layer", "output_shape", "pull_back", "run", "skips_dx",
+    "VJP",
+    "Apply",
+    "Init",
+    "Layer",
+    "LayerFn",
+    "OutShape",
+    "Run",
+    "Shape",
+    "State",
+    "WeightScale",
+    "bind",
+    "layer",
+    "output_shape",
+    "pull_back",
+    "run",
+    "skips_dx",
 ]
 
 VJP = Callable[[np.ndarray], tuple[PyTree, np.ndarray]]
@@ -194,8 +208,14 @@ def bind(f: LayerFn, state: State = (), *, train: bool, rng: np.random.Generator
 
     child = as_layer(f)
     return Layer(
-        apply, f"bind({child.name}, train={train})", child.param_keys, child.init, out_shape=child.out_shape,
-        op="bind", hparams={"train": train}, children=(child,),
+        apply,
+        f"bind({child.name}, train={train})",
+        child.param_keys,
+        child.init,
+        out_shape=child.out_shape,
+        op="bind",
+        hparams={"train": train},
+        children=(child,),
     )
 
 

@@ -52,8 +52,9 @@ def _step(net: Apply, loss: Loss, add_l2: AddL2) -> Step:
     """The training step, written once: the forward pass in training mode, the loss, the pull-back to the
     params (``need_dx=False``: nobody needs the data's gradient) and the L2 term."""
 
-    def step(params: PyTree, x: np.ndarray, y: np.ndarray, state: State = (),
-             rng: np.random.Generator | None = None) -> tuple[float, PyTree, State]:
+    def step(
+        params: PyTree, x: np.ndarray, y: np.ndarray, state: State = (), rng: np.random.Generator | None = None
+    ) -> tuple[float, PyTree, State]:
         scores, net_vjp, new_state = run(net, params, x, state, train=True, rng=rng)
         value, loss_vjp = loss(scores, y)
         grads, _ = pull_back(net_vjp, loss_vjp(1.0), need_dx=False)
@@ -75,8 +76,10 @@ def value_and_grad(net: Apply, loss: Loss = softmax_loss) -> Objective:
     such as :func:`funcnn.softmax_loss`; ``grads`` mirrors ``params``. A moded network (batch norm,
     dropout) needs its state and mode: :func:`funcnn.bind` it first, or train it with :func:`fit`."""
     if isinstance(net, Layer) and net.moded:
-        raise TypeError(f"value_and_grad: {net.name} needs a mode and a state; pass fn.bind(net, state, train=True, "
-                        "rng=...) instead, or train it with fn.fit, which carries its state")
+        raise TypeError(
+            f"value_and_grad: {net.name} needs a mode and a state; pass fn.bind(net, state, train=True, "
+            "rng=...) instead, or train it with fn.fit, which carries its state"
+        )
     step = _step(net, loss, _l2_term("value_and_grad", 0.0))
 
     def objective(params: PyTree, x: np.ndarray, y: np.ndarray) -> tuple[float, PyTree]:
@@ -109,6 +112,7 @@ def accuracy(
 ) -> float:
     """Fraction of examples whose predicted class (in evaluation mode) is ``y`` (``(N,)`` ints)."""
     if np.shape(y) != (len(x),):
-        raise ValueError(f"accuracy: labels y must have shape ({len(x)},) to match x of shape {np.shape(x)}, "
-                         f"got {np.shape(y)}")
+        raise ValueError(
+            f"accuracy: labels y must have shape ({len(x)},) to match x of shape {np.shape(x)}, got {np.shape(y)}"
+        )
     return float(np.mean(predict(net, params, x, state, batch_size) == y))

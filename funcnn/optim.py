@@ -227,8 +227,10 @@ def restore_state(optimizer: Optimizer, saved: PyTree, params: PyTree) -> OptSta
     stays the optimizer's business. ValueError naming the first entry that differs."""
     fresh = optimizer.init(params)
     if tree_structure(saved) != tree_structure(fresh):
-        raise ValueError(f"{optimizer.name}: the saved state has structure {tree_structure(saved)!r}, "
-                         f"expected {tree_structure(fresh)!r}")
+        raise ValueError(
+            f"{optimizer.name}: the saved state has structure {tree_structure(saved)!r}, "
+            f"expected {tree_structure(fresh)!r}"
+        )
     leaves: list[Any] = []
     for (path, new), (_, old) in zip(tree_leaves_with_path(fresh), tree_leaves_with_path(saved)):
         where = keystr(path, "state")
@@ -237,8 +239,9 @@ def restore_state(optimizer: Optimizer, saved: PyTree, params: PyTree) -> OptSta
             continue
         new, old = np.asarray(new), np.asarray(old)
         if old.shape != new.shape or old.dtype.kind not in "biuf":
-            raise ValueError(f"{optimizer.name}: {where} must be numbers of shape {new.shape}, "
-                             f"got {old.dtype} of shape {old.shape}")
+            raise ValueError(
+                f"{optimizer.name}: {where} must be numbers of shape {new.shape}, got {old.dtype} of shape {old.shape}"
+            )
         leaves.append(old.astype(new.dtype, copy=False))
     restored: OptState = tree_unflatten(tree_structure(fresh), leaves)
     return restored

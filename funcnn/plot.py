@@ -14,8 +14,10 @@ from funcnn.core import Apply, State, run
 from funcnn.history import History
 from funcnn.tree import PyTree
 
-INSTALL_HINT = ('matplotlib is not installed, so no plot was written; install it with: pip install "funcnn[plot]" '
-                '(from a clone: pip install -e ".[plot]")')
+INSTALL_HINT = (
+    'matplotlib is not installed, so no plot was written; install it with: pip install "funcnn[plot]" '
+    '(from a clone: pip install -e ".[plot]")'
+)
 
 
 def plot_history(history: History, path: str | Path, title: str = "") -> Path | None:

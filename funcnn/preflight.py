@@ -107,8 +107,10 @@ class _Setup:
 def _initial_loss(setup: _Setup, x: np.ndarray, y: np.ndarray) -> DoctorCheck:
     value = setup.objective(x, y, 0.0)
     classes = int(run(setup.net, setup.params, x[:1], setup.state, train=False)[0].shape[1])
-    targets: dict[Loss, tuple[float, str]] = {softmax_loss: (math.log(classes), f"log({classes})"),
-                                              svm_loss: (classes - 1.0, f"{classes} - 1")}
+    targets: dict[Loss, tuple[float, str]] = {
+        softmax_loss: (math.log(classes), f"log({classes})"),
+        svm_loss: (classes - 1.0, f"{classes} - 1"),
+    }
     expected = targets.get(setup.loss)
     if expected is None:
         return DoctorCheck("initial loss (reg 0)", "warn", f"{value:.4g}", "no expectation for this loss")
@@ -224,8 +226,9 @@ def doctor(
     """
     x, y = data
     if len(x) != len(y) or len(x) < 4:
-        raise ValueError(f"doctor: data must be (x, y) with the same number (>= 4) of examples, "
-                         f"got {len(x)} and {len(y)}")
+        raise ValueError(
+            f"doctor: data must be (x, y) with the same number (>= 4) of examples, got {len(x)} and {len(y)}"
+        )
     counts = {"subset": subset, "overfit_steps": overfit_steps, "ratio_steps": ratio_steps, "batch_size": batch_size}
     for name, count in counts.items():
         int_at_least("doctor", name, count, 1)
@@ -233,10 +236,12 @@ def doctor(
     setup = _Setup(net, loss, optimizer, params, state, number_at_least("doctor", "reg", reg, 0), seed)
     few = np.random.default_rng(seed).permutation(len(x))
     hundred, tiny = few[:100], few[:subset]
-    return DoctorReport([
-        _initial_loss(setup, x[hundred], y[hundred]),
-        _reg_raises_loss(setup, x[hundred], y[hundred]),
-        *_gradient_checks(setup, x[few[:4]], y[few[:4]]),
-        _overfit(setup, x[tiny], y[tiny], overfit_steps),
-        *_update_ratios(setup, x, y, ratio_steps, batch_size),
-    ])
+    return DoctorReport(
+        [
+            _initial_loss(setup, x[hundred], y[hundred]),
+            _reg_raises_loss(setup, x[hundred], y[hundred]),
+            *_gradient_checks(setup, x[few[:4]], y[few[:4]]),
+            _overfit(setup, x[tiny], y[tiny], overfit_steps),
+            *_update_ratios(setup, x, y, ratio_steps, batch_size),
+        ]
+    )

@@ -25,8 +25,9 @@ def _terminal_bar(label: str, steps: int) -> Any:
         tqdm = importlib.import_module("tqdm").tqdm
     except ImportError:
         return None
-    return tqdm(total=steps, desc=label, unit="step", leave=False, file=sys.stdout, dynamic_ncols=True,
-                mininterval=BAR_SECONDS)
+    return tqdm(
+        total=steps, desc=label, unit="step", leave=False, file=sys.stdout, dynamic_ncols=True, mininterval=BAR_SECONDS
+    )
 
 
 class EpochProgress:

@@ -44,7 +44,9 @@ def _sweep(f: Apply, params: PyTree, x: np.ndarray, dtype: np.dtype, steps: tupl
     y, vjp = f(*tree_unflatten(treedef, leaves))
     dy = rng.standard_normal(np.shape(y)).astype(dtype)
     directions = [rng.standard_normal(leaf.shape) if leaf.dtype.kind == "f" else None for leaf in leaves]
-    analytic = sum(float(np.vdot(np.asarray(g, np.float64), v)) for g, v in zip(tree_leaves(vjp(dy)), directions) if v is not None)
+    analytic = sum(
+        float(np.vdot(np.asarray(g, np.float64), v)) for g, v in zip(tree_leaves(vjp(dy)), directions) if v is not None
+    )
 
     def value(h: float) -> float:
         moved = [leaf if v is None else (leaf + h * v).astype(dtype) for leaf, v in zip(leaves, directions)]

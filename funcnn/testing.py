@@ -94,7 +94,9 @@ def _rng(draw: Any) -> np.random.Generator:
 
 
 @st.composite
-def conv_problems(draw: Any, dtype: Any = None, max_batch: int = 3, max_channels: int = 3, max_size: int = 9) -> ConvProblem:
+def conv_problems(
+    draw: Any, dtype: Any = None, max_batch: int = 3, max_channels: int = 3, max_size: int = 9
+) -> ConvProblem:
     """Conv problems with non-square kernels, strides 1-3 and paddings 0-2, always with an output
     of at least 1x1. ``dtype`` None draws float32 or float64."""
     dtype = draw(float_dtypes) if dtype is None else dtype
@@ -110,7 +112,9 @@ def conv_problems(draw: Any, dtype: Any = None, max_batch: int = 3, max_channels
 
 
 @st.composite
-def pool_problems(draw: Any, dtype: Any = None, ties: bool = False, max_batch: int = 3, max_size: int = 9) -> PoolProblem:
+def pool_problems(
+    draw: Any, dtype: Any = None, ties: bool = False, max_batch: int = 3, max_size: int = 9
+) -> PoolProblem:
     """Max-pool problems with non-square windows, strides smaller than (overlapping), equal to and
     larger than the window. Tie-free inputs hold distinct values at least 1e-2 apart (safe for
     finite differences); with ``ties=True`` values come from {-1, 0, 1}, so most windows tie."""
@@ -167,7 +171,9 @@ def group_norm_problems(draw: Any, dtype: Any = None, max_batch: int = 3, max_si
 
 
 @st.composite
-def classification_problems(draw: Any, dtype: Any = None, max_batch: int = 8, max_classes: int = 10) -> ClassificationProblem:
+def classification_problems(
+    draw: Any, dtype: Any = None, max_batch: int = 8, max_classes: int = 10
+) -> ClassificationProblem:
     """Scores and labels for the losses; at least two classes."""
     dtype = draw(float_dtypes) if dtype is None else dtype
     n, c = draw(st.integers(1, max_batch)), draw(st.integers(2, max_classes))
@@ -196,9 +202,21 @@ def _spatial_blocks(fn: Any, shape: tuple[int, int, int], batch: int, user: list
         ("tanh", fn.tanh, same),
         ("sigmoid", fn.sigmoid, same),
         ("leaky_relu", fn.leaky_relu(0.1), same),
-        ("residual(conv-tanh)", fn.residual(fn.sandwich(fn.conv(stride=1, pad=1, filters=c, kernel_size=3), fn.tanh)), same),
-        ("fan_out(conv, conv)", fn.fan_out(fn.conv(stride=1, pad=1, filters=2, kernel_size=3), fn.conv(filters=2, kernel_size=1)), (2, h, w)),
-        ("conv_relu sandwich", fn.sandwich(fn.conv(stride=2, pad=1, filters=3, kernel_size=3), fn.relu), (3, (h + 1) // 2, (w + 1) // 2)),
+        (
+            "residual(conv-tanh)",
+            fn.residual(fn.sandwich(fn.conv(stride=1, pad=1, filters=c, kernel_size=3), fn.tanh)),
+            same,
+        ),
+        (
+            "fan_out(conv, conv)",
+            fn.fan_out(fn.conv(stride=1, pad=1, filters=2, kernel_size=3), fn.conv(filters=2, kernel_size=1)),
+            (2, h, w),
+        ),
+        (
+            "conv_relu sandwich",
+            fn.sandwich(fn.conv(stride=2, pad=1, filters=3, kernel_size=3), fn.relu),
+            (3, (h + 1) // 2, (w + 1) // 2),
+        ),
     ]
     if h >= 2 and w >= 2:
         half = (c, h // 2, w // 2)
@@ -209,7 +227,9 @@ def _spatial_blocks(fn: Any, shape: tuple[int, int, int], batch: int, user: list
         from funcnn.init import init_state
 
         norm = fn.spatial_batch_norm()
-        blocks.append(("spatial_batch_norm (train)", fn.bind(norm, init_state(norm, shape, np.float64), train=True), same))
+        blocks.append(
+            ("spatial_batch_norm (train)", fn.bind(norm, init_state(norm, shape, np.float64), train=True), same)
+        )
     blocks += [("user layer", layer, same) for layer in user]
     return blocks
 

@@ -106,7 +106,10 @@ def two_layer_net_cases(draw, dtype=None):
     rng = np.random.default_rng(draw(st.integers(0, 2**16)))
     hidden, classes = p.params["w"].shape[1], draw(st.integers(2, 5))
     dtype = p.x.dtype
-    params2 = {"w": rng.standard_normal((hidden, classes)).astype(dtype), "b": rng.standard_normal(classes).astype(dtype)}
+    params2 = {
+        "w": rng.standard_normal((hidden, classes)).astype(dtype),
+        "b": rng.standard_normal(classes).astype(dtype),
+    }
     y = rng.integers(0, classes, size=p.x.shape[0])
     loss = draw(st.sampled_from([fn.softmax_loss, fn.svm_loss]))
     net = fn.chain(fn.affine, fn.relu, fn.affine, fn.loss_layer(loss, y))

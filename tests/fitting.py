@@ -16,8 +16,23 @@ def small_net(filters=2, hidden=8, **options):
     return three_layer_convnet(num_filters=filters, filter_size=3, hidden_dim=hidden, num_classes=10, **options)
 
 
-def small_fit(epochs=2, *, n=40, n_val=20, x=None, y=None, net=None, params=None, batch_size=8, optimizer=None,
-              checkpoint=None, resume=False, config=None, allow_config_change=False, **kwargs):
+def small_fit(
+    epochs=2,
+    *,
+    n=40,
+    n_val=20,
+    x=None,
+    y=None,
+    net=None,
+    params=None,
+    batch_size=8,
+    optimizer=None,
+    checkpoint=None,
+    resume=False,
+    config=None,
+    allow_config_change=False,
+    **kwargs,
+):
     """``fit`` ``net`` (default :func:`small_net`) from ``params`` (default: initialised from seed 0) on the
     first ``n`` training digits (or ``x``, ``y``), validated on the first ``n_val``, with sgd(0.05) unless
     ``optimizer``, silently; ``checkpoint`` (a path) with ``resume``, ``config`` and ``allow_config_change``
@@ -29,5 +44,6 @@ def small_fit(epochs=2, *, n=40, n_val=20, x=None, y=None, net=None, params=None
     x = DIGITS.train.x[:n] if x is None else x
     y = DIGITS.train.y[:n] if y is None else y
     val = (DIGITS.val.x[:n_val], DIGITS.val.y[:n_val])
-    return fit(net, params, (x, y), val, optimizer or sgd(0.05), epochs=epochs, batch_size=batch_size, log=None,
-               **kwargs)
+    return fit(
+        net, params, (x, y), val, optimizer or sgd(0.05), epochs=epochs, batch_size=batch_size, log=None, **kwargs
+    )

@@ -35,10 +35,15 @@ def postgres_server() -> Iterator[str]:
     refuses root), yield its URL (user funcnn, database postgres, no password), stop it and remove its folder."""
     binaries = server_binaries()
     if binaries is None:
-        raise ServerMissing("no PostgreSQL server binaries (initdb, pg_ctl); .ci/run installs them: apt-get install postgresql")
+        raise ServerMissing(
+            "no PostgreSQL server binaries (initdb, pg_ctl); .ci/run installs them: apt-get install postgresql"
+        )
     as_user: list[str] = []
     if os.geteuid() == 0:
-        if shutil.which("runuser") is None or subprocess.run(["id", "postgres"], capture_output=True, check=False).returncode:
+        if (
+            shutil.which("runuser") is None
+            or subprocess.run(["id", "postgres"], capture_output=True, check=False).returncode
+        ):
             raise ServerMissing("running as root without a postgres user and runuser to start the server as")
         as_user = ["runuser", "-u", "postgres", "--"]
     folder = Path(tempfile.mkdtemp(prefix="funcnn-postgres-"))
@@ -46,13 +51,23 @@ def postgres_server() -> Iterator[str]:
         shutil.chown(folder, "postgres")
     data, port = folder / "data", _free_port()
     try:
-        subprocess.run([*as_user, binaries / "initdb", "-D", data, "-A", "trust", "-U", "funcnn", "--no-sync"],
-                       check=True, capture_output=True)
+        subprocess.run(
+            [*as_user, binaries / "initdb", "-D", data, "-A", "trust", "-U", "funcnn", "--no-sync"],
+            check=True,
+            capture_output=True,
+        )
         options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
-        subprocess.run([*as_user, binaries / "pg_ctl", "-D", data, "-l", folder / "server.log", "-o", options, "-w", "start"],
-                       check=True, capture_output=True)
+        subprocess.run(
+            [*as_user, binaries / "pg_ctl", "-D", data, "-l", folder / "server.log", "-o", options, "-w", "start"],
+            check=True,
+            capture_output=True,
+        )
         yield f"postgresql://funcnn@127.0.0.1:{port}/postgres"
     finally:
         if (data / "postmaster.pid").exists():
-            subprocess.run([*as_user, binaries / "pg_ctl", "-D", data, "-m", "immediate", "-w", "stop"], check=False, capture_output=True)
+            subprocess.run(
+                [*as_user, binaries / "pg_ctl", "-D", data, "-m", "immediate", "-w", "stop"],
+                check=False,
+                capture_output=True,
+            )
         shutil.rmtree(folder, ignore_errors=True)

@@ -139,7 +139,11 @@ def test_outputs_never_share_writable_memory_with_inputs(name, data):
     dy = np.ones_like(y)
     dparams, dx = vjp(dy)
     inputs = tree_leaves((params, x))
-    for what, out, sources in (("y", y, inputs), ("dx", dx, [dy, *inputs]), *(("dparams", g, [dy, *inputs]) for g in tree_leaves(dparams))):
+    for what, out, sources in (
+        ("y", y, inputs),
+        ("dx", dx, [dy, *inputs]),
+        *(("dparams", g, [dy, *inputs]) for g in tree_leaves(dparams)),
+    ):
         shared = [i for i, source in enumerate(sources) if np.shares_memory(out, source)]
         assert not (out.flags.writeable and shared), f"{name}: writable {what} shares memory with input {shared}"
 
@@ -148,7 +152,8 @@ def test_outputs_never_share_writable_memory_with_inputs(name, data):
 # other of x, params and y after the forward pass must not change its answer; writing into these must.
 VJP_READS = {
     "affine": {"x", "w"}, "conv": {"x", "w"}, "conv_naive": {"w"}, "two_layer_net": {"x", "w"}, "convnet": {"x", "w"},
-    "conv_direct": {"x", "w"}, "conv_relu_pool": {"x", "w"}, "affine_relu": {"x", "w", "y"}, "conv_relu": {"x", "w", "y"},
+    "conv_direct": {"x", "w"}, "conv_relu_pool": {"x", "w"},
+    "affine_relu": {"x", "w", "y"}, "conv_relu": {"x", "w", "y"},
     "relu": {"y"}, "tanh": {"y"}, "layer_norm": {"gamma"}, "group_norm": {"gamma"},
     "batch_norm": {"gamma"}, "batch_norm eval": {"gamma"}, "spatial_batch_norm": {"gamma"},
     "max_pool": set(), "max_pool_naive": set(), "avg_pool": set(), "global_avg_pool": set(), "leaky_relu": set(),
@@ -162,13 +167,16 @@ def test_every_layer_has_a_documented_read_set():
 
 
 def _arrays_read(layer, params, x):
-    """The names of the arrays (x, each params leaf, y) that, changed after the forward pass, change the vjp's answer."""
+    """The names of the arrays (x, each params leaf, y) that, changed after the forward pass, change the vjp's
+    answer."""
 
     def forward():  # on copies this test owns
         own_params, own_x = tree_map(np.array, params), np.array(x)
         y, vjp = layer(own_params, own_x)
         arrays = {"x": [own_x], "y": [y] if isinstance(y, np.ndarray) and y.flags.writeable else []}
-        for path, leaf in fn.tree.tree_leaves_with_path(own_params):  # every leaf of a name: "w" of each layer of a network
+        for path, leaf in fn.tree.tree_leaves_with_path(
+            own_params
+        ):  # every leaf of a name: "w" of each layer of a network
             arrays.setdefault(str(path[-1]), []).append(leaf)
         return y, vjp, arrays
 
@@ -196,4 +204,8 @@ def test_a_live_vjp_reads_nothing_undocumented(name, data):
 @pytest.mark.parametrize("name", sorted(name for name, reads in VJP_READS.items() if reads))
 def test_a_live_vjp_reads_all_that_is_documented(name):
     """Some case reads every documented array (a small one may not: a 1x1 conv output over padding ignores x)."""
-    find(ALL_CASES[name](), lambda case: _arrays_read(*case) == VJP_READS[name], settings=settings(database=None, max_examples=200))
+    find(
+        ALL_CASES[name](),
+        lambda case: _arrays_read(*case) == VJP_READS[name],
+        settings=settings(database=None, max_examples=200),
+    )

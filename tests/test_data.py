@@ -170,7 +170,6 @@ def test_digits_split_is_default_rng0_permutation_pinned():
         assert np.array_equal(part.x.reshape(len(part), 64) * 16, raw[idx, :64])
 
 
-
 def test_dataset_type():
     d = Dataset(np.zeros((3, 2)), np.zeros(3, dtype=np.int64))
     assert len(d) == 3
@@ -266,7 +265,9 @@ def test_idx_gzip_bomb_is_refused_after_reading_what_the_header_promises(tmp_pat
     path = gzip_bomb(tmp_path / "train-images-idx3-ubyte.gz", (20, 28, 28), 64 * 2**20)
     assert path.stat().st_size < 2**20
     tracemalloc.start()
-    with pytest.raises(DataFormatError, match=r"expected 15680 data bytes for shape \(20, 28, 28\) of uint8, found 15681 or more"):
+    with pytest.raises(
+        DataFormatError, match=r"expected 15680 data bytes for shape \(20, 28, 28\) of uint8, found 15681 or more"
+    ):
         load_idx(path)
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()

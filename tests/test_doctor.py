@@ -33,8 +33,14 @@ def statuses(report, prefix):
 def test_default_command_passes_and_prints_a_table(capsys):
     assert main(["doctor"]) == 0
     out = capsys.readouterr().out
-    for name in ("initial loss", "loss rises with reg", "gradient check: data loss", "gradient check: L2 term", "overfit 30 examples",
-                 'update/weight params[0]["w"]'):
+    for name in (
+        "initial loss",
+        "loss rises with reg",
+        "gradient check: data loss",
+        "gradient check: L2 term",
+        "overfit 30 examples",
+        'update/weight params[0]["w"]',
+    ):
         assert name in out
     assert "0 failed" in out
 

@@ -51,7 +51,10 @@ def test_pool_tie_gradient_goes_to_first_maximum(p):
 
 def test_overlapping_windows_add_their_gradients():
     x = np.array([[[[0.0, 1.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]]]])
-    for layer in (fn.max_pool(pool_height=2, pool_width=2, stride=1), fn.max_pool_naive(pool_height=2, pool_width=2, stride=1)):
+    for layer in (
+        fn.max_pool(pool_height=2, pool_width=2, stride=1),
+        fn.max_pool_naive(pool_height=2, pool_width=2, stride=1),
+    ):
         y, vjp = layer((), x)
         np.testing.assert_array_equal(y[0, 0], [[1.0, 1.0], [0.0, 0.0]])
         _, dx = vjp(np.ones_like(y))

@@ -32,7 +32,9 @@ def broken_affine(break_vjp):
 @pytest.mark.parametrize("mode", ["fast", "full"])
 def test_rejects_a_bias_gradient_off_by_a_tenth_of_a_percent(mode):
     f = broken_affine(lambda dp, dx, dy, n: ({"w": dp["w"], "b": dp["b"] * 1.001}, dx))
-    with pytest.raises(fn.VJPCheckError, match=r'gradient of params\["b"\] is wrong.*analytic .*numeric .*relative error'):
+    with pytest.raises(
+        fn.VJPCheckError, match=r'gradient of params\["b"\] is wrong.*analytic .*numeric .*relative error'
+    ):
         fn.check_vjp(f, PARAMS, X, mode=mode)
 
 
@@ -74,19 +76,25 @@ def test_rejects_a_wrong_shape_dparams():
 
 def test_rejects_a_wrong_structure_dparams():
     f = broken_affine(lambda dp, dx, dy, n: ((dp["w"], dp["b"]), dx))
-    with pytest.raises(fn.VJPCheckError, match=r"(?s)dparams must mirror params.*params: \{'b': \*, 'w': \*\}.*dparams: \(\*, \*\)"):
+    with pytest.raises(
+        fn.VJPCheckError, match=r"(?s)dparams must mirror params.*params: \{'b': \*, 'w': \*\}.*dparams: \(\*, \*\)"
+    ):
         fn.check_vjp(f, PARAMS, X)
 
 
 def test_rejects_a_wrong_dtype_dx():
     f = broken_affine(lambda dp, dx, dy, n: (dp, dx.astype(np.float32)))
-    with pytest.raises(fn.VJPCheckError, match=r"dx has shape \(3, 6\) and dtype float32, but x has shape \(3, 6\) and dtype float64"):
+    with pytest.raises(
+        fn.VJPCheckError, match=r"dx has shape \(3, 6\) and dtype float32, but x has shape \(3, 6\) and dtype float64"
+    ):
         fn.check_vjp(f, PARAMS, X)
 
 
 def test_rejects_a_vjp_whose_second_call_differs():
     f = broken_affine(lambda dp, dx, dy, n: (dp, dx * n))
-    with pytest.raises(fn.VJPCheckError, match=r"calling vjp twice with the same dy gave different \(dparams, dx\)\[1\]"):
+    with pytest.raises(
+        fn.VJPCheckError, match=r"calling vjp twice with the same dy gave different \(dparams, dx\)\[1\]"
+    ):
         fn.check_vjp(f, PARAMS, X)
 
 
@@ -158,7 +166,13 @@ def test_report_lists_every_leaf_with_small_errors():
     net = fn.chain(fn.affine, fn.relu, fn.affine, fn.loss_layer(fn.softmax_loss, np.array([0, 1, 1])))
     params = (PARAMS, (), {"w": rng.standard_normal((4, 2)), "b": rng.standard_normal(2)}, ())
     report = fn.check_vjp(net, params, X)
-    assert [leaf.path for leaf in report.leaves] == ['params[0]["b"]', 'params[0]["w"]', 'params[2]["b"]', 'params[2]["w"]', "x"]
+    assert [leaf.path for leaf in report.leaves] == [
+        'params[0]["b"]',
+        'params[0]["w"]',
+        'params[2]["b"]',
+        'params[2]["w"]',
+        "x",
+    ]
     assert report.max_rel_error < 1e-6
     assert 'params[2]["w"]' in str(report)
 
@@ -222,4 +236,6 @@ def test_a_wrong_gradient_of_a_curved_function_is_not_mistaken_for_a_kink():
 
 def test_numerical_helpers_work_in_float64_for_float32_inputs():
     a = np.random.default_rng(0).standard_normal((3, 4)).astype(np.float32)
-    np.testing.assert_allclose(fn.numerical_gradient(lambda z: np.sum(z**3), a), 3 * a.astype(np.float64) ** 2, rtol=1e-6)
+    np.testing.assert_allclose(
+        fn.numerical_gradient(lambda z: np.sum(z**3), a), 3 * a.astype(np.float64) ** 2, rtol=1e-6
+    )

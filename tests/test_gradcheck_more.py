@@ -44,7 +44,9 @@ def test_fast_mode_locates_the_one_wrong_element_of_a_small_leaf(rng):
         fn.check_vjp(net, (params, ()), rng.standard_normal((2, 3, 7, 7)))
     check = caught.value.check
     assert (check.path, check.index, check.n_checked, check.n_wrong) == ('params[0]["w"]', (3, 1, 0, 2), 432, 1)
-    assert re.search(r'params\[0\]\["w"\]\[3, 1, 0, 2\]: analytic \S+ numeric \S+ \(1 of 432 elements wrong\)', str(caught.value))
+    assert re.search(
+        r'params\[0\]\["w"\]\[3, 1, 0, 2\]: analytic \S+ numeric \S+ \(1 of 432 elements wrong\)', str(caught.value)
+    )
     assert check.analytic == pytest.approx(1.01 * check.numeric, rel=1e-6)
 
 

@@ -58,7 +58,9 @@ print("ok")
 
 def run(code, cwd, **env):
     full_env = {**os.environ, **env}
-    result = subprocess.run([sys.executable, "-c", code], check=False, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-c", code], check=False, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=600
+    )
     assert result.returncode == 0, result.stderr
     return result
 
@@ -66,7 +68,9 @@ def run(code, cwd, **env):
 def test_layers_run_when_numba_has_no_cache_location(tmp_path):
     """Every cache locator refusing (as on a read-only install with no writable user cache):
     funcnn still imports, warns once per kernel, and compiles in memory."""
-    no_locator = "import numba.core.caching as c\n(getattr(c, 'CacheImpl', None) or c._CacheImpl)._locator_classes = []\n"
+    no_locator = (
+        "import numba.core.caching as c\n(getattr(c, 'CacheImpl', None) or c._CacheImpl)._locator_classes = []\n"
+    )
     result = run(no_locator + RUN_LAYERS, tmp_path, PYTHONPATH=str(ROOT))
     assert result.stdout.strip() == "ok"
     assert "Numba cannot cache" in result.stderr
@@ -81,7 +85,14 @@ def test_layers_run_from_an_install_with_no_writable_cache_folder(tmp_path):
     blockers = [install / "funcnn" / "kernels" / "__pycache__", tmp_path / "numba-cache", tmp_path / "user-cache"]
     for blocker in blockers:
         blocker.write_text("not a folder")
-    result = run(RUN_LAYERS, tmp_path, PYTHONPATH=str(install), NUMBA_CACHE_DIR=str(blockers[1]),
-                 XDG_CACHE_HOME=str(blockers[2]), HOME=str(blockers[2]), PYTHONDONTWRITEBYTECODE="1")
+    result = run(
+        RUN_LAYERS,
+        tmp_path,
+        PYTHONPATH=str(install),
+        NUMBA_CACHE_DIR=str(blockers[1]),
+        XDG_CACHE_HOME=str(blockers[2]),
+        HOME=str(blockers[2]),
+        PYTHONDONTWRITEBYTECODE="1",
+    )
     assert result.stdout.strip() == "ok"
     assert "Numba cannot cache" in result.stderr and all(blocker.is_file() for blocker in blockers)

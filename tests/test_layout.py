@@ -67,6 +67,8 @@ def test_layers_sit_at_the_bottom(module):
         )
 
 
-@pytest.mark.parametrize("module", sorted(m for m in MODULES if not m.startswith("funcnn.app") and m != "funcnn.__main__"))
+@pytest.mark.parametrize(
+    "module", sorted(m for m in MODULES if not m.startswith("funcnn.app") and m != "funcnn.__main__")
+)
 def test_the_library_never_imports_the_app(module):
     assert not [s for s, _ in imports(MODULES[module]) if s.startswith("funcnn.app")], module

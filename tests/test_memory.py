@@ -26,8 +26,13 @@ print(kept, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 
 
 def _faults(mode: str, **env: str) -> tuple[str, int]:
-    out = subprocess.run([sys.executable, "-c", LOOP, mode], env={**os.environ, "PYTHONPATH": str(ROOT), **env},
-                         capture_output=True, text=True, check=True).stdout.split()
+    out = subprocess.run(
+        [sys.executable, "-c", LOOP, mode],
+        env={**os.environ, "PYTHONPATH": str(ROOT), **env},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     return out[0], int(out[1])
 
 

@@ -181,7 +181,12 @@ def _assert_matches_torch(layer, torch_layer, params, x):
     dy = np.random.default_rng(1).standard_normal(y.shape)
     dparams, dx = vjp(dy)
     yt, dparams_t, dxt = _torch_norm(torch, torch_layer(torch), params, x, dy)
-    for ours, theirs in [(y, yt), (dx, dxt), (dparams["gamma"], dparams_t["gamma"]), (dparams["beta"], dparams_t["beta"])]:
+    for ours, theirs in [
+        (y, yt),
+        (dx, dxt),
+        (dparams["gamma"], dparams_t["gamma"]),
+        (dparams["beta"], dparams_t["beta"]),
+    ]:
         np.testing.assert_allclose(ours, theirs, rtol=1e-10, atol=1e-12)
 
 
@@ -190,7 +195,10 @@ def _assert_matches_torch(layer, torch_layer, params, x):
 def test_layer_norm_matches_pytorch(p):
     shape = p.x.shape[1:]
     _assert_matches_torch(
-        fn.layer_norm(), lambda torch: lambda x, g, b: torch.nn.functional.layer_norm(x, shape, g, b, 1e-5), p.params, p.x
+        fn.layer_norm(),
+        lambda torch: lambda x, g, b: torch.nn.functional.layer_norm(x, shape, g, b, 1e-5),
+        p.params,
+        p.x,
     )
 
 
@@ -200,7 +208,10 @@ def test_group_norm_matches_pytorch(p):
     groups = p.groups
     assume(p.x.shape[0] * p.x.shape[2] * p.x.shape[3] > 1)  # PyTorch refuses N * H * W == 1
     _assert_matches_torch(
-        fn.group_norm(groups), lambda torch: lambda x, g, b: torch.nn.functional.group_norm(x, groups, g, b, 1e-5), p.params, p.x
+        fn.group_norm(groups),
+        lambda torch: lambda x, g, b: torch.nn.functional.group_norm(x, groups, g, b, 1e-5),
+        p.params,
+        p.x,
     )
 
 
@@ -209,12 +220,18 @@ def test_group_norm_matches_pytorch_without_spatial_axes_or_with_one(shape):
     x = rng.standard_normal(shape)
     params = {"gamma": rng.standard_normal(6), "beta": rng.standard_normal(6)}
     _assert_matches_torch(
-        fn.group_norm(3, eps=1e-3), lambda torch: lambda x, g, b: torch.nn.functional.group_norm(x, 3, g, b, 1e-3), params, x
+        fn.group_norm(3, eps=1e-3),
+        lambda torch: lambda x, g, b: torch.nn.functional.group_norm(x, 3, g, b, 1e-3),
+        params,
+        x,
     )
 
 
 def test_group_norm_with_one_group_is_layer_norm_with_gamma_per_channel():
-    ln = {"gamma": np.broadcast_to(GN["gamma"][:, None, None], X4.shape[1:]), "beta": np.broadcast_to(GN["beta"][:, None, None], X4.shape[1:])}
+    ln = {
+        "gamma": np.broadcast_to(GN["gamma"][:, None, None], X4.shape[1:]),
+        "beta": np.broadcast_to(GN["beta"][:, None, None], X4.shape[1:]),
+    }
     np.testing.assert_allclose(fn.group_norm(1)(GN, X4)[0], fn.layer_norm()(ln, X4)[0], rtol=1e-13)
 
 
@@ -229,7 +246,11 @@ def test_group_norm_with_one_group_is_layer_norm_with_gamma_per_channel():
         (fn.sigmoid, (), 3 * rng.standard_normal((3, 4))),
         (fn.avg_pool(2, 3, 1), (), rng.standard_normal((2, 2, 4, 5))),
         (fn.global_avg_pool, (), rng.standard_normal((2, 3, 2, 3))),
-        (fn.layer_norm(), {"gamma": rng.standard_normal((2, 3)), "beta": rng.standard_normal((2, 3))}, rng.standard_normal((3, 2, 3))),
+        (
+            fn.layer_norm(),
+            {"gamma": rng.standard_normal((2, 3)), "beta": rng.standard_normal((2, 3))},
+            rng.standard_normal((3, 2, 3)),
+        ),
         (fn.group_norm(2), GN, X4),
     ],
     ids=lambda v: v.name if isinstance(v, fn.Layer) else "",
@@ -259,30 +280,105 @@ def test_init_params_through_a_chain():
 @pytest.mark.parametrize(
     "call, error, pattern",
     [
-        (lambda: fn.leaky_relu(-0.1), ValueError, r"leaky_relu\(alpha=-0.1\): alpha must be >= 0.0 and finite, got -0.1"),
+        (
+            lambda: fn.leaky_relu(-0.1),
+            ValueError,
+            r"leaky_relu\(alpha=-0.1\): alpha must be >= 0.0 and finite, got -0.1",
+        ),
         (lambda: fn.leaky_relu("0.1"), TypeError, r"leaky_relu\(alpha=0.1\): alpha must be a number, got '0.1'"),
         (lambda: fn.leaky_relu(np.nan), ValueError, r"alpha must be >= 0.0 and finite, got nan"),
-        (lambda: fn.leaky_relu()((), np.ones(3, dtype=int)), TypeError, r"leaky_relu\(alpha=0.01\): x must be a float32 or float64 array, got dtype int64 \(shape \(3,\)\)"),
-        (lambda: fn.tanh((), np.ones(3, dtype=np.float16)), TypeError, r"tanh: x must be a float32 or float64 array, got dtype float16"),
+        (
+            lambda: fn.leaky_relu()((), np.ones(3, dtype=int)),
+            TypeError,
+            r"leaky_relu\(alpha=0.01\): x must be a float32 or float64 array, got dtype int64 \(shape \(3,\)\)",
+        ),
+        (
+            lambda: fn.tanh((), np.ones(3, dtype=np.float16)),
+            TypeError,
+            r"tanh: x must be a float32 or float64 array, got dtype float16",
+        ),
         (lambda: fn.sigmoid((), [1, 2]), TypeError, r"sigmoid: x must be a float32 or float64 array, got dtype int64"),
         (lambda: fn.sigmoid({"w": 1}, X4), TypeError, r"sigmoid: takes no params, so params must be \(\)"),
-        (lambda: fn.avg_pool()((), X4.astype(np.int32)), TypeError, r"avg_pool\(pool_height=2, pool_width=2, stride=2\): x must be a float32 or float64 array, got dtype int32"),
-        (lambda: fn.global_avg_pool((), X4[0]), ValueError, r"global_avg_pool: x must be 4-D \(N, C, H, W\), got shape \(4, 3, 3\)"),
-        (lambda: fn.global_avg_pool((), np.ones((2, 3), dtype=bool)), TypeError, r"global_avg_pool: x must be a float32 or float64 array, got dtype bool"),
-        (lambda: fn.group_norm(3)(GN, X4), ValueError, r"group_norm\(groups=3, eps=1e-05\): groups=3 must divide the channels of x, but C=4 \(shape \(2, 4, 3, 3\)\)"),
-        (lambda: fn.init_params(fn.group_norm(3), rng, (4, 3, 3)), ValueError, r"group_norm\(groups=3, eps=1e-05\): groups=3 must divide the channels of x, but C=4 \(shape \(4, 3, 3\)\)"),
+        (
+            lambda: fn.avg_pool()((), X4.astype(np.int32)),
+            TypeError,
+            r"avg_pool\(pool_height=2, pool_width=2, stride=2\): x must be a float32 or float64 array, got dtype int32",
+        ),
+        (
+            lambda: fn.global_avg_pool((), X4[0]),
+            ValueError,
+            r"global_avg_pool: x must be 4-D \(N, C, H, W\), got shape \(4, 3, 3\)",
+        ),
+        (
+            lambda: fn.global_avg_pool((), np.ones((2, 3), dtype=bool)),
+            TypeError,
+            r"global_avg_pool: x must be a float32 or float64 array, got dtype bool",
+        ),
+        (
+            lambda: fn.group_norm(3)(GN, X4),
+            ValueError,
+            r"group_norm\(groups=3, eps=1e-05\): groups=3 must divide the channels of x, "
+            r"but C=4 \(shape \(2, 4, 3, 3\)\)",
+        ),
+        (
+            lambda: fn.init_params(fn.group_norm(3), rng, (4, 3, 3)),
+            ValueError,
+            r"group_norm\(groups=3, eps=1e-05\): groups=3 must divide the channels of x, but C=4 \(shape \(4, 3, 3\)\)",
+        ),
         (lambda: fn.group_norm(0), ValueError, r"group_norm\(groups=0, eps=1e-05\): groups must be >= 1, got 0"),
         (lambda: fn.group_norm(2.0), TypeError, r"groups must be an int, got 2.0"),
-        (lambda: fn.group_norm(2, eps=0), ValueError, r"group_norm\(groups=2, eps=0\): eps must be > 0.0 and finite, got 0"),
-        (lambda: fn.group_norm(2)({"gamma": np.ones(3), "beta": np.zeros(4)}, X4), ValueError, r"group_norm\(groups=2, eps=1e-05\): params\['gamma'\] must have shape \(4,\) to match x of shape \(2, 4, 3, 3\), got \(3,\)"),
-        (lambda: fn.group_norm(2)({"gamma": np.ones(4), "beta": np.zeros((4, 1))}, X4), ValueError, r"params\['beta'\] must have shape \(4,\) to match x of shape \(2, 4, 3, 3\), got \(4, 1\)"),
-        (lambda: fn.group_norm(2)({"gamma": np.ones(4)}, X4), TypeError, r"group_norm\(groups=2, eps=1e-05\): params must be a dict with keys \['gamma', 'beta'\]"),
-        (lambda: fn.group_norm(2)(GN, X4.astype(np.float32)), TypeError, r"group_norm.*arrays must share one dtype, but x is float32, gamma is float64, beta is float64"),
-        (lambda: fn.group_norm(2)(GN, np.ones(4)), ValueError, r"group_norm.*x must be at least 2-D \(N, C, ...\), got shape \(4,\)"),
-        (lambda: fn.layer_norm()({"gamma": np.ones(4), "beta": np.zeros(4)}, X4), ValueError, r"layer_norm\(eps=1e-05\): params\['gamma'\] must have shape \(4, 3, 3\) to match x of shape \(2, 4, 3, 3\), got \(4,\)"),
-        (lambda: fn.layer_norm()(LN, X4.astype(int)), TypeError, r"layer_norm\(eps=1e-05\): x must be a float32 or float64 array, got dtype int64 \(shape \(2, 4, 3, 3\)\)"),
-        (lambda: fn.layer_norm()(LN, np.ones(4)), ValueError, r"layer_norm\(eps=1e-05\): x must be at least 2-D \(N, d1, ..., dk\), got shape \(4,\)"),
-        (lambda: fn.layer_norm(eps=-1.0), ValueError, r"layer_norm\(eps=-1.0\): eps must be > 0.0 and finite, got -1.0"),
+        (
+            lambda: fn.group_norm(2, eps=0),
+            ValueError,
+            r"group_norm\(groups=2, eps=0\): eps must be > 0.0 and finite, got 0",
+        ),
+        (
+            lambda: fn.group_norm(2)({"gamma": np.ones(3), "beta": np.zeros(4)}, X4),
+            ValueError,
+            r"group_norm\(groups=2, eps=1e-05\): params\['gamma'\] must have shape \(4,\) "
+            r"to match x of shape \(2, 4, 3, 3\), got \(3,\)",
+        ),
+        (
+            lambda: fn.group_norm(2)({"gamma": np.ones(4), "beta": np.zeros((4, 1))}, X4),
+            ValueError,
+            r"params\['beta'\] must have shape \(4,\) to match x of shape \(2, 4, 3, 3\), got \(4, 1\)",
+        ),
+        (
+            lambda: fn.group_norm(2)({"gamma": np.ones(4)}, X4),
+            TypeError,
+            r"group_norm\(groups=2, eps=1e-05\): params must be a dict with keys \['gamma', 'beta'\]",
+        ),
+        (
+            lambda: fn.group_norm(2)(GN, X4.astype(np.float32)),
+            TypeError,
+            r"group_norm.*arrays must share one dtype, but x is float32, gamma is float64, beta is float64",
+        ),
+        (
+            lambda: fn.group_norm(2)(GN, np.ones(4)),
+            ValueError,
+            r"group_norm.*x must be at least 2-D \(N, C, ...\), got shape \(4,\)",
+        ),
+        (
+            lambda: fn.layer_norm()({"gamma": np.ones(4), "beta": np.zeros(4)}, X4),
+            ValueError,
+            r"layer_norm\(eps=1e-05\): params\['gamma'\] must have shape \(4, 3, 3\) "
+            r"to match x of shape \(2, 4, 3, 3\), got \(4,\)",
+        ),
+        (
+            lambda: fn.layer_norm()(LN, X4.astype(int)),
+            TypeError,
+            r"layer_norm\(eps=1e-05\): x must be a float32 or float64 array, got dtype int64 \(shape \(2, 4, 3, 3\)\)",
+        ),
+        (
+            lambda: fn.layer_norm()(LN, np.ones(4)),
+            ValueError,
+            r"layer_norm\(eps=1e-05\): x must be at least 2-D \(N, d1, ..., dk\), got shape \(4,\)",
+        ),
+        (
+            lambda: fn.layer_norm(eps=-1.0),
+            ValueError,
+            r"layer_norm\(eps=-1.0\): eps must be > 0.0 and finite, got -1.0",
+        ),
     ],
 )
 def test_bad_input_is_named(call, error, pattern):
@@ -304,7 +400,9 @@ def test_bad_input_is_named(call, error, pattern):
 )
 def test_vjp_rejects_dy_of_the_wrong_shape(layer, params, x):
     _, vjp = layer(params, x)
-    with pytest.raises(ValueError, match=rf"{layer.name.replace('(', '.').replace(')', '.')} vjp: dy must have the output's shape"):
+    with pytest.raises(
+        ValueError, match=rf"{layer.name.replace('(', '.').replace(')', '.')} vjp: dy must have the output's shape"
+    ):
         vjp(np.ones((1, 2)))
 
 
@@ -320,10 +418,20 @@ def _nan_at_first_pixel(x):
         (fn.leaky_relu(), (), lambda nan: nan),
         (fn.tanh, (), lambda nan: nan),
         (fn.sigmoid, (), lambda nan: nan),
-        (fn.avg_pool(2, 2, 1), (), lambda nan: np.arange(2 * 4 * 2 * 2).reshape(2, 4, 2, 2) == 0),  # only the first window
+        (
+            fn.avg_pool(2, 2, 1),
+            (),
+            lambda nan: np.arange(2 * 4 * 2 * 2).reshape(2, 4, 2, 2) == 0,
+        ),  # only the first window
         (fn.global_avg_pool, (), lambda nan: nan.any(axis=(2, 3))),
         (fn.layer_norm(), LN, lambda nan: np.broadcast_to(nan.any(axis=(1, 2, 3), keepdims=True), nan.shape)),
-        (fn.group_norm(2), GN, lambda nan: np.broadcast_to((np.arange(4) < 2)[None, :, None, None] & (np.arange(2) == 0)[:, None, None, None], nan.shape)),
+        (
+            fn.group_norm(2),
+            GN,
+            lambda nan: np.broadcast_to(
+                (np.arange(4) < 2)[None, :, None, None] & (np.arange(2) == 0)[:, None, None, None], nan.shape
+            ),
+        ),
     ],
 )
 def test_nan_in_nan_out_exactly_where_it_reaches(layer, params, expected_nan):
@@ -335,7 +443,15 @@ def test_nan_in_nan_out_exactly_where_it_reaches(layer, params, expected_nan):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize(
     "layer, params",
-    [(fn.leaky_relu(0.5), ()), (fn.tanh, ()), (fn.sigmoid, ()), (fn.avg_pool(2, 2, 1), ()), (fn.global_avg_pool, ()), (fn.layer_norm(), LN), (fn.group_norm(4), GN)],
+    [
+        (fn.leaky_relu(0.5), ()),
+        (fn.tanh, ()),
+        (fn.sigmoid, ()),
+        (fn.avg_pool(2, 2, 1), ()),
+        (fn.global_avg_pool, ()),
+        (fn.layer_norm(), LN),
+        (fn.group_norm(4), GN),
+    ],
 )
 def test_dtype_is_kept_and_float32_agrees_with_float64(layer, params, dtype):
     y, dparams, dx = grads(layer, tree_map(lambda a: a.astype(dtype), params), X4.astype(dtype))

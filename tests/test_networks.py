@@ -53,6 +53,17 @@ def test_networks_cover_every_kind_of_block():
         seen.update(problem.description.split(" - "))
 
     collect()
-    for block in ("conv3x3", "max_pool 2x2", "avg_pool 2x2", "layer_norm", "group_norm(1)", "spatial_batch_norm (train)",
-                  "residual(conv-tanh)", "fan_out(conv, conv)", "conv_relu sandwich", "softmax_loss", "svm_loss"):
+    for block in (
+        "conv3x3",
+        "max_pool 2x2",
+        "avg_pool 2x2",
+        "layer_norm",
+        "group_norm(1)",
+        "spatial_batch_norm (train)",
+        "residual(conv-tanh)",
+        "fan_out(conv, conv)",
+        "conv_relu sandwich",
+        "softmax_loss",
+        "svm_loss",
+    ):
         assert block in seen, block

@@ -187,8 +187,12 @@ def test_schedule_is_used_at_the_step_count(name):
     grads = [rng.normal(size=(3, 2)) for _ in range(7)]
     sched = step_decay(0.1, 0.5, 3)
     lrs = [0.1, 0.1, 0.1, 0.05, 0.05, 0.05, 0.025]  # sched(0) .. sched(6)
-    hyper = {"sgd": {}, "sgd_momentum": {"momentum": 0.9}, "rmsprop": {"decay_rate": 0.99, "epsilon": 1e-8},
-             "adam": {"beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8}}[name]
+    hyper = {
+        "sgd": {},
+        "sgd_momentum": {"momentum": 0.9},
+        "rmsprop": {"decay_rate": 0.99, "epsilon": 1e-8},
+        "adam": {"beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8},
+    }[name]
     out, _ = run(OPTIMIZERS[name](sched, **hyper), w, grads)
     np.testing.assert_allclose(out[-1], REFERENCES[name](w, grads, lrs, **hyper), rtol=1e-12)
 
@@ -465,7 +469,7 @@ def test_grads_shape_mismatch_names_key_path(make):
 def test_non_float_params(make):
     with pytest.raises(TypeError, match=rf'{make.__name__}: params\["w"\] must be a NumPy float array'):
         make().init({"w": np.zeros(2, dtype=np.int64)})
-    with pytest.raises(TypeError, match=rf'{make.__name__}: params\[1\]'):
+    with pytest.raises(TypeError, match=rf"{make.__name__}: params\[1\]"):
         make().init((np.zeros(2), 3.0))
 
 
@@ -495,11 +499,19 @@ def test_state_of_other_params_is_rejected():
 TORCH_CASES = [
     ("sgd", {"learning_rate": 0.1}, "SGD", {"lr": 0.1}),
     ("sgd_momentum", {"learning_rate": 0.05, "momentum": 0.8}, "SGD", {"lr": 0.05, "momentum": 0.8}),
-    ("rmsprop", {"learning_rate": 0.01, "decay_rate": 0.9, "epsilon": 1e-6}, "RMSprop",
-     {"lr": 0.01, "alpha": 0.9, "eps": 1e-6}),
+    (
+        "rmsprop",
+        {"learning_rate": 0.01, "decay_rate": 0.9, "epsilon": 1e-6},
+        "RMSprop",
+        {"lr": 0.01, "alpha": 0.9, "eps": 1e-6},
+    ),
     ("rmsprop", {}, "RMSprop", {"lr": 1e-2, "alpha": 0.99, "eps": 1e-8}),
-    ("adam", {"learning_rate": 0.01, "beta1": 0.8, "beta2": 0.95, "epsilon": 1e-7}, "Adam",
-     {"lr": 0.01, "betas": (0.8, 0.95), "eps": 1e-7}),
+    (
+        "adam",
+        {"learning_rate": 0.01, "beta1": 0.8, "beta2": 0.95, "epsilon": 1e-7},
+        "Adam",
+        {"lr": 0.01, "betas": (0.8, 0.95), "eps": 1e-7},
+    ),
     ("adam", {}, "Adam", {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8}),
 ]
 
@@ -542,7 +554,9 @@ def test_restore_state_takes_a_state_as_read_back_from_a_file(make, tmp_path):
         slot = next(k for k in state if k != "t")
         float64 = {**loaded, slot: tree_map(lambda a: a.astype(np.float64), loaded[slot])}
         assert all(a.dtype == np.float32 for a in tree_leaves(restore_state(opt, float64, params)[slot]))
-        with pytest.raises(ValueError, match=rf'{make.__name__}: state\["{slot}"\]\["w"\] must be numbers of shape \(2, 3\)'):
+        with pytest.raises(
+            ValueError, match=rf'{make.__name__}: state\["{slot}"\]\["w"\] must be numbers of shape \(2, 3\)'
+        ):
             restore_state(opt, {**loaded, slot: {**loaded[slot], "w": np.ones(6)}}, params)
     with pytest.raises(ValueError, match=rf'{make.__name__}: state\["t"\] must be a whole number >= 0, got 1.5'):
         restore_state(opt, {**loaded, "t": np.asarray(1.5)}, params)

@@ -41,8 +41,9 @@ def test_saliency_uses_evaluation_mode_and_the_state():
     def correct_scores(images):
         return eval_net(params, images)[0][np.arange(2), y].sum()
 
-    np.testing.assert_allclose(class_score_gradient(net, params, x, y, state), fn.numerical_gradient(correct_scores, x),
-                               rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(
+        class_score_gradient(net, params, x, y, state), fn.numerical_gradient(correct_scores, x), rtol=1e-6, atol=1e-8
+    )
 
 
 def test_saliency_float32_keeps_dtype_and_refuses_bad_labels():

@@ -29,7 +29,9 @@ def test_ctrl_c_while_the_command_loads_prints_one_line(tmp_path, interrupted):
         "sys.meta_path.insert(0, Interrupt())\n"
     )
     env = {**os.environ, "PYTHONPATH": str(tmp_path)}
-    result = subprocess.run([sys.executable, "-m", "funcnn", "check"], capture_output=True, text=True, env=env, timeout=300, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "funcnn", "check"], capture_output=True, text=True, env=env, timeout=300, check=False
+    )
     assert result.stderr == "funcnn: interrupted while starting\n" and result.returncode in (130, -signal.SIGINT)
 
 

@@ -19,6 +19,7 @@ def grad_errors(layer, params, x, dout):
     dparams, dx = vjp(dout)
     errors = {"dx": rel_error(dx, numerical_gradient_array(lambda z: layer(params, z)[0], x, dout))}
     for key in params:
+
         def f(value, key=key):
             return layer({**params, key: value}, x)[0]
 
@@ -35,7 +36,9 @@ def test_affine_forward():
 
 def test_relu_forward():
     out, _ = fn.relu((), linspace(-0.5, 0.5, (3, 4)))
-    correct = np.array([[0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.04545455, 0.13636364], [0.22727273, 0.31818182, 0.40909091, 0.5]])
+    correct = np.array(
+        [[0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.04545455, 0.13636364], [0.22727273, 0.31818182, 0.40909091, 0.5]]
+    )
     assert rel_error(out, correct) < 1e-7  # the notebook: 5.0e-8
 
 
@@ -45,12 +48,18 @@ def test_conv_forward(conv):
     params = {"w": linspace(-0.2, 0.3, (3, 3, 4, 4)), "b": np.linspace(-0.1, 0.2, num=3)}
     out, _ = conv(stride=2, pad=1)(params, x)
     correct = np.array(
-        [[[[-0.08759809, -0.10987781], [-0.18387192, -0.2109216]],
-          [[0.21027089, 0.21661097], [0.22847626, 0.23004637]],
-          [[0.50813986, 0.54309974], [0.64082444, 0.67101435]]],
-         [[[-0.98053589, -1.03143541], [-1.19128892, -1.24695841]],
-          [[0.69108355, 0.66880383], [0.59480972, 0.56776003]],
-          [[2.36270298, 2.36904306], [2.38090835, 2.38247847]]]]
+        [
+            [
+                [[-0.08759809, -0.10987781], [-0.18387192, -0.2109216]],
+                [[0.21027089, 0.21661097], [0.22847626, 0.23004637]],
+                [[0.50813986, 0.54309974], [0.64082444, 0.67101435]],
+            ],
+            [
+                [[-0.98053589, -1.03143541], [-1.19128892, -1.24695841]],
+                [[0.69108355, 0.66880383], [0.59480972, 0.56776003]],
+                [[2.36270298, 2.36904306], [2.38090835, 2.38247847]],
+            ],
+        ]
     )
     assert rel_error(out, correct) < 1e-7  # the notebook: 2.2e-8
 
@@ -59,12 +68,18 @@ def test_conv_forward(conv):
 def test_max_pool_forward(pool):
     out, _ = pool(pool_width=2, pool_height=2, stride=2)((), linspace(-0.3, 0.4, (2, 3, 4, 4)))
     correct = np.array(
-        [[[[-0.26315789, -0.24842105], [-0.20421053, -0.18947368]],
-          [[-0.14526316, -0.13052632], [-0.08631579, -0.07157895]],
-          [[-0.02736842, -0.01263158], [0.03157895, 0.04631579]]],
-         [[[0.09052632, 0.10526316], [0.14947368, 0.16421053]],
-          [[0.20842105, 0.22315789], [0.26736842, 0.28210526]],
-          [[0.32631579, 0.34105263], [0.38526316, 0.4]]]]
+        [
+            [
+                [[-0.26315789, -0.24842105], [-0.20421053, -0.18947368]],
+                [[-0.14526316, -0.13052632], [-0.08631579, -0.07157895]],
+                [[-0.02736842, -0.01263158], [0.03157895, 0.04631579]],
+            ],
+            [
+                [[0.09052632, 0.10526316], [0.14947368, 0.16421053]],
+                [[0.20842105, 0.22315789], [0.26736842, 0.28210526]],
+                [[0.32631579, 0.34105263], [0.38526316, 0.4]],
+            ],
+        ]
     )
     assert rel_error(out, correct) < 1e-7  # the notebook: 4.2e-8
 
@@ -99,7 +114,9 @@ def test_losses_values_and_gradients():
 def test_conv_backward(conv):
     rng = np.random.default_rng(231)
     params = {"w": rng.standard_normal((2, 3, 3, 3)), "b": rng.standard_normal(2)}
-    errors = grad_errors(conv(stride=1, pad=1), params, rng.standard_normal((4, 3, 5, 5)), rng.standard_normal((4, 2, 5, 5)))
+    errors = grad_errors(
+        conv(stride=1, pad=1), params, rng.standard_normal((4, 3, 5, 5)), rng.standard_normal((4, 2, 5, 5))
+    )
     assert max(errors.values()) < 1e-7, errors  # the notebook: 1.1e-8, 2.1e-10, 9.4e-12
 
 
@@ -132,13 +149,21 @@ def test_fast_layers_match_naive_on_the_notebook_timing_problem():
 @pytest.mark.parametrize(
     "layer, x_shape, w_shape, dout_shape",
     [
-        (fn.conv_relu_pool({"stride": 1, "pad": 1}, {"pool_height": 2, "pool_width": 2, "stride": 2}), (2, 3, 16, 16), (3, 3, 3, 3), (2, 3, 8, 8)),
+        (
+            fn.conv_relu_pool({"stride": 1, "pad": 1}, {"pool_height": 2, "pool_width": 2, "stride": 2}),
+            (2, 3, 16, 16),
+            (3, 3, 3, 3),
+            (2, 3, 8, 8),
+        ),
         (fn.conv_relu(stride=1, pad=1), (2, 3, 8, 8), (3, 3, 3, 3), (2, 3, 8, 8)),
         (fn.affine_relu, (2, 3, 4), (12, 10), (2, 10)),
     ],
 )
 def test_sandwich_layers(layer, x_shape, w_shape, dout_shape):
     rng = np.random.default_rng(231)
-    params = {"w": rng.standard_normal(w_shape), "b": rng.standard_normal(w_shape[0] if len(w_shape) == 4 else w_shape[1])}
+    params = {
+        "w": rng.standard_normal(w_shape),
+        "b": rng.standard_normal(w_shape[0] if len(w_shape) == 4 else w_shape[1]),
+    }
     errors = grad_errors(layer, params, rng.standard_normal(x_shape), rng.standard_normal(dout_shape))
     assert max(errors.values()) < 1e-6, errors  # the notebook: up to 1e-8

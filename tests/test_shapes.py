@@ -75,11 +75,14 @@ LAYERS = {
     "fan_out": _fixed(fn.fan_out(fn.dense(3), fn.chain(fn.dense(2), fn.dense(3))), any_shapes),
     "residual": residual_layers(),
     "dense_relu": _fixed(fn.dense_relu(5), any_shapes),
-    "conv_relu_pool": _fixed(fn.conv_relu_pool({"stride": 1, "pad": 1, "filters": 2, "kernel_size": 3}), images.filter(
-        lambda s: min(s[1:]) >= 2)),
+    "conv_relu_pool": _fixed(
+        fn.conv_relu_pool({"stride": 1, "pad": 1, "filters": 2, "kernel_size": 3}),
+        images.filter(lambda s: min(s[1:]) >= 2),
+    ),
     "fc_net": _fixed(fn.nets.fc_net((4, 3), 2, batch_norm=True, dropout=0.1), any_shapes),
-    "three_layer_convnet": _fixed(fn.nets.three_layer_convnet(2, 3, 4, 3, batch_norm=True), images.filter(
-        lambda s: min(s[1:]) >= 2)),
+    "three_layer_convnet": _fixed(
+        fn.nets.three_layer_convnet(2, 3, 4, 3, batch_norm=True), images.filter(lambda s: min(s[1:]) >= 2)
+    ),
 }
 
 
@@ -170,8 +173,11 @@ def test_a_combination_names_the_part_that_refuses_the_shape(layer, shape, patte
 def test_fan_out_and_residual_share_the_shape_check_when_running():
     x = np.ones((2, 3), np.float32)
     _, params = fn.init_params(fn.dense(2), np.random.default_rng(0), (3,))
-    with pytest.raises(ValueError, match=r"residual\(affine\(2\)\): affine\(2\) must keep the shape of x \(2, 3\): "
-                                         r"affine\(2\) gives shape \(2, 2\) but x gives \(2, 3\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"residual\(affine\(2\)\): affine\(2\) must keep the shape of x \(2, 3\): "
+        r"affine\(2\) gives shape \(2, 2\) but x gives \(2, 3\)",
+    ):
         fn.residual(fn.dense(2))(params, x)
     fan_out_error = r"fan_out\(identity, affine\(2\)\): affine\(2\) gives shape \(2, 2\) but identity gives \(2, 3\)"
     with pytest.raises(ValueError, match=fan_out_error):
@@ -260,14 +266,25 @@ def test_a_plain_function_in_a_combination_becomes_a_custom_child():
 @pytest.mark.parametrize(
     "layer, factory",
     [
-        (fn.conv(), fn.conv), (fn.conv_naive(), fn.conv_naive), (fn.dense(3), fn.dense), (fn.max_pool(), fn.max_pool),
-        (fn.max_pool_naive(), fn.max_pool_naive), (fn.avg_pool(), fn.avg_pool), (fn.leaky_relu(), fn.leaky_relu),
-        (fn.batch_norm(), fn.batch_norm), (fn.spatial_batch_norm(), fn.spatial_batch_norm),
+        (fn.conv(), fn.conv),
+        (fn.conv_naive(), fn.conv_naive),
+        (fn.dense(3), fn.dense),
+        (fn.max_pool(), fn.max_pool),
+        (fn.max_pool_naive(), fn.max_pool_naive),
+        (fn.avg_pool(), fn.avg_pool),
+        (fn.leaky_relu(), fn.leaky_relu),
+        (fn.batch_norm(), fn.batch_norm),
+        (fn.spatial_batch_norm(), fn.spatial_batch_norm),
         (fn.layer_norm(), fn.layer_norm),
-        (fn.group_norm(1), fn.group_norm), (fn.dropout(), fn.dropout), (fn.dense_relu(2), fn.dense_relu),
-        (fn.conv_relu(), fn.conv_relu), (fn.conv_relu_pool(), fn.conv_relu_pool),
-        (fn.loss_layer(fn.svm_loss, np.array([0])), fn.loss_layer), (fn.nets.fc_net(), fn.nets.fc_net),
-        (fn.nets.two_layer_net(), fn.nets.two_layer_net), (fn.nets.three_layer_convnet(), fn.nets.three_layer_convnet),
+        (fn.group_norm(1), fn.group_norm),
+        (fn.dropout(), fn.dropout),
+        (fn.dense_relu(2), fn.dense_relu),
+        (fn.conv_relu(), fn.conv_relu),
+        (fn.conv_relu_pool(), fn.conv_relu_pool),
+        (fn.loss_layer(fn.svm_loss, np.array([0])), fn.loss_layer),
+        (fn.nets.fc_net(), fn.nets.fc_net),
+        (fn.nets.two_layer_net(), fn.nets.two_layer_net),
+        (fn.nets.three_layer_convnet(), fn.nets.three_layer_convnet),
     ],
     ids=lambda v: getattr(v, "__name__", None),
 )

@@ -92,7 +92,9 @@ def test_batch_norm_training_normalizes_and_updates_running_statistics():
     np.testing.assert_allclose(new["running_var"], 0.9 + 0.1 * x.var(axis=0, ddof=1))
     np.testing.assert_array_equal(state["running_mean"], np.zeros(3))  # the old state is untouched
     y_eval, _, same = fn.batch_norm().run(params, x, new, train=False)
-    np.testing.assert_allclose(y_eval, params["gamma"] * (x - new["running_mean"]) / np.sqrt(new["running_var"] + 1e-5) + params["beta"])
+    np.testing.assert_allclose(
+        y_eval, params["gamma"] * (x - new["running_mean"]) / np.sqrt(new["running_var"] + 1e-5) + params["beta"]
+    )
     assert same is new
 
 
@@ -131,29 +133,85 @@ def test_batch_norm_matches_pytorch(spatial, train):
 @pytest.mark.parametrize(
     "call, error, pattern",
     [
-        (lambda: fn.batch_norm()({"gamma": np.ones(2), "beta": np.zeros(2)}, np.ones((3, 2))), TypeError,
-         r"batch_norm\(momentum=0.9, eps=1e-05\) needs a mode: call layer.run\(params, x, state, train=True/False"),
-        (lambda: fn.batch_norm().run({"gamma": np.ones(3), "beta": np.zeros(2)}, np.ones((3, 2)), {"running_mean": np.zeros(2), "running_var": np.ones(2)}, train=True),
-         ValueError, r"params\['gamma'\] must have shape \(2,\) for x of shape \(3, 2\) \(D=2\), got \(3,\)"),
-        (lambda: fn.batch_norm().run({"gamma": np.ones(2), "beta": np.zeros(2)}, np.ones((3, 2)), {"running_mean": np.zeros(2)}, train=True),
-         TypeError, r"state must be a dict with keys \['running_mean', 'running_var'\]"),
-        (lambda: fn.batch_norm().run({"gamma": np.ones(2), "beta": np.zeros(2)}, np.ones((1, 2)), {"running_mean": np.zeros(2), "running_var": np.ones(2)}, train=True),
-         ValueError, r"training needs more than one value per D"),
-        (lambda: fn.spatial_batch_norm().run({"gamma": np.ones(2), "beta": np.zeros(2)}, np.ones((3, 2)), {"running_mean": np.zeros(2), "running_var": np.ones(2)}, train=True),
-         ValueError, r"spatial_batch_norm.*x must be 4-D \(N, C, H, W\), got shape \(3, 2\)"),
-        (lambda: fn.batch_norm().run({"gamma": np.ones(2), "beta": np.zeros(2)}, np.ones((3, 2)), {"running_mean": np.zeros(2), "running_var": np.ones(2)}, train="yes"),
-         TypeError, r"train must be True or False, got 'yes'"),
+        (
+            lambda: fn.batch_norm()({"gamma": np.ones(2), "beta": np.zeros(2)}, np.ones((3, 2))),
+            TypeError,
+            r"batch_norm\(momentum=0.9, eps=1e-05\) needs a mode: call layer.run\(params, x, state, train=True/False",
+        ),
+        (
+            lambda: fn.batch_norm().run(
+                {"gamma": np.ones(3), "beta": np.zeros(2)},
+                np.ones((3, 2)),
+                {"running_mean": np.zeros(2), "running_var": np.ones(2)},
+                train=True,
+            ),
+            ValueError,
+            r"params\['gamma'\] must have shape \(2,\) for x of shape \(3, 2\) \(D=2\), got \(3,\)",
+        ),
+        (
+            lambda: fn.batch_norm().run(
+                {"gamma": np.ones(2), "beta": np.zeros(2)}, np.ones((3, 2)), {"running_mean": np.zeros(2)}, train=True
+            ),
+            TypeError,
+            r"state must be a dict with keys \['running_mean', 'running_var'\]",
+        ),
+        (
+            lambda: fn.batch_norm().run(
+                {"gamma": np.ones(2), "beta": np.zeros(2)},
+                np.ones((1, 2)),
+                {"running_mean": np.zeros(2), "running_var": np.ones(2)},
+                train=True,
+            ),
+            ValueError,
+            r"training needs more than one value per D",
+        ),
+        (
+            lambda: fn.spatial_batch_norm().run(
+                {"gamma": np.ones(2), "beta": np.zeros(2)},
+                np.ones((3, 2)),
+                {"running_mean": np.zeros(2), "running_var": np.ones(2)},
+                train=True,
+            ),
+            ValueError,
+            r"spatial_batch_norm.*x must be 4-D \(N, C, H, W\), got shape \(3, 2\)",
+        ),
+        (
+            lambda: fn.batch_norm().run(
+                {"gamma": np.ones(2), "beta": np.zeros(2)},
+                np.ones((3, 2)),
+                {"running_mean": np.zeros(2), "running_var": np.ones(2)},
+                train="yes",
+            ),
+            TypeError,
+            r"train must be True or False, got 'yes'",
+        ),
         (lambda: fn.batch_norm(momentum=1.0), ValueError, r"momentum must be in \[0, 1\), got 1.0"),
         (lambda: fn.dropout(drop_prob=1.0), ValueError, r"drop_prob must be in \[0, 1\), got 1.0"),
         (lambda: fn.dropout("0.5"), TypeError, r"dropout\(drop_prob=0.5\): drop_prob must be a number, got '0.5'"),
         (lambda: fn.batch_norm(eps=0.0), ValueError, r"batch_norm.*eps must be > 0.0 and finite, got 0.0"),
         (lambda: fn.batch_norm(momentum=None), TypeError, r"batch_norm.*momentum must be a number, got None"),
-        (lambda: fn.residual(fn.dense(2))(fn.init_params(fn.dense(2), np.random.default_rng(0), (3,))[1], np.ones((4, 3), np.float32)),
-         ValueError, r"residual\(affine\(2\)\): affine\(2\) must keep the shape of x \(4, 3\)"),
-        (lambda: fn.init_params(fn.fan_out(fn.dense(3), fn.dense(4)), np.random.default_rng(0), (2,)), ValueError,
-         r"fan_out\(affine\(3\), affine\(4\)\): affine\(4\) gives shape \(4,\) but affine\(3\) gives \(3,\)"),
-        (lambda: fn.dropout(0.5).run((), np.ones((2, 2)), train=True), ValueError, r"dropout\(drop_prob=0.5\): training draws a random mask, so it needs rng="),
-        (lambda: fn.relu.run((), np.ones(2), {"a": 1}, train=True), TypeError, r"relu: keeps no state, so state must be \(\)"),
+        (
+            lambda: fn.residual(fn.dense(2))(
+                fn.init_params(fn.dense(2), np.random.default_rng(0), (3,))[1], np.ones((4, 3), np.float32)
+            ),
+            ValueError,
+            r"residual\(affine\(2\)\): affine\(2\) must keep the shape of x \(4, 3\)",
+        ),
+        (
+            lambda: fn.init_params(fn.fan_out(fn.dense(3), fn.dense(4)), np.random.default_rng(0), (2,)),
+            ValueError,
+            r"fan_out\(affine\(3\), affine\(4\)\): affine\(4\) gives shape \(4,\) but affine\(3\) gives \(3,\)",
+        ),
+        (
+            lambda: fn.dropout(0.5).run((), np.ones((2, 2)), train=True),
+            ValueError,
+            r"dropout\(drop_prob=0.5\): training draws a random mask, so it needs rng=",
+        ),
+        (
+            lambda: fn.relu.run((), np.ones(2), {"a": 1}, train=True),
+            TypeError,
+            r"relu: keeps no state, so state must be \(\)",
+        ),
         (lambda: fn.sandwich(fn.batch_norm(), fn.batch_norm()), ValueError, r"take a param named 'gamma'"),
     ],
 )
@@ -164,7 +222,10 @@ def test_bad_calls_are_named(call, error, pattern):
 
 def _batch_norm_run(layer, x, dtype, train=True):
     rng = np.random.default_rng(1)
-    params = {"gamma": (1 + rng.random(x.shape[1])).astype(dtype), "beta": rng.standard_normal(x.shape[1]).astype(dtype)}
+    params = {
+        "gamma": (1 + rng.random(x.shape[1])).astype(dtype),
+        "beta": rng.standard_normal(x.shape[1]).astype(dtype),
+    }
     y, vjp, state = layer.run(params, x.astype(dtype), fn.init_state(layer, x.shape[1:], dtype), train=train)
     dparams, dx = vjp(np.linspace(-1, 1, y.size).reshape(y.shape).astype(dtype))
     return y, dx, dparams, state
@@ -174,7 +235,8 @@ def _batch_norm_run(layer, x, dtype, train=True):
 @pytest.mark.parametrize("magnitude", [1e19, 1e-30, 1.0, "constant 1e19", "constant 1e18", "constant 3e38"])
 def test_batch_norm_in_float32_is_finite_and_right_for_any_finite_input(layer, shape, magnitude):
     """Squares above 1.8e19 overflow float32 (the variance itself, 1e38, does not): the statistics must not square x
-    itself, nor let eps times the scale's square underflow for a constant feature. Float64 on the same values is the truth."""
+    itself, nor let eps times the scale's square underflow for a constant feature. Float64 on the same values is the
+    truth."""
     if isinstance(magnitude, str):
         x = np.full(shape, float(magnitude.split()[1]), np.float32)
     else:
@@ -194,7 +256,11 @@ def test_batch_norm_in_float32_is_finite_and_right_for_any_finite_input(layer, s
 
 def test_batch_norm_says_when_the_running_variance_cannot_be_stored():
     x = np.array([[-3e38], [3e38], [0.0]], np.float32)
-    with pytest.raises(ValueError, match=r"batch_norm\(momentum=0.9, eps=1e-05\): the variance of x for D index 0 overflows float32 in state\['running_var'\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"batch_norm\(momentum=0.9, eps=1e-05\): the variance of x for D index 0 overflows float32 "
+        r"in state\['running_var'\]",
+    ):
         _batch_norm_run(fn.batch_norm(), x, np.float32)
     y, _, _, _ = _batch_norm_run(fn.batch_norm(), x, np.float64)  # float64 holds it
     assert np.isfinite(y).all()
@@ -274,7 +340,9 @@ def test_fan_out_sums_the_gradient_of_an_input_used_twice():
     np.testing.assert_allclose(dx, dy @ p1["w"].T + dy @ p2["w"].T)
     np.testing.assert_allclose(g2["w"], x.T @ dy)
     fn.check_vjp(both, (p1, p2), x, mode="full")
-    with pytest.raises(ValueError, match=r"fan_out\(affine, relu\): relu gives shape \(3, 4\) but affine gives \(3, 2\)"):
+    with pytest.raises(
+        ValueError, match=r"fan_out\(affine, relu\): relu gives shape \(3, 4\) but affine gives \(3, 2\)"
+    ):
         fn.fan_out(fn.affine, fn.relu)((p1, ()), x)
 
 
@@ -302,8 +370,17 @@ def test_fit_carries_state_and_resumes_it(tmp_path):
     _, params = fn.init_params(net, np.random.default_rng(0), (1, 8, 8), np.float64)
 
     def train(epochs, **kwargs):
-        return fn.fit(net, params, (d.train.x[:300], d.train.y[:300]), (d.val.x[:60], d.val.y[:60]), fn.optim.adam(1e-2),
-                      epochs=epochs, batch_size=30, log=None, **kwargs)
+        return fn.fit(
+            net,
+            params,
+            (d.train.x[:300], d.train.y[:300]),
+            (d.val.x[:60], d.val.y[:60]),
+            fn.optim.adam(1e-2),
+            epochs=epochs,
+            batch_size=30,
+            log=None,
+            **kwargs,
+        )
 
     straight = train(3)
     assert not np.array_equal(straight.state[0]["running_var"], np.ones(20))
@@ -321,9 +398,23 @@ def test_numpy_scalar_hyperparameters_keep_float32_through_training():
     from funcnn.data import load_digits
 
     d = load_digits(np.float32)
-    net = fn.chain(fn.dense(16), fn.batch_norm(momentum=np.float64(0.8), eps=np.float64(1e-5)), fn.relu,
-                   fn.dropout(np.float64(0.1)), fn.dense(10))
+    net = fn.chain(
+        fn.dense(16),
+        fn.batch_norm(momentum=np.float64(0.8), eps=np.float64(1e-5)),
+        fn.relu,
+        fn.dropout(np.float64(0.1)),
+        fn.dense(10),
+    )
     _, params = fn.init_params(net, np.random.default_rng(0), (1, 8, 8))
-    result = fn.fit(net, params, (d.train.x[:60], d.train.y[:60]), (d.val.x[:20], d.val.y[:20]), fn.optim.adam(1e-3),
-                    epochs=2, batch_size=20, reg=np.float64(0.1), log=None)
+    result = fn.fit(
+        net,
+        params,
+        (d.train.x[:60], d.train.y[:60]),
+        (d.val.x[:20], d.val.y[:20]),
+        fn.optim.adam(1e-3),
+        epochs=2,
+        batch_size=20,
+        reg=np.float64(0.1),
+        log=None,
+    )
     assert all(leaf.dtype == np.float32 for leaf in tree_leaves((result.params, result.state)))

@@ -31,11 +31,14 @@ def _closed_port() -> int:
 
 def test_space_from_the_command_line_and_a_toml_file(tmp_path):
     path = tmp_path / "space.toml"
-    path.write_text('lr = {log = [1e-4, 1e-2]}\nhidden = {int = [8, 64]}\noptimizer = {choice = ["adam", "sgd"]}\n'
-                    "batch-norm = {choice = [true, false]}\n")
+    path.write_text(
+        'lr = {log = [1e-4, 1e-2]}\nhidden = {int = [8, 64]}\noptimizer = {choice = ["adam", "sgd"]}\n'
+        "batch-norm = {choice = [true, false]}\n"
+    )
     space = search_space(["lr=uniform:0.001:0.002", "dropout=choice:0,0.5"], path, train_options())
     assert space == (Range("lr", "uniform", 0.001, 0.002), Range("hidden", "int", 8, 64),
-                     Range("optimizer", "choice", choices=("adam", "sgd")), Range("batch_norm", "choice", choices=(True, False)),
+                     Range("optimizer", "choice", choices=("adam", "sgd")),
+                     Range("batch_norm", "choice", choices=(True, False)),
                      Range("dropout", "choice", choices=(0.0, 0.5)))  # fmt: skip
     assert search_space([], None, train_options()) == (Range("lr", "log", 1e-4, 1e-2), Range("reg", "log", 1e-5, 1e-1))
 
@@ -93,7 +96,9 @@ def test_resume_without_a_study_is_refused_and_leaves_no_study(tmp_path, capsys)
 def test_a_trial_is_pruned_through_fits_callback(tmp_path):
     """Earlier trials reached 100 % at every epoch, so the median pruner stops this one after its first epoch."""
     args = build_parser().parse_args(["sweep", *TINY, "--epochs", "5"])
-    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=0))
+    study = optuna.create_study(
+        direction="maximize", pruner=optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=0)
+    )
     for _ in range(2):
         study.add_trial(optuna.create_trial(value=1.0, intermediate_values={e: 1.0 for e in range(1, 6)}))
     study.optimize(make_objective(args, [Range("lr", "log", 1e-4, 1e-3)], tmp_path), n_trials=1)
@@ -106,7 +111,9 @@ def test_a_trial_whose_values_the_network_refuses_fails_with_its_error(tmp_path)
     """Its own error (like a diverged run's): kept in the study, and a rerun does not run it again."""
     args = build_parser().parse_args(["sweep", *TINY])
     study = optuna.create_study(direction="maximize")
-    study.optimize(make_objective(args, [Range("dropout", "choice", choices=(1.5,))], tmp_path), n_trials=1, catch=(ValueError,))
+    study.optimize(
+        make_objective(args, [Range("dropout", "choice", choices=(1.5,))], tmp_path), n_trials=1, catch=(ValueError,)
+    )
     trial = study.trials[0]
     assert trial.state == optuna.trial.TrialState.FAIL and "drop_prob" in trial.user_attrs["error"]
     failed = optuna.create_trial(state=optuna.trial.TrialState.FAIL, user_attrs={**trial.user_attrs, "slot": 0})
@@ -139,10 +146,20 @@ def test_a_killed_sweep_interrupted_trial_is_queued_again_by_a_rerun(tmp_path):
 
     study = optuna.load_study(study_name="sweep", storage=open_storage(str(out / "study.journal"), 1))
     lr = study.trials[0].params["lr"]
-    study.add_trial(optuna.create_trial(state=optuna.trial.TrialState.FAIL, params={"lr": lr * 2, "reg": 1e-3},
-                                        distributions=study.trials[0].distributions, user_attrs={"slot": 1}))
+    study.add_trial(
+        optuna.create_trial(
+            state=optuna.trial.TrialState.FAIL,
+            params={"lr": lr * 2, "reg": 1e-3},
+            distributions=study.trials[0].distributions,
+            user_attrs={"slot": 1},
+        )
+    )
     rows = run(2, out, **options)
-    assert [(r["trial"], r["state"]) for r in sorted(rows, key=lambda r: r["trial"])] == [(0, "complete"), (1, "fail"), (2, "complete")]
+    assert [(r["trial"], r["state"]) for r in sorted(rows, key=lambda r: r["trial"])] == [
+        (0, "complete"),
+        (1, "fail"),
+        (2, "complete"),
+    ]
     retried = optuna.load_study(study_name="sweep", storage=open_storage(str(out / "study.journal"), 1)).trials[2]
     assert retried.params == {"lr": lr * 2, "reg": 1e-3} and retried.user_attrs["slot"] == 1
 
@@ -160,10 +177,15 @@ def test_sweep_without_optuna_names_the_extra_and_train_never_imports_it(tmp_pat
     command = [sys.executable, "-m", "funcnn", "sweep", "--out", str(tmp_path / "sweep")]
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120, check=False)
     assert result.returncode == 2
-    assert result.stderr == 'funcnn sweep: needs Optuna: install the sweep extra, pip install "funcnn[sweep]" (from a clone: pip install -e ".[sweep]")\n'
-    train = ("import sys; from funcnn.app.cli import main; "
-             f"main(['train', '--epochs', '1', '--filters', '2', '--hidden', '8', '--out', {str(tmp_path / 'run')!r}]); "
-             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('optuna', 'sqlalchemy', 'psycopg')))")
+    assert (
+        result.stderr == 'funcnn sweep: needs Optuna: install the sweep extra, pip install "funcnn[sweep]" '
+        '(from a clone: pip install -e ".[sweep]")\n'
+    )
+    train = (
+        "import sys; from funcnn.app.cli import main; "
+        f"main(['train', '--epochs', '1', '--filters', '2', '--hidden', '8', '--out', {str(tmp_path / 'run')!r}]); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('optuna', 'sqlalchemy', 'psycopg')))"
+    )
     result = subprocess.run([sys.executable, "-c", train], capture_output=True, text=True, timeout=300, check=True)
     assert result.stdout.splitlines()[-1] == "[]" and (tmp_path / "run" / "checkpoint.npz").exists()
 

@@ -46,7 +46,9 @@ def _study(name: str, where: str):
 
 def _sweep(trials: int, out: Path, *options: str) -> subprocess.Popen[str]:
     command = [sys.executable, "-m", "funcnn", "sweep", "--trials", str(trials), "--out", str(out), *TINY, *options]
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
+    return subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint
+    )
 
 
 def _finish(process: subprocess.Popen[str]) -> tuple[str, str]:
@@ -75,7 +77,9 @@ def test_two_workers_on_one_journal_run_exactly_n_trials(tmp_path):
     if "OPENBLAS_NUM_THREADS" not in os.environ:  # the cores' BLAS threads divided between the workers
         assert {t.user_attrs["blas_threads"] for t in trials} == {str(max(1, cores // 2))}
     assert sorted(int(p.name) for p in (out / "trials").iterdir()) == list(range(6))
-    assert all((out / "trials" / str(n) / name).exists() for n in range(6) for name in ("checkpoint.npz", "history.json"))
+    assert all(
+        (out / "trials" / str(n) / name).exists() for n in range(6) for name in ("checkpoint.npz", "history.json")
+    )
     assert "trials 6/6 done (6 complete, 0 pruned, 0 failed; 0 running)" in stdout and "best trial" in stdout
     assert (out / "results.csv").read_text().count("\n") == 7 and (out / "lr_reg.png").stat().st_size > 0
 
@@ -112,11 +116,13 @@ def test_a_worker_killed_mid_trial_leaves_a_failed_then_retried_trial(tmp_path, 
     assert [t.number for t in failed] == [victim.number] and "error" not in failed[0].user_attrs
     retry = [t for t in trials if t.system_attrs.get("failed_trial") == victim.number]
     assert len(retry) == 1 and retry[0].state == TrialState.COMPLETE and retry[0].params == victim.params
-    assert retry[0].user_attrs["slot"] == victim.user_attrs["slot"] and retry[0].user_attrs["worker"] != victim.user_attrs["worker"]
+    assert (
+        retry[0].user_attrs["slot"] == victim.user_attrs["slot"]
+        and retry[0].user_attrs["worker"] != victim.user_attrs["worker"]
+    )
     assert len(trials) == 5
     _each_slot_once(trials, 4)
     assert Counter("ended abnormally (exit status -9)" in err for _, err in outputs)[True] == 1
-
 
 
 def test_ctrl_c_stops_the_workers_and_a_rerun_runs_the_interrupted_trial_again(tmp_path):
@@ -127,7 +133,9 @@ def test_ctrl_c_stops_the_workers_and_a_rerun_runs_the_interrupted_trial_again(t
         victim = _running_trial(study, epochs)
     command.send_signal(signal.SIGINT)  # to the command only: it passes the interrupt on to its workers
     _, err = command.communicate(timeout=120)
-    assert command.returncode == 130 and err.endswith("funcnn sweep: interrupted; rerun the same command to continue the sweep\n")
+    assert command.returncode == 130 and err.endswith(
+        "funcnn sweep: interrupted; rerun the same command to continue the sweep\n"
+    )
     stdout, _ = _finish(_sweep(3, out, "--workers", "1", "--epochs", str(epochs)))
     assert "1 interrupted ones queued again" in stdout
     with _study("sweep", str(out / "study.journal")) as study:

@@ -1,7 +1,6 @@
 """Winograd F(2x2, 3x3), which serves 3x3 stride-1 convs with many channels, equals the reference:
 to rounding in float64, and within a stated bound in float32 (1e-5 of the largest output)."""
 
-
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -17,7 +16,12 @@ FLOAT32_BOUND = 1e-5  # measured worst: about 5e-7 of max|y| (benchmarks/README.
 def winograd_problems(draw):
     """3x3 stride-1 problems with 16-20 channels each way, pad 0-2, odd and even sizes down to a 1x1 output."""
     dtype = draw(st.sampled_from([np.float32, np.float64]))
-    n, c, f, pad = draw(st.integers(1, 3)), draw(st.integers(16, 20)), draw(st.integers(16, 20)), draw(st.integers(0, 2))
+    n, c, f, pad = (
+        draw(st.integers(1, 3)),
+        draw(st.integers(16, 20)),
+        draw(st.integers(16, 20)),
+        draw(st.integers(0, 2)),
+    )
     height, width = draw(st.integers(max(1, 3 - 2 * pad), 9)), draw(st.integers(max(1, 3 - 2 * pad), 9))
     rng = np.random.default_rng(draw(st.integers(0, 2**16)))
     x = rng.standard_normal((n, c, height, width)).astype(dtype)

@@ -28,5 +28,6 @@ def load_named(name: str, path: str | Path | None = None, dtype: type = np.float
     cut = len(train) - max(1, int(len(train) * val_fraction))
     return Split(Dataset(train.x[:cut], train.y[:cut]), Dataset(train.x[cut:], train.y[cut:]), test)
 
+
 INPUT_SHAPES = {"digits": (1, 8, 8), "mnist": (1, 28, 28), "fashion-mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
 """One example's shape (C, H, W) in each data set, from its definition (no file is read)."""

@@ -48,8 +48,9 @@ def number_above(minimum: float, *, strict: bool) -> Callable[[str], float]:
     return _checked(float, lambda v: number_at_least("option", "value", v, minimum, strict=strict), rule)
 
 
-_standard_deviation = _checked(float, lambda v: number_at_least("option", "value", v, 0, strict=True),
-                               "'he' or a number > 0 and finite")
+_standard_deviation = _checked(
+    float, lambda v: number_at_least("option", "value", v, 0, strict=True), "'he' or a number > 0 and finite"
+)
 
 
 def weight_scale(text: str) -> str | float:
@@ -70,15 +71,23 @@ def add_network_options(parser: argparse.ArgumentParser) -> Options:
     its layers, the batch size and the dtype (train, doctor and summary take them)."""
     options: Options = {}
     add = _adder(parser, options)
-    add("--dataset", choices=["digits", "mnist", "fashion-mnist", "cifar10"], default="digits",
-        help="digits is bundled; the others are read from --data-path (default: digits)")
+    add(
+        "--dataset",
+        choices=["digits", "mnist", "fashion-mnist", "cifar10"],
+        default="digits",
+        help="digits is bundled; the others are read from --data-path (default: digits)",
+    )
     add("--batch-size", type=int_from(1), default=50, help="examples per step (default: 50)")
     add("--filters", type=int_from(1), default=32, help="conv filters (default: 32)")
     add("--filter-size", type=int_from(1), default=3, help="conv kernel size, odd (default: 3)")
     add("--hidden", type=int_from(1), default=100, help="hidden units of the affine layer (default: 100)")
     add("--batch-norm", action="store_true", help="add (spatial) batch norm before each hidden relu")
-    add("--dropout", type=_checked(float, lambda v: fraction("option", "value", v), "a number in [0, 1)"), default=0.0,
-        help="dropout probability after the hidden affine layer (default: 0)")
+    add(
+        "--dropout",
+        type=_checked(float, lambda v: fraction("option", "value", v), "a number in [0, 1)"),
+        default=0.0,
+        help="dropout probability after the hidden affine layer (default: 0)",
+    )
     add("--dtype", choices=["float32", "float64"], default="float32", help="(default: float32)")
     return options
 
@@ -91,10 +100,18 @@ def add_model_options(parser: argparse.ArgumentParser) -> Options:
     add("--data-path", help="folder with MNIST/Fashion-MNIST IDX files or CIFAR-10 binary batches")
     add("--optimizer", choices=["sgd", "sgd_momentum", "rmsprop", "adam"], default="adam", help="(default: adam)")
     add("--lr", type=number_above(0, strict=True), default=2e-3, help="learning rate (default: 2e-3)")
-    add("--reg", type=number_above(0, strict=False), default=0.0,
-        help="L2 regularization strength on weights (default: 0)")
-    add("--weight-scale", type=weight_scale, default="he",
-        help="'he' or a standard deviation such as 1e-3 (default: he)")
+    add(
+        "--reg",
+        type=number_above(0, strict=False),
+        default=0.0,
+        help="L2 regularization strength on weights (default: 0)",
+    )
+    add(
+        "--weight-scale",
+        type=weight_scale,
+        default="he",
+        help="'he' or a standard deviation such as 1e-3 (default: he)",
+    )
     add("--seed", type=int_from(0), default=0, help="seed of the init and of the minibatch order (default: 0)")
     return options
 
@@ -104,10 +121,18 @@ def add_schedule_options(parser: argparse.ArgumentParser) -> Options:
     options: Options = {}
     add = _adder(parser, options)
     add("--epochs", type=int_from(1), default=15, help="passes over the training set (default: 15)")
-    add("--lr-decay", type=number_above(0, strict=True), default=0.9,
-        help="learning rate factor after each epoch (default: 0.9)")
-    add("--patience", type=int_from(1), default=None,
-        help="stop when validation accuracy has not improved for this many epochs (default: run every epoch)")
+    add(
+        "--lr-decay",
+        type=number_above(0, strict=True),
+        default=0.9,
+        help="learning rate factor after each epoch (default: 0.9)",
+    )
+    add(
+        "--patience",
+        type=int_from(1),
+        default=None,
+        help="stop when validation accuracy has not improved for this many epochs (default: run every epoch)",
+    )
     return options
 
 
@@ -118,8 +143,11 @@ def add_run_options(parser: argparse.ArgumentParser) -> Options:
     add("--out", help="output folder (default: runs/<dataset>)")
     add("--resume", action="store_true", help="continue from --out/checkpoint.npz if it exists")
     add("--overwrite", action="store_true", help="replace the run already in --out")
-    add("--allow-config-change", action="store_true",
-        help="let --resume continue with other options than the checkpoint's (default: refuse)")
+    add(
+        "--allow-config-change",
+        action="store_true",
+        help="let --resume continue with other options than the checkpoint's (default: refuse)",
+    )
     return options
 
 
@@ -135,21 +163,40 @@ def add_sweep_options(parser: argparse.ArgumentParser) -> Options:
     add = _adder(parser, options)
     add("--trials", type=int_from(1), default=20, help="trials in the study, over all workers (default: 20)")
     add("--workers", type=int_from(1), help="worker processes here (default: the number of cores)")
-    add("--space", action="append", default=[], metavar="OPTION=KIND:LOW:HIGH",
+    add(
+        "--space",
+        action="append",
+        default=[],
+        metavar="OPTION=KIND:LOW:HIGH",
         help="a range to search, kind log, uniform, int (lr=log:1e-4:1e-2, hidden=int:32:256) or choice "
-             "(optimizer=choice:adam,sgd_momentum); repeat for more (default: lr and reg on a log scale)")
+        "(optimizer=choice:adam,sgd_momentum); repeat for more (default: lr and reg on a log scale)",
+    )
     add("--space-file", help="a TOML file of ranges: lr = {log = [1e-4, 1e-2]} per line")
     add("--sampler", choices=["random", "tpe"], default="random", help="(default: random)")
-    add("--pruner", choices=["median", "halving", "none"], default="median",
-        help="stop poor trials early: median or successive halving (default: median)")
+    add(
+        "--pruner",
+        choices=["median", "halving", "none"],
+        default="median",
+        help="stop poor trials early: median or successive halving (default: median)",
+    )
     add("--out", help="output folder (default: sweeps/<dataset>)")
-    add("--storage", help="a database URL (postgresql://user@host:port/db) or a journal file on a shared "
-                          "filesystem, for workers on many machines (default: <out>/study.journal)")
+    add(
+        "--storage",
+        help="a database URL (postgresql://user@host:port/db) or a journal file on a shared "
+        "filesystem, for workers on many machines (default: <out>/study.journal)",
+    )
     add("--study", default="sweep", help="the study's name in --storage (default: sweep)")
-    add("--heartbeat", type=int_from(1), default=10,
-        help="seconds between a worker's signs of life; a trial silent for twice that is retried (default: 10)")
-    add("--resume", action="store_true", help="continue the study (refused when there is none; "
-                                              "rerunning the command continues it too)")
+    add(
+        "--heartbeat",
+        type=int_from(1),
+        default=10,
+        help="seconds between a worker's signs of life; a trial silent for twice that is retried (default: 10)",
+    )
+    add(
+        "--resume",
+        action="store_true",
+        help="continue the study (refused when there is none; rerunning the command continues it too)",
+    )
     return options
 
 

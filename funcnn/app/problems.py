@@ -41,12 +41,19 @@ def _problems(rng: np.random.Generator) -> Iterator[tuple[str, LayerFn, Any, np.
     bn_state = {"running_mean": randn(4), "running_var": rng.uniform(0.5, 2, 4)}
     yield "batch_norm (train)", fn.bind(fn.batch_norm(), bn_state, train=True), norm_p, randn((5, 4))
     yield "batch_norm (eval)", fn.bind(fn.batch_norm(), bn_state, train=False), norm_p, randn((5, 4))
-    yield "spatial_batch_norm (train)", fn.bind(fn.spatial_batch_norm(), bn_state, train=True), norm_p, randn((2, 4, 3, 3))
+    yield (
+        "spatial_batch_norm (train)",
+        fn.bind(fn.spatial_batch_norm(), bn_state, train=True),
+        norm_p,
+        randn((2, 4, 3, 3)),
+    )
     yield "dropout (train)", fn.bind(fn.dropout(0.3), train=True, rng=np.random.default_rng(seed=1)), (), randn((4, 5))
     net = fn.chain(fn.affine, fn.relu, fn.affine, fn.loss_layer(fn.softmax_loss, rng.integers(10, size=5)))
     net_p = ({"w": 0.1 * randn((20, 15)), "b": randn(15)}, (), {"w": 0.1 * randn((15, 10)), "b": randn(10)}, ())
     yield "two-layer net + softmax", net, net_p, randn((5, 4, 5))
-    convnet = fn.chain(fn.conv_relu_pool(), fn.affine_relu, fn.affine, fn.loss_layer(fn.svm_loss, rng.integers(10, size=2)))
+    convnet = fn.chain(
+        fn.conv_relu_pool(), fn.affine_relu, fn.affine, fn.loss_layer(fn.svm_loss, rng.integers(10, size=2))
+    )
     convnet_p = (
         {"w": randn((4, 1, 3, 3)), "b": randn(4)}, {"w": 0.1 * randn((64, 10)), "b": randn(10)},
         {"w": 0.1 * randn((10, 10)), "b": randn(10)}, (),
@@ -57,7 +64,10 @@ def _problems(rng: np.random.Generator) -> Iterator[tuple[str, LayerFn, Any, np.
 def run_checks(seed: int = 0, mode: Literal["fast", "full"] = "full") -> list[tuple[str, VJPReport]]:
     """check_vjp (float64) on every layer, sandwich and two networks; returns (title, report) pairs."""
     rng = np.random.default_rng(seed)
-    return [(title, fn.check_vjp(layer, params, x, mode=mode, on_kink="ignore")) for title, layer, params, x in _problems(rng)]
+    return [
+        (title, fn.check_vjp(layer, params, x, mode=mode, on_kink="ignore"))
+        for title, layer, params, x in _problems(rng)
+    ]
 
 
 def format_table(results: list[tuple[str, VJPReport]]) -> str:

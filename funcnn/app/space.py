@@ -50,7 +50,11 @@ class Range:
 
 def _option_types(train: Options) -> Options:
     """The searchable options of ``funcnn train`` by Python name: numbers, choices and flags (not paths)."""
-    return {dest: a for dest, a in train.items() if dest not in ("data_path", "out", "resume", "overwrite", "allow_config_change")}
+    return {
+        dest: a
+        for dest, a in train.items()
+        if dest not in ("data_path", "out", "resume", "overwrite", "allow_config_change")
+    }
 
 
 def _number(where: str, text: Any, integer: bool) -> float:
@@ -64,7 +68,7 @@ def _number(where: str, text: Any, integer: bool) -> float:
 
 
 def _numeric(action: argparse.Action) -> str | None:
-    """"float" or "int" for an option whose parser takes such numbers (probed with its type), else None."""
+    """ "float" or "int" for an option whose parser takes such numbers (probed with its type), else None."""
     for kind, probe in (("float", "0.5"), ("int", "1")):
         try:
             if callable(action.type) and action.choices is None and isinstance(action.type(probe), (int, float)):

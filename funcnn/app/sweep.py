@@ -30,8 +30,19 @@ from funcnn.app.sweep_storage import NoTrialLeft, close_storage, open_storage
 from funcnn.app.sweep_trial import TrialError, make_objective
 
 # What may differ between the commands that share a study: where and how they run, not what they search.
-LOCAL_OPTIONS = ("command", "run", "trials", "workers", "out", "storage", "storage_shown", "heartbeat", "resume", "data_path",
-                 "overwrite")
+LOCAL_OPTIONS = (
+    "command",
+    "run",
+    "trials",
+    "workers",
+    "out",
+    "storage",
+    "storage_shown",
+    "heartbeat",
+    "resume",
+    "data_path",
+    "overwrite",
+)
 THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
@@ -68,12 +79,20 @@ def _reopen_interrupted(study: optuna.Study) -> int:
     last: dict[int, FrozenTrial] = {t.user_attrs[SLOT]: t for t in trials}
     reopened = [t for slot, t in last.items() if slot not in active | ended]
     for t in reopened:
-        study.add_trial(optuna.create_trial(state=TrialState.WAITING, params=t.params, distributions=t.distributions,
-                                            user_attrs={SLOT: t.user_attrs[SLOT]}))
+        study.add_trial(
+            optuna.create_trial(
+                state=TrialState.WAITING,
+                params=t.params,
+                distributions=t.distributions,
+                user_attrs={SLOT: t.user_attrs[SLOT]},
+            )
+        )
     return len(reopened)
 
 
-def _open_study(args: argparse.Namespace, storage: optuna.storages.BaseStorage, config: dict[str, Any]) -> tuple[optuna.Study, str]:
+def _open_study(
+    args: argparse.Namespace, storage: optuna.storages.BaseStorage, config: dict[str, Any]
+) -> tuple[optuna.Study, str]:
     """Create the study with its N queued slots, or join/continue it (its configuration must match,
     and a larger ``--trials`` queues more); the study and what happened, for the header."""
     if args.resume and args.study not in optuna.get_all_study_names(storage):
@@ -92,13 +111,21 @@ def _open_study(args: argparse.Namespace, storage: optuna.storages.BaseStorage, 
             break
         time.sleep(0.1)
     saved = study.user_attrs.get("config", {})
-    changes = [f"{k}: {saved.get(k)!r} -> {config.get(k)!r}" for k in sorted(saved.keys() | config.keys()) if saved.get(k) != config.get(k)]
+    changes = [
+        f"{k}: {saved.get(k)!r} -> {config.get(k)!r}"
+        for k in sorted(saved.keys() | config.keys())
+        if saved.get(k) != config.get(k)
+    ]
     if changes:
-        raise ValueError(f"study {args.study!r} in {args.storage_shown} searches another configuration ({'; '.join(changes)}); "
-                         "use the same options, or another --study")
+        raise ValueError(
+            f"study {args.study!r} in {args.storage_shown} searches another configuration ({'; '.join(changes)}); "
+            "use the same options, or another --study"
+        )
     slots = 1 + max((t.user_attrs[SLOT] for t in study.get_trials(deepcopy=False)), default=-1)
     if args.trials < slots:
-        raise ValueError(f"--trials {args.trials}: study {args.study!r} already has {slots} trials; ask for at least that many")
+        raise ValueError(
+            f"--trials {args.trials}: study {args.study!r} already has {slots} trials; ask for at least that many"
+        )
     _queue(study, range(slots, args.trials))
     study.set_user_attr("trials", args.trials)
     reopened = _reopen_interrupted(study)
@@ -176,7 +203,10 @@ def _report(study: optuna.Study, out: Path, title: str) -> list[dict[str, object
     if complete:
         best = max(complete, key=lambda t: t.value or 0.0)
         values = ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in best.params.items())
-        print(f"best trial {best.number}: val acc {best.value:.4f}, test acc {best.user_attrs.get('test_acc', float('nan')):.4f} ({values})")
+        print(
+            f"best trial {best.number}: val acc {best.value:.4f}, "
+            f"test acc {best.user_attrs.get('test_acc', float('nan')):.4f} ({values})"
+        )
     plot = plot_lr_reg(trials, out / "lr_reg.png", title)
     if plot is not None:
         print(f"wrote {plot}")
@@ -196,7 +226,9 @@ def sweep(args: argparse.Namespace, train: Options) -> list[dict[str, object]]:
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file, expected a folder")
     args.storage_shown = args.storage or str(out / "study.journal")
-    storage = open_storage(args.storage, args.heartbeat) if args.storage else None  # a URL is tried before --out is made
+    storage = (
+        open_storage(args.storage, args.heartbeat) if args.storage else None
+    )  # a URL is tried before --out is made
     created = not out.exists()
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -209,18 +241,29 @@ def sweep(args: argparse.Namespace, train: Options) -> list[dict[str, object]]:
             shutil.rmtree(out, ignore_errors=True)
         raise
     workers = args.workers
-    print(f"funcnn sweep: study {args.study!r} in {args.storage_shown} {what}; {args.trials} trials of {args.epochs} epochs "
-          f"on {args.dataset}, {args.sampler} sampler, {args.pruner} pruner, {workers} workers here; searching "
-          + ", ".join(f"{r.option} {r.kind} {list(r.bounds())}" for r in space), flush=True)
-    settings = {"args": {k: v for k, v in vars(args).items() if k not in ("run",)}, "space": [asdict(r) for r in space],
-                "out": str(out), "storage": args.storage_shown}
+    print(
+        f"funcnn sweep: study {args.study!r} in {args.storage_shown} {what}; "
+        f"{args.trials} trials of {args.epochs} epochs "
+        f"on {args.dataset}, {args.sampler} sampler, {args.pruner} pruner, {workers} workers here; searching "
+        + ", ".join(f"{r.option} {r.kind} {list(r.bounds())}" for r in space),
+        flush=True,
+    )
+    settings = {
+        "args": {k: v for k, v in vars(args).items() if k not in ("run",)},
+        "space": [asdict(r) for r in space],
+        "out": str(out),
+        "storage": args.storage_shown,
+    }
     try:
         processes = _start_workers(settings, workers)
         _watch(study, processes, args.trials)
         lost = [w.returncode for w in processes if w.returncode]
         if lost:
-            print(f"{len(lost)} of {workers} workers ended abnormally (exit status {', '.join(map(str, lost))}); "
-                  "their trials are retried by the other workers or by a rerun", file=sys.stderr)
+            print(
+                f"{len(lost)} of {workers} workers ended abnormally (exit status {', '.join(map(str, lost))}); "
+                "their trials are retried by the other workers or by a rerun",
+                file=sys.stderr,
+            )
         return _report(study, out, f"{args.dataset}: validation accuracy of {args.trials} trials")
     finally:
         close_storage(storage)
@@ -246,8 +289,12 @@ def _work(settings: dict[str, Any]) -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     args = argparse.Namespace(**settings["args"])
     storage = open_storage(settings["storage"], args.heartbeat)
-    study = optuna.load_study(study_name=args.study, storage=storage, sampler=_sampler(args.sampler), pruner=_pruner(args.pruner))
-    objective = make_objective(args, [Range(**{**r, "choices": tuple(r["choices"])}) for r in settings["space"]], Path(settings["out"]))
+    study = optuna.load_study(
+        study_name=args.study, storage=storage, sampler=_sampler(args.sampler), pruner=_pruner(args.pruner)
+    )
+    objective = make_objective(
+        args, [Range(**{**r, "choices": tuple(r["choices"])}) for r in settings["space"]], Path(settings["out"])
+    )
     while True:
         try:
             study.optimize(objective, catch=(TrialError,))

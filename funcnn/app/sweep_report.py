@@ -18,7 +18,9 @@ def finished_slots(trials: Sequence[FrozenTrial]) -> dict[int, FrozenTrial]:
     """The trial that ended each slot: complete, pruned, or failed by its own error (not by a lost worker)."""
     done = {}
     for t in trials:
-        if t.state in (TrialState.COMPLETE, TrialState.PRUNED) or (t.state == TrialState.FAIL and "error" in t.user_attrs):
+        if t.state in (TrialState.COMPLETE, TrialState.PRUNED) or (
+            t.state == TrialState.FAIL and "error" in t.user_attrs
+        ):
             done[t.user_attrs[SLOT]] = t
     return done
 
@@ -36,8 +38,10 @@ def progress_line(trials: Sequence[FrozenTrial], total: int, done_before: int, s
     running = sum(t.state == TrialState.RUNNING for t in trials)
     lost = sum(t.state == TrialState.FAIL and "error" not in t.user_attrs for t in trials)
     best = max((t for t in ended if t.state == TrialState.COMPLETE), key=lambda t: t.value or 0.0, default=None)
-    line = (f"trials {len(ended)}/{total} done ({states[TrialState.COMPLETE]} complete, {states[TrialState.PRUNED]} "
-            f"pruned, {states[TrialState.FAIL]} failed; {running} running{f', {lost} retried' if lost else ''})")
+    line = (
+        f"trials {len(ended)}/{total} done ({states[TrialState.COMPLETE]} complete, {states[TrialState.PRUNED]} "
+        f"pruned, {states[TrialState.FAIL]} failed; {running} running{f', {lost} retried' if lost else ''})"
+    )
     if best is not None:
         line += f"  best val acc {best.value:.4f} (trial {best.number})"
     if len(ended) > done_before:
@@ -47,10 +51,21 @@ def progress_line(trials: Sequence[FrozenTrial], total: int, done_before: int, s
 
 def _row(trial: FrozenTrial, names: Sequence[str]) -> dict[str, object]:
     attrs = trial.user_attrs
-    seconds = (trial.datetime_complete - trial.datetime_start).total_seconds() if trial.datetime_complete and trial.datetime_start else None
-    return {"trial": trial.number, "slot": attrs.get(SLOT), "state": trial.state.name.lower(), "val_acc": trial.value,
-            "epochs": attrs.get("epochs"), "seconds": seconds and round(seconds, 2), **{n: trial.params.get(n) for n in names},
-            "error": attrs.get("error", "")}
+    seconds = (
+        (trial.datetime_complete - trial.datetime_start).total_seconds()
+        if trial.datetime_complete and trial.datetime_start
+        else None
+    )
+    return {
+        "trial": trial.number,
+        "slot": attrs.get(SLOT),
+        "state": trial.state.name.lower(),
+        "val_acc": trial.value,
+        "epochs": attrs.get("epochs"),
+        "seconds": seconds and round(seconds, 2),
+        **{n: trial.params.get(n) for n in names},
+        "error": attrs.get("error", ""),
+    }
 
 
 def write_results(trials: Sequence[FrozenTrial], path: Path) -> list[dict[str, object]]:
@@ -59,7 +74,9 @@ def write_results(trials: Sequence[FrozenTrial], path: Path) -> list[dict[str, o
     ordered = sorted(trials, key=lambda t: (t.value is None, -(t.value or 0.0), t.number))
     rows = [_row(t, names) for t in ordered]
     with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["trial", "slot", "state", "val_acc", "epochs", "seconds", *names, "error"])
+        writer = csv.DictWriter(
+            f, fieldnames=["trial", "slot", "state", "val_acc", "epochs", "seconds", *names, "error"]
+        )
         writer.writeheader()
         writer.writerows(rows)
     return rows
@@ -84,8 +101,11 @@ def plot_lr_reg(trials: Sequence[FrozenTrial], path: Path, title: str) -> Path |
     trials as crosses, at their last epoch's), over the trials that searched both; the path, or None without
     matplotlib or such trials."""
     shown = {TrialState.COMPLETE: "o", TrialState.PRUNED: "x"}
-    points = [(t.params["lr"], t.params["reg"], t.value, shown[t.state]) for t in trials if t.state in shown
-              and t.value is not None and "lr" in t.params and t.params.get("reg", 0) > 0]
+    points = [
+        (t.params["lr"], t.params["reg"], t.value, shown[t.state])
+        for t in trials
+        if t.state in shown and t.value is not None and "lr" in t.params and t.params.get("reg", 0) > 0
+    ]
     try:
         import matplotlib
 
@@ -101,8 +121,17 @@ def plot_lr_reg(trials: Sequence[FrozenTrial], path: Path, title: str) -> Path |
         mine = [p for p in points if p[3] == marker]
         if mine:
             lr, reg, acc, _ = zip(*mine)
-            dots = ax.scatter([math.log10(v) for v in lr], [math.log10(v) for v in reg], c=acc, cmap="viridis",
-                              vmin=low, vmax=high, s=60, marker=marker, label=label)
+            dots = ax.scatter(
+                [math.log10(v) for v in lr],
+                [math.log10(v) for v in reg],
+                c=acc,
+                cmap="viridis",
+                vmin=low,
+                vmax=high,
+                s=60,
+                marker=marker,
+                label=label,
+            )
     fig.colorbar(dots, ax=ax, label="validation accuracy")
     ax.set(xlabel="log10 learning rate", ylabel="log10 reg", title=title)
     ax.legend(loc="best")

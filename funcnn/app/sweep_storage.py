@@ -128,8 +128,13 @@ def _open(where: str, heartbeat: int, retry: StaleCallback) -> BaseStorage:
     if where.startswith(("postgres", "mysql")):
         kwargs["connect_args"] = {"connect_timeout": 10}
     try:
-        return QueuedRDBStorage(_driver_url(where), engine_kwargs=kwargs, heartbeat_interval=heartbeat,
-                                grace_period=2 * heartbeat, heartbeat_stale_trial_callback=retry)
+        return QueuedRDBStorage(
+            _driver_url(where),
+            engine_kwargs=kwargs,
+            heartbeat_interval=heartbeat,
+            grace_period=2 * heartbeat,
+            heartbeat_stale_trial_callback=retry,
+        )
     except ImportError as error:
         raise ValueError(f"--storage {_safe_url(where)}: its database driver is missing ({error})") from None
     except SQLAlchemyError as error:  # a bad URL or an unreachable server

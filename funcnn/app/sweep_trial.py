@@ -25,7 +25,8 @@ class TrialError(ValueError):
 def make_objective(args: argparse.Namespace, space: Sequence[Range], out: Path) -> Callable[[optuna.Trial], float]:
     """``objective(trial) -> best validation accuracy``: trains with ``args`` and the trial's values of
     ``space``, writing ``out/trials/<number>/`` (checkpoint.npz, history.json); user attrs: ``worker``
-    (host:pid), ``blas_threads`` (its OPENBLAS_NUM_THREADS), ``epochs`` run, ``test_acc`` of the best epoch's params, ``error`` when it fails."""
+    (host:pid), ``blas_threads`` (its OPENBLAS_NUM_THREADS), ``epochs`` run, ``test_acc`` of the best epoch's
+    params, ``error`` when it fails."""
     from funcnn.app.cli import net_and_params
     from funcnn.app.datasets import load_named
     from funcnn.optim import OPTIMIZERS, step_decay
@@ -52,7 +53,9 @@ def make_objective(args: argparse.Namespace, space: Sequence[Range], out: Path) 
         try:
             net, params = net_and_params(options, data)
             steps_per_epoch = len(batch_starts(len(data.train), options.batch_size))
-            optimizer = OPTIMIZERS[options.optimizer](learning_rate=step_decay(options.lr, options.lr_decay, steps_per_epoch))
+            optimizer = OPTIMIZERS[options.optimizer](
+                learning_rate=step_decay(options.lr, options.lr_decay, steps_per_epoch)
+            )
             callbacks: list[Callback] = [prune, early_stopping(options.patience)] if options.patience else [prune]
             result = fit(
                 net, params, (data.train.x, data.train.y), (data.val.x, data.val.y), optimizer, epochs=options.epochs,
@@ -64,8 +67,14 @@ def make_objective(args: argparse.Namespace, space: Sequence[Range], out: Path) 
             raise TrialError(str(error)) from None
         history = result.history
         test_acc = accuracy(net, result.best_params, data.test.x, data.test.y, result.best_state)
-        summary = {"trial": trial.number, "values": values, "best_val_acc": history.best_val_acc, "test_acc": test_acc,
-                   "stopped_by": result.stopped_by, "history": asdict(history)}
+        summary = {
+            "trial": trial.number,
+            "values": values,
+            "best_val_acc": history.best_val_acc,
+            "test_acc": test_acc,
+            "stopped_by": result.stopped_by,
+            "history": asdict(history),
+        }
         (folder / "history.json").write_text(json.dumps(summary, indent=1))
         trial.set_user_attr("epochs", len(history.val_acc_history))
         trial.set_user_attr("test_acc", test_acc)

@@ -35,9 +35,7 @@ def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return records[:, 1:].reshape(-1, 3, 32, 32), y
 
 
-def load_cifar10_binary(
-    folder: PathLike, kind: str = "train", dtype: DTypeLike = np.float32
-) -> Dataset:
+def load_cifar10_binary(folder: PathLike, kind: str = "train", dtype: DTypeLike = np.float32) -> Dataset:
     """Load CIFAR-10 (binary version) from ``folder``.
 
     ``kind="train"`` reads ``data_batch_1.bin`` .. ``data_batch_5.bin`` in order,

@@ -105,9 +105,7 @@ def load_mnist(folder: PathLike, kind: str = "train", dtype: DTypeLike = np.floa
         )
     labels = load_idx(labels_path)
     if labels.dtype != np.uint8 or labels.ndim != 1:
-        raise DataFormatError(
-            labels_path, "uint8 labels of shape (N,)", f"{labels.dtype} of shape {labels.shape}"
-        )
+        raise DataFormatError(labels_path, "uint8 labels of shape (N,)", f"{labels.dtype} of shape {labels.shape}")
     if labels.shape[0] != images.shape[0]:
         raise DataFormatError(
             labels_path,

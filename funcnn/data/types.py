@@ -38,9 +38,7 @@ class Dataset:
         if self.y.ndim != 1:
             raise ValueError(f"Dataset: y must be 1-D, got shape {self.y.shape}")
         if self.x.ndim < 1 or self.x.shape[0] != self.y.shape[0]:
-            raise ValueError(
-                f"Dataset: x has shape {self.x.shape} but y has {self.y.shape[0]} labels"
-            )
+            raise ValueError(f"Dataset: x has shape {self.x.shape} but y has {self.y.shape[0]} labels")
 
     def __len__(self) -> int:
         return int(self.y.shape[0])

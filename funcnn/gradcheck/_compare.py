@@ -42,7 +42,12 @@ class Tolerance:
 
 
 def tolerance(
-    y: np.ndarray, dy: np.ndarray, analytic: np.dtype, numeric: np.dtype, step: float | None, rtol: float | None,
+    y: np.ndarray,
+    dy: np.ndarray,
+    analytic: np.dtype,
+    numeric: np.dtype,
+    step: float | None,
+    rtol: float | None,
     nondet_tol: float,
 ) -> Tolerance:
     """The step and tolerances for differences in the ``numeric`` dtype of a vjp run in ``analytic``

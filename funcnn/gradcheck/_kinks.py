@@ -25,7 +25,7 @@ class NonDifferentiableWarning(UserWarning):
 def classify(
     differences: Differences, v: np.ndarray, h: float, analytic: float, forward: float, backward: float, bound: float
 ) -> Status:
-    """"kink" or "wrong" for a probe along ``v`` whose analytic slope and central difference (the
+    """ "kink" or "wrong" for a probe along ``v`` whose analytic slope and central difference (the
     mean of ``forward`` and ``backward``, the one-sided quotients at step ``h``) differ by more than ``bound``."""
     lo, hi = min(forward, backward), max(forward, backward)
     if not hi - lo > bound:

@@ -21,7 +21,9 @@ def jit(inline: Literal["never", "always"] = "never") -> Callable[[Kernel], Kern
         try:
             return cast(Kernel, numba.njit(cache=True, nogil=True, inline=inline, error_model="numpy")(fn))
         except RuntimeError as error:  # numba found no writable cache location
-            warnings.warn(f"funcnn: Numba cannot cache {fn.__name__} ({error}); it compiles in every new process", stacklevel=2)
+            warnings.warn(
+                f"funcnn: Numba cannot cache {fn.__name__} ({error}); it compiles in every new process", stacklevel=2
+            )
             return cast(Kernel, numba.njit(cache=False, nogil=True, inline=inline, error_model="numpy")(fn))
 
     return decorate

@@ -34,7 +34,9 @@ def _valid(size: int, j: int, stride: int, pad: int, out_size: int) -> tuple[int
 
 
 @jit()
-def im2col(x: np.ndarray, hh: int, ww: int, stride: int, pad: int, out_h: int, out_w: int, cols: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
+def im2col(
+    x: np.ndarray, hh: int, ww: int, stride: int, pad: int, out_h: int, out_w: int, cols: np.ndarray
+) -> np.ndarray:  # pragma: no cover - compiled
     """Fill ``cols`` ``(n, C * hh * ww, out_h * out_w)`` from ``x`` ``(n, C, H, W)``; returns ``cols``."""
     n_batch, channels, height, width = x.shape
     plane = out_h * out_w
@@ -66,7 +68,9 @@ def im2col(x: np.ndarray, hh: int, ww: int, stride: int, pad: int, out_h: int, o
 
 
 @jit()
-def col2im(dcols: np.ndarray, hh: int, ww: int, stride: int, pad: int, out_h: int, out_w: int, dx: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
+def col2im(
+    dcols: np.ndarray, hh: int, ww: int, stride: int, pad: int, out_h: int, out_w: int, dx: np.ndarray
+) -> np.ndarray:  # pragma: no cover - compiled
     """Overwrite ``dx`` ``(n, C, H, W)`` with the sum of ``dcols`` ``(n, C * hh * ww, out_h * out_w)``
     over the positions each input feeds; returns ``dx``."""
     n_batch, channels, height, width = dx.shape

@@ -14,7 +14,9 @@ from funcnn.kernels._jit import jit
 
 
 @jit()
-def momentum_step(w: np.ndarray, dw: np.ndarray, v: np.ndarray, lr: float, mu: float) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - compiled
+def momentum_step(
+    w: np.ndarray, dw: np.ndarray, v: np.ndarray, lr: float, mu: float
+) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - compiled
     """``v = mu * v - lr * dw; w + v`` -> ``(new_w, new_v)``."""
     new_w, new_v = np.empty_like(w), np.empty_like(v)
     w_, dw_, v_, nw, nv = w.reshape(-1), dw.reshape(-1), v.reshape(-1), new_w.reshape(-1), new_v.reshape(-1)
@@ -26,7 +28,9 @@ def momentum_step(w: np.ndarray, dw: np.ndarray, v: np.ndarray, lr: float, mu: f
 
 
 @jit()
-def rmsprop_step(w: np.ndarray, dw: np.ndarray, cache: np.ndarray, lr: float, decay: float, eps: float) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - compiled
+def rmsprop_step(
+    w: np.ndarray, dw: np.ndarray, cache: np.ndarray, lr: float, decay: float, eps: float
+) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - compiled
     """``cache = d * cache + (1 - d) * dw**2; w - lr * dw / (sqrt(cache) + eps)`` -> ``(new_w, new_cache)``."""
     new_w, new_cache = np.empty_like(w), np.empty_like(cache)
     w_, dw_, c_, nw, nc = w.reshape(-1), dw.reshape(-1), cache.reshape(-1), new_w.reshape(-1), new_cache.reshape(-1)
@@ -39,7 +43,9 @@ def rmsprop_step(w: np.ndarray, dw: np.ndarray, cache: np.ndarray, lr: float, de
 
 
 @jit()
-def adam_step(w: np.ndarray, dw: np.ndarray, m: np.ndarray, v: np.ndarray, lr: float, b1: float, b2: float, eps: float, t: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover - compiled
+def adam_step(
+    w: np.ndarray, dw: np.ndarray, m: np.ndarray, v: np.ndarray, lr: float, b1: float, b2: float, eps: float, t: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover - compiled
     """cs231n's Adam with bias correction at step ``t`` (1 for the first) -> ``(new_w, new_m, new_v)``."""
     new_w, new_m, new_v = np.empty_like(w), np.empty_like(m), np.empty_like(v)
     c1, c2 = 1 - b1**t, 1 - b2**t

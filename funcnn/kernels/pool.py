@@ -19,7 +19,20 @@ u = np.uint64
 
 
 @jit(inline="always")
-def _pool_plane(src: np.ndarray, dst: np.ndarray, where: np.ndarray, plane: int, height: int, width: int, out_h: int, out_w: int, ph: int, pw: int, stride: int, nan_aware: bool) -> bool:  # pragma: no cover - compiled
+def _pool_plane(
+    src: np.ndarray,
+    dst: np.ndarray,
+    where: np.ndarray,
+    plane: int,
+    height: int,
+    width: int,
+    out_h: int,
+    out_w: int,
+    ph: int,
+    pw: int,
+    stride: int,
+    nan_aware: bool,
+) -> bool:  # pragma: no cover - compiled
     """Pools one (image, channel) plane; returns whether it holds a NaN. Only the ``nan_aware``
     pass lets a NaN win; on a plane without NaN both passes give the same result."""
     first, seen_nan = plane * height * width, False
@@ -42,7 +55,9 @@ def _pool_plane(src: np.ndarray, dst: np.ndarray, where: np.ndarray, plane: int,
 
 
 @jit(inline="always")
-def _forward(x: np.ndarray, ph: int, pw: int, stride: int, out_h: int, out_w: int) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - compiled
+def _forward(
+    x: np.ndarray, ph: int, pw: int, stride: int, out_h: int, out_w: int
+) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - compiled
     n_batch, channels, height, width = x.shape
     out = np.empty((n_batch, channels, out_h, out_w), dtype=x.dtype)
     argmax = np.empty((n_batch, channels, out_h, out_w), dtype=np.int32)
@@ -54,21 +69,29 @@ def _forward(x: np.ndarray, ph: int, pw: int, stride: int, out_h: int, out_w: in
 
 
 @jit()
-def _forward_2x2_s2(x: np.ndarray, out_h: int, out_w: int) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - compiled
+def _forward_2x2_s2(
+    x: np.ndarray, out_h: int, out_w: int
+) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - compiled
     return _forward(x, 2, 2, 2, out_h, out_w)
 
 
 @jit()
-def _forward_3x3_s2(x: np.ndarray, out_h: int, out_w: int) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - compiled
+def _forward_3x3_s2(
+    x: np.ndarray, out_h: int, out_w: int
+) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - compiled
     return _forward(x, 3, 3, 2, out_h, out_w)
 
 
 @jit()
-def _forward_any(x: np.ndarray, ph: int, pw: int, stride: int, out_h: int, out_w: int) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - compiled
+def _forward_any(
+    x: np.ndarray, ph: int, pw: int, stride: int, out_h: int, out_w: int
+) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - compiled
     return _forward(x, ph, pw, stride, out_h, out_w)
 
 
-def max_pool_forward(x: np.ndarray, ph: int, pw: int, stride: int, out_h: int, out_w: int) -> tuple[np.ndarray, np.ndarray]:
+def max_pool_forward(
+    x: np.ndarray, ph: int, pw: int, stride: int, out_h: int, out_w: int
+) -> tuple[np.ndarray, np.ndarray]:
     """``(y, argmax)``; each kernel is compiled on its first use."""
     if stride == 2 and ph == pw and ph in (2, 3):
         return (_forward_2x2_s2 if ph == 2 else _forward_3x3_s2)(x, out_h, out_w)
@@ -76,7 +99,9 @@ def max_pool_forward(x: np.ndarray, ph: int, pw: int, stride: int, out_h: int, o
 
 
 @jit()
-def max_pool_backward(dy: np.ndarray, argmax: np.ndarray, height: int, width: int) -> np.ndarray:  # pragma: no cover - compiled
+def max_pool_backward(
+    dy: np.ndarray, argmax: np.ndarray, height: int, width: int
+) -> np.ndarray:  # pragma: no cover - compiled
     n_batch, channels, out_h, out_w = dy.shape
     dx = np.empty((n_batch, channels, height, width), dtype=dy.dtype)
     src, where, dst = dy.reshape(-1), argmax.reshape(-1), dx.reshape(-1)

@@ -9,8 +9,8 @@ additions, done here in Numba, one pass over the input and one over the output.
 
 Layouts: ``V`` is ``(16, C, T')`` and ``M`` is ``(16, F, T')`` with tiles ordered (n, tile row, tile
 column) in the first ``T`` columns of rows of ``T' = T + ROW_PAD``, so each product is one BLAS call.
-The padding keeps rows off power-of-two lengths, whose cache-set conflicts cost BLAS 20-30 % here. Padding and the ragged last tile of an odd
-output size are handled in the kernels (zeros in, nothing out).
+The padding keeps rows off power-of-two lengths, whose cache-set conflicts cost BLAS 20-30 % here. Padding and
+the ragged last tile of an odd output size are handled in the kernels (zeros in, nothing out).
 """
 
 from __future__ import annotations
@@ -34,7 +34,9 @@ def filter_transform(w: np.ndarray) -> np.ndarray:
 
 
 @jit(inline="always")
-def _padded_row(src: np.ndarray, base: int, r: int, height: int, width: int, pad: int, row: np.ndarray) -> None:  # pragma: no cover - compiled
+def _padded_row(
+    src: np.ndarray, base: int, r: int, height: int, width: int, pad: int, row: np.ndarray
+) -> None:  # pragma: no cover - compiled
     """``row[col] = plane[r, col - pad]`` of the (height, width) plane at ``src[base:]``, 0 outside it."""
     for col in range(row.size):
         row[col] = 0
@@ -44,7 +46,9 @@ def _padded_row(src: np.ndarray, base: int, r: int, height: int, width: int, pad
 
 
 @jit()
-def input_transform(x: np.ndarray, pad: int, tiles_h: int, tiles_w: int, v: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
+def input_transform(
+    x: np.ndarray, pad: int, tiles_h: int, tiles_w: int, v: np.ndarray
+) -> np.ndarray:  # pragma: no cover - compiled
     """Fill ``v`` ``(16, C, n * tiles_h * tiles_w)`` with ``B^T d B`` of every 4x4 patch of ``x`` ``(n, C, H, W)``
     (the patch of tile (i, j) starts at row ``2 i - pad``, column ``2 j - pad``; zeros outside ``x``).
 
@@ -80,7 +84,9 @@ def input_transform(x: np.ndarray, pad: int, tiles_h: int, tiles_w: int, v: np.n
 
 
 @jit()
-def output_transform(m: np.ndarray, bias: np.ndarray, tiles_h: int, tiles_w: int, y: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
+def output_transform(
+    m: np.ndarray, bias: np.ndarray, tiles_h: int, tiles_w: int, y: np.ndarray
+) -> np.ndarray:  # pragma: no cover - compiled
     """Write ``A^T M A + bias`` of every tile of ``m`` ``(16, F, n * tiles_h * tiles_w)`` into ``y``
     ``(n, F, H', W')``; outputs past ``H'`` or ``W'`` (an odd size's last tile) are dropped."""
     n_batch, filters, out_h, out_w = y.shape
@@ -121,7 +127,9 @@ def filter_gradient(du: np.ndarray) -> np.ndarray:
 
 
 @jit()
-def output_gradient(dy: np.ndarray, tiles_h: int, tiles_w: int, dm: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
+def output_gradient(
+    dy: np.ndarray, tiles_h: int, tiles_w: int, dm: np.ndarray
+) -> np.ndarray:  # pragma: no cover - compiled
     """Fill ``dm`` ``(16, F, n * tiles_h * tiles_w)`` with ``A dY A^T`` of every 2x2 tile of ``dy``
     ``(n, F, H', W')`` (the transpose of :func:`output_transform`; outputs past ``H'`` or ``W'`` are 0)."""
     n_batch, filters, out_h, out_w = dy.shape

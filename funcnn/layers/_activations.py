@@ -68,7 +68,12 @@ def leaky_relu(alpha: float = 0.01) -> Layer:
         return y, vjp
 
     return Layer(
-        apply, name, (), out_shape=same_shape_as_input(name), op="leaky_relu", hparams={"alpha": alpha},
+        apply,
+        name,
+        (),
+        out_shape=same_shape_as_input(name),
+        op="leaky_relu",
+        hparams={"alpha": alpha},
         doc=leaky_relu.__doc__,
     )
 

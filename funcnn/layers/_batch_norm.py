@@ -154,8 +154,16 @@ def _batch_norm_layer(
         return {"running_mean": np.zeros(width, dtype), "running_var": np.ones(width, dtype)}
 
     return moded_layer(
-        run_fn, name, ("gamma", "beta"), init, ("running_mean", "running_var"), state_init,
-        out_shape=out_shape, op=op, hparams={"momentum": momentum, "eps": eps}, doc=doc,
+        run_fn,
+        name,
+        ("gamma", "beta"),
+        init,
+        ("running_mean", "running_var"),
+        state_init,
+        out_shape=out_shape,
+        op=op,
+        hparams={"momentum": momentum, "eps": eps},
+        doc=doc,
     )
 
 

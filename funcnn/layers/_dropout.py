@@ -49,6 +49,10 @@ def dropout(drop_prob: float = 0.5) -> Layer:
         return y, vjp, ()
 
     return moded_layer(
-        run_fn, name, out_shape=same_shape_as_input(name), op="dropout", hparams={"drop_prob": drop_prob},
+        run_fn,
+        name,
+        out_shape=same_shape_as_input(name),
+        op="dropout",
+        hparams={"drop_prob": drop_prob},
         doc=dropout.__doc__,
     )

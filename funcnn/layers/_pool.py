@@ -25,9 +25,7 @@ def _fast_forward(
 ) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]:
     from funcnn.kernels import pool as kernels
 
-    y, argmax = kernels.max_pool_forward(
-        np.ascontiguousarray(x), ph, pw, stride, out_h, out_w
-    )
+    y, argmax = kernels.max_pool_forward(np.ascontiguousarray(x), ph, pw, stride, out_h, out_w)
     height, width = x.shape[2:]
     return y, lambda dy: kernels.max_pool_backward(np.ascontiguousarray(dy), argmax, height, width)
 
