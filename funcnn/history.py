@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -81,6 +81,23 @@ that epoch, ``None`` to go on. What it raises propagates out of :func:`fit`."""
 def callback_name(callback: Callback) -> str:
     """The name ``FitResult.stopped_by`` gives ``callback``: its ``__name__``, or its type's."""
     return str(getattr(callback, "__name__", type(callback).__name__))
+
+
+def check_callbacks(owner: str, callbacks: object) -> tuple[Callback, ...]:
+    """``callbacks`` (any iterable of callables, read once) as a tuple; TypeError naming the bad entry, or a
+    single callable passed without a list."""
+    problem = "must be a list of callables"
+    if callable(callbacks):
+        name = callback_name(callbacks)
+        raise TypeError(f"{owner}: callbacks {problem}, got the single callable {name}; "
+                        f"pass a list: callbacks=[{name}]")
+    if isinstance(callbacks, (str, bytes)) or not isinstance(callbacks, Iterable):
+        raise TypeError(f"{owner}: callbacks {problem}, got {callbacks!r} ({type(callbacks).__name__})")
+    checked = tuple(callbacks)
+    for i, callback in enumerate(checked):
+        if not callable(callback):
+            raise TypeError(f"{owner}: callbacks {problem}, got {callback!r} ({type(callback).__name__}) at index {i}")
+    return checked
 
 
 def early_stopping(patience: int) -> Callback:

@@ -16,7 +16,7 @@ import numpy as np
 
 from funcnn.checkpoint import save_checkpoint
 from funcnn.core import Apply, State, layer_name
-from funcnn.history import Callback, EpochEnd, FitResult, History, callback_name, early_stopping
+from funcnn.history import Callback, EpochEnd, FitResult, History, callback_name, check_callbacks, early_stopping
 from funcnn.init import init_state
 from funcnn.losses import Loss, softmax_loss
 from funcnn.memory import keep_freed_memory
@@ -176,12 +176,12 @@ def fit(
     last finite checkpoint kept. Ctrl-C raises :class:`TrainingInterrupted` (a KeyboardInterrupt)
     naming the last completed epoch.
 
-    ``callbacks`` are called in order after every epoch (after its checkpoint and line) with an
-    :class:`EpochEnd`; when one returns ``"stop"`` (all of them are called first), training ends after
-    that epoch and ``stopped_by`` names it. What a callback raises propagates. :func:`early_stopping`
-    is one. Returns a :class:`FitResult`: ``params`` and ``state`` of the last epoch run (to continue
-    from), ``best_params`` and ``best_state`` of the epoch with the best validation accuracy (the
-    first of equals). Neither it nor its history changes after it is returned.
+    ``callbacks`` (a list of callables, checked before the first epoch) are called in order after every
+    epoch (after its checkpoint and line) with an :class:`EpochEnd`; when one returns ``"stop"`` (all of
+    them are called first), training ends after that epoch and ``stopped_by`` names it. What a callback
+    raises propagates. :func:`early_stopping` is one. Returns a :class:`FitResult`: ``params`` and
+    ``state`` of the last epoch run (to continue from), ``best_params`` and ``best_state`` of the epoch
+    with the best validation accuracy (the first of equals). Neither it nor its history changes after it is returned.
 
     A moded network (batch norm, dropout) trains in training mode with a generator drawn from
     ``seed`` and the epoch, and is evaluated in evaluation mode; its ``state`` (default: its initial
@@ -190,6 +190,7 @@ def fit(
     the steps do not page-fault their arrays in again; ``FUNCNN_KEEP_FREED_MEMORY=0`` turns it off).
     """
     saving = checkpoint_options(checkpoint, deprecated)
+    callbacks = check_callbacks("fit", callbacks)
     x_train, y_train = _check_pair("train", train)
     x_val, y_val = _check_pair("val", val)
     keep_freed_memory()  # each step's arrays reuse the last step's memory instead of page-faulting anew

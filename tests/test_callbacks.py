@@ -180,3 +180,23 @@ def test_the_first_epoch_is_the_best_when_validation_accuracy_is_zero_in_every_e
     # the first of equals is epoch 1, so patience 2 stops after epoch 3 with epoch 1's params as the best
     assert h.best_epoch == 1 and len(seen) == 3 and result.stopped_by == "patience"
     assert tree_allclose(result.best_params, seen[0].params, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(("callbacks", "expected"), [
+    (early_stopping(2), "got the single callable patience; pass a list: callbacks=[patience]"),
+    (["patience"], "got 'patience' (str) at index 0"),
+    ([print, 3], "got 3 (int) at index 1"),
+    ("patience", "got 'patience' (str)"),
+    (None, "got None (NoneType)"),
+])
+def test_bad_callbacks_are_refused_before_the_first_epoch_naming_the_bad_entry(tmp_path, callbacks, expected):
+    checkpoint = tmp_path / "run.npz"
+    with pytest.raises(TypeError, match=re.escape(f"fit: callbacks must be a list of callables, {expected}")):
+        small_fit(2, callbacks=callbacks, checkpoint=checkpoint)
+    assert not checkpoint.exists()  # refused at fit's entry, before an epoch ran
+
+
+def test_callbacks_may_be_any_iterable_and_are_called_every_epoch():
+    seen: list[EpochEnd] = []
+    small_fit(3, callbacks=(callback for callback in [seen.append]))  # a generator is read once, not once an epoch
+    assert [end.epoch for end in seen] == [1, 2, 3]
