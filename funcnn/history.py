@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -17,7 +17,8 @@ from funcnn.validation import int_at_least
 @dataclass(frozen=True)
 class History:
     """What ``fit`` recorded, with the course Solver's names: the loss of every step, and the
-    train (on a subsample) and validation accuracy after every epoch. Immutable: ``fit`` hands out
+    train (on a subsample) and validation accuracy after every epoch; ``best_epoch`` is the first of those
+    with the highest validation accuracy (0 before any). Immutable: ``fit`` hands out
     a new one after every epoch, never changing one it gave away."""
 
     loss_history: tuple[float, ...] = ()
@@ -40,7 +41,7 @@ class History:
 
     def after_epoch(self, epoch: int, losses: list[float], train_acc: float, val_acc: float, seconds: float) -> History:
         """This history followed by epoch ``epoch``'s step losses, accuracies and duration (a new History)."""
-        best = val_acc > self.best_val_acc
+        best = not self.val_acc_history or val_acc > self.best_val_acc  # the first epoch is best, even at 0
         return History(self.loss_history + tuple(losses), self.train_acc_history + (train_acc,),
                        self.val_acc_history + (val_acc,), val_acc if best else self.best_val_acc,
                        epoch if best else self.best_epoch, self.epoch_seconds + (seconds,))
@@ -80,6 +81,23 @@ that epoch, ``None`` to go on. What it raises propagates out of :func:`fit`."""
 def callback_name(callback: Callback) -> str:
     """The name ``FitResult.stopped_by`` gives ``callback``: its ``__name__``, or its type's."""
     return str(getattr(callback, "__name__", type(callback).__name__))
+
+
+def check_callbacks(owner: str, callbacks: object) -> tuple[Callback, ...]:
+    """``callbacks`` (any iterable of callables, read once) as a tuple; TypeError naming the bad entry, or a
+    single callable passed without a list."""
+    problem = "must be a list of callables"
+    if callable(callbacks):
+        name = callback_name(callbacks)
+        raise TypeError(f"{owner}: callbacks {problem}, got the single callable {name}; "
+                        f"pass a list: callbacks=[{name}]")
+    if isinstance(callbacks, (str, bytes)) or not isinstance(callbacks, Iterable):
+        raise TypeError(f"{owner}: callbacks {problem}, got {callbacks!r} ({type(callbacks).__name__})")
+    checked = tuple(callbacks)
+    for i, callback in enumerate(checked):
+        if not callable(callback):
+            raise TypeError(f"{owner}: callbacks {problem}, got {callback!r} ({type(callback).__name__}) at index {i}")
+    return checked
 
 
 def early_stopping(patience: int) -> Callback:

@@ -49,11 +49,12 @@ def checkpoint_options(checkpoint: str | Path | Checkpoint | None, legacy: dict[
 
 
 def checkpoint_tree(epoch: int, result: FitResult, config: dict[str, Any]) -> dict[str, Any]:
-    """What fit saves after epoch ``epoch``: ``result``'s trees, the history as arrays, the configuration as JSON."""
+    """What fit saves after epoch ``epoch``: ``result``'s trees, the history as arrays, the configuration as JSON,
+    and the name of the callback that stopped the run ("" when none did)."""
     return {"epoch": np.asarray(epoch), "params": result.params, "best_params": result.best_params,
             "state": result.state,
             "best_state": result.best_state, "opt_state": result.opt_state, "history": result.history.as_arrays(),
-            "config": np.asarray(json.dumps(config, sort_keys=True))}
+            "config": np.asarray(json.dumps(config, sort_keys=True)), "stopped_by": np.asarray(result.stopped_by or "")}
 
 
 def _config_changes(saved: dict[str, Any], config: dict[str, Any]) -> list[str]:
@@ -98,11 +99,24 @@ def _saved_history(checkpoint: str | Path, arrays: dict[str, np.ndarray]) -> His
     return History.from_arrays(arrays)
 
 
+def _saved_stopped_by(checkpoint: str | Path) -> str | None:
+    """The name of the callback that stopped the run saved in ``checkpoint``, "" when none did, None when the
+    checkpoint predates this entry."""
+    try:
+        text = load_checkpoint(checkpoint, {"stopped_by": None}, strict=False)["stopped_by"]
+    except ValueError:  # no such entry (or a damaged file, which the full load then reports)
+        return None
+    if text.shape != () or text.dtype.kind != "U":
+        raise ValueError(f"checkpoint {checkpoint}: 'stopped_by' must be a callback's name or '', "
+                         f"got an array of {text.dtype} of shape {text.shape}")
+    return str(text)
+
+
 def resume_run(
     checkpoint: Checkpoint, result: FitResult, config: dict[str, Any], optimizer: Optimizer
 ) -> tuple[FitResult, int]:
-    """The run saved in ``checkpoint`` and its epoch, after checking its configuration (first: a
-    changed network is reported as such, not as missing keys) and its values."""
+    """The run saved in ``checkpoint`` (``stopped_by`` as saved) and its epoch, after checking its configuration
+    (first: a changed network is reported as such, not as missing keys) and its values."""
     path = checkpoint.path
     changes = _config_changes(saved_config(path), config)
     if changes and not checkpoint.allow_config_change:
@@ -112,6 +126,11 @@ def resume_run(
     like = checkpoint_tree(0, result, config)
     like["history"] = {k: None for k in like["history"]}
     like["config"] = like["epoch"] = None  # checked below, never cast
+    stopped_by = _saved_stopped_by(path)
+    if stopped_by is None:
+        del like["stopped_by"]
+    else:
+        like["stopped_by"] = None
     like["opt_state"] = tree_map(lambda _: None, like["opt_state"])  # the optimizer checks its own state
     try:
         saved = load_checkpoint(path, like)
@@ -132,4 +151,4 @@ def resume_run(
         raise ValueError(f"fit: checkpoint {path} holds NaN or infinite values in {', '.join(bad[:5])}; "
                          "refusing to resume from it")
     params, best_params, state, best_state = (saved[k] for k in trees)
-    return FitResult(params, best_params, opt_state, history, state, best_state), epoch
+    return FitResult(params, best_params, opt_state, history, state, best_state, stopped_by or None), epoch

@@ -16,7 +16,7 @@ import numpy as np
 
 from funcnn.checkpoint import save_checkpoint
 from funcnn.core import Apply, State, layer_name
-from funcnn.history import Callback, EpochEnd, FitResult, History, callback_name, early_stopping
+from funcnn.history import Callback, EpochEnd, FitResult, History, callback_name, check_callbacks, early_stopping
 from funcnn.init import init_state
 from funcnn.losses import Loss, softmax_loss
 from funcnn.memory import keep_freed_memory
@@ -59,6 +59,16 @@ def _asks_to_stop(callbacks: Sequence[Callback], end: EpochEnd) -> str | None:
         if answer == "stop" and stopped_by is None:
             stopped_by = callback_name(callback)
     return stopped_by
+
+
+def _refuse_to_stop_again(path: str | Path, callbacks: Sequence[Callback], end: EpochEnd, stopped_by: str) -> None:
+    """Refuse to resume a run that ``stopped_by`` stopped after ``end.epoch`` when ``callbacks``, asked again
+    at that epoch, would stop it again: it would train on, and change its params, every time it is resumed."""
+    again = _asks_to_stop(callbacks, end)
+    if again is not None:
+        raise ValueError(f"fit: checkpoint {path} was stopped early by {stopped_by} after epoch {end.epoch}, and "
+                         f"{again} would stop it again; to go on, resume with a callback that lets it (such as "
+                         "a larger patience, --patience N) or without it")
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -174,14 +184,16 @@ def fit(
     unless allowed, and so is one holding NaN or infinite values. A non-finite loss, or an update that
     leaves params (or optimizer or network state) non-finite, stops training with a ValueError, the
     last finite checkpoint kept. Ctrl-C raises :class:`TrainingInterrupted` (a KeyboardInterrupt)
-    naming the last completed epoch.
+    naming the last completed epoch. A checkpoint records which callback stopped its run; resuming such a
+    run asks ``callbacks`` again at its last epoch and refuses (ValueError) if one would stop it again, as a
+    resume of a run that reached ``epochs`` is refused (a larger patience, or none, goes on).
 
-    ``callbacks`` are called in order after every epoch (after its checkpoint and line) with an
-    :class:`EpochEnd`; when one returns ``"stop"`` (all of them are called first), training ends after
-    that epoch and ``stopped_by`` names it. What a callback raises propagates. :func:`early_stopping`
-    is one. Returns a :class:`FitResult`: ``params`` and ``state`` of the last epoch run (to continue
-    from), ``best_params`` and ``best_state`` of the epoch with the best validation accuracy (the
-    first of equals). Neither it nor its history changes after it is returned.
+    ``callbacks`` (a list of callables, checked before the first epoch) are called in order after every
+    epoch (after its checkpoint and line) with an :class:`EpochEnd`; when one returns ``"stop"`` (all of
+    them are called first), training ends after that epoch and ``stopped_by`` names it. What a callback
+    raises propagates. :func:`early_stopping` is one. Returns a :class:`FitResult`: ``params`` and
+    ``state`` of the last epoch run (to continue from), ``best_params`` and ``best_state`` of the epoch
+    with the best validation accuracy (the first of equals). Neither it nor its history changes after it is returned.
 
     A moded network (batch norm, dropout) trains in training mode with a generator drawn from
     ``seed`` and the epoch, and is evaluated in evaluation mode; its ``state`` (default: its initial
@@ -190,6 +202,7 @@ def fit(
     the steps do not page-fault their arrays in again; ``FUNCNN_KEEP_FREED_MEMORY=0`` turns it off).
     """
     saving = checkpoint_options(checkpoint, deprecated)
+    callbacks = check_callbacks("fit", callbacks)
     x_train, y_train = _check_pair("train", train)
     x_val, y_val = _check_pair("val", val)
     keep_freed_memory()  # each step's arrays reuse the last step's memory instead of page-faulting anew
@@ -210,6 +223,10 @@ def fit(
         if start_epoch >= epochs:
             raise ValueError(f"fit: checkpoint {saving.path} is already after epoch {start_epoch}; "
                              f"ask for more epochs than {epochs} to continue")
+        if result.stopped_by is not None:
+            _refuse_to_stop_again(saving.path, callbacks, EpochEnd(start_epoch, result.history, result.params,
+                                                                   result.state), result.stopped_by)
+            result = replace(result, stopped_by=None)
         if log:
             log(f"resumed from {saving.path} after epoch {start_epoch}")
     n = len(x_train)
@@ -248,9 +265,12 @@ def fit(
                     f"{n / seconds:,.0f} img/s  {seconds:.1f} s  left {_clock(seconds * (epochs - epoch))}")
             stopped_by = _asks_to_stop(callbacks, EpochEnd(epoch, history, params, state))
             if stopped_by is not None:
+                result = replace(result, stopped_by=stopped_by)
+                if saving is not None:  # saved again, so that a resume knows the run was stopped
+                    save_checkpoint(saving.path, checkpoint_tree(epoch, result, config))
                 if log:
                     log(f"stopped after epoch {epoch} by {stopped_by}")
-                return replace(result, stopped_by=stopped_by)
+                return result
     except (KeyboardInterrupt, SystemError) as error:
         if not is_ctrl_c(error):
             raise

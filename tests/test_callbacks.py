@@ -22,7 +22,8 @@ DIGITS = load_digits(np.float64)
 def small_fit(epochs=3, lr=0.05, optimizer=None, **kwargs):
     net = three_layer_convnet(num_filters=2, filter_size=3, hidden_dim=8, num_classes=10)
     _, params = fn.init_params(net, np.random.default_rng(0), (1, 8, 8), np.float64)
-    train, val = (DIGITS.train.x[:40], DIGITS.train.y[:40]), (DIGITS.val.x[:20], DIGITS.val.y[:20])
+    train = (DIGITS.train.x[:40], DIGITS.train.y[:40])
+    val = kwargs.pop("val", (DIGITS.val.x[:20], DIGITS.val.y[:20]))
     return fit(net, params, train, val, optimizer or sgd(lr), epochs=epochs, batch_size=8, **{"log": None, **kwargs})
 
 
@@ -168,3 +169,34 @@ def test_progress_without_tqdm_is_plain_lines_even_on_a_terminal(monkeypatch):
     small_fit(1, log=print)
     assert "\r" not in terminal.getvalue()
     assert terminal.getvalue().splitlines()[0].startswith("epoch 1/1  step 1/5  loss ")
+
+
+def test_the_first_epoch_is_the_best_when_validation_accuracy_is_zero_in_every_epoch():
+    seen: list[EpochEnd] = []
+    never_right = (DIGITS.val.x[:20], np.full(20, 10))  # no prediction of 10 classes matches label 10
+    result = small_fit(5, callbacks=[seen.append, early_stopping(2)], val=never_right)
+    h = result.history
+    assert set(h.val_acc_history) == {0.0} and h.best_val_acc == 0.0
+    # the first of equals is epoch 1, so patience 2 stops after epoch 3 with epoch 1's params as the best
+    assert h.best_epoch == 1 and len(seen) == 3 and result.stopped_by == "patience"
+    assert tree_allclose(result.best_params, seen[0].params, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(("callbacks", "expected"), [
+    (early_stopping(2), "got the single callable patience; pass a list: callbacks=[patience]"),
+    (["patience"], "got 'patience' (str) at index 0"),
+    ([print, 3], "got 3 (int) at index 1"),
+    ("patience", "got 'patience' (str)"),
+    (None, "got None (NoneType)"),
+])
+def test_bad_callbacks_are_refused_before_the_first_epoch_naming_the_bad_entry(tmp_path, callbacks, expected):
+    checkpoint = tmp_path / "run.npz"
+    with pytest.raises(TypeError, match=re.escape(f"fit: callbacks must be a list of callables, {expected}")):
+        small_fit(2, callbacks=callbacks, checkpoint=checkpoint)
+    assert not checkpoint.exists()  # refused at fit's entry, before an epoch ran
+
+
+def test_callbacks_may_be_any_iterable_and_are_called_every_epoch():
+    seen: list[EpochEnd] = []
+    small_fit(3, callbacks=(callback for callback in [seen.append]))  # a generator is read once, not once an epoch
+    assert [end.epoch for end in seen] == [1, 2, 3]

@@ -18,7 +18,7 @@ import funcnn.train
 from funcnn.app.cli import main
 from funcnn.checkpoint import load_checkpoint, save_checkpoint
 from funcnn.optim import Optimizer, adam, sgd, sgd_momentum, step_decay
-from funcnn.train import TrainingInterrupted, batch_starts, is_ctrl_c
+from funcnn.train import TrainingInterrupted, batch_starts, early_stopping, is_ctrl_c
 from funcnn.tree import tree_allclose, tree_map
 
 SMALL = ["--filters", "2", "--hidden", "8"]
@@ -150,6 +150,8 @@ def rewrite_checkpoint(path, **changes):
     ("history/loss_history", ["a", "b"], r"'history/loss_history' must be a list of numbers, got an array of <U1 of shape \(2,\)"),
     ("history/loss_history", np.ones((3, 3)), r"'history/loss_history' must be a list of numbers, got an array of float64 of shape \(3, 3\)"),
     ("history/best_epoch", "x", r"'history/best_epoch' must be a whole number >= 0, got 'x'"),
+    ("stopped_by", [["a"]], r"'stopped_by' must be a callback's name or '', got an array of <U1 of shape \(1, 1\)"),
+    ("stopped_by", 3, r"'stopped_by' must be a callback's name or '', got an array of int64 of shape \(\)"),
     ("history/best_val_acc", [0.5, 0.5], r"'history/best_val_acc' must be a number, got an array of float64 of shape \(2,\)"),
 ])  # fmt: skip
 def test_a_damaged_entry_of_a_checkpoint_is_refused_naming_it(tmp_path, key, value, expected):
@@ -160,6 +162,32 @@ def test_a_damaged_entry_of_a_checkpoint_is_refused_naming_it(tmp_path, key, val
     with pytest.raises(ValueError, match=rf"^(fit: )?checkpoint {ckpt}: .*{expected}"):
         small_fit(2, checkpoint=ckpt, resume=True)
     assert ckpt.read_bytes() == damaged
+
+
+def test_a_run_early_stopping_ended_is_refused_on_resume_unless_it_would_go_on(tmp_path):
+    ckpt = tmp_path / "c.npz"
+    # a learning rate this small leaves the validation accuracy where the first epoch put it: best epoch 1
+    first = small_fit(30, optimizer=sgd(1e-12), checkpoint=ckpt, callbacks=[early_stopping(2)])
+    assert first.stopped_by == "patience" and first.history.best_epoch == 1 and len(first.history.val_acc_history) == 3
+    saved = ckpt.read_bytes()
+    with pytest.raises(ValueError, match=rf"^fit: checkpoint {ckpt} was stopped early by patience after epoch 3, and "
+                                         r"patience would stop it again; to go on, resume .*larger patience"):
+        small_fit(30, optimizer=sgd(1e-12), checkpoint=ckpt, resume=True, callbacks=[early_stopping(2)])
+    assert ckpt.read_bytes() == saved
+    # a larger patience goes on from epoch 3 until it stops in turn; without early stopping, every epoch asked for runs
+    more = small_fit(30, optimizer=sgd(1e-12), checkpoint=ckpt, resume=True, callbacks=[early_stopping(4)])
+    assert more.stopped_by == "patience" and len(more.history.val_acc_history) == 5 == checkpoint_epoch(ckpt)
+    assert more.history.val_acc_history[:3] == first.history.val_acc_history
+    rest = small_fit(7, optimizer=sgd(1e-12), checkpoint=ckpt, resume=True)
+    assert rest.stopped_by is None and len(rest.history.val_acc_history) == 7 == checkpoint_epoch(ckpt)
+
+
+def test_a_checkpoint_saved_before_stopped_by_was_resumes_as_not_stopped(tmp_path):
+    ckpt = tmp_path / "c.npz"
+    small_fit(2, optimizer=sgd(1e-12), checkpoint=ckpt, callbacks=[early_stopping(1)])
+    rewrite_checkpoint(ckpt, stopped_by=None)
+    assert small_fit(3, optimizer=sgd(1e-12), checkpoint=ckpt, resume=True).history.best_epoch == 1
+    assert checkpoint_epoch(ckpt) == 3
 
 
 @pytest.mark.parametrize("option", [["--batch-norm"], ["--filters", "3"], ["--optimizer", "sgd"]])
@@ -521,6 +549,13 @@ def test_train_with_patience_stops_early_and_says_so(tmp_path, capsys):
     stopped = len(summary["history"]["val_acc_history"])
     assert summary["stopped_by"] == "patience" and stopped == summary["best_epoch"] + 2 < 30
     assert f"stopped after epoch {stopped} by patience" in capsys.readouterr().out
+    # the same command again is refused, the run left as it was: the same patience would stop it where it stopped
+    saved = (tmp_path / "checkpoint.npz").read_bytes()
+    again = ["train", "--epochs", "30", *SMALL, "--lr", "1e-9", "--lr-decay", "1", "--patience", "2", *out, "--resume"]
+    assert main(again) == 2
+    err = capsys.readouterr().err
+    assert f"stopped early by patience after epoch {stopped}" in err and "--patience" in err
+    assert (tmp_path / "checkpoint.npz").read_bytes() == saved
     # patience is not part of the run's configuration: a resume may change it
     assert main(["train", "--epochs", str(stopped + 1), *SMALL, "--lr", "1e-9", "--lr-decay", "1", "--patience", "5",
                  *out, "--resume"]) == 0
