@@ -34,6 +34,7 @@ class _Graph:
 
     def __init__(self, onnx: Any, dtype: np.dtype) -> None:
         self.onnx, self.dtype = onnx, dtype
+        self.element = onnx.helper.np_dtype_to_tensor_dtype(dtype)
         self.nodes: list[Any] = []
         self.weights: list[Any] = []
 
@@ -72,7 +73,9 @@ def _leaf(g: _Graph, layer: Layer, params: PyTree, state: State, x: str, shape: 
         return g.node("Gemm", [flat, g.weight(params["w"], "w"), g.weight(params["b"], "b")])
     if op in ("max_pool", "avg_pool"):
         window, stride = [int(hp["pool_height"]), int(hp["pool_width"])], int(hp["stride"])
-        return g.node("MaxPool" if op == "max_pool" else "AveragePool", [x], kernel_shape=window, strides=[stride] * 2)
+        if op == "avg_pool":
+            return g.node("AveragePool", [x], kernel_shape=window, strides=[stride] * 2)
+        return _max_pool(g, x, window, stride)
     if op == "global_avg_pool":
         return g.node("Flatten", [g.node("GlobalAveragePool", [x])], axis=1)
     if op in ("batch_norm", "spatial_batch_norm"):
@@ -88,6 +91,15 @@ def _leaf(g: _Graph, layer: Layer, params: PyTree, state: State, x: str, shape: 
         f"to_onnx: {layer.name} (op {op!r}) has no ONNX counterpart; export a network made of funcnn's layers "
         "(conv, affine, activations, pools, norms, dropout, chain, sandwich, fan_out, residual)"
     )
+
+
+def _max_pool(g: _Graph, x: str, window: list[int], stride: int) -> str:
+    """MaxPool where a NaN wins its window, as in funcnn (onnxruntime's MaxPool drops a NaN in some
+    window positions): ``Where(MaxPool(IsNaN(x)), NaN, MaxPool(x))``."""
+    pool = {"kernel_shape": window, "strides": [stride] * 2}
+    nan_in_window = g.node("MaxPool", [g.node("Cast", [g.node("IsNaN", [x])], to=g.element)], **pool)
+    has_nan = g.node("Cast", [nan_in_window], to=g.onnx.TensorProto.BOOL)
+    return g.node("Where", [has_nan, g.weight(np.nan, "nan"), g.node("MaxPool", [x], **pool)])
 
 
 def _group_norm(g: _Graph, params: PyTree, x: str, shape: Shape, groups: int, eps: float) -> str:
@@ -162,11 +174,12 @@ def to_onnx(net: Layer, params: PyTree, input_shape: Shape, path: str | Path, st
                 f"to_onnx: {net.name} has batch norm: pass its state (the running statistics), e.g. result.best_state"
             )
         state = init_state(net, shape, dtype)
-    run(net, params, np.zeros((1, *shape), dtype), state, train=False)  # params or state that do not fit: the layer says
+    # params or state that do not fit: the layer says
+    run(net, params, np.zeros((1, *shape), dtype), state, train=False)
     g = _Graph(onnx, dtype)
     y, out_shape = _add(g, net, params, state, "x", shape)
     g.nodes.append(onnx.helper.make_node("Identity", [y], ["y"], name="y"))
-    element = onnx.helper.np_dtype_to_tensor_dtype(dtype)
+    element = g.element
     graph = onnx.helper.make_graph(
         g.nodes, net.name[:200], [onnx.helper.make_tensor_value_info("x", element, ["N", *shape])],
         [onnx.helper.make_tensor_value_info("y", element, ["N", *out_shape])], g.weights,

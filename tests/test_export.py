@@ -105,3 +105,43 @@ def test_params_that_do_not_fit_are_named_by_the_layer(tmp_path):
     _, params = fn.init_params(net, np.random.default_rng(0), (3, 5, 5))
     with pytest.raises(ValueError, match=r"conv\(stride=1, pad=1.*x has 2 channels"):
         to_onnx(net, params, (2, 5, 5), tmp_path / "net.onnx")
+
+
+def run_model(tmp_path, net, params, x):
+    """ONNX Runtime's output for ``x`` from ``net`` exported with ``params`` (shape of one example from ``x``)."""
+    path = to_onnx(net, params, x.shape[1:], tmp_path / "net.onnx")
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (y,) = session.run(["y"], {"x": x})
+    return y
+
+
+@pytest.mark.parametrize("position", range(4))
+def test_a_nan_wins_its_max_pool_window_in_every_position(tmp_path, position):
+    x = np.arange(4, dtype=np.float32).reshape(1, 1, 2, 2)
+    x.flat[position] = np.nan
+    net = fn.max_pool(2, 2, 2)
+    expected, _ = net((), x)
+    assert np.isnan(expected).all()
+    assert np.isnan(run_model(tmp_path, net, (), x)).all()
+
+
+def test_max_pool_of_infinities_stays_infinite(tmp_path):
+    x = np.array([np.inf, -np.inf, 1, 2, -np.inf, -np.inf, -np.inf, -np.inf], np.float32).reshape(1, 1, 2, 4)
+    y = run_model(tmp_path, fn.max_pool(2, 2, 2), (), x)
+    np.testing.assert_array_equal(y, fn.max_pool(2, 2, 2)((), x)[0])
+    np.testing.assert_array_equal(y, np.array([np.inf, 2], np.float32).reshape(1, 1, 1, 2))
+
+
+def test_every_exported_layer_keeps_nan(tmp_path):
+    net = fn.chain(
+        fn.conv(stride=1, pad=1, filters=3, kernel_size=3), fn.relu, fn.leaky_relu(0.1), fn.max_pool(2, 2, 2),
+        fn.tanh, fn.sigmoid, fn.avg_pool(2, 2, 2), fn.layer_norm(), fn.group_norm(3), fn.global_avg_pool, fn.dense(4),
+    )  # fmt: skip
+    _, params = fn.init_params(net, np.random.default_rng(0), (2, 8, 8))
+    x = np.random.default_rng(1).random((3, 2, 8, 8), dtype=np.float32)
+    x[0, 1, 5, 2] = np.nan
+    expected, _, _ = fn.run(net, params, x, fn.init_state(net, (2, 8, 8)), train=False)
+    actual = run_model(tmp_path, net, params, x)
+    np.testing.assert_array_equal(np.isnan(actual), np.isnan(expected))
+    assert np.isnan(expected[0]).all() and not np.isnan(expected[1:]).any()
+
