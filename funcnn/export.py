@@ -13,6 +13,7 @@ import numpy as np
 from funcnn.core import Layer, Shape, State, run
 from funcnn.init import init_state
 from funcnn.tree import PyTree, tree_leaves
+from funcnn.validation import output_size
 
 __all__ = ["OPSET", "to_onnx"]
 
@@ -133,9 +134,8 @@ def _add(g: _Graph, layer: Layer, params: PyTree, state: State, x: str, shape: S
     """The nodes of ``layer`` (any depth) fed ``x``; returns its output's name and per-example shape."""
     if layer.out_shape is None:
         raise ValueError(f"to_onnx: {layer.name} has no ONNX counterpart (a user's function)")
-    out_shape = layer.out_shape(shape)
     if not layer.children:
-        return _leaf(g, layer, params, state, x, shape), out_shape
+        return _leaf(g, layer, params, state, x, shape), _leaf_shape(layer, params, shape)
     if layer.op == "bind" and any(child.moded for child in layer.children):
         raise ValueError(f"to_onnx: {layer.name}: export the network itself, with its state, not a bound copy")
     pairs = zip(layer.children, _parts(layer, params, "params"), _parts(layer, state, "state"))
@@ -143,13 +143,23 @@ def _add(g: _Graph, layer: Layer, params: PyTree, state: State, x: str, shape: S
         for child, p, s in pairs:
             x, shape = _add(g, child, p, s, x, shape)
         return x, shape
-    outputs = [_add(g, child, p, s, x, shape)[0] for child, p, s in pairs]
-    if layer.op == "residual":
-        outputs.insert(0, x)
-    total = outputs[0]
-    for output in outputs[1:]:
+    outputs, shapes = zip(*(_add(g, child, p, s, x, shape) for child, p, s in pairs))
+    total = x if layer.op == "residual" else outputs[0]
+    for output in outputs[layer.op != "residual" :]:
         total = g.node("Add", [total, output])
-    return total, out_shape
+    return total, shapes[0]
+
+
+def _leaf_shape(layer: Layer, params: PyTree, shape: Shape) -> Shape:
+    """A leaf's output shape for one example of ``shape``: conv's and affine's from their params (a
+    course-style ``fn.affine`` or ``fn.conv(stride, pad)`` has no sizes of its own), the others' rule."""
+    if layer.op == "affine":
+        return (int(np.shape(params["w"])[1]),)
+    if layer.op == "conv":
+        hp, w_shape = layer.hparams, np.shape(params["w"])
+        return w_shape[0], *output_size(layer.name, shape, w_shape[2:], int(hp["stride"]), int(hp["pad"]), "kernel")
+    assert layer.out_shape is not None  # checked by _add
+    return layer.out_shape(shape)
 
 
 def _has(layer: Layer, test: Callable[[Layer], bool]) -> bool:
@@ -175,9 +185,14 @@ def to_onnx(net: Layer, params: PyTree, input_shape: Shape, path: str | Path, st
             )
         state = init_state(net, shape, dtype)
     # params or state that do not fit: the layer says
-    run(net, params, np.zeros((1, *shape), dtype), state, train=False)
+    zero_run, _, _ = run(net, params, np.zeros((1, *shape), dtype), state, train=False)
     g = _Graph(onnx, dtype)
     y, out_shape = _add(g, net, params, state, "x", shape)
+    if tuple(out_shape) != zero_run.shape[1:]:
+        raise ValueError(
+            f"to_onnx: {net.name}: its layers' shape rules give an output of shape {tuple(out_shape)} per example, "
+            f"but running it gives {zero_run.shape[1:]}: a layer's out_shape does not match what it computes"
+        )
     g.nodes.append(onnx.helper.make_node("Identity", [y], ["y"], name="y"))
     element = g.element
     graph = onnx.helper.make_graph(

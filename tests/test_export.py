@@ -145,3 +145,32 @@ def test_every_exported_layer_keeps_nan(tmp_path):
     np.testing.assert_array_equal(np.isnan(actual), np.isnan(expected))
     assert np.isnan(expected[0]).all() and not np.isnan(expected[1:]).any()
 
+
+def course_params(rng):
+    """Params of conv_relu_pool (8 3x3 filters over 1 channel, 8x8 -> 4x4), affine_relu (128 -> 20),
+    affine (20 -> 10)."""
+    w = rng.standard_normal
+    return (
+        {"w": w((8, 1, 3, 3)).astype(np.float32), "b": w(8).astype(np.float32)},
+        {"w": 0.1 * w((128, 20)).astype(np.float32), "b": w(20).astype(np.float32)},
+        {"w": 0.1 * w((20, 10)).astype(np.float32), "b": w(10).astype(np.float32)},
+    )
+
+
+def test_course_style_networks_without_sizes_are_exported(tmp_path):
+    net = fn.chain(fn.conv_relu_pool(), fn.affine_relu, fn.affine)
+    params = course_params(np.random.default_rng(0))
+    assert_agree(exported_and_run(tmp_path, net, params, (1, 8, 8)))
+    model = onnx.load(str(tmp_path / "net.onnx"))
+    assert [d.dim_value or d.dim_param for d in model.graph.output[0].type.tensor_type.shape.dim] == ["N", 10]
+
+
+def test_course_style_residual_and_fan_out_without_sizes_are_exported(tmp_path):
+    conv = fn.conv(stride=1, pad=1)
+    net = fn.chain(fn.residual(conv), fn.fan_out(conv, fn.conv_relu(pad=1)), fn.affine)
+    rng = np.random.default_rng(1)
+    conv_params = {"w": 0.3 * rng.standard_normal((2, 2, 3, 3)).astype(np.float32), "b": np.ones(2, np.float32)}
+    affine_params = {"w": rng.random((32, 3), np.float32), "b": np.zeros(3, np.float32)}
+    params = (conv_params, (conv_params, conv_params), affine_params)
+    assert_agree(exported_and_run(tmp_path, net, params, (2, 4, 4)))
+
