@@ -1,6 +1,7 @@
 """ONNX export, checked by onnx.checker and by running the model in ONNX Runtime against funcnn's
 evaluation-mode outputs (float32, relative 1e-5)."""
 
+import dataclasses
 import sys
 
 import numpy as np
@@ -173,4 +174,33 @@ def test_course_style_residual_and_fan_out_without_sizes_are_exported(tmp_path):
     affine_params = {"w": rng.random((32, 3), np.float32), "b": np.zeros(3, np.float32)}
     params = (conv_params, (conv_params, conv_params), affine_params)
     assert_agree(exported_and_run(tmp_path, net, params, (2, 4, 4)))
+
+
+@pytest.mark.parametrize(
+    "layer, w, message",
+    [
+        (fn.dense(4), np.ones((6, 7)),
+         r"affine\(4\): params\['w'\] has shape \(6, 7\), but the layer was declared with out_dim=4"),
+        (fn.conv(stride=1, pad=1, filters=2, kernel_size=3), np.ones((5, 1, 3, 3)),
+         r"conv\(stride=1, pad=1, filters=2, kernel_size=3\): params\['w'\] has shape \(5, 1, 3, 3\), but the layer "
+         r"was declared with filters=2, kernel_size=\(3, 3\)"),
+        (fn.conv(stride=1, pad=1, filters=2, kernel_size=3), np.ones((2, 1, 5, 5)),
+         r"declared with filters=2, kernel_size=\(3, 3\)"),
+    ],
+)  # fmt: skip
+def test_params_that_contradict_declared_sizes_are_refused(tmp_path, layer, w, message):
+    x = np.ones((2, 1, 6, 1) if w.ndim == 2 else (2, 1, 6, 6))
+    params = {"w": w, "b": np.zeros(w.shape[-1] if w.ndim == 2 else w.shape[0])}
+    with pytest.raises(ValueError, match=message):
+        layer(params, x)
+    with pytest.raises(ValueError, match=message):
+        to_onnx(layer, params, x.shape[1:], tmp_path / "net.onnx")
+    assert not (tmp_path / "net.onnx").exists()
+
+
+def test_a_layer_whose_shape_rule_disagrees_with_its_run_is_refused(tmp_path):
+    liar = dataclasses.replace(fn.relu, out_shape=lambda shape: (99,))
+    message = r"to_onnx: chain\(relu\): .*shape \(99,\) per example, but running it gives \(3,\)"
+    with pytest.raises(ValueError, match=message):
+        to_onnx(fn.chain(liar), ((),), (3,), tmp_path / "net.onnx")
 
