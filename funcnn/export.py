@@ -13,7 +13,7 @@ import numpy as np
 from funcnn.core import Layer, Shape, State, run
 from funcnn.init import init_state
 from funcnn.tree import PyTree, tree_leaves
-from funcnn.validation import output_size
+from funcnn.validation import checked_input_shape, output_size
 
 __all__ = ["OPSET", "to_onnx"]
 
@@ -177,7 +177,7 @@ def to_onnx(net: Layer, params: PyTree, input_shape: Shape, path: str | Path, st
         raise TypeError(f"to_onnx: net must be a funcnn Layer, got {net!r}"[:200])
     floats = [leaf for leaf in tree_leaves(params) if np.asarray(leaf).dtype.kind == "f"]
     dtype = np.asarray(floats[0]).dtype if floats else np.dtype(np.float32)
-    shape = tuple(int(d) for d in input_shape)
+    shape = checked_input_shape("to_onnx", input_shape)
     if state is None:
         if _has(net, lambda layer: layer.op in ("batch_norm", "spatial_batch_norm")):
             raise ValueError(

@@ -204,3 +204,8 @@ def test_a_layer_whose_shape_rule_disagrees_with_its_run_is_refused(tmp_path):
     with pytest.raises(ValueError, match=message):
         to_onnx(fn.chain(liar), ((),), (3,), tmp_path / "net.onnx")
 
+
+@pytest.mark.parametrize("shape", [(1, -8, 8), (1, 8.9, 8), "1,8,8", (1, 0, 8), (True, 8), 8])
+def test_a_bad_input_shape_is_named(tmp_path, shape):
+    with pytest.raises((TypeError, ValueError), match=r"to_onnx: input_shape must be a tuple of whole numbers >= 1"):
+        to_onnx(fn.relu, (), shape, tmp_path / "net.onnx")
