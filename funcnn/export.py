@@ -13,6 +13,7 @@ import numpy as np
 from funcnn.core import Layer, Shape, State, run
 from funcnn.init import init_state
 from funcnn.tree import PyTree, tree_leaves
+from funcnn.validation import checked_input_shape, output_size
 
 __all__ = ["OPSET", "to_onnx"]
 
@@ -34,6 +35,7 @@ class _Graph:
 
     def __init__(self, onnx: Any, dtype: np.dtype) -> None:
         self.onnx, self.dtype = onnx, dtype
+        self.element = onnx.helper.np_dtype_to_tensor_dtype(dtype)
         self.nodes: list[Any] = []
         self.weights: list[Any] = []
 
@@ -72,7 +74,9 @@ def _leaf(g: _Graph, layer: Layer, params: PyTree, state: State, x: str, shape: 
         return g.node("Gemm", [flat, g.weight(params["w"], "w"), g.weight(params["b"], "b")])
     if op in ("max_pool", "avg_pool"):
         window, stride = [int(hp["pool_height"]), int(hp["pool_width"])], int(hp["stride"])
-        return g.node("MaxPool" if op == "max_pool" else "AveragePool", [x], kernel_shape=window, strides=[stride] * 2)
+        if op == "avg_pool":
+            return g.node("AveragePool", [x], kernel_shape=window, strides=[stride] * 2)
+        return _max_pool(g, x, window, stride)
     if op == "global_avg_pool":
         return g.node("Flatten", [g.node("GlobalAveragePool", [x])], axis=1)
     if op in ("batch_norm", "spatial_batch_norm"):
@@ -88,6 +92,15 @@ def _leaf(g: _Graph, layer: Layer, params: PyTree, state: State, x: str, shape: 
         f"to_onnx: {layer.name} (op {op!r}) has no ONNX counterpart; export a network made of funcnn's layers "
         "(conv, affine, activations, pools, norms, dropout, chain, sandwich, fan_out, residual)"
     )
+
+
+def _max_pool(g: _Graph, x: str, window: list[int], stride: int) -> str:
+    """MaxPool where a NaN wins its window, as in funcnn (onnxruntime's MaxPool drops a NaN in some
+    window positions): ``Where(MaxPool(IsNaN(x)), NaN, MaxPool(x))``."""
+    pool = {"kernel_shape": window, "strides": [stride] * 2}
+    nan_in_window = g.node("MaxPool", [g.node("Cast", [g.node("IsNaN", [x])], to=g.element)], **pool)
+    has_nan = g.node("Cast", [nan_in_window], to=g.onnx.TensorProto.BOOL)
+    return g.node("Where", [has_nan, g.weight(np.nan, "nan"), g.node("MaxPool", [x], **pool)])
 
 
 def _group_norm(g: _Graph, params: PyTree, x: str, shape: Shape, groups: int, eps: float) -> str:
@@ -121,9 +134,8 @@ def _add(g: _Graph, layer: Layer, params: PyTree, state: State, x: str, shape: S
     """The nodes of ``layer`` (any depth) fed ``x``; returns its output's name and per-example shape."""
     if layer.out_shape is None:
         raise ValueError(f"to_onnx: {layer.name} has no ONNX counterpart (a user's function)")
-    out_shape = layer.out_shape(shape)
     if not layer.children:
-        return _leaf(g, layer, params, state, x, shape), out_shape
+        return _leaf(g, layer, params, state, x, shape), _leaf_shape(layer, params, shape)
     if layer.op == "bind" and any(child.moded for child in layer.children):
         raise ValueError(f"to_onnx: {layer.name}: export the network itself, with its state, not a bound copy")
     pairs = zip(layer.children, _parts(layer, params, "params"), _parts(layer, state, "state"))
@@ -131,13 +143,23 @@ def _add(g: _Graph, layer: Layer, params: PyTree, state: State, x: str, shape: S
         for child, p, s in pairs:
             x, shape = _add(g, child, p, s, x, shape)
         return x, shape
-    outputs = [_add(g, child, p, s, x, shape)[0] for child, p, s in pairs]
-    if layer.op == "residual":
-        outputs.insert(0, x)
-    total = outputs[0]
-    for output in outputs[1:]:
+    outputs, shapes = zip(*(_add(g, child, p, s, x, shape) for child, p, s in pairs))
+    total = x if layer.op == "residual" else outputs[0]
+    for output in outputs[layer.op != "residual" :]:
         total = g.node("Add", [total, output])
-    return total, out_shape
+    return total, shapes[0]
+
+
+def _leaf_shape(layer: Layer, params: PyTree, shape: Shape) -> Shape:
+    """A leaf's output shape for one example of ``shape``: conv's and affine's from their params (a
+    course-style ``fn.affine`` or ``fn.conv(stride, pad)`` has no sizes of its own), the others' rule."""
+    if layer.op == "affine":
+        return (int(np.shape(params["w"])[1]),)
+    if layer.op == "conv":
+        hp, w_shape = layer.hparams, np.shape(params["w"])
+        return w_shape[0], *output_size(layer.name, shape, w_shape[2:], int(hp["stride"]), int(hp["pad"]), "kernel")
+    assert layer.out_shape is not None  # checked by _add
+    return layer.out_shape(shape)
 
 
 def _has(layer: Layer, test: Callable[[Layer], bool]) -> bool:
@@ -155,18 +177,24 @@ def to_onnx(net: Layer, params: PyTree, input_shape: Shape, path: str | Path, st
         raise TypeError(f"to_onnx: net must be a funcnn Layer, got {net!r}"[:200])
     floats = [leaf for leaf in tree_leaves(params) if np.asarray(leaf).dtype.kind == "f"]
     dtype = np.asarray(floats[0]).dtype if floats else np.dtype(np.float32)
-    shape = tuple(int(d) for d in input_shape)
+    shape = checked_input_shape("to_onnx", input_shape)
     if state is None:
         if _has(net, lambda layer: layer.op in ("batch_norm", "spatial_batch_norm")):
             raise ValueError(
                 f"to_onnx: {net.name} has batch norm: pass its state (the running statistics), e.g. result.best_state"
             )
         state = init_state(net, shape, dtype)
-    run(net, params, np.zeros((1, *shape), dtype), state, train=False)  # params or state that do not fit: the layer says
+    # params or state that do not fit: the layer says
+    zero_run, _, _ = run(net, params, np.zeros((1, *shape), dtype), state, train=False)
     g = _Graph(onnx, dtype)
     y, out_shape = _add(g, net, params, state, "x", shape)
+    if tuple(out_shape) != zero_run.shape[1:]:
+        raise ValueError(
+            f"to_onnx: {net.name}: its layers' shape rules give an output of shape {tuple(out_shape)} per example, "
+            f"but running it gives {zero_run.shape[1:]}: a layer's out_shape does not match what it computes"
+        )
     g.nodes.append(onnx.helper.make_node("Identity", [y], ["y"], name="y"))
-    element = onnx.helper.np_dtype_to_tensor_dtype(dtype)
+    element = g.element
     graph = onnx.helper.make_graph(
         g.nodes, net.name[:200], [onnx.helper.make_tensor_value_info("x", element, ["N", *shape])],
         [onnx.helper.make_tensor_value_info("y", element, ["N", *out_shape])], g.weights,

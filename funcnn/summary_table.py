@@ -13,7 +13,7 @@ import numpy as np
 from funcnn.core import Layer, Shape
 from funcnn.costs import Cost, leaf_cost, leaf_params
 from funcnn.tree import tree_leaves
-from funcnn.validation import int_at_least
+from funcnn.validation import checked_input_shape, int_at_least
 
 __all__ = ["Summary", "SummaryRow", "summary"]
 
@@ -111,7 +111,7 @@ def summary(net: Layer, input_shape: Shape, dtype: Any = np.float32, *, batch_si
     dtype = np.dtype(dtype)
     if dtype.kind != "f":
         raise ValueError(f"summary: dtype must be a float type such as float32, got {dtype}")
-    shape = (batch_size, *(int(d) for d in input_shape))
+    shape = (batch_size, *checked_input_shape("summary", input_shape))
     rows: list[SummaryRow] = []
     _visit(net, shape, 0, dtype.itemsize, rows)
     return Summary(tuple(rows), shape, dtype.name)

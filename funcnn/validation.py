@@ -185,3 +185,12 @@ def one_of(owner: str, arg: str, value: Any, choices: tuple[str, ...]) -> str:
     if not isinstance(value, str) or value not in choices:
         raise ValueError(f"{owner}: {arg} must be one of {', '.join(map(repr, choices))}, got {value!r}")
     return value
+
+
+def checked_input_shape(owner: str, shape: Any) -> tuple[int, ...]:
+    """One example's shape (no batch axis) given to a tool such as ``summary``: a tuple (or list) of ints >= 1."""
+    if not isinstance(shape, (tuple, list)) or not all(
+        isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d >= 1 for d in shape
+    ):
+        raise ValueError(f"{owner}: input_shape must be a tuple of whole numbers >= 1, e.g. (1, 8, 8), got {shape!r}")
+    return tuple(int(d) for d in shape)

@@ -1,6 +1,7 @@
 """ONNX export, checked by onnx.checker and by running the model in ONNX Runtime against funcnn's
 evaluation-mode outputs (float32, relative 1e-5)."""
 
+import dataclasses
 import sys
 
 import numpy as np
@@ -105,3 +106,106 @@ def test_params_that_do_not_fit_are_named_by_the_layer(tmp_path):
     _, params = fn.init_params(net, np.random.default_rng(0), (3, 5, 5))
     with pytest.raises(ValueError, match=r"conv\(stride=1, pad=1.*x has 2 channels"):
         to_onnx(net, params, (2, 5, 5), tmp_path / "net.onnx")
+
+
+def run_model(tmp_path, net, params, x):
+    """ONNX Runtime's output for ``x`` from ``net`` exported with ``params`` (shape of one example from ``x``)."""
+    path = to_onnx(net, params, x.shape[1:], tmp_path / "net.onnx")
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (y,) = session.run(["y"], {"x": x})
+    return y
+
+
+@pytest.mark.parametrize("position", range(4))
+def test_a_nan_wins_its_max_pool_window_in_every_position(tmp_path, position):
+    x = np.arange(4, dtype=np.float32).reshape(1, 1, 2, 2)
+    x.flat[position] = np.nan
+    net = fn.max_pool(2, 2, 2)
+    expected, _ = net((), x)
+    assert np.isnan(expected).all()
+    assert np.isnan(run_model(tmp_path, net, (), x)).all()
+
+
+def test_max_pool_of_infinities_stays_infinite(tmp_path):
+    x = np.array([np.inf, -np.inf, 1, 2, -np.inf, -np.inf, -np.inf, -np.inf], np.float32).reshape(1, 1, 2, 4)
+    y = run_model(tmp_path, fn.max_pool(2, 2, 2), (), x)
+    np.testing.assert_array_equal(y, fn.max_pool(2, 2, 2)((), x)[0])
+    np.testing.assert_array_equal(y, np.array([np.inf, 2], np.float32).reshape(1, 1, 1, 2))
+
+
+def test_every_exported_layer_keeps_nan(tmp_path):
+    net = fn.chain(
+        fn.conv(stride=1, pad=1, filters=3, kernel_size=3), fn.relu, fn.leaky_relu(0.1), fn.max_pool(2, 2, 2),
+        fn.tanh, fn.sigmoid, fn.avg_pool(2, 2, 2), fn.layer_norm(), fn.group_norm(3), fn.global_avg_pool, fn.dense(4),
+    )  # fmt: skip
+    _, params = fn.init_params(net, np.random.default_rng(0), (2, 8, 8))
+    x = np.random.default_rng(1).random((3, 2, 8, 8), dtype=np.float32)
+    x[0, 1, 5, 2] = np.nan
+    expected, _, _ = fn.run(net, params, x, fn.init_state(net, (2, 8, 8)), train=False)
+    actual = run_model(tmp_path, net, params, x)
+    np.testing.assert_array_equal(np.isnan(actual), np.isnan(expected))
+    assert np.isnan(expected[0]).all() and not np.isnan(expected[1:]).any()
+
+
+def course_params(rng):
+    """Params of conv_relu_pool (8 3x3 filters over 1 channel, 8x8 -> 4x4), affine_relu (128 -> 20),
+    affine (20 -> 10)."""
+    w = rng.standard_normal
+    return (
+        {"w": w((8, 1, 3, 3)).astype(np.float32), "b": w(8).astype(np.float32)},
+        {"w": 0.1 * w((128, 20)).astype(np.float32), "b": w(20).astype(np.float32)},
+        {"w": 0.1 * w((20, 10)).astype(np.float32), "b": w(10).astype(np.float32)},
+    )
+
+
+def test_course_style_networks_without_sizes_are_exported(tmp_path):
+    net = fn.chain(fn.conv_relu_pool(), fn.affine_relu, fn.affine)
+    params = course_params(np.random.default_rng(0))
+    assert_agree(exported_and_run(tmp_path, net, params, (1, 8, 8)))
+    model = onnx.load(str(tmp_path / "net.onnx"))
+    assert [d.dim_value or d.dim_param for d in model.graph.output[0].type.tensor_type.shape.dim] == ["N", 10]
+
+
+def test_course_style_residual_and_fan_out_without_sizes_are_exported(tmp_path):
+    conv = fn.conv(stride=1, pad=1)
+    net = fn.chain(fn.residual(conv), fn.fan_out(conv, fn.conv_relu(pad=1)), fn.affine)
+    rng = np.random.default_rng(1)
+    conv_params = {"w": 0.3 * rng.standard_normal((2, 2, 3, 3)).astype(np.float32), "b": np.ones(2, np.float32)}
+    affine_params = {"w": rng.random((32, 3), np.float32), "b": np.zeros(3, np.float32)}
+    params = (conv_params, (conv_params, conv_params), affine_params)
+    assert_agree(exported_and_run(tmp_path, net, params, (2, 4, 4)))
+
+
+@pytest.mark.parametrize(
+    "layer, w, message",
+    [
+        (fn.dense(4), np.ones((6, 7)),
+         r"affine\(4\): params\['w'\] has shape \(6, 7\), but the layer was declared with out_dim=4"),
+        (fn.conv(stride=1, pad=1, filters=2, kernel_size=3), np.ones((5, 1, 3, 3)),
+         r"conv\(stride=1, pad=1, filters=2, kernel_size=3\): params\['w'\] has shape \(5, 1, 3, 3\), but the layer "
+         r"was declared with filters=2, kernel_size=\(3, 3\)"),
+        (fn.conv(stride=1, pad=1, filters=2, kernel_size=3), np.ones((2, 1, 5, 5)),
+         r"declared with filters=2, kernel_size=\(3, 3\)"),
+    ],
+)  # fmt: skip
+def test_params_that_contradict_declared_sizes_are_refused(tmp_path, layer, w, message):
+    x = np.ones((2, 1, 6, 1) if w.ndim == 2 else (2, 1, 6, 6))
+    params = {"w": w, "b": np.zeros(w.shape[-1] if w.ndim == 2 else w.shape[0])}
+    with pytest.raises(ValueError, match=message):
+        layer(params, x)
+    with pytest.raises(ValueError, match=message):
+        to_onnx(layer, params, x.shape[1:], tmp_path / "net.onnx")
+    assert not (tmp_path / "net.onnx").exists()
+
+
+def test_a_layer_whose_shape_rule_disagrees_with_its_run_is_refused(tmp_path):
+    liar = dataclasses.replace(fn.relu, out_shape=lambda shape: (99,))
+    message = r"to_onnx: chain\(relu\): .*shape \(99,\) per example, but running it gives \(3,\)"
+    with pytest.raises(ValueError, match=message):
+        to_onnx(fn.chain(liar), ((),), (3,), tmp_path / "net.onnx")
+
+
+@pytest.mark.parametrize("shape", [(1, -8, 8), (1, 8.9, 8), "1,8,8", (1, 0, 8), (True, 8), 8])
+def test_a_bad_input_shape_is_named(tmp_path, shape):
+    with pytest.raises((TypeError, ValueError), match=r"to_onnx: input_shape must be a tuple of whole numbers >= 1"):
+        to_onnx(fn.relu, (), shape, tmp_path / "net.onnx")

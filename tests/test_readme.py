@@ -1,6 +1,8 @@
 """The README's Python examples run as written."""
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -25,3 +27,17 @@ def test_quick_start_has_exactly_two_commands_and_ci_runs_the_second():
     assert len(commands) == 2
     ci = (README.parent / ".ci" / "run").read_text()
     assert commands[1] in ci.splitlines()
+
+
+@pytest.mark.parametrize("module", ["export", "plot"])
+def test_readme_imports_the_modules_that_import_funcnn_leaves_out(module):
+    """``import funcnn`` does not load funcnn.export or funcnn.plot (they would pull onnx, matplotlib):
+    the README says to import them, and each of its code spans that uses one runs after a plain ``import funcnn``."""
+    text = README.read_text()
+    assert f"`import funcnn.{module}" in text
+    spans = re.findall(rf"`([^`\n]*\bfuncnn\.{module}\.\w+[^`\n]*)`", text)
+    for span in spans:
+        uses = re.findall(rf"funcnn\.{module}\.\w+", span)
+        lines = ["import funcnn", *re.findall(r"import funcnn\.\w+", span), *uses]
+        run = subprocess.run([sys.executable, "-c", "\n".join(lines)], capture_output=True, text=True)
+        assert run.returncode == 0, f"README's `{span}` fails after import funcnn: {run.stderr[-300:]}"

@@ -158,3 +158,9 @@ def test_bad_options_are_refused():
     with pytest.raises(ValueError, match="summary: dtype must be a float type"):
         fn.summary(fn.relu, (3,), np.int32)
     assert math.prod(fn.summary(fn.relu, (3, 2), np.float64).input_shape) == 6
+
+
+@pytest.mark.parametrize("shape", [(1, 8.9, 8), "1,8,8", (1, -8, 8), (1, 0, 8), (8.0,), 8])
+def test_a_bad_input_shape_is_named(shape):
+    with pytest.raises((TypeError, ValueError), match=r"summary: input_shape must be a tuple of whole numbers >= 1"):
+        fn.summary(fn.relu, shape)

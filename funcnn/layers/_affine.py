@@ -93,5 +93,14 @@ def dense(out_dim: int) -> Layer:
         params = weights_and_bias(rng, (fan_in, out_dim), out_dim, dtype, weight_std(name, weight_scale, fan_in))
         return out_shape(shape), params
 
+    def apply(params: PyTree, x: np.ndarray) -> tuple[np.ndarray, VJP]:
+        w = params.get("w") if isinstance(params, dict) else None
+        if w is not None and np.ndim(w) == 2 and np.shape(w)[1] != out_dim:
+            raise ValueError(
+                f"{name}: params['w'] has shape {np.shape(w)}, but the layer was declared with out_dim={out_dim} "
+                f"(w must be (D, {out_dim}))"
+            )
+        return _affine(params, x)
+
     hparams = {"out_dim": out_dim}
-    return Layer(_affine, name, ("w", "b"), init, out_shape=out_shape, op="affine", hparams=hparams, doc=dense.__doc__)
+    return Layer(apply, name, ("w", "b"), init, out_shape=out_shape, op="affine", hparams=hparams, doc=dense.__doc__)

@@ -224,6 +224,11 @@ def _make_conv(
         x = float_array(name, "x", x)
         check_ndim(name, "x", x, 4, "(N, C, H, W)")
         check_ndim(name, "params['w']", w, 4, "(F, C, HH, WW)")
+        if sizes is not None and (w.shape[0], *w.shape[2:]) != sizes:
+            raise ValueError(
+                f"{name}: params['w'] has shape {w.shape}, but the layer was declared with filters={sizes[0]}, "
+                f"kernel_size={sizes[1:]} (w must be ({sizes[0]}, C, {sizes[1]}, {sizes[2]}))"
+            )
         if x.shape[1] != w.shape[1]:
             raise ValueError(
                 f"{name}: x has {x.shape[1]} channels (shape {x.shape}) but params['w'] expects {w.shape[1]} "
