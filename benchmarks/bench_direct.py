@@ -87,8 +87,11 @@ def main() -> None:
             cell = {impl: f"{1e3 * min(t):.2f} / {1e3 * np.median(t):.2f}" for impl, t in times.items()}
             ratio = np.median(times["direct"]) / np.median(times["im2col"])
             chosen = "direct" if conv_module._uses_direct(w) else "im2col"
-            print(f"| {name} x{x_shape} w{w_shape} s{stride} p{pad} | {np.dtype(dtype).name} | {cell['direct']} | "
-                  f"{cell['im2col']} | {cell.get('torch', '-')} | {ratio:.2f} | {chosen} |", flush=True)
+            print(
+                f"| {name} x{x_shape} w{w_shape} s{stride} p{pad} | {np.dtype(dtype).name} | {cell['direct']} | "
+                f"{cell['im2col']} | {cell.get('torch', '-')} | {ratio:.2f} | {chosen} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

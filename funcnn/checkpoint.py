@@ -63,7 +63,8 @@ def save_checkpoint(path: str | os.PathLike[str], tree: PyTree) -> Path:
 
     The file is written to a temporary file in the same folder and then moved over ``path``, so a
     crash mid-save leaves the previous checkpoint whole; temporaries left by a killed save (its
-    process is gone) are removed by the next one, a concurrent writer's are not. The file's permissions follow the umask. Returns the path written.
+    process is gone) are removed by the next one, a concurrent writer's are not. The file's permissions follow
+    the umask. Returns the path written.
     """
     path = Path(path)
     arrays = {_key(p): np.asarray(leaf) for p, leaf in tree_leaves_with_path(tree)}
@@ -119,11 +120,15 @@ def _check_member(path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo, t
             raise ValueError(f"checkpoint {path}: {key!r} has dtype {dtype}, expected a number like {template.dtype}")
     nbytes = math.prod(shape) * dtype.itemsize
     if template is None and nbytes > file_size:  # a free-shaped leaf cannot hold more than the file
-        raise ValueError(f"checkpoint {path}: {key!r} claims shape {shape} ({nbytes} bytes), "
-                         f"more than the whole file ({file_size} bytes)")
+        raise ValueError(
+            f"checkpoint {path}: {key!r} claims shape {shape} ({nbytes} bytes), "
+            f"more than the whole file ({file_size} bytes)"
+        )
     if info.file_size != header + nbytes:
-        raise ValueError(f"checkpoint {path}: {key!r} claims shape {shape} of {dtype} ({nbytes} bytes) "
-                         f"but holds {info.file_size - header}")
+        raise ValueError(
+            f"checkpoint {path}: {key!r} claims shape {shape} of {dtype} ({nbytes} bytes) "
+            f"but holds {info.file_size - header}"
+        )
 
 
 def load_checkpoint(path: str | os.PathLike[str], like: PyTree, *, strict: bool = True) -> PyTree:
@@ -150,8 +155,10 @@ def load_checkpoint(path: str | os.PathLike[str], like: PyTree, *, strict: bool 
             missing = sorted(set(templates) - set(members))
             extra = sorted(set(members) - set(templates)) if strict else []  # not strict: others may be there
             if missing or extra:
-                raise ValueError(f"checkpoint {path}: does not match the expected tree; "
-                                 f"missing {missing[:5]}, unexpected {extra[:5]}")
+                raise ValueError(
+                    f"checkpoint {path}: does not match the expected tree; "
+                    f"missing {missing[:5]}, unexpected {extra[:5]}"
+                )
             file_size = path.stat().st_size
             for key, template in templates.items():
                 _check_member(path, archive, members[key], template, file_size)

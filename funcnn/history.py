@@ -42,9 +42,14 @@ class History:
     def after_epoch(self, epoch: int, losses: list[float], train_acc: float, val_acc: float, seconds: float) -> History:
         """This history followed by epoch ``epoch``'s step losses, accuracies and duration (a new History)."""
         best = not self.val_acc_history or val_acc > self.best_val_acc  # the first epoch is best, even at 0
-        return History(self.loss_history + tuple(losses), self.train_acc_history + (train_acc,),
-                       self.val_acc_history + (val_acc,), val_acc if best else self.best_val_acc,
-                       epoch if best else self.best_epoch, self.epoch_seconds + (seconds,))
+        return History(
+            self.loss_history + tuple(losses),
+            self.train_acc_history + (train_acc,),
+            self.val_acc_history + (val_acc,),
+            val_acc if best else self.best_val_acc,
+            epoch if best else self.best_epoch,
+            self.epoch_seconds + (seconds,),
+        )
 
 
 @dataclass(frozen=True)
@@ -89,8 +94,9 @@ def check_callbacks(owner: str, callbacks: object) -> tuple[Callback, ...]:
     problem = "must be a list of callables"
     if callable(callbacks):
         name = callback_name(callbacks)
-        raise TypeError(f"{owner}: callbacks {problem}, got the single callable {name}; "
-                        f"pass a list: callbacks=[{name}]")
+        raise TypeError(
+            f"{owner}: callbacks {problem}, got the single callable {name}; pass a list: callbacks=[{name}]"
+        )
     if isinstance(callbacks, (str, bytes)) or not isinstance(callbacks, Iterable):
         raise TypeError(f"{owner}: callbacks {problem}, got {callbacks!r} ({type(callbacks).__name__})")
     checked = tuple(callbacks)

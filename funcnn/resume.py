@@ -40,9 +40,12 @@ def checkpoint_options(checkpoint: str | Path | Checkpoint | None, legacy: dict[
     if unknown:
         raise TypeError(f"fit() got an unexpected keyword argument {unknown[0]!r}")
     if legacy:
-        warnings.warn(f"fit: {', '.join(sorted(legacy))} moved into checkpoint=fn.Checkpoint(path, resume=..., "
-                      "config=..., allow_config_change=...); the old arguments go in the next release",
-                      DeprecationWarning, stacklevel=3)
+        warnings.warn(
+            f"fit: {', '.join(sorted(legacy))} moved into checkpoint=fn.Checkpoint(path, resume=..., "
+            "config=..., allow_config_change=...); the old arguments go in the next release",
+            DeprecationWarning,
+            stacklevel=3,
+        )
     if checkpoint is None or isinstance(checkpoint, Checkpoint):
         return replace(checkpoint, **legacy) if checkpoint is not None and legacy else checkpoint
     return Checkpoint(checkpoint, **legacy)
@@ -51,23 +54,36 @@ def checkpoint_options(checkpoint: str | Path | Checkpoint | None, legacy: dict[
 def checkpoint_tree(epoch: int, result: FitResult, config: dict[str, Any]) -> dict[str, Any]:
     """What fit saves after epoch ``epoch``: ``result``'s trees, the history as arrays, the configuration as JSON,
     and the name of the callback that stopped the run ("" when none did)."""
-    return {"epoch": np.asarray(epoch), "params": result.params, "best_params": result.best_params,
-            "state": result.state,
-            "best_state": result.best_state, "opt_state": result.opt_state, "history": result.history.as_arrays(),
-            "config": np.asarray(json.dumps(config, sort_keys=True)), "stopped_by": np.asarray(result.stopped_by or "")}
+    return {
+        "epoch": np.asarray(epoch),
+        "params": result.params,
+        "best_params": result.best_params,
+        "state": result.state,
+        "best_state": result.best_state,
+        "opt_state": result.opt_state,
+        "history": result.history.as_arrays(),
+        "config": np.asarray(json.dumps(config, sort_keys=True)),
+        "stopped_by": np.asarray(result.stopped_by or ""),
+    }
 
 
 def _config_changes(saved: dict[str, Any], config: dict[str, Any]) -> list[str]:
     """``"key: saved -> now"`` for every setting that differs."""
     missing = "(not set)"
-    return [f"{key}: {saved.get(key, missing)!r} -> {config.get(key, missing)!r}"
-            for key in sorted(saved.keys() | config.keys()) if saved.get(key, missing) != config.get(key, missing)]
+    return [
+        f"{key}: {saved.get(key, missing)!r} -> {config.get(key, missing)!r}"
+        for key in sorted(saved.keys() | config.keys())
+        if saved.get(key, missing) != config.get(key, missing)
+    ]
 
 
 def non_finite(tree: PyTree) -> list[str]:
     """Key paths of the float leaves of ``tree`` that hold NaN or infinity."""
-    return [SEP.join(map(str, path)) for path, leaf in tree_leaves_with_path(tree)
-            if np.asarray(leaf).dtype.kind == "f" and not np.isfinite(leaf).all()]
+    return [
+        SEP.join(map(str, path))
+        for path, leaf in tree_leaves_with_path(tree)
+        if np.asarray(leaf).dtype.kind == "f" and not np.isfinite(leaf).all()
+    ]
 
 
 def saved_config(checkpoint: str | Path) -> dict[str, Any]:
@@ -94,8 +110,10 @@ def _saved_history(checkpoint: str | Path, arrays: dict[str, np.ndarray]) -> His
             whole_number(f"checkpoint {checkpoint}", f"'history/{key}'", value)
         elif value.ndim != (0 if scalar else 1) or value.dtype.kind not in "biuf":
             what = "a number" if scalar else "a list of numbers"
-            raise ValueError(f"checkpoint {checkpoint}: 'history/{key}' must be {what}, "
-                             f"got an array of {value.dtype} of shape {value.shape}")
+            raise ValueError(
+                f"checkpoint {checkpoint}: 'history/{key}' must be {what}, "
+                f"got an array of {value.dtype} of shape {value.shape}"
+            )
     return History.from_arrays(arrays)
 
 
@@ -107,8 +125,10 @@ def _saved_stopped_by(checkpoint: str | Path) -> str | None:
     except ValueError:  # no such entry (or a damaged file, which the full load then reports)
         return None
     if text.shape != () or text.dtype.kind != "U":
-        raise ValueError(f"checkpoint {checkpoint}: 'stopped_by' must be a callback's name or '', "
-                         f"got an array of {text.dtype} of shape {text.shape}")
+        raise ValueError(
+            f"checkpoint {checkpoint}: 'stopped_by' must be a callback's name or '', "
+            f"got an array of {text.dtype} of shape {text.shape}"
+        )
     return str(text)
 
 
@@ -120,9 +140,11 @@ def resume_run(
     path = checkpoint.path
     changes = _config_changes(saved_config(path), config)
     if changes and not checkpoint.allow_config_change:
-        raise ValueError(f"fit: checkpoint {path} was written with another configuration ({'; '.join(changes)}); "
-                         "resume with the same settings, or allow the change (Checkpoint(..., "
-                         "allow_config_change=True), --allow-config-change)")
+        raise ValueError(
+            f"fit: checkpoint {path} was written with another configuration ({'; '.join(changes)}); "
+            "resume with the same settings, or allow the change (Checkpoint(..., "
+            "allow_config_change=True), --allow-config-change)"
+        )
     like = checkpoint_tree(0, result, config)
     like["history"] = {k: None for k in like["history"]}
     like["config"] = like["epoch"] = None  # checked below, never cast
@@ -137,8 +159,10 @@ def resume_run(
     except ValueError as error:
         if not changes:
             raise
-        raise ValueError(f"{error}: the network changed with the configuration ({'; '.join(changes)}), and a run "
-                         "cannot continue in another network") from None
+        raise ValueError(
+            f"{error}: the network changed with the configuration ({'; '.join(changes)}), and a run "
+            "cannot continue in another network"
+        ) from None
     epoch = whole_number(f"checkpoint {path}", "'epoch'", saved["epoch"])
     try:
         opt_state = restore_state(optimizer, saved["opt_state"], saved["params"])
@@ -148,7 +172,8 @@ def resume_run(
     trees = ("params", "best_params", "state", "best_state")
     bad = non_finite({**{k: saved[k] for k in trees}, "opt_state": opt_state})
     if bad:
-        raise ValueError(f"fit: checkpoint {path} holds NaN or infinite values in {', '.join(bad[:5])}; "
-                         "refusing to resume from it")
+        raise ValueError(
+            f"fit: checkpoint {path} holds NaN or infinite values in {', '.join(bad[:5])}; refusing to resume from it"
+        )
     params, best_params, state, best_state = (saved[k] for k in trees)
     return FitResult(params, best_params, opt_state, history, state, best_state, stopped_by or None), epoch

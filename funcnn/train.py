@@ -54,8 +54,9 @@ def _asks_to_stop(callbacks: Sequence[Callback], end: EpochEnd) -> str | None:
     for callback in callbacks:
         answer = callback(end)
         if answer not in (None, "stop"):
-            raise ValueError(f"fit: callback {callback_name(callback)} returned {answer!r}; a callback returns "
-                             '"stop" or None')
+            raise ValueError(
+                f'fit: callback {callback_name(callback)} returned {answer!r}; a callback returns "stop" or None'
+            )
         if answer == "stop" and stopped_by is None:
             stopped_by = callback_name(callback)
     return stopped_by
@@ -66,9 +67,11 @@ def _refuse_to_stop_again(path: str | Path, callbacks: Sequence[Callback], end: 
     at that epoch, would stop it again: it would train on, and change its params, every time it is resumed."""
     again = _asks_to_stop(callbacks, end)
     if again is not None:
-        raise ValueError(f"fit: checkpoint {path} was stopped early by {stopped_by} after epoch {end.epoch}, and "
-                         f"{again} would stop it again; to go on, resume with a callback that lets it (such as "
-                         "a larger patience, --patience N) or without it")
+        raise ValueError(
+            f"fit: checkpoint {path} was stopped early by {stopped_by} after epoch {end.epoch}, and "
+            f"{again} would stop it again; to go on, resume with a callback that lets it (such as "
+            "a larger patience, --patience N) or without it"
+        )
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -103,16 +106,25 @@ def _check_pair(what: str, pair: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndar
     """``pair`` as ``(x, y)``, refused unless it holds at least one example and one label per example."""
     x, y = pair
     if np.ndim(y) != 1 or len(x) != len(y):
-        raise ValueError(f"fit: {what} must be (x, y) with one label per example, "
-                         f"got x of shape {np.shape(x)} and y of shape {np.shape(y)}")
+        raise ValueError(
+            f"fit: {what} must be (x, y) with one label per example, "
+            f"got x of shape {np.shape(x)} and y of shape {np.shape(y)}"
+        )
     if len(x) == 0:
         raise ValueError(f"fit: {what} has no examples (x of shape {np.shape(x)})")
     return x, y
 
 
 def _train_epoch(
-    step: Step, optimizer: Optimizer, result: FitResult, data: tuple[np.ndarray, np.ndarray], batches: list[np.ndarray],
-    rng: np.random.Generator, epoch: int, progress: EpochProgress, diverged: Callable[[str], ValueError],
+    step: Step,
+    optimizer: Optimizer,
+    result: FitResult,
+    data: tuple[np.ndarray, np.ndarray],
+    batches: list[np.ndarray],
+    rng: np.random.Generator,
+    epoch: int,
+    progress: EpochProgress,
+    diverged: Callable[[str], ValueError],
 ) -> tuple[PyTree, Any, State, list[float]]:
     """Epoch ``epoch``: one optimizer step per batch of indices into ``data``, from ``result``'s params,
     optimizer state and network state; ``(params, opt_state, state, losses)``. A non-finite loss raises
@@ -211,21 +223,34 @@ def fit(
         int_at_least("fit", name, value, 1)
     if state is None:
         state = init_state(net, x_train.shape[1:], x_train.dtype)
-    config = {"net": layer_name(net), "optimizer": optimizer.name, "optimizer_hyperparams": _hyperparams(optimizer),
-              "batch_size": int(batch_size), "seed": int(seed), "reg": float(reg),
-              "num_train_samples": int(num_train_samples), "dtype": str(x_train.dtype),
-              **(saving.config or {} if saving is not None else {})}
+    config = {
+        "net": layer_name(net),
+        "optimizer": optimizer.name,
+        "optimizer_hyperparams": _hyperparams(optimizer),
+        "batch_size": int(batch_size),
+        "seed": int(seed),
+        "reg": float(reg),
+        "num_train_samples": int(num_train_samples),
+        "dtype": str(x_train.dtype),
+        **(saving.config or {} if saving is not None else {}),
+    }
     config = json.loads(json.dumps(config))  # as it reads back: tuples become lists
     result = FitResult(params, params, optimizer.init(params), History(), state, state)
     start_epoch = 0
     if saving is not None and saving.resume and Path(saving.path).exists():
         result, start_epoch = resume_run(saving, result, config, optimizer)
         if start_epoch >= epochs:
-            raise ValueError(f"fit: checkpoint {saving.path} is already after epoch {start_epoch}; "
-                             f"ask for more epochs than {epochs} to continue")
+            raise ValueError(
+                f"fit: checkpoint {saving.path} is already after epoch {start_epoch}; "
+                f"ask for more epochs than {epochs} to continue"
+            )
         if result.stopped_by is not None:
-            _refuse_to_stop_again(saving.path, callbacks, EpochEnd(start_epoch, result.history, result.params,
-                                                                   result.state), result.stopped_by)
+            _refuse_to_stop_again(
+                saving.path,
+                callbacks,
+                EpochEnd(start_epoch, result.history, result.params, result.state),
+                result.stopped_by,
+            )
             result = replace(result, stopped_by=None)
         if log:
             log(f"resumed from {saving.path} after epoch {start_epoch}")
@@ -245,7 +270,8 @@ def fit(
             batches = [order[start:end] for start, end in zip(starts, [*starts[1:], n])]
             progress = EpochProgress(log, epoch, epochs, len(batches))
             params, opt_state, state, epoch_losses = _train_epoch(
-                step, optimizer, result, (x_train, y_train), batches, rng, epoch, progress, diverged)
+                step, optimizer, result, (x_train, y_train), batches, rng, epoch, progress, diverged
+            )
             bad = non_finite({"params": params, "state": state, "opt_state": opt_state})
             if bad:  # an update can overflow after a finite loss: never save, nor continue from, such params
                 raise diverged(f"after epoch {epoch}, {', '.join(bad[:5])} hold NaN or infinity")
@@ -260,9 +286,11 @@ def fit(
             done = epoch
             if log:
                 seconds = history.epoch_seconds[-1]
-                log(f"{progress.label}  loss {np.mean(epoch_losses):.4f}  train acc {train_acc:.3f}  "
+                log(
+                    f"{progress.label}  loss {np.mean(epoch_losses):.4f}  train acc {train_acc:.3f}  "
                     f"val acc {val_acc:.3f}  "
-                    f"{n / seconds:,.0f} img/s  {seconds:.1f} s  left {_clock(seconds * (epochs - epoch))}")
+                    f"{n / seconds:,.0f} img/s  {seconds:.1f} s  left {_clock(seconds * (epochs - epoch))}"
+                )
             stopped_by = _asks_to_stop(callbacks, EpochEnd(epoch, history, params, state))
             if stopped_by is not None:
                 result = replace(result, stopped_by=stopped_by)

@@ -127,8 +127,15 @@ def test_progress_in_plain_lines_names_epoch_step_and_loss(capsys, monkeypatch):
     monkeypatch.setattr(funcnn.progress, "LINE_SECONDS", 0.0)  # a line after every step, not every 10 s
     net = three_layer_convnet(num_filters=2, filter_size=3, hidden_dim=8, num_classes=10)
     _, params = fn.init_params(net, np.random.default_rng(0), (1, 8, 8), np.float64)
-    result = fit(net, params, (DIGITS.train.x[:40], DIGITS.train.y[:40]), (DIGITS.val.x[:20], DIGITS.val.y[:20]),
-                 sgd(0.05), epochs=2, batch_size=8)  # log=print: stdout, captured, is not a terminal
+    result = fit(
+        net,
+        params,
+        (DIGITS.train.x[:40], DIGITS.train.y[:40]),
+        (DIGITS.val.x[:20], DIGITS.val.y[:20]),
+        sgd(0.05),
+        epochs=2,
+        batch_size=8,
+    )  # log=print: stdout, captured, is not a terminal
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 2 * 5  # per epoch: steps 1..4 within it, then the epoch's own line
     losses = result.history.loss_history
@@ -182,13 +189,16 @@ def test_the_first_epoch_is_the_best_when_validation_accuracy_is_zero_in_every_e
     assert tree_allclose(result.best_params, seen[0].params, rtol=0, atol=0)
 
 
-@pytest.mark.parametrize(("callbacks", "expected"), [
-    (early_stopping(2), "got the single callable patience; pass a list: callbacks=[patience]"),
-    (["patience"], "got 'patience' (str) at index 0"),
-    ([print, 3], "got 3 (int) at index 1"),
-    ("patience", "got 'patience' (str)"),
-    (None, "got None (NoneType)"),
-])
+@pytest.mark.parametrize(
+    ("callbacks", "expected"),
+    [
+        (early_stopping(2), "got the single callable patience; pass a list: callbacks=[patience]"),
+        (["patience"], "got 'patience' (str) at index 0"),
+        ([print, 3], "got 3 (int) at index 1"),
+        ("patience", "got 'patience' (str)"),
+        (None, "got None (NoneType)"),
+    ],
+)
 def test_bad_callbacks_are_refused_before_the_first_epoch_naming_the_bad_entry(tmp_path, callbacks, expected):
     checkpoint = tmp_path / "run.npz"
     with pytest.raises(TypeError, match=re.escape(f"fit: callbacks must be a list of callables, {expected}")):

@@ -89,7 +89,10 @@ def test_pointwise_conv_equals_naive(p, filters):
     """A 1x1 stride-1 conv reads x as its columns; it must still equal the reference."""
     rng = np.random.default_rng(0)
     c, dtype = p.x.shape[1], p.x.dtype
-    params = {"w": rng.standard_normal((filters, c, 1, 1)).astype(dtype), "b": rng.standard_normal(filters).astype(dtype)}
+    params = {
+        "w": rng.standard_normal((filters, c, 1, 1)).astype(dtype),
+        "b": rng.standard_normal(filters).astype(dtype),
+    }
     y, vjp = fn.conv()(params, p.x)
     y_ref, vjp_ref = fn.conv_naive()(params, p.x)
     tol = {"rtol": 1e-4, "atol": 1e-4} if dtype == np.float32 else {"rtol": 1e-10, "atol": 1e-10}
@@ -126,6 +129,9 @@ def test_float32_kernels_pass_check_vjp_in_float32(name, data):
 def test_float32_winograd_passes_check_vjp_against_float64_differences(seed):
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((2, 16, 6, 7)).astype(np.float32)
-    params = {"w": rng.standard_normal((16, 16, 3, 3)).astype(np.float32), "b": rng.standard_normal(16).astype(np.float32)}
+    params = {
+        "w": rng.standard_normal((16, 16, 3, 3)).astype(np.float32),
+        "b": rng.standard_normal(16).astype(np.float32),
+    }
     report = fn.check_vjp(fn.conv(1, 1), params, x, dtype=np.float32, numeric_dtype=np.float64)
     assert all(leaf.status == "ok" for leaf in report.leaves)

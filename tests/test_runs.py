@@ -31,7 +31,9 @@ def interrupt_at_epoch(monkeypatch, epoch, inside_numba=False):
     def save(path, tree):
         if int(tree["epoch"]) == epoch:
             if inside_numba:
-                raise SystemError("CPUDispatcher(<function adam_step>) returned a result with an exception set") from KeyboardInterrupt()
+                raise SystemError(
+                    "CPUDispatcher(<function adam_step>) returned a result with an exception set"
+                ) from KeyboardInterrupt()
             raise KeyboardInterrupt
         real_save(path, tree)
 
@@ -76,7 +78,10 @@ def test_a_resume_with_other_options_is_refused_listing_them(tmp_path, capsys):
     assert main(["train", "--epochs", "1", *SMALL, *out]) == 0
     ckpt = (tmp_path / "checkpoint.npz").read_bytes()
     capsys.readouterr()
-    assert main(["train", "--epochs", "2", *SMALL, *out, "--resume", "--lr", "0.01", "--seed", "3", "--dtype", "float64"]) == 2
+    assert (
+        main(["train", "--epochs", "2", *SMALL, *out, "--resume", "--lr", "0.01", "--seed", "3", "--dtype", "float64"])
+        == 2
+    )
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     for change in ("lr: 0.002 -> 0.01", "seed: 0 -> 3", "dtype: 'float32' -> 'float64'"):
@@ -91,7 +96,9 @@ def test_fit_refuses_a_resume_with_another_configuration(tmp_path, change):
     ckpt = tmp_path / "c.npz"
     small_fit(1, checkpoint=ckpt, config={"lr": 2})
     name = next(iter(change))
-    with pytest.raises(ValueError, match=rf"written with another configuration \({'lr' if name == 'config' else name}: "):
+    with pytest.raises(
+        ValueError, match=rf"written with another configuration \({'lr' if name == 'config' else name}: "
+    ):
         small_fit(2, checkpoint=ckpt, resume=True, **{"config": {"lr": 2}, **change})
     small_fit(2, checkpoint=ckpt, resume=True, config={"lr": 2})  # the same configuration resumes
     assert checkpoint_epoch(ckpt) == 2
@@ -103,7 +110,12 @@ def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path):
     saved = ckpt.read_bytes()
     x = DIGITS.train.x[:40].copy()
     x[5, 0, 0, 0] = np.nan  # some batch of epoch 2 holds it
-    with np.errstate(invalid="ignore"), pytest.raises(ValueError, match=r"fit: the loss is nan at epoch 2, step \d of 5: training diverged.*keeps epoch 1"):
+    with (
+        np.errstate(invalid="ignore"),
+        pytest.raises(
+            ValueError, match=r"fit: the loss is nan at epoch 2, step \d of 5: training diverged.*keeps epoch 1"
+        ),
+    ):
         small_fit(3, x=x, checkpoint=ckpt, resume=True)
     assert ckpt.read_bytes() == saved
 
@@ -113,9 +125,16 @@ def test_an_update_to_infinite_params_stops_training_and_keeps_the_last_finite_c
     small_fit(1, checkpoint=ckpt, batch_size=40)  # one step per epoch: the loss of the bad update is never computed
     saved = ckpt.read_bytes()
     base = sgd(0.05)
-    overflowing = Optimizer("sgd", base.init, lambda grads, opt_state, params: (tree_map(lambda w: w * np.inf, params), opt_state))
-    with np.errstate(invalid="ignore"), pytest.raises(
-        ValueError, match=r"fit: after epoch 2, params/0/b, params/0/w, .* hold NaN or infinity: training diverged .*; \S+c.npz keeps epoch 1$"
+    overflowing = Optimizer(
+        "sgd", base.init, lambda grads, opt_state, params: (tree_map(lambda w: w * np.inf, params), opt_state)
+    )
+    with (
+        np.errstate(invalid="ignore"),
+        pytest.raises(
+            ValueError,
+            match=r"fit: after epoch 2, params/0/b, params/0/w, .* hold NaN or infinity: training diverged .*; "
+            r"\S+c.npz keeps epoch 1$",
+        ),
     ):
         small_fit(3, checkpoint=ckpt, batch_size=40, resume=True, optimizer=overflowing, allow_config_change=True)
     assert ckpt.read_bytes() == saved
@@ -123,9 +142,31 @@ def test_an_update_to_infinite_params_stops_training_and_keeps_the_last_finite_c
 
 def test_the_command_refuses_to_save_params_that_overflowed(tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["train", "--lr", "1e300", "--optimizer", "sgd", "--batch-size", "100000", "--epochs", "3", *SMALL, "--out", str(out)]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--lr",
+                "1e300",
+                "--optimizer",
+                "sgd",
+                "--batch-size",
+                "100000",
+                "--epochs",
+                "3",
+                *SMALL,
+                "--out",
+                str(out),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "fit: after epoch 1, params/" in err and "hold NaN or infinity: training diverged" in err
+    assert (
+        err.count("\n") == 1
+        and "fit: after epoch 1, params/" in err
+        and "hold NaN or infinity: training diverged" in err
+    )
     assert not out.exists()  # nothing was saved, and the folder made for it is gone
 
 
@@ -147,12 +188,24 @@ def rewrite_checkpoint(path, **changes):
     ("epoch", 1.7, r"'epoch' must be a whole number >= 0, got 1.7"),
     ("opt_state/t", np.nan, r'opt_state: sgd: state\["t"\] must be a whole number >= 0, got nan'),
     ("opt_state/t", "x", r"opt_state: sgd: state\[.t.\] must be a whole number >= 0, got 'x'"),
-    ("history/loss_history", ["a", "b"], r"'history/loss_history' must be a list of numbers, got an array of <U1 of shape \(2,\)"),
-    ("history/loss_history", np.ones((3, 3)), r"'history/loss_history' must be a list of numbers, got an array of float64 of shape \(3, 3\)"),
+    (
+        "history/loss_history",
+        ["a", "b"],
+        r"'history/loss_history' must be a list of numbers, got an array of <U1 of shape \(2,\)",
+    ),
+    (
+        "history/loss_history",
+        np.ones((3, 3)),
+        r"'history/loss_history' must be a list of numbers, got an array of float64 of shape \(3, 3\)",
+    ),
     ("history/best_epoch", "x", r"'history/best_epoch' must be a whole number >= 0, got 'x'"),
     ("stopped_by", [["a"]], r"'stopped_by' must be a callback's name or '', got an array of <U1 of shape \(1, 1\)"),
     ("stopped_by", 3, r"'stopped_by' must be a callback's name or '', got an array of int64 of shape \(\)"),
-    ("history/best_val_acc", [0.5, 0.5], r"'history/best_val_acc' must be a number, got an array of float64 of shape \(2,\)"),
+    (
+        "history/best_val_acc",
+        [0.5, 0.5],
+        r"'history/best_val_acc' must be a number, got an array of float64 of shape \(2,\)",
+    ),
 ])  # fmt: skip
 def test_a_damaged_entry_of_a_checkpoint_is_refused_naming_it(tmp_path, key, value, expected):
     ckpt = tmp_path / "c.npz"
@@ -170,8 +223,11 @@ def test_a_run_early_stopping_ended_is_refused_on_resume_unless_it_would_go_on(t
     first = small_fit(30, optimizer=sgd(1e-12), checkpoint=ckpt, callbacks=[early_stopping(2)])
     assert first.stopped_by == "patience" and first.history.best_epoch == 1 and len(first.history.val_acc_history) == 3
     saved = ckpt.read_bytes()
-    with pytest.raises(ValueError, match=rf"^fit: checkpoint {ckpt} was stopped early by patience after epoch 3, and "
-                                         r"patience would stop it again; to go on, resume .*larger patience"):
+    with pytest.raises(
+        ValueError,
+        match=rf"^fit: checkpoint {ckpt} was stopped early by patience after epoch 3, and "
+        r"patience would stop it again; to go on, resume .*larger patience",
+    ):
         small_fit(30, optimizer=sgd(1e-12), checkpoint=ckpt, resume=True, callbacks=[early_stopping(2)])
     assert ckpt.read_bytes() == saved
     # a larger patience goes on from epoch 3 until it stops in turn; without early stopping, every epoch asked for runs
@@ -201,10 +257,16 @@ def test_a_resume_that_changes_the_network_lists_the_option_not_missing_keys(tmp
     assert option[0].removeprefix("--").replace("-", "_") + ": " in err
     assert main(["train", "--epochs", "2", *SMALL, *out, "--resume", *option, "--allow-config-change"]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "the network changed with the configuration (" in err and "cannot continue in another network" in err
+    assert (
+        err.count("\n") == 1
+        and "the network changed with the configuration (" in err
+        and "cannot continue in another network" in err
+    )
 
 
-@pytest.mark.parametrize("optimizer", [sgd(0.01), sgd_momentum(0.05, momentum=0.5), adam(0.05), sgd(step_decay(0.05, 0.5, 5))])
+@pytest.mark.parametrize(
+    "optimizer", [sgd(0.01), sgd_momentum(0.05, momentum=0.5), adam(0.05), sgd(step_decay(0.05, 0.5, 5))]
+)
 def test_fit_refuses_a_resume_with_other_optimizer_hyperparameters(tmp_path, optimizer):
     ckpt = tmp_path / "c.npz"
     small_fit(1, checkpoint=ckpt)
@@ -233,11 +295,17 @@ def test_a_one_image_last_batch_is_merged_so_batch_norm_trains(tmp_path):
     net = small_net(batch_norm=True)
     result = small_fit(2, x=DIGITS.train.x[:17], y=DIGITS.train.y[:17], net=net)  # 17 = 2 * 8 + 1
     assert len(result.history.loss_history) == 2 * 2
-    assert main(["train", "--epochs", "1", "--batch-norm", "--batch-size", "4", *SMALL, "--out", str(tmp_path)]) == 0  # 1197 = 4k + 1
+    assert (
+        main(["train", "--epochs", "1", "--batch-norm", "--batch-size", "4", *SMALL, "--out", str(tmp_path)]) == 0
+    )  # 1197 = 4k + 1
 
 
 def test_fit_refuses_x_and_y_of_different_lengths():
-    with pytest.raises(ValueError, match=r"fit: train must be \(x, y\) with one label per example, got x of shape \(40, 1, 8, 8\) and y of shape \(39,\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"fit: train must be \(x, y\) with one label per example, "
+        r"got x of shape \(40, 1, 8, 8\) and y of shape \(39,\)",
+    ):
         small_fit(1, y=DIGITS.train.y[:39])
     with pytest.raises(ValueError, match=r"fit: epochs must be >= 1, got 0"):
         small_fit(0)
@@ -266,8 +334,12 @@ def test_a_damaged_checkpoint_is_refused_in_one_line(tmp_path, capsys, damage):
     assert main(["train", "--epochs", "2", *SMALL, *out, "--resume"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"checkpoint {ckpt}" in err
-    expected = {"truncated": "not a readable .npz file", "empty": "not a readable .npz file", "folder": "is a folder",
-                "garbage member": "'params/0/w' is not an npy array"}[damage]
+    expected = {
+        "truncated": "not a readable .npz file",
+        "empty": "not a readable .npz file",
+        "folder": "is a folder",
+        "garbage member": "'params/0/w' is not an npy array",
+    }[damage]
     assert expected in err
 
 
@@ -312,8 +384,10 @@ def test_overwrite_removes_every_file_of_the_old_run_first(tmp_path, monkeypatch
 def test_resume_refuses_a_folder_with_a_history_but_no_checkpoint(tmp_path, capsys):
     (tmp_path / "history.json").write_text("{}")
     assert main(["train", "--epochs", "1", *SMALL, "--out", str(tmp_path), "--resume"]) == 2
-    assert capsys.readouterr().err == (f"funcnn train: --out {tmp_path} holds history.json but no checkpoint.npz to resume "
-                                       "from; replace that run with --overwrite, or choose another --out\n")
+    assert capsys.readouterr().err == (
+        f"funcnn train: --out {tmp_path} holds history.json but no checkpoint.npz to resume "
+        "from; replace that run with --overwrite, or choose another --out\n"
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["history.json"]
 
 
@@ -351,7 +425,10 @@ def test_resume_refuses_other_data_and_accepts_another_weight_scale(tmp_path, ca
 
 def test_a_file_or_unmakeable_out_is_one_line(tmp_path, capsys):
     (tmp_path / "f").write_text("x")
-    for out, expected in ((tmp_path / "f", "is a file, expected a folder"), (tmp_path / "f" / "sub", "cannot create the folder")):
+    for out, expected in (
+        (tmp_path / "f", "is a file, expected a folder"),
+        (tmp_path / "f" / "sub", "cannot create the folder"),
+    ):
         assert main(["train", "--out", str(out)]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and f"--out {out}" in err and expected in err
@@ -405,15 +482,20 @@ def test_sigint_to_the_command_prints_one_line(tmp_path):
     """A real SIGINT to ``python -m funcnn train`` once it has printed an epoch."""
     command = [sys.executable, "-m", "funcnn", "train", "--epochs", "100000", *SMALL, "--out", str(tmp_path)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # each progress line as it is printed
-    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                          preexec_fn=default_sigint) as process:
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, preexec_fn=default_sigint
+    ) as process:
         for line in process.stdout:
             if line.startswith("epoch "):
                 break
         process.send_signal(signal.SIGINT)
         _, err = process.communicate(timeout=120)
     assert process.returncode == 130
-    assert err.count("\n") == 1 and err.startswith("funcnn train: interrupted after epoch ") and err.endswith("; resume with --resume\n")
+    assert (
+        err.count("\n") == 1
+        and err.startswith("funcnn train: interrupted after epoch ")
+        and err.endswith("; resume with --resume\n")
+    )
     assert checkpoint_epoch(tmp_path / "checkpoint.npz") == int(err.split("epoch ")[1].split(";")[0])
 
 
@@ -433,7 +515,23 @@ def test_doctor_builds_the_data_sets_ten_classes_too(tmp_path, capsys):
 
 def test_mnist_with_two_label_values_still_builds_ten_classes(tmp_path):
     _mnist_with_two_label_values(tmp_path)
-    assert main(["train", "--dataset", "mnist", "--data-path", str(tmp_path), "--epochs", "1", *SMALL, "--out", str(tmp_path / "run")]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--dataset",
+                "mnist",
+                "--data-path",
+                str(tmp_path),
+                "--epochs",
+                "1",
+                *SMALL,
+                "--out",
+                str(tmp_path / "run"),
+            ]
+        )
+        == 0
+    )
     with np.load(tmp_path / "run/checkpoint.npz", allow_pickle=False) as data:
         assert data["params/2/w"].shape == (8, 10)
         assert json.loads(str(data["config"]))["dataset"] == "mnist"
@@ -444,7 +542,9 @@ def test_mnist_with_two_label_values_still_builds_ten_classes(tmp_path):
 
 def test_stale_temporaries_of_killed_saves_are_removed_by_the_next_save(tmp_path):
     path = save_checkpoint(tmp_path / "c.npz", {"w": np.ones(3)})
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True
+    )
     for i in range(3):  # what a SIGKILL mid-save leaves: its writer is gone
         (tmp_path / f".c.npz.{dead.stdout.strip()}.{i}.tmp").write_bytes(b"x" * 1000)
     (tmp_path / f".c.npz.{os.getppid()}.live.tmp").write_bytes(b"a concurrent writer's, still being written")
@@ -455,7 +555,13 @@ def test_stale_temporaries_of_killed_saves_are_removed_by_the_next_save(tmp_path
     (tmp_path / ".other.npz.1.tmp").write_bytes(b"not ours")
     save_checkpoint(path, {"w": np.zeros(3)})
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        [".other.npz.1.tmp", "c.npz", f".c.npz.{os.getppid()}.live.tmp", f".c.npz.{os.getpid()}.live.tmp", ".c.npz.nopid.tmp"]
+        [
+            ".other.npz.1.tmp",
+            "c.npz",
+            f".c.npz.{os.getppid()}.live.tmp",
+            f".c.npz.{os.getpid()}.live.tmp",
+            ".c.npz.nopid.tmp",
+        ]
     )
 
 
@@ -513,7 +619,9 @@ def test_a_lying_npz_member_is_refused_before_loading(tmp_path):
     tracemalloc.stop()
     assert peak < 2**22  # the 64 MiB were never allocated
     _hostile_npz(path, "w", (10**9,), np.zeros(4).tobytes())  # the header promises more than the member holds
-    with pytest.raises(ValueError, match=r"'w' claims shape \(1000000000,\) of float64 \(8000000000 bytes\) but holds 32"):
+    with pytest.raises(
+        ValueError, match=r"'w' claims shape \(1000000000,\) of float64 \(8000000000 bytes\) but holds 32"
+    ):
         load_checkpoint(path, {"w": np.broadcast_to(0.0, (10**9,))})  # a template of that shape, without the memory
 
 
@@ -534,11 +642,16 @@ def test_only_errors_caused_by_ctrl_c_count_as_ctrl_c():
         assert is_ctrl_c(error)
     assert is_ctrl_c(KeyboardInterrupt()) and not is_ctrl_c(SystemError("a real bug")) and not is_ctrl_c(ValueError())
     with pytest.raises(SystemError, match="a real bug"), np.errstate(all="ignore"):
-        small_fit(1, optimizer=Optimizer("sgd", sgd().init, lambda *args: (_ for _ in ()).throw(SystemError("a real bug"))))
+        small_fit(
+            1, optimizer=Optimizer("sgd", sgd().init, lambda *args: (_ for _ in ()).throw(SystemError("a real bug")))
+        )
 
 
 def test_interrupted_is_a_keyboard_interrupt():
-    assert issubclass(TrainingInterrupted, KeyboardInterrupt) and str(TrainingInterrupted(4)) == "interrupted after epoch 4"
+    assert (
+        issubclass(TrainingInterrupted, KeyboardInterrupt)
+        and str(TrainingInterrupted(4)) == "interrupted after epoch 4"
+    )
 
 
 def test_train_with_patience_stops_early_and_says_so(tmp_path, capsys):
@@ -557,8 +670,25 @@ def test_train_with_patience_stops_early_and_says_so(tmp_path, capsys):
     assert f"stopped early by patience after epoch {stopped}" in err and "--patience" in err
     assert (tmp_path / "checkpoint.npz").read_bytes() == saved
     # patience is not part of the run's configuration: a resume may change it
-    assert main(["train", "--epochs", str(stopped + 1), *SMALL, "--lr", "1e-9", "--lr-decay", "1", "--patience", "5",
-                 *out, "--resume"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--epochs",
+                str(stopped + 1),
+                *SMALL,
+                "--lr",
+                "1e-9",
+                "--lr-decay",
+                "1",
+                "--patience",
+                "5",
+                *out,
+                "--resume",
+            ]
+        )
+        == 0
+    )
     assert checkpoint_epoch(tmp_path / "checkpoint.npz") == stopped + 1
 
 

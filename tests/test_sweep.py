@@ -145,11 +145,12 @@ def test_a_killed_sweep_interrupted_trial_is_queued_again_by_a_rerun(tmp_path):
     from funcnn.app.sweep_storage import open_storage
 
     study = optuna.load_study(study_name="sweep", storage=open_storage(str(out / "study.journal"), 1))
-    lr = study.trials[0].params["lr"]
+    lr_range = study.trials[0].distributions["lr"]
+    lr = lr_range.low if study.trials[0].params["lr"] != lr_range.low else lr_range.high  # another value, in range
     study.add_trial(
         optuna.create_trial(
             state=optuna.trial.TrialState.FAIL,
-            params={"lr": lr * 2, "reg": 1e-3},
+            params={"lr": lr, "reg": 1e-3},
             distributions=study.trials[0].distributions,
             user_attrs={"slot": 1},
         )
@@ -161,7 +162,7 @@ def test_a_killed_sweep_interrupted_trial_is_queued_again_by_a_rerun(tmp_path):
         (2, "complete"),
     ]
     retried = optuna.load_study(study_name="sweep", storage=open_storage(str(out / "study.journal"), 1)).trials[2]
-    assert retried.params == {"lr": lr * 2, "reg": 1e-3} and retried.user_attrs["slot"] == 1
+    assert retried.params == {"lr": lr, "reg": 1e-3} and retried.user_attrs["slot"] == 1
 
 
 def test_sweep_without_optuna_names_the_extra_and_train_never_imports_it(tmp_path):

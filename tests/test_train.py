@@ -53,7 +53,9 @@ def test_value_and_grad_matches_finite_differences():
     objective = with_l2(value_and_grad(net), reg=0.1)
     value, grads = objective(params, x, y)
     w = params[2]["w"]
-    numeric = fn.numerical_gradient(lambda v: objective((params[0], params[1], {"w": v, "b": params[2]["b"]}), x, y)[0], w)
+    numeric = fn.numerical_gradient(
+        lambda v: objective((params[0], params[1], {"w": v, "b": params[2]["b"]}), x, y)[0], w
+    )
     assert fn.rel_error(grads[2]["w"], numeric) < 1e-6
     assert value == pytest.approx(value_and_grad(net)(params, x, y)[0] + l2_penalty(params, 0.1)[0])
 
@@ -110,8 +112,16 @@ def test_fit_keeps_history_with_the_course_names_and_best_params():
 def test_fit_prints_a_readable_progress_line():
     lines = []
     net, params = small_net_and_params()
-    fit(net, params, (DIGITS.train.x[:64], DIGITS.train.y[:64]), (DIGITS.val.x[:10], DIGITS.val.y[:10]), sgd(0.01),
-        epochs=2, batch_size=32, log=lines.append)
+    fit(
+        net,
+        params,
+        (DIGITS.train.x[:64], DIGITS.train.y[:64]),
+        (DIGITS.val.x[:10], DIGITS.val.y[:10]),
+        sgd(0.01),
+        epochs=2,
+        batch_size=32,
+        log=lines.append,
+    )
     assert len(lines) == 2
     assert lines[1].startswith("epoch 2/2  loss ")
     for part in ("train acc", "val acc", "img/s", "left 0:00"):
@@ -176,7 +186,21 @@ def test_train_command_writes_checkpoint_history_and_plot(tmp_path, capsys):
 def test_train_command_reads_mnist_files(tmp_path, capsys):
     make_mnist(tmp_path, "train", 40, gz=True, seed=0)
     make_mnist(tmp_path, "test", 10, gz=False, seed=1)
-    args = ["train", "--dataset", "mnist", "--data-path", str(tmp_path), "--epochs", "1", "--filters", "2", "--hidden", "8", "--out", str(tmp_path / "run")]
+    args = [
+        "train",
+        "--dataset",
+        "mnist",
+        "--data-path",
+        str(tmp_path),
+        "--epochs",
+        "1",
+        "--filters",
+        "2",
+        "--hidden",
+        "8",
+        "--out",
+        str(tmp_path / "run"),
+    ]
     assert main(args) == 0
     assert "36 train, 4 val, 10 test images of shape (1, 28, 28)" in capsys.readouterr().out
 
@@ -187,7 +211,9 @@ def test_train_command_explains_a_missing_data_path(capsys):
 
 
 def test_accuracy_rejects_labels_of_the_wrong_shape():
-    with pytest.raises(ValueError, match=r"accuracy: labels y must have shape \(3,\) to match x of shape \(3, 3\), got \(3, 1\)"):
+    with pytest.raises(
+        ValueError, match=r"accuracy: labels y must have shape \(3,\) to match x of shape \(3, 3\), got \(3, 1\)"
+    ):
         accuracy(fn.identity, (), np.eye(3), np.array([[0], [1], [2]]))
     assert accuracy(fn.identity, (), np.eye(3), np.array([0, 1, 2])) == 1.0
 
@@ -195,22 +221,43 @@ def test_accuracy_rejects_labels_of_the_wrong_shape():
 def test_convnet_and_conv_sizes_are_checked():
     with pytest.raises(ValueError, match="filter_size must be odd"):
         three_layer_convnet(filter_size=4)
-    with pytest.raises(TypeError, match=r"conv\(stride=1, pad=0, filters=2, kernel_size=\(3, 3, 3\)\): kernel_size must be an int or a pair"):
+    with pytest.raises(
+        TypeError,
+        match=r"conv\(stride=1, pad=0, filters=2, kernel_size=\(3, 3, 3\)\): kernel_size must be an int or a pair",
+    ):
         fn.conv(filters=2, kernel_size=(3, 3, 3))
 
 
 def test_help_lists_the_options(capsys):
     assert main(["train", "--help"]) == 0
     text = capsys.readouterr().out
-    for option in ("--epochs", "--batch-size", "--lr", "--optimizer", "--seed", "--dataset", "--data-path", "--out",
-                   "--patience"):
+    for option in (
+        "--epochs",
+        "--batch-size",
+        "--lr",
+        "--optimizer",
+        "--seed",
+        "--dataset",
+        "--data-path",
+        "--out",
+        "--patience",
+    ):
         assert option in text
 
 
 def test_doctor_takes_the_network_and_data_options_and_refuses_the_runs(capsys):
     assert main(["doctor", "--help"]) == 0
     text = capsys.readouterr().out
-    for option in ("--batch-size", "--lr", "--reg", "--optimizer", "--seed", "--dataset", "--filters", "--weight-scale"):
+    for option in (
+        "--batch-size",
+        "--lr",
+        "--reg",
+        "--optimizer",
+        "--seed",
+        "--dataset",
+        "--filters",
+        "--weight-scale",
+    ):
         assert option in text
     for option in ("--epochs", "--out", "--resume", "--patience", "--lr-decay"):  # it would ignore them
         assert option not in text
@@ -239,9 +286,11 @@ def test_one_training_step_serves_value_and_grad_with_l2_and_fit():
 
 def test_reg_is_checked_once_naming_who_was_called():
     net, _ = small_net_and_params()
-    for call, owner in ((lambda: with_l2(value_and_grad(net), -1.0), "with_l2"),
-                        (lambda: fn.training_step(net, reg=float("nan")), "training_step"),
-                        (lambda: run(reg=-0.5), "fit")):
+    for call, owner in (
+        (lambda: with_l2(value_and_grad(net), -1.0), "with_l2"),
+        (lambda: fn.training_step(net, reg=float("nan")), "training_step"),
+        (lambda: run(reg=-0.5), "fit"),
+    ):
         with pytest.raises(ValueError, match=f"{owner}: reg must be >= 0 and finite"):
             call()
 
@@ -259,8 +308,19 @@ def test_fits_former_checkpoint_arguments_still_work_with_a_warning(tmp_path):
     lines: list[str] = []
     train, val = (DIGITS.train.x[:200], DIGITS.train.y[:200]), (DIGITS.val.x[:100], DIGITS.val.y[:100])
     with pytest.warns(DeprecationWarning, match=r"config, resume moved into checkpoint=fn.Checkpoint"):
-        old = fit(net, params, train, val, sgd(0.05), epochs=2, batch_size=32, log=lines.append, checkpoint=ckpt,
-                  resume=True, config={})
+        old = fit(
+            net,
+            params,
+            train,
+            val,
+            sgd(0.05),
+            epochs=2,
+            batch_size=32,
+            log=lines.append,
+            checkpoint=ckpt,
+            resume=True,
+            config={},
+        )
     assert lines[0] == f"resumed from {ckpt} after epoch 1" and len(old.history.val_acc_history) == 2
     assert tree_allclose(old.params, run(epochs=2).params, rtol=0, atol=0)
     with pytest.raises(TypeError, match="fit\\(\\) got an unexpected keyword argument 'resum'"):

@@ -33,16 +33,27 @@ def _check(args: argparse.Namespace) -> int:
     print(format_table(results))
     kinks = sum(len(report.kinks) for _, report in results)
     leaves = sum(len(report.leaves) for _, report in results)
-    print(f"\n{leaves} gradients checked ({args.mode} mode, float64) in {time.perf_counter() - start:.1f} s; "
-          f"all correct{f', {kinks} at a kink (not checked)' if kinks else ''}.")
+    print(
+        f"\n{leaves} gradients checked ({args.mode} mode, float64) in {time.perf_counter() - start:.1f} s; "
+        f"all correct{f', {kinks} at a kink (not checked)' if kinks else ''}."
+    )
     return 0
 
 
 RUN_FILES = ("checkpoint.npz", "history.json", "training.png")
 # Options that a resumed run may change: where things are, how long to train (and when to stop), and the init
 # (a resume does not use it).
-CONFIG_EXEMPT = ("command", "run", "epochs", "out", "resume", "overwrite", "allow_config_change", "weight_scale",
-                 "patience")
+CONFIG_EXEMPT = (
+    "command",
+    "run",
+    "epochs",
+    "out",
+    "resume",
+    "overwrite",
+    "allow_config_change",
+    "weight_scale",
+    "patience",
+)
 
 
 def _out_folder(args: argparse.Namespace) -> tuple[Path, bool]:
@@ -53,11 +64,15 @@ def _out_folder(args: argparse.Namespace) -> tuple[Path, bool]:
         raise ValueError(f"--out {out} is a file, expected a folder")
     previous = [name for name in RUN_FILES if (out / name).exists()]
     if previous and not (args.resume or args.overwrite):
-        raise ValueError(f"--out {out} already holds a run ({', '.join(previous)}); continue it with --resume, "
-                         "replace it with --overwrite, or choose another --out")
+        raise ValueError(
+            f"--out {out} already holds a run ({', '.join(previous)}); continue it with --resume, "
+            "replace it with --overwrite, or choose another --out"
+        )
     if args.resume and previous and "checkpoint.npz" not in previous:
-        raise ValueError(f"--out {out} holds {', '.join(previous)} but no checkpoint.npz to resume from; "
-                         "replace that run with --overwrite, or choose another --out")
+        raise ValueError(
+            f"--out {out} holds {', '.join(previous)} but no checkpoint.npz to resume from; "
+            "replace that run with --overwrite, or choose another --out"
+        )
     created = not out.exists()
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -118,10 +133,12 @@ def _train(args: argparse.Namespace) -> int:
     out, created = _out_folder(args)  # after every option was checked: a failed start leaves no folder behind
     checkpoint = out / "checkpoint.npz"
     # When resuming, these lines wait for fit to accept the checkpoint, so a refusal comes first and alone.
-    header = (f"funcnn train: {net.name}\n  {args.dataset}: {len(data.train)} train, {len(data.val)} val, "
-              f"{len(data.test)} test "
-              f"images of shape {input_shape}; {args.optimizer} lr {args.lr} (x{args.lr_decay} per epoch), "
-              f"batch {args.batch_size}, {args.epochs} epochs, seed {args.seed}")
+    header = (
+        f"funcnn train: {net.name}\n  {args.dataset}: {len(data.train)} train, {len(data.val)} val, "
+        f"{len(data.test)} test "
+        f"images of shape {input_shape}; {args.optimizer} lr {args.lr} (x{args.lr_decay} per epoch), "
+        f"batch {args.batch_size}, {args.epochs} epochs, seed {args.seed}"
+    )
     pending = [header]
 
     def log(line: str) -> None:
@@ -145,16 +162,23 @@ def _train(args: argparse.Namespace) -> int:
         raise
     test_acc = accuracy(net, result.best_params, data.test.x, data.test.y, result.best_state)
     history = result.history
-    summary = {"dataset": args.dataset, "test_acc": test_acc, "best_val_acc": history.best_val_acc,
-               "best_epoch": history.best_epoch, "stopped_by": result.stopped_by,
-               "seconds": time.perf_counter() - started,
-               "history": asdict(history)}
+    summary = {
+        "dataset": args.dataset,
+        "test_acc": test_acc,
+        "best_val_acc": history.best_val_acc,
+        "best_epoch": history.best_epoch,
+        "stopped_by": result.stopped_by,
+        "seconds": time.perf_counter() - started,
+        "history": asdict(history),
+    }
     _write_atomically(out / "history.json", json.dumps(summary, indent=1))
     title = f"three-layer convnet on {args.dataset}: test accuracy {test_acc:.3f}"
     plot = plot_history(history, out / "training.png", title)
-    print(f"test accuracy {test_acc:.4f} (best validation {history.best_val_acc:.4f} after epoch "
-          f"{history.best_epoch}); "
-          f"{summary['seconds']:.1f} s in all")
+    print(
+        f"test accuracy {test_acc:.4f} (best validation {history.best_val_acc:.4f} after epoch "
+        f"{history.best_epoch}); "
+        f"{summary['seconds']:.1f} s in all"
+    )
     print(f"wrote {out / 'checkpoint.npz'}, {out / 'history.json'}" + (f", {plot}" if plot else ""))
     if plot is None:
         print(INSTALL_HINT)
@@ -170,10 +194,13 @@ def _doctor(args: argparse.Namespace) -> int:
     data = load_named(args.dataset, args.data_path, np.dtype(args.dtype).type)
     net, params = net_and_params(args, data)
     optimizer = OPTIMIZERS[args.optimizer](learning_rate=args.lr)
-    print(f"funcnn doctor: {net.name} on {args.dataset}; {args.optimizer} lr {args.lr}, reg {args.reg}, "
-          f"batch {args.batch_size}")
-    report = doctor(net, params, (data.train.x, data.train.y), optimizer, reg=args.reg, batch_size=args.batch_size,
-                    seed=args.seed)
+    print(
+        f"funcnn doctor: {net.name} on {args.dataset}; {args.optimizer} lr {args.lr}, reg {args.reg}, "
+        f"batch {args.batch_size}"
+    )
+    report = doctor(
+        net, params, (data.train.x, data.train.y), optimizer, reg=args.reg, batch_size=args.batch_size, seed=args.seed
+    )
     print(f"{report}\n{time.perf_counter() - started:.1f} s")
     return 0 if report.ok else 1
 
@@ -231,8 +258,10 @@ def _sweep(args: argparse.Namespace) -> int:
     except ModuleNotFoundError as error:
         if error.name != "optuna":
             raise
-        raise ValueError('needs Optuna: install the sweep extra, pip install "funcnn[sweep]" '
-                         '(from a clone: pip install -e ".[sweep]")') from None
+        raise ValueError(
+            'needs Optuna: install the sweep extra, pip install "funcnn[sweep]" '
+            '(from a clone: pip install -e ".[sweep]")'
+        ) from None
     sweep(args, train_options())
     return 0
 
@@ -291,8 +320,12 @@ def build_parser() -> argparse.ArgumentParser:
     export.set_defaults(run=_export)
 
     check = commands.add_parser("check", help="finite-difference check of every layer, sandwich and network")
-    check.add_argument("--mode", choices=["full", "fast"], default="full",
-                       help="full: element by element, like the course; fast: random directions (default: full)")
+    check.add_argument(
+        "--mode",
+        choices=["full", "fast"],
+        default="full",
+        help="full: element by element, like the course; fast: random directions (default: full)",
+    )
     check.add_argument("--seed", type=int_from(0), default=0, help="seed of the random problems (default: 0)")
     check.set_defaults(run=_check)
     return parser

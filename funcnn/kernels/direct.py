@@ -42,7 +42,9 @@ _pools: dict[int, ThreadPoolExecutor] = {}  # by process id: a forked child has 
 
 
 @jit(inline="always")
-def _phase_split(x: np.ndarray, n: int, pad: int, stride: int, wq: int, xq: np.ndarray) -> None:  # pragma: no cover - compiled
+def _phase_split(
+    x: np.ndarray, n: int, pad: int, stride: int, wq: int, xq: np.ndarray
+) -> None:  # pragma: no cover - compiled
     """Fill ``xq`` ``(C * stride * stride + 1, hq, wq)`` with image ``n`` of ``x``, zero-padded and
     phase-split, and zeros in the last plane."""
     channels, height, width = x.shape[1:]
@@ -62,7 +64,17 @@ def _phase_split(x: np.ndarray, n: int, pad: int, stride: int, wq: int, xq: np.n
 
 
 @jit()
-def forward(x: np.ndarray, wt: np.ndarray, bias: np.ndarray, bases: np.ndarray, stride: int, pad: int, hq: int, wq: int, y: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
+def forward(
+    x: np.ndarray,
+    wt: np.ndarray,
+    bias: np.ndarray,
+    bases: np.ndarray,
+    stride: int,
+    pad: int,
+    hq: int,
+    wq: int,
+    y: np.ndarray,
+) -> np.ndarray:  # pragma: no cover - compiled
     """Fill ``y`` ``(n, F, H', W')`` with the conv of ``x`` ``(n, C, H, W)``; ``wt`` ``(F', T')``,
     ``bias`` ``(F',)`` and ``bases`` ``(T',)`` come from :func:`plan`; returns ``y``."""
     filters, out_h, out_w = y.shape[1:]

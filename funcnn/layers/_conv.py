@@ -258,8 +258,13 @@ def _make_conv(
             )
         return sizes[0], *output_size(name, shape, sizes[1:], stride, pad, "kernel")
 
-    hparams = {"stride": stride, "pad": pad, "filters": None if sizes is None else sizes[0],
-               "kernel_size": None if sizes is None else sizes[1:], "naive": naive}
+    hparams = {
+        "stride": stride,
+        "pad": pad,
+        "filters": None if sizes is None else sizes[0],
+        "kernel_size": None if sizes is None else sizes[1:],
+        "naive": naive,
+    }
     init = _conv_init(name, sizes, out_shape)
     return Layer(apply, name, ("w", "b"), init, out_shape=out_shape, op="conv", hparams=hparams, doc=doc)
 
