@@ -32,6 +32,19 @@ ROOT = HERE.parent
 
 POOL_CASES = {"2x2s2": (2, 2, 2), "3x3s2": (3, 3, 2)}
 POOL_X = (100, 3, 32, 32)
+# The columns of the conv and max-pool tables.
+PEER_HEADER = [
+    "shape",
+    "dtype",
+    "op",
+    "funcnn ms",
+    "torch ms",
+    "jax ms",
+    "im2col ms",
+    "GFLOP/s",
+    "vs fastest",
+    "im2col/funcnn",
+]
 AFFINE_SHAPES = [(100, 3072, 100), (512, 4096, 1024)]  # N, D, M
 
 
@@ -270,19 +283,7 @@ def bench_conv() -> None:
         "vs fastest: funcnn / the fastest of torch, jax, im2col (<1 means funcnn is faster); "
         "im2col/funcnn: how many times faster funcnn is than the im2col baseline."
     )
-    header = [
-        "shape",
-        "dtype",
-        "op",
-        "funcnn ms",
-        "torch ms",
-        "jax ms",
-        "im2col ms",
-        "GFLOP/s",
-        "vs fastest",
-        "im2col/funcnn",
-    ]
-    table("conv (median ms)", header, rows, note)
+    table("conv (median ms)", PEER_HEADER, rows, note)
     summary = []
     for dtype in ("float32", "float64", "both"):
         for op in ("fwd", "bwd", "fwd+bwd", "all"):
@@ -367,19 +368,7 @@ def bench_pool() -> None:
                         ratio(peers["im2col"], ours),
                     ]
                 )
-    header = [
-        "shape",
-        "dtype",
-        "op",
-        "funcnn ms",
-        "torch ms",
-        "jax ms",
-        "im2col ms",
-        "GFLOP/s",
-        "vs fastest",
-        "im2col/funcnn",
-    ]
-    table("max-pool (median ms)", header, rows, "vs fastest: funcnn / the fastest of torch and jax (target <= 1)")
+    table("max-pool (median ms)", PEER_HEADER, rows, "vs fastest: funcnn / the fastest of torch and jax (target <= 1)")
 
 
 # ---------------------------------------------------------------- affine
