@@ -1,9 +1,12 @@
 """The conv forward pass on few input channels: funcnn's direct kernel against its im2col + BLAS path and
 PyTorch (CPU), interleaved in one process; the measurements behind ``DIRECT_MAX_CHANNELS`` and
-``DIRECT_MIN_TAPS`` in ``funcnn/layers/_conv.py``.
+``DIRECT_MIN_TAPS`` in ``funcnn/layers/_conv.py``. With ``--dw``, the weight gradient alone (the
+backward of a first layer, ``need_dx=False``): the trial kernel of ``benchmarks/direct_dw_trial.py``
+against funcnn's im2col + BLAS dw and PyTorch's, with the trial's largest difference from funcnn's dw.
 
     python benchmarks/bench_direct.py                     # 2 threads, wall time, 8 rounds of 10 calls
     python benchmarks/bench_direct.py --threads 1 --cpu   # per-core cost: process CPU time, 1 thread
+    python benchmarks/bench_direct.py --dw                # dw only
 
 ``--cpu`` times with ``time.process_time`` (all threads' CPU time): on a shared machine it moves less
 than wall time, and at 1 thread it is the per-core cost. The table shows min and median ms per call.
@@ -22,11 +25,14 @@ parser.add_argument("--threads", type=int, default=2)
 parser.add_argument("--rounds", type=int, default=8)
 parser.add_argument("--repeats", type=int, default=10)
 parser.add_argument("--cpu", action="store_true", help="process CPU time instead of wall time")
+parser.add_argument("--dw", action="store_true", help="time the weight gradient instead of the forward pass")
 ARGS = parser.parse_args()
 for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
     os.environ[var] = str(ARGS.threads)
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import direct_dw_trial
 import numpy as np
 
 import funcnn.layers._conv as conv_module
@@ -64,18 +70,38 @@ def candidates(x: np.ndarray, w: np.ndarray, b: np.ndarray, stride: int, pad: in
     return found
 
 
+def dw_candidates(x: np.ndarray, w: np.ndarray, b: np.ndarray, stride: int, pad: int) -> dict:
+    out_h, out_w = ((size + 2 * pad - k) // stride + 1 for size, k in zip(x.shape[2:], w.shape[2:]))
+    dy = np.random.default_rng(1).standard_normal((x.shape[0], w.shape[0], out_h, out_w)).astype(x.dtype)
+    backward = conv_module._fast_forward(x, w, b, stride, pad, out_h, out_w)[1]
+    found = {
+        "direct": lambda: direct_dw_trial.conv_dw(x, dy, w.shape, stride, pad),
+        "im2col": lambda: backward(dy, False)[1],
+    }
+    try:
+        import torch
+
+        torch.set_num_threads(ARGS.threads)
+        tx, tdy = torch.from_numpy(x), torch.from_numpy(dy)
+        found["torch"] = lambda: torch.nn.grad.conv2d_weight(tx, w.shape, tdy, stride=stride, padding=pad)
+    except ImportError:
+        pass
+    return found
+
+
 def main() -> None:
     clock = time.process_time if ARGS.cpu else time.perf_counter
     clock_name = "CPU" if ARGS.cpu else "wall"
     print(f"threads {ARGS.threads}, {clock_name} time, min / median ms of {ARGS.rounds} rounds x {ARGS.repeats}")
-    print("| shape | dtype | direct | im2col + BLAS | torch | direct / im2col (median) | chosen |")
+    last = "max abs(direct - im2col) / max abs(dw)" if ARGS.dw else "chosen"
+    print(f"| shape | dtype | direct | im2col + BLAS | torch | direct / im2col (median) | {last} |")
     print("|---|---|---|---|---|---|---|")
     rng = np.random.default_rng(0)
     for dtype in (np.float32, np.float64):
         for name, (x_shape, w_shape, stride, pad) in SHAPES.items():
             x, w = rng.standard_normal(x_shape).astype(dtype), rng.standard_normal(w_shape).astype(dtype)
             b = rng.standard_normal(w_shape[0]).astype(dtype)
-            impls = candidates(x, w, b, stride, pad)
+            impls = (dw_candidates if ARGS.dw else candidates)(x, w, b, stride, pad)
             times: dict[str, list[float]] = {impl: [] for impl in impls}
             for _ in range(ARGS.rounds):
                 for impl, run in impls.items():
@@ -86,10 +112,14 @@ def main() -> None:
                         times[impl].append(clock() - started)
             cell = {impl: f"{1e3 * min(t):.2f} / {1e3 * np.median(t):.2f}" for impl, t in times.items()}
             ratio = np.median(times["direct"]) / np.median(times["im2col"])
-            chosen = "direct" if conv_module._uses_direct(w) else "im2col"
+            if ARGS.dw:
+                reference = impls["im2col"]()
+                last = f"{np.abs(impls['direct']() - reference).max() / np.abs(reference).max():.1e}"
+            else:
+                last = "direct" if conv_module._uses_direct(w) else "im2col"
             print(
                 f"| {name} x{x_shape} w{w_shape} s{stride} p{pad} | {np.dtype(dtype).name} | {cell['direct']} | "
-                f"{cell['im2col']} | {cell.get('torch', '-')} | {ratio:.2f} | {chosen} |",
+                f"{cell['im2col']} | {cell.get('torch', '-')} | {ratio:.2f} | {last} |",
                 flush=True,
             )
 
