@@ -58,8 +58,9 @@ def conv_cases(dtype=None, naive=False):
 
 
 @st.composite
-def conv_direct_cases(draw, dtype=None):
-    """Convs that take the direct kernel: 1-4 input channels, at least 64 taps (C * HH * WW), strides 1-3."""
+def conv_wide_cases(draw, dtype=None):
+    """Convs over few input channels (1-4) with wide kernels (at least 64 taps, C * HH * WW), strides 1-3, like
+    the course's first conv."""
     dtype = draw(float_dtypes) if dtype is None else dtype
     c = draw(st.integers(1, 4))
     side = int(np.ceil(np.sqrt(64 / c)))  # the smallest square kernel with enough taps
@@ -139,7 +140,7 @@ CASES = {
     "relu": relu_cases,
     "conv": conv_cases,
     "conv_naive": lambda dtype=None: conv_cases(dtype, naive=True),
-    "conv_direct": conv_direct_cases,
+    "conv_wide": conv_wide_cases,
     "max_pool": pool_cases,
     "max_pool_naive": lambda dtype=None: pool_cases(dtype, naive=True),
     "affine_relu": affine_relu_cases,

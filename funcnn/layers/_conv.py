@@ -38,12 +38,6 @@ CHUNK_BYTES = 4 << 20
 # Winograd F(2x2, 3x3) serves 3x3 stride-1 convs with at least this many input and output channels
 # (the product's inner size: with fewer, BLAS is far from its peak and the transforms dominate).
 WINOGRAD_MIN_CHANNELS = 16
-# The direct kernel (funcnn/kernels/direct.py) serves forward passes over at most this many input
-# channels with at least this many taps (C * HH * WW); measured against im2col + BLAS on 1 and 2
-# threads, it wins from 5x5 filters over 3 channels up and loses on 3x3 ones (too few taps to pay
-# for its per-image set-up) and past a few channels (BLAS is efficient on the longer products).
-DIRECT_MAX_CHANNELS = 4
-DIRECT_MIN_TAPS = 64
 
 
 def _chunks(n: int, bytes_per_image: int) -> list[slice]:
@@ -54,11 +48,6 @@ def _chunks(n: int, bytes_per_image: int) -> list[slice]:
 def _uses_winograd(w: np.ndarray, stride: int, pad: int) -> bool:
     f, c, hh, ww = w.shape
     return hh == ww == 3 and stride == 1 and pad <= 2 and min(f, c) >= WINOGRAD_MIN_CHANNELS
-
-
-def _uses_direct(w: np.ndarray) -> bool:
-    f, c, hh, ww = w.shape
-    return bool(c <= DIRECT_MAX_CHANNELS and c * hh * ww >= DIRECT_MIN_TAPS)
 
 
 Rows = Callable[[np.ndarray, int, int], np.ndarray]
@@ -144,10 +133,6 @@ def _fast_forward(
     # Buffers are made per call: a live vjp never shares one with a later call.
     if winograd:
         y = _winograd_conv(x, w, b, pad, out_h, out_w).reshape(n, f, plane)
-    elif _uses_direct(w):
-        from funcnn.kernels import direct
-
-        y = direct.conv(x, w, b, stride, pad, out_h, out_w).reshape(n, f, plane)
     else:
         buffer = np.empty(0 if pointwise else k * step * plane, x.dtype)
         y = np.empty((n, f, plane), x.dtype)
