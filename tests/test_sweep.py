@@ -16,7 +16,7 @@ from funcnn.app.cli import build_parser, main
 from funcnn.app.options import train_options
 from funcnn.app.space import Range, search_space
 from funcnn.app.sweep import run
-from funcnn.app.sweep_report import finished_slots
+from funcnn.app.sweep_report import finished_slots, write_results
 from funcnn.app.sweep_trial import make_objective
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -196,3 +196,39 @@ def test_the_sweep_reuses_every_option_of_train():
     train = build_parser().parse_args(["train"])
     assert set(vars(train)) - set(vars(sweep)) == {"overwrite", "allow_config_change"}
     assert isinstance(sweep, argparse.Namespace) and sweep.out is None and sweep.pruner == "median"
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "message"),
+    [
+        ({"pruner": "medain"}, ValueError, r"--pruner: must be one of 'median', 'halving', 'none', got 'medain'"),
+        ({"dataset": "cifar"}, ValueError, r"--dataset: must be one of .*got 'cifar'"),
+        ({"dataset": "mnist"}, ValueError, r"dataset 'mnist' is read from your disk"),
+        ({"space": "lr=log:1e-4:1e-2"}, TypeError, r"space must be a list of ranges"),
+    ],
+)
+def test_options_given_in_python_are_checked_before_anything_is_written(tmp_path, options, error, message):
+    out = tmp_path / "sweep"
+    with pytest.raises(error, match=message):
+        run(1, out, workers=1, epochs=1, **options)
+    assert not out.exists()
+
+
+def test_results_put_complete_trials_before_pruned_ones_whatever_their_last_report(tmp_path):
+    distributions = {"lr": optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True)}
+    trials = [
+        optuna.create_trial(
+            state=optuna.trial.TrialState.COMPLETE, value=0.8, params={"lr": 1e-3}, distributions=distributions
+        ),
+        optuna.create_trial(
+            state=optuna.trial.TrialState.PRUNED,
+            params={"lr": 2e-3},
+            distributions=distributions,
+            intermediate_values={1: 0.9},
+        ),
+    ]
+    for number, trial in enumerate(trials):
+        trial.number = number
+        trial.set_user_attr("slot", number)
+    rows = write_results(trials, tmp_path / "results.csv")
+    assert [row["state"] for row in rows] == ["complete", "pruned"]

@@ -67,7 +67,7 @@ def _each_slot_once(trials: list, n: int) -> None:
 
 def test_two_workers_on_one_journal_run_exactly_n_trials(tmp_path):
     out = tmp_path / "sweep"
-    stdout, _ = _finish(_sweep(6, out, "--workers", "2", "--epochs", "2"))
+    stdout, _ = _finish(_sweep(6, out, "--workers", "2", "--epochs", "40"))  # trials long enough for both
     with _study("sweep", str(out / "study.journal")) as study:
         trials = study.trials
     assert len(trials) == 6 and {t.state for t in trials} == {TrialState.COMPLETE}
@@ -101,7 +101,7 @@ def test_a_worker_killed_mid_trial_leaves_a_failed_then_retried_trial(tmp_path, 
     middle of a trial. The other fails that trial once its heartbeat is stale, runs it again with the same
     values, and the study ends with each of the N trials done once, readable by a new process."""
     storage = str(tmp_path / "shared.journal") if backend == "journal" else request.getfixturevalue("postgres_url")
-    name, epochs = f"kill-{uuid.uuid4().hex[:8]}", 80
+    name, epochs = f"kill-{uuid.uuid4().hex[:8]}", 400
     shared = ["--workers", "1", "--storage", storage, "--study", name, "--epochs", str(epochs)]
     first = _sweep(4, tmp_path / "first", *shared)
     assert "created" in first.stdout.readline()  # the header, printed once the study and its trials exist
@@ -126,7 +126,7 @@ def test_a_worker_killed_mid_trial_leaves_a_failed_then_retried_trial(tmp_path, 
 
 
 def test_ctrl_c_stops_the_workers_and_a_rerun_runs_the_interrupted_trial_again(tmp_path):
-    out, epochs = tmp_path / "sweep", 80
+    out, epochs = tmp_path / "sweep", 400
     command = _sweep(3, out, "--workers", "1", "--epochs", str(epochs))
     assert "created" in command.stdout.readline()
     with _study("sweep", str(out / "study.journal")) as study:

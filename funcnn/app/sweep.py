@@ -20,9 +20,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from funcnn.app.datasets import load_named
 from funcnn.app.options import Options, sweep_options, train_options
 from funcnn.app.space import Range, search_space
 from funcnn.app.sweep_report import SLOT, finished_slots, plot_lr_reg, progress_line, top_table, write_results
@@ -134,6 +136,9 @@ def _open_study(
 
 def _checked_value(action: argparse.Action, value: Any) -> None:
     """Check ``value`` with the option's parser type, as if it were given on the command line."""
+    if action.choices is not None and value is not None and value not in action.choices:
+        choices = ", ".join(map(repr, action.choices))
+        raise ValueError(f"{action.option_strings[0]}: must be one of {choices}, got {value!r}")
     if callable(action.type) and value is not None and not isinstance(value, bool):
         try:
             action.type(str(value))
@@ -146,8 +151,11 @@ def _check(args: argparse.Namespace, train: Options) -> tuple[Range, ...]:
     range's ends with the parser's checks of ``funcnn train``."""
     for action in sweep_options().values():
         _checked_value(action, getattr(args, action.dest, None))
+    if isinstance(args.space, str):
+        raise TypeError(f"space must be a list of ranges such as ['lr=log:1e-4:1e-2'], got the string {args.space!r}")
     args.workers = len(os.sched_getaffinity(0)) if args.workers is None else args.workers
     space = search_space(args.space, args.space_file, train)
+    load_named(args.dataset, args.data_path, np.dtype(args.dtype).type)  # a data set error: here, once, not per worker
     options = train
     for r in space:
         for value in r.bounds():

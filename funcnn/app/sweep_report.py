@@ -69,9 +69,12 @@ def _row(trial: FrozenTrial, names: Sequence[str]) -> dict[str, object]:
 
 
 def write_results(trials: Sequence[FrozenTrial], path: Path) -> list[dict[str, object]]:
-    """Every trial (retried ones included) as a CSV row at ``path``, best validation accuracy first; the rows."""
+    """Every trial (retried ones included) as a CSV row at ``path``: complete trials first, best validation
+    accuracy first among them (a pruned trial's value is only its last report); the rows."""
     names = sorted({n for t in trials for n in t.params})
-    ordered = sorted(trials, key=lambda t: (t.value is None, -(t.value or 0.0), t.number))
+    ordered = sorted(
+        trials, key=lambda t: (t.state != TrialState.COMPLETE, t.value is None, -(t.value or 0.0), t.number)
+    )
     rows = [_row(t, names) for t in ordered]
     with open(path, "w", newline="") as f:
         writer = csv.DictWriter(

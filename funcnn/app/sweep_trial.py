@@ -39,10 +39,6 @@ def make_objective(args: argparse.Namespace, space: Sequence[Range], out: Path) 
         trial.set_user_attr("blas_threads", os.environ.get("OPENBLAS_NUM_THREADS"))
         values = {r.option: r.suggest(trial) for r in space}
         options = argparse.Namespace(**{**vars(args), **values})
-        key = (options.dataset, options.dtype)
-        if key not in loaded:
-            loaded[key] = load_named(options.dataset, options.data_path, np.dtype(options.dtype).type)
-        data = loaded[key]
         folder = out / "trials" / str(trial.number)
         folder.mkdir(parents=True, exist_ok=True)
 
@@ -51,6 +47,10 @@ def make_objective(args: argparse.Namespace, space: Sequence[Range], out: Path) 
             return "stop" if trial.should_prune() else None
 
         try:
+            key = (options.dataset, options.dtype)
+            if key not in loaded:
+                loaded[key] = load_named(options.dataset, options.data_path, np.dtype(options.dtype).type)
+            data = loaded[key]
             net, params = net_and_params(options, data)
             steps_per_epoch = len(batch_starts(len(data.train), options.batch_size))
             optimizer = OPTIMIZERS[options.optimizer](
