@@ -184,6 +184,19 @@ def _split(name: str, what: str, tree: PyTree, owned: list[tuple[str, ...]]) -> 
     return tuple({k: tree[k] for k in keys} if keys else () for keys in owned)
 
 
+def children_parts(layer: Layer, tree: PyTree, what: str = "params") -> tuple[PyTree, ...]:
+    """Each child's share of a combination's ``tree`` (``what``: "params" or "state"), split as the
+    combination itself splits it: one entry per child for chain and fan_out, each child's keys of the merged
+    dict for sandwich, the whole tree for residual and bind. A wrong tree is the combination's own error."""
+    if layer.op in ("residual", "bind"):
+        return (tree,)
+    if what == "state" and not layer.moded:
+        return ((),) * len(layer.children)
+    if layer.op == "sandwich":
+        return _split(layer.name, what, tree, _owners(layer.name, layer.children, what))
+    return _per_layer(layer.name, what, tree, len(layer.children))
+
+
 def _merge(parts: Sequence[PyTree]) -> PyTree:
     merged = {k: v for part in parts if part != () for k, v in part.items()}
     return merged if merged else ()

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from funcnn.combinators import children_parts
 from funcnn.core import Layer, Shape, State, run
 from funcnn.init import init_state
 from funcnn.tree import PyTree, tree_leaves
@@ -115,21 +116,6 @@ def _group_norm(g: _Graph, params: PyTree, x: str, shape: Shape, groups: int, ep
     return g.node("Add", [g.node("Mul", [back, gamma]), g.weight(np.reshape(params["beta"], per_channel), "beta")])
 
 
-def _parts(layer: Layer, tree: PyTree, what: str) -> list[PyTree]:
-    """The children's share of a combination's params or state (``what``), as the combinators split them."""
-    children = layer.children
-    if layer.op in ("residual", "bind"):
-        return [tree]
-    if layer.op == "sandwich":
-        keys = [child.param_keys if what == "params" else child.state_keys for child in children]
-        return [{k: tree[k] for k in child_keys} if child_keys else () for child_keys in keys]
-    if what == "state" and not layer.moded:
-        return [()] * len(children)
-    if not isinstance(tree, (tuple, list)) or len(tree) != len(children):
-        raise ValueError(f"to_onnx: {layer.name}: {what} must be a tuple with one entry per layer ({len(children)})")
-    return list(tree)
-
-
 def _add(g: _Graph, layer: Layer, params: PyTree, state: State, x: str, shape: Shape) -> tuple[str, Shape]:
     """The nodes of ``layer`` (any depth) fed ``x``; returns its output's name and per-example shape."""
     if layer.out_shape is None:
@@ -138,7 +124,7 @@ def _add(g: _Graph, layer: Layer, params: PyTree, state: State, x: str, shape: S
         return _leaf(g, layer, params, state, x, shape), _leaf_shape(layer, params, shape)
     if layer.op == "bind" and any(child.moded for child in layer.children):
         raise ValueError(f"to_onnx: {layer.name}: export the network itself, with its state, not a bound copy")
-    pairs = zip(layer.children, _parts(layer, params, "params"), _parts(layer, state, "state"))
+    pairs = zip(layer.children, children_parts(layer, params, "params"), children_parts(layer, state, "state"))
     if layer.op in ("chain", "sandwich", "bind"):
         for child, p, s in pairs:
             x, shape = _add(g, child, p, s, x, shape)

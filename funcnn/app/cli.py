@@ -103,15 +103,22 @@ def _write_atomically(path: Path, text: str) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def _course_net(options: dict[str, Any]) -> tuple[Any, tuple[int, ...]]:
+    """The convnet that ``funcnn train`` builds from these options, and one example's shape."""
+    from funcnn.app.datasets import INPUT_SHAPES, NUM_CLASSES
+    from funcnn.nets import three_layer_convnet
+
+    sizes = options["filters"], options["filter_size"], options["hidden"], NUM_CLASSES[options["dataset"]]
+    net = three_layer_convnet(*sizes, options["batch_norm"], options["dropout"])
+    return net, INPUT_SHAPES[options["dataset"]]
+
+
 def net_and_params(args: argparse.Namespace, data: Any) -> tuple[Any, Any]:
     """The course's convnet with the data set's number of classes (not the labels seen: a file holding
     only some classes keeps the others) and its initial params, as the options say."""
-    from funcnn.app.datasets import NUM_CLASSES
     from funcnn.init import init_params
-    from funcnn.nets import three_layer_convnet
 
-    classes = NUM_CLASSES[args.dataset]
-    net = three_layer_convnet(args.filters, args.filter_size, args.hidden, classes, args.batch_norm, args.dropout)
+    net, _ = _course_net(vars(args))
     rng = np.random.default_rng(args.seed)
     _, params = init_params(net, rng, data.train.x.shape[1:], args.dtype, args.weight_scale)
     return net, params
@@ -208,16 +215,6 @@ def _doctor(args: argparse.Namespace) -> int:
 NET_OPTIONS = ("dataset", "batch_size", "filters", "filter_size", "hidden", "batch_norm", "dropout", "dtype")
 
 
-def _course_net(options: dict[str, Any]) -> tuple[Any, tuple[int, ...]]:
-    """The convnet that ``funcnn train`` builds from these options, and one example's shape."""
-    from funcnn.app.datasets import INPUT_SHAPES, NUM_CLASSES
-    from funcnn.nets import three_layer_convnet
-
-    sizes = options["filters"], options["filter_size"], options["hidden"], NUM_CLASSES[options["dataset"]]
-    net = three_layer_convnet(*sizes, options["batch_norm"], options["dropout"])
-    return net, INPUT_SHAPES[options["dataset"]]
-
-
 def _summary(args: argparse.Namespace) -> int:
     from funcnn.summary_table import summary
 
@@ -278,8 +275,8 @@ def _add_sweep(commands: Any) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``funcnn`` command's parser: train, doctor (train's network and data options, from the same
-    declarations) and check."""
+    """The ``funcnn`` command's parser: train, doctor, sweep, summary, export and check; the options they
+    share are declared once, in :mod:`funcnn.app.options`."""
     parser = Parser(prog="funcnn", description="funcnn: neural nets with hand-written, checked VJPs.")
     commands = parser.add_subparsers(dest="command", required=True)
 
