@@ -1,6 +1,8 @@
 """The Numba layers agree with the plain-NumPy references, forward and backward, ties included."""
 
 import numpy as np
+import pytest
+from bounds import assert_conv_matches_reference
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -8,28 +10,27 @@ import funcnn as fn
 from funcnn.testing import conv_problems, pool_problems
 from funcnn.tree import tree_leaves
 
-TOL = {np.dtype(np.float32): dict(rtol=1e-4, atol=1e-4), np.dtype(np.float64): dict(rtol=1e-10, atol=1e-10)}
-
-
-def assert_same_layer(fast, naive, params, x, exact=False):
-    y_fast, vjp_fast = fast(params, x)
-    y_naive, vjp_naive = naive(params, x)
-    tol = dict(rtol=0, atol=0) if exact else TOL[x.dtype]
-    np.testing.assert_allclose(y_fast, y_naive, **tol)
-    dy = np.random.default_rng(1).standard_normal(y_fast.shape).astype(x.dtype)
-    for a, b in zip(tree_leaves(vjp_fast(dy)), tree_leaves(vjp_naive(dy))):
-        np.testing.assert_allclose(a, b, **tol)
-
 
 @given(conv_problems())
 def test_conv_fast_equals_naive(p):
-    assert_same_layer(fn.conv(**p.conv_param), fn.conv_naive(**p.conv_param), p.params, p.x)
+    """Equal to rounding: within the bound of two summation orders of the same sums (tests/bounds.py)."""
+    y, vjp = fn.conv(**p.conv_param)(p.params, p.x)
+    dy = np.random.default_rng(1).standard_normal(y.shape).astype(p.x.dtype)
+    grads, dx = vjp(dy)
+    assert y.dtype == dx.dtype == grads["w"].dtype == p.x.dtype
+    assert_conv_matches_reference(y, grads, dx, p.conv_param, p.params, p.x, dy)
 
 
 @given(pool_problems(), st.booleans())
 def test_pool_fast_equals_naive(p, ties):
+    """Max-pool selects and adds without rounding differences: fast and naive agree exactly."""
     x = np.round(p.x * 2) if ties else p.x  # rounding makes many equal values
-    assert_same_layer(fn.max_pool(**p.pool_param), fn.max_pool_naive(**p.pool_param), (), x, exact=True)
+    fast, naive = fn.max_pool(**p.pool_param), fn.max_pool_naive(**p.pool_param)
+    (y_fast, vjp_fast), (y_naive, vjp_naive) = fast((), x), naive((), x)
+    np.testing.assert_array_equal(y_fast, y_naive)
+    dy = np.random.default_rng(1).standard_normal(y_fast.shape).astype(x.dtype)
+    for a, b in zip(tree_leaves(vjp_fast(dy)), tree_leaves(vjp_naive(dy))):
+        np.testing.assert_array_equal(a, b)
 
 
 @given(pool_problems(ties=True))
@@ -60,3 +61,15 @@ def test_overlapping_windows_add_their_gradients():
         _, dx = vjp(np.ones_like(y))
         # the 1.0 wins both top windows; each bottom window ties at 0 and picks its first element
         np.testing.assert_array_equal(dx[0, 0], [[0.0, 2.0, 0.0], [1.0, 1.0, 0.0], [0.0, 0.0, 0.0]])
+
+
+def test_the_rounding_bound_rejects_an_error_above_rounding():
+    """The bound is tight enough to catch a conv whose dw is 1e-4 off in one element (float32 rounding is 6e-8)."""
+    p = conv_problems(dtype=np.float32).example()
+    y, vjp = fn.conv(**p.conv_param)(p.params, p.x)
+    dy = np.ones_like(y)
+    grads, dx = vjp(dy)
+    wrong = {**grads, "w": grads["w"].copy()}
+    wrong["w"].flat[0] *= 1 + 1e-4
+    with pytest.raises(AssertionError, match="dw"):
+        assert_conv_matches_reference(y, wrong, dx, p.conv_param, p.params, p.x, dy)

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from bounds import assert_within, batch_norm_error_bounds, gamma
 from test_contract import frozen
 
 import funcnn as fn
@@ -54,9 +55,10 @@ def test_batch_norm_closed_form_backward_equals_the_staged_one(problem):
     grads, dx = vjp(dy)
     axes = (0,) if x.ndim == 2 else (0, 2, 3)
     dx_ref, dgamma_ref, dbeta_ref = naive_batch_norm_backward(dy, x, params["gamma"], 1e-5, axes)
-    np.testing.assert_allclose(dx, dx_ref, rtol=1e-8, atol=1e-10)
-    np.testing.assert_allclose(grads["gamma"], dgamma_ref, rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(grads["beta"], dbeta_ref, rtol=1e-10, atol=1e-12)
+    bounds = batch_norm_error_bounds(x, dy, params["gamma"], 1e-5, axes, x.dtype)  # two summation orders
+    assert_within(dx, dx_ref, bounds["dx"], "dx")
+    assert_within(grads["gamma"], dgamma_ref, bounds["gamma"], "dgamma")
+    assert_within(grads["beta"], dbeta_ref, bounds["beta"], "dbeta")
 
 
 @settings(max_examples=30)
@@ -122,12 +124,33 @@ def test_batch_norm_matches_pytorch(spatial, train):
     tx = torch.from_numpy(x).requires_grad_()
     ty = module(tx)
     ty.backward(torch.from_numpy(dy))
-    np.testing.assert_allclose(y, ty.detach().numpy(), rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(dx, tx.grad.numpy(), rtol=1e-9, atol=1e-11)
-    np.testing.assert_allclose(grads["gamma"], module.weight.grad.numpy(), rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(grads["beta"], module.bias.grad.numpy(), rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(new_state["running_mean"], module.running_mean.numpy(), rtol=1e-12)
-    np.testing.assert_allclose(new_state["running_var"], module.running_var.numpy(), rtol=1e-12)
+    axes = (0, 2, 3) if spatial else (0,)
+    m = x.size // 3
+    if train:  # two summation orders of the same formulas (tests/bounds.py)
+        bounds = batch_norm_error_bounds(x, dy, params["gamma"], 1e-5, axes, x.dtype)
+        assert_within(y, ty.detach().numpy(), bounds["y"], "y")
+        assert_within(dx, tx.grad.numpy(), bounds["dx"], "dx")
+        assert_within(grads["gamma"], module.weight.grad.numpy(), bounds["gamma"], "dgamma")
+    else:  # a fixed affine map per channel: a few roundings of each term
+        scale = np.abs(params["gamma"]) / np.sqrt(state["running_var"] + 1e-5)
+        shape = (1, -1) + (1,) * (x.ndim - 2)
+        terms = (scale.reshape(shape) * (np.abs(x) + np.abs(state["running_mean"]).reshape(shape))) + np.abs(
+            params["beta"]
+        ).reshape(shape)
+        assert_within(y, ty.detach().numpy(), 2 * gamma(8, x.dtype) * terms, "y")
+        assert_within(dx, tx.grad.numpy(), 2 * gamma(8, x.dtype) * scale.reshape(shape) * np.abs(dy), "dx")
+        dgamma_terms = (np.abs(dy) * (np.abs(x) + np.abs(state["running_mean"]).reshape(shape))).sum(axis=axes)
+        bound = 2 * gamma(m + 8, x.dtype) * dgamma_terms / np.sqrt(state["running_var"] + 1e-5)
+        assert_within(grads["gamma"], module.weight.grad.numpy(), bound, "dgamma")
+    assert_within(grads["beta"], module.bias.grad.numpy(), 2 * gamma(m, x.dtype) * np.abs(dy).sum(axis=axes), "db")
+    # running statistics: means of m terms mixed with the old value; the variance's terms are squares of
+    # x - mean, whose error is kappa = 1 + mean|x| / sigma times the mean's
+    mean_terms = 0.9 * np.abs(state["running_mean"]) + 0.1 * np.abs(x).mean(axis=axes)
+    assert_within(new_state["running_mean"], module.running_mean.numpy(), 2 * gamma(m + 4, x.dtype) * mean_terms)
+    var = x.var(axis=axes, ddof=1)
+    kappa = 1 + np.abs(x).mean(axis=axes) / np.sqrt(var)
+    var_terms = 0.9 * state["running_var"] + 0.1 * var * kappa**2
+    assert_within(new_state["running_var"], module.running_var.numpy(), 2 * gamma(m + 8, x.dtype) * var_terms)
 
 
 @pytest.mark.parametrize(
@@ -245,13 +268,26 @@ def test_batch_norm_in_float32_is_finite_and_right_for_any_finite_input(layer, s
     y, dx, dparams, state = _batch_norm_run(layer, x, np.float32)  # conftest turns overflow into an error
     y64, dx64, dparams64, state64 = _batch_norm_run(layer, x, np.float64)
     assert np.isfinite(y).all() and np.isfinite(dx).all()
-    np.testing.assert_allclose(y, y64, rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(dx, dx64, rtol=1e-3, atol=1e-4 * np.abs(dx64).max())
-    for key in ("gamma", "beta"):
-        np.testing.assert_allclose(dparams[key], dparams64[key], rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(state["running_mean"], state64["running_mean"], rtol=1e-4)
+    # float32 against float64 (the truth; its inputs dy, gamma and beta unrounded): the bounds of two summation
+    # orders (tests/bounds.py, factor 2 covering the 3 input roundings); the condition is 1 + |mean| / sigma,
+    # except for a constant feature, whose float64 sum of m float32 copies is exact (24 + log2(m) < 53 bits),
+    # so x - mean is exactly 0: condition 1
+    axes = (0,) if x.ndim == 2 else (0, 2, 3)
+    constant = bool((x == x.flat[0]).all())
+    dy = np.linspace(-1, 1, y.size).reshape(y.shape)
+    gamma_ = 1 + np.random.default_rng(1).random(x.shape[1])  # as _batch_norm_run draws them
+    bounds = batch_norm_error_bounds(x, dy, gamma_, 1e-5, axes, np.float32, 1.0 if constant else None)
+    assert_within(y, y64, bounds["y"] + gamma(4, np.float32) * np.abs(y64), "y")  # + beta's rounding
+    assert_within(dx, dx64, bounds["dx"], "dx")
+    assert_within(dparams["gamma"], dparams64["gamma"], bounds["gamma"], "dgamma")
+    assert_within(dparams["beta"], dparams64["beta"], bounds["beta"] + gamma(1, np.float32) * np.abs(dy).sum(axis=axes))
+    mean_bound = 2 * gamma(x.size + 4, np.float32) * np.abs(x.astype(np.float64)).mean(axis=axes)
+    assert_within(state["running_mean"], state64["running_mean"], mean_bound, "running_mean")
     if np.isfinite(state64["running_var"].astype(np.float32)).all():
-        np.testing.assert_allclose(state["running_var"], state64["running_var"], rtol=1e-4, atol=1e-30)
+        var = state64["running_var"]
+        x64 = x.astype(np.float64)
+        kappa = 1.0 if constant else (1 + np.abs(x64).mean(axis=axes) / x64.std(axis=axes)).max()
+        assert_within(state["running_var"], var, 2 * gamma(x.size + 8, np.float32) * kappa**2 * var)  # squares
 
 
 def test_batch_norm_says_when_the_running_variance_cannot_be_stored():

@@ -1,0 +1,132 @@
+"""Rounding-error bounds for comparing two computations of one quantity, derived from the computation.
+
+A sum of n products computed in floating point, in any order and with or without FMA, is within
+``gamma(n) * sum |terms|`` of the exact sum (Higham, *Accuracy and Stability of Numerical Algorithms*,
+section 3.1), where ``gamma(n) = n u / (1 - n u)`` and u is the unit roundoff of the dtype. Two such
+computations (a fast kernel and a reference) therefore differ by at most twice that. ``sum |terms|``
+of a bilinear layer (conv, affine, their vjps) is the layer itself applied to the absolute values of
+its operands, computed here in float64. These bounds hold on every BLAS kernel and thread count: they
+do not depend on the order in which a machine adds the terms.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+import funcnn as fn
+
+
+def unit_roundoff(dtype: np.dtype | type) -> float:
+    """u = eps / 2: the largest relative error of rounding one real number to ``dtype``."""
+    return float(np.finfo(dtype).eps) / 2
+
+
+def gamma(n: int, dtype: np.dtype | type) -> float:
+    """Higham's gamma_n: the relative error bound of a sum of n products, in ``dtype``."""
+    nu = n * unit_roundoff(dtype)
+    assert nu < 0.5, f"gamma({n}) undefined in {dtype}"
+    return nu / (1 - nu)
+
+
+def assert_within(got: np.ndarray, want: np.ndarray, bound: np.ndarray | float, what: str = "") -> None:
+    """``|got - want| <= bound`` elementwise (NaN only where both are NaN), with the worst element named."""
+    got64, want64 = np.asarray(got, np.float64), np.asarray(want, np.float64)
+    np.testing.assert_array_equal(np.isnan(got64), np.isnan(want64), err_msg=f"{what}: NaN in different places")
+    excess = np.where(np.isnan(want64), 0.0, np.abs(got64 - want64) - bound)
+    if excess.size and excess.max() > 0:
+        i = np.unravel_index(int(np.argmax(excess)), excess.shape)
+        limit = np.broadcast_to(bound, excess.shape)[i]
+        raise AssertionError(f"{what}: at {i} got {got64[i]!r}, want {want64[i]!r}, |diff| exceeds bound {limit:.3g}")
+
+
+def conv_magnitudes(conv_param: dict, params: dict, x: np.ndarray, dy: np.ndarray) -> dict[str, np.ndarray]:
+    """``sum |terms|`` of each element of a conv's y, dx, dw and db: the reference conv and its vjp run
+    on the absolute values of x, w, b and dy in float64 (the conv is bilinear, so that is exact up to
+    float64 rounding, negligible against float32's and below the float64 factor of 2 in the bounds)."""
+    absolute = {k: np.abs(v).astype(np.float64) for k, v in params.items()}
+    y, vjp = fn.conv_naive(**conv_param)(absolute, np.abs(x).astype(np.float64))
+    grads, dx = vjp(np.abs(dy).astype(np.float64))
+    return {"y": y, "dx": dx, "w": grads["w"], "b": grads["b"]}
+
+
+def conv_error_bounds(
+    conv_param: dict, params: dict, x: np.ndarray, dy: np.ndarray, winograd: bool = False
+) -> dict[str, np.ndarray | float]:
+    """Bounds on |fast - reference| for a conv's y, dx, dw and db computed in ``x.dtype`` by two
+    different summation orders (each within gamma(n) * sum|terms| of the exact value).
+
+    Direct methods (naive loops, im2col + BLAS): componentwise, n the length of each reduction.
+    Winograd F(2x2, 3x3): normwise, from the transforms' absolute row sums (B^T: 2, G: 1.5, A^T: 3 per
+    dimension, so a 3x3 output tile's terms are at most 81 C max|x| max|w|, against 9 C for a direct
+    conv), with 20 more roundings for the transforms; dw's (dU = dM V^T, then G^T dU G): 64 T max|x| max|dy|.
+    """
+    f, c, hh, ww = params["w"].shape
+    n, _, out_h, out_w = dy.shape
+    dtype = x.dtype
+    m = conv_magnitudes(conv_param, params, x, dy)
+    bounds: dict[str, np.ndarray | float] = {
+        "y": 2 * gamma(c * hh * ww + 1, dtype) * m["y"],
+        "dx": 2 * gamma(f * hh * ww, dtype) * m["dx"],
+        "w": 2 * gamma(n * out_h * out_w, dtype) * m["w"],
+        "b": 2 * gamma(n * out_h * out_w, dtype) * m["b"],
+    }
+    if winograd:
+        ax, aw, ady = (float(np.abs(a).max(initial=0.0)) for a in (x, params["w"], dy))
+        tiles = n * -(-out_h // 2) * -(-out_w // 2)
+        bounds["y"] = bounds["y"] + 2 * gamma(c + 20, dtype) * 81 * c * ax * aw
+        bounds["dx"] = bounds["dx"] + 2 * gamma(f + 20, dtype) * 81 * f * ady * aw
+        bounds["w"] = bounds["w"] + 2 * gamma(tiles + 20, dtype) * 64 * tiles * ax * ady
+    return bounds
+
+
+def assert_conv_matches_reference(fast_y, fast_grads, fast_dx, conv_param, params, x, dy, winograd=False):
+    """The fast conv's y, dw, db and dx equal ``conv_naive``'s within :func:`conv_error_bounds`."""
+    y_ref, vjp_ref = fn.conv_naive(**conv_param)(params, x)
+    grads_ref, dx_ref = vjp_ref(dy)
+    bounds = conv_error_bounds(conv_param, params, x, dy, winograd)
+    assert_within(fast_y, y_ref, bounds["y"], "y")
+    assert_within(fast_dx, dx_ref, bounds["dx"], "dx")
+    assert_within(fast_grads["w"], grads_ref["w"], bounds["w"], "dw")
+    assert_within(fast_grads["b"], grads_ref["b"], bounds["b"], "db")
+
+
+def batch_norm_error_bounds(
+    x: np.ndarray,
+    dy: np.ndarray,
+    gamma_: np.ndarray,
+    eps: float,
+    axes: tuple[int, ...],
+    dtype: np.dtype | type,
+    kappa: float | None = None,
+) -> dict[str, np.ndarray]:
+    """Bounds on |a - b| for two computations of training-mode batch norm's y, dx, dgamma and dbeta in
+    ``dtype`` that differ in the order of their sums (closed form against the staged graph, or PyTorch).
+
+    Each statistic is a mean of m terms (relative error gamma(m) of its terms' magnitude); the mean's error
+    moves xhat by about gamma(m) mean|x| / sigma, so the condition is kappa = 1 + mean|x| / sigma per
+    channel (``kappa`` overrides it, for a layer whose statistics avoid it). Every output element takes at most 8 further roundings; the bound is twice (two computations)
+    gamma(m + 8) * kappa times the magnitude of the terms of its formula:
+    y = gamma xhat + beta, dx = gamma / sigma (dy - mean dy - xhat mean(dy xhat)), dgamma = sum dy xhat.
+    """
+    x64, dy64 = np.asarray(x, np.float64), np.asarray(dy, np.float64)
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    m = x.size // x.shape[1]
+    g = np.abs(np.asarray(gamma_, np.float64)).reshape(shape)
+    mu = x64.mean(axis=axes, keepdims=True)
+    sigma = np.sqrt(((x64 - mu) ** 2).mean(axis=axes, keepdims=True) + eps)
+    xhat = np.abs(x64 - mu) / sigma
+    if kappa is None:
+        kappa = 1 + np.abs(x64).mean(axis=axes, keepdims=True) / sigma
+    rel = 2 * gamma(m + 8, dtype) * kappa
+    ady = np.abs(dy64)
+    dx = (
+        g
+        / sigma
+        * (ady + ady.mean(axis=axes, keepdims=True) + (xhat + 1) * (ady * (xhat + 1)).mean(axis=axes, keepdims=True))
+    )
+    return {
+        "y": rel * (g * (xhat + 1)),
+        "dx": rel * dx,
+        "gamma": (rel * (ady * (xhat + 1))).sum(axis=axes).ravel(),
+        "beta": 2 * gamma(m, dtype) * ady.sum(axis=axes),
+    }
