@@ -90,6 +90,39 @@ def assert_conv_matches_reference(fast_y, fast_grads, fast_dx, conv_param, param
     assert_within(fast_grads["b"], grads_ref["b"], bounds["b"], "db")
 
 
+def norm_error_bounds(
+    x: np.ndarray, dy: np.ndarray, gamma_: np.ndarray, eps: float, dtype: np.dtype | type, kappa: float | None = None
+) -> dict[str, np.ndarray]:
+    """Bounds on |a - b| for two computations in ``dtype``, with different summation orders, of a
+    normalization over the last axis of ``x`` (m values per group; batch, layer and group norm all reshape to
+    that): y = gamma xhat + beta, dx = gamma / sigma (dy - mean dy - xhat mean(dy xhat)), and the terms
+    ``dy xhat`` and ``dy`` that dgamma and dbeta sum (the caller sums their bounds over its own axes).
+
+    Each statistic is a mean of m terms (relative error gamma(m) of its terms' magnitude); the mean's error
+    moves xhat by about gamma(m) mean|x| / sigma, so the condition is kappa = 1 + mean|x| / sigma per group
+    (``kappa`` overrides it, for a layer whose statistics avoid it). Every output element takes at most 8
+    further roundings: each bound is twice (two computations) gamma(m + 8) * kappa times the magnitude of
+    the terms of its formula. ``gamma_`` broadcasts against ``x``.
+    """
+    x64, dy64 = np.asarray(x, np.float64), np.asarray(dy, np.float64)
+    m = x.shape[-1]
+    g = np.abs(np.asarray(gamma_, np.float64))
+    mu = x64.mean(axis=-1, keepdims=True)
+    sigma = np.sqrt(((x64 - mu) ** 2).mean(axis=-1, keepdims=True) + eps)
+    xhat = np.abs(x64 - mu) / sigma
+    if kappa is None:
+        kappa = 1 + np.abs(x64).mean(axis=-1, keepdims=True) / sigma
+    rel = 2 * gamma(m + 8, dtype) * kappa
+    gdy = np.abs(dy64) * g
+    dx = (gdy + gdy.mean(axis=-1, keepdims=True) + (xhat + 1) * (gdy * (xhat + 1)).mean(axis=-1, keepdims=True)) / sigma
+    return {
+        "y": rel * (g * (xhat + 1)),
+        "dx": rel * dx,
+        "gamma_terms": rel * (np.abs(dy64) * (xhat + 1)),
+        "beta_terms": 2 * gamma(m, dtype) * np.abs(dy64),
+    }
+
+
 def batch_norm_error_bounds(
     x: np.ndarray,
     dy: np.ndarray,
@@ -99,34 +132,26 @@ def batch_norm_error_bounds(
     dtype: np.dtype | type,
     kappa: float | None = None,
 ) -> dict[str, np.ndarray]:
-    """Bounds on |a - b| for two computations of training-mode batch norm's y, dx, dgamma and dbeta in
-    ``dtype`` that differ in the order of their sums (closed form against the staged graph, or PyTorch).
+    """:func:`norm_error_bounds` for batch norm over ``axes`` of (N, D) or (N, C, H, W), channel axis 1:
+    bounds on y and dx in x's shape, on dgamma and dbeta per channel."""
+    order = (1, *axes)
+    grouped = np.transpose(x, order).shape
 
-    Each statistic is a mean of m terms (relative error gamma(m) of its terms' magnitude); the mean's error
-    moves xhat by about gamma(m) mean|x| / sigma, so the condition is kappa = 1 + mean|x| / sigma per
-    channel (``kappa`` overrides it, for a layer whose statistics avoid it). Every output element takes at most 8 further roundings; the bound is twice (two computations)
-    gamma(m + 8) * kappa times the magnitude of the terms of its formula:
-    y = gamma xhat + beta, dx = gamma / sigma (dy - mean dy - xhat mean(dy xhat)), dgamma = sum dy xhat.
-    """
-    x64, dy64 = np.asarray(x, np.float64), np.asarray(dy, np.float64)
-    shape = (1, -1) + (1,) * (x.ndim - 2)
-    m = x.size // x.shape[1]
-    g = np.abs(np.asarray(gamma_, np.float64)).reshape(shape)
-    mu = x64.mean(axis=axes, keepdims=True)
-    sigma = np.sqrt(((x64 - mu) ** 2).mean(axis=axes, keepdims=True) + eps)
-    xhat = np.abs(x64 - mu) / sigma
-    if kappa is None:
-        kappa = 1 + np.abs(x64).mean(axis=axes, keepdims=True) / sigma
-    rel = 2 * gamma(m + 8, dtype) * kappa
-    ady = np.abs(dy64)
-    dx = (
-        g
-        / sigma
-        * (ady + ady.mean(axis=axes, keepdims=True) + (xhat + 1) * (ady * (xhat + 1)).mean(axis=axes, keepdims=True))
-    )
-    return {
-        "y": rel * (g * (xhat + 1)),
-        "dx": rel * dx,
-        "gamma": (rel * (ady * (xhat + 1))).sum(axis=axes).ravel(),
-        "beta": 2 * gamma(m, dtype) * ady.sum(axis=axes),
-    }
+    def to_groups(a: np.ndarray) -> np.ndarray:
+        return np.transpose(a, order).reshape(a.shape[1], -1)
+
+    def back(a: np.ndarray) -> np.ndarray:
+        return np.transpose(a.reshape(grouped), np.argsort(order))
+
+    b = norm_error_bounds(to_groups(x), to_groups(dy), np.reshape(gamma_, (-1, 1)), eps, dtype, kappa)
+    return {"y": back(b["y"]), "dx": back(b["dx"]), "gamma": b["gamma_terms"].sum(-1), "beta": b["beta_terms"].sum(-1)}
+
+
+# An elementary function (exp, log, tanh) from NumPy's SIMD loops or the C library is within a few units in the
+# last place of the truth, depending on the CPU's instruction set; 8 ulps covers every implementation NumPy uses.
+LIBM_ULPS = 8
+
+
+def ulps(k: float, dtype: np.dtype | type = np.float64) -> float:
+    """k units in the last place, as a relative tolerance (k * eps)."""
+    return k * float(np.finfo(dtype).eps)

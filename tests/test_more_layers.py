@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 import pytest
+from bounds import LIBM_ULPS, assert_within, gamma, norm_error_bounds, ulps
 from hypothesis import assume, given, settings
 
 import funcnn as fn
@@ -28,29 +29,35 @@ def grads(layer, params, x, dy=None):
 def test_leaky_relu_hand_values_and_slope_alpha_at_zero():
     x = np.array([-2.0, -0.5, 0.0, 0.5, 3.0])
     y, _, dx = grads(fn.leaky_relu(0.1), (), x, dy=np.array([1.0, 2.0, 3.0, 4.0, 5.0]))
-    np.testing.assert_allclose(y, [-0.2, -0.05, 0.0, 0.5, 3.0], rtol=1e-15)
-    np.testing.assert_allclose(dx, [0.1, 0.2, 0.3, 4.0, 5.0], rtol=1e-15)
+    # one product each, against decimal literals that are themselves rounded: 2 roundings
+    np.testing.assert_allclose(y, [-0.2, -0.05, 0.0, 0.5, 3.0], rtol=ulps(2))
+    np.testing.assert_allclose(dx, [0.1, 0.2, 0.3, 4.0, 5.0], rtol=ulps(2))
 
 
 def test_leaky_relu_default_alpha_and_zero_alpha_is_relu():
     x = np.array([-3.0, 2.0])
-    np.testing.assert_allclose(fn.leaky_relu()((), x)[0], [-0.03, 2.0], rtol=1e-15)
+    np.testing.assert_allclose(fn.leaky_relu()((), x)[0], [-0.03, 2.0], rtol=ulps(2))  # a product, a literal
     np.testing.assert_array_equal(fn.leaky_relu(0)((), X4)[0], fn.relu((), X4)[0])
 
 
 def test_tanh_hand_values():
     x = np.array([-2.0, 0.0, 0.5, math.log(3) / 2])  # tanh(log(3) / 2) = 1/2
     y, _, dx = grads(fn.tanh, (), x)
-    np.testing.assert_allclose(y, [math.tanh(-2.0), 0.0, math.tanh(0.5), 0.5], rtol=1e-15)
-    np.testing.assert_allclose(dx, [1 / math.cosh(-2.0) ** 2, 1.0, 1 / math.cosh(0.5) ** 2, 0.75], rtol=1e-14)
+    # two implementations of tanh, each within LIBM_ULPS; dx = 1 - y^2 amplifies y's error by 2 y^2 / (1 - y^2)
+    np.testing.assert_allclose(y, [math.tanh(-2.0), 0.0, math.tanh(0.5), 0.5], rtol=ulps(2 * LIBM_ULPS))
+    condition = 1 + 2 * y**2 / (1 - y**2)
+    want = np.array([1 / math.cosh(-2.0) ** 2, 1.0, 1 / math.cosh(0.5) ** 2, 0.75])
+    assert_within(dx, want, ulps(2 * LIBM_ULPS + 4) * condition * want, "dx")
 
 
 def test_sigmoid_hand_values():
     x = np.array([0.0, math.log(3), -math.log(3), 2.0])
     y, _, dx = grads(fn.sigmoid, (), x)
     s2 = 1 / (1 + math.exp(-2.0))
-    np.testing.assert_allclose(y, [0.5, 0.75, 0.25, s2], rtol=1e-15)
-    np.testing.assert_allclose(dx, [0.25, 3 / 16, 3 / 16, s2 * (1 - s2)], rtol=1e-14)
+    # exp within LIBM_ULPS and 3 roundings on each side; dx = y (1 - y): 1 - y amplifies by y / (1 - y)
+    np.testing.assert_allclose(y, [0.5, 0.75, 0.25, s2], rtol=ulps(2 * LIBM_ULPS + 6))
+    want = np.array([0.25, 3 / 16, 3 / 16, s2 * (1 - s2)])
+    assert_within(dx, want, ulps(2 * LIBM_ULPS + 8) * (1 + y / (1 - y)) * want, "dx")
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -68,7 +75,7 @@ def test_sigmoid_and_tanh_are_stable_for_large_inputs(dtype):
 def test_sigmoid_slope_stays_exact_where_y_rounds_to_one():
     y, _, dx = grads(fn.sigmoid, (), np.array([40.0, -40.0]))
     assert y[0] == 1.0  # so y * (1 - y) would give 0
-    np.testing.assert_allclose(dx, [math.exp(-40.0), math.exp(-40.0)], rtol=1e-12)
+    np.testing.assert_allclose(dx, [math.exp(-40.0), math.exp(-40.0)], rtol=ulps(2 * LIBM_ULPS + 8))  # exp, a few ops
 
 
 # -- pooling --------------------------------------------------------------------------------------
@@ -104,7 +111,9 @@ def test_avg_pool_is_the_mean_of_each_window(p):
     for i in range(y.shape[2]):
         for j in range(y.shape[3]):
             window = p.x[:, :, i * p.stride : i * p.stride + p.pool_height, j * p.stride : j * p.stride + p.pool_width]
-            np.testing.assert_allclose(y[:, :, i, j], window.mean(axis=(2, 3)), rtol=1e-5, atol=1e-6)
+            # two orders of one mean of k terms: 2 gamma(k + 1) of the mean of |terms|
+            bound = 2 * gamma(window[0, 0].size + 1, p.x.dtype) * np.abs(window).mean(axis=(2, 3))
+            assert_within(y[:, :, i, j], window.mean(axis=(2, 3)), bound)
 
 
 @settings(max_examples=30)
@@ -116,8 +125,12 @@ def test_avg_pool_matches_pytorch(p):
     xt = torch.tensor(p.x, requires_grad=True)
     yt = torch.nn.functional.avg_pool2d(xt, (p.pool_height, p.pool_width), p.stride)
     (yt * torch.tensor(dy)).sum().backward()
-    np.testing.assert_allclose(y, yt.detach().numpy(), rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(vjp(dy)[1], xt.grad.numpy(), rtol=1e-10, atol=1e-12)
+    # y: a mean of k terms; dx: a sum of at most k (overlapping windows) dy / k: two orders, 2 gamma(k + 1)
+    k = p.pool_height * p.pool_width
+    mean_terms = fn.avg_pool(**p.pool_param)((), np.abs(p.x))[0]
+    assert_within(y, yt.detach().numpy(), 2 * gamma(k + 1, np.float64) * mean_terms, "y")
+    dx_terms = vjp(np.abs(dy))[1]
+    assert_within(vjp(dy)[1], xt.grad.numpy(), 2 * gamma(k + 1, np.float64) * dx_terms, "dx")
 
 
 @pytest.mark.parametrize(
@@ -142,7 +155,8 @@ def test_global_avg_pool_hand_values():
 
 def test_global_avg_pool_is_avg_pool_over_the_whole_image():
     y, _ = fn.global_avg_pool((), X4)
-    np.testing.assert_allclose(y, fn.avg_pool(3, 3, 1)((), X4)[0][:, :, 0, 0], rtol=1e-14)
+    bound = 2 * gamma(10, np.float64) * np.abs(X4).mean(axis=(2, 3))  # two orders of a mean of 9 terms
+    assert_within(y, fn.avg_pool(3, 3, 1)((), X4)[0][:, :, 0, 0], bound)
 
 
 # -- normalization --------------------------------------------------------------------------------
@@ -153,18 +167,21 @@ def test_layer_norm_hand_values():
     params = {"gamma": np.array([1.0, 2.0, 1.0, 1.0]), "beta": np.array([0.0, 0.0, 1.0, 0.0])}
     y, dparams, dx = grads(fn.layer_norm(eps=0.5), params, x)
     xhat = np.array([-2.0, -1.0, 0.0, 3.0]) / 2.0  # sqrt(3.5 + 0.5) = 2
-    np.testing.assert_allclose(y, [xhat * [1, 2, 1, 1] + [0, 0, 1, 0]], rtol=1e-15)
-    np.testing.assert_allclose(dparams["gamma"], xhat, rtol=1e-15)
+    # mean, variance and sqrt are exact on these values; a division and a product round: 2 ulps
+    np.testing.assert_allclose(y, [xhat * [1, 2, 1, 1] + [0, 0, 1, 0]], rtol=ulps(2))
+    np.testing.assert_allclose(dparams["gamma"], xhat, rtol=ulps(2))
     np.testing.assert_array_equal(dparams["beta"], np.ones(4))
     g = np.array([1.0, 2.0, 1.0, 1.0])  # dy * gamma
-    np.testing.assert_allclose(dx, [(g - g.mean() - xhat * (g * xhat).mean()) / 2.0], rtol=1e-14)
+    want = (g - g.mean() - xhat * (g * xhat).mean()) / 2.0
+    bound = norm_error_bounds(x, np.ones_like(x), params["gamma"], 0.5, np.float64)["dx"]  # two orders
+    assert_within(dx, [want], bound, "dx")
 
 
 def test_group_norm_hand_values():
     x = np.array([1.0, 3.0, 10.0, 10.0]).reshape(1, 4, 1, 1)  # groups {1, 3} and {10, 10}
     params = {"gamma": np.array([1.0, 1.0, 2.0, 2.0]), "beta": np.array([0.0, 0.0, 5.0, 5.0])}
     y, _ = fn.group_norm(2, eps=3.0)(params, x)  # first group: mean 2, variance 1, sqrt(1 + 3) = 2
-    np.testing.assert_allclose(y.ravel(), [-0.5, 0.5, 5.0, 5.0], rtol=1e-15)
+    np.testing.assert_allclose(y.ravel(), [-0.5, 0.5, 5.0, 5.0], rtol=ulps(2))  # exact statistics, 2 roundings
 
 
 def _torch_norm(torch, layer_fn, params, x, dy):
@@ -175,19 +192,26 @@ def _torch_norm(torch, layer_fn, params, x, dy):
     return yt.detach().numpy(), {"gamma": gamma.grad.numpy(), "beta": beta.grad.numpy()}, xt.grad.numpy()
 
 
-def _assert_matches_torch(layer, torch_layer, params, x):
+def _assert_matches_torch(layer, torch_layer, params, x, groups=1, eps=1e-5):
+    """funcnn's norm equals PyTorch's within the bounds of two summation orders (tests/bounds.py): x normalized
+    in ``groups`` groups per example (layer norm: 1), gamma and beta per feature (layer norm) or channel."""
     torch = pytest.importorskip("torch")
     y, vjp = layer(params, x)
     dy = np.random.default_rng(1).standard_normal(y.shape)
     dparams, dx = vjp(dy)
     yt, dparams_t, dxt = _torch_norm(torch, torch_layer(torch), params, x, dy)
-    for ours, theirs in [
-        (y, yt),
-        (dx, dxt),
-        (dparams["gamma"], dparams_t["gamma"]),
-        (dparams["beta"], dparams_t["beta"]),
-    ]:
-        np.testing.assert_allclose(ours, theirs, rtol=1e-10, atol=1e-12)
+    gamma_ = params["gamma"].reshape(params["gamma"].shape + (1,) * (x.ndim - 1 - params["gamma"].ndim))
+    gamma_ = np.broadcast_to(gamma_, x.shape)
+    grouped = lambda a: a.reshape(x.shape[0], groups, -1)  # noqa: E731
+    bounds = {
+        k: v.reshape(x.shape)
+        for k, v in norm_error_bounds(grouped(x), grouped(dy), grouped(gamma_), eps, x.dtype).items()
+    }
+    param_axes = (0, *range(params["gamma"].ndim + 1, x.ndim))  # the batch axis, and those gamma is broadcast over
+    assert_within(y, yt, bounds["y"] + gamma(1, x.dtype) * np.abs(yt), "y")  # + the final rounding of y
+    assert_within(dx, dxt, bounds["dx"], "dx")
+    assert_within(dparams["gamma"], dparams_t["gamma"], bounds["gamma_terms"].sum(axis=param_axes), "dgamma")
+    assert_within(dparams["beta"], dparams_t["beta"], bounds["beta_terms"].sum(axis=param_axes), "dbeta")
 
 
 @settings(max_examples=40)
@@ -212,6 +236,7 @@ def test_group_norm_matches_pytorch(p):
         lambda torch: lambda x, g, b: torch.nn.functional.group_norm(x, groups, g, b, 1e-5),
         p.params,
         p.x,
+        groups,
     )
 
 
@@ -224,6 +249,8 @@ def test_group_norm_matches_pytorch_without_spatial_axes_or_with_one(shape):
         lambda torch: lambda x, g, b: torch.nn.functional.group_norm(x, 3, g, b, 1e-3),
         params,
         x,
+        3,
+        1e-3,
     )
 
 
@@ -232,7 +259,10 @@ def test_group_norm_with_one_group_is_layer_norm_with_gamma_per_channel():
         "gamma": np.broadcast_to(GN["gamma"][:, None, None], X4.shape[1:]),
         "beta": np.broadcast_to(GN["beta"][:, None, None], X4.shape[1:]),
     }
-    np.testing.assert_allclose(fn.group_norm(1)(GN, X4)[0], fn.layer_norm()(ln, X4)[0], rtol=1e-13)
+    bound = norm_error_bounds(
+        X4.reshape(2, 1, -1), np.zeros((2, 1, 36)), ln["gamma"].reshape(1, 1, -1), 1e-5, np.float64
+    )
+    assert_within(fn.group_norm(1)(GN, X4)[0], fn.layer_norm()(ln, X4)[0], bound["y"].reshape(X4.shape))
 
 
 # -- all of them ----------------------------------------------------------------------------------
@@ -442,20 +472,30 @@ def test_nan_in_nan_out_exactly_where_it_reaches(layer, params, expected_nan):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize(
-    "layer, params",
+    "layer, params, terms, groups",
     [
-        (fn.leaky_relu(0.5), ()),
-        (fn.tanh, ()),
-        (fn.sigmoid, ()),
-        (fn.avg_pool(2, 2, 1), ()),
-        (fn.global_avg_pool, ()),
-        (fn.layer_norm(), LN),
-        (fn.group_norm(4), GN),
+        (fn.leaky_relu(0.5), (), 1, None),
+        (fn.tanh, (), 1, None),
+        (fn.sigmoid, (), 1, None),
+        (fn.avg_pool(2, 2, 1), (), 4, None),
+        (fn.global_avg_pool, (), 9, None),
+        (fn.layer_norm(), LN, None, 1),
+        (fn.group_norm(4), GN, None, 4),
     ],
 )
-def test_dtype_is_kept_and_float32_agrees_with_float64(layer, params, dtype):
-    y, dparams, dx = grads(layer, tree_map(lambda a: a.astype(dtype), params), X4.astype(dtype))
-    y64, _, dx64 = grads(layer, params, X4)
+def test_dtype_is_kept_and_float32_agrees_with_float64(layer, params, terms, groups, dtype):
+    params_d, x_d = tree_map(lambda a: a.astype(dtype), params), X4.astype(dtype)
+    y, dparams, dx = grads(layer, params_d, x_d)
+    # the float64 reference runs on the same (rounded) values, so only the computation's rounding differs
+    y64, _, dx64 = grads(layer, tree_map(lambda a: a.astype(np.float64), params_d), x_d.astype(np.float64))
     assert y.dtype == dx.dtype == dtype and all(g.dtype == dtype for g in tree_leaves(dparams))
-    np.testing.assert_allclose(y, y64, rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(dx, dx64, rtol=1e-4, atol=1e-4)
+    if groups is None:  # elementwise (an exp or tanh, a few roundings) or a mean of `terms` terms: normwise
+        rel = gamma(terms + 2 * LIBM_ULPS + 8, dtype)
+        assert_within(y, y64, rel * np.abs(y64).max(), "y")
+        assert_within(dx, dx64, rel * np.abs(dx64).max(), "dx")
+    else:
+        gamma_ = params_d["gamma"].reshape(params_d["gamma"].shape + (1,) * (X4.ndim - 1 - params_d["gamma"].ndim))
+        grouped = lambda a: np.broadcast_to(a, X4.shape).reshape(X4.shape[0], groups, -1)  # noqa: E731
+        bounds = norm_error_bounds(grouped(x_d), grouped(np.ones_like(X4)), grouped(gamma_), 1e-5, dtype)
+        assert_within(y, y64, bounds["y"].reshape(X4.shape) + gamma(1, dtype) * np.abs(y64), "y")
+        assert_within(dx, dx64, bounds["dx"].reshape(X4.shape), "dx")

@@ -2,9 +2,9 @@
 
 import numpy as np
 import pytest
+from bounds import assert_within, batch_norm_error_bounds, gamma
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from bounds import assert_within, batch_norm_error_bounds, gamma
 from test_contract import frozen
 
 import funcnn as fn
