@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from bounds import assert_within, ulps
 from hypothesis.extra import numpy as hnp
 
 from funcnn.optim import (
@@ -58,8 +59,9 @@ def test_sgd_by_hand():
     # lr = 0.1, dw = [0.5, 1]: w1 = [1 - 0.05, -2 - 0.1] = [0.95, -2.1]; w2 = [0.9, -2.2]
     g = np.array([0.5, 1.0])
     (w1, w2), state = run(sgd(0.1), W0, [g, g])
-    np.testing.assert_allclose(w1, [0.95, -2.1], rtol=1e-15)
-    np.testing.assert_allclose(w2, [0.9, -2.2], rtol=1e-15)
+    # a product and a difference per step, against decimal literals: 2 roundings a step and 1 for the literal
+    np.testing.assert_allclose(w1, [0.95, -2.1], rtol=ulps(3))
+    np.testing.assert_allclose(w2, [0.9, -2.2], rtol=ulps(5))
     assert state == {"t": 2}
 
 
@@ -69,9 +71,10 @@ def test_sgd_momentum_by_hand():
     # step 2: v = 0.9*[-0.05, -0.1] - [0.05, 0.1] = [-0.095, -0.19]; w = [0.855, -2.29]
     g = np.array([0.5, 1.0])
     (w1, w2), state = run(sgd_momentum(0.1, momentum=0.9), W0, [g, g])
-    np.testing.assert_allclose(w1, [0.95, -2.1], rtol=1e-15)
-    np.testing.assert_allclose(w2, [0.855, -2.29], rtol=1e-14)
-    np.testing.assert_allclose(state["velocity"], [-0.095, -0.19], rtol=1e-14)
+    # 3 roundings a step (v and w), and the literal's: the velocity's cancellation is at most 2x (0.9 * 0.05 vs 0.05)
+    np.testing.assert_allclose(w1, [0.95, -2.1], rtol=ulps(4))
+    np.testing.assert_allclose(w2, [0.855, -2.29], rtol=ulps(16))
+    np.testing.assert_allclose(state["velocity"], [-0.095, -0.19], rtol=ulps(16))
     assert state["t"] == 2
 
 
@@ -85,9 +88,11 @@ def test_rmsprop_by_hand():
     # (eps = 1e-8 moves these by ~1e-7 relative)
     g = np.array([0.5, -1.0])
     (w1, w2), state = run(rmsprop(0.01, decay_rate=0.99, epsilon=1e-8), W0, [g, g])
-    np.testing.assert_allclose(w1, [0.9, -1.9], rtol=1e-6)
-    np.testing.assert_allclose(w2, [0.829111879, -1.829111879], rtol=1e-6)
-    np.testing.assert_allclose(state["cache"], [0.004975, 0.0199], rtol=1e-12)
+    # the hand values leave out eps: it shortens step 1 (0.1) by eps / sqrt(cache) = 2e-7 of itself and step 2
+    # (0.071) by 1.4e-7: 3e-8 in all, of |w| >= 0.8: 4e-8; the 9-digit values add 1e-9
+    np.testing.assert_allclose(w1, [0.9, -1.9], rtol=3e-8)
+    np.testing.assert_allclose(w2, [0.829111879, -1.829111879], rtol=5e-8)
+    np.testing.assert_allclose(state["cache"], [0.004975, 0.0199], rtol=ulps(16))  # squares and sums, no eps
 
 
 def test_adam_by_hand():
@@ -103,10 +108,13 @@ def test_adam_by_hand():
     #         w = [0.9052631579, -1.9366103500]
     g1, g2 = np.array([0.5, -1.0]), np.array([-0.5, 2.0])
     (w1, w2), state = run(adam(0.1, beta1=0.9, beta2=0.999), W0, [g1, g2])
-    np.testing.assert_allclose(w1, [0.9, -1.9], rtol=1e-7)
-    np.testing.assert_allclose(w2, [0.9052631579, -1.9366103500], rtol=1e-7)
-    np.testing.assert_allclose(state["m"], [-0.005, 0.11], rtol=1e-12)
-    np.testing.assert_allclose(state["v"], [0.00049975, 0.004999], rtol=1e-12)
+    # the hand values leave out epsilon (1e-8): it shortens each step by eps / sqrt(v_hat) <= 2e-8 of itself;
+    # the steps add up to at most 0.14: 3e-9 of |w| >= 0.9; the 10-digit values add 6e-11
+    np.testing.assert_allclose(w1, [0.9, -1.9], rtol=4e-9)
+    np.testing.assert_allclose(w2, [0.9052631579, -1.9366103500], rtol=4e-9)
+    # two steps of a product and a sum, with cancellation at most 10x (0.9 * 0.05 against 0.05): 64 ulps
+    np.testing.assert_allclose(state["m"], [-0.005, 0.11], rtol=ulps(64))
+    np.testing.assert_allclose(state["v"], [0.00049975, 0.004999], rtol=ulps(16))  # squares: no cancellation
     assert state["t"] == 2
 
 
@@ -149,6 +157,40 @@ def ref_adam(w, grads, lrs, beta1, beta2, epsilon):
 
 REFERENCES = {"sgd": ref_sgd, "sgd_momentum": ref_sgd_momentum, "rmsprop": ref_rmsprop, "adam": ref_adam}
 
+
+def rounding_bound(
+    name, w, grads, lrs, momentum=0.0, decay_rate=0.0, beta1=0.0, beta2=0.0, epsilon=0.0, dtype=np.float64
+):
+    """How far two computations of ``name``'s steps (funcnn's and the reference's, in different orders) can
+    end apart: each step's update is within 16 roundings of its magnitude (the same formula on |dw|, so
+    that cancellation inside the velocity or the first moment is covered), times the condition of its
+    bias corrections 1 - beta^t (beta^t / (1 - beta^t), halved under the square root); each of the
+    steps rounds w once more. In ``dtype``'s unit roundoff."""
+    u = np.finfo(dtype).eps / 2
+    velocity, first, second, cache = 0.0, 0.0, 0.0, 0.0
+    bound, size = 0.0, np.abs(w)
+    for t, (lr, dw) in enumerate(zip(lrs, grads), start=1):
+        g = np.abs(dw)
+        condition = 1.0
+        if name == "sgd":
+            step = lr * g
+        elif name == "sgd_momentum":
+            velocity = momentum * velocity + lr * g
+            step = velocity
+        elif name == "rmsprop":
+            cache = decay_rate * cache + (1 - decay_rate) * g**2
+            step = lr * g / (np.sqrt(cache) + epsilon)
+            condition += decay_rate / (1 - decay_rate)  # 1 - decay_rate
+        else:
+            first, second = beta1 * first + (1 - beta1) * g, beta2 * second + (1 - beta2) * g**2
+            c1, c2 = 1 - beta1**t, 1 - beta2**t
+            step = lr * (first / c1) / (np.sqrt(second / c2) + epsilon)
+            condition += beta1 / (1 - beta1) + (1 - c1) / c1 + 0.5 * (beta2 / (1 - beta2) + (1 - c2) / c2)
+        size = size + step
+        bound = bound + 16 * u * condition * step + 2 * u * size
+    return bound
+
+
 finite = st.floats(-10, 10, allow_nan=False, allow_infinity=False)
 unit = st.floats(0.0, 0.999)
 
@@ -176,7 +218,7 @@ def test_matches_reference(name, problem, a, b, eps):
     }[name]
     out, state = run(OPTIMIZERS[name](lr, **hyper), w, grads)
     expected = REFERENCES[name](w, grads, [lr] * len(grads), **hyper)
-    np.testing.assert_allclose(out[-1], expected, rtol=1e-12, atol=1e-12)
+    assert_within(out[-1], expected, rounding_bound(name, w, grads, [lr] * len(grads), **hyper))
     assert state["t"] == len(grads)
 
 
@@ -194,13 +236,13 @@ def test_schedule_is_used_at_the_step_count(name):
         "adam": {"beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8},
     }[name]
     out, _ = run(OPTIMIZERS[name](sched, **hyper), w, grads)
-    np.testing.assert_allclose(out[-1], REFERENCES[name](w, grads, lrs, **hyper), rtol=1e-12)
+    assert_within(out[-1], REFERENCES[name](w, grads, lrs, **hyper), rounding_bound(name, w, grads, lrs, **hyper))
 
 
 def test_sgd_with_step_decay_by_hand():
     # dw = 1 each step, lr = 1, 1, 0.5, 0.5, 0.25 (step_decay(1, 0.5, 2)): w = 0 - 3.25
     out, _ = run(sgd(step_decay(1.0, 0.5, 2)), np.zeros(1), [np.ones(1)] * 5)
-    np.testing.assert_allclose(out[-1], [-3.25], rtol=1e-15)
+    np.testing.assert_array_equal(out[-1], [-3.25])  # powers of 2 and their sums: exact
 
 
 # ------------------------------------------------------------------------------------------------
@@ -272,13 +314,19 @@ def test_dtype_is_kept(make, dtype):
 
 @pytest.mark.parametrize("make", ALL)
 def test_float32_tracks_float64(make):
-    params64 = nested_params(np.float64)
-    params32 = tree_unflatten(tree_structure(params64), [x.astype(np.float32) for x in tree_leaves(params64)])
-    grads = [grads_like(params64, seed) for seed in range(3)]
-    out64, _ = run(make(0.01), params64, grads)
-    out32, _ = run(make(0.01), params32, grads)
-    for x32, x64 in zip(tree_leaves(out32[-1]), tree_leaves(out64[-1])):
-        np.testing.assert_allclose(x32, x64, rtol=1e-4, atol=1e-5)
+    """float32 against float64 from the same (float32) values: within the float32 rounding of the steps."""
+    params32 = nested_params(np.float32)
+    params64 = tree_map(lambda a: a.astype(np.float64), params32)
+    grads = [
+        tree_map(lambda a: a.astype(np.float32).astype(np.float64), grads_like(params64, seed)) for seed in range(3)
+    ]
+    opt = make(0.01)
+    out64, _ = run(opt, params64, grads)
+    out32, _ = run(opt, params32, grads)
+    hyper = {k: v for k, v in opt.hyperparams.items() if k != "learning_rate"}
+    for i, (x32, x64) in enumerate(zip(tree_leaves(out32[-1]), tree_leaves(out64[-1]))):
+        w, leaf_grads = tree_leaves(params64)[i], [tree_leaves(g)[i] for g in grads]
+        assert_within(x32, x64, rounding_bound(opt.name, w, leaf_grads, [0.01] * 3, **hyper, dtype=np.float32))
 
 
 @pytest.mark.parametrize("make", ALL)
@@ -368,9 +416,9 @@ def test_registry_and_defaults():
 
 def test_default_learning_rate_is_used():
     (w,), _ = run(adam(), np.zeros(1), [np.ones(1)])  # first adam step moves by lr
-    np.testing.assert_allclose(w, [-1e-3], rtol=1e-6)
+    np.testing.assert_allclose(w, [-1e-3], rtol=2e-8)  # epsilon 1e-8 shortens the step by 1e-8 of itself
     (w,), _ = run(sgd(), np.zeros(1), [np.ones(1)])
-    np.testing.assert_allclose(w, [-1e-2], rtol=1e-15)
+    np.testing.assert_array_equal(w, [-1e-2])  # 0 - 0.01 * 1: exact
 
 
 # ------------------------------------------------------------------------------------------------
@@ -525,14 +573,19 @@ def test_matches_torch_optim(name, ours, torch_name, theirs):
     torch_opt = getattr(torch.optim, torch_name)(list(tensors.values()), **theirs)
     opt = OPTIMIZERS[name](**ours)
     state = opt.init(params)
+    start, seen = params, []
+    hyper = {k: v for k, v in opt.hyperparams.items() if k != "learning_rate"}
     for _ in range(5):
         grads = {k: rng.normal(size=v.shape) for k, v in params.items()}
+        seen.append(grads)
         params, state = opt.update(grads, state, params)
         for k, t in tensors.items():
             t.grad = torch.tensor(grads[k], dtype=torch.float64)
         torch_opt.step()
-        for k, t in tensors.items():
-            np.testing.assert_allclose(params[k], t.detach().numpy(), rtol=1e-10, atol=1e-12, err_msg=k)
+        lrs = [opt.hyperparams["learning_rate"]] * len(seen)
+        for k, t in tensors.items():  # the same steps in another order
+            bound = rounding_bound(name, start[k], [g[k] for g in seen], lrs, **hyper)
+            assert_within(params[k], t.detach().numpy(), bound, k)
 
 
 @pytest.mark.parametrize("make", [sgd, sgd_momentum, rmsprop, adam])
