@@ -8,9 +8,9 @@ import inspect
 
 import numpy as np
 import pytest
+from bounds import assert_within, ulps
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from bounds import assert_within, ulps
 from hypothesis.extra import numpy as hnp
 
 from funcnn.optim import (
