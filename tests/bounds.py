@@ -155,3 +155,17 @@ LIBM_ULPS = 8
 def ulps(k: float, dtype: np.dtype | type = np.float64) -> float:
     """k units in the last place, as a relative tolerance (k * eps)."""
     return k * float(np.finfo(dtype).eps)
+
+
+def affine_error_bounds(params: dict, x: np.ndarray, dy: np.ndarray) -> dict[str, np.ndarray]:
+    """:func:`conv_error_bounds` for an affine layer: x (N, D) @ w (D, M) + b, and its vjp."""
+    absolute = {k: np.abs(v).astype(np.float64) for k, v in params.items()}
+    y, vjp = fn.affine(absolute, np.abs(x).astype(np.float64))
+    grads, dx = vjp(np.abs(dy).astype(np.float64))
+    (d, m), n = params["w"].shape, x.shape[0]
+    return {
+        "y": 2 * gamma(d + 1, x.dtype) * y,
+        "dx": 2 * gamma(m, x.dtype) * dx,
+        "w": 2 * gamma(n, x.dtype) * grads["w"],
+        "b": 2 * gamma(n, x.dtype) * grads["b"],
+    }
