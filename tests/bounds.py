@@ -169,3 +169,62 @@ def affine_error_bounds(params: dict, x: np.ndarray, dy: np.ndarray) -> dict[str
         "w": 2 * gamma(n, x.dtype) * grads["w"],
         "b": 2 * gamma(n, x.dtype) * grads["b"],
     }
+
+
+def printed_rel_error_bound(correct: np.ndarray, decimals: int = 8) -> float:
+    """The largest ``rel_error(got, correct)`` (the course's ``|a - b| / max(1e-8, |a| + |b|)``) when ``correct``
+    is the exact value printed to ``decimals`` places (off by half a unit of the last one) and ``got`` is within
+    a few float64 roundings of the exact value. A printed 0 is taken as exact (ReLU's zeros)."""
+    correct = np.abs(np.asarray(correct, np.float64))
+    off = 0.5 * 10.0**-decimals + ulps(8) * correct
+    bound = np.where(correct == 0, 0.0, off / np.maximum(1e-8, 2 * correct - off))
+    return float(bound.max(initial=0.0))
+
+
+def central_difference_error(
+    magnitude: float | np.ndarray,
+    n_terms: int,
+    x: np.ndarray,
+    slope: np.ndarray,
+    h: float = 1e-5,
+    truncation: float = 0.0,
+) -> np.ndarray:
+    """A bound on |numeric - exact| for each element of a float64 central difference
+    ``sum(dy * (f(x + h e_i) - f(x - h e_i))) / 2h``: the rounding of the outputs that move, at most
+    ``gamma(n_terms) * magnitude`` at each end (``magnitude`` = sum_j |dy_j| times the magnitude of the terms
+    of output j), over 2h; the rounding of x_i +- h (u |x_i| each) times the slope, over h; and the
+    truncation error ``truncation`` (h^2 / 6 times the third derivative; 0 for piecewise-linear layers away
+    from their kinks, as these seeded problems are)."""
+    u = unit_roundoff(np.float64)
+    return 2 * gamma(n_terms, np.float64) * magnitude / (2 * h) + 2 * u * np.abs(x) * np.abs(slope) / h + truncation
+
+
+def course_rel_error_bound(analytic: np.ndarray, error: np.ndarray) -> float:
+    """The largest ``rel_error(analytic, numeric)`` when ``|numeric - analytic| <= error`` elementwise and the
+    analytic gradient is exact to a few float64 roundings."""
+    a = np.abs(np.asarray(analytic, np.float64))
+    error = error + ulps(8) * a
+    return float(np.max(error / np.maximum(1e-8, 2 * a - error), initial=0.0))
+
+
+def moved_magnitude(f, x: np.ndarray, dy: np.ndarray, terms: np.ndarray, h: float = 1e-5) -> np.ndarray:
+    """For each element i of x: sum_j |dy_j| ``terms``_j over the outputs j of ``f`` that move when x_i moves by
+    +-h (the others are computed the same way at both ends, so they cancel exactly in the difference)."""
+    x = np.array(x, dtype=np.float64)
+    out = np.zeros_like(x)
+    for index in np.ndindex(x.shape):
+        old = x[index]
+        x[index] = old + h
+        plus = np.asarray(f(x.copy()))
+        x[index] = old - h
+        minus = np.asarray(f(x.copy()))
+        x[index] = old
+        out[index] = np.sum(np.where(plus != minus, np.abs(dy) * terms, 0.0))
+    return out
+
+
+def layer_terms(layer, params: dict, x: np.ndarray) -> np.ndarray:
+    """The magnitude of each output's terms, for a layer built of conv, affine, ReLU and max-pool: the layer on
+    |params| and |x| (each is monotone on non-negative values, and 1-Lipschitz where it selects)."""
+    absolute = {k: np.abs(v) for k, v in params.items()} if params else params
+    return np.asarray(layer(absolute, np.abs(x))[0])
