@@ -223,8 +223,8 @@ def moved_magnitude(f, x: np.ndarray, dy: np.ndarray, terms: np.ndarray, h: floa
     return out
 
 
-def layer_terms(layer, params: dict, x: np.ndarray) -> np.ndarray:
-    """The magnitude of each output's terms, for a layer built of conv, affine, ReLU and max-pool: the layer on
-    |params| and |x| (each is monotone on non-negative values, and 1-Lipschitz where it selects)."""
-    absolute = {k: np.abs(v) for k, v in params.items()} if params else params
-    return np.asarray(layer(absolute, np.abs(x))[0])
+def layer_terms(layer, params, x: np.ndarray) -> np.ndarray:
+    """The magnitude of each output's terms, for a layer built of conv, affine, ReLU, max-pool and the other
+    monotone layers: the layer on |params| and |x| (each is monotone on non-negative values, and 1-Lipschitz
+    where it selects). ``params`` may be any tree."""
+    return np.asarray(layer(fn.tree.tree_map(np.abs, params), np.abs(x))[0])
