@@ -395,7 +395,7 @@ def test_cifar_chw_layout(tmp_path):
     assert d.x.dtype == np.float64
     assert np.all(d.x[0, 0, 1:] == 1.0) and np.all(d.x[0, 0, 0] == 0.0)
     assert np.all(d.x[0, 1] == 0.0)
-    assert np.allclose(d.x[0, 2], 0.2)
+    assert np.all(np.abs(d.x[0, 2] - 0.2) <= 2 * np.finfo(np.float64).eps * 0.2)  # 51 / 255: two roundings at most
 
 
 @pytest.mark.parametrize(

@@ -159,7 +159,8 @@ def test_the_printed_relative_error_is_the_one_compared_with_the_tolerance(rng):
         with pytest.raises(fn.VJPCheckError) as caught:
             fn.check_vjp(f, params, x, dtype=None)
         printed = float(re.search(r"relative error (\S+) \(tolerance (\S+)\)", str(caught.value)).group(1))
-        assert printed > 0.02 and printed == pytest.approx(caught.value.check.rel_error, rel=1e-2)
+        # printed with 3 significant digits: within half a unit of the third, 5e-3 of itself
+        assert printed > 0.02 and printed == pytest.approx(caught.value.check.rel_error, rel=5e-3)
     report = fn.check_vjp(fn.affine, params, x, dtype=None)
     assert all(leaf.rel_error <= report.rtol for leaf in report.leaves)
 
