@@ -57,8 +57,10 @@ def postgres_server() -> Iterator[str]:
             capture_output=True,
         )
         options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
+        # -w waits for the server to accept connections (an event), up to -t seconds: pg_ctl's default 60 s is
+        # short for a server starting on a machine whose cores are all busy
         subprocess.run(
-            [*as_user, binaries / "pg_ctl", "-D", data, "-l", folder / "server.log", "-o", options, "-w", "start"],
+            [*as_user, binaries / "pg_ctl", "-D", data, "-l", folder / "server.log", "-o", options, "-w", "-t", "600", "start"],
             check=True,
             capture_output=True,
         )
@@ -66,7 +68,7 @@ def postgres_server() -> Iterator[str]:
     finally:
         if (data / "postmaster.pid").exists():
             subprocess.run(
-                [*as_user, binaries / "pg_ctl", "-D", data, "-m", "immediate", "-w", "stop"],
+                [*as_user, binaries / "pg_ctl", "-D", data, "-m", "immediate", "-w", "-t", "600", "stop"],
                 check=False,
                 capture_output=True,
             )

@@ -176,7 +176,7 @@ def test_sweep_without_optuna_names_the_extra_and_train_never_imports_it(tmp_pat
     )
     env = {**os.environ, "PYTHONPATH": str(tmp_path)}
     command = [sys.executable, "-m", "funcnn", "sweep", "--out", str(tmp_path / "sweep")]
-    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120, check=False)
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600, check=False)
     assert result.returncode == 2
     assert (
         result.stderr == 'funcnn sweep: needs Optuna: install the sweep extra, pip install "funcnn[sweep]" '
