@@ -60,7 +60,8 @@ def postgres_server() -> Iterator[str]:
         # -w waits for the server to accept connections (an event), up to -t seconds: pg_ctl's default 60 s is
         # short for a server starting on a machine whose cores are all busy
         subprocess.run(
-            [*as_user, binaries / "pg_ctl", "-D", data, "-l", folder / "server.log", "-o", options, "-w", "-t", "600", "start"],
+            [*as_user, binaries / "pg_ctl", "-D", data, "-l", folder / "server.log", "-o", options]
+            + ["-w", "-t", "600", "start"],
             check=True,
             capture_output=True,
         )
