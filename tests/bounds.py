@@ -228,3 +228,21 @@ def layer_terms(layer, params, x: np.ndarray) -> np.ndarray:
     monotone layers: the layer on |params| and |x| (each is monotone on non-negative values, and 1-Lipschitz
     where it selects). ``params`` may be any tree."""
     return np.asarray(layer(fn.tree.tree_map(np.abs, params), np.abs(x))[0])
+
+
+def network_rounding_bound(net, input_shape: tuple[int, ...], dtype: np.dtype | type) -> float:
+    """A normwise relative bound on how far two evaluations of ``net`` in ``dtype`` with different summation
+    orders (funcnn's and ONNX Runtime's) can end apart, as a fraction of the largest output: each layer's
+    output element is a sum of n = FLOPs / (2 * outputs) products (``fn.summary``), computed within gamma(n)
+    plus 8 roundings (an exp, a square root, a division) of its terms; the errors of the layers add up along
+    the network. The layers of these networks scale their output's errors by at most their own gain, and
+    their outputs are of the order of the largest output (the norms renormalize), so the terms' magnitude is
+    taken as the largest output's. Doubled for two evaluations."""
+    rows = fn.summary(net, input_shape).rows
+    total = 0
+    for row, after in zip(rows, [*rows[1:], None]):
+        if after is not None and after.depth > row.depth:
+            continue  # a combination: its layers are counted
+        outputs = int(np.prod(row.output_shape))
+        total += max(1, -(-(row.forward_flops or 0) // (2 * outputs))) + 8
+    return 2 * gamma(total, dtype)
