@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 from bounds import assert_conv_matches_reference, conv_magnitudes
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import funcnn as fn
@@ -72,7 +72,8 @@ def test_the_rounding_bound_rejects_an_error_above_rounding(p):
     dy = np.ones_like(y)
     grads, dx = vjp(dy)
     magnitude = conv_magnitudes(p.conv_param, p.params, p.x, dy)["w"]
+    assume(magnitude.max() > 0)  # some kernels see only padding: their dw is exactly 0
     wrong = {**grads, "w": grads["w"].copy()}
-    wrong["w"].flat[0] += 1e-3 * magnitude.flat[0]
+    wrong["w"].flat[magnitude.argmax()] += 1e-3 * magnitude.max()
     with pytest.raises(AssertionError, match="dw"):
         assert_conv_matches_reference(y, wrong, dx, p.conv_param, p.params, p.x, dy)
