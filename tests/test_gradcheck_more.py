@@ -236,3 +236,28 @@ def test_mixed_full_check_still_catches_a_float32_conv_whose_dw_is_off_by_a_fift
     off = scaled_vjp(FLOAT32_CONV, lambda dp, dx: ({**dp, "w": dp["w"] * np.float32(1.002)}, dx))
     with pytest.raises(fn.VJPCheckError, match=r'gradient of params\["w"\] is wrong at element'):
         fn.check_vjp(off, params, x, dtype=np.float32, numeric_dtype=np.float64, mode="full")
+
+
+def test_truncation_along_a_direction_nearly_orthogonal_to_the_gradient_is_not_a_wrong_gradient():
+    """x -> sum(exp(30 x)) at x = (0, 0.01), along v nearly orthogonal to the gradient (<g, v> = 1e-6 g_0): the
+    truncation error of the central difference (h^2 times the third derivative over 6, about 7e-7) is far above
+    tol times the derivative and the rounding floor; Richardson extrapolation removes it, so the right gradient
+    passes and a 1% wrong one still fails."""
+    from funcnn.gradcheck._compare import LeafProbe, tolerance
+    from funcnn.gradcheck._probe import differences
+
+    def f(params, x):
+        y = np.exp(30 * x)
+        return y, lambda dy: ((), 30 * y * dy)
+
+    x = np.array([0.0, 0.01])
+    y, vjp = f((), x)
+    dy = np.ones_like(y)
+    g = vjp(dy)[1]
+    v = np.array([1.0, -g[0] / g[1] * (1 - 1e-6)])  # <g, v> = 1e-6 g[0]
+    probed = differences(f, ((), x), y, dy, np.dtype(np.float64), np.dtype(np.float64))[0]
+    tol = tolerance(y, dy, np.dtype(np.float64), np.dtype(np.float64), None, None, 0.0)
+    plain = probed.slope(v, tol.h).central
+    assert abs(plain - float(g @ v)) > 10 * tol.rtol * abs(float(g @ v))  # the truncation error alone fails it
+    assert LeafProbe("x", g, probed, tol)(v).status == "ok"
+    assert LeafProbe("x", 1.01 * g, probed, tol)(v).status == "wrong"

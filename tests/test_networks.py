@@ -47,7 +47,8 @@ def test_a_users_wrong_layer_mixed_in_is_caught(problem):
 def test_networks_cover_every_kind_of_block():
     seen = set()
 
-    @settings(max_examples=200)
+    # derandomized: which blocks 200 random draws reach is chance; fixed draws make the claim repeatable
+    @settings(max_examples=200, derandomize=True, database=None)
     @given(networks())
     def collect(problem):
         seen.update(problem.description.split(" - "))
