@@ -25,8 +25,11 @@ if _started_as_command():
 
     _sys.excepthook = _one_line_interrupt
 
+from funcnn import augment as augment
 from funcnn import nets as nets
 from funcnn import optim as optim
+from funcnn._lr_find import LRFind as LRFind
+from funcnn._lr_find import lr_find as lr_find
 from funcnn.attribution import class_score_gradient as class_score_gradient
 from funcnn.attribution import saliency as saliency
 from funcnn.combinators import chain as chain
@@ -71,6 +74,7 @@ from funcnn.layers import sigmoid as sigmoid
 from funcnn.layers import spatial_batch_norm as spatial_batch_norm
 from funcnn.layers import tanh as tanh
 from funcnn.losses import loss_layer as loss_layer
+from funcnn.losses import sigmoid_bce_loss as sigmoid_bce_loss
 from funcnn.losses import softmax_loss as softmax_loss
 from funcnn.losses import svm_loss as svm_loss
 from funcnn.memory import keep_freed_memory as keep_freed_memory

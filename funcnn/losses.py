@@ -92,6 +92,38 @@ def svm_loss(scores: np.ndarray, y: np.ndarray) -> tuple[np.floating, LossVJP]:
     return loss, _loss_vjp("svm_loss", loss, dscores / n)
 
 
+def sigmoid_bce_loss(logits: np.ndarray, y: np.ndarray) -> tuple[np.floating, LossVJP]:
+    """Mean binary cross-entropy of sigmoid(logits) against targets in [0, 1], over all elements
+    (PyTorch's ``BCEWithLogitsLoss`` with its default mean): ``max(l, 0) - l y + log(1 + exp(-|l|))``,
+    finite for any finite logits (|l| of 1e4 included).
+
+    logits: any shape ``(N, ...)``; y: floats in ``[0, 1]`` of the same shape (soft targets allowed).
+    Returns the loss (a scalar of logits' dtype) and ``vjp(dloss=1.0) -> dlogits``, ``(sigmoid(l) - y) / size``.
+
+    >>> loss, vjp = fn.sigmoid_bce_loss(np.array([[0.0, 0.0]]), np.array([[1.0, 0.0]]))
+    >>> round(float(loss), 4)                                 # log 2
+    0.6931
+    >>> vjp()
+    array([[-0.25,  0.25]])
+    """
+    name = "sigmoid_bce_loss"
+    logits = float_array(name, "logits", logits)
+    if logits.ndim == 0 or logits.size == 0:
+        raise ValueError(f"{name}: logits must hold at least one example, got shape {logits.shape}")
+    y = np.asarray(y)
+    if y.dtype.kind not in "biuf":
+        raise TypeError(f"{name}: targets y must be numbers in [0, 1], got dtype {y.dtype}")
+    if y.shape != logits.shape:
+        raise ValueError(f"{name}: targets y must have the logits' shape {logits.shape}, got {y.shape}")
+    y = y.astype(logits.dtype)
+    if (y < 0).any() or (y > 1).any():
+        raise ValueError(f"{name}: targets y must be in [0, 1], got min {y.min()}, max {y.max()}")
+    negative = np.exp(-np.abs(logits))  # in (0, 1]: never overflows
+    loss = logits.dtype.type(np.mean(np.maximum(logits, 0) - logits * y + np.log1p(negative)))
+    probs = np.where(logits >= 0, 1 / (1 + negative), negative / (1 + negative))
+    return loss, _loss_vjp(name, loss, (probs - y) / logits.size)
+
+
 def loss_layer(loss: Loss, y: np.ndarray) -> Layer:
     """A loss bound to labels ``y``, as a layer ``((), scores) -> (loss as a 0-d array, vjp)``.
 

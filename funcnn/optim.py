@@ -27,7 +27,16 @@ from typing import Any
 
 import numpy as np
 
-from funcnn.tree import PyTree, keystr, tree_flatten, tree_leaves_with_path, tree_structure, tree_unflatten
+from funcnn.tree import (
+    PyTree,
+    keystr,
+    tree_flatten,
+    tree_leaves,
+    tree_leaves_with_path,
+    tree_map,
+    tree_structure,
+    tree_unflatten,
+)
 from funcnn.validation import fraction, int_at_least, number_at_least, whole_number
 
 __all__ = [
@@ -36,13 +45,18 @@ __all__ = [
     "Optimizer",
     "Schedule",
     "adam",
+    "adamw",
     "constant",
+    "cosine_decay",
     "exponential_decay",
     "restore_state",
     "rmsprop",
     "sgd",
+    "one_cycle",
     "sgd_momentum",
     "step_decay",
+    "warmup_cosine",
+    "with_clipping",
 ]
 
 Schedule = Callable[[int], float]
@@ -99,6 +113,64 @@ def exponential_decay(lr: float, decay_rate: float, decay_steps: int) -> Schedul
     def schedule(step: int) -> float:
         step = int_at_least("exponential_decay", "step", step, 0)
         return float(lr * decay_rate ** (step / decay_steps))
+
+    return schedule
+
+
+def cosine_decay(lr: float, total_steps: int, end: float = 0.0) -> Schedule:
+    """``end + (lr - end) * (1 + cos(pi * step / total_steps)) / 2`` up to ``total_steps``, then ``end``:
+    from ``lr`` at step 0 down to ``end`` (Loshchilov and Hutter's SGDR without restarts)."""
+    lr = number_at_least("cosine_decay", "lr", lr, 0, strict=True)
+    total_steps = int_at_least("cosine_decay", "total_steps", total_steps, 1)
+    end = number_at_least("cosine_decay", "end", end, 0)
+
+    def schedule(step: int) -> float:
+        step = int_at_least("cosine_decay", "step", step, 0)
+        return end + (lr - end) * (1 + math.cos(math.pi * min(step, total_steps) / total_steps)) / 2
+
+    return schedule
+
+
+def warmup_cosine(peak: float, warmup_steps: int, total_steps: int, end: float = 0.0) -> Schedule:
+    """A linear warm-up, ``peak * (step + 1) / warmup_steps`` for ``step < warmup_steps`` (the first step
+    is not 0; the last warm-up step reaches ``peak``), then a cosine from ``peak`` at ``warmup_steps``
+    down to ``end`` at ``total_steps`` and after. ``warmup_steps=0`` is :func:`cosine_decay`."""
+    peak = number_at_least("warmup_cosine", "peak", peak, 0, strict=True)
+    warmup_steps = int_at_least("warmup_cosine", "warmup_steps", warmup_steps, 0)
+    total_steps = int_at_least("warmup_cosine", "total_steps", total_steps, warmup_steps + 1)
+    end = number_at_least("warmup_cosine", "end", end, 0)
+
+    def schedule(step: int) -> float:
+        step = int_at_least("warmup_cosine", "step", step, 0)
+        if step < warmup_steps:
+            return peak * (step + 1) / warmup_steps
+        done = min(step - warmup_steps, total_steps - warmup_steps) / (total_steps - warmup_steps)
+        return end + (peak - end) * (1 + math.cos(math.pi * done)) / 2
+
+    return schedule
+
+
+def one_cycle(peak: float, total_steps: int, warmup_fraction: float = 0.3, div: float = 25.0) -> Schedule:
+    """Smith's one-cycle policy (PyTorch's ``OneCycleLR`` with cosine annealing): a cosine up from
+    ``peak / div`` to ``peak`` over the first ``warmup_fraction`` of ``total_steps``, then a cosine down
+    to ``peak / (div * 1e4)`` at ``total_steps`` and after."""
+    peak = number_at_least("one_cycle", "peak", peak, 0, strict=True)
+    total_steps = int_at_least("one_cycle", "total_steps", total_steps, 2)
+    warmup_fraction = number_at_least("one_cycle", "warmup_fraction", warmup_fraction, 0, strict=True)
+    if not warmup_fraction < 1:
+        raise ValueError(f"one_cycle: warmup_fraction must be in (0, 1), got {warmup_fraction!r}")
+    div = number_at_least("one_cycle", "div", div, 1)
+    start, final = peak / div, peak / (div * 1e4)
+    up = max(1, round(warmup_fraction * total_steps))
+
+    def anneal(a: float, b: float, done: float) -> float:
+        return b + (a - b) * (1 + math.cos(math.pi * done)) / 2
+
+    def schedule(step: int) -> float:
+        step = int_at_least("one_cycle", "step", step, 0)
+        if step < up:
+            return anneal(start, peak, step / up)
+        return anneal(peak, final, min(step - up, total_steps - up) / max(1, total_steps - up))
 
     return schedule
 
@@ -201,8 +273,8 @@ def _optimizer(name: str, rule: _LeafRule, hyperparams: dict[str, Any]) -> Optim
         if isinstance(lr, bool) or not isinstance(lr, (int, float, np.integer, np.floating)):
             raise TypeError(f"{name}: learning_rate schedule returned {lr!r} at step {t}, not a number")
         lr = float(lr)
-        if not (lr > 0 and math.isfinite(lr)):
-            raise ValueError(f"{name}: learning_rate schedule returned {lr!r} at step {t}; it must be > 0")
+        if not (lr >= 0 and math.isfinite(lr)):  # 0 is where cosine schedules end
+            raise ValueError(f"{name}: learning_rate schedule returned {lr!r} at step {t}; it must be >= 0")
         x_leaves, treedef = tree_flatten(params)
         new_x: list[np.ndarray] = []
         new_slots: list[list[np.ndarray]] = [[] for _ in rule.slots]
@@ -324,9 +396,97 @@ def adam(
     return _optimizer("adam", rule, hyperparams)
 
 
+def adamw(
+    learning_rate: LearningRate = 1e-3,
+    beta1: float = 0.9,
+    beta2: float = 0.999,
+    epsilon: float = 1e-8,
+    weight_decay: float = 1e-2,
+    mask: PyTree | Callable[[str], bool] | None = None,
+) -> Optimizer:
+    """Adam with decoupled weight decay (Loshchilov and Hutter; PyTorch's ``AdamW``): Adam's step, and
+    ``w -= lr * weight_decay * w`` beside it, on the leaves ``mask`` selects. State: adam's.
+
+    ``mask`` None decays the leaves with two or more dimensions (the weights of products), never biases
+    or norm scales; a pytree of booleans shaped like params picks leaves by position; a function gets
+    each leaf's path (``'params[0]["w"]'``) and returns whether to decay it. With ``weight_decay=0``
+    the update is adam's, bit for bit."""
+    inner = adam(learning_rate, beta1, beta2, epsilon)
+    schedule = _make_schedule("adamw", learning_rate)
+    decay = number_at_least("adamw", "weight_decay", weight_decay, 0)
+    if not (mask is None or callable(mask) or tree_leaves(mask)):
+        raise TypeError(f"adamw: mask must be None, a tree of booleans or a function of a leaf's path, got {mask!r}")
+
+    def decayed(params: PyTree) -> list[bool]:
+        paths = [(keystr(path, "params"), leaf) for path, leaf in tree_leaves_with_path(params)]
+        if mask is None:
+            return [np.ndim(leaf) >= 2 for _, leaf in paths]
+        if callable(mask):
+            return [bool(mask(path)) for path, _ in paths]
+        if tree_structure(mask) != tree_structure(params):
+            raise ValueError(
+                f"adamw: mask and params differ in structure:\n  params: {tree_structure(params)!r}"
+                f"\n  mask: {tree_structure(mask)!r}"
+            )
+        return [bool(m) for m in tree_leaves(mask)]
+
+    def update(grads: PyTree, state: OptState, params: PyTree) -> tuple[PyTree, OptState]:
+        new_params, new_state = inner.update(grads, state, params)
+        if decay == 0:
+            return new_params, new_state
+        lr = float(schedule(int(new_state["t"]) - 1))
+        new_leaves, treedef = tree_flatten(new_params)
+        old_leaves = tree_leaves(params)
+        for i, selected in enumerate(decayed(params)):
+            if selected:
+                w = old_leaves[i]
+                new_leaves[i] = (new_leaves[i] - lr * decay * w).astype(w.dtype, copy=False)
+        return tree_unflatten(treedef, new_leaves), new_state
+
+    masked = None if mask is None else getattr(mask, "__name__", "tree")
+    hyperparams = {**inner.hyperparams, "weight_decay": weight_decay, "mask": masked}
+    return Optimizer(name="adamw", init=inner.init, update=update, hyperparams=MappingProxyType(hyperparams))
+
+
+def global_norm(tree: PyTree) -> float:
+    """The Euclidean norm of all the float leaves of ``tree`` together, ``sqrt(sum of squares)``, in float64
+    (scaled by the largest magnitude first, so that it neither overflows nor underflows). NaN or infinity
+    in a leaf gives NaN or infinity."""
+    leaves = [np.asarray(leaf, dtype=np.float64) for leaf in tree_leaves(tree) if np.asarray(leaf).dtype.kind == "f"]
+    if not leaves:
+        return 0.0
+    largest = max(float(np.max(np.abs(leaf), initial=0.0)) for leaf in leaves)
+    if largest == 0 or not math.isfinite(largest):
+        return largest
+    return largest * math.sqrt(sum(float(np.sum((leaf / largest) ** 2)) for leaf in leaves))
+
+
+def with_clipping(optimizer: Optimizer, max_norm: float) -> Optimizer:
+    """``optimizer`` on gradients rescaled to a global norm (:func:`global_norm`) of at most ``max_norm``:
+    ``grads * min(1, max_norm / norm)``, the direction kept. A norm of 0 leaves them alone. Non-finite
+    gradients are refused with a ValueError naming the leaves (fit then stops, as for a NaN loss), never
+    turned into NaN params. Same state as ``optimizer`` (checkpoints save and restore it alike)."""
+    max_norm = number_at_least("with_clipping", "max_norm", max_norm, 0, strict=True)
+    name = f"{optimizer.name} (clipped)"
+
+    def update(grads: PyTree, state: OptState, params: PyTree) -> tuple[PyTree, OptState]:
+        norm = global_norm(grads)
+        if not math.isfinite(norm):
+            bad = [keystr(path, "grads") for path, g in tree_leaves_with_path(grads) if not np.isfinite(g).all()]
+            raise ValueError(f"{name}: {', '.join(bad[:5])} hold NaN or infinity; nothing updated")
+        if norm > max_norm:
+            scale = max_norm / norm
+            grads = tree_map(lambda g: (np.asarray(g) * scale).astype(np.asarray(g).dtype, copy=False), grads)
+        return optimizer.update(grads, state, params)
+
+    hyperparams = {**optimizer.hyperparams, "max_norm": max_norm}
+    return Optimizer(name=name, init=optimizer.init, update=update, hyperparams=MappingProxyType(hyperparams))
+
+
 OPTIMIZERS: dict[str, Callable[..., Optimizer]] = {
     "sgd": sgd,
     "sgd_momentum": sgd_momentum,
     "rmsprop": rmsprop,
     "adam": adam,
+    "adamw": adamw,
 }

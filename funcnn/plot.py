@@ -1,5 +1,6 @@
 """Pictures (need the ``plot`` extra: matplotlib): a training run's curves, a conv's filters, a
-layer's activation maps and saliency maps. :func:`filter_grid` needs only NumPy."""
+layer's activation maps and saliency maps, a learning-rate range test and schedules.
+:func:`filter_grid` needs only NumPy."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ from typing import Any
 
 import numpy as np
 
+from funcnn._lr_find import LRFind
 from funcnn.core import Apply, State, run
 from funcnn.history import History
+from funcnn.optim import Schedule
 from funcnn.tree import PyTree
 
 INSTALL_HINT = (
@@ -118,4 +121,31 @@ def plot_saliency(images: np.ndarray, maps: np.ndarray, titles: Sequence[str] = 
         axes[0, i].set_title(titles[i] if i < len(titles) else "", fontsize=8)
         axes[0, i].axis("off")
         axes[1, i].axis("off")
+    return fig
+
+
+def plot_lr_find(result: LRFind, title: str = "") -> Any:
+    """The range test's curve (:func:`funcnn.lr_find`): raw and smoothed loss over the learning rate, log
+    scale, with the suggestion and the steepest fall marked. Returns the matplotlib figure."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 3.5), constrained_layout=True)
+    ax.plot(result.lrs, result.losses, lw=0.6, alpha=0.4, label="loss")
+    ax.plot(result.lrs, result.smoothed, lw=1.5, label="smoothed")
+    ax.axvline(result.suggestion, color="C2", ls="--", label=f"suggestion {result.suggestion:.1e}")
+    ax.axvline(result.steepest, color="C3", ls=":", label=f"steepest {result.steepest:.1e}")
+    ax.set(xscale="log", xlabel="learning rate", ylabel="training loss", title=title or "learning-rate range test")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def plot_schedules(schedules: dict[str, Schedule], steps: int, title: str = "") -> Any:
+    """Learning-rate schedules (name -> ``step -> lr``) over ``steps`` steps, one curve each. Returns the
+    matplotlib figure."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 3), constrained_layout=True)
+    x = np.arange(steps)
+    for name, schedule in schedules.items():
+        ax.plot(x, [schedule(int(k)) for k in x], label=name)
+    ax.set(xlabel="step", ylabel="learning rate", title=title or "schedules")
+    ax.legend(fontsize=8)
     return fig

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from funcnn.augment import Augment
 from funcnn.checkpoint import save_checkpoint
 from funcnn.core import Apply, State, layer_name
 from funcnn.history import Callback, EpochEnd, FitResult, History, callback_name, check_callbacks, early_stopping
@@ -125,15 +126,17 @@ def _train_epoch(
     epoch: int,
     progress: EpochProgress,
     diverged: Callable[[str], ValueError],
+    augmenting: tuple[Augment, np.random.Generator] | None = None,
 ) -> tuple[PyTree, Any, State, list[float]]:
     """Epoch ``epoch``: one optimizer step per batch of indices into ``data``, from ``result``'s params,
     optimizer state and network state; ``(params, opt_state, state, losses)``. A non-finite loss raises
-    ``diverged(what happened)``."""
+    ``diverged(what happened)``. ``augmenting``: an augmentation and its generator for the epoch."""
     (x, y), params, opt_state, state = data, result.params, result.opt_state, result.state
     losses = []
     try:
         for i, batch in enumerate(batches):
-            value, grads, state = step(params, x[batch], y[batch], state, rng)
+            inputs = x[batch] if augmenting is None else augmenting[0](augmenting[1], x[batch])
+            value, grads, state = step(params, inputs, y[batch], state, rng)
             if not np.isfinite(value):
                 raise diverged(f"the loss is {value} at epoch {epoch}, step {i + 1} of {len(batches)}")
             with np.errstate(over="ignore", invalid="ignore"):  # params that overflow are refused after the epoch
@@ -178,6 +181,7 @@ def fit(
     checkpoint: str | Path | Checkpoint | None = None,
     callbacks: Sequence[Callback] = (),
     log: Callable[[str], None] | None = print,
+    augment: Augment | None = None,
     **deprecated: Any,
 ) -> FitResult:
     """Train ``net`` from ``params`` with minibatch ``optimizer`` steps; nothing is modified in place.
@@ -210,6 +214,9 @@ def fit(
     A moded network (batch norm, dropout) trains in training mode with a generator drawn from
     ``seed`` and the epoch, and is evaluated in evaluation mode; its ``state`` (default: its initial
     state) is carried from step to step, returned, and saved in checkpoints with the params.
+    ``augment(rng, x_batch) -> x_batch`` (e.g. :func:`funcnn.augment.crop_and_flip`) changes each training
+    batch before its step, with a generator drawn from ``seed`` and the epoch (so a resumed run draws the
+    same crops as an uninterrupted one); evaluation sees the data as it is.
     Speed: ``fit`` calls :func:`funcnn.keep_freed_memory` (glibc keeps freed blocks for reuse, so
     the steps do not page-fault their arrays in again; ``FUNCNN_KEEP_FREED_MEMORY=0`` turns it off).
     """
@@ -232,6 +239,8 @@ def fit(
         "reg": float(reg),
         "num_train_samples": int(num_train_samples),
         "dtype": str(x_train.dtype),
+        # a run without augmentation keeps the configuration it always had (its checkpoints resume as before)
+        **({} if augment is None else {"augment": str(getattr(augment, "__name__", type(augment).__name__))}),
         **(saving.config or {} if saving is not None else {}),
     }
     config = json.loads(json.dumps(config))  # as it reads back: tuples become lists
@@ -269,8 +278,9 @@ def fit(
             rng = np.random.default_rng([seed, epoch, 2])  # dropout masks
             batches = [order[start:end] for start, end in zip(starts, [*starts[1:], n])]
             progress = EpochProgress(log, epoch, epochs, len(batches))
+            augmenting = None if augment is None else (augment, np.random.default_rng([seed, epoch, 3]))
             params, opt_state, state, epoch_losses = _train_epoch(
-                step, optimizer, result, (x_train, y_train), batches, rng, epoch, progress, diverged
+                step, optimizer, result, (x_train, y_train), batches, rng, epoch, progress, diverged, augmenting
             )
             bad = non_finite({"params": params, "state": state, "opt_state": opt_state})
             if bad:  # an update can overflow after a finite loss: never save, nor continue from, such params

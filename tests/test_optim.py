@@ -17,6 +17,7 @@ from funcnn.optim import (
     OPTIMIZERS,
     Optimizer,
     adam,
+    adamw,
     constant,
     exponential_decay,
     rmsprop,
@@ -155,17 +156,47 @@ def ref_adam(w, grads, lrs, beta1, beta2, epsilon):
     return w
 
 
-REFERENCES = {"sgd": ref_sgd, "sgd_momentum": ref_sgd_momentum, "rmsprop": ref_rmsprop, "adam": ref_adam}
+def ref_adamw(w, grads, lrs, beta1, beta2, epsilon, weight_decay):
+    """Adam's step and, beside it, w -= lr * weight_decay * w on a weight of two or more dimensions."""
+    m, v = np.zeros_like(w), np.zeros_like(w)
+    for t, (lr, dw) in enumerate(zip(lrs, grads), start=1):
+        m = beta1 * m + (1 - beta1) * dw
+        v = beta2 * v + (1 - beta2) * dw**2
+        mhat = m / (1 - beta1**t)
+        vhat = v / (1 - beta2**t)
+        w = w - lr * mhat / (np.sqrt(vhat) + epsilon) - (lr * weight_decay * w if w.ndim >= 2 else 0)
+    return w
+
+
+REFERENCES = {
+    "sgd": ref_sgd,
+    "sgd_momentum": ref_sgd_momentum,
+    "rmsprop": ref_rmsprop,
+    "adam": ref_adam,
+    "adamw": ref_adamw,
+}
 
 
 def rounding_bound(
-    name, w, grads, lrs, momentum=0.0, decay_rate=0.0, beta1=0.0, beta2=0.0, epsilon=0.0, dtype=np.float64
+    name,
+    w,
+    grads,
+    lrs,
+    momentum=0.0,
+    decay_rate=0.0,
+    beta1=0.0,
+    beta2=0.0,
+    epsilon=0.0,
+    weight_decay=0.0,
+    mask=None,
+    dtype=np.float64,
 ):
     """How far two computations of ``name``'s steps (funcnn's and the reference's, in different orders) can
     end apart: each step's update is within 16 roundings of its magnitude (the same formula on |dw|, so
     that cancellation inside the velocity or the first moment is covered), times the condition of its
     bias corrections 1 - beta^t (beta^t / (1 - beta^t), halved under the square root); each of the
-    steps rounds w once more. In ``dtype``'s unit roundoff."""
+    steps rounds w once more; adamw's decay adds lr * weight_decay * |w| to the step (on the leaves its default
+    ``mask`` decays, or all when a mask is given). In ``dtype``'s unit roundoff."""
     u = np.finfo(dtype).eps / 2
     velocity, first, second, cache = 0.0, 0.0, 0.0, 0.0
     bound, size = 0.0, np.abs(w)
@@ -186,6 +217,8 @@ def rounding_bound(
             c1, c2 = 1 - beta1**t, 1 - beta2**t
             step = lr * (first / c1) / (np.sqrt(second / c2) + epsilon)
             condition += beta1 / (1 - beta1) + (1 - c1) / c1 + 0.5 * (beta2 / (1 - beta2) + (1 - c2) / c2)
+            if name == "adamw" and (mask is not None or np.ndim(w) >= 2):
+                step = step + lr * weight_decay * size
         size = size + step
         bound = bound + 16 * u * condition * step + 2 * u * size
     return bound
@@ -215,6 +248,7 @@ def test_matches_reference(name, problem, a, b, eps):
         "sgd_momentum": {"momentum": a},
         "rmsprop": {"decay_rate": a, "epsilon": eps},
         "adam": {"beta1": a, "beta2": b, "epsilon": eps},
+        "adamw": {"beta1": a, "beta2": b, "epsilon": eps, "weight_decay": a},
     }[name]
     out, state = run(OPTIMIZERS[name](lr, **hyper), w, grads)
     expected = REFERENCES[name](w, grads, [lr] * len(grads), **hyper)
@@ -234,6 +268,7 @@ def test_schedule_is_used_at_the_step_count(name):
         "sgd_momentum": {"momentum": 0.9},
         "rmsprop": {"decay_rate": 0.99, "epsilon": 1e-8},
         "adam": {"beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8},
+        "adamw": {"beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8, "weight_decay": 0.1},
     }[name]
     out, _ = run(OPTIMIZERS[name](sched, **hyper), w, grads)
     assert_within(out[-1], REFERENCES[name](w, grads, lrs, **hyper), rounding_bound(name, w, grads, lrs, **hyper))
@@ -397,12 +432,20 @@ def test_constant_values():
 
 
 def test_registry_and_defaults():
-    assert OPTIMIZERS == {"sgd": sgd, "sgd_momentum": sgd_momentum, "rmsprop": rmsprop, "adam": adam}
+    assert OPTIMIZERS == {"sgd": sgd, "sgd_momentum": sgd_momentum, "rmsprop": rmsprop, "adam": adam, "adamw": adamw}
     expected = {
         "sgd": {"learning_rate": 1e-2},
         "sgd_momentum": {"learning_rate": 1e-2, "momentum": 0.9},
         "rmsprop": {"learning_rate": 1e-2, "decay_rate": 0.99, "epsilon": 1e-8},
         "adam": {"learning_rate": 1e-3, "beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8},
+        "adamw": {
+            "learning_rate": 1e-3,
+            "beta1": 0.9,
+            "beta2": 0.999,
+            "epsilon": 1e-8,
+            "weight_decay": 1e-2,
+            "mask": None,
+        },
     }
     for name, make in OPTIMIZERS.items():
         defaults = {k: p.default for k, p in inspect.signature(make).parameters.items()}
@@ -482,11 +525,13 @@ def test_schedule_rejects_negative_step():
         step_decay(0.1, 0.5, 10)(-1)
 
 
-def test_schedule_returning_non_positive_lr():
-    opt = sgd(lambda step: 0.1 - 0.1 * step)  # 0.1 at step 0, then 0
+def test_schedule_returning_a_negative_lr_is_refused_and_zero_is_a_step_that_stays():
+    opt = sgd(lambda step: 0.1 - 0.1 * step)  # 0.1 at step 0, 0 at step 1 (where cosine schedules end), then < 0
     p, state = opt.update(np.ones(2), opt.init(np.zeros(2)), np.zeros(2))
-    with pytest.raises(ValueError, match=r"sgd: learning_rate schedule returned 0.0 at step 1"):
-        opt.update(np.ones(2), state, p)
+    same, state = opt.update(np.ones(2), state, p)
+    np.testing.assert_array_equal(same, p)
+    with pytest.raises(ValueError, match=r"sgd: learning_rate schedule returned -0.1 at step 2; it must be >= 0"):
+        opt.update(np.ones(2), state, same)
 
 
 @pytest.mark.parametrize("make", ALL)
@@ -563,6 +608,12 @@ TORCH_CASES = [
         {"lr": 0.01, "betas": (0.8, 0.95), "eps": 1e-7},
     ),
     ("adam", {}, "Adam", {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8}),
+    (
+        "adamw",
+        {"learning_rate": 0.01, "weight_decay": 0.1, "mask": lambda path: True},
+        "AdamW",
+        {"lr": 0.01, "weight_decay": 0.1},
+    ),
 ]
 
 
