@@ -60,7 +60,8 @@ def lr_find(
     How the suggestion is chosen, and how it can mislead: the loss is smoothed by an exponential moving
     average (weight ``smoothing`` on the past, bias-corrected as in fastai); ``suggestion`` is a tenth of the
     learning rate at the smoothed loss's minimum (fastai's rule; the minimum itself is already too fast
-    to train at), ``steepest`` the learning rate of the steepest fall (Lightning's rule). Both come from one
+    to train at), ``steepest`` the learning rate of the steepest fall past the first tenth of the steps
+    (Lightning's rule). Both come from one
     noisy run: another seed, batch size or smoothing moves them, often by a factor of 2-3 and sometimes by
     more; a curve with no clear fall (a network that learns little in ``steps`` steps) suggests nothing
     useful. Read the curve (``funcnn.plot.plot_lr_find``), not just the number, and confirm with a short run.
@@ -103,6 +104,9 @@ def lr_find(
             break
     finite = [(s, lr) for s, lr in zip(smoothed, lrs) if math.isfinite(s)]
     best = min(finite)[1] if finite else min_lr
-    slopes = np.diff(smoothed) / np.diff(np.log(lrs)) if len(lrs) > 1 else np.zeros(1)
-    steepest = lrs[int(np.nanargmin(slopes))] if np.isfinite(slopes).any() else min_lr
+    # the steepest fall, past the first tenth of the steps (where the average has seen few losses: Lightning
+    # skips its first 10 points too)
+    skip = min(len(lrs) - 2, steps // 10) if len(lrs) > 2 else 0
+    slopes = np.diff(smoothed[skip:]) / np.diff(np.log(lrs[skip:])) if len(lrs) > skip + 1 else np.zeros(0)
+    steepest = lrs[skip + int(np.nanargmin(slopes))] if np.isfinite(slopes).any() else min_lr
     return LRFind(tuple(lrs), tuple(losses), tuple(smoothed), best / 10, steepest, diverged)

@@ -21,6 +21,7 @@ from funcnn.app.options import (
     add_run_options,
     add_sweep_options,
     int_from,
+    number_above,
     train_options,
 )
 
@@ -126,7 +127,7 @@ def net_and_params(args: argparse.Namespace, data: Any) -> tuple[Any, Any]:
 
 def _train(args: argparse.Namespace) -> int:
     from funcnn.app.datasets import load_named
-    from funcnn.optim import OPTIMIZERS, step_decay
+    from funcnn.app.recipe import augment_for, optimizer_for
     from funcnn.plot import INSTALL_HINT, plot_history
     from funcnn.train import Checkpoint, accuracy, batch_starts, early_stopping, fit
 
@@ -136,7 +137,7 @@ def _train(args: argparse.Namespace) -> int:
     net, params = net_and_params(args, data)
     input_shape = data.train.x.shape[1:]
     steps_per_epoch = len(batch_starts(len(data.train), args.batch_size))
-    optimizer = OPTIMIZERS[args.optimizer](learning_rate=step_decay(args.lr, args.lr_decay, steps_per_epoch))
+    optimizer = optimizer_for(args, steps_per_epoch)
     out, created = _out_folder(args)  # after every option was checked: a failed start leaves no folder behind
     checkpoint = out / "checkpoint.npz"
     # When resuming, these lines wait for fit to accept the checkpoint, so a refusal comes first and alone.
@@ -161,7 +162,7 @@ def _train(args: argparse.Namespace) -> int:
             net, params, (data.train.x, data.train.y), (data.val.x, data.val.y), optimizer,
             epochs=args.epochs, batch_size=args.batch_size, reg=args.reg, seed=args.seed,
             checkpoint=Checkpoint(checkpoint, args.resume, config, args.allow_config_change), log=log,
-            callbacks=[early_stopping(args.patience)] if args.patience else [],
+            callbacks=[early_stopping(args.patience)] if args.patience else [], augment=augment_for(args),
         )  # fmt: skip
     except BaseException:
         if created and not any(out.iterdir()):
@@ -263,6 +264,46 @@ def _sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _lr_find(args: argparse.Namespace) -> int:
+    from funcnn._lr_find import lr_find
+    from funcnn.app.datasets import load_named
+    from funcnn.optim import OPTIMIZERS
+
+    data = load_named(args.dataset, args.data_path, np.dtype(args.dtype).type)
+    net, params = net_and_params(args, data)
+    extra = {"weight_decay": args.weight_decay} if args.optimizer == "adamw" else {}
+
+    def optimizer(learning_rate: Any) -> Any:
+        return OPTIMIZERS[args.optimizer](learning_rate=learning_rate, **extra)
+
+    result = lr_find(
+        net, params, data.train.x, data.train.y, optimizer=optimizer, reg=args.reg, batch_size=args.batch_size,
+        min_lr=args.min_lr, max_lr=args.max_lr, steps=args.steps, seed=args.seed,
+    )  # fmt: skip
+    print(f"funcnn lr-find: {net.name} on {args.dataset}; {args.optimizer}, {len(result.lrs)} steps")
+    print("  learning rate  smoothed loss")
+    for i in np.unique(np.linspace(0, len(result.lrs) - 1, 12).round().astype(int)):
+        print(f"  {result.lrs[i]:13.2e}  {result.smoothed[i]:13.4f}")
+    stop = "stopped: the loss diverged" if result.diverged else f"reached --max-lr {args.max_lr:g}"
+    print(f"{stop}; suggestion {result.suggestion:.2e} (a tenth of the lowest loss's), steepest {result.steepest:.2e}")
+    try:
+        from funcnn.plot import plot_lr_find
+    except ImportError:
+        return 0
+    try:
+        figure = plot_lr_find(result, f"lr-find: {args.optimizer} on {args.dataset}")
+    except ImportError as error:
+        print(error)
+        return 0
+    out = Path(args.out or f"runs/{args.dataset}")
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "lr_find.png"
+    figure.savefig(path.with_name(f".{path.name}.tmp.png"))
+    os.replace(path.with_name(f".{path.name}.tmp.png"), path)  # atomically: an earlier picture stays whole
+    print(f"wrote {path}")
+    return 0
+
+
 def _add_sweep(commands: Any) -> None:
     sweep = commands.add_parser(
         "sweep", help="hyperparameter search on Optuna over the options of train (needs the sweep extra)",
@@ -298,6 +339,19 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_options(doctor)
     doctor.set_defaults(run=_doctor)
     _add_sweep(commands)
+
+    finder = commands.add_parser(
+        "lr-find", help="the learning-rate range test on train's network, data and optimizer options",
+        description="Train for --steps minibatches with the learning rate growing exponentially from --min-lr to "
+                    "--max-lr (Smith's range test), print the smoothed loss curve and a suggestion, and draw the "
+                    "curve into --out/lr_find.png (the plot extra). Stops when the loss diverges.",
+    )  # fmt: skip
+    add_model_options(finder)
+    finder.add_argument("--min-lr", type=number_above(0, strict=True), default=1e-6, help="(default: 1e-6)")
+    finder.add_argument("--max-lr", type=number_above(0, strict=True), default=1.0, help="(default: 1)")
+    finder.add_argument("--steps", type=int_from(2), default=100, help="minibatch steps (default: 100)")
+    finder.add_argument("--out", help="folder of the picture (default: runs/<dataset>)")
+    finder.set_defaults(run=_lr_find)
 
     summary = commands.add_parser(
         "summary", help="the table of the convnet that train builds (its network options): shapes, params, FLOPs",

@@ -98,8 +98,25 @@ def add_model_options(parser: argparse.ArgumentParser) -> Options:
     options = add_network_options(parser)
     add = _adder(parser, options)
     add("--data-path", help="folder with MNIST/Fashion-MNIST IDX files or CIFAR-10 binary batches")
-    add("--optimizer", choices=["sgd", "sgd_momentum", "rmsprop", "adam"], default="adam", help="(default: adam)")
+    add(
+        "--optimizer",
+        choices=["sgd", "sgd_momentum", "rmsprop", "adam", "adamw"],
+        default="adam",
+        help="(default: adam)",
+    )
     add("--lr", type=number_above(0, strict=True), default=2e-3, help="learning rate (default: 2e-3)")
+    add(
+        "--weight-decay",
+        type=number_above(0, strict=False),
+        default=1e-2,
+        help="adamw's decoupled weight decay, on weights only (default: 1e-2)",
+    )
+    add(
+        "--clip",
+        type=number_above(0, strict=True),
+        default=None,
+        help="clip the gradients to this global norm before each update (default: no clipping)",
+    )
     add(
         "--reg",
         type=number_above(0, strict=False),
@@ -126,6 +143,11 @@ def add_schedule_options(parser: argparse.ArgumentParser) -> Options:
         type=number_above(0, strict=True),
         default=0.9,
         help="learning rate factor after each epoch (default: 0.9)",
+    )
+    add(
+        "--augment",
+        action="store_true",
+        help="random crops of each training batch (and mirror images on cifar10), drawn from the seed",
     )
     add(
         "--patience",

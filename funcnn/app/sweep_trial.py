@@ -29,7 +29,7 @@ def make_objective(args: argparse.Namespace, space: Sequence[Range], out: Path) 
     params, ``error`` when it fails."""
     from funcnn.app.cli import net_and_params
     from funcnn.app.datasets import load_named
-    from funcnn.optim import OPTIMIZERS, step_decay
+    from funcnn.app.recipe import augment_for, optimizer_for
     from funcnn.train import Callback, Checkpoint, EpochEnd, accuracy, batch_starts, early_stopping, fit
 
     loaded: dict[tuple[str, str], Any] = {}  # a worker reads each data set once
@@ -53,14 +53,13 @@ def make_objective(args: argparse.Namespace, space: Sequence[Range], out: Path) 
             data = loaded[key]
             net, params = net_and_params(options, data)
             steps_per_epoch = len(batch_starts(len(data.train), options.batch_size))
-            optimizer = OPTIMIZERS[options.optimizer](
-                learning_rate=step_decay(options.lr, options.lr_decay, steps_per_epoch)
-            )
+            optimizer = optimizer_for(options, steps_per_epoch)
             callbacks: list[Callback] = [prune, early_stopping(options.patience)] if options.patience else [prune]
             result = fit(
                 net, params, (data.train.x, data.train.y), (data.val.x, data.val.y), optimizer, epochs=options.epochs,
                 batch_size=options.batch_size, reg=options.reg, seed=options.seed, callbacks=callbacks, log=None,
                 checkpoint=Checkpoint(folder / "checkpoint.npz", config={"trial": trial.number, **values}),
+                augment=augment_for(options),
             )  # fmt: skip
         except ValueError as error:  # diverged, or values the network refuses: this trial's result
             trial.set_user_attr("error", str(error))
