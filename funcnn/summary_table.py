@@ -145,7 +145,8 @@ def _out_shape(layer: Layer, shape: Shape) -> Shape:
     if not isinstance(layer, Layer) or layer.out_shape is None:
         name = getattr(layer, "name", getattr(layer, "__name__", repr(layer)))
         raise ValueError(f"summary: {name} does not say its output shape; make it with fn.layer(f, out_shape=...)")
-    return _batched(_batch_size(shape), layer.out_shape(_example(shape)))
+    out: Shape = _batched(_batch_size(shape), layer.out_shape(_example(shape)))
+    return out
 
 
 def _visit(

@@ -141,4 +141,4 @@ def flat_output(f: Apply) -> Apply:
 
         return np.concatenate([leaf.ravel() for leaf in leaves]), flat_vjp
 
-    return flat  # type: ignore[return-value]
+    return flat

@@ -9,13 +9,15 @@ LSTM gates are in the course's order i, f, o, g; GRU gates in PyTorch's order r,
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from funcnn.kernels._jit import jit
 
 
 @jit(inline="always")
-def _sigmoid(v: float) -> float:  # pragma: no cover - compiled
+def _sigmoid(v: Any) -> Any:  # a float32 stays float32  # pragma: no cover - compiled
     return 1.0 / (1.0 + np.exp(-v))
 
 

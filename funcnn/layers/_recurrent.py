@@ -96,7 +96,8 @@ def _input_grads(x: np.ndarray, wx: np.ndarray, dxa: np.ndarray) -> tuple[np.nda
 def _project(x: np.ndarray, wx: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``x wx + b`` for all steps at once: ``(N, T, D)`` -> ``(N, T, G)``."""
     n, t, d = x.shape
-    return (x.reshape(n * t, d) @ wx + b).reshape(n, t, -1)
+    projected: np.ndarray = (x.reshape(n * t, d) @ wx + b).reshape(n, t, -1)
+    return projected
 
 
 def _rnn_core(
@@ -254,17 +255,26 @@ def _gru_step(params: PyTree, x: Any) -> tuple[np.ndarray, VJP]:
     return next_h, vjp  # type: ignore[return-value]
 
 
+SequenceBack = Callable[[np.ndarray], tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]]
+
+
+def _lstm_from_zero(params: dict[str, np.ndarray], x: np.ndarray, h0: np.ndarray) -> tuple[np.ndarray, SequenceBack]:
+    """The LSTM over a sequence with ``c0 = 0``, its last cell's cotangent 0 (the course's ``lstm_forward``)."""
+    h, _, lstm_back = _lstm_core(params, x, h0, np.zeros_like(h0))
+
+    def back(dh: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+        dp, dx, dh0, _ = lstm_back(dh, np.zeros_like(h0))
+        return dp, dx, dh0
+
+    return h, back
+
+
 def _sequence(kind: str) -> Callable[[PyTree, Any], tuple[np.ndarray, VJP]]:
+    core = {"rnn": _rnn_core, "lstm": _lstm_from_zero, "gru": _gru_core}[kind]
+
     def apply(params: PyTree, x: Any) -> tuple[np.ndarray, VJP]:
         p, (xs, h0) = _checked(kind, kind, params, x, ("x", "h0"), seq=True)
-        if kind == "lstm":
-            h, _, lstm_back = _lstm_core(p, xs, h0, np.zeros_like(h0))
-
-            def back(dh: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
-                dp, dx, dh0, _ = lstm_back(dh, np.zeros_like(h0))
-                return dp, dx, dh0
-        else:
-            h, back = (_rnn_core if kind == "rnn" else _gru_core)(p, xs, h0)
+        h, back = core(p, xs, h0)
 
         def vjp(dy: Any) -> tuple[PyTree, tuple[np.ndarray, np.ndarray]]:
             (d,) = _dy(kind, dy, (h,), ("dh",))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -94,7 +94,7 @@ def scan(cell: LayerFn, reverse: bool = False) -> Layer:
         ys: list[PyTree] = [None] * steps
         vjps: list[Any] = [None] * steps
         for t in order:
-            out, vjps[t] = child(params, (carry, _at(xs, t)))
+            out, vjps[t] = child(params, cast(Any, (carry, _at(xs, t))))  # a tuple input
             if not isinstance(out, tuple) or len(out) != 2:
                 raise TypeError(f"{name}: the cell must return ((carry, y_t), vjp), got an output {type(out).__name__}")
             _same_carry(name, t, carry, out[0])
