@@ -5,6 +5,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_contract import frozen
+from test_summary import kept_bytes
 
 import funcnn as fn
 from funcnn.tree import tree_leaves, tree_map
@@ -126,15 +128,6 @@ def test_cells_pass_check_vjp(problem, dtype):
     numeric = np.float64 if dtype == np.float32 else None
     report = fn.check_vjp(STEPS[kind], p, inputs, dtype=dtype, numeric_dtype=numeric)
     assert len(report.leaves) == len(tree_leaves((p, inputs)))
-
-
-def frozen(tree):
-    def freeze(a):
-        a = np.array(a)
-        a.flags.writeable = False
-        return a
-
-    return tree_map(freeze, tree)
 
 
 @settings(max_examples=20, deadline=None)
@@ -270,8 +263,6 @@ SIZED = [
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize(("net", "shape"), SIZED, ids=[net.name for net, _ in SIZED])
 def test_summary_memory_is_what_the_vjp_keeps(net, shape, dtype):
-    from test_summary import kept_bytes
-
     rng = np.random.default_rng(0)
     _, p = fn.init_params(net, rng, shape, dtype)
     if net.op == "word_embedding":

@@ -189,6 +189,21 @@ def _gru_core(
     return h, back
 
 
+def _one_step(kind: str, core: Callable[..., Any], params: PyTree, x: Any) -> tuple[np.ndarray, VJP]:
+    """The vanilla or GRU cell: its sequence core run over one step."""
+    name = f"{kind}_step"
+    p, (x0, prev_h) = _checked(name, kind, params, x, ("x", "prev_h"), seq=False)
+    h, back = core(p, x0[:, None], prev_h)
+    next_h = h[:, 0]
+
+    def vjp(dy: Any) -> tuple[PyTree, tuple[np.ndarray, np.ndarray]]:
+        (d,) = _dy(name, dy, (next_h,), ("dnext_h",))
+        dp, dx, dprev = back(d[:, None])
+        return dp, (dx[:, 0], dprev)
+
+    return next_h, vjp  # type: ignore[return-value]
+
+
 def _rnn_step(params: PyTree, x: Any) -> tuple[np.ndarray, VJP]:
     """``next_h = tanh(x wx + prev_h wh + b)``, the course's ``rnn_step_forward``.
 
@@ -203,16 +218,7 @@ def _rnn_step(params: PyTree, x: Any) -> tuple[np.ndarray, VJP]:
     >>> dx
     array([[2., 2., 2.]])
     """
-    p, (x0, prev_h) = _checked("rnn_step", "rnn", params, x, ("x", "prev_h"), seq=False)
-    h, back = _rnn_core(p, x0[:, None], prev_h)
-    next_h = h[:, 0]
-
-    def vjp(dy: Any) -> tuple[PyTree, tuple[np.ndarray, np.ndarray]]:
-        (d,) = _dy("rnn_step", dy, (next_h,), ("dnext_h",))
-        dp, dx, dprev = back(d[:, None])
-        return dp, (dx[:, 0], dprev)
-
-    return next_h, vjp  # type: ignore[return-value]
+    return _one_step("rnn", _rnn_core, params, x)
 
 
 def _lstm_step(params: PyTree, x: Any) -> tuple[Any, VJP]:
@@ -243,16 +249,7 @@ def _gru_step(params: PyTree, x: Any) -> tuple[np.ndarray, VJP]:
     params: ``{"wx": (D, 3H), "wh": (H, 3H), "bx": (3H,), "bh": (3H,)}``; x: ``(x (N, D), prev_h (N, H))``.
     Returns ``next_h (N, H)`` and ``vjp(dnext_h) -> (dparams, (dx, dprev_h))``. PyTorch's ``weight_ih`` is ``wx.T``.
     """
-    p, (x0, prev_h) = _checked("gru_step", "gru", params, x, ("x", "prev_h"), seq=False)
-    h, back = _gru_core(p, x0[:, None], prev_h)
-    next_h = h[:, 0]
-
-    def vjp(dy: Any) -> tuple[PyTree, tuple[np.ndarray, np.ndarray]]:
-        (d,) = _dy("gru_step", dy, (next_h,), ("dnext_h",))
-        dp, dx, dprev = back(d[:, None])
-        return dp, (dx[:, 0], dprev)
-
-    return next_h, vjp  # type: ignore[return-value]
+    return _one_step("gru", _gru_core, params, x)
 
 
 SequenceBack = Callable[[np.ndarray], tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]]
