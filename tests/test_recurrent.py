@@ -362,3 +362,25 @@ def test_temporal_softmax_loss_errors():
         fn.temporal_softmax_loss(scores, np.full((2, 3), 4), np.ones((2, 3), bool))
     with pytest.raises(TypeError, match=r"^temporal_softmax_loss: mask must hold booleans"):
         fn.temporal_softmax_loss(scores, np.zeros((2, 3), int), np.full((2, 3), 0.5))
+
+
+def test_a_chain_takes_a_tuple_input():
+    p, x, h0 = good_sequence("lstm")
+    _, head = fn.init_params(fn.temporal_dense(3), np.random.default_rng(1), (3, 5), np.float64)
+    net = fn.chain(fn.lstm, fn.temporal_affine)
+    report = fn.check_vjp(net, (p, head), (x, h0))
+    assert {leaf.path for leaf in report.leaves} >= {"x[0]", "x[1]"}
+    out, vjp = net((p, head), (x, h0))
+    assert out.shape == (2, 3, 3) and tree_leaves(vjp(np.ones_like(out))[1])[1].shape == h0.shape
+
+
+def test_check_vjp_requires_none_for_an_integer_input():
+    w = {"w": np.random.default_rng(0).standard_normal((4, 2))}
+    idx = np.array([[0, 3]])
+
+    def gives_zeros(params, x):
+        out, vjp = fn.word_embedding(params, x)
+        return out, lambda d: (vjp(d)[0], np.zeros(x.shape))
+
+    with pytest.raises(fn.VJPCheckError, match=r"dx must be None exactly when x is an integer array"):
+        fn.check_vjp(gives_zeros, w, idx)
