@@ -188,9 +188,33 @@ def one_of(owner: str, arg: str, value: Any, choices: tuple[str, ...]) -> str:
 
 
 def checked_input_shape(owner: str, shape: Any) -> tuple[int, ...]:
-    """One example's shape (no batch axis) given to a tool such as ``summary``: a tuple (or list) of ints >= 1."""
+    """One example's shape (no batch axis) given to a tool such as ``summary``: a tuple (or list) of ints >= 1,
+    or, for a layer taking a tuple input, a non-empty tuple of such shapes (one per entry)."""
+    if isinstance(shape, (tuple, list)) and shape and all(isinstance(s, (tuple, list)) for s in shape):
+        return tuple(checked_input_shape(owner, s) for s in shape)  # type: ignore[misc]
     if not isinstance(shape, (tuple, list)) or not all(
         isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d >= 1 for d in shape
     ):
         raise ValueError(f"{owner}: input_shape must be a tuple of whole numbers >= 1, e.g. (1, 8, 8), got {shape!r}")
     return tuple(int(d) for d in shape)
+
+
+def tuple_input(layer: str, x: Any, names: tuple[str, ...], what: str = "x") -> tuple[Any, ...]:
+    """A layer's tuple input (or a vjp's tuple cotangent, with ``what``) as a tuple of ``len(names)``
+    entries; anything else is an error naming the layer and the entries it expects."""
+    if not isinstance(x, (tuple, list)) or len(x) != len(names):
+        got = f"a {type(x).__name__} of {len(x)} entries" if isinstance(x, (tuple, list)) else describe(x)
+        raise TypeError(f"{layer}: {what} must be a tuple ({', '.join(names)}), got {got}")
+    return tuple(x)
+
+
+def index_array(layer: str, arg: str, value: Any, size: int) -> np.ndarray:
+    """``value`` as an integer array of indices in ``[0, size)`` (token indices, labels)."""
+    array = np.asarray(value)
+    if array.dtype.kind not in "iu":
+        raise TypeError(
+            f"{layer}: {arg} must be an integer array of indices, got dtype {array.dtype} (shape {array.shape})"
+        )
+    if array.size and (array.min() < 0 or array.max() >= size):
+        raise ValueError(f"{layer}: {arg} must be in [0, {size}), got min {array.min()}, max {array.max()}")
+    return array
