@@ -124,3 +124,41 @@ def loss_layer(loss: Loss, y: np.ndarray) -> Layer:
         return ()
 
     return Layer(apply, name, (), out_shape=out_shape, op="loss", doc=loss_layer.__doc__)
+
+
+def temporal_softmax_loss(scores: np.ndarray, y: np.ndarray, mask: np.ndarray) -> tuple[np.floating, LossVJP]:
+    """The course's ``temporal_softmax_loss``: softmax cross-entropy at every time step, **summed**
+    over the unmasked steps and **divided by N** (not by the number of unmasked steps), as in the course.
+
+    scores: ``(N, T, V)``; y: ``(N, T)`` ints in ``[0, V)``; mask: ``(N, T)`` booleans (or 0/1), True
+    where the step counts. Returns the loss (a scalar of scores' dtype) and ``vjp(dloss=1.0) -> dscores``
+    of shape ``(N, T, V)``.
+
+    >>> loss, vjp = fn.temporal_softmax_loss(np.zeros((1, 2, 2)), np.array([[0, 1]]), np.array([[True, False]]))
+    >>> round(float(loss), 4), bool((vjp()[0, 1] == 0).all())  # log 2 from the one unmasked step
+    (0.6931, True)
+    """
+    name = "temporal_softmax_loss"
+    scores = float_array(name, "scores", scores)
+    check_ndim(name, "scores", scores, 3, "(N, T, V)")
+    n, t, v = scores.shape
+    y, mask = np.asarray(y), np.asarray(mask)
+    for arg, value in (("y", y), ("mask", mask)):
+        if value.shape != (n, t):
+            raise ValueError(
+                f"{name}: {arg} must have shape (N, T) = {(n, t)} to match scores {scores.shape}, got {value.shape}"
+            )
+    if mask.dtype.kind not in "biu" or (mask.dtype.kind != "b" and not np.isin(mask, (0, 1)).all()):
+        raise TypeError(f"{name}: mask must hold booleans (or 0 and 1), got dtype {mask.dtype}")
+    if n == 0:
+        raise ValueError(f"{name}: scores must hold at least one example, got shape {scores.shape}")
+    flat, labels = _check_problem(name, scores.reshape(n * t, v), y.reshape(n * t))
+    keep = mask.reshape(n * t).astype(scores.dtype)
+    shifted = flat - flat.max(axis=1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    rows = np.arange(n * t)
+    loss = scores.dtype.type(-(keep * log_probs[rows, labels]).sum() / n)
+    dscores = np.exp(log_probs)
+    dscores[rows, labels] -= 1
+    dscores *= keep[:, None] / n
+    return loss, _loss_vjp(name, loss, dscores.reshape(scores.shape))

@@ -194,3 +194,24 @@ def checked_input_shape(owner: str, shape: Any) -> tuple[int, ...]:
     ):
         raise ValueError(f"{owner}: input_shape must be a tuple of whole numbers >= 1, e.g. (1, 8, 8), got {shape!r}")
     return tuple(int(d) for d in shape)
+
+
+def tuple_input(layer: str, x: Any, names: tuple[str, ...], what: str = "x") -> tuple[Any, ...]:
+    """A layer's tuple input (or a vjp's tuple cotangent, with ``what``) as a tuple of ``len(names)``
+    entries; anything else is an error naming the layer and the entries it expects."""
+    if not isinstance(x, (tuple, list)) or len(x) != len(names):
+        got = f"a {type(x).__name__} of {len(x)} entries" if isinstance(x, (tuple, list)) else describe(x)
+        raise TypeError(f"{layer}: {what} must be a tuple ({', '.join(names)}), got {got}")
+    return tuple(x)
+
+
+def index_array(layer: str, arg: str, value: Any, size: int) -> np.ndarray:
+    """``value`` as an integer array of indices in ``[0, size)`` (token indices, labels)."""
+    array = np.asarray(value)
+    if array.dtype.kind not in "iu":
+        raise TypeError(
+            f"{layer}: {arg} must be an integer array of indices, got dtype {array.dtype} (shape {array.shape})"
+        )
+    if array.size and (array.min() < 0 or array.max() >= size):
+        raise ValueError(f"{layer}: {arg} must be in [0, {size}), got min {array.min()}, max {array.max()}")
+    return array

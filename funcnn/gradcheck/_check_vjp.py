@@ -14,7 +14,7 @@ from funcnn.gradcheck._compare import STEP, LeafProbe, check_leaf, tolerance
 from funcnn.gradcheck._kinks import KINK_POLICIES, KinkPolicy, report_kinks
 from funcnn.gradcheck._probe import differences
 from funcnn.gradcheck._report import VJPReport, wrong_gradient
-from funcnn.gradcheck._structure import copy_tree, input_name, run_checked
+from funcnn.gradcheck._structure import copy_tree, flat_output, input_name, run_checked
 from funcnn.tree import PyTree, tree_leaves, tree_leaves_with_path
 from funcnn.validation import int_at_least, number_at_least
 
@@ -54,6 +54,9 @@ def check_vjp(
     magnitudes of the terms of ``<g, v>`` and ``<dy, J v>``; cancellation inside the vjp that the output
     does not show, as behind a scalar loss or in a norm over groups of 2 values, is not allowed for).
 
+    ``x`` and the output may be tuples (trees) of arrays; an integer leaf of ``x`` (token indices) is
+    not probed and its cotangent must be ``None``.
+
     It also checks that dparams mirrors params and dx mirrors x (structure, shapes, dtypes), that
     ``vjp(0) == 0``, that two calls of the vjp agree (to within ``nondet_tol`` times each leaf's
     largest magnitude; default exactly), and that nothing is modified in place.
@@ -77,6 +80,7 @@ def check_vjp(
     nondet = number_at_least("check_vjp", "nondet_tol", nondet_tol, 0)
 
     inputs = _inputs(params, x, analytic_dtype)
+    f = flat_output(f)  # a tuple output (an LSTM step's (h, c)) is checked as one flat array
     rng = np.random.default_rng(seed)
     y, dy, grads = run_checked(f, inputs, rng, nondet)
 

@@ -9,7 +9,16 @@ import numpy as np
 
 from funcnn.core import Apply
 from funcnn.gradcheck._report import VJPCheckError
-from funcnn.tree import KeyPath, PyTree, keystr, tree_leaves_with_path, tree_map, tree_structure
+from funcnn.tree import (
+    KeyPath,
+    PyTree,
+    keystr,
+    tree_flatten,
+    tree_leaves_with_path,
+    tree_map,
+    tree_structure,
+    tree_unflatten,
+)
 
 
 def input_name(path: KeyPath) -> str:
@@ -72,6 +81,13 @@ def assert_like(grad: PyTree, ref: PyTree, grad_root: str, ref_root: str) -> Non
             f"  {ref_root}: {tree_structure(ref)!r}\n  {grad_root}: {tree_structure(grad)!r}"
         )
     for (path, g), (_, r) in zip(tree_leaves_with_path(grad), tree_leaves_with_path(ref)):
+        if np.asarray(r).dtype.kind in "iub" or g is None:  # an integer input (token indices) has no cotangent
+            if g is not None or np.asarray(r).dtype.kind not in "iub":
+                raise VJPCheckError(
+                    f"check_vjp: {keystr(path, grad_root)} must be None exactly when {keystr(path, ref_root)} "
+                    f"is an integer array (it is {np.asarray(r).dtype}), got {type(g).__name__}"
+                )
+            continue
         g, r = np.asarray(g), np.asarray(r)
         if g.shape != r.shape or g.dtype != r.dtype:
             raise VJPCheckError(
@@ -84,6 +100,8 @@ def assert_repeatable(a: PyTree, b: PyTree, nondet_tol: float) -> None:
     """Two vjp results agree: exactly, or with ``nondet_tol`` > 0 to within ``nondet_tol`` times
     the largest magnitude of each leaf (NaN matches NaN)."""
     for (path, x), (_, y) in zip(tree_leaves_with_path(a), tree_leaves_with_path(b)):
+        if x is None and y is None:  # an integer input's cotangent
+            continue
         x, y = np.asarray(x), np.asarray(y)
         if np.array_equal(x, y, equal_nan=True):
             continue
@@ -100,6 +118,27 @@ def assert_repeatable(a: PyTree, b: PyTree, nondet_tol: float) -> None:
 def assert_zero_for_zero(zero: PyTree) -> None:
     """``vjp(0)`` is all zeros."""
     for key_path, leaf in tree_leaves_with_path(zero):
-        if np.any(leaf != 0):
+        if leaf is not None and np.any(leaf != 0):
             name = keystr(key_path, "(dparams, dx)")
             raise VJPCheckError(f"check_vjp: vjp(0) must be 0, but {name} is not (does the vjp ignore dy?)")
+
+
+def flat_output(f: Apply) -> Apply:
+    """``f`` with a tuple (tree) output seen as one flat array of its leaves, and its vjp taking the
+    matching flat cotangent; ``f`` itself when its output is one array. The checks need one output."""
+
+    def flat(params: PyTree, x: Any) -> tuple[np.ndarray, Any]:
+        out, vjp = f(params, x)
+        if not isinstance(out, (tuple, list, dict)):
+            return out, vjp
+        leaves, treedef = tree_flatten(out)
+        leaves = [np.asarray(leaf) for leaf in leaves]
+        sizes = np.cumsum([leaf.size for leaf in leaves])[:-1]
+
+        def flat_vjp(dy: np.ndarray) -> Any:
+            parts = np.split(np.asarray(dy), sizes)
+            return vjp(tree_unflatten(treedef, [p.reshape(leaf.shape) for p, leaf in zip(parts, leaves)]))
+
+        return np.concatenate([leaf.ravel() for leaf in leaves]), flat_vjp
+
+    return flat  # type: ignore[return-value]

@@ -1,7 +1,7 @@
 """The layers: pure functions ``layer(params, x) -> (y, vjp)``, with ``vjp(dy) -> (dparams, dx)``.
 
 Each private module holds one concern (affine, conv, pools, activations, norms, batch norm,
-dropout); this package re-exports the public names.
+dropout, recurrent, embedding, temporal, scan); this package re-exports the public names.
 """
 
 from funcnn.layers._activations import leaky_relu as leaky_relu
@@ -15,9 +15,26 @@ from funcnn.layers._batch_norm import spatial_batch_norm as spatial_batch_norm
 from funcnn.layers._conv import conv as conv
 from funcnn.layers._conv import conv_naive as conv_naive
 from funcnn.layers._dropout import dropout as dropout
+from funcnn.layers._embedding import embedding as embedding
+from funcnn.layers._embedding import word_embedding as word_embedding
 from funcnn.layers._norms import group_norm as group_norm
 from funcnn.layers._norms import layer_norm as layer_norm
 from funcnn.layers._pool import avg_pool as avg_pool
 from funcnn.layers._pool import global_avg_pool as global_avg_pool
 from funcnn.layers._pool import max_pool as max_pool
 from funcnn.layers._pool import max_pool_naive as max_pool_naive
+from funcnn.layers._recurrent import gru as gru
+from funcnn.layers._recurrent import gru_cell as gru_cell
+from funcnn.layers._recurrent import gru_layer as gru_layer
+from funcnn.layers._recurrent import gru_step as gru_step
+from funcnn.layers._recurrent import lstm as lstm
+from funcnn.layers._recurrent import lstm_cell as lstm_cell
+from funcnn.layers._recurrent import lstm_layer as lstm_layer
+from funcnn.layers._recurrent import lstm_step as lstm_step
+from funcnn.layers._recurrent import rnn as rnn
+from funcnn.layers._recurrent import rnn_cell as rnn_cell
+from funcnn.layers._recurrent import rnn_layer as rnn_layer
+from funcnn.layers._recurrent import rnn_step as rnn_step
+from funcnn.layers._scan import scan as scan
+from funcnn.layers._temporal import temporal_affine as temporal_affine
+from funcnn.layers._temporal import temporal_dense as temporal_dense
