@@ -20,6 +20,7 @@ sigmoid             8 per element                          1 per element (the sl
 batch norms, norms  7 per element                          11 per element
 dropout             2 per element (training)               1 per element
 fan_out, residual   1 per output element and extra branch  1 per input element and extra branch
+rnn, lstm, gru      ``2*N*T*(D+H)*G`` (``G = gates*H``)    twice the forward; gate arithmetic not counted
 ==================  =====================================  ==========================================
 
 Memory: the bytes of the arrays a layer's vjp keeps alive until it is called (params not counted),
@@ -66,10 +67,29 @@ def _pair(value: object) -> tuple[int, int]:
     return int(value), int(value)  # type: ignore[call-overload]
 
 
+# The recurrent layers: (gates, biases) by op; their input is a tuple ((N, [T,] D), (N, H)[, (N, H)]).
+RECURRENT = {
+    "rnn": (1, 1), "lstm": (4, 1), "gru": (3, 2), "rnn_step": (1, 1), "lstm_step": (4, 1), "gru_step": (3, 2),
+}  # fmt: skip
+
+
+def _recurrent_sizes(layer: Layer, in_shape: Shape) -> tuple[int, int, int, int]:
+    """``(steps, D, H, G)`` of a recurrent layer's input shape (with N: steps is N*T)."""
+    x, h = in_shape[0], in_shape[1]
+    return math.prod(x[:-1]), x[-1], h[-1], RECURRENT[layer.op][0] * h[-1]  # type: ignore[index]
+
+
 def leaf_params(layer: Layer, in_shape: Shape, out_shape: Shape) -> int | None:
     """The number of parameters of a leaf layer fed one example of ``in_shape`` (no batch axis);
     ``None`` when its op does not say (a user's layer)."""
     op, hp = layer.op, layer.hparams
+    if op in RECURRENT:
+        _, d, h, g = _recurrent_sizes(layer, in_shape)
+        return (d + h + RECURRENT[op][1]) * g
+    if op == "word_embedding":
+        return int(hp["vocab"]) * int(hp["dim"]) if "vocab" in hp else None
+    if op == "temporal_affine":
+        return (in_shape[-1] + 1) * out_shape[-1]
     if op == "conv":
         hh, ww = _pair(hp["kernel_size"])
         return out_shape[0] * (in_shape[0] * hh * ww + 1)
@@ -79,7 +99,7 @@ def leaf_params(layer: Layer, in_shape: Shape, out_shape: Shape) -> int | None:
         return 2 * in_shape[0]
     if op == "layer_norm":
         return 2 * math.prod(in_shape)
-    if op == "custom" or op == "loss":
+    if op in ("custom", "loss", "scan"):  # scan: its cell's, made by its init when it has one
         return None
     return 0
 
@@ -87,6 +107,15 @@ def leaf_params(layer: Layer, in_shape: Shape, out_shape: Shape) -> int | None:
 def leaf_cost(layer: Layer, in_shape: Shape, out_shape: Shape, itemsize: int) -> Cost:
     """The :class:`Cost` of a leaf layer for a batch: ``in_shape`` and ``out_shape`` with N."""
     op, hp = layer.op, layer.hparams
+    if op in RECURRENT:
+        return _recurrent_cost(layer, in_shape, itemsize)
+    if op == "word_embedding":  # a gather; its vjp keeps the (int64) indices
+        return Cost(0, math.prod(out_shape), math.prod(in_shape) * np.dtype(np.int64).itemsize)
+    if op == "temporal_affine":  # an affine map at every step; its vjp keeps x
+        products = math.prod(out_shape) * in_shape[-1]
+        return Cost(2 * products, 4 * products, 0, True, False)
+    if not all(isinstance(d, (int, np.integer)) for d in (*in_shape, *out_shape)):
+        return Cost(None, None, None)  # another layer with a tuple input or output (scan): not counted
     n_in, n_out = math.prod(in_shape), math.prod(out_shape)
     if op == "conv":
         hh, ww = _pair(hp["kernel_size"])
@@ -116,6 +145,17 @@ def leaf_cost(layer: Layer, in_shape: Shape, out_shape: Shape, itemsize: int) ->
         keeps_input = op in ("layer_norm", "group_norm")
         return Cost(forward * n_in, backward * n_in, _kept_arrays(layer, in_shape, itemsize), keeps_input, True)
     return Cost(None, None, None)
+
+
+def _recurrent_cost(layer: Layer, in_shape: Shape, itemsize: int) -> Cost:
+    """The matrix products of all steps; the vjp keeps the input, the output (every step's h) and
+    the gates (the LSTM also its cells and zero c0, the GRU also ``h wh + bh``)."""
+    steps, d, h, g = _recurrent_sizes(layer, in_shape)
+    n = in_shape[0][0]  # type: ignore[index]
+    inner = {"rnn": 0, "lstm": steps * (g + h) + n * h, "gru": 2 * steps * g}[layer.op.removesuffix("_step")]
+    if layer.op == "lstm_step":  # its c is an output, and c0 an input
+        inner = steps * g
+    return Cost(2 * steps * (d + h) * g, 4 * steps * (d + h) * g, inner * itemsize, True, True)
 
 
 def _kept_arrays(layer: Layer, shape: Shape, itemsize: int) -> int:

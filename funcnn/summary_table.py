@@ -67,9 +67,9 @@ class Summary:
         if total.params is not None:
             params = f"{total.params:,} = {_bytes(total.params * itemsize)} in {self.dtype}"
         lines = [line(header), rule, *map(line, cells), rule,
-                 f"input {self.input_shape} {self.dtype}: {_bytes(math.prod(self.input_shape) * itemsize)}",
+                 f"input {self.input_shape} {self.dtype}: {_bytes(_size(self.input_shape) * itemsize)}",
                  f"params: {params}",
-                 (f"FLOPs per batch of {self.input_shape[0]}: forward {_number(total.forward_flops)}, "
+                 (f"FLOPs per batch of {_batch_size(self.input_shape)}: forward {_number(total.forward_flops)}, "
                   f"backward {_number(total.backward_flops)}"),
                  f"kept for the backward pass (training mode): {_bytes(total.memory)}"]  # fmt: skip
         if any(r.forward_flops is None or r.memory is None for r in self.rows):
@@ -90,13 +90,37 @@ def _bytes(value: int | None) -> str:
     return f"{value:,} bytes"
 
 
+def _is_shape(shape: Any) -> bool:
+    return isinstance(shape, tuple) and all(isinstance(d, (int, np.integer)) for d in shape)
+
+
+def _size(shape: Any) -> int:
+    """The number of elements of a shape, or of all the shapes of a tuple input's shape."""
+    return math.prod(shape) if _is_shape(shape) else sum(_size(s) for s in shape)
+
+
+def _batched(n: int, shape: Any) -> Any:
+    """``shape`` (or each shape of a tuple input's) with the batch axis ``n`` in front."""
+    return (n, *shape) if _is_shape(shape) else tuple(_batched(n, s) for s in shape)
+
+
+def _example(shape: Any) -> Any:
+    """``shape`` (or each of a tuple's) without its batch axis."""
+    return tuple(shape[1:]) if _is_shape(shape) else tuple(_example(s) for s in shape)
+
+
+def _batch_size(shape: Any) -> int:
+    return int(shape[0]) if _is_shape(shape) else _batch_size(shape[0])
+
+
 def _add(*values: int | None) -> int | None:
     return None if any(v is None for v in values) else sum(v for v in values if v is not None)
 
 
 def summary(net: Layer, input_shape: Shape, dtype: Any = np.float32, *, batch_size: int = 1) -> Summary:
     """The summary of ``net`` fed a batch of ``batch_size`` examples of ``input_shape`` (one
-    example, no batch axis, e.g. ``(3, 32, 32)``) in ``dtype``. Shapes come from each layer's
+    example, no batch axis, e.g. ``(3, 32, 32)``; a tuple of shapes for a tuple input, e.g.
+    ``((T, D), (H,))`` for an LSTM's ``(x, h0)``) in ``dtype``. Shapes come from each layer's
     ``out_shape`` (nothing is run). FLOPs count a batch, a multiply-add as 2: conv ``2*N*F*H'*W'*C*HH*WW``
     forward and twice that backward (``dx`` and ``dw``), affine ``2*N*D*M`` and ``4*N*D*M``; pools,
     norms and activations count the operations of their formulas per element, bias additions are
@@ -111,7 +135,7 @@ def summary(net: Layer, input_shape: Shape, dtype: Any = np.float32, *, batch_si
     dtype = np.dtype(dtype)
     if dtype.kind != "f":
         raise ValueError(f"summary: dtype must be a float type such as float32, got {dtype}")
-    shape = (batch_size, *checked_input_shape("summary", input_shape))
+    shape = _batched(batch_size, checked_input_shape("summary", input_shape))
     rows: list[SummaryRow] = []
     _visit(net, shape, 0, dtype.itemsize, rows)
     return Summary(tuple(rows), shape, dtype.name)
@@ -121,7 +145,7 @@ def _out_shape(layer: Layer, shape: Shape) -> Shape:
     if not isinstance(layer, Layer) or layer.out_shape is None:
         name = getattr(layer, "name", getattr(layer, "__name__", repr(layer)))
         raise ValueError(f"summary: {name} does not say its output shape; make it with fn.layer(f, out_shape=...)")
-    return (shape[0], *layer.out_shape(shape[1:]))
+    return _batched(_batch_size(shape), layer.out_shape(_example(shape)))
 
 
 def _visit(
@@ -137,18 +161,18 @@ def _visit(
         name = layer.op if layer.op != "bind" else f"bind(train={layer.hparams.get('train')})"
     else:
         cost, params, name = leaf_cost(layer, shape, out, itemsize), _leaf_params(layer, shape, out), layer.name
-    memory = _add(cost.inner, *((math.prod(shape) * itemsize,) if cost.keeps_input else ()),
-                  *((math.prod(out) * itemsize,) if cost.keeps_output and not cost.alias else ()))  # fmt: skip
+    memory = _add(cost.inner, *((_size(shape) * itemsize,) if cost.keeps_input else ()),
+                  *((_size(out) * itemsize,) if cost.keeps_output and not cost.alias else ()))  # fmt: skip
     rows[index] = SummaryRow(depth, name, layer.op, out, params, cost.forward, cost.backward, memory)
     return out, cost, params
 
 
 def _leaf_params(layer: Layer, shape: Shape, out: Shape) -> int | None:
-    count = leaf_params(layer, shape[1:], out[1:])
+    count = leaf_params(layer, _example(shape), _example(out))
     if count is None and layer.init is not None:  # a user's layer that makes its own params
         from funcnn.init import init_params
 
-        _, params = init_params(layer, np.random.default_rng(0), shape[1:])
+        _, params = init_params(layer, np.random.default_rng(0), _example(shape))
         count = sum(np.size(leaf) for leaf in tree_leaves(params))
     if count is None and layer.param_keys == ():
         count = 0
@@ -163,13 +187,13 @@ def _combination(
     if layer.op not in ("fan_out", "residual"):
         return _sequence(layer, shape, depth, itemsize, rows)
     outs, costs, params = zip(*(_visit(child, shape, depth + 1, itemsize, rows) for child in layer.children))
-    n_in, n_out = math.prod(shape), math.prod(outs[0])
+    n_in, n_out = _size(shape), _size(outs[0])
     if layer.op == "residual":  # y = x + f(x); its vjp keeps y, and f's vjp what f keeps
         (f,) = costs
         inner = _add(f.inner, n_out * itemsize if f.keeps_output and not f.alias else 0)
         return Cost(_add(f.forward, n_out), _add(f.backward, n_in), inner, f.keeps_input or f.alias, True), params[0]
     # fan_out keeps every branch's output (an identity's is its input) until its vjp runs.
-    inner = _add(*(c.inner for c in costs), *(math.prod(o) * itemsize for o, c in zip(outs, costs) if not c.alias))
+    inner = _add(*(c.inner for c in costs), *(_size(o) * itemsize for o, c in zip(outs, costs) if not c.alias))
     extra = len(costs) - 1
     forward = _add(*(c.forward for c in costs), extra * n_out)
     backward = _add(*(c.backward for c in costs), extra * n_in)
@@ -177,7 +201,7 @@ def _combination(
 
 
 def _sequence(layer: Layer, shape: Shape, depth: int, itemsize: int, rows: list[SummaryRow]) -> tuple[Cost, int | None]:
-    sizes = {0: math.prod(shape) * itemsize}  # the arrays passed between the children, by number
+    sizes = {0: _size(shape) * itemsize}  # the arrays passed between the children, by number
     kept: set[int] = set()
     current = 0
     forward: int | None = 0
@@ -187,7 +211,7 @@ def _sequence(layer: Layer, shape: Shape, depth: int, itemsize: int, rows: list[
     for child in layer.children:
         shape, cost, count = _visit(child, shape, depth + 1, itemsize, rows)
         output = current if cost.alias else len(sizes)
-        sizes[output] = math.prod(shape) * itemsize
+        sizes[output] = _size(shape) * itemsize
         kept |= {current} if cost.keeps_input else set()
         kept |= {output} if cost.keeps_output else set()
         forward, backward = _add(forward, cost.forward), _add(backward, cost.backward)

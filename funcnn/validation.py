@@ -188,7 +188,10 @@ def one_of(owner: str, arg: str, value: Any, choices: tuple[str, ...]) -> str:
 
 
 def checked_input_shape(owner: str, shape: Any) -> tuple[int, ...]:
-    """One example's shape (no batch axis) given to a tool such as ``summary``: a tuple (or list) of ints >= 1."""
+    """One example's shape (no batch axis) given to a tool such as ``summary``: a tuple (or list) of ints >= 1,
+    or, for a layer taking a tuple input, a non-empty tuple of such shapes (one per entry)."""
+    if isinstance(shape, (tuple, list)) and shape and all(isinstance(s, (tuple, list)) for s in shape):
+        return tuple(checked_input_shape(owner, s) for s in shape)  # type: ignore[misc]
     if not isinstance(shape, (tuple, list)) or not all(
         isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d >= 1 for d in shape
     ):

@@ -167,7 +167,7 @@ def _gru_core(
         prev = h[:, s]
 
     def back(dh: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
-        dxa, dha = np.empty_like(xa), np.empty_like(xa)
+        dxa, dha = np.empty_like(gates), np.empty_like(gates)  # not of xa, which the closure need not keep
         rec, direct = np.zeros_like(h0), np.empty_like(h0)
         for s in reversed(range(t)):
             gru_backward_step(
