@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 
 from funcnn.core import VJP, Layer
-from funcnn.layers import affine, temporal_affine, word_embedding
+from funcnn.layers import affine
 from funcnn.losses import temporal_softmax_loss
-from funcnn.nets._cells import cell_params, check_cell, normal, start, step
+from funcnn.nets._cells import cell_params, check_cell, normal, start, step, words_to_scores
 from funcnn.tree import PyTree
 from funcnn.validation import int_at_least
 
@@ -53,7 +53,8 @@ class CaptioningRNN:
         if captions.ndim != 2 or captions.shape[1] < 2:
             raise ValueError(f"CaptioningRNN.loss: captions must be (N, T + 1) with T >= 1, got {captions.shape}")
         target = captions[:, 1:]
-        scores, vjp = self.net(params, (features, captions[:, :-1]))
+        inputs: Any = (features, captions[:, :-1])  # a tuple input (the Layer type still names an array)
+        scores, vjp = self.net(params, inputs)
         value, loss_vjp = temporal_softmax_loss(scores, target, target != self.null)
         grads, _ = vjp(loss_vjp(1.0))
         return float(value), grads
@@ -100,16 +101,13 @@ def captioning_rnn(
     def apply(params: PyTree, inputs: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, VJP]:
         features, captions_in = inputs
         h0, proj_vjp = affine(params["proj"], features)
-        x, embed_vjp = word_embedding(params["embed"], captions_in)
-        h, cell_vjp = sequence(params["cell"], (x, h0))
-        scores, vocab_vjp = temporal_affine(params["vocab"], h)
+        decoder = {"embed": params["embed"], "cell": params["cell"], "out": params["vocab"]}
+        scores, decoder_vjp = words_to_scores(sequence, decoder, captions_in, h0)
 
         def vjp(dscores: np.ndarray) -> tuple[PyTree, Any]:
-            dvocab, dh = vocab_vjp(dscores)
-            dcell, (dx, dh0) = cell_vjp(dh)
-            dembed, _ = embed_vjp(dx)
+            d, dh0 = decoder_vjp(dscores)
             dproj, dfeatures = proj_vjp(dh0)
-            return {"proj": dproj, "embed": dembed, "cell": dcell, "vocab": dvocab}, (dfeatures, None)
+            return {"proj": dproj, "embed": d["embed"], "cell": d["cell"], "vocab": d["out"]}, (dfeatures, None)
 
         return scores, vjp
 

@@ -3,10 +3,13 @@ for sampling (no vjp kept beyond the step)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 
 from funcnn.core import Layer
-from funcnn.layers import lstm, lstm_step, rnn, rnn_step
+from funcnn.layers import lstm, lstm_step, rnn, rnn_step, temporal_affine, word_embedding
 from funcnn.tree import PyTree
 
 CELLS: dict[str, tuple[Layer, int]] = {"rnn": (rnn, 1), "lstm": (lstm, 4)}
@@ -43,8 +46,29 @@ def start(cell: str, h0: np.ndarray) -> tuple[np.ndarray, ...]:
 def step(cell: str, params: PyTree, x: np.ndarray, state: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
     """One step of ``cell`` on inputs ``x`` ``(N, D)`` from ``state`` (see :func:`start`): the next state, its
     hidden state first."""
+    inputs: Any = (x, *state)  # a tuple input (the Layer type still names an array)
     if cell == "lstm":
-        (h, c), _ = lstm_step(params, (x, *state))
+        (h, c), _ = lstm_step(params, inputs)
         return h, c
-    h, _ = rnn_step(params, (x, *state))
+    h, _ = rnn_step(params, inputs)
     return (h,)
+
+
+def words_to_scores(
+    sequence: Layer, params: PyTree, words: np.ndarray, h0: np.ndarray
+) -> tuple[np.ndarray, Callable[[np.ndarray], tuple[PyTree, np.ndarray]]]:
+    """The decoder both nets share: embed ``words`` ``(N, T)``, run the cell's ``sequence`` layer from ``h0``,
+    score each step by a temporal affine layer. ``params``: ``{"embed", "cell", "out"}``. Returns the scores
+    ``(N, T, V)`` and ``vjp(dscores) -> (dparams, dh0)``."""
+    x, embed_vjp = word_embedding(params["embed"], words)
+    inputs: Any = (x, h0)  # a tuple input (the Layer type still names an array)
+    h, cell_vjp = sequence(params["cell"], inputs)
+    scores, out_vjp = temporal_affine(params["out"], h)
+
+    def vjp(dscores: np.ndarray) -> tuple[PyTree, np.ndarray]:
+        dout, dh = out_vjp(dscores)
+        dcell, (dx, dh0) = cell_vjp(dh)
+        dembed, _ = embed_vjp(dx)
+        return {"embed": dembed, "cell": dcell, "out": dout}, dh0
+
+    return scores, vjp

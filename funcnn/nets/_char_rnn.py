@@ -8,9 +8,8 @@ from typing import Any
 import numpy as np
 
 from funcnn.core import VJP, Layer, Shape, WeightScale
-from funcnn.layers import temporal_affine, word_embedding
 from funcnn.losses import LossVJP, temporal_softmax_loss
-from funcnn.nets._cells import cell_params, check_cell, normal, start, step
+from funcnn.nets._cells import cell_params, check_cell, normal, start, step, words_to_scores
 from funcnn.tree import PyTree
 from funcnn.validation import int_at_least, number_at_least
 
@@ -34,16 +33,11 @@ def char_rnn(vocab_size: int, hidden_dim: int = 128, embed_dim: int = 32, cell: 
     sequence, _ = check_cell("char_rnn", cell)
 
     def apply(params: PyTree, codes: np.ndarray) -> tuple[np.ndarray, VJP]:
-        x, embed_vjp = word_embedding(params["embed"], codes)
-        h0 = np.zeros((x.shape[0], params["cell"]["wh"].shape[0]), x.dtype)
-        h, cell_vjp = sequence(params["cell"], (x, h0))
-        scores, out_vjp = temporal_affine(params["out"], h)
+        h0 = np.zeros((len(codes), params["cell"]["wh"].shape[0]), params["embed"]["w"].dtype)
+        scores, decoder_vjp = words_to_scores(sequence, params, codes, h0)
 
         def vjp(dscores: np.ndarray) -> tuple[PyTree, Any]:
-            dout, dh = out_vjp(dscores)
-            dcell, (dx, _) = cell_vjp(dh)
-            dembed, _ = embed_vjp(dx)
-            return {"embed": dembed, "cell": dcell, "out": dout}, None
+            return decoder_vjp(dscores)[0], None
 
         return scores, vjp
 
