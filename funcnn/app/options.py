@@ -153,7 +153,7 @@ def add_run_options(parser: argparse.ArgumentParser) -> Options:
 
 TEXT_DATASET = "shakespeare"
 # train's options whose default depends on the job: the convnet's is declared above, the text job's is here.
-TEXT_DEFAULTS: dict[str, Any] = {"batch_size": 32, "hidden": 128, "lr": 5e-3, "epochs": 3}
+TEXT_DEFAULTS: dict[str, Any] = {"batch_size": 32, "hidden": 128, "lr": 5e-3, "epochs": 2}
 # the text job's own options and their defaults (None until the job is known: given to the convnet, refused)
 TEXT_ONLY: dict[str, Any] = {"seq_length": 64, "embed": 32, "clip": 5.0, "cell": "lstm", "train_chars": 0}
 # the convnet's options that the text job has no use for: given with --dataset shakespeare, refused
