@@ -109,11 +109,11 @@ def leaf_cost(layer: Layer, in_shape: Shape, out_shape: Shape, itemsize: int) ->
     op, hp = layer.op, layer.hparams
     if op in RECURRENT:
         return _recurrent_cost(layer, in_shape, itemsize)
-    if op == "word_embedding":  # a gather; its vjp keeps the (int64) indices
-        return Cost(0, math.prod(out_shape), math.prod(in_shape) * np.dtype(np.int64).itemsize)
-    if op == "temporal_affine":  # an affine map at every step; its vjp keeps x
+    if op == "word_embedding":  # a gather; its vjp keeps the (int64) indices and its output
+        return Cost(0, math.prod(out_shape), math.prod(in_shape) * np.dtype(np.int64).itemsize, False, True)
+    if op == "temporal_affine":  # an affine map at every step; its vjp keeps x and its output
         products = math.prod(out_shape) * in_shape[-1]
-        return Cost(2 * products, 4 * products, 0, True, False)
+        return Cost(2 * products, 4 * products, 0, True, True)
     if not all(isinstance(d, (int, np.integer)) for d in (*in_shape, *out_shape)):
         return Cost(None, None, None)  # another layer with a tuple input or output (scan): not counted
     n_in, n_out = math.prod(in_shape), math.prod(out_shape)
@@ -149,12 +149,12 @@ def leaf_cost(layer: Layer, in_shape: Shape, out_shape: Shape, itemsize: int) ->
 
 def _recurrent_cost(layer: Layer, in_shape: Shape, itemsize: int) -> Cost:
     """The matrix products of all steps; the vjp keeps the input, the output (every step's h) and
-    the gates (the LSTM also its cells and zero c0, the GRU also ``h wh + bh``)."""
+    the gates (the LSTM also its cells, their tanh and zero c0, the GRU also ``h wh + bh``)."""
     steps, d, h, g = _recurrent_sizes(layer, in_shape)
     n = in_shape[0][0]  # type: ignore[index]
-    inner = {"rnn": 0, "lstm": steps * (g + h) + n * h, "gru": 2 * steps * g}[layer.op.removesuffix("_step")]
-    if layer.op == "lstm_step":  # its c is an output, and c0 an input
-        inner = steps * g
+    inner = {"rnn": 0, "lstm": steps * (g + 2 * h) + n * h, "gru": 2 * steps * g}[layer.op.removesuffix("_step")]
+    if layer.op == "lstm_step":  # its c is an output, and c0 an input; it keeps the gates and tanh(c)
+        inner = steps * (g + h)
     return Cost(2 * steps * (d + h) * g, 4 * steps * (d + h) * g, inner * itemsize, True, True)
 
 

@@ -255,6 +255,36 @@ def test_nan_in_nan_out():
     assert np.isnan(h[0, 1:]).all() and not np.isnan(h[1]).any() and not np.isnan(h[0, 0]).any()
 
 
+SIZED = [
+    (fn.rnn_layer(5), ((3, 4), (5,))),
+    (fn.lstm_layer(5), ((3, 4), (5,))),
+    (fn.gru_layer(5), ((3, 4), (5,))),
+    (fn.rnn_cell(5), ((4,), (5,))),
+    (fn.lstm_cell(5), ((4,), (5,), (5,))),
+    (fn.gru_cell(5), ((4,), (5,))),
+    (fn.temporal_dense(6), (3, 4)),
+    (fn.embedding(7, 3), (4,)),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(("net", "shape"), SIZED, ids=[net.name for net, _ in SIZED])
+def test_summary_memory_is_what_the_vjp_keeps(net, shape, dtype):
+    from test_summary import kept_bytes
+
+    rng = np.random.default_rng(0)
+    _, p = fn.init_params(net, rng, shape, dtype)
+    if net.op == "word_embedding":
+        x = rng.integers(7, size=(2, *shape))
+    elif isinstance(shape[0], tuple):
+        x = tuple(rng.standard_normal((2, *s)).astype(dtype) for s in shape)
+    else:
+        x = rng.standard_normal((2, *shape)).astype(dtype)
+    table = fn.summary(net, shape, dtype, batch_size=2)
+    assert table.total.params == sum(a.size for a in tree_leaves(p))
+    assert table.total.memory == kept_bytes(net(p, x)[1], tree_leaves(p))
+
+
 def test_init_and_shapes():
     _, p = fn.init_params(fn.gru_layer(5), np.random.default_rng(0), ((3, 4), (5,)))
     assert {k: v.shape for k, v in p.items()} == {"wx": (4, 15), "wh": (5, 15), "bx": (15,), "bh": (15,)}

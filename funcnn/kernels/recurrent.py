@@ -1,7 +1,8 @@
 """The LSTM and GRU gate arithmetic of one time step, forward and backward, each one pass over ``(N, H)``.
 
 The matrix products (the input projection of all steps, ``h @ wh`` of each step) stay in BLAS; these
-kernels do everything elementwise around them, so a step allocates no temporaries. Arrays may be
+kernels do the gate arithmetic around them in one pass, so a step allocates no temporaries. The LSTM's
+tanh (its sigmoids written as tanh) run in NumPy's SIMD ufunc, in place, before and after the kernel. Arrays may be
 strided views (one time step of an ``(N, T, ...)`` array); outputs are written in place.
 LSTM gates are in the course's order i, f, o, g; GRU gates in PyTorch's order r, z, n.
 """
@@ -20,40 +21,39 @@ def _sigmoid(v: float) -> float:  # pragma: no cover - compiled
 
 @jit()
 def lstm_forward_step(
-    xw: np.ndarray, hw: np.ndarray, prev_c: np.ndarray, gates: np.ndarray, next_c: np.ndarray, next_h: np.ndarray
+    t: np.ndarray, prev_c: np.ndarray, gates: np.ndarray, next_c: np.ndarray
 ) -> None:  # pragma: no cover - compiled
-    """``a = xw + hw`` (N, 4H); writes the activated gates ``[i, f, o, g]`` into ``gates``,
-    ``next_c = f * prev_c + i * g`` and ``next_h = o * tanh(next_c)``."""
+    """From ``t = tanh([a_i / 2, a_f / 2, a_o / 2, a_g])`` (N, 4H) writes the gates ``[i, f, o, g]``
+    (``sigmoid(a) = (1 + tanh(a / 2)) / 2``) and ``next_c = f * prev_c + i * g``. The caller takes the
+    tanh with NumPy's SIMD ufunc: 4 times faster here than Numba's scalar calls."""
     n, h = prev_c.shape
     for row in range(n):
         for j in range(h):
-            i = _sigmoid(xw[row, j] + hw[row, j])
-            f = _sigmoid(xw[row, h + j] + hw[row, h + j])
-            o = _sigmoid(xw[row, 2 * h + j] + hw[row, 2 * h + j])
-            g = np.tanh(xw[row, 3 * h + j] + hw[row, 3 * h + j])
-            c = f * prev_c[row, j] + i * g
+            i = 0.5 * t[row, j] + 0.5
+            f = 0.5 * t[row, h + j] + 0.5
+            o = 0.5 * t[row, 2 * h + j] + 0.5
+            g = t[row, 3 * h + j]
             gates[row, j], gates[row, h + j], gates[row, 2 * h + j], gates[row, 3 * h + j] = i, f, o, g
-            next_c[row, j] = c
-            next_h[row, j] = o * np.tanh(c)
+            next_c[row, j] = f * prev_c[row, j] + i * g
 
 
 @jit()
 def lstm_backward_step(
     gates: np.ndarray,
     prev_c: np.ndarray,
-    next_c: np.ndarray,
+    tanh_c: np.ndarray,
     dh_out: np.ndarray,
     dh_rec: np.ndarray,
     dc: np.ndarray,
     da: np.ndarray,
 ) -> None:  # pragma: no cover - compiled
-    """From the cotangent of ``next_h`` (``dh_out + dh_rec``) and of ``next_c`` (``dc``, overwritten
-    in place with the cotangent of ``prev_c``), writes ``da`` (N, 4H), the pre-activations' cotangent."""
+    """From the cotangent of ``next_h = o * tanh_c`` (``dh_out + dh_rec``) and of ``next_c`` (``dc``,
+    overwritten in place with the cotangent of ``prev_c``), writes ``da`` (N, 4H), the pre-activations' cotangent."""
     n, h = prev_c.shape
     for row in range(n):
         for j in range(h):
             i, f, o, g = gates[row, j], gates[row, h + j], gates[row, 2 * h + j], gates[row, 3 * h + j]
-            tc = np.tanh(next_c[row, j])
+            tc = tanh_c[row, j]
             dh = dh_out[row, j] + dh_rec[row, j]
             dcj = dc[row, j] + dh * o * (1 - tc * tc)
             da[row, j] = dcj * g * i * (1 - i)

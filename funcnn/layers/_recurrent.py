@@ -6,7 +6,8 @@ prev_c (N, H)])``. Sequences: ``rnn``, ``lstm``, ``gru``, input ``(x (N, T, D), 
 ``rnn_layer(hidden)``, ``lstm_layer``, ``gru_layer`` know their sizes for :func:`funcnn.init_params`.
 
 Speed: the input projection ``x wx + b`` of all steps is one product before the loop; each step is one
-product ``h wh`` plus one fused pass of the gate arithmetic (``funcnn.kernels.recurrent``); the weight
+product ``h wh`` plus one fused pass of the gate arithmetic (``funcnn.kernels.recurrent``; the LSTM's
+tanh and sigmoids in NumPy's SIMD tanh); the weight
 gradients are one product each after the loop, over all steps at once (no array per step).
 """
 
@@ -132,19 +133,24 @@ def _lstm_core(
     xw = _project(x, wx, b)
     n, t, g = xw.shape
     hidden = g // 4
-    h, c, gates = np.empty((n, t, hidden), x.dtype), np.empty((n, t, hidden), x.dtype), np.empty_like(xw)
-    hw = np.empty((n, g), x.dtype)
+    h, c, tanh_c = (np.empty((n, t, hidden), x.dtype) for _ in range(3))
+    gates, hw = np.empty_like(xw), np.empty((n, g), x.dtype)
     prev_h, prev_c = h0, c0
     for s in range(t):
         np.matmul(prev_h, wh, out=hw)
-        lstm_forward_step(xw[:, s], hw, prev_c, gates[:, s], c[:, s], h[:, s])
+        np.add(hw, xw[:, s], out=hw)
+        hw[:, : 3 * hidden] *= 0.5  # sigmoid(a) = (1 + tanh(a / 2)) / 2
+        np.tanh(hw, out=hw)
+        lstm_forward_step(hw, prev_c, gates[:, s], c[:, s])
+        np.tanh(c[:, s], out=tanh_c[:, s])
+        np.multiply(gates[:, s, 2 * hidden : 3 * hidden], tanh_c[:, s], out=h[:, s])
         prev_h, prev_c = h[:, s], c[:, s]
 
     def back(dh: np.ndarray, dc_last: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
         da = np.empty_like(gates)
         rec, dc = np.zeros_like(h0), np.array(dc_last, order="C")
         for s in reversed(range(t)):
-            lstm_backward_step(gates[:, s], c[:, s - 1] if s else c0, c[:, s], dh[:, s], rec, dc, da[:, s])
+            lstm_backward_step(gates[:, s], c[:, s - 1] if s else c0, tanh_c[:, s], dh[:, s], rec, dc, da[:, s])
             np.matmul(da[:, s], wh.T, out=rec)
         dwx, db, dx = _input_grads(x, wx, da)
         return {"wx": dwx, "wh": _previous(h0, h).T @ da.reshape(n * t, g), "b": db}, dx, rec, dc
