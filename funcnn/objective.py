@@ -100,19 +100,22 @@ def with_l2(objective: Objective, reg: float) -> Objective:
 
 
 def predict(net: Apply, params: PyTree, x: np.ndarray, state: State = (), batch_size: int = 500) -> np.ndarray:
-    """Predicted class of each example, in evaluation mode: ``argmax`` of the scores, computed in
-    batches; ``(N,)``. ``state`` is the network's (batch norm's running statistics), if it has one."""
+    """Predicted class of each example, in evaluation mode: ``argmax`` of the scores over their last axis,
+    computed in batches; ``(N,)`` for scores ``(N, C)``, ``(N, T)`` for a sequence's scores ``(N, T, C)``.
+    ``state`` is the network's (batch norm's running statistics), if it has one."""
     batches = range(0, len(x), batch_size)
     scores = (run(net, params, x[i : i + batch_size], state, train=False)[0] for i in batches)
-    return np.concatenate([s.argmax(axis=1) for s in scores])
+    return np.concatenate([s.argmax(axis=-1) for s in scores])
 
 
 def accuracy(
     net: Apply, params: PyTree, x: np.ndarray, y: np.ndarray, state: State = (), batch_size: int = 500
 ) -> float:
-    """Fraction of examples whose predicted class (in evaluation mode) is ``y`` (``(N,)`` ints)."""
-    if np.shape(y) != (len(x),):
+    """Fraction of examples whose predicted class (in evaluation mode) is ``y`` (``(N,)`` ints); for sequences
+    (``y`` ``(N, T)``, scores ``(N, T, C)``), the fraction of steps."""
+    predicted = predict(net, params, x, state, batch_size)
+    if np.shape(y) != predicted.shape:
         raise ValueError(
-            f"accuracy: labels y must have shape ({len(x)},) to match x of shape {np.shape(x)}, got {np.shape(y)}"
+            f"accuracy: labels y must have shape {predicted.shape} to match x of shape {np.shape(x)}, got {np.shape(y)}"
         )
-    return float(np.mean(predict(net, params, x, state, batch_size) == y))
+    return float(np.mean(predicted == y))

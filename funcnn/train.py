@@ -104,9 +104,10 @@ def batch_starts(n: int, batch_size: int) -> list[int]:
 
 
 def _check_pair(what: str, pair: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """``pair`` as ``(x, y)``, refused unless it holds at least one example and one label per example."""
+    """``pair`` as ``(x, y)``, refused unless it holds at least one example and one label per example (or, for
+    sequences, one row of labels per example: ``y`` ``(N, T)`` for scores ``(N, T, C)``)."""
     x, y = pair
-    if np.ndim(y) != 1 or len(x) != len(y):
+    if np.ndim(y) not in (1, 2) or len(x) != len(y):
         raise ValueError(
             f"fit: {what} must be (x, y) with one label per example, "
             f"got x of shape {np.shape(x)} and y of shape {np.shape(y)}"

@@ -4,11 +4,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +18,9 @@ from funcnn.app.options import (
     add_network_options,
     add_run_options,
     add_sweep_options,
+    add_text_options,
     int_from,
+    job_defaults,
     number_above,
     train_options,
 )
@@ -41,67 +41,11 @@ def _check(args: argparse.Namespace) -> int:
     return 0
 
 
-RUN_FILES = ("checkpoint.npz", "history.json", "training.png")
-# Options that a resumed run may change: where things are, how long to train (and when to stop), and the init
-# (a resume does not use it).
-CONFIG_EXEMPT = (
-    "command",
-    "run",
-    "epochs",
-    "out",
-    "resume",
-    "overwrite",
-    "allow_config_change",
-    "weight_scale",
-    "patience",
-)
-
-
-def _out_folder(args: argparse.Namespace) -> tuple[Path, bool]:
-    """The run's folder, created, and whether it was created now; an existing run in it is replaced
-    only with --overwrite (its files removed first) and continued only with --resume and a checkpoint."""
-    out = Path(args.out or f"runs/{args.dataset}")
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} is a file, expected a folder")
-    previous = [name for name in RUN_FILES if (out / name).exists()]
-    if previous and not (args.resume or args.overwrite):
-        raise ValueError(
-            f"--out {out} already holds a run ({', '.join(previous)}); continue it with --resume, "
-            "replace it with --overwrite, or choose another --out"
-        )
-    if args.resume and previous and "checkpoint.npz" not in previous:
-        raise ValueError(
-            f"--out {out} holds {', '.join(previous)} but no checkpoint.npz to resume from; "
-            "replace that run with --overwrite, or choose another --out"
-        )
-    created = not out.exists()
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise ValueError(f"--out {out}: cannot create the folder ({error.strerror})") from None
-    if not os.access(out, os.W_OK | os.X_OK):
-        raise ValueError(f"--out {out}: the folder is not writable")
-    if args.overwrite:  # no file of the old run may be left beside the new one
-        for name in previous:
-            (out / name).unlink()
-    return out, created
-
-
 def _check_options(args: argparse.Namespace) -> None:
     """Refuse option combinations that no run can use, before anything is loaded or created (each value
     was checked by the parser)."""
     if args.resume and args.overwrite:
         raise ValueError("--resume and --overwrite contradict each other: continue the run in --out, or replace it")
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file, so a crash leaves the old file or the new one."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _course_net(options: dict[str, Any]) -> tuple[Any, tuple[int, ...]]:
@@ -126,10 +70,16 @@ def net_and_params(args: argparse.Namespace, data: Any) -> tuple[Any, Any]:
 
 
 def _train(args: argparse.Namespace) -> int:
+    args = job_defaults(args)
+    if args.dataset == "shakespeare":
+        from funcnn.app.text_job import train_text
+
+        return train_text(args)
     from funcnn.app.datasets import load_named
     from funcnn.app.recipe import augment_for, optimizer_for
-    from funcnn.plot import INSTALL_HINT, plot_history
-    from funcnn.train import Checkpoint, accuracy, batch_starts, early_stopping, fit
+    from funcnn.app.runs import fit_in_folder, write_history
+    from funcnn.plot import INSTALL_HINT
+    from funcnn.train import accuracy, batch_starts
 
     started = time.perf_counter()
     _check_options(args)
@@ -138,54 +88,29 @@ def _train(args: argparse.Namespace) -> int:
     input_shape = data.train.x.shape[1:]
     steps_per_epoch = len(batch_starts(len(data.train), args.batch_size))
     optimizer = optimizer_for(args, steps_per_epoch)
-    out, created = _out_folder(args)  # after every option was checked: a failed start leaves no folder behind
-    checkpoint = out / "checkpoint.npz"
-    # When resuming, these lines wait for fit to accept the checkpoint, so a refusal comes first and alone.
     header = (
         f"funcnn train: {net.name}\n  {args.dataset}: {len(data.train)} train, {len(data.val)} val, "
         f"{len(data.test)} test "
         f"images of shape {input_shape}; {args.optimizer} lr {args.lr} (x{args.lr_decay} per epoch), "
         f"batch {args.batch_size}, {args.epochs} epochs, seed {args.seed}"
     )
-    pending = [header]
-
-    def log(line: str) -> None:
-        print(*pending, line, sep="\n")
-        pending.clear()
-
-    if not (args.resume and checkpoint.exists()):
-        print(pending.pop())
-    config = {k: v for k, v in vars(args).items() if k not in CONFIG_EXEMPT}
-    config["data_path"] = args.data_path and str(Path(args.data_path).resolve())
-    try:
-        result = fit(
-            net, params, (data.train.x, data.train.y), (data.val.x, data.val.y), optimizer,
-            epochs=args.epochs, batch_size=args.batch_size, reg=args.reg, seed=args.seed,
-            checkpoint=Checkpoint(checkpoint, args.resume, config, args.allow_config_change), log=log,
-            callbacks=[early_stopping(args.patience)] if args.patience else [], augment=augment_for(args),
-        )  # fmt: skip
-    except BaseException:
-        if created and not any(out.iterdir()):
-            out.rmdir()
-        raise
+    train, val = (data.train.x, data.train.y), (data.val.x, data.val.y)
+    result, out = fit_in_folder(args, net, params, train, val, optimizer, header, augment=augment_for(args))
     test_acc = accuracy(net, result.best_params, data.test.x, data.test.y, result.best_state)
     history = result.history
+    seconds = time.perf_counter() - started
     summary = {
         "dataset": args.dataset,
         "test_acc": test_acc,
         "best_val_acc": history.best_val_acc,
         "best_epoch": history.best_epoch,
-        "stopped_by": result.stopped_by,
-        "seconds": time.perf_counter() - started,
-        "history": asdict(history),
+        "seconds": seconds,
     }
-    _write_atomically(out / "history.json", json.dumps(summary, indent=1))
-    title = f"three-layer convnet on {args.dataset}: test accuracy {test_acc:.3f}"
-    plot = plot_history(history, out / "training.png", title)
+    plot = write_history(out, summary, result, f"three-layer convnet on {args.dataset}: test accuracy {test_acc:.3f}")
     print(
         f"test accuracy {test_acc:.4f} (best validation {history.best_val_acc:.4f} after epoch "
         f"{history.best_epoch}); "
-        f"{summary['seconds']:.1f} s in all"
+        f"{seconds:.1f} s in all"
     )
     print(f"wrote {out / 'checkpoint.npz'}, {out / 'history.json'}" + (f", {plot}" if plot else ""))
     if plot is None:
@@ -265,7 +190,7 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _lr_find(args: argparse.Namespace) -> int:
-    from funcnn._lr_find import lr_find
+    from funcnn import lr_find
     from funcnn.app.datasets import load_named
     from funcnn.optim import OPTIMIZERS
 
@@ -322,12 +247,15 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser(
-        "train", help="train the three-layer convnet (default: on the bundled 8x8 digits)",
+        "train", help="train the three-layer convnet (default: on the bundled 8x8 digits), or a char-level LSTM on "
+                      "the bundled Shakespeare (--dataset shakespeare)",
         description="Train conv-relu-pool / affine-relu / affine on a data set, print progress, end with the "
-                    "test accuracy, and write a checkpoint, a history and a plot into --out.",
+                    "test accuracy, and write a checkpoint, a history and a plot into --out. With --dataset "
+                    "shakespeare: a char-level LSTM, ending with the test loss in nats and bits per character and "
+                    "a 200-character sample.",
     )  # fmt: skip
-    add_model_options(train)
-    add_run_options(train)
+    options = {**add_model_options(train), **add_run_options(train)}
+    add_text_options(train, options)
     train.set_defaults(run=_train)
 
     doctor = commands.add_parser(

@@ -173,6 +173,65 @@ def add_run_options(parser: argparse.ArgumentParser) -> Options:
     return options
 
 
+TEXT_DATASET = "shakespeare"
+# train's options whose default depends on the job: the convnet's is declared above, the text job's is here.
+TEXT_DEFAULTS: dict[str, Any] = {"batch_size": 32, "hidden": 128, "lr": 5e-3, "epochs": 2, "clip": 5.0}
+# the text job's own options and their defaults (None until the job is known: given to the convnet, refused)
+TEXT_ONLY: dict[str, Any] = {"seq_length": 64, "embed": 32, "cell": "lstm", "train_chars": 0}
+# the convnet's options that the text job has no use for: given with --dataset shakespeare, refused
+CONVNET_ONLY = ("filters", "filter_size", "batch_norm", "dropout", "weight_scale", "data_path")
+
+
+def add_text_options(parser: argparse.ArgumentParser, options: Options) -> Options:
+    """The text job of ``funcnn train --dataset shakespeare`` (a char-level LSTM): its own options, the dataset
+    choice, and, for the options in ``TEXT_DEFAULTS`` (among ``options``, train's), defaults that follow the
+    job (see :func:`job_defaults`)."""
+    options["dataset"].choices = [*(options["dataset"].choices or ()), TEXT_DATASET]
+    options["dataset"].help = "digits and shakespeare (text) are bundled; the others are read from --data-path"
+    for name, value in TEXT_DEFAULTS.items():
+        options[name].default = None
+        options[name].help = (options[name].help or "").replace(")", f"; {TEXT_DATASET}: {value})")
+    group = parser.add_argument_group(f"the text job (--dataset {TEXT_DATASET}: a char-level LSTM or RNN)")
+    text: Options = {}
+    add = _adder(group, text)  # type: ignore[arg-type]  # an argument group adds arguments as its parser does
+    add("--seq-length", type=int_from(1), help="characters per training sequence (default: 64)")
+    add("--embed", type=int_from(1), help="size of each character's embedding (default: 32)")
+    add("--cell", choices=["lstm", "rnn"], help="the recurrent cell (default: lstm)")
+    add(
+        "--train-chars",
+        type=int_from(2),
+        help="train on the first N characters of the training text only, for a quick run (default: all of it)",
+    )
+    return {**options, **text}
+
+
+def job_defaults(args: argparse.Namespace) -> argparse.Namespace:
+    """``args`` with the job's defaults filled in where an option was not given; an option of the other job
+    refused (ValueError, one line)."""
+    text = args.dataset == TEXT_DATASET
+    declared = train_options()
+    if text:
+        given = [name for name in CONVNET_ONLY if getattr(args, name) != declared[name].default]
+        if given:
+            flag = "--" + given[0].replace("_", "-")
+            raise ValueError(
+                f"{flag} is an option of the convnet; --dataset {TEXT_DATASET} trains a char-level LSTM "
+                "(its own options: --seq-length, --embed, --clip, --cell, --train-chars, --hidden)"
+            )
+    else:
+        given = [name for name in TEXT_ONLY if getattr(args, name) is not None]
+        if given:
+            flag = "--" + given[0].replace("_", "-")
+            raise ValueError(f"{flag} is an option of the text job (--dataset {TEXT_DATASET}), not of the convnet")
+    for name, value in TEXT_DEFAULTS.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value if text else declared[name].default)
+    for name, value in TEXT_ONLY.items():
+        if text and getattr(args, name) is None:
+            setattr(args, name, value)
+    return args
+
+
 def train_options() -> Options:
     """Every option of ``funcnn train``, by its Python name (what a sweep may search or fix)."""
     parser = Parser(prog="funcnn train")

@@ -1,9 +1,4 @@
-"""The course's networks, built from layers with ``chain`` and ``sandwich``. Each is a layer ending
-in class scores ``(N, num_classes)``; make its params with :func:`funcnn.init_params`.
-
-With ``batch_norm=True`` or ``dropout > 0`` a network is moded: train it with ``fit`` (which carries
-the state and switches the mode) or call ``.run(params, x, state, train=..., rng=...)``.
-"""
+"""The course's classifiers: a two-layer net, a fully connected net and the three-layer convnet."""
 
 from __future__ import annotations
 
