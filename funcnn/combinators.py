@@ -33,7 +33,7 @@ from funcnn.core import (
 )
 from funcnn.init import init_params, init_state
 from funcnn.tree import PyTree
-from funcnn.validation import cotangent, float_array, no_params, read_only, same_shape_as_input, wrong_keys
+from funcnn.validation import cotangent, float_array, like, no_params, read_only, same_shape_as_input, wrong_keys
 
 Forward = Callable[[PyTree, np.ndarray, State, bool, "np.random.Generator | None"], tuple[np.ndarray, VJP, State]]
 
@@ -338,10 +338,10 @@ def residual(f: LayerFn) -> Layer:
         x = float_array(name, "x", x)
         fx, f_vjp, new_state = run(child, params, x, state, train=train, rng=rng)
         same_as_x(x.shape, fx.shape)
-        y = x + fx
+        y, out = x + fx, like(x)
 
         def vjp(dy: np.ndarray) -> tuple[PyTree, np.ndarray]:
-            dy = cotangent(name, dy, y)
+            dy = cotangent(name, dy, out)
             grads, dx = f_vjp(dy)
             return grads, dx + dy
 

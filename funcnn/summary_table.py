@@ -164,10 +164,10 @@ def _combination(
         return _sequence(layer, shape, depth, itemsize, rows)
     outs, costs, params = zip(*(_visit(child, shape, depth + 1, itemsize, rows) for child in layer.children))
     n_in, n_out = math.prod(shape), math.prod(outs[0])
-    if layer.op == "residual":  # y = x + f(x); its vjp keeps y, and f's vjp what f keeps
+    if layer.op == "residual":  # y = x + f(x); its vjp keeps what f's vjp keeps
         (f,) = costs
         inner = _add(f.inner, n_out * itemsize if f.keeps_output and not f.alias else 0)
-        return Cost(_add(f.forward, n_out), _add(f.backward, n_in), inner, f.keeps_input or f.alias, True), params[0]
+        return Cost(_add(f.forward, n_out), _add(f.backward, n_in), inner, f.keeps_input or f.alias), params[0]
     # fan_out keeps every branch's output (an identity's is its input) until its vjp runs.
     inner = _add(*(c.inner for c in costs), *(math.prod(o) * itemsize for o, c in zip(outs, costs) if not c.alias))
     extra = len(costs) - 1

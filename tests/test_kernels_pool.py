@@ -41,13 +41,14 @@ def test_the_argmax_is_a_small_offset_inside_the_window(ph, pw, stride, n, seed,
     """The kernel keeps, per output, the winner's offset i * pw + j in the smallest unsigned type (uint8
     up to 256 cells, uint16 past that), and fast equals naive on every window size, ties included."""
     from funcnn.kernels.pool import max_pool_forward
+    from funcnn.layers._pool import offset_dtype
 
     rng = np.random.default_rng(seed)
     x = rng.integers(0, 3, size=(n, 2, ph + stride + 1, pw + 2 * stride)).astype(dtype)  # many ties
     layer, naive = fn.max_pool(ph, pw, stride), fn.max_pool_naive(ph, pw, stride)
     y, vjp = layer((), x)
     out_h, out_w = y.shape[2:]
-    _, argmax = max_pool_forward(x, ph, pw, stride, out_h, out_w)
+    _, argmax = max_pool_forward(x, np.empty((*y.shape[:2], out_h, out_w), offset_dtype(ph, pw)), ph, pw, stride, out_h, out_w)
     assert argmax.dtype == (np.uint8 if ph * pw <= 256 else np.uint16)
     assert int(argmax.max()) < ph * pw
     y0, vjp0 = naive((), x)

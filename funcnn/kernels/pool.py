@@ -91,19 +91,11 @@ def _forward_any(
     return _forward(x, argmax, ph, pw, stride, out_h, out_w)
 
 
-def offset_dtype(ph: int, pw: int) -> np.dtype[np.unsignedinteger]:
-    """The smallest unsigned type that holds an offset inside a ``ph x pw`` window."""
-    for dtype in (np.uint8, np.uint16, np.uint32):
-        if ph * pw <= np.iinfo(dtype).max + 1:
-            return np.dtype(dtype)
-    return np.dtype(np.uint64)
-
-
 def max_pool_forward(
-    x: np.ndarray, ph: int, pw: int, stride: int, out_h: int, out_w: int
+    x: np.ndarray, argmax: np.ndarray, ph: int, pw: int, stride: int, out_h: int, out_w: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``(y, argmax)``, argmax the winner's offset inside its window; each kernel is compiled on its first use."""
-    argmax = np.empty((*x.shape[:2], out_h, out_w), dtype=offset_dtype(ph, pw))
+    """``(y, argmax)``: fills ``argmax`` (N, C, H', W'), of an unsigned type, with the winners' offsets
+    inside their windows. Each kernel is compiled on its first use."""
     if stride == 2 and ph == pw and ph in (2, 3):
         return (_forward_2x2_s2 if ph == 2 else _forward_3x3_s2)(x, argmax, out_h, out_w)
     return _forward_any(x, argmax, ph, pw, stride, out_h, out_w)

@@ -29,12 +29,22 @@ from funcnn.validation import (
 Forward = Callable[[np.ndarray, int, int, int, int, int], tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]]
 
 
+def offset_dtype(ph: int, pw: int) -> np.dtype[Any]:
+    """The smallest unsigned type that holds an offset inside a ``ph x pw`` window: what a max-pool
+    keeps per output for its backward pass (uint8 up to 256 cells)."""
+    for dtype in (np.uint8, np.uint16, np.uint32):
+        if ph * pw <= np.iinfo(dtype).max + 1:
+            return np.dtype(dtype)
+    return np.dtype(np.uint64)
+
+
 def _fast_forward(
     x: np.ndarray, ph: int, pw: int, stride: int, out_h: int, out_w: int
 ) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]:
     from funcnn.kernels import pool as kernels
 
-    y, argmax = kernels.max_pool_forward(np.ascontiguousarray(x), ph, pw, stride, out_h, out_w)
+    argmax = np.empty((*x.shape[:2], out_h, out_w), dtype=offset_dtype(ph, pw))
+    y, argmax = kernels.max_pool_forward(np.ascontiguousarray(x), argmax, ph, pw, stride, out_h, out_w)
     height, width = x.shape[2:]
     return y, lambda dy: kernels.max_pool_backward(np.ascontiguousarray(dy), argmax, height, width, pw, stride)
 
@@ -42,8 +52,6 @@ def _fast_forward(
 def _naive_forward(
     x: np.ndarray, ph: int, pw: int, stride: int, out_h: int, out_w: int
 ) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]:
-    from funcnn.kernels.pool import offset_dtype
-
     n, c = x.shape[:2]
     shape, dtype = x.shape, x.dtype  # not x itself: the backward pass needs only the winners
     y = np.empty((n, c, out_h, out_w), dtype=x.dtype)
