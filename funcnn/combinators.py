@@ -188,7 +188,7 @@ def children_parts(layer: Layer, tree: PyTree, what: str = "params") -> tuple[Py
     """Each child's share of a combination's ``tree`` (``what``: "params" or "state"), split as the
     combination itself splits it: one entry per child for chain and fan_out, each child's keys of the merged
     dict for sandwich, the whole tree for residual and bind. A wrong tree is the combination's own error."""
-    if layer.op in ("residual", "bind"):
+    if layer.op in ("residual", "bind", "remat"):
         return (tree,)
     if what == "state" and not layer.moded:
         return ((),) * len(layer.children)
@@ -362,3 +362,112 @@ def residual(f: LayerFn) -> Layer:
         return tuple(shape)
 
     return _build(name, forward, (child,), child.param_keys, init, child.state_keys, state_init, out_shape, "residual")
+
+
+REMAT_POLICIES = ("nothing", "products")
+PRODUCTS = ("conv", "affine")
+
+
+def _generator_at(start: tuple[type, Any] | None) -> np.random.Generator | None:
+    """A fresh generator in the state ``start`` recorded (``None`` for none)."""
+    if start is None:
+        return None
+    bit_generator = start[0]()
+    bit_generator.state = start[1]
+    return np.random.Generator(bit_generator)
+
+
+def _keeping_products(f: Layer, tape: list[Any]) -> Layer:
+    """``f`` rebuilt so that its conv and affine layers (inside chains and sandwiches) record their
+    ``(y, vjp)`` on ``tape[0]`` when ``tape[1]`` is "record", and replay them when it is "replay"."""
+    if f.op in PRODUCTS and not f.moded:
+
+        def apply(params: PyTree, x: np.ndarray) -> tuple[np.ndarray, VJP]:
+            if tape[1] == "replay":
+                y, vjp = tape[0][tape[2]]
+                tape[2] += 1
+                return y, vjp
+            y, vjp = f(params, x)
+            tape[0].append((y, vjp))
+            return y, vjp
+
+        return Layer(apply, f.name, f.param_keys, f.init, out_shape=f.out_shape, op=f.op, hparams=f.hparams)
+    if f.op in ("chain", "sandwich"):
+        children = [_keeping_products(child, tape) for child in f.children]
+        return chain(*children) if f.op == "chain" else sandwich(*children)
+    return f
+
+
+def remat(f: LayerFn, policy: str = "nothing") -> Layer:
+    """``f`` rematerialized (``jax.checkpoint``): its forward pass keeps only ``x`` (and params, state
+    and the random generator's state), and its vjp runs ``f``'s forward again to pull back, trading
+    a second forward pass for the memory of ``f``'s activations. Same params, state, output shape
+    and answers (bitwise) as ``f``; dropout draws the same mask in both passes.
+
+    ``policy``: "nothing" keeps nothing of ``f``'s inside; "products" keeps the outputs and vjps of
+    the conv and affine layers inside ``f``'s chains and sandwiches, so the backward pass re-runs
+    only the cheap layers between them (norms, activations, pools, dropout).
+
+    >>> block = fn.remat(fn.sandwich(fn.dense(3), fn.relu))
+    >>> _, params = fn.init_params(block, np.random.default_rng(0), (5,))
+    >>> y, vjp = block(params, np.ones((2, 5)))
+    >>> y.shape, sorted(vjp(np.ones_like(y))[0])
+    ((2, 3), ['b', 'w'])
+    """
+    child = as_layer(f)
+    if policy not in REMAT_POLICIES:
+        raise ValueError(f"remat({child.name}): policy must be one of {REMAT_POLICIES}, got {policy!r}")
+    tape: list[Any] = [[], "off", 0]
+    inner = _keeping_products(child, tape) if policy == "products" else child
+    name = f"remat({child.name}, policy={policy!r})"
+
+    def forward(params: PyTree, x: np.ndarray, state: State, train: bool, rng: Any) -> tuple[np.ndarray, VJP, State]:
+        start = (type(rng.bit_generator), rng.bit_generator.state) if isinstance(rng, np.random.Generator) else None
+        if policy == "products":
+            tape[:] = [[], "record", 0]
+        try:
+            y, _, new_state = run(inner, params, x, state, train=train, rng=rng)  # f's vjp is dropped here
+        finally:
+            kept, tape[:] = tape[0], [[], "off", 0]
+
+        @skips_dx
+        def vjp(dy: np.ndarray, need_dx: bool = True) -> tuple[PyTree, np.ndarray | None]:
+            saved = list(tape)
+            tape[:] = [kept, "replay", 0]
+            try:
+                _, again, _ = run(inner, params, x, state, train=train, rng=_generator_at(start))
+            finally:
+                tape[:] = saved
+            return pull_back(again, dy, need_dx=need_dx)
+
+        return y, vjp, new_state
+
+    hparams = {"policy": policy}
+    if child.moded:
+        return moded_layer(
+            forward, name, child.param_keys, child.init, child.state_keys, child.state_init,
+            out_shape=child.out_shape, op="remat", hparams=hparams, children=(child,),
+        )  # fmt: skip
+
+    def apply(params: PyTree, x: np.ndarray) -> tuple[np.ndarray, VJP]:
+        y, vjp, _ = forward(params, x, (), False, None)
+        return y, vjp
+
+    return Layer(apply, name, child.param_keys, child.init, out_shape=child.out_shape, op="remat",
+                 hparams=hparams, children=(child,))  # fmt: skip
+
+
+def remat_chain(*layers: LayerFn, every: int = 1, policy: str = "nothing") -> Layer:
+    """``chain(*layers)`` with every run of ``every`` consecutive layers (blocks) wrapped in
+    :func:`remat`: params are a tuple with one entry per group, each the group's chain params (a
+    group of one holds that layer's params directly).
+
+    >>> net = fn.remat_chain(fn.dense(4), fn.relu, fn.dense(2), every=2)
+    >>> [child.name for child in net.children]
+    ["remat(chain(affine(4), relu), policy='nothing')", "remat(affine(2), policy='nothing')"]
+    """
+    every = int(every)
+    if every < 1:
+        raise ValueError(f"remat_chain: every must be >= 1, got {every}")
+    groups = [layers[i : i + every] for i in range(0, len(layers), every)]
+    return chain(*(remat(group[0] if len(group) == 1 else chain(*group), policy) for group in groups))

@@ -17,7 +17,7 @@ from funcnn.validation import checked_input_shape, int_at_least
 
 __all__ = ["Summary", "SummaryRow", "summary"]
 
-COMBINATIONS = ("chain", "sandwich", "fan_out", "residual", "bind")
+COMBINATIONS = ("chain", "sandwich", "fan_out", "residual", "bind", "remat")
 
 
 @dataclass(frozen=True)
@@ -160,6 +160,8 @@ def _combination(
 ) -> tuple[Cost, int | None]:
     """The cost of a chain, sandwich or bind (children in sequence) or a fan_out or residual
     (children side by side, outputs summed). Memory counts an array kept by two layers once."""
+    if layer.op == "remat":
+        return _remat(layer, shape, depth, itemsize, rows)
     if layer.op not in ("fan_out", "residual"):
         return _sequence(layer, shape, depth, itemsize, rows)
     outs, costs, params = zip(*(_visit(child, shape, depth + 1, itemsize, rows) for child in layer.children))
@@ -195,3 +197,17 @@ def _sequence(layer: Layer, shape: Shape, depth: int, itemsize: int, rows: list[
         current = output
     inner = _add(inner, *(sizes[i] for i in kept - {0, current}))
     return Cost(forward, backward, inner, 0 in kept, current in kept, alias=current == 0), params
+
+
+def _remat(layer: Layer, shape: Shape, depth: int, itemsize: int, rows: list[SummaryRow]) -> tuple[Cost, int | None]:
+    """A remat keeps its input and its child's state (policy "nothing"; "products" keeps what its
+    convs and affines keep too, not counted here: ``None``); its backward pass runs the forward again."""
+    (child,) = layer.children
+    _, cost, params = _visit(child, shape, depth + 1, itemsize, rows)
+    backward = _add(cost.forward, cost.backward)
+    if layer.hparams.get("policy") != "nothing":
+        return Cost(cost.forward, backward, None), params
+    from funcnn.init import init_state
+
+    state = init_state(child, shape[1:], np.dtype(f"f{itemsize}")) if child.moded else ()
+    return Cost(cost.forward, backward, sum(leaf.nbytes for leaf in tree_leaves(state)), True), params
