@@ -47,10 +47,9 @@ for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA
 sys.path.insert(0, str(ROOT))
 
 import numpy as np
+from step_nets import NETS, data, funcnn_net, torch_model
 
 import funcnn as fn
-
-from step_nets import NETS, data, funcnn_net, torch_model
 
 
 def funcnn_step(name: str):

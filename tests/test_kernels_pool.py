@@ -48,7 +48,8 @@ def test_the_argmax_is_a_small_offset_inside_the_window(ph, pw, stride, n, seed,
     layer, naive = fn.max_pool(ph, pw, stride), fn.max_pool_naive(ph, pw, stride)
     y, vjp = layer((), x)
     out_h, out_w = y.shape[2:]
-    _, argmax = max_pool_forward(x, np.empty((*y.shape[:2], out_h, out_w), offset_dtype(ph, pw)), ph, pw, stride, out_h, out_w)
+    buffer = np.empty((*y.shape[:2], out_h, out_w), offset_dtype(ph, pw))
+    _, argmax = max_pool_forward(x, buffer, ph, pw, stride, out_h, out_w)
     assert argmax.dtype == (np.uint8 if ph * pw <= 256 else np.uint16)
     assert int(argmax.max()) < ph * pw
     y0, vjp0 = naive((), x)

@@ -19,11 +19,11 @@ from funcnn.tree import PyTree
 from funcnn.validation import (
     check_ndim,
     cotangent,
-    like,
     dict_params,
     example_shape,
     float_array,
     fraction,
+    like,
     number_at_least,
     same_dtype,
 )

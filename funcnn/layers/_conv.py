@@ -16,11 +16,11 @@ from funcnn.tree import PyTree
 from funcnn.validation import (
     check_ndim,
     cotangent,
-    like,
     dict_params,
     example_shape,
     float_array,
     int_at_least,
+    like,
     output_size,
     same_dtype,
 )

@@ -16,11 +16,11 @@ from funcnn.core import VJP, Layer, Shape, WeightScale
 from funcnn.tree import PyTree
 from funcnn.validation import (
     cotangent,
-    like,
     dict_params,
     example_shape,
     float_array,
     int_at_least,
+    like,
     number_at_least,
     same_dtype,
 )
