@@ -4,7 +4,9 @@ for how FLOPs and memory are counted."""
 
 from __future__ import annotations
 
+import itertools
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -200,14 +202,41 @@ def _sequence(layer: Layer, shape: Shape, depth: int, itemsize: int, rows: list[
 
 
 def _remat(layer: Layer, shape: Shape, depth: int, itemsize: int, rows: list[SummaryRow]) -> tuple[Cost, int | None]:
-    """A remat keeps its input and its child's state (policy "nothing"; "products" keeps what its
-    convs and affines keep too, not counted here: ``None``); its backward pass runs the forward again."""
-    (child,) = layer.children
-    _, cost, params = _visit(child, shape, depth + 1, itemsize, rows)
-    backward = _add(cost.forward, cost.backward)
-    if layer.hparams.get("policy") != "nothing":
-        return Cost(cost.forward, backward, None), params
+    """A remat keeps its input and its child's state, and with policy "products" the outputs of the
+    convs and affines in its child's chains and sandwiches and what their vjps keep; its backward
+    pass runs the forward again."""
     from funcnn.init import init_state
 
+    (child,) = layer.children
+    _, cost, params = _visit(child, shape, depth + 1, itemsize, rows)
     state = init_state(child, shape[1:], np.dtype(f"f{itemsize}")) if child.moded else ()
-    return Cost(cost.forward, backward, sum(leaf.nbytes for leaf in tree_leaves(state)), True), params
+    kept: dict[int, int] = {}
+    output = 0
+    if layer.hparams.get("policy") == "products":
+        _, output = _products_kept(child, shape, 0, itemsize, kept, itertools.count(1))
+    inner = _add(sum(leaf.nbytes for leaf in tree_leaves(state)), *(n for i, n in kept.items() if i not in (0, output)))
+    backward = _add(cost.forward, cost.backward)
+    return Cost(cost.forward, backward, inner, True, output in kept and output != 0, alias=cost.alias), params
+
+
+def _products_kept(
+    layer: Layer, shape: Shape, current: int, itemsize: int, kept: dict[int, int], numbers: Iterator[int]
+) -> tuple[Shape, int]:
+    """Walk ``layer`` fed array number ``current`` of ``shape`` as remat's "products" policy runs it,
+    adding to ``kept`` (array number -> bytes, ``-k`` for a conv's own arrays) what the recorded
+    conv and affine layers keep; ``numbers`` gives new arrays theirs. Returns the output's shape and
+    array number."""
+    out = _out_shape(layer, shape)
+    if layer.op in ("chain", "sandwich"):
+        for child in layer.children:
+            shape, current = _products_kept(child, shape, current, itemsize, kept, numbers)
+        return shape, current
+    if layer.op == "identity":
+        return out, current
+    output = next(numbers)
+    if layer.op in ("conv", "affine") and not layer.moded:
+        cost = leaf_cost(layer, shape, out, itemsize)
+        kept[current] = math.prod(shape) * itemsize
+        kept[output] = math.prod(out) * itemsize
+        kept[-output] = cost.inner or 0
+    return out, output

@@ -84,18 +84,36 @@ def test_remat_chain_groups_blocks_and_matches_the_chain():
         fn.remat_chain(*layers, every=0)
 
 
+NETS = [
+    ("convnet", convnet, (3, 8, 8)),
+    ("naive convs", lambda: fn.chain(fn.conv_naive(1, 1, 3, 3), fn.identity, fn.conv(2, 0, 2, 3), fn.relu), (2, 7, 7)),
+    ("affines", lambda: fn.chain(fn.sandwich(fn.dense(5), fn.tanh), fn.dense(4), fn.dense(3)), (6,)),
+]
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_remat_keeps_only_its_input_and_state(dtype):
-    """summary's memory column for remat (policy "nothing") is what the closures really hold: the
-    input and the child's state, far less than the plain net keeps."""
+@pytest.mark.parametrize("policy", POLICIES)
+@pytest.mark.parametrize(("title", "make", "shape"), NETS, ids=[title for title, _, _ in NETS])
+def test_summary_counts_what_remat_keeps(title, make, shape, policy, dtype):
+    """summary's memory column for remat is what the closures really hold: the input and the child's
+    state, and with "products" the conv and affine outputs and what their vjps keep."""
+    net = make()
+    rng = np.random.default_rng(0)
+    _, params = fn.init_params(net, rng, shape, dtype)
+    state = fn.init_state(net, shape, dtype)
+    x = rng.standard_normal((2, *shape)).astype(dtype)
+    for layer in (fn.remat(net, policy), remat_blocks(net, policy)):
+        _, vjp, _ = fn.run(layer, params, x, state, train=True, rng=np.random.default_rng(1))
+        assert fn.summary(layer, shape, dtype, batch_size=2).total.memory == kept_bytes(vjp, tree_leaves(params))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_remat_keeps_less_than_the_plain_net(dtype):
     net, shape = convnet(), (3, 8, 8)
     rng = np.random.default_rng(0)
     _, params = fn.init_params(net, rng, shape, dtype)
     state = fn.init_state(net, shape, dtype)
     x = rng.standard_normal((2, *shape)).astype(dtype)
-    for layer in (fn.remat(net), remat_blocks(net, "nothing")):
-        _, vjp, _ = fn.run(layer, params, x, state, train=True, rng=np.random.default_rng(1))
-        assert fn.summary(layer, shape, dtype, batch_size=2).total.memory == kept_bytes(vjp, tree_leaves(params))
     _, vjp, _ = fn.run(fn.remat(net), params, x, state, train=True, rng=np.random.default_rng(1))
     _, plain_vjp, _ = fn.run(net, params, x, state, train=True, rng=np.random.default_rng(1))
     assert kept_bytes(vjp, tree_leaves(params)) < kept_bytes(plain_vjp, tree_leaves(params))
