@@ -34,8 +34,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 from funcnn.core import Layer, Shape
-from funcnn.layers._pool import offset_dtype
 
 __all__ = ["Cost", "leaf_cost", "leaf_params"]
 
@@ -102,7 +103,7 @@ def leaf_cost(layer: Layer, in_shape: Shape, out_shape: Shape, itemsize: int) ->
         return Cost(2 * products, 4 * products, 0, True)
     if op == "max_pool":
         ph, pw = int(hp["pool_height"]), int(hp["pool_width"])
-        return Cost(n_out * (ph * pw - 1), n_out, n_out * offset_dtype(ph, pw).itemsize)  # the winners' offsets
+        return Cost(n_out * (ph * pw - 1), n_out, n_out * np.min_scalar_type(ph * pw - 1).itemsize)  # the offsets
     if op == "avg_pool":
         window = int(hp["pool_height"]) * int(hp["pool_width"])
         return Cost(n_out * window, n_out * window, 0)

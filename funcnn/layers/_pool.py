@@ -32,10 +32,7 @@ Forward = Callable[[np.ndarray, int, int, int, int, int], tuple[np.ndarray, Call
 def offset_dtype(ph: int, pw: int) -> np.dtype[Any]:
     """The smallest unsigned type that holds an offset inside a ``ph x pw`` window: what a max-pool
     keeps per output for its backward pass (uint8 up to 256 cells)."""
-    for dtype in (np.uint8, np.uint16, np.uint32):
-        if ph * pw <= np.iinfo(dtype).max + 1:
-            return np.dtype(dtype)
-    return np.dtype(np.uint64)
+    return np.min_scalar_type(ph * pw - 1)
 
 
 def _fast_forward(
