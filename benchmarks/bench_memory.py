@@ -47,7 +47,7 @@ for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA
     os.environ[var] = str(ARGS.threads)
 
 import numpy as np
-from step_nets import NETS, data, funcnn_net, torch_model
+from step_nets import NETS, data, funcnn_net, status_kib, torch_model
 
 import funcnn as fn
 
@@ -103,12 +103,6 @@ def make_step(name: str, impl: str):
     return torch_step(name) if impl == "torch" else funcnn_step(name, impl == "funcnn+remat")
 
 
-def _status_kib(field: str) -> int:
-    with open("/proc/self/status") as status:
-        line = next(line for line in status if line.startswith(field + ":"))
-    return int(line.split()[1])
-
-
 def measure_here(spec: str) -> None:
     """Print the MiB one step adds to the process at its peak, after two warm-up steps."""
     name, impl = spec.split(":")
@@ -117,9 +111,9 @@ def measure_here(spec: str) -> None:
     step()
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")  # resets VmHWM to the current VmRSS
-    before = _status_kib("VmRSS")
+    before = status_kib("VmRSS")
     step()
-    print((_status_kib("VmHWM") - before) / 1024)
+    print((status_kib("VmHWM") - before) / 1024)
 
 
 def peak_mib(name: str, impl: str) -> float:

@@ -47,7 +47,7 @@ for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA
 sys.path.insert(0, str(ROOT))
 
 import numpy as np
-from step_nets import NETS, data, funcnn_net, torch_model
+from step_nets import NETS, data, funcnn_net, status_kib, torch_model
 
 import funcnn as fn
 
@@ -104,12 +104,6 @@ def peak_memory(name: str, impl: str) -> float:
     return float(out.split()[-1])
 
 
-def _status_kib(field: str) -> int:
-    with open("/proc/self/status") as status:
-        line = next(line for line in status if line.startswith(field + ":"))
-    return int(line.split()[1])
-
-
 def measure_memory_here(spec: str) -> None:
     """Print the MiB that 3 steps add to the process at their peak (Linux: VmHWM reset by clear_refs)."""
     name, impl = spec.split(":")
@@ -117,10 +111,10 @@ def measure_memory_here(spec: str) -> None:
     step()  # compiled and warm: what remains is the step's own memory
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")  # resets the peak resident size to the current one
-    before = _status_kib("VmRSS")
+    before = status_kib("VmRSS")
     for _ in range(3):
         step()
-    print((_status_kib("VmHWM") - before) / 1024)
+    print((status_kib("VmHWM") - before) / 1024)
 
 
 def main() -> None:
