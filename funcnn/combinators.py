@@ -410,7 +410,7 @@ def remat(f: LayerFn, policy: str = "nothing") -> Layer:
 
     >>> block = fn.remat(fn.sandwich(fn.dense(3), fn.relu))
     >>> _, params = fn.init_params(block, np.random.default_rng(0), (5,))
-    >>> y, vjp = block(params, np.ones((2, 5)))
+    >>> y, vjp = block(params, np.ones((2, 5), np.float32))
     >>> y.shape, sorted(vjp(np.ones_like(y))[0])
     ((2, 3), ['b', 'w'])
     """
