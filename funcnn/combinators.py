@@ -70,6 +70,21 @@ def _same_shapes(who: str, shapes: Sequence[tuple[str, Shape]], rule: str = "") 
             raise ValueError(f"{who}: {rule}{name} gives shape {tuple(shape)} but {first} gives {tuple(expected)}")
 
 
+def _takes_handover(vjp: Callable[..., tuple[PyTree, Any]]) -> VJP:
+    """Mark a combination's vjp that also takes ``vjp([dy], need_dx, handed=True)``: a one-item list
+    it empties, so that the caller holds no reference to ``dy`` while the combination runs and ``dy``
+    is freed as soon as the combination's first layer is done with it. ``vjp(dy)`` stays the contract."""
+    vjp.takes_handover = True  # type: ignore[attr-defined]
+    return skips_dx(vjp)
+
+
+def _hand_over(vjp: VJP, box: list[np.ndarray], need_dx: bool) -> tuple[PyTree, np.ndarray | None]:
+    """``pull_back(vjp, box.pop(), need_dx)``, handing the list itself to a combination that takes it."""
+    if getattr(vjp, "takes_handover", False):
+        return vjp(box, need_dx=need_dx, handed=True)  # type: ignore[call-arg, arg-type]
+    return pull_back(vjp, box.pop(), need_dx=need_dx)
+
+
 def _check_layers(who: str, layers: Sequence[Any]) -> tuple[str, tuple[Layer, ...]]:
     """The combination's name and its children (plain functions wrapped as custom layers)."""
     if not layers:
@@ -115,13 +130,15 @@ def chain(*layers: LayerFn) -> Layer:
             vjps.append(layer_vjp)
             new_states.append(s)
 
-        @skips_dx
-        def vjp(dy: np.ndarray, need_dx: bool = True) -> tuple[PyTree, np.ndarray | None]:
+        @_takes_handover
+        def vjp(dy: Any, need_dx: bool = True, handed: bool = False) -> tuple[PyTree, np.ndarray | None]:
             grads = []
-            d: np.ndarray | None = dy
+            d: np.ndarray | None = dy.pop() if handed else dy
+            del dy
             for i, layer_vjp in enumerate(reversed(vjps)):
                 assert d is not None  # only the first layer's vjp may skip dx
-                dp, d = pull_back(layer_vjp, d, need_dx=need_dx or i < len(vjps) - 1)
+                box, d = [d], None  # handed over: each gradient is freed once the layer that reads it is done
+                dp, d = _hand_over(layer_vjp, box, need_dx or i < len(vjps) - 1)
                 grads.append(dp)
             return tuple(reversed(grads)), d
 
@@ -228,9 +245,9 @@ def sandwich(*layers: LayerFn) -> Layer:
         states = _split(name, "state", state, owned_state) if moded else ()
         y, chain_vjp, new_states = run(inner, parts, x, states, train=train, rng=rng)
 
-        @skips_dx
-        def vjp(dy: np.ndarray, need_dx: bool = True) -> tuple[PyTree, np.ndarray | None]:
-            grads, dx = pull_back(chain_vjp, dy, need_dx=need_dx)
+        @_takes_handover
+        def vjp(dy: Any, need_dx: bool = True, handed: bool = False) -> tuple[PyTree, np.ndarray | None]:
+            grads, dx = _hand_over(chain_vjp, dy if handed else [dy], need_dx)
             return _merge(grads), dx
 
         return y, vjp, _merge(new_states) if moded else ()

@@ -1,6 +1,8 @@
 """fn.remat and fn.remat_chain: the same answers as the plain network, bitwise (dropout and batch
 norm included), with only the input kept until the vjp runs."""
 
+import weakref
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -140,3 +142,30 @@ def test_remat_is_its_child_for_shapes_summary_and_export(tmp_path):
 def test_a_bad_policy_is_a_clear_error():
     with pytest.raises(ValueError, match=r"remat\(relu\): policy must be one of"):
         fn.remat(fn.relu, "everything")
+
+
+def test_a_nested_combination_frees_each_gradient_once_read():
+    """The gradient a chain passes into a sandwich is freed as soon as the sandwich's last layer has
+    read it (the chain hands it over), not when the whole sandwich returns; the vjp stays reusable."""
+    refs, alive = [], []
+
+    def grab(params, x):  # identity whose vjp makes a new gradient and watches it
+        def vjp(dy):
+            dx = dy * 1.0
+            refs.append(weakref.ref(dx))
+            return (), dx
+
+        return x, vjp
+
+    def probe(params, x):  # identity whose vjp records whether grab's gradient is still alive
+        def vjp(dy):
+            alive.append(refs[-1]() is not None)
+            return (), dy
+
+        return x, vjp
+
+    net = fn.chain(fn.sandwich(fn.layer(probe, "probe"), fn.tanh), fn.layer(grab, "grab"))
+    y, vjp = net(((), ()), np.ones((2, 3)))
+    first = vjp(np.ones_like(y))[1]
+    np.testing.assert_array_equal(vjp(np.ones_like(y))[1], first)
+    assert alive == [False, False]
