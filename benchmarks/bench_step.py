@@ -47,61 +47,9 @@ for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA
 sys.path.insert(0, str(ROOT))
 
 import numpy as np
+from step_nets import NETS, data, funcnn_net, status_kib, torch_model
 
 import funcnn as fn
-
-# name -> (batch size, what the net is)
-NETS = {
-    "course": (50, "conv 32 7x7 pad 3 - relu - pool 2x2 - affine 100 - relu - affine 10"),
-    "vgg": (64, "conv 64 3x3 - relu - conv 64 3x3 - relu - pool - conv 128 3x3 - relu - pool - affine 10"),
-}
-
-
-def funcnn_net(name: str) -> fn.Layer:
-    if name == "course":
-        return fn.nets.three_layer_convnet(num_filters=32, filter_size=7, hidden_dim=100)
-    return fn.chain(
-        fn.conv_relu(1, 1, 64, 3),
-        fn.conv_relu(1, 1, 64, 3),
-        fn.max_pool(),
-        fn.conv_relu(1, 1, 128, 3),
-        fn.max_pool(),
-        fn.dense(10),
-    )
-
-
-def torch_model(name: str):
-    from torch import nn
-
-    if name == "course":
-        layers = [
-            nn.Conv2d(3, 32, 7, padding=3),
-            nn.ReLU(),
-            nn.MaxPool2d(2),
-            nn.Flatten(),
-            nn.Linear(32 * 16 * 16, 100),
-            nn.ReLU(),
-            nn.Linear(100, 10),
-        ]
-    else:
-        layers = [
-            nn.Conv2d(3, 64, 3, padding=1),
-            nn.ReLU(),
-            nn.Conv2d(64, 64, 3, padding=1),
-            nn.ReLU(),
-            nn.MaxPool2d(2),
-            nn.Conv2d(64, 128, 3, padding=1),
-            nn.ReLU(),
-            nn.MaxPool2d(2),
-            nn.Flatten(),
-            nn.Linear(128 * 8 * 8, 10),
-        ]
-    return nn.Sequential(*layers)
-
-
-def data(batch: int) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(0)
-    return rng.standard_normal((batch, 3, 32, 32)).astype(np.float32), rng.integers(0, 10, batch)
 
 
 def funcnn_step(name: str):
@@ -156,12 +104,6 @@ def peak_memory(name: str, impl: str) -> float:
     return float(out.split()[-1])
 
 
-def _status_kib(field: str) -> int:
-    with open("/proc/self/status") as status:
-        line = next(line for line in status if line.startswith(field + ":"))
-    return int(line.split()[1])
-
-
 def measure_memory_here(spec: str) -> None:
     """Print the MiB that 3 steps add to the process at their peak (Linux: VmHWM reset by clear_refs)."""
     name, impl = spec.split(":")
@@ -169,10 +111,10 @@ def measure_memory_here(spec: str) -> None:
     step()  # compiled and warm: what remains is the step's own memory
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")  # resets the peak resident size to the current one
-    before = _status_kib("VmRSS")
+    before = status_kib("VmRSS")
     for _ in range(3):
         step()
-    print((_status_kib("VmHWM") - before) / 1024)
+    print((status_kib("VmHWM") - before) / 1024)
 
 
 def main() -> None:

@@ -35,6 +35,8 @@ from funcnn.attribution import saliency as saliency
 from funcnn.combinators import chain as chain
 from funcnn.combinators import fan_out as fan_out
 from funcnn.combinators import identity as identity
+from funcnn.combinators import remat as remat
+from funcnn.combinators import remat_chain as remat_chain
 from funcnn.combinators import residual as residual
 from funcnn.combinators import sandwich as sandwich
 from funcnn.core import Layer as Layer

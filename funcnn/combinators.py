@@ -33,7 +33,7 @@ from funcnn.core import (
 )
 from funcnn.init import init_params, init_state
 from funcnn.tree import PyTree
-from funcnn.validation import cotangent, float_array, no_params, read_only, same_shape_as_input, wrong_keys
+from funcnn.validation import cotangent, float_array, like, no_params, read_only, same_shape_as_input, wrong_keys
 
 Forward = Callable[[PyTree, np.ndarray, State, bool, "np.random.Generator | None"], tuple[np.ndarray, VJP, State]]
 
@@ -68,6 +68,21 @@ def _same_shapes(who: str, shapes: Sequence[tuple[str, Shape]], rule: str = "") 
     for name, shape in shapes[1:]:
         if tuple(shape) != tuple(expected):
             raise ValueError(f"{who}: {rule}{name} gives shape {tuple(shape)} but {first} gives {tuple(expected)}")
+
+
+def _takes_handover(vjp: Callable[..., tuple[PyTree, Any]]) -> VJP:
+    """Mark a combination's vjp that also takes ``vjp([dy], need_dx, handed=True)``: a one-item list
+    it empties, so that the caller holds no reference to ``dy`` while the combination runs and ``dy``
+    is freed as soon as the combination's first layer is done with it. ``vjp(dy)`` stays the contract."""
+    vjp.takes_handover = True  # type: ignore[attr-defined]
+    return skips_dx(vjp)
+
+
+def _hand_over(vjp: VJP, box: list[np.ndarray], need_dx: bool) -> tuple[PyTree, np.ndarray | None]:
+    """``pull_back(vjp, box.pop(), need_dx)``, handing the list itself to a combination that takes it."""
+    if getattr(vjp, "takes_handover", False):
+        return vjp(box, need_dx=need_dx, handed=True)  # type: ignore[call-arg, arg-type]
+    return pull_back(vjp, box.pop(), need_dx=need_dx)
 
 
 def _check_layers(who: str, layers: Sequence[Any]) -> tuple[str, tuple[Layer, ...]]:
@@ -115,13 +130,15 @@ def chain(*layers: LayerFn) -> Layer:
             vjps.append(layer_vjp)
             new_states.append(s)
 
-        @skips_dx
-        def vjp(dy: np.ndarray, need_dx: bool = True) -> tuple[PyTree, np.ndarray | None]:
+        @_takes_handover
+        def vjp(dy: Any, need_dx: bool = True, handed: bool = False) -> tuple[PyTree, np.ndarray | None]:
             grads = []
-            d: np.ndarray | None = dy
+            d: np.ndarray | None = dy.pop() if handed else dy
+            del dy
             for i, layer_vjp in enumerate(reversed(vjps)):
                 assert d is not None  # only the first layer's vjp may skip dx
-                dp, d = pull_back(layer_vjp, d, need_dx=need_dx or i < len(vjps) - 1)
+                box, d = [d], None  # handed over: each gradient is freed once the layer that reads it is done
+                dp, d = _hand_over(layer_vjp, box, need_dx or i < len(vjps) - 1)
                 grads.append(dp)
             return tuple(reversed(grads)), d
 
@@ -188,7 +205,7 @@ def children_parts(layer: Layer, tree: PyTree, what: str = "params") -> tuple[Py
     """Each child's share of a combination's ``tree`` (``what``: "params" or "state"), split as the
     combination itself splits it: one entry per child for chain and fan_out, each child's keys of the merged
     dict for sandwich, the whole tree for residual and bind. A wrong tree is the combination's own error."""
-    if layer.op in ("residual", "bind"):
+    if layer.op in ("residual", "bind", "remat"):
         return (tree,)
     if what == "state" and not layer.moded:
         return ((),) * len(layer.children)
@@ -228,9 +245,9 @@ def sandwich(*layers: LayerFn) -> Layer:
         states = _split(name, "state", state, owned_state) if moded else ()
         y, chain_vjp, new_states = run(inner, parts, x, states, train=train, rng=rng)
 
-        @skips_dx
-        def vjp(dy: np.ndarray, need_dx: bool = True) -> tuple[PyTree, np.ndarray | None]:
-            grads, dx = pull_back(chain_vjp, dy, need_dx=need_dx)
+        @_takes_handover
+        def vjp(dy: Any, need_dx: bool = True, handed: bool = False) -> tuple[PyTree, np.ndarray | None]:
+            grads, dx = _hand_over(chain_vjp, dy if handed else [dy], need_dx)
             return _merge(grads), dx
 
         return y, vjp, _merge(new_states) if moded else ()
@@ -338,10 +355,10 @@ def residual(f: LayerFn) -> Layer:
         x = float_array(name, "x", x)
         fx, f_vjp, new_state = run(child, params, x, state, train=train, rng=rng)
         same_as_x(x.shape, fx.shape)
-        y = x + fx
+        y, out = x + fx, like(x)
 
         def vjp(dy: np.ndarray) -> tuple[PyTree, np.ndarray]:
-            dy = cotangent(name, dy, y)
+            dy = cotangent(name, dy, out)
             grads, dx = f_vjp(dy)
             return grads, dx + dy
 
@@ -362,3 +379,112 @@ def residual(f: LayerFn) -> Layer:
         return tuple(shape)
 
     return _build(name, forward, (child,), child.param_keys, init, child.state_keys, state_init, out_shape, "residual")
+
+
+REMAT_POLICIES = ("nothing", "products")
+PRODUCTS = ("conv", "affine")
+
+
+def _generator_at(start: tuple[type, Any] | None) -> np.random.Generator | None:
+    """A fresh generator in the state ``start`` recorded (``None`` for none)."""
+    if start is None:
+        return None
+    bit_generator = start[0]()
+    bit_generator.state = start[1]
+    return np.random.Generator(bit_generator)
+
+
+def _keeping_products(f: Layer, tape: list[Any]) -> Layer:
+    """``f`` rebuilt so that its conv and affine layers (inside chains and sandwiches) record their
+    ``(y, vjp)`` on ``tape[0]`` when ``tape[1]`` is "record", and replay them when it is "replay"."""
+    if f.op in PRODUCTS and not f.moded:
+
+        def apply(params: PyTree, x: np.ndarray) -> tuple[np.ndarray, VJP]:
+            if tape[1] == "replay":
+                y, vjp = tape[0][tape[2]]
+                tape[2] += 1
+                return y, vjp
+            y, vjp = f(params, x)
+            tape[0].append((y, vjp))
+            return y, vjp
+
+        return Layer(apply, f.name, f.param_keys, f.init, out_shape=f.out_shape, op=f.op, hparams=f.hparams)
+    if f.op in ("chain", "sandwich"):
+        children = [_keeping_products(child, tape) for child in f.children]
+        return chain(*children) if f.op == "chain" else sandwich(*children)
+    return f
+
+
+def remat(f: LayerFn, policy: str = "nothing") -> Layer:
+    """``f`` rematerialized (``jax.checkpoint``): its forward pass keeps only ``x`` (and params, state
+    and the random generator's state), and its vjp runs ``f``'s forward again to pull back, trading
+    a second forward pass for the memory of ``f``'s activations. Same params, state, output shape
+    and answers (bitwise) as ``f``; dropout draws the same mask in both passes.
+
+    ``policy``: "nothing" keeps nothing of ``f``'s inside; "products" keeps the outputs and vjps of
+    the conv and affine layers inside ``f``'s chains and sandwiches, so the backward pass re-runs
+    only the cheap layers between them (norms, activations, pools, dropout).
+
+    >>> block = fn.remat(fn.sandwich(fn.dense(3), fn.relu))
+    >>> _, params = fn.init_params(block, np.random.default_rng(0), (5,))
+    >>> y, vjp = block(params, np.ones((2, 5), np.float32))
+    >>> y.shape, sorted(vjp(np.ones_like(y))[0])
+    ((2, 3), ['b', 'w'])
+    """
+    child = as_layer(f)
+    if policy not in REMAT_POLICIES:
+        raise ValueError(f"remat({child.name}): policy must be one of {REMAT_POLICIES}, got {policy!r}")
+    tape: list[Any] = [[], "off", 0]
+    inner = _keeping_products(child, tape) if policy == "products" else child
+    name = f"remat({child.name}, policy={policy!r})"
+
+    def forward(params: PyTree, x: np.ndarray, state: State, train: bool, rng: Any) -> tuple[np.ndarray, VJP, State]:
+        start = (type(rng.bit_generator), rng.bit_generator.state) if isinstance(rng, np.random.Generator) else None
+        if policy == "products":
+            tape[:] = [[], "record", 0]
+        try:
+            y, _, new_state = run(inner, params, x, state, train=train, rng=rng)  # f's vjp is dropped here
+        finally:
+            kept, tape[:] = tape[0], [[], "off", 0]
+
+        @skips_dx
+        def vjp(dy: np.ndarray, need_dx: bool = True) -> tuple[PyTree, np.ndarray | None]:
+            saved = list(tape)
+            tape[:] = [kept, "replay", 0]
+            try:
+                _, again, _ = run(inner, params, x, state, train=train, rng=_generator_at(start))
+            finally:
+                tape[:] = saved
+            return pull_back(again, dy, need_dx=need_dx)
+
+        return y, vjp, new_state
+
+    hparams = {"policy": policy}
+    if child.moded:
+        return moded_layer(
+            forward, name, child.param_keys, child.init, child.state_keys, child.state_init,
+            out_shape=child.out_shape, op="remat", hparams=hparams, children=(child,),
+        )  # fmt: skip
+
+    def apply(params: PyTree, x: np.ndarray) -> tuple[np.ndarray, VJP]:
+        y, vjp, _ = forward(params, x, (), False, None)
+        return y, vjp
+
+    return Layer(apply, name, child.param_keys, child.init, out_shape=child.out_shape, op="remat",
+                 hparams=hparams, children=(child,))  # fmt: skip
+
+
+def remat_chain(*layers: LayerFn, every: int = 1, policy: str = "nothing") -> Layer:
+    """``chain(*layers)`` with every run of ``every`` consecutive layers (blocks) wrapped in
+    :func:`remat`: params are a tuple with one entry per group, each the group's chain params (a
+    group of one holds that layer's params directly).
+
+    >>> net = fn.remat_chain(fn.dense(4), fn.relu, fn.dense(2), every=2)
+    >>> [child.name for child in net.children]
+    ["remat(chain(affine(4), relu), policy='nothing')", "remat(affine(2), policy='nothing')"]
+    """
+    every = int(every)
+    if every < 1:
+        raise ValueError(f"remat_chain: every must be >= 1, got {every}")
+    groups = [layers[i : i + every] for i in range(0, len(layers), every)]
+    return chain(*(remat(group[0] if len(group) == 1 else chain(*group), policy) for group in groups))

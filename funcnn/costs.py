@@ -24,8 +24,10 @@ rnn, lstm, gru      ``2*N*T*(D+H)*G`` (``G = gates*H``)    twice the forward; ga
 ==================  =====================================  ==========================================
 
 Memory: the bytes of the arrays a layer's vjp keeps alive until it is called (params not counted),
-in training mode: its input, its output, and what it makes for the backward pass (a mask, the
-argmax of a pool, the normalized input). Measured on every layer by ``tests/test_summary.py``.
+in training mode, which is only what its backward pass reads: conv and affine keep their input (for
+``dw``); ReLU and tanh their output; a max-pool the winner's offset in its window (1 byte an output
+up to 256 cells); dropout its mask as bits; sigmoid its slope; the norms the normalized input and
+``1/std``; average pools nothing. Measured on every layer by ``tests/test_summary.py``.
 """
 
 from __future__ import annotations
@@ -123,27 +125,25 @@ def leaf_cost(layer: Layer, in_shape: Shape, out_shape: Shape, itemsize: int) ->
         if hp.get("naive"):  # keeps the zero-padded input too
             pad = int(hp["pad"])
             padded = in_shape[0] * in_shape[1] * (in_shape[2] + 2 * pad) * (in_shape[3] + 2 * pad)
-            return Cost(forward, 2 * forward, padded * itemsize, True, True)
-        return Cost(forward, 2 * forward, 0, True, True)
+            return Cost(forward, 2 * forward, padded * itemsize, True)
+        return Cost(forward, 2 * forward, 0, True)
     if op == "affine":
         products = math.prod(in_shape[1:]) * n_out
-        return Cost(2 * products, 4 * products, 0, True, True)
+        return Cost(2 * products, 4 * products, 0, True)
     if op == "max_pool":
-        window = int(hp["pool_height"]) * int(hp["pool_width"])
-        if hp.get("naive"):  # the winners' indices, and x for dx's shape
-            return Cost(n_out * (window - 1), n_out, n_out * np.dtype(np.intp).itemsize, True, True)
-        return Cost(n_out * (window - 1), n_out, n_out * np.dtype(np.int32).itemsize, False, True)
+        ph, pw = int(hp["pool_height"]), int(hp["pool_width"])
+        return Cost(n_out * (ph * pw - 1), n_out, n_out * np.min_scalar_type(ph * pw - 1).itemsize)  # the offsets
     if op == "avg_pool":
         window = int(hp["pool_height"]) * int(hp["pool_width"])
-        return Cost(n_out * window, n_out * window, 0, True, True)
+        return Cost(n_out * window, n_out * window, 0)
     if op == "global_avg_pool":
-        return Cost(n_in, n_in, 0, True, True)
+        return Cost(n_in, n_in, 0)
     if op == "identity":
         return Cost(0, 0, 0, True, False, alias=True)
     if op in ELEMENTWISE:
         forward, backward = ELEMENTWISE[op]
-        keeps_input = op in ("layer_norm", "group_norm")
-        return Cost(forward * n_in, backward * n_in, _kept_arrays(layer, in_shape, itemsize), keeps_input, True)
+        keeps_output = op in ("relu", "leaky_relu", "tanh")
+        return Cost(forward * n_in, backward * n_in, _kept_arrays(layer, in_shape, itemsize), False, keeps_output)
     return Cost(None, None, None)
 
 
@@ -161,10 +161,10 @@ def _recurrent_cost(layer: Layer, in_shape: Shape, itemsize: int) -> Cost:
 def _kept_arrays(layer: Layer, shape: Shape, itemsize: int) -> int:
     """Bytes an elementwise layer or norm makes for its backward pass, besides its input and output."""
     op, size = layer.op, math.prod(shape)
-    if op == "leaky_relu":
-        return size  # the boolean mask x > 0
-    if op in ("sigmoid", "dropout"):
-        return size * itemsize  # the slope, the scaled mask
+    if op == "dropout":
+        return -(-size // 8)  # the mask, 8 elements a byte
+    if op == "sigmoid":
+        return size * itemsize  # the slope
     if op in ("batch_norm", "spatial_batch_norm"):
         return (size + shape[1]) * itemsize  # x_hat and 1/std per feature
     if op == "layer_norm":

@@ -125,7 +125,7 @@ def _add(g: _Graph, layer: Layer, params: PyTree, state: State, x: str, shape: S
     if layer.op == "bind" and any(child.moded for child in layer.children):
         raise ValueError(f"to_onnx: {layer.name}: export the network itself, with its state, not a bound copy")
     pairs = zip(layer.children, children_parts(layer, params, "params"), children_parts(layer, state, "state"))
-    if layer.op in ("chain", "sandwich", "bind"):
+    if layer.op in ("chain", "sandwich", "bind", "remat"):
         for child, p, s in pairs:
             x, shape = _add(g, child, p, s, x, shape)
         return x, shape

@@ -4,7 +4,9 @@ for how FLOPs and memory are counted."""
 
 from __future__ import annotations
 
+import itertools
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +19,7 @@ from funcnn.validation import checked_input_shape, int_at_least
 
 __all__ = ["Summary", "SummaryRow", "summary"]
 
-COMBINATIONS = ("chain", "sandwich", "fan_out", "residual", "bind")
+COMBINATIONS = ("chain", "sandwich", "fan_out", "residual", "bind", "remat")
 
 
 @dataclass(frozen=True)
@@ -185,14 +187,16 @@ def _combination(
 ) -> tuple[Cost, int | None]:
     """The cost of a chain, sandwich or bind (children in sequence) or a fan_out or residual
     (children side by side, outputs summed). Memory counts an array kept by two layers once."""
+    if layer.op == "remat":
+        return _remat(layer, shape, depth, itemsize, rows)
     if layer.op not in ("fan_out", "residual"):
         return _sequence(layer, shape, depth, itemsize, rows)
     outs, costs, params = zip(*(_visit(child, shape, depth + 1, itemsize, rows) for child in layer.children))
     n_in, n_out = _size(shape), _size(outs[0])
-    if layer.op == "residual":  # y = x + f(x); its vjp keeps y, and f's vjp what f keeps
+    if layer.op == "residual":  # y = x + f(x); its vjp keeps what f's vjp keeps
         (f,) = costs
         inner = _add(f.inner, n_out * itemsize if f.keeps_output and not f.alias else 0)
-        return Cost(_add(f.forward, n_out), _add(f.backward, n_in), inner, f.keeps_input or f.alias, True), params[0]
+        return Cost(_add(f.forward, n_out), _add(f.backward, n_in), inner, f.keeps_input or f.alias), params[0]
     # fan_out keeps every branch's output (an identity's is its input) until its vjp runs.
     inner = _add(*(c.inner for c in costs), *(_size(o) * itemsize for o, c in zip(outs, costs) if not c.alias))
     extra = len(costs) - 1
@@ -220,3 +224,44 @@ def _sequence(layer: Layer, shape: Shape, depth: int, itemsize: int, rows: list[
         current = output
     inner = _add(inner, *(sizes[i] for i in kept - {0, current}))
     return Cost(forward, backward, inner, 0 in kept, current in kept, alias=current == 0), params
+
+
+def _remat(layer: Layer, shape: Shape, depth: int, itemsize: int, rows: list[SummaryRow]) -> tuple[Cost, int | None]:
+    """A remat keeps its input and its child's state, and with policy "products" the outputs of the
+    convs and affines in its child's chains and sandwiches and what their vjps keep; its backward
+    pass runs the forward again."""
+    from funcnn.init import init_state
+
+    (child,) = layer.children
+    _, cost, params = _visit(child, shape, depth + 1, itemsize, rows)
+    state = init_state(child, shape[1:], np.dtype(f"f{itemsize}")) if child.moded else ()
+    kept: dict[int, int] = {}
+    output = 0
+    if layer.hparams.get("policy") == "products":
+        _, output = _products_kept(child, shape, 0, itemsize, kept, itertools.count(1))
+    inner = _add(sum(leaf.nbytes for leaf in tree_leaves(state)), *(n for i, n in kept.items() if i not in (0, output)))
+    backward = _add(cost.forward, cost.backward)
+    return Cost(cost.forward, backward, inner, True, output in kept and output != 0, alias=cost.alias), params
+
+
+def _products_kept(
+    layer: Layer, shape: Shape, current: int, itemsize: int, kept: dict[int, int], numbers: Iterator[int]
+) -> tuple[Shape, int]:
+    """Walk ``layer`` fed array number ``current`` of ``shape`` as remat's "products" policy runs it,
+    adding to ``kept`` (array number -> bytes, ``-k`` for a conv's own arrays) what the recorded
+    conv and affine layers keep; ``numbers`` gives new arrays theirs. Returns the output's shape and
+    array number."""
+    out = _out_shape(layer, shape)
+    if layer.op in ("chain", "sandwich"):
+        for child in layer.children:
+            shape, current = _products_kept(child, shape, current, itemsize, kept, numbers)
+        return shape, current
+    if layer.op == "identity":
+        return out, current
+    output = next(numbers)
+    if layer.op in ("conv", "affine") and not layer.moded:
+        cost = leaf_cost(layer, shape, out, itemsize)
+        kept[current] = math.prod(shape) * itemsize
+        kept[output] = math.prod(out) * itemsize
+        kept[-output] = cost.inner or 0
+    return out, output

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -67,8 +67,21 @@ def output_size(
     return out[0], out[1]
 
 
-def cotangent(layer: str, dy: Any, y: np.ndarray) -> np.ndarray:
-    """Check that ``dy`` matches the output ``y`` in shape; returns it in ``y``'s dtype."""
+class Like(NamedTuple):
+    """An output's shape and dtype, which a vjp keeps instead of the output when its backward pass
+    needs nothing else of it (the array itself can then be freed once the next layer is done)."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype[Any]
+
+
+def like(y: np.ndarray) -> Like:
+    """The :class:`Like` of ``y``: what :func:`cotangent` needs to check a ``dy`` against it."""
+    return Like(y.shape, y.dtype)
+
+
+def cotangent(layer: str, dy: Any, y: np.ndarray | Like) -> np.ndarray:
+    """Check that ``dy`` matches the output ``y`` (or its :class:`Like`) in shape; returns it in ``y``'s dtype."""
     dy = np.asarray(dy)
     if dy.shape != y.shape:
         raise ValueError(f"{layer} vjp: dy must have the output's shape {y.shape}, got {dy.shape}")

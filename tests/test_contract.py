@@ -171,7 +171,7 @@ VJP_READS = {
     "affine_relu": {"x", "w", "y"}, "conv_relu": {"x", "w", "y"},
     "relu": {"y"}, "tanh": {"y"}, "layer_norm": {"gamma"}, "group_norm": {"gamma"},
     "batch_norm": {"gamma"}, "batch_norm eval": {"gamma"}, "spatial_batch_norm": {"gamma"},
-    "max_pool": set(), "max_pool_naive": set(), "avg_pool": set(), "global_avg_pool": set(), "leaky_relu": set(),
+    "max_pool": set(), "max_pool_naive": set(), "avg_pool": set(), "global_avg_pool": set(), "leaky_relu": {"y"},
     "sigmoid": set(), "loss": set(), "dropout": set(), "dropout eval": set(), "dropout p=0": set(), "identity": set(),
     "residual(identity)": set(), "chain(identity, dropout)": set(),
 }  # fmt: skip

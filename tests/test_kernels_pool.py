@@ -31,3 +31,29 @@ def test_2x2_and_3x3_kernels_pick_the_first_maximum():
             for (h, w), g in grads.items():
                 want[0, 0, h, w] = g
             np.testing.assert_array_equal(vjp(np.ones_like(y))[1], want)
+
+
+@given(
+    st.integers(1, 18), st.integers(1, 18), st.integers(1, 3), st.integers(1, 3), st.integers(0, 2**32 - 1),
+    st.sampled_from([np.float32, np.float64]),
+)  # fmt: skip
+def test_the_argmax_is_a_small_offset_inside_the_window(ph, pw, stride, n, seed, dtype):
+    """The kernel keeps, per output, the winner's offset i * pw + j in the smallest unsigned type (uint8
+    up to 256 cells, uint16 past that), and fast equals naive on every window size, ties included."""
+    from funcnn.kernels.pool import max_pool_forward
+    from funcnn.layers._pool import offset_dtype
+
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 3, size=(n, 2, ph + stride + 1, pw + 2 * stride)).astype(dtype)  # many ties
+    layer, naive = fn.max_pool(ph, pw, stride), fn.max_pool_naive(ph, pw, stride)
+    y, vjp = layer((), x)
+    out_h, out_w = y.shape[2:]
+    buffer = np.empty((*y.shape[:2], out_h, out_w), offset_dtype(ph, pw))
+    _, argmax = max_pool_forward(x, buffer, ph, pw, stride, out_h, out_w)
+    assert argmax.dtype == (np.uint8 if ph * pw <= 256 else np.uint16)
+    assert int(argmax.max()) < ph * pw
+    y0, vjp0 = naive((), x)
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    np.testing.assert_array_equal(y, y0)
+    np.testing.assert_array_equal(vjp(dy)[1], vjp0(dy)[1])
+    assert vjp(dy)[1].dtype == dtype

@@ -21,6 +21,11 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 def kept_bytes(vjp, exclude):
     """Bytes of the distinct arrays reachable from ``vjp``'s closures (views count as their base),
     leaving out the arrays in ``exclude`` (the params)."""
+    return sum(root.nbytes for root in kept_arrays(vjp, exclude))
+
+
+def kept_arrays(vjp, exclude):
+    """The distinct base arrays reachable from ``vjp``'s closures, but those in ``exclude``."""
     excluded = {id(_root(a)) for a in exclude}
     seen, found = set(), {}
     stack = [vjp]
@@ -32,14 +37,14 @@ def kept_bytes(vjp, exclude):
         if isinstance(obj, np.ndarray):
             root = _root(obj)
             if id(root) not in excluded:
-                found[id(root)] = root.nbytes
+                found[id(root)] = root
         elif isinstance(obj, types.FunctionType):
             stack += [cell.cell_contents for cell in obj.__closure__ or () if _filled(cell)]
         elif isinstance(obj, (list, tuple)):
             stack += list(obj)
         elif isinstance(obj, dict):
             stack += list(obj.values())
-    return sum(found.values())
+    return list(found.values())
 
 
 def _root(array):
@@ -95,6 +100,16 @@ LAYERS = [
 def test_memory_is_what_the_vjp_keeps(title, net, shape, dtype):
     table = fn.summary(net, shape, dtype, batch_size=2)
     assert table.total.memory == measured_memory(net, shape, dtype)
+
+
+@pytest.mark.parametrize(("title", "net", "shape"), LAYERS, ids=[title for title, _, _ in LAYERS])
+def test_no_vjp_keeps_a_float64_copy_of_float32(title, net, shape):
+    rng = np.random.default_rng(0)
+    _, params = fn.init_params(net, rng, shape, np.float32)
+    x = rng.standard_normal((2, *shape)).astype(np.float32)
+    _, vjp, _ = fn.run(net, params, x, fn.init_state(net, shape, np.float32), train=True, rng=rng)
+    kinds = {(a.dtype.kind, a.dtype.itemsize) for a in kept_arrays(vjp, tree_leaves(params))}
+    assert ("f", 8) not in kinds, title
 
 
 @given(networks())

@@ -7,7 +7,7 @@ import numpy as np
 
 from funcnn.core import VJP, Layer
 from funcnn.tree import PyTree
-from funcnn.validation import cotangent, float_array, no_params, number_at_least, same_shape_as_input
+from funcnn.validation import cotangent, float_array, like, no_params, number_at_least, same_shape_as_input
 
 NAME = "relu"
 
@@ -58,12 +58,11 @@ def leaky_relu(alpha: float = 0.01) -> Layer:
         no_params(name, params)
         x = float_array(name, "x", x)
         slope = x.dtype.type(alpha)
-        positive = x > 0
-        y = np.where(positive, x, slope * x)
+        y = np.where(x > 0, x, slope * x)
 
         def vjp(dy: np.ndarray) -> tuple[PyTree, np.ndarray]:
             dy = cotangent(name, dy, y)
-            return (), np.where(positive, dy, slope * dy)
+            return (), np.where(y > 0, dy, slope * dy)  # y > 0 exactly where x > 0, as alpha >= 0
 
         return y, vjp
 
@@ -119,9 +118,10 @@ def _sigmoid(params: PyTree, x: np.ndarray) -> tuple[np.ndarray, VJP]:
         e = np.exp(-np.abs(x))
         y = np.where(x >= 0, 1, e) / (1 + e)
         slope = e / (1 + e) ** 2
+    out = like(y)  # the backward pass needs only the slope
 
     def vjp(dy: np.ndarray) -> tuple[PyTree, np.ndarray]:
-        dy = cotangent("sigmoid", dy, y)
+        dy = cotangent("sigmoid", dy, out)
         return (), dy * slope
 
     return y, vjp

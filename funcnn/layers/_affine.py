@@ -9,7 +9,16 @@ import numpy as np
 from funcnn.core import VJP, Layer, Shape, WeightScale, skips_dx
 from funcnn.layers._weights import weight_std, weights_and_bias
 from funcnn.tree import PyTree
-from funcnn.validation import check_ndim, cotangent, dict_params, example_shape, float_array, int_at_least, same_dtype
+from funcnn.validation import (
+    check_ndim,
+    cotangent,
+    dict_params,
+    example_shape,
+    float_array,
+    int_at_least,
+    like,
+    same_dtype,
+)
 
 NAME = "affine"
 
@@ -46,10 +55,11 @@ def _affine(params: PyTree, x: np.ndarray) -> tuple[np.ndarray, VJP]:
             f"{NAME}: params['b'] must have shape ({w.shape[1]},) to match params['w'] {w.shape}, got {b.shape}"
         )
     y = x2 @ w + b
+    out = like(y)  # dw needs x, dx needs w: y itself is not kept
 
     @skips_dx
     def vjp(dy: np.ndarray, need_dx: bool = True) -> tuple[PyTree, np.ndarray | None]:
-        dy = cotangent(NAME, dy, y)
+        dy = cotangent(NAME, dy, out)
         return {"w": x2.T @ dy, "b": dy.sum(axis=0)}, (dy @ w.T).reshape(x.shape) if need_dx else None
 
     return y, vjp

@@ -23,6 +23,7 @@ from funcnn.validation import (
     example_shape,
     float_array,
     fraction,
+    like,
     number_at_least,
     same_dtype,
 )
@@ -124,8 +125,10 @@ def _batch_norm_layer(
             new_state = state
         y = gamma.reshape(shape) * x_hat + beta.reshape(shape)
 
+        out = like(y)  # the backward pass needs x_hat and inv_std, not y
+
         def vjp(dy: np.ndarray) -> tuple[PyTree, np.ndarray]:
-            dy = cotangent(name, dy, y)
+            dy = cotangent(name, dy, out)
             grads = {"gamma": (dy * x_hat).sum(axis=axes), "beta": dy.sum(axis=axes)}
             dx_hat = dy * gamma.reshape(shape)
             if not train:  # the running statistics are constants

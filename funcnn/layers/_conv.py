@@ -20,6 +20,7 @@ from funcnn.validation import (
     example_shape,
     float_array,
     int_at_least,
+    like,
     output_size,
     same_dtype,
 )
@@ -226,10 +227,11 @@ def _make_conv(
         same_dtype(name, x=x, w=w, b=b)
         out_h, out_w = output_size(name, x.shape, w.shape[2:], stride, pad, "kernel")
         y, backward = forward(x, w, b, stride, pad, out_h, out_w)
+        out = like(y)  # the backward pass needs x and w, not y
 
         @skips_dx
         def vjp(dy: np.ndarray, need_dx: bool = True) -> tuple[PyTree, np.ndarray | None]:
-            dx, dw, db = backward(cotangent(name, dy, y), need_dx)
+            dx, dw, db = backward(cotangent(name, dy, out), need_dx)
             return {"w": dw, "b": db}, dx
 
         return y, vjp

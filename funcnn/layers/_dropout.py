@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 
 from funcnn.core import VJP, Layer, State, moded_layer
 from funcnn.tree import PyTree
-from funcnn.validation import cotangent, float_array, fraction, no_params, no_state, read_only, same_shape_as_input
+from funcnn.validation import (
+    cotangent,
+    float_array,
+    fraction,
+    like,
+    no_params,
+    no_state,
+    read_only,
+    same_shape_as_input,
+)
 
 
 def dropout(drop_prob: float = 0.5) -> Layer:
@@ -40,11 +50,14 @@ def dropout(drop_prob: float = 0.5) -> Layer:
             raise ValueError(  # noqa: TRY004
                 f"{name}: training draws a random mask, so it needs rng=np.random.default_rng(seed), got {rng!r}"
             )
-        mask = (rng.random(x.shape) >= drop_prob).astype(x.dtype) / x.dtype.type(1 - drop_prob)
-        y = x * mask
+        keep = rng.random(x.shape) >= drop_prob
+        scale, zero = x.dtype.type(1) / x.dtype.type(1 - drop_prob), x.dtype.type(0)
+        y = x * np.where(keep, scale, zero)
+        bits, out = np.packbits(keep, axis=None), like(y)  # 1 bit an element kept for the backward pass
 
         def vjp(dy: np.ndarray) -> tuple[PyTree, np.ndarray]:
-            return (), cotangent(name, dy, y) * mask
+            kept = np.unpackbits(bits, count=math.prod(out.shape)).view(bool).reshape(out.shape)
+            return (), cotangent(name, dy, out) * np.where(kept, scale, zero)
 
         return y, vjp, ()
 

@@ -20,6 +20,7 @@ from funcnn.validation import (
     example_shape,
     float_array,
     int_at_least,
+    like,
     number_at_least,
     same_dtype,
 )
@@ -48,14 +49,15 @@ def _normalize(
     xhat3 = centered * rstd
     xhat = xhat3.reshape(x.shape)
     y = gamma * xhat + beta
+    out, shape, shape3 = like(y), x.shape, x3.shape  # not x, nor y: the backward pass needs xhat and rstd
 
     def vjp(dy: np.ndarray) -> tuple[PyTree, np.ndarray]:
-        dy = cotangent(name, dy, y)
-        g = (dy * gamma).reshape(x3.shape)
+        dy = cotangent(name, dy, out)
+        g = (dy * gamma).reshape(shape3)
         # d xhat / d x in closed form: rstd * (g - mean(g) - xhat * mean(g * xhat)) per group.
         dx3 = rstd * (g - g.mean(axis=2, keepdims=True) - xhat3 * (g * xhat3).mean(axis=2, keepdims=True))
         dparams = {"gamma": (dy * xhat).sum(axis=summed_axes), "beta": dy.sum(axis=summed_axes)}
-        return dparams, dx3.reshape(x.shape)
+        return dparams, dx3.reshape(shape)
 
     return y, vjp
 

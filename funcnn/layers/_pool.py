@@ -15,9 +15,24 @@ import numpy as np
 
 from funcnn.core import VJP, Layer, Shape
 from funcnn.tree import PyTree
-from funcnn.validation import check_ndim, cotangent, example_shape, float_array, int_at_least, no_params, output_size
+from funcnn.validation import (
+    check_ndim,
+    cotangent,
+    example_shape,
+    float_array,
+    int_at_least,
+    like,
+    no_params,
+    output_size,
+)
 
 Forward = Callable[[np.ndarray, int, int, int, int, int], tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]]
+
+
+def offset_dtype(ph: int, pw: int) -> np.dtype[Any]:
+    """The smallest unsigned type that holds an offset inside a ``ph x pw`` window: what a max-pool
+    keeps per output for its backward pass (uint8 up to 256 cells)."""
+    return np.min_scalar_type(ph * pw - 1)
 
 
 def _fast_forward(
@@ -25,17 +40,19 @@ def _fast_forward(
 ) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]:
     from funcnn.kernels import pool as kernels
 
-    y, argmax = kernels.max_pool_forward(np.ascontiguousarray(x), ph, pw, stride, out_h, out_w)
+    argmax = np.empty((*x.shape[:2], out_h, out_w), dtype=offset_dtype(ph, pw))
+    y, argmax = kernels.max_pool_forward(np.ascontiguousarray(x), argmax, ph, pw, stride, out_h, out_w)
     height, width = x.shape[2:]
-    return y, lambda dy: kernels.max_pool_backward(np.ascontiguousarray(dy), argmax, height, width)
+    return y, lambda dy: kernels.max_pool_backward(np.ascontiguousarray(dy), argmax, height, width, pw, stride)
 
 
 def _naive_forward(
     x: np.ndarray, ph: int, pw: int, stride: int, out_h: int, out_w: int
 ) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]:
     n, c = x.shape[:2]
+    shape, dtype = x.shape, x.dtype  # not x itself: the backward pass needs only the winners
     y = np.empty((n, c, out_h, out_w), dtype=x.dtype)
-    winners = np.empty((n, c, out_h, out_w), dtype=np.intp)  # index inside the flattened window
+    winners = np.empty((n, c, out_h, out_w), dtype=offset_dtype(ph, pw))  # index inside the flattened window
     for i in range(out_h):
         for j in range(out_w):
             window = x[:, :, i * stride : i * stride + ph, j * stride : j * stride + pw].reshape(n, c, -1)
@@ -43,11 +60,11 @@ def _naive_forward(
             y[:, :, i, j] = np.take_along_axis(window, winners[:, :, i, j, None], axis=2)[..., 0]
 
     def backward(dy: np.ndarray) -> np.ndarray:
-        dx = np.zeros_like(x)
+        dx = np.zeros(shape, dtype)
         for i in range(out_h):
             for j in range(out_w):
-                rows = i * stride + winners[:, :, i, j] // pw
-                cols = j * stride + winners[:, :, i, j] % pw
+                at = winners[:, :, i, j].astype(np.intp)
+                rows, cols = i * stride + at // pw, j * stride + at % pw
                 np.add.at(dx, (np.arange(n)[:, None], np.arange(c)[None, :], rows, cols), dy[:, :, i, j])
         return dx
 
@@ -70,8 +87,10 @@ def _make_pool(
         out_h, out_w = output_size(name, x.shape, (ph, pw), stride, 0, "pool")
         y, backward = forward(x, ph, pw, stride, out_h, out_w)
 
+        out = like(y)
+
         def vjp(dy: np.ndarray) -> tuple[PyTree, np.ndarray]:
-            return (), backward(cotangent(name, dy, y))
+            return (), backward(cotangent(name, dy, out))
 
         return y, vjp
 
@@ -136,8 +155,10 @@ def _avg_forward(
         y += x[s]
     y /= ph * pw
 
+    shape, dtype = x.shape, x.dtype
+
     def backward(dy: np.ndarray) -> np.ndarray:
-        dx = np.zeros_like(x)
+        dx = np.zeros(shape, dtype)
         share = dy / (ph * pw)
         for s in offsets:
             dx[s] += share
@@ -181,12 +202,13 @@ def _global_avg_pool(params: PyTree, x: np.ndarray) -> tuple[np.ndarray, VJP]:
     check_ndim(name, "x", x, 4, "(N, C, H, W)")
     if x.shape[2] == 0 or x.shape[3] == 0:
         raise ValueError(f"{name}: x must have H, W >= 1, got shape {x.shape}")
-    y = x.mean(axis=(2, 3))
+    y, shape = x.mean(axis=(2, 3)), x.shape
+    out = like(y)
 
     def vjp(dy: np.ndarray) -> tuple[PyTree, np.ndarray]:
-        dy = cotangent(name, dy, y)
-        share = dy / (x.shape[2] * x.shape[3])
-        return (), np.broadcast_to(share[:, :, None, None], x.shape).copy()
+        dy = cotangent(name, dy, out)
+        share = dy / (shape[2] * shape[3])
+        return (), np.broadcast_to(share[:, :, None, None], shape).copy()
 
     return y, vjp
 
