@@ -237,6 +237,11 @@ def fit(
     config = json.loads(json.dumps(config))  # as it reads back: tuples become lists
     result = FitResult(params, params, optimizer.init(params), History(), state, state)
     start_epoch = 0
+    if saving is not None and not (saving.resume or saving.overwrite) and Path(saving.path).exists():
+        raise ValueError(
+            f"fit: checkpoint {saving.path} already exists; continue it with fn.Checkpoint(path, resume=True), "
+            "replace it with overwrite=True, or choose another path"
+        )
     if saving is not None and saving.resume and Path(saving.path).exists():
         result, start_epoch = resume_run(saving, result, config, optimizer)
         if start_epoch >= epochs:
