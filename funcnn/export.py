@@ -154,7 +154,13 @@ def _has(layer: Layer, test: Callable[[Layer], bool]) -> bool:
 
 
 def to_onnx(
-    net: Layer, params: PyTree, input_shape: Shape, path: str | Path, state: State | None = None, *, overwrite: bool = False
+    net: Layer,
+    params: PyTree,
+    input_shape: Shape,
+    path: str | Path,
+    state: State | None = None,
+    *,
+    overwrite: bool = False,
 ) -> Path:
     """Write ``net`` with ``params`` (and ``state``: batch norms' running statistics) as an ONNX model
     to ``path``, in evaluation mode. Input ``x`` ``(N, *input_shape)``, output ``y``; ``N`` is dynamic.

@@ -20,7 +20,17 @@ from funcnn.history import Callback, EpochEnd, FitResult, History, callback_name
 from funcnn.init import init_state
 from funcnn.losses import Loss, softmax_loss
 from funcnn.memory import keep_freed_memory
-from funcnn.objective import Objective, Step, accuracy, check_labels, l2_penalty, predict, training_step, value_and_grad, with_l2
+from funcnn.objective import (
+    Objective,
+    Step,
+    accuracy,
+    check_labels,
+    l2_penalty,
+    predict,
+    training_step,
+    value_and_grad,
+    with_l2,
+)
 from funcnn.optim import Optimizer
 from funcnn.progress import EpochProgress
 from funcnn.resume import Checkpoint, checkpoint_options, checkpoint_tree, non_finite, resume_run

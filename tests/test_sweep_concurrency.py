@@ -56,7 +56,9 @@ def test_a_lock_left_by_a_dead_process_is_broken_with_a_relative_out(tmp_path):
 
 
 def test_a_worker_that_ignores_ctrl_c_is_terminated():
-    stuck = "import signal, time; signal.signal(signal.SIGINT, signal.SIG_IGN); print('ready', flush=True); time.sleep(1e6)"
+    stuck = (
+        "import signal, time; signal.signal(signal.SIGINT, signal.SIG_IGN); print('ready', flush=True); time.sleep(1e6)"
+    )
     worker = subprocess.Popen([sys.executable, "-c", stuck], stdout=subprocess.PIPE, text=True)
     assert worker.stdout.readline() == "ready\n"
     _stop([worker], grace=1.0)

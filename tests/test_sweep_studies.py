@@ -28,7 +28,9 @@ def test_a_second_study_in_one_out_keeps_the_first_ones_files(tmp_path):
     alpha = _files(out / "alpha")
     assert (out / "alpha" / "trials" / "0" / "checkpoint.npz") in alpha and (out / "alpha" / "results.csv") in alpha
     rows = run(1, out, study="beta", **OPTIONS)
-    assert _files(out / "alpha") == alpha and len(rows) == 1 and (out / "beta" / "trials" / "0" / "history.json").exists()
+    assert (
+        _files(out / "alpha") == alpha and len(rows) == 1 and (out / "beta" / "trials" / "0" / "history.json").exists()
+    )
 
 
 def test_a_rerun_after_the_journal_was_emptied_is_refused_before_it_writes(tmp_path):
@@ -43,7 +45,11 @@ def test_a_rerun_after_the_journal_was_emptied_is_refused_before_it_writes(tmp_p
 
 @pytest.mark.parametrize(
     "damage, reason",
-    [(b"not json\n", "Expecting value"), (b"\xff\xfe\n", "codec can't decode"), (b'{"op_code": 99}\n', "not an Optuna journal")],
+    [
+        (b"not json\n", "Expecting value"),
+        (b"\xff\xfe\n", "codec can't decode"),
+        (b'{"op_code": 99}\n', "not an Optuna journal"),
+    ],
 )
 def test_a_damaged_journal_is_named_and_left_as_it_is(tmp_path, capsys, damage, reason):
     out = tmp_path / "sweep"
@@ -51,14 +57,19 @@ def test_a_damaged_journal_is_named_and_left_as_it_is(tmp_path, capsys, damage, 
     (out / "study.journal").write_bytes(damage)
     assert main(["sweep", "--trials", "1", "--out", str(out), *TINY]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and f"{out / 'study.journal'}: the journal is damaged at line 1" in err and reason in err
+    assert (
+        err.count("\n") == 1 and f"{out / 'study.journal'}: the journal is damaged at line 1" in err and reason in err
+    )
     assert (out / "study.journal").read_bytes() == damage
 
 
 def test_a_space_of_values_the_network_refuses_is_refused_at_once(tmp_path, capsys):
     out = tmp_path / "sweep"
     assert main(["sweep", "--trials", "2", "--out", str(out), "--space", "filter_size=choice:3,4", *TINY]) == 2
-    assert "search space filter_size (choice [3, 4]): three_layer_convnet: filter_size must be odd" in capsys.readouterr().err
+    assert (
+        "search space filter_size (choice [3, 4]): three_layer_convnet: filter_size must be odd"
+        in capsys.readouterr().err
+    )
     assert not out.exists()
 
 
@@ -75,7 +86,9 @@ def test_a_trial_failing_with_any_exception_fails_with_its_one_line_reason(tmp_p
     study.enqueue_trial({}, user_attrs={"slot": 0})
     study.optimize(make_objective(args, [Range("lr", "log", 1e-4, 1e-3)], tmp_path), n_trials=1, catch=(TrialError,))
     trial = study.trials[0]
-    assert trial.state == optuna.trial.TrialState.FAIL and trial.user_attrs["error"].startswith(("NotADirectoryError", "FileExistsError"))
+    assert trial.state == optuna.trial.TrialState.FAIL and trial.user_attrs["error"].startswith(
+        ("NotADirectoryError", "FileExistsError")
+    )
     assert finished_slots(study.trials) == {0: trial}  # ended: a rerun does not queue it again
     assert capsys.readouterr().err == f"trial 0 failed: {trial.user_attrs['error']}\n"
 

@@ -30,7 +30,15 @@ from funcnn.app.datasets import load_named
 from funcnn.app.files import write_atomically
 from funcnn.app.options import Options, sweep_options, train_options
 from funcnn.app.space import Range, search_space
-from funcnn.app.sweep_report import SLOT, finished_slots, slot_trials, plot_lr_reg, progress_line, top_table, write_results
+from funcnn.app.sweep_report import (
+    SLOT,
+    finished_slots,
+    plot_lr_reg,
+    progress_line,
+    slot_trials,
+    top_table,
+    write_results,
+)
 from funcnn.app.sweep_storage import NoTrialLeft, close_storage, open_storage
 from funcnn.app.sweep_trial import Duplicate, TrialError, make_objective
 
@@ -325,7 +333,7 @@ def _study_folder(out: Path, args: argparse.Namespace, storage: optuna.storages.
     no other study's files (another storage's study of that name, or one whose journal was emptied)."""
     if not args.study or "/" in args.study or args.study.startswith("."):
         raise ValueError(f"--study {args.study!r}: a study's name must be a file name (it names its folder in --out)")
-    folder = out / args.study
+    folder = out / str(args.study)
     mark = folder / "study.json"
     if not mark.exists():
         if (folder / "trials").exists():
@@ -336,7 +344,9 @@ def _study_folder(out: Path, args: argparse.Namespace, storage: optuna.storages.
     except (ValueError, KeyError, TypeError):
         raise ValueError(f"--out {out}: {mark} is damaged; choose another --out or --study") from None
     names = optuna.get_all_study_names(storage)
-    theirs = optuna.load_study(study_name=args.study, storage=storage).user_attrs.get("uid") if args.study in names else None
+    theirs = (
+        optuna.load_study(study_name=args.study, storage=storage).user_attrs.get("uid") if args.study in names else None
+    )
     if theirs != uid:
         raise ValueError(
             f"--out {out}: {folder} holds the files of another study {args.study!r} than the one in "

@@ -88,7 +88,9 @@ def write_results(trials: Sequence[FrozenTrial], path: Path) -> list[dict[str, o
     )
     rows = [_row(t, names) for t in ordered]
     text = io.StringIO(newline="")
-    writer = csv.DictWriter(text, fieldnames=["trial", "slot", "state", "val_acc", "epochs", "seconds", *names, "error"])
+    writer = csv.DictWriter(
+        text, fieldnames=["trial", "slot", "state", "val_acc", "epochs", "seconds", *names, "error"]
+    )
     writer.writeheader()
     writer.writerows(rows)
     write_atomically(path, text.getvalue())

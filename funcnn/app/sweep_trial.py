@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 import optuna
-
 from optuna.trial import TrialState
 
 from funcnn.app.files import write_atomically
@@ -46,9 +45,10 @@ def _first_of_slot(trial: optuna.Trial) -> int | None:
 
 def make_objective(args: argparse.Namespace, space: Sequence[Range], out: Path) -> Callable[[optuna.Trial], float]:
     """``objective(trial) -> best validation accuracy``: trains with ``args`` and the trial's values of
-    ``space``, writing ``out/trials/<number>/`` (``out``: the study's folder; checkpoint.npz, history.json); user attrs: ``worker``
-    (host:pid), ``blas_threads`` (its OPENBLAS_NUM_THREADS), ``epochs`` run, ``test_acc`` of the best epoch's
-    params, ``error`` when it fails."""
+    ``space``, writing ``out/trials/<number>/`` (``out``: the study's folder; checkpoint.npz, history.json);
+    user attrs: ``worker`` (host:pid), ``blas_threads`` (its OPENBLAS_NUM_THREADS), ``epochs`` run,
+    ``test_acc`` of the best epoch's params, ``error`` when it fails (any exception: its one line, also
+    printed). A copy of a slot queued twice fails at once as a :class:`Duplicate`, never trained."""
     from funcnn.app.cli import net_and_params
     from funcnn.app.datasets import load_named
     from funcnn.optim import OPTIMIZERS, step_decay
