@@ -308,6 +308,7 @@ def sweep(args: argparse.Namespace, train: Options) -> list[dict[str, object]]:
         "out": str(folder),
         "storage": args.storage_shown,
     }
+    processes: list[subprocess.Popen[bytes]] = []
     try:
         processes = _start_workers(settings, workers)
         _watch(study, processes, args.trials)
@@ -320,6 +321,10 @@ def sweep(args: argparse.Namespace, train: Options) -> list[dict[str, object]]:
                 f"{ended if lost else ''}{undone} of {args.trials} trials not done; rerun the same command to run them"
             )
         return rows
+    except optuna.exceptions.StorageInternalError as error:  # a database lost mid-sweep: one line, workers stopped
+        _stop(processes)
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise SweepUnfinished(f"lost the storage {args.storage_shown} ({reason}); rerun the same command") from None
     finally:
         close_storage(storage)
 
@@ -421,3 +426,6 @@ if __name__ == "__main__":
         _work(json.loads(sys.argv[1]))
     except KeyboardInterrupt:
         raise SystemExit(130) from None
+    except optuna.exceptions.StorageInternalError as lost:  # the sweep command says it in one line
+        print(f"funcnn sweep worker: lost the storage ({str(lost).strip()[:200]})", file=sys.stderr)
+        raise SystemExit(1) from None
