@@ -4,6 +4,7 @@ running statistics, dropout as the identity. One graph, with a dynamic batch axi
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -152,12 +153,24 @@ def _has(layer: Layer, test: Callable[[Layer], bool]) -> bool:
     return test(layer) or any(_has(child, test) for child in layer.children)
 
 
-def to_onnx(net: Layer, params: PyTree, input_shape: Shape, path: str | Path, state: State | None = None) -> Path:
+def to_onnx(
+    net: Layer,
+    params: PyTree,
+    input_shape: Shape,
+    path: str | Path,
+    state: State | None = None,
+    *,
+    overwrite: bool = False,
+) -> Path:
     """Write ``net`` with ``params`` (and ``state``: batch norms' running statistics) as an ONNX model
     to ``path``, in evaluation mode. Input ``x`` ``(N, *input_shape)``, output ``y``; ``N`` is dynamic.
     The dtype is the params' (onnxruntime 1.32's CPU provider has no float64 Conv: export float32
     params for it). A layer without an ONNX counterpart (a user's function, a loss) is a ValueError
-    naming it. Needs the ``onnx`` extra. Returns the path written."""
+    naming it. An existing file at ``path`` is refused (ValueError) unless ``overwrite``; the model is written
+    atomically (a crash leaves the old file or the new one). Needs the ``onnx`` extra. Returns the path written."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise ValueError(f"to_onnx: {path} already exists; replace it with overwrite=True, or choose another path")
     onnx = _onnx()
     if not isinstance(net, Layer):
         raise TypeError(f"to_onnx: net must be a funcnn Layer, got {net!r}"[:200])
@@ -188,6 +201,10 @@ def to_onnx(net: Layer, params: PyTree, input_shape: Shape, path: str | Path, st
     model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", OPSET)], producer_name="funcnn")
     model.ir_version = 8  # opset 17's; read by onnxruntime 1.14 and newer
     onnx.checker.check_model(model, full_check=True)
-    path = Path(path)
-    onnx.save(model, str(path))
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        onnx.save(model, str(tmp))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path

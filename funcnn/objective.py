@@ -99,23 +99,51 @@ def with_l2(objective: Objective, reg: float) -> Objective:
     return regularized if reg else objective
 
 
+def _predictions(
+    owner: str, net: Apply, params: PyTree, x: np.ndarray, state: State, batch_size: int
+) -> tuple[np.ndarray, int]:
+    """The predicted class of each example of ``x`` (``(N,)``, or ``(N, T)`` for a sequence's scores
+    ``(N, T, C)``) and the number of classes of the scores."""
+    if len(x) == 0:
+        raise ValueError(f"{owner}: x has no examples (shape {np.shape(x)})")
+    classes = []
+    predicted = []
+    for i in range(0, len(x), batch_size):
+        scores = run(net, params, x[i : i + batch_size], state, train=False)[0]
+        classes.append(scores.shape[-1])
+        predicted.append(scores.argmax(axis=-1))
+    return np.concatenate(predicted), classes[0]
+
+
 def predict(net: Apply, params: PyTree, x: np.ndarray, state: State = (), batch_size: int = 500) -> np.ndarray:
     """Predicted class of each example, in evaluation mode: ``argmax`` of the scores over their last axis,
     computed in batches; ``(N,)`` for scores ``(N, C)``, ``(N, T)`` for a sequence's scores ``(N, T, C)``.
-    ``state`` is the network's (batch norm's running statistics), if it has one."""
-    batches = range(0, len(x), batch_size)
-    scores = (run(net, params, x[i : i + batch_size], state, train=False)[0] for i in batches)
-    return np.concatenate([s.argmax(axis=-1) for s in scores])
+    ``state`` is the network's (batch norm's running statistics), if it has one. An empty ``x`` is a
+    ValueError."""
+    return _predictions("predict", net, params, x, state, batch_size)[0]
+
+
+def check_labels(owner: str, y: np.ndarray, classes: int) -> None:
+    """Refuse labels ``y`` that are not integers in ``[0, classes)``, naming ``owner``."""
+    y = np.asarray(y)
+    if y.dtype.kind not in "iu":
+        raise ValueError(f"{owner}: labels y must be integers (class indices), got dtype {y.dtype}")
+    if y.size and (y.min() < 0 or y.max() >= classes):
+        raise ValueError(
+            f"{owner}: labels y must be in [0, {classes}) (the scores' classes), got labels from {y.min()} to {y.max()}"
+        )
 
 
 def accuracy(
     net: Apply, params: PyTree, x: np.ndarray, y: np.ndarray, state: State = (), batch_size: int = 500
 ) -> float:
-    """Fraction of examples whose predicted class (in evaluation mode) is ``y`` (``(N,)`` ints); for sequences
-    (``y`` ``(N, T)``, scores ``(N, T, C)``), the fraction of steps."""
-    predicted = predict(net, params, x, state, batch_size)
+    """Fraction of examples whose predicted class (in evaluation mode) is ``y`` (``(N,)`` ints, each one of
+    the scores' classes); for sequences (``y`` ``(N, T)``, scores ``(N, T, C)``), the fraction of steps.
+    An empty ``x`` is a ValueError."""
+    predicted, classes = _predictions("accuracy", net, params, x, state, batch_size)
     if np.shape(y) != predicted.shape:
         raise ValueError(
             f"accuracy: labels y must have shape {predicted.shape} to match x of shape {np.shape(x)}, got {np.shape(y)}"
         )
+    check_labels("accuracy", y, classes)
     return float(np.mean(predicted == y))

@@ -25,12 +25,14 @@ class Checkpoint:
     resumes. ``resume``: continue after the epoch saved in ``path`` when the file exists. ``config``:
     JSON-able settings (such as the learning rate) stored with fit's own (optimizer and its
     hyperparameters, batch size, seed, reg, dtype, network); a resume whose configuration differs is
-    refused, listing the differences, unless ``allow_config_change``."""
+    refused, listing the differences, unless ``allow_config_change``. Without ``resume``, an existing file
+    at ``path`` is refused unless ``overwrite`` (it may be another run's)."""
 
     path: str | Path
     resume: bool = False
     config: Mapping[str, Any] | None = None
     allow_config_change: bool = False
+    overwrite: bool = False
 
 
 def checkpoint_options(checkpoint: str | Path | Checkpoint | None, legacy: dict[str, Any]) -> Checkpoint | None:

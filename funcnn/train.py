@@ -16,12 +16,22 @@ import numpy as np
 
 from funcnn.augment import Augment
 from funcnn.checkpoint import save_checkpoint
-from funcnn.core import Apply, State, layer_name
+from funcnn.core import Apply, State, layer_name, run
 from funcnn.history import Callback, EpochEnd, FitResult, History, callback_name, check_callbacks, early_stopping
 from funcnn.init import init_state
 from funcnn.losses import Loss, softmax_loss
 from funcnn.memory import keep_freed_memory
-from funcnn.objective import Objective, Step, accuracy, l2_penalty, predict, training_step, value_and_grad, with_l2
+from funcnn.objective import (
+    Objective,
+    Step,
+    accuracy,
+    check_labels,
+    l2_penalty,
+    predict,
+    training_step,
+    value_and_grad,
+    with_l2,
+)
 from funcnn.optim import Optimizer
 from funcnn.progress import EpochProgress
 from funcnn.resume import Checkpoint, checkpoint_options, checkpoint_tree, non_finite, resume_run
@@ -231,6 +241,10 @@ def fit(
         int_at_least("fit", name, value, 1)
     if state is None:
         state = init_state(net, x_train.shape[1:], x_train.dtype)
+    scores = run(net, params, x_val[:1], state, train=False)[0]
+    if np.ndim(scores) == 2:  # validation labels the scores cannot match would give accuracy 0 to the end
+        for what, y in (("train", y_train), ("val", y_val)):
+            check_labels(f"fit: {what}", y, scores.shape[1])
     config = {
         "net": layer_name(net),
         "optimizer": optimizer.name,
@@ -247,6 +261,11 @@ def fit(
     config = json.loads(json.dumps(config))  # as it reads back: tuples become lists
     result = FitResult(params, params, optimizer.init(params), History(), state, state)
     start_epoch = 0
+    if saving is not None and not (saving.resume or saving.overwrite) and Path(saving.path).exists():
+        raise ValueError(
+            f"fit: checkpoint {saving.path} already exists; continue it with fn.Checkpoint(path, resume=True), "
+            "replace it with overwrite=True, or choose another path"
+        )
     if saving is not None and saving.resume and Path(saving.path).exists():
         result, start_epoch = resume_run(saving, result, config, optimizer)
         if start_epoch >= epochs:

@@ -22,7 +22,7 @@ def max_rel_error(actual, expected):
 
 def exported_and_run(tmp_path, net, params, shape, state=None, batches=(5, 1)):
     """(funcnn's eval outputs, ONNX Runtime's) for inputs of each batch size, from one exported model."""
-    path = to_onnx(net, params, shape, tmp_path / "net.onnx", state)
+    path = to_onnx(net, params, shape, tmp_path / "net.onnx", state, overwrite=True)
     onnx.checker.check_model(onnx.load(str(path)), full_check=True)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(0)
@@ -113,7 +113,7 @@ def test_params_that_do_not_fit_are_named_by_the_layer(tmp_path):
 
 def run_model(tmp_path, net, params, x):
     """ONNX Runtime's output for ``x`` from ``net`` exported with ``params`` (shape of one example from ``x``)."""
-    path = to_onnx(net, params, x.shape[1:], tmp_path / "net.onnx")
+    path = to_onnx(net, params, x.shape[1:], tmp_path / "net.onnx", overwrite=True)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     (y,) = session.run(["y"], {"x": x})
     return y

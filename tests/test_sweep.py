@@ -126,7 +126,7 @@ def test_rerunning_continues_and_a_changed_search_is_refused(tmp_path, capsys):
     options = {"workers": 1, "epochs": 1, "filters": 2, "hidden": 8, "heartbeat": 1, "pruner": "none"}
     rows = run(2, out, **options)
     assert sorted(r["slot"] for r in rows) == [0, 1] and {r["state"] for r in rows} == {"complete"}
-    assert "best trial" in capsys.readouterr().out and (out / "results.csv").exists()
+    assert "best trial" in capsys.readouterr().out and (out / "sweep" / "results.csv").exists()
     rows = run(3, out, **options)  # one more trial; the two done are kept, not rerun
     assert sorted(r["trial"] for r in rows) == [0, 1, 2] and sorted(r["slot"] for r in rows) == [0, 1, 2]
     with pytest.raises(ValueError, match=r"searches another configuration \(hidden: 8 -> 9\)"):

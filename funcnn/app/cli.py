@@ -48,7 +48,7 @@ def _check_options(args: argparse.Namespace) -> None:
         raise ValueError("--resume and --overwrite contradict each other: continue the run in --out, or replace it")
 
 
-def _course_net(options: dict[str, Any]) -> tuple[Any, tuple[int, ...]]:
+def course_net(options: dict[str, Any]) -> tuple[Any, tuple[int, ...]]:
     """The convnet that ``funcnn train`` builds from these options, and one example's shape."""
     from funcnn.app.datasets import INPUT_SHAPES, NUM_CLASSES
     from funcnn.nets import three_layer_convnet
@@ -63,7 +63,7 @@ def net_and_params(args: argparse.Namespace, data: Any) -> tuple[Any, Any]:
     only some classes keeps the others) and its initial params, as the options say."""
     from funcnn.init import init_params
 
-    net, _ = _course_net(vars(args))
+    net, _ = course_net(vars(args))
     rng = np.random.default_rng(args.seed)
     _, params = init_params(net, rng, data.train.x.shape[1:], args.dtype, args.weight_scale)
     return net, params
@@ -144,7 +144,7 @@ NET_OPTIONS = ("dataset", "batch_size", "filters", "filter_size", "hidden", "bat
 def _summary(args: argparse.Namespace) -> int:
     from funcnn.summary_table import summary
 
-    net, shape = _course_net(vars(args))
+    net, shape = course_net(vars(args))
     print(f"funcnn summary: the convnet of funcnn train with these options, on {args.dataset}\n")
     print(summary(net, shape, args.dtype, batch_size=args.batch_size))
     return 0
@@ -156,17 +156,21 @@ def _export(args: argparse.Namespace) -> int:
     from funcnn.init import init_params, init_state
     from funcnn.resume import saved_config
 
+    if Path(args.onnx).resolve() == Path(args.checkpoint).resolve():
+        raise ValueError(f"--onnx {args.onnx} is the checkpoint itself; choose another file for the model")
+    if Path(args.onnx).exists() and not args.overwrite:
+        raise ValueError(f"--onnx {args.onnx} already exists; replace it with --overwrite, or choose another file")
     config = saved_config(args.checkpoint)
     missing = [key for key in NET_OPTIONS if key not in config]
     if missing:
         lacks = ", ".join(missing)
         raise ValueError(f"checkpoint {args.checkpoint}: its config lacks {lacks} (not written by funcnn train?)")
-    net, shape = _course_net(config)
+    net, shape = course_net(config)
     _, params = init_params(net, np.random.default_rng(0), shape, config["dtype"])
     like = {"best_params": params, "best_state": init_state(net, shape, config["dtype"])}
     saved = load_checkpoint(args.checkpoint, like, strict=False)
     try:
-        path = to_onnx(net, saved["best_params"], shape, args.onnx, saved["best_state"])
+        path = to_onnx(net, saved["best_params"], shape, args.onnx, saved["best_state"], overwrite=args.overwrite)
     except ImportError as error:
         print(f"funcnn export: {error}", file=sys.stderr)
         return 2
@@ -177,7 +181,7 @@ def _export(args: argparse.Namespace) -> int:
 
 def _sweep(args: argparse.Namespace) -> int:
     try:
-        from funcnn.app.sweep import sweep
+        from funcnn.app.sweep import SweepUnfinished, sweep
     except ModuleNotFoundError as error:
         if error.name != "optuna":
             raise
@@ -185,7 +189,11 @@ def _sweep(args: argparse.Namespace) -> int:
             'needs Optuna: install the sweep extra, pip install "funcnn[sweep]" '
             '(from a clone: pip install -e ".[sweep]")'
         ) from None
-    sweep(args, train_options())
+    try:
+        sweep(args, train_options())
+    except SweepUnfinished as error:
+        print(f"funcnn sweep: {error}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -296,6 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     export.add_argument("checkpoint", help="a checkpoint.npz written by funcnn train")
     export.add_argument("--onnx", required=True, help="the .onnx file to write")
+    export.add_argument("--overwrite", action="store_true", help="replace the --onnx file if it exists")
     export.set_defaults(run=_export)
 
     check = commands.add_parser("check", help="finite-difference check of every layer, sandwich and network")
@@ -328,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
         if not is_ctrl_c(error):
             raise
         hint = "; resume with --resume" if getattr(error, "epoch", 0) else ""
-        print(f"funcnn {args.command}: {error or 'interrupted'}{hint}", file=sys.stderr)
+        print(f"funcnn {args.command}: {str(error) or 'interrupted'}{hint}", file=sys.stderr)
         return 130
     except AssertionError as error:  # a gradient check failed: say which, without a traceback
         print(f"FAILED: {error}", file=sys.stderr)

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from funcnn.app.files import write_atomically
 from funcnn.augment import Augment
 from funcnn.core import Apply
 from funcnn.history import FitResult
@@ -64,16 +65,6 @@ def out_folder(args: argparse.Namespace) -> tuple[Path, bool]:
         for name in previous:
             (out / name).unlink()
     return out, created
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file, so a crash leaves the old file or the new one."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def fit_in_folder(

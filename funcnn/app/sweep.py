@@ -12,9 +12,11 @@ import importlib.util
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
+import uuid
 import warnings
 from dataclasses import asdict
 from pathlib import Path
@@ -25,11 +27,20 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from funcnn.app.datasets import load_named
+from funcnn.app.files import write_atomically
 from funcnn.app.options import Options, sweep_options, train_options
 from funcnn.app.space import Range, search_space
-from funcnn.app.sweep_report import SLOT, finished_slots, plot_lr_reg, progress_line, top_table, write_results
+from funcnn.app.sweep_report import (
+    SLOT,
+    finished_slots,
+    plot_lr_reg,
+    progress_line,
+    slot_trials,
+    top_table,
+    write_results,
+)
 from funcnn.app.sweep_storage import NoTrialLeft, close_storage, open_storage
-from funcnn.app.sweep_trial import TrialError, make_objective
+from funcnn.app.sweep_trial import Duplicate, TrialError, make_objective
 
 # What may differ between the commands that share a study: where and how they run, not what they search.
 LOCAL_OPTIONS = (
@@ -67,15 +78,21 @@ def _config(args: argparse.Namespace, space: tuple[Range, ...]) -> dict[str, Any
     return as_read
 
 
-def _queue(study: optuna.Study, slots: range) -> None:
-    for slot in slots:
-        study.enqueue_trial({}, user_attrs={SLOT: slot})
+def _queue_next(study: optuna.Study) -> bool:
+    """Queue the study's next slot if it has fewer than its ``trials``; whether it did. Slots are queued as
+    workers need them, so a large ``--trials`` starts at once; two workers queueing the same slot at once
+    leave a copy that is never run (see sweep_trial)."""
+    slots = 1 + max((t.user_attrs[SLOT] for t in study.get_trials(deepcopy=False)), default=-1)
+    if slots >= study.user_attrs["trials"]:
+        return False
+    study.enqueue_trial({}, user_attrs={SLOT: slots})
+    return True
 
 
 def _reopen_interrupted(study: optuna.Study) -> int:
     """Queue again, with the same values, each slot whose last trial was interrupted (Ctrl-C) rather than
     failed by its own error, and that nothing else runs or waits to run; how many."""
-    trials = study.get_trials(deepcopy=False)
+    trials = slot_trials(study.get_trials(deepcopy=False))
     active = {t.user_attrs[SLOT] for t in trials if t.state in (TrialState.WAITING, TrialState.RUNNING)}
     ended = set(finished_slots(trials))
     last: dict[int, FrozenTrial] = {t.user_attrs[SLOT]: t for t in trials}
@@ -105,7 +122,7 @@ def _open_study(
         study = optuna.load_study(study_name=args.study, storage=storage)
     else:
         study.set_user_attr("config", config)
-        _queue(study, range(args.trials))
+        study.set_user_attr("uid", uuid.uuid4().hex)
         study.set_user_attr("trials", args.trials)
         return study, "created"
     for _ in range(300):  # a study just created elsewhere has its configuration within a moment
@@ -123,13 +140,13 @@ def _open_study(
             f"study {args.study!r} in {args.storage_shown} searches another configuration ({'; '.join(changes)}); "
             "use the same options, or another --study"
         )
-    slots = 1 + max((t.user_attrs[SLOT] for t in study.get_trials(deepcopy=False)), default=-1)
+    slots = study.user_attrs["trials"]
     if args.trials < slots:
         raise ValueError(
             f"--trials {args.trials}: study {args.study!r} already has {slots} trials; ask for at least that many"
         )
-    _queue(study, range(slots, args.trials))
-    study.set_user_attr("trials", args.trials)
+    while study.user_attrs["trials"] < args.trials:  # two commands growing it at once: the larger number stays
+        study.set_user_attr("trials", args.trials)
     reopened = _reopen_interrupted(study)
     return study, f"joined ({slots} trials there{f', {reopened} interrupted ones queued again' if reopened else ''})"
 
@@ -163,7 +180,19 @@ def _check(args: argparse.Namespace, train: Options) -> tuple[Range, ...]:
                 _checked_value(options[r.option], value)
             except ValueError as error:
                 raise ValueError(f"search space {r.option} ({r.kind} {list(r.bounds())}): {error}") from None
+            _network_takes(args, r, value)
     return space
+
+
+def _network_takes(args: argparse.Namespace, r: Range, value: Any) -> None:
+    """Refuse a value of ``r`` that the network refuses (an even filter size), as every trial would fail."""
+    from funcnn.app.cli import course_net
+
+    if r.option in ("filters", "filter_size", "hidden", "batch_norm", "dropout"):
+        try:
+            course_net({**vars(args), r.option: value})
+        except ValueError as error:
+            raise ValueError(f"search space {r.option} ({r.kind} {list(r.bounds())}): {error}") from None
 
 
 def _start_workers(settings: dict[str, Any], count: int) -> list[subprocess.Popen[bytes]]:
@@ -195,12 +224,27 @@ def _watch(study: optuna.Study, workers: list[subprocess.Popen[bytes]], total: i
                 return
             time.sleep(1.0)
     except KeyboardInterrupt:
-        for w in workers:
-            if w.poll() is None:
-                w.send_signal(2)  # SIGINT: each worker fails its trial as interrupted, which a rerun queues again
-        for w in workers:
-            w.wait()
+        _stop(workers)
         raise KeyboardInterrupt("interrupted; rerun the same command to continue the sweep") from None
+
+
+def _stop(workers: list[subprocess.Popen[bytes]], grace: float = 30.0) -> None:
+    """Interrupt the workers (each fails its trial as interrupted, which a rerun queues again); one still
+    there after ``grace`` seconds, or after another Ctrl-C, is terminated, then killed."""
+    for w in workers:
+        if w.poll() is None:
+            w.send_signal(signal.SIGINT)
+    for ask in (None, signal.SIGTERM, signal.SIGKILL):
+        if ask is not None:
+            for w in workers:
+                if w.poll() is None:
+                    w.send_signal(ask)
+        try:
+            for w in workers:
+                w.wait(timeout=grace)
+            return
+        except (subprocess.TimeoutExpired, KeyboardInterrupt):
+            continue
 
 
 def _report(study: optuna.Study, out: Path, title: str) -> list[dict[str, object]]:
@@ -229,7 +273,7 @@ def sweep(args: argparse.Namespace, train: Options) -> list[dict[str, object]]:
     """Run ``funcnn sweep`` with parsed ``args`` (``train``: the train subcommand's parser, which defines the
     searchable options); the results table's rows, best first. ValueError on bad options, before anything is written."""
     space = _check(args, train)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # the progress lines say what Optuna's would
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # the progress lines say what Optuna's would
     out = Path(args.out or f"sweeps/{args.dataset}")
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file, expected a folder")
@@ -241,7 +285,9 @@ def sweep(args: argparse.Namespace, train: Options) -> list[dict[str, object]]:
     try:
         out.mkdir(parents=True, exist_ok=True)
         storage = storage or open_storage(str(out / "study.journal"), args.heartbeat)
+        folder = _study_folder(out, args, storage)
         study, what = _open_study(args, storage, _config(args, space))
+        _claim(folder, args, study)
     except BaseException:
         if storage is not None:
             close_storage(storage)
@@ -259,22 +305,68 @@ def sweep(args: argparse.Namespace, train: Options) -> list[dict[str, object]]:
     settings = {
         "args": {k: v for k, v in vars(args).items() if k not in ("run",)},
         "space": [asdict(r) for r in space],
-        "out": str(out),
+        "out": str(folder),
         "storage": args.storage_shown,
     }
+    processes: list[subprocess.Popen[bytes]] = []
     try:
         processes = _start_workers(settings, workers)
         _watch(study, processes, args.trials)
+        rows = _report(study, folder, f"{args.dataset}: validation accuracy of {args.trials} trials")
         lost = [w.returncode for w in processes if w.returncode]
-        if lost:
-            print(
-                f"{len(lost)} of {workers} workers ended abnormally (exit status {', '.join(map(str, lost))}); "
-                "their trials are retried by the other workers or by a rerun",
-                file=sys.stderr,
+        undone = args.trials - len(finished_slots(study.get_trials(deepcopy=False)))
+        if lost or undone:
+            ended = f"{len(lost)} of {workers} workers ended abnormally (exit status {', '.join(map(str, lost))}); "
+            raise SweepUnfinished(
+                f"{ended if lost else ''}{undone} of {args.trials} trials not done; rerun the same command to run them"
             )
-        return _report(study, out, f"{args.dataset}: validation accuracy of {args.trials} trials")
+        return rows
+    except optuna.exceptions.StorageInternalError as error:  # a database lost mid-sweep: one line, workers stopped
+        _stop(processes)
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise SweepUnfinished(f"lost the storage {args.storage_shown} ({reason}); rerun the same command") from None
     finally:
         close_storage(storage)
+
+
+class SweepUnfinished(RuntimeError):
+    """A sweep that ended with trials left undone (their workers were lost): a rerun runs them."""
+
+
+def _study_folder(out: Path, args: argparse.Namespace, storage: optuna.storages.BaseStorage) -> Path:
+    """``out/<study>``, where the study's trials, results.csv and lr_reg.png go, after checking that it holds
+    no other study's files (another storage's study of that name, or one whose journal was emptied)."""
+    if not args.study or "/" in args.study or args.study.startswith("."):
+        raise ValueError(f"--study {args.study!r}: a study's name must be a file name (it names its folder in --out)")
+    folder = out / str(args.study)
+    mark = folder / "study.json"
+    if not mark.exists():
+        if (folder / "trials").exists():
+            raise ValueError(f"--out {out}: {folder} holds trials of an unknown study; choose another --out or --study")
+        return folder
+    try:
+        uid = json.loads(mark.read_text())["uid"]
+    except (ValueError, KeyError, TypeError):
+        raise ValueError(f"--out {out}: {mark} is damaged; choose another --out or --study") from None
+    names = optuna.get_all_study_names(storage)
+    theirs = (
+        optuna.load_study(study_name=args.study, storage=storage).user_attrs.get("uid") if args.study in names else None
+    )
+    if theirs != uid:
+        raise ValueError(
+            f"--out {out}: {folder} holds the files of another study {args.study!r} than the one in "
+            f"{args.storage_shown} (its journal emptied, or another storage); choose another --out or --study"
+        )
+    return folder
+
+
+def _claim(folder: Path, args: argparse.Namespace, study: optuna.Study) -> None:
+    """Record in ``folder`` which study its files belong to."""
+    mark = folder / "study.json"
+    if not mark.exists():
+        folder.mkdir(exist_ok=True)
+        record = {"study": args.study, "storage": args.storage_shown, "uid": study.user_attrs.get("uid")}
+        write_atomically(mark, json.dumps(record))
 
 
 def run(trials: int, out: str | Path, **options: Any) -> list[dict[str, object]]:
@@ -283,6 +375,8 @@ def run(trials: int, out: str | Path, **options: Any) -> list[dict[str, object]]
     rows of results.csv (dicts), best validation accuracy first."""
     from funcnn.app.cli import build_parser
 
+    if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
+        raise ValueError(f"sweep: trials must be an int >= 1, got {trials!r}")
     args = build_parser().parse_args(["sweep", "--trials", str(trials), "--out", str(out)])
     unknown = sorted(set(options) - set(vars(args)) - {"command", "run"})
     if unknown:
@@ -291,10 +385,18 @@ def run(trials: int, out: str | Path, **options: Any) -> list[dict[str, object]]
     return sweep(args, train_options())
 
 
+def _interrupt_once(signum: int, frame: Any) -> None:
+    """Ctrl-C reaches a worker twice (from the terminal and from the sweep): the first stops it, the second
+    is ignored, so that Optuna fails the trial as interrupted without a second traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
 def _work(settings: dict[str, Any]) -> None:
     """A worker process: run queued trials until none is left and none runs elsewhere (a running trial may
     be a killed worker's, to be retried here once its heartbeat is stale)."""
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # a failed trial: our one line, not Optuna's traceback
+    signal.signal(signal.SIGINT, _interrupt_once)
     args = argparse.Namespace(**settings["args"])
     storage = open_storage(settings["storage"], args.heartbeat)
     study = optuna.load_study(
@@ -305,17 +407,18 @@ def _work(settings: dict[str, Any]) -> None:
     )
     while True:
         try:
-            study.optimize(objective, catch=(TrialError,))
+            study.optimize(objective, catch=(TrialError, Duplicate))
         except NoTrialLeft:
             pass
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             optuna.storages.fail_stale_trials(study)
         states = {t.state for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING))}
+        if TrialState.WAITING in states or _queue_next(study):
+            continue
         if not states:
             return
-        if TrialState.WAITING not in states:
-            time.sleep(1.0)  # soon after the last trial ends, or its heartbeat goes stale, this worker sees it
+        time.sleep(1.0)  # soon after the last trial ends, or its heartbeat goes stale, this worker sees it
 
 
 if __name__ == "__main__":
@@ -323,3 +426,6 @@ if __name__ == "__main__":
         _work(json.loads(sys.argv[1]))
     except KeyboardInterrupt:
         raise SystemExit(130) from None
+    except optuna.exceptions.StorageInternalError as lost:  # the sweep command says it in one line
+        print(f"funcnn sweep worker: lost the storage ({str(lost).strip()[:200]})", file=sys.stderr)
+        raise SystemExit(1) from None

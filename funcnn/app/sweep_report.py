@@ -4,6 +4,7 @@ course's picture of log learning rate against log reg, coloured by validation ac
 from __future__ import annotations
 
 import csv
+import io
 import math
 from collections import Counter
 from collections.abc import Sequence
@@ -11,13 +12,21 @@ from pathlib import Path
 
 from optuna.trial import FrozenTrial, TrialState
 
+from funcnn.app.files import write_atomically
+
 SLOT = "slot"  # user attr: which of the sweep's N trials a trial runs (a retried trial keeps its slot)
+DUPLICATE = "duplicate_of"  # user attr: a slot queued twice (two commands at once); this copy did not run
+
+
+def slot_trials(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
+    """``trials`` without the copies of a slot queued twice, which never run."""
+    return [t for t in trials if DUPLICATE not in t.user_attrs]
 
 
 def finished_slots(trials: Sequence[FrozenTrial]) -> dict[int, FrozenTrial]:
     """The trial that ended each slot: complete, pruned, or failed by its own error (not by a lost worker)."""
     done = {}
-    for t in trials:
+    for t in slot_trials(trials):
         if t.state in (TrialState.COMPLETE, TrialState.PRUNED) or (
             t.state == TrialState.FAIL and "error" in t.user_attrs
         ):
@@ -33,6 +42,7 @@ def _clock(seconds: float) -> str:
 def progress_line(trials: Sequence[FrozenTrial], total: int, done_before: int, seconds: float) -> str:
     """``trials 5/16 done (4 complete, 1 pruned, 0 failed; 2 running) best 0.967 (trial 3) 0:00:41 left``;
     the time left extrapolates the rate of the trials done since this command started (``done_before`` were done)."""
+    trials = slot_trials(trials)
     ended = finished_slots(trials).values()
     states = Counter(t.state for t in ended)
     running = sum(t.state == TrialState.RUNNING for t in trials)
@@ -71,17 +81,19 @@ def _row(trial: FrozenTrial, names: Sequence[str]) -> dict[str, object]:
 def write_results(trials: Sequence[FrozenTrial], path: Path) -> list[dict[str, object]]:
     """Every trial (retried ones included) as a CSV row at ``path``: complete trials first, best validation
     accuracy first among them (a pruned trial's value is only its last report); the rows."""
+    trials = slot_trials(trials)
     names = sorted({n for t in trials for n in t.params})
     ordered = sorted(
         trials, key=lambda t: (t.state != TrialState.COMPLETE, t.value is None, -(t.value or 0.0), t.number)
     )
     rows = [_row(t, names) for t in ordered]
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(
-            f, fieldnames=["trial", "slot", "state", "val_acc", "epochs", "seconds", *names, "error"]
-        )
-        writer.writeheader()
-        writer.writerows(rows)
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(
+        text, fieldnames=["trial", "slot", "state", "val_acc", "epochs", "seconds", *names, "error"]
+    )
+    writer.writeheader()
+    writer.writerows(rows)
+    write_atomically(path, text.getvalue())
     return rows
 
 
@@ -138,6 +150,8 @@ def plot_lr_reg(trials: Sequence[FrozenTrial], path: Path, title: str) -> Path |
     fig.colorbar(dots, ax=ax, label="validation accuracy")
     ax.set(xlabel="log10 learning rate", ylabel="log10 reg", title=title)
     ax.legend(loc="best")
-    fig.savefig(path, dpi=100)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=100)
     plt.close(fig)
+    tmp.replace(path)
     return path

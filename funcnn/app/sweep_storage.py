@@ -4,7 +4,9 @@ and never start one of their own, so N trials are run exactly once however many 
 
 from __future__ import annotations
 
+import json
 import os
+import socket
 import time
 import warnings
 from collections.abc import Callable
@@ -14,7 +16,8 @@ from typing import Any
 import optuna
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.storages._heartbeat import BaseHeartbeat
-from optuna.storages.journal import JournalFileBackend
+from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
+from optuna.storages.journal._storage import JournalOperation
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -39,6 +42,73 @@ class QueuedRDBStorage(RDBStorage):
         return super()._create_new_trial(study_id, template_trial)
 
 
+def _dead(holder: str) -> bool:
+    """Whether the lock holder ``host:pid`` is a process of this host that no longer runs."""
+    host, _, pid = holder.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        pass
+    return False
+
+
+class HolderLock(JournalFileSymlinkLock):
+    """The journal's lock, a symbolic link naming its holder (``host:pid``), whatever the journal's path: a
+    lock whose holder on this host is dead is broken at once, any other after ``grace_period`` seconds
+    unchanged (a holder killed on another machine)."""
+
+    def acquire(self) -> bool:
+        me, seen, since, pause = f"{socket.gethostname()}:{os.getpid()}", None, time.monotonic(), 0.001
+        while True:
+            try:
+                os.symlink(me, self._lock_file)
+                return True
+            except FileExistsError:
+                pass
+            try:
+                holder = os.readlink(self._lock_file)
+                held = (holder, os.lstat(self._lock_file).st_mtime_ns)
+            except OSError:  # released meanwhile
+                continue
+            if held != seen:
+                seen, since = held, time.monotonic()
+            if _dead(holder) or time.monotonic() - since > (self.grace_period or 30):
+                try:
+                    self.release()
+                except RuntimeError:  # another process broke it first
+                    pass
+                continue
+            time.sleep(pause)
+            pause = min(2 * pause, 0.1)
+
+
+def check_journal(path: Path) -> None:
+    """Refuse (ValueError naming ``path`` and the line) a journal that Optuna cannot read, before anything
+    is appended to it; the file is left as it is. A last line without its newline (a writer killed while
+    appending) is Optuna's to skip."""
+    if not path.exists():
+        return
+    with open(path, "rb") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.endswith(b"\n"):
+                return
+            try:
+                record = json.loads(line)
+                valid = isinstance(record, dict) and record.get("op_code") in set(JournalOperation)
+                reason = "" if valid else "not an Optuna journal record"
+            except ValueError as error:  # JSON or UTF-8
+                reason = str(error)
+            if reason:
+                raise ValueError(
+                    f"--storage {path}: the journal is damaged at line {number} ({reason[:80]}); it was left as it "
+                    "is: repair it, or move it away to start a new study"
+                )
+
+
 class HeartbeatJournalStorage(JournalStorage, BaseHeartbeat):
     """Optuna's JournalStorage with the heartbeat of RDBStorage: each running trial touches a file in
     ``<journal>.heartbeats/`` every ``interval`` seconds; a running trial whose file (or start, before its
@@ -46,7 +116,8 @@ class HeartbeatJournalStorage(JournalStorage, BaseHeartbeat):
     the file server, so the machines' clocks need not agree."""
 
     def __init__(self, path: Path, interval: int, grace: int, stale_callback: StaleCallback | None) -> None:
-        super().__init__(JournalFileBackend(str(path)))
+        check_journal(path)
+        super().__init__(JournalFileBackend(str(path), lock_obj=HolderLock(str(path))))
         self._beats = path.with_name(path.name + ".heartbeats")
         self._beats.mkdir(exist_ok=True)
         self._interval, self._grace, self._stale_callback = interval, grace, stale_callback

@@ -99,9 +99,9 @@ def load_mnist(folder: PathLike, kind: str = "train", dtype: DTypeLike = np.floa
     labels_path = _find(root, f"{prefix}-labels-idx1-ubyte")
 
     images = load_idx(images_path)
-    if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != (28, 28):
+    if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != (28, 28) or not len(images):
         raise DataFormatError(
-            images_path, "uint8 images of shape (N, 28, 28)", f"{images.dtype} of shape {images.shape}"
+            images_path, "uint8 images of shape (N, 28, 28), N >= 1", f"{images.dtype} of shape {images.shape}"
         )
     labels = load_idx(labels_path)
     if labels.dtype != np.uint8 or labels.ndim != 1:

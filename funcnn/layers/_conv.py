@@ -196,6 +196,15 @@ def _naive_forward(
     return y, backward
 
 
+def _empty_backward(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> Backward:
+    """The backward of a conv on an empty batch: no example, so zero gradients."""
+
+    def backward(dy: np.ndarray, need_dx: bool = True) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+        return (np.zeros_like(x) if need_dx else None), np.zeros_like(w), np.zeros_like(b)
+
+    return backward
+
+
 def _make_conv(
     stride: Any, pad: Any, filters: Any, kernel_size: Any, forward: Forward, naive: bool, doc: str | None
 ) -> Layer:
@@ -226,7 +235,13 @@ def _make_conv(
             )
         same_dtype(name, x=x, w=w, b=b)
         out_h, out_w = output_size(name, x.shape, w.shape[2:], stride, pad, "kernel")
-        y, backward = forward(x, w, b, stride, pad, out_h, out_w)
+        if 0 in w.shape[:2]:
+            raise ValueError(f"{name}: x must have C >= 1 channels and params['w'] F >= 1 filters, got x of "
+                             f"shape {x.shape} and params['w'] of shape {w.shape}")  # fmt: skip
+        if x.shape[0] == 0:  # an empty batch: the empty output conv_naive gives, on every path
+            y, backward = np.zeros((0, w.shape[0], out_h, out_w), x.dtype), _empty_backward(x, w, b)
+        else:
+            y, backward = forward(x, w, b, stride, pad, out_h, out_w)
         out = like(y)  # the backward pass needs x and w, not y
 
         @skips_dx
