@@ -145,26 +145,17 @@ def ref_rmsprop(w, grads, lrs, decay_rate, epsilon):
     return w
 
 
-def ref_adam(w, grads, lrs, beta1, beta2, epsilon):
+def ref_adam(w, grads, lrs, beta1, beta2, epsilon, weight_decay=0.0):
+    """cs231n's adam; with ``weight_decay``, adamw: w -= lr * weight_decay * w beside the step, on a weight of
+    two or more dimensions."""
     m, v = np.zeros_like(w), np.zeros_like(w)
     for t, (lr, dw) in enumerate(zip(lrs, grads), start=1):
         m = beta1 * m + (1 - beta1) * dw
         v = beta2 * v + (1 - beta2) * dw**2
         mhat = m / (1 - beta1**t)
         vhat = v / (1 - beta2**t)
-        w = w - lr * mhat / (np.sqrt(vhat) + epsilon)
-    return w
-
-
-def ref_adamw(w, grads, lrs, beta1, beta2, epsilon, weight_decay):
-    """Adam's step and, beside it, w -= lr * weight_decay * w on a weight of two or more dimensions."""
-    m, v = np.zeros_like(w), np.zeros_like(w)
-    for t, (lr, dw) in enumerate(zip(lrs, grads), start=1):
-        m = beta1 * m + (1 - beta1) * dw
-        v = beta2 * v + (1 - beta2) * dw**2
-        mhat = m / (1 - beta1**t)
-        vhat = v / (1 - beta2**t)
-        w = w - lr * mhat / (np.sqrt(vhat) + epsilon) - (lr * weight_decay * w if w.ndim >= 2 else 0)
+        decay = lr * weight_decay * w if weight_decay and w.ndim >= 2 else 0
+        w = w - lr * mhat / (np.sqrt(vhat) + epsilon) - decay
     return w
 
 
@@ -173,7 +164,7 @@ REFERENCES = {
     "sgd_momentum": ref_sgd_momentum,
     "rmsprop": ref_rmsprop,
     "adam": ref_adam,
-    "adamw": ref_adamw,
+    "adamw": ref_adam,
 }
 
 
