@@ -77,7 +77,9 @@ def test_a_huge_number_of_trials_starts_at_once(tmp_path):
     command.send_signal(signal.SIGINT)
     _, err = command.communicate(timeout=DEADLINE)
     assert command.returncode == 130, err
-    assert len(_trials(out / "study.journal")) <= 2  # slots are queued as workers take them, not a million first
+    # slots are queued as workers take them, not a million first; how many a worker took before the interrupt
+    # (copies of a slot fail at once and are replaced) depends on the load, so the bound is far from both
+    assert len(_trials(out / "study.journal")) < 100
 
 
 def test_two_commands_growing_trials_at_the_same_instant_run_each_slot_once(tmp_path):
