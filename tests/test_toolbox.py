@@ -131,11 +131,12 @@ def test_cosine_decay_and_one_cycle_at_their_boundaries():
 
 def test_a_schedule_reaching_zero_trains_to_its_end():
     opt = sgd(cosine_decay(0.1, 3))
-    params, state = {"w": np.ones(2)}, None
+    params = {"w": np.ones(2)}
     state = opt.init(params)
-    for _ in range(5):
+    for _ in range(5):  # steps 3 and 4 have learning rate 0: they leave w as it is
         params, state = opt.update({"w": np.ones(2)}, state, params)
     assert state["t"] == 5
+    np.testing.assert_allclose(params["w"], 1 - (0.1 + 0.075 + 0.025), rtol=ulps(8))  # the three steps that move
 
 
 # -- BCE ------------------------------------------------------------------------------------------

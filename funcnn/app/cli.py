@@ -120,13 +120,13 @@ def _train(args: argparse.Namespace) -> int:
 
 def _doctor(args: argparse.Namespace) -> int:
     from funcnn.app.datasets import load_named
-    from funcnn.optim import OPTIMIZERS
+    from funcnn.app.recipe import optimizer_named
     from funcnn.preflight import doctor
 
     started = time.perf_counter()
     data = load_named(args.dataset, args.data_path, np.dtype(args.dtype).type)
     net, params = net_and_params(args, data)
-    optimizer = OPTIMIZERS[args.optimizer](learning_rate=args.lr)
+    optimizer = optimizer_named(args, args.lr)
     print(
         f"funcnn doctor: {net.name} on {args.dataset}; {args.optimizer} lr {args.lr}, reg {args.reg}, "
         f"batch {args.batch_size}"
@@ -200,14 +200,13 @@ def _sweep(args: argparse.Namespace) -> int:
 def _lr_find(args: argparse.Namespace) -> int:
     from funcnn import lr_find
     from funcnn.app.datasets import load_named
-    from funcnn.optim import OPTIMIZERS
+    from funcnn.app.recipe import optimizer_named
 
     data = load_named(args.dataset, args.data_path, np.dtype(args.dtype).type)
     net, params = net_and_params(args, data)
-    extra = {"weight_decay": args.weight_decay} if args.optimizer == "adamw" else {}
 
     def optimizer(learning_rate: Any) -> Any:
-        return OPTIMIZERS[args.optimizer](learning_rate=learning_rate, **extra)
+        return optimizer_named(args, learning_rate)
 
     result = lr_find(
         net, params, data.train.x, data.train.y, optimizer=optimizer, reg=args.reg, batch_size=args.batch_size,
