@@ -42,6 +42,7 @@ from funcnn.combinators import sandwich as sandwich
 from funcnn.core import Layer as Layer
 from funcnn.core import bind as bind
 from funcnn.core import layer as layer
+from funcnn.core import moded_layer as moded_layer
 from funcnn.core import pull_back as pull_back
 from funcnn.core import run as run
 from funcnn.core import skips_dx as skips_dx
