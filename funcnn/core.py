@@ -15,8 +15,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from funcnn._checks import no_state
 from funcnn.tree import PyTree, tree_map
-from funcnn.validation import no_state
 
 __all__ = [
     "VJP",

@@ -11,11 +11,10 @@ from typing import Any
 
 import numpy as np
 
-from funcnn.combinators import children_parts
+from funcnn._checks import checked_input_shape, output_size
 from funcnn.core import Layer, Shape, State, run
-from funcnn.init import init_state
+from funcnn.layers import children_parts, init_state
 from funcnn.tree import PyTree, tree_leaves
-from funcnn.validation import checked_input_shape, output_size
 
 __all__ = ["OPSET", "to_onnx"]
 

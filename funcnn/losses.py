@@ -7,9 +7,9 @@ from typing import Any
 
 import numpy as np
 
+from funcnn._checks import check_ndim, cotangent, example_shape, float_array, no_params
 from funcnn.core import VJP, Layer, Shape
 from funcnn.tree import PyTree
-from funcnn.validation import check_ndim, cotangent, example_shape, float_array, no_params
 
 LossVJP = Callable[..., np.ndarray]
 Loss = Callable[[np.ndarray, np.ndarray], tuple[np.floating, LossVJP]]

@@ -11,10 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from funcnn._lr_find import LRFind
 from funcnn.core import Apply, State, run
-from funcnn.history import History
 from funcnn.optim import Schedule
+from funcnn.training import History, LRFind
 from funcnn.tree import PyTree
 
 INSTALL_HINT = (

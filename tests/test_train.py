@@ -8,11 +8,10 @@ from test_data import make_mnist
 
 import funcnn as fn
 from funcnn.app.cli import main
-from funcnn.checkpoint import load_checkpoint, save_checkpoint
-from funcnn.init import init_params
+from funcnn.layers import init_params
 from funcnn.nets import fc_net, three_layer_convnet, two_layer_net
 from funcnn.optim import adam, sgd
-from funcnn.train import accuracy, fit, l2_penalty, value_and_grad, with_l2
+from funcnn.training import accuracy, fit, l2_penalty, load_checkpoint, save_checkpoint, value_and_grad, with_l2
 from funcnn.tree import tree_allclose, tree_leaves, tree_map
 
 

@@ -61,7 +61,7 @@ def course_net(options: dict[str, Any]) -> tuple[Any, tuple[int, ...]]:
 def net_and_params(args: argparse.Namespace, data: Any) -> tuple[Any, Any]:
     """The course's convnet with the data set's number of classes (not the labels seen: a file holding
     only some classes keeps the others) and its initial params, as the options say."""
-    from funcnn.init import init_params
+    from funcnn.layers import init_params
 
     net, _ = course_net(vars(args))
     rng = np.random.default_rng(args.seed)
@@ -79,7 +79,7 @@ def _train(args: argparse.Namespace) -> int:
     from funcnn.app.recipe import augment_for, optimizer_for
     from funcnn.app.runs import fit_in_folder, write_history
     from funcnn.plot import INSTALL_HINT
-    from funcnn.train import accuracy, batch_starts
+    from funcnn.training import accuracy, batch_starts
 
     started = time.perf_counter()
     _check_options(args)
@@ -121,7 +121,7 @@ def _train(args: argparse.Namespace) -> int:
 def _doctor(args: argparse.Namespace) -> int:
     from funcnn.app.datasets import load_named
     from funcnn.app.recipe import optimizer_named
-    from funcnn.preflight import doctor
+    from funcnn.training import doctor
 
     started = time.perf_counter()
     data = load_named(args.dataset, args.data_path, np.dtype(args.dtype).type)
@@ -142,7 +142,7 @@ NET_OPTIONS = ("dataset", "batch_size", "filters", "filter_size", "hidden", "bat
 
 
 def _summary(args: argparse.Namespace) -> int:
-    from funcnn.summary_table import summary
+    from funcnn.analysis import summary
 
     net, shape = course_net(vars(args))
     print(f"funcnn summary: the convnet of funcnn train with these options, on {args.dataset}\n")
@@ -151,10 +151,9 @@ def _summary(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from funcnn.checkpoint import load_checkpoint
     from funcnn.export import OPSET, to_onnx
-    from funcnn.init import init_params, init_state
-    from funcnn.resume import saved_config
+    from funcnn.layers import init_params, init_state
+    from funcnn.training import load_checkpoint, saved_config
 
     if Path(args.onnx).resolve() == Path(args.checkpoint).resolve():
         raise ValueError(f"--onnx {args.onnx} is the checkpoint itself; choose another file for the model")
@@ -320,7 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m funcnn`` and the ``funcnn`` script."""
-    from funcnn.memory import keep_freed_memory
+    from funcnn.training import keep_freed_memory
 
     try:
         args = build_parser().parse_args(argv)
@@ -331,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
         code: int = args.run(args)
         return code
     except (KeyboardInterrupt, SystemError) as error:  # Ctrl-C: one line, and how to continue if an epoch was saved
-        from funcnn.train import is_ctrl_c
+        from funcnn.training import is_ctrl_c
 
         if not is_ctrl_c(error):
             raise

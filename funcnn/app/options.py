@@ -8,7 +8,7 @@ import argparse
 from collections.abc import Callable
 from typing import Any, NoReturn, TypeVar
 
-from funcnn.validation import fraction, int_at_least, number_at_least
+from funcnn._checks import fraction, int_at_least, number_at_least
 
 T = TypeVar("T")
 Options = dict[str, argparse.Action]

@@ -16,9 +16,9 @@ import numpy as np
 from funcnn.app.files import write_atomically
 from funcnn.augment import Augment
 from funcnn.core import Apply
-from funcnn.history import FitResult
 from funcnn.losses import Loss, softmax_loss
 from funcnn.optim import Optimizer
+from funcnn.training import FitResult
 from funcnn.tree import PyTree
 
 RUN_FILES = ("checkpoint.npz", "history.json", "training.png")
@@ -82,7 +82,7 @@ def fit_in_folder(
     (when resuming, once fit has accepted the checkpoint, so that a refusal comes first and alone), the
     options kept as the checkpoint's configuration, early stopping after ``--patience``. A failed start
     leaves no folder behind. Returns fit's result and the folder."""
-    from funcnn.train import Checkpoint, early_stopping, fit
+    from funcnn.training import Checkpoint, early_stopping, fit
 
     out, created = out_folder(args)  # after every option was checked: a failed start leaves no folder behind
     checkpoint = out / "checkpoint.npz"

@@ -52,7 +52,7 @@ def make_objective(args: argparse.Namespace, space: Sequence[Range], out: Path) 
     from funcnn.app.cli import net_and_params
     from funcnn.app.datasets import load_named
     from funcnn.app.recipe import augment_for, optimizer_for
-    from funcnn.train import Callback, Checkpoint, EpochEnd, accuracy, batch_starts, early_stopping, fit
+    from funcnn.training import Callback, Checkpoint, EpochEnd, accuracy, batch_starts, early_stopping, fit
 
     loaded: dict[tuple[str, str], Any] = {}  # a worker reads each data set once
 

@@ -14,7 +14,7 @@ from funcnn.app.recipe import optimizer_for
 from funcnn.app.runs import fit_in_folder, write_history
 from funcnn.core import Apply
 from funcnn.data import CharText, load_shakespeare, windows
-from funcnn.init import init_params
+from funcnn.layers import init_params
 from funcnn.nets import char_loss, char_rnn, sample_chars
 from funcnn.tree import PyTree
 

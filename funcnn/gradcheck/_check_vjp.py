@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from funcnn._checks import int_at_least, number_at_least
 from funcnn.core import Apply
 from funcnn.gradcheck._compare import STEP, LeafProbe, check_leaf, tolerance
 from funcnn.gradcheck._kinks import KINK_POLICIES, KinkPolicy, report_kinks
@@ -16,7 +17,6 @@ from funcnn.gradcheck._probe import differences
 from funcnn.gradcheck._report import VJPReport, wrong_gradient
 from funcnn.gradcheck._structure import copy_tree, flat_output, input_name, run_checked
 from funcnn.tree import PyTree, tree_leaves, tree_leaves_with_path
-from funcnn.validation import int_at_least, number_at_least
 
 # Random directions per leaf in fast mode: the smallest number that catches a 1% error in one element
 # of a 10,000-element float64 leaf with probability > 0.999: 5,000 of 5,000 (benchmarks/probe_detection.py).

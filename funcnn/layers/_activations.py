@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from funcnn._checks import cotangent, float_array, like, no_params, number_at_least, same_shape_as_input
 from funcnn.core import VJP, Layer
 from funcnn.tree import PyTree
-from funcnn.validation import cotangent, float_array, like, no_params, number_at_least, same_shape_as_input
 
 NAME = "relu"
 

@@ -6,10 +6,7 @@ import math
 
 import numpy as np
 
-from funcnn.core import VJP, Layer, Shape, WeightScale, skips_dx
-from funcnn.layers._weights import weight_std, weights_and_bias
-from funcnn.tree import PyTree
-from funcnn.validation import (
+from funcnn._checks import (
     check_ndim,
     cotangent,
     dict_params,
@@ -19,6 +16,9 @@ from funcnn.validation import (
     like,
     same_dtype,
 )
+from funcnn.core import VJP, Layer, Shape, WeightScale, skips_dx
+from funcnn.layers._weights import weight_std, weights_and_bias
+from funcnn.tree import PyTree
 
 NAME = "affine"
 

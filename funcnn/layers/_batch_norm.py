@@ -14,9 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from funcnn.core import VJP, Layer, Shape, State, WeightScale, moded_layer
-from funcnn.tree import PyTree
-from funcnn.validation import (
+from funcnn._checks import (
     check_ndim,
     cotangent,
     dict_params,
@@ -27,6 +25,8 @@ from funcnn.validation import (
     number_at_least,
     same_dtype,
 )
+from funcnn.core import VJP, Layer, Shape, State, WeightScale, moded_layer
+from funcnn.tree import PyTree
 
 
 def _batch_norm_layer(

@@ -10,10 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from funcnn.core import VJP, Init, Layer, OutShape, Shape, WeightScale, skips_dx
-from funcnn.layers._weights import weight_std, weights_and_bias
-from funcnn.tree import PyTree
-from funcnn.validation import (
+from funcnn._checks import (
     check_ndim,
     cotangent,
     dict_params,
@@ -24,6 +21,9 @@ from funcnn.validation import (
     output_size,
     same_dtype,
 )
+from funcnn.core import VJP, Init, Layer, OutShape, Shape, WeightScale, skips_dx
+from funcnn.layers._weights import weight_std, weights_and_bias
+from funcnn.tree import PyTree
 
 # backward(dy, need_dx) -> (dx or None, dw, db); a forward returns it with y, closing over what it needs.
 Backward = Callable[[np.ndarray, bool], tuple["np.ndarray | None", np.ndarray, np.ndarray]]

@@ -7,9 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from funcnn.core import VJP, Layer, State, moded_layer
-from funcnn.tree import PyTree
-from funcnn.validation import (
+from funcnn._checks import (
     cotangent,
     float_array,
     fraction,
@@ -19,6 +17,8 @@ from funcnn.validation import (
     read_only,
     same_shape_as_input,
 )
+from funcnn.core import VJP, Layer, State, moded_layer
+from funcnn.tree import PyTree
 
 
 def dropout(drop_prob: float = 0.5) -> Layer:

@@ -6,9 +6,9 @@ from typing import Any
 
 import numpy as np
 
+from funcnn._checks import check_ndim, cotangent, dict_params, example_shape, index_array, int_at_least
 from funcnn.core import VJP, Layer, Shape, WeightScale
 from funcnn.tree import PyTree
-from funcnn.validation import check_ndim, cotangent, dict_params, example_shape, index_array, int_at_least
 
 NAME = "word_embedding"
 # The course's CaptioningRNN: W_embed = randn(V, D) / 100.

@@ -12,9 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from funcnn.core import VJP, Layer, Shape, WeightScale
-from funcnn.tree import PyTree
-from funcnn.validation import (
+from funcnn._checks import (
     cotangent,
     dict_params,
     example_shape,
@@ -24,6 +22,8 @@ from funcnn.validation import (
     number_at_least,
     same_dtype,
 )
+from funcnn.core import VJP, Layer, Shape, WeightScale
+from funcnn.tree import PyTree
 
 
 def _normalize(

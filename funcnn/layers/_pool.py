@@ -13,9 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from funcnn.core import VJP, Layer, Shape
-from funcnn.tree import PyTree
-from funcnn.validation import (
+from funcnn._checks import (
     check_ndim,
     cotangent,
     example_shape,
@@ -25,6 +23,8 @@ from funcnn.validation import (
     no_params,
     output_size,
 )
+from funcnn.core import VJP, Layer, Shape
+from funcnn.tree import PyTree
 
 Forward = Callable[[np.ndarray, int, int, int, int, int], tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]]
 

@@ -19,10 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from funcnn.core import VJP, Layer, WeightScale
-from funcnn.kernels.recurrent import gru_backward_step, gru_forward_step, lstm_backward_step, lstm_forward_step
-from funcnn.tree import PyTree
-from funcnn.validation import (
+from funcnn._checks import (
     check_ndim,
     cotangent,
     dict_params,
@@ -32,6 +29,9 @@ from funcnn.validation import (
     same_dtype,
     tuple_input,
 )
+from funcnn.core import VJP, Layer, WeightScale
+from funcnn.kernels.recurrent import gru_backward_step, gru_forward_step, lstm_backward_step, lstm_forward_step
+from funcnn.tree import PyTree
 
 # gates per kind: the width of wx, wh and the biases is gates * H
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}

@@ -6,9 +6,9 @@ from typing import Any, cast
 
 import numpy as np
 
+from funcnn._checks import tuple_input
 from funcnn.core import VJP, Layer, LayerFn, WeightScale, as_layer
 from funcnn.tree import PyTree, keystr, tree_leaves, tree_leaves_with_path, tree_map, tree_structure
-from funcnn.validation import tuple_input
 
 
 def _is_shape(shape: Any) -> bool:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from funcnn._checks import check_ndim, cotangent, dict_params, example_shape, float_array, int_at_least, same_dtype
 from funcnn.core import VJP, Layer, Shape, WeightScale
 from funcnn.layers._weights import weight_std, weights_and_bias
 from funcnn.tree import PyTree
-from funcnn.validation import check_ndim, cotangent, dict_params, example_shape, float_array, int_at_least, same_dtype
 
 NAME = "temporal_affine"
 

@@ -9,12 +9,12 @@ from typing import Any
 
 import numpy as np
 
+from funcnn._checks import int_at_least
 from funcnn.core import VJP, Layer
 from funcnn.layers import affine
 from funcnn.losses import temporal_softmax_loss
 from funcnn.nets._cells import cell_params, check_cell, normal, start, step, words_to_scores
 from funcnn.tree import PyTree
-from funcnn.validation import int_at_least
 
 
 @dataclass(frozen=True)

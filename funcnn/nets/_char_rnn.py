@@ -7,11 +7,11 @@ from typing import Any
 
 import numpy as np
 
+from funcnn._checks import int_at_least, number_at_least
 from funcnn.core import VJP, Layer, Shape, WeightScale
 from funcnn.losses import LossVJP, temporal_softmax_loss
 from funcnn.nets._cells import cell_params, check_cell, normal, start, step, words_to_scores
 from funcnn.tree import PyTree
-from funcnn.validation import int_at_least, number_at_least
 
 
 def char_rnn(vocab_size: int, hidden_dim: int = 128, embed_dim: int = 32, cell: str = "lstm") -> Layer:

@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
-from funcnn.combinators import chain, sandwich
 from funcnn.core import Layer
 from funcnn.layers import batch_norm as batch_norm_layer
-from funcnn.layers import conv, dense, max_pool, relu, spatial_batch_norm
+from funcnn.layers import chain, conv, dense, max_pool, relu, sandwich, spatial_batch_norm
 from funcnn.layers import dropout as dropout_layer
 
 

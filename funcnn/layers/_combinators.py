@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from funcnn._checks import cotangent, float_array, like, no_params, read_only, same_shape_as_input, wrong_keys
 from funcnn.core import (
     VJP,
     Init,
@@ -31,9 +32,8 @@ from funcnn.core import (
     run,
     skips_dx,
 )
-from funcnn.init import init_params, init_state
+from funcnn.layers._init import init_params, init_state
 from funcnn.tree import PyTree
-from funcnn.validation import cotangent, float_array, like, no_params, read_only, same_shape_as_input, wrong_keys
 
 Forward = Callable[[PyTree, np.ndarray, State, bool, "np.random.Generator | None"], tuple[np.ndarray, VJP, State]]
 

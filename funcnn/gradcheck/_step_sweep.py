@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from funcnn.core import Apply
-from funcnn.gradcheck import STEP
+from funcnn.gradcheck._compare import STEP
 from funcnn.tree import PyTree, tree_flatten, tree_leaves, tree_unflatten
 
 __all__ = ["StepSweep", "step_sweep"]

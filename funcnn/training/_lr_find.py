@@ -8,13 +8,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from funcnn._checks import int_at_least, number_at_least
 from funcnn.core import Apply, State
-from funcnn.init import init_state
+from funcnn.layers import init_state
 from funcnn.losses import Loss, softmax_loss
-from funcnn.objective import training_step
 from funcnn.optim import Optimizer, adam
+from funcnn.training._objective import training_step
 from funcnn.tree import PyTree, tree_leaves
-from funcnn.validation import int_at_least, number_at_least
 
 
 @dataclass(frozen=True)

@@ -14,14 +14,25 @@ from typing import Any
 
 import numpy as np
 
+from funcnn._checks import int_at_least
 from funcnn.augment import Augment
-from funcnn.checkpoint import save_checkpoint
 from funcnn.core import Apply, State, layer_name, run
-from funcnn.history import Callback, EpochEnd, FitResult, History, callback_name, check_callbacks, early_stopping
-from funcnn.init import init_state
+from funcnn.layers import init_state
 from funcnn.losses import Loss, softmax_loss
-from funcnn.memory import keep_freed_memory
-from funcnn.objective import (
+from funcnn.optim import Optimizer
+from funcnn.training._checkpoint import Checkpoint, checkpoint_options, checkpoint_tree, non_finite, resume_run
+from funcnn.training._checkpoint_files import save_checkpoint
+from funcnn.training._history import (
+    Callback,
+    EpochEnd,
+    FitResult,
+    History,
+    callback_name,
+    check_callbacks,
+    early_stopping,
+)
+from funcnn.training._memory import keep_freed_memory
+from funcnn.training._objective import (
     Objective,
     Step,
     accuracy,
@@ -32,11 +43,8 @@ from funcnn.objective import (
     value_and_grad,
     with_l2,
 )
-from funcnn.optim import Optimizer
-from funcnn.progress import EpochProgress
-from funcnn.resume import Checkpoint, checkpoint_options, checkpoint_tree, non_finite, resume_run
+from funcnn.training._progress import EpochProgress
 from funcnn.tree import PyTree
-from funcnn.validation import int_at_least
 
 __all__ = [
     "Callback",

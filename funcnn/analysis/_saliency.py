@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from funcnn._checks import float_array
 from funcnn.core import Apply, State, run
 from funcnn.tree import PyTree
-from funcnn.validation import float_array
 
 __all__ = ["class_score_gradient", "saliency"]
 

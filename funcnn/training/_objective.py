@@ -9,10 +9,10 @@ from typing import Any
 
 import numpy as np
 
+from funcnn._checks import number_at_least
 from funcnn.core import Apply, Layer, State, pull_back, run
 from funcnn.losses import Loss, softmax_loss
 from funcnn.tree import PyTree, tree_add, tree_leaves_with_path, tree_map_with_path
-from funcnn.validation import number_at_least
 
 Objective = Callable[[PyTree, np.ndarray, np.ndarray], tuple[float, PyTree]]
 # step(params, x, y, state, rng) -> (loss, grads, new_state): one training-mode evaluation of a network.

@@ -12,10 +12,10 @@ from typing import Any
 
 import numpy as np
 
+from funcnn._checks import checked_input_shape, int_at_least
+from funcnn.analysis._costs import Cost, leaf_cost, leaf_params
 from funcnn.core import Layer, Shape
-from funcnn.costs import Cost, leaf_cost, leaf_params
 from funcnn.tree import tree_leaves
-from funcnn.validation import checked_input_shape, int_at_least
 
 __all__ = ["Summary", "SummaryRow", "summary"]
 
@@ -173,7 +173,7 @@ def _visit(
 def _leaf_params(layer: Layer, shape: Shape, out: Shape) -> int | None:
     count = leaf_params(layer, _example(shape), _example(out))
     if count is None and layer.init is not None:  # a user's layer that makes its own params
-        from funcnn.init import init_params
+        from funcnn.layers import init_params
 
         _, params = init_params(layer, np.random.default_rng(0), _example(shape))
         count = sum(np.size(leaf) for leaf in tree_leaves(params))
@@ -230,7 +230,7 @@ def _remat(layer: Layer, shape: Shape, depth: int, itemsize: int, rows: list[Sum
     """A remat keeps its input and its child's state, and with policy "products" the outputs of the
     convs and affines in its child's chains and sandwiches and what their vjps keep; its backward
     pass runs the forward again."""
-    from funcnn.init import init_state
+    from funcnn.layers import init_state
 
     (child,) = layer.children
     _, cost, params = _visit(child, shape, depth + 1, itemsize, rows)

@@ -13,14 +13,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from funcnn._checks import int_at_least, number_at_least
 from funcnn.core import VJP, Apply, State, bind, run
 from funcnn.gradcheck import LeafCheck, VJPCheckError, check_vjp
-from funcnn.init import init_state
+from funcnn.layers import init_state
 from funcnn.losses import Loss, loss_layer, softmax_loss, svm_loss
-from funcnn.objective import accuracy, l2_penalty, training_step
 from funcnn.optim import Optimizer
+from funcnn.training._objective import accuracy, l2_penalty, training_step
 from funcnn.tree import PyTree, keystr, tree_leaves_with_path, tree_map
-from funcnn.validation import int_at_least, number_at_least
 
 __all__ = ["DoctorCheck", "DoctorReport", "doctor"]
 

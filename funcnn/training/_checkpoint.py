@@ -12,11 +12,11 @@ from typing import Any
 
 import numpy as np
 
-from funcnn.checkpoint import SEP, load_checkpoint
-from funcnn.history import FitResult, History
+from funcnn._checks import whole_number
 from funcnn.optim import Optimizer, restore_state
+from funcnn.training._checkpoint_files import SEP, load_checkpoint
+from funcnn.training._history import FitResult, History
 from funcnn.tree import PyTree, tree_leaves_with_path, tree_map
-from funcnn.validation import whole_number
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from funcnn.combinators import sandwich
 from funcnn.core import Layer
 from funcnn.layers import affine, conv, conv_naive, dense, max_pool, max_pool_naive, relu
+from funcnn.layers._combinators import sandwich
 
 affine_relu = replace(sandwich(affine, relu), doc="""``relu(affine(params, x))``: x ``(N, d1..dk)`` -> ``(N, M)``.""")
 
