@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 
-from funcnn.app.recipe import optimizer_for
+from funcnn.app.recipe import fit_job, optimizer_for
 from funcnn.app.runs import fit_in_folder, write_history
 from funcnn.core import Apply
 from funcnn.data import CharText, load_shakespeare, windows
@@ -55,7 +55,13 @@ def train_text(args: argparse.Namespace) -> int:
         f"(x{args.lr_decay} per epoch), clip {args.clip}, batch {args.batch_size}, {args.epochs} epochs, "
         f"seed {args.seed}"
     )
-    result, out = fit_in_folder(args, net, params, train, val, optimizer, header, loss=char_loss)
+    result, out = fit_in_folder(
+        args,
+        header,
+        lambda checkpoint, log: fit_job(
+            args, net, params, train, val, optimizer, checkpoint=checkpoint, log=log, loss=char_loss
+        ),
+    )
     nats = mean_loss(net, result.best_params, *test)
     seconds = time.perf_counter() - started
     history = result.history
