@@ -11,8 +11,11 @@ from dataclasses import replace
 from typing import Any
 
 from funcnn.core import Layer
-from funcnn.layers import affine, conv, conv_naive, dense, max_pool, max_pool_naive, relu
+from funcnn.layers._activations import relu
+from funcnn.layers._affine import affine, dense
 from funcnn.layers._combinators import sandwich
+from funcnn.layers._conv import conv, conv_naive
+from funcnn.layers._pool import max_pool, max_pool_naive
 
 affine_relu = replace(sandwich(affine, relu), doc="""``relu(affine(params, x))``: x ``(N, d1..dk)`` -> ``(N, M)``.""")
 
