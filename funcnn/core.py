@@ -20,7 +20,6 @@ from funcnn.tree import PyTree, tree_map
 
 __all__ = [
     "VJP",
-    "Apply",
     "Init",
     "Layer",
     "LayerFn",
@@ -46,7 +45,6 @@ class LayerFn(Protocol):
     def __call__(self, params: PyTree, x: np.ndarray, /) -> tuple[np.ndarray, VJP]: ...
 
 
-Apply = LayerFn  # its older name, still exported
 Shape = tuple[int, ...]
 # out_shape(input_shape) -> output_shape, per example (no N), from shapes alone.
 OutShape = Callable[[Shape], Shape]

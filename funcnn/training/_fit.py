@@ -1,7 +1,7 @@
 """The reproducible training loop :func:`fit`, with callbacks, progress, checkpoints and resume.
 
-The objective is in :mod:`funcnn.objective`, what fit records in :mod:`funcnn.history`, its checkpoints in
-:mod:`funcnn.resume`; their public names are importable from here too."""
+The objective and its step are in ``_objective``, what fit records in ``_history``, its checkpoints in
+``_checkpoint``."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import numpy as np
 
 from funcnn._checks import int_at_least
 from funcnn.augment import Augment
-from funcnn.core import Apply, State, layer_name, run
+from funcnn.core import LayerFn, State, layer_name, run
 from funcnn.layers import init_state
 from funcnn.losses import Loss, softmax_loss
 from funcnn.optim import Optimizer
@@ -29,42 +29,18 @@ from funcnn.training._history import (
     History,
     callback_name,
     check_callbacks,
-    early_stopping,
 )
 from funcnn.training._memory import keep_freed_memory
 from funcnn.training._objective import (
-    Objective,
     Step,
     accuracy,
     check_labels,
-    l2_penalty,
-    predict,
     training_step,
-    value_and_grad,
-    with_l2,
 )
 from funcnn.training._progress import EpochProgress
 from funcnn.tree import PyTree
 
-__all__ = [
-    "Callback",
-    "Checkpoint",
-    "EpochEnd",
-    "FitResult",
-    "History",
-    "Objective",
-    "TrainingInterrupted",
-    "accuracy",
-    "batch_starts",
-    "early_stopping",
-    "fit",
-    "is_ctrl_c",
-    "l2_penalty",
-    "predict",
-    "training_step",
-    "value_and_grad",
-    "with_l2",
-]
+__all__ = ["TrainingInterrupted", "batch_starts", "fit", "is_ctrl_c"]
 
 
 def _asks_to_stop(callbacks: Sequence[Callback], end: EpochEnd) -> str | None:
@@ -184,7 +160,7 @@ def _clock(seconds: float) -> str:
 
 
 def fit(
-    net: Apply,
+    net: LayerFn,
     params: PyTree,
     train: tuple[np.ndarray, np.ndarray],
     val: tuple[np.ndarray, np.ndarray],
@@ -201,7 +177,6 @@ def fit(
     callbacks: Sequence[Callback] = (),
     log: Callable[[str], None] | None = print,
     augment: Augment | None = None,
-    **deprecated: Any,
 ) -> FitResult:
     """Train ``net`` from ``params`` with minibatch ``optimizer`` steps; nothing is modified in place.
 
@@ -239,7 +214,7 @@ def fit(
     Speed: ``fit`` calls :func:`funcnn.keep_freed_memory` (glibc keeps freed blocks for reuse, so
     the steps do not page-fault their arrays in again; ``FUNCNN_KEEP_FREED_MEMORY=0`` turns it off).
     """
-    saving = checkpoint_options(checkpoint, deprecated)
+    saving = checkpoint_options(checkpoint)
     callbacks = check_callbacks("fit", callbacks)
     x_train, y_train = _check_pair("train", train)
     x_val, y_val = _check_pair("val", val)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from funcnn._checks import int_at_least, number_at_least
-from funcnn.core import Apply, State
+from funcnn.core import LayerFn, State
 from funcnn.layers import init_state
 from funcnn.losses import Loss, softmax_loss
 from funcnn.optim import Optimizer, adam
@@ -34,7 +34,7 @@ class LRFind:
 
 
 def lr_find(
-    net: Apply,
+    net: LayerFn,
     params: PyTree,
     x: np.ndarray,
     y: np.ndarray,
