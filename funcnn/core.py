@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 import numpy as np
 
@@ -23,6 +23,7 @@ __all__ = [
     "Init",
     "Layer",
     "LayerFn",
+    "OpRules",
     "OutShape",
     "Run",
     "Shape",
@@ -252,3 +253,47 @@ def output_shape(f: LayerFn, input_shape: Shape) -> Shape:
 def layer_name(f: Any) -> str:
     """A readable name for a layer or a plain function, for messages."""
     return f.name if isinstance(f, Layer) else getattr(f, "__name__", repr(f))
+
+
+Rule = TypeVar("Rule", bound=Callable[..., Any])
+
+
+class OpRules(Generic[Rule]):
+    """One analysis's rules by layer op (``op -> rule``), filled by :meth:`register`; a layer whose op has
+    no rule is a LookupError naming the analysis and how to add one, never a silent default.
+
+    >>> from funcnn.core import OpRules
+    >>> double = OpRules("doubling rule", "@double.register(op)")
+    >>> @double.register("relu")
+    ... def relu_twice(layer):
+    ...     return 2
+    >>> double.of(fn.relu)(fn.relu)
+    2
+    """
+
+    def __init__(self, what: str, how: str) -> None:
+        self.what, self.how = what, how
+        self._rules: dict[str, Rule] = {}
+
+    def register(self, *ops: str) -> Callable[[Rule], Rule]:
+        """A decorator: the function becomes the rule of ``ops``; an op given a second rule is a ValueError."""
+
+        def add(rule: Rule) -> Rule:
+            for op in ops:
+                if op in self._rules:
+                    raise ValueError(f"op {op!r} already has a {self.what}: {self._rules[op].__name__}")
+                self._rules[op] = rule
+            return rule
+
+        return add
+
+    def of(self, layer: Layer) -> Rule:
+        """The rule of ``layer``'s op."""
+        if layer.op not in self._rules:
+            raise LookupError(f"{layer.name} (op {layer.op!r}) has no {self.what}: add one with {self.how}")
+        return self._rules[layer.op]
+
+    @property
+    def ops(self) -> frozenset[str]:
+        """The ops that have a rule."""
+        return frozenset(self._rules)

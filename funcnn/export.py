@@ -5,18 +5,18 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from funcnn._checks import checked_input_shape, output_size
-from funcnn.core import Layer, Shape, State, run
+from funcnn.core import Layer, OpRules, Shape, State, run
 from funcnn.layers import children_parts, init_state
 from funcnn.tree import PyTree, tree_leaves
 
-__all__ = ["OPSET", "to_onnx"]
+__all__ = ["EXPORTERS", "NOT_EXPORTABLE", "OPSET", "exporter", "to_onnx"]
 
 OPSET = 17  # LayerNormalization's first opset; onnxruntime 1.14 and newer run it
 INSTALL_HINT = 'ONNX export needs the onnx extra: pip install "funcnn[onnx]" (from a clone: pip install -e ".[onnx]")'
@@ -58,41 +58,116 @@ def _pair(value: Any) -> list[int]:
     return [int(v) for v in value] if isinstance(value, (tuple, list)) else [int(value)] * 2
 
 
-def _leaf(g: _Graph, layer: Layer, params: PyTree, state: State, x: str, shape: Shape) -> str:
-    """The nodes of one leaf layer fed ``x`` (one example of ``shape``); returns its output's name."""
-    op, hp = layer.op, layer.hparams
-    if op in ACTIVATIONS:
-        return g.node(ACTIVATIONS[op], [x])
-    if op == "leaky_relu":
-        return g.node("LeakyRelu", [x], alpha=float(hp["alpha"]))
-    if op == "conv":
-        w, b = g.weight(params["w"], "w"), g.weight(params["b"], "b")
-        pad, stride = int(hp["pad"]), int(hp["stride"])
-        kernel = list(np.shape(params["w"])[2:])
-        return g.node("Conv", [x, w, b], pads=[pad] * 4, strides=[stride] * 2, kernel_shape=kernel)
-    if op == "affine":
-        flat = x if len(shape) == 1 else g.node("Flatten", [x], axis=1)
-        return g.node("Gemm", [flat, g.weight(params["w"], "w"), g.weight(params["b"], "b")])
-    if op in ("max_pool", "avg_pool"):
-        window, stride = [int(hp["pool_height"]), int(hp["pool_width"])], int(hp["stride"])
-        if op == "avg_pool":
-            return g.node("AveragePool", [x], kernel_shape=window, strides=[stride] * 2)
-        return _max_pool(g, x, window, stride)
-    if op == "global_avg_pool":
-        return g.node("Flatten", [g.node("GlobalAveragePool", [x])], axis=1)
-    if op in ("batch_norm", "spatial_batch_norm"):
-        inputs = [params["gamma"], params["beta"], state["running_mean"], state["running_var"]]
-        names = [g.weight(a, key) for a, key in zip(inputs, ("gamma", "beta", "mean", "var"))]
-        return g.node("BatchNormalization", [x, *names], epsilon=float(hp["eps"]))
-    if op == "layer_norm":
-        gamma, beta = g.weight(params["gamma"], "gamma"), g.weight(params["beta"], "beta")
-        return g.node("LayerNormalization", [x, gamma, beta], axis=1, epsilon=float(hp["eps"]))
-    if op == "group_norm":
-        return _group_norm(g, params, x, shape, int(hp["groups"]), float(hp["eps"]))
-    raise ValueError(
-        f"to_onnx: {layer.name} (op {op!r}) has no ONNX counterpart; export a network made of funcnn's layers "
-        "(conv, affine, activations, pools, norms, dropout, chain, sandwich, fan_out, residual)"
-    )
+# exporter(g, layer, params, state, x, shape) -> (output, output_shape): the nodes of ``layer`` fed the value
+# ``x`` (one example of ``shape``), added to ``g``.
+Exporter = Callable[[_Graph, Layer, PyTree, State, str, Shape], tuple[str, Shape]]
+EXPORTERS: OpRules[Exporter] = OpRules("ONNX exporter", "@funcnn.export.exporter(op), or list it in NOT_EXPORTABLE")
+exporter = EXPORTERS.register
+# The built-in ops without an ONNX counterpart here, and why.
+NOT_EXPORTABLE = {
+    "custom": "a user's function",
+    "loss": "a loss needs the labels",
+    **dict.fromkeys(("scan", "rnn", "lstm", "gru", "rnn_step", "lstm_step", "gru_step"), "a recurrent layer"),
+    **dict.fromkeys(("word_embedding", "temporal_affine", "char_rnn", "captioning_rnn"), "a sequence layer"),
+}
+
+
+@exporter("relu", "tanh", "sigmoid", "dropout", "identity")
+def _activation(g: _Graph, layer: Layer, params: PyTree, state: State, x: str, shape: Shape) -> tuple[str, Shape]:
+    return g.node(ACTIVATIONS[layer.op], [x]), _rule(layer, shape)
+
+
+@exporter("leaky_relu")
+def _leaky_relu(g: _Graph, layer: Layer, params: PyTree, state: State, x: str, shape: Shape) -> tuple[str, Shape]:
+    return g.node("LeakyRelu", [x], alpha=float(layer.hparams["alpha"])), _rule(layer, shape)
+
+
+@exporter("conv")
+def _conv(g: _Graph, layer: Layer, params: PyTree, state: State, x: str, shape: Shape) -> tuple[str, Shape]:
+    """The output shape from the params: a course-style ``fn.conv(stride, pad)`` has no sizes of its own."""
+    w, b = g.weight(params["w"], "w"), g.weight(params["b"], "b")
+    pad, stride, w_shape = int(layer.hparams["pad"]), int(layer.hparams["stride"]), np.shape(params["w"])
+    out = g.node("Conv", [x, w, b], pads=[pad] * 4, strides=[stride] * 2, kernel_shape=list(w_shape[2:]))
+    return out, (w_shape[0], *output_size(layer.name, shape, w_shape[2:], stride, pad, "kernel"))
+
+
+@exporter("affine")
+def _affine(g: _Graph, layer: Layer, params: PyTree, state: State, x: str, shape: Shape) -> tuple[str, Shape]:
+    """The output shape from the params: a course-style ``fn.affine`` has no sizes of its own."""
+    flat = x if len(shape) == 1 else g.node("Flatten", [x], axis=1)
+    out = g.node("Gemm", [flat, g.weight(params["w"], "w"), g.weight(params["b"], "b")])
+    return out, (int(np.shape(params["w"])[1]),)
+
+
+@exporter("max_pool", "avg_pool")
+def _pool(g: _Graph, layer: Layer, params: PyTree, state: State, x: str, shape: Shape) -> tuple[str, Shape]:
+    hp = layer.hparams
+    window, stride = [int(hp["pool_height"]), int(hp["pool_width"])], int(hp["stride"])
+    if layer.op == "avg_pool":
+        return g.node("AveragePool", [x], kernel_shape=window, strides=[stride] * 2), _rule(layer, shape)
+    return _max_pool(g, x, window, stride), _rule(layer, shape)
+
+
+@exporter("global_avg_pool")
+def _global_avg_pool(g: _Graph, layer: Layer, params: PyTree, state: State, x: str, shape: Shape) -> tuple[str, Shape]:
+    return g.node("Flatten", [g.node("GlobalAveragePool", [x])], axis=1), _rule(layer, shape)
+
+
+@exporter("batch_norm", "spatial_batch_norm")
+def _batch_norm(g: _Graph, layer: Layer, params: PyTree, state: State, x: str, shape: Shape) -> tuple[str, Shape]:
+    inputs = [params["gamma"], params["beta"], state["running_mean"], state["running_var"]]
+    names = [g.weight(a, key) for a, key in zip(inputs, ("gamma", "beta", "mean", "var"))]
+    return g.node("BatchNormalization", [x, *names], epsilon=float(layer.hparams["eps"])), _rule(layer, shape)
+
+
+@exporter("layer_norm")
+def _layer_norm(g: _Graph, layer: Layer, params: PyTree, state: State, x: str, shape: Shape) -> tuple[str, Shape]:
+    gamma, beta = g.weight(params["gamma"], "gamma"), g.weight(params["beta"], "beta")
+    out = g.node("LayerNormalization", [x, gamma, beta], axis=1, epsilon=float(layer.hparams["eps"]))
+    return out, _rule(layer, shape)
+
+
+@exporter("group_norm")
+def _group_norm(g: _Graph, layer: Layer, params: PyTree, state: State, x: str, shape: Shape) -> tuple[str, Shape]:
+    """Group norm as a layer norm of each group (``(N, groups, rest)``), then the per-channel scale and shift."""
+    groups, eps = int(layer.hparams["groups"]), float(layer.hparams["eps"])
+    rest = math.prod(shape) // groups
+    grouped = g.node("Reshape", [x, g.weight([0, groups, rest], "shape", np.int64)])
+    ones, zeros = g.weight(np.ones(rest), "ones"), g.weight(np.zeros(rest), "zeros")
+    normalized = g.node("LayerNormalization", [grouped, ones, zeros], axis=2, epsilon=eps)
+    back = g.node("Reshape", [normalized, g.weight([0, *shape], "shape", np.int64)])
+    per_channel = (-1,) + (1,) * (len(shape) - 1)
+    gamma = g.weight(np.reshape(params["gamma"], per_channel), "gamma")
+    beta = g.weight(np.reshape(params["beta"], per_channel), "beta")
+    return g.node("Add", [g.node("Mul", [back, gamma]), beta]), _rule(layer, shape)
+
+
+@exporter("chain", "sandwich", "bind", "remat")
+def _sequence(g: _Graph, layer: Layer, params: PyTree, state: State, x: str, shape: Shape) -> tuple[str, Shape]:
+    if layer.op == "bind" and any(child.moded for child in layer.children):
+        raise ValueError(f"to_onnx: {layer.name}: export the network itself, with its state, not a bound copy")
+    for child, p, s in _children(layer, params, state):
+        x, shape = _add(g, child, p, s, x, shape)
+    return x, shape
+
+
+@exporter("fan_out", "residual")
+def _sum(g: _Graph, layer: Layer, params: PyTree, state: State, x: str, shape: Shape) -> tuple[str, Shape]:
+    """The branches' outputs added (and, for a residual, the input)."""
+    outputs, shapes = zip(*(_add(g, child, p, s, x, shape) for child, p, s in _children(layer, params, state)))
+    total = x if layer.op == "residual" else outputs[0]
+    for output in outputs[layer.op != "residual" :]:
+        total = g.node("Add", [total, output])
+    return total, shapes[0]
+
+
+def _children(layer: Layer, params: PyTree, state: State) -> Iterator[tuple[Layer, PyTree, State]]:
+    return zip(layer.children, children_parts(layer, params, "params"), children_parts(layer, state, "state"))
+
+
+def _rule(layer: Layer, shape: Shape) -> Shape:
+    assert layer.out_shape is not None  # checked by _add
+    return layer.out_shape(shape)
 
 
 def _max_pool(g: _Graph, x: str, window: list[int], stride: int) -> str:
@@ -104,48 +179,15 @@ def _max_pool(g: _Graph, x: str, window: list[int], stride: int) -> str:
     return g.node("Where", [has_nan, g.weight(np.nan, "nan"), g.node("MaxPool", [x], **pool)])
 
 
-def _group_norm(g: _Graph, params: PyTree, x: str, shape: Shape, groups: int, eps: float) -> str:
-    """Group norm as a layer norm of each group (``(N, groups, rest)``), then the per-channel scale and shift."""
-    rest = math.prod(shape) // groups
-    grouped = g.node("Reshape", [x, g.weight([0, groups, rest], "shape", np.int64)])
-    ones, zeros = g.weight(np.ones(rest), "ones"), g.weight(np.zeros(rest), "zeros")
-    normalized = g.node("LayerNormalization", [grouped, ones, zeros], axis=2, epsilon=eps)
-    back = g.node("Reshape", [normalized, g.weight([0, *shape], "shape", np.int64)])
-    per_channel = (-1,) + (1,) * (len(shape) - 1)
-    gamma = g.weight(np.reshape(params["gamma"], per_channel), "gamma")
-    return g.node("Add", [g.node("Mul", [back, gamma]), g.weight(np.reshape(params["beta"], per_channel), "beta")])
-
-
 def _add(g: _Graph, layer: Layer, params: PyTree, state: State, x: str, shape: Shape) -> tuple[str, Shape]:
     """The nodes of ``layer`` (any depth) fed ``x``; returns its output's name and per-example shape."""
-    if layer.out_shape is None:
-        raise ValueError(f"to_onnx: {layer.name} has no ONNX counterpart (a user's function)")
-    if not layer.children:
-        return _leaf(g, layer, params, state, x, shape), _leaf_shape(layer, params, shape)
-    if layer.op == "bind" and any(child.moded for child in layer.children):
-        raise ValueError(f"to_onnx: {layer.name}: export the network itself, with its state, not a bound copy")
-    pairs = zip(layer.children, children_parts(layer, params, "params"), children_parts(layer, state, "state"))
-    if layer.op in ("chain", "sandwich", "bind", "remat"):
-        for child, p, s in pairs:
-            x, shape = _add(g, child, p, s, x, shape)
-        return x, shape
-    outputs, shapes = zip(*(_add(g, child, p, s, x, shape) for child, p, s in pairs))
-    total = x if layer.op == "residual" else outputs[0]
-    for output in outputs[layer.op != "residual" :]:
-        total = g.node("Add", [total, output])
-    return total, shapes[0]
-
-
-def _leaf_shape(layer: Layer, params: PyTree, shape: Shape) -> Shape:
-    """A leaf's output shape for one example of ``shape``: conv's and affine's from their params (a
-    course-style ``fn.affine`` or ``fn.conv(stride, pad)`` has no sizes of its own), the others' rule."""
-    if layer.op == "affine":
-        return (int(np.shape(params["w"])[1]),)
-    if layer.op == "conv":
-        hp, w_shape = layer.hparams, np.shape(params["w"])
-        return w_shape[0], *output_size(layer.name, shape, w_shape[2:], int(hp["stride"]), int(hp["pad"]), "kernel")
-    assert layer.out_shape is not None  # checked by _add
-    return layer.out_shape(shape)
+    if layer.op in NOT_EXPORTABLE or layer.out_shape is None:
+        why = NOT_EXPORTABLE.get(layer.op, "a user's function")
+        raise ValueError(
+            f"to_onnx: {layer.name} (op {layer.op!r}) has no ONNX counterpart ({why}); export a network made of "
+            "funcnn's layers (conv, affine, activations, pools, norms, dropout, chain, sandwich, fan_out, residual)"
+        )
+    return EXPORTERS.of(layer)(g, layer, params, state, x, shape)
 
 
 def _has(layer: Layer, test: Callable[[Layer], bool]) -> bool:
