@@ -81,7 +81,7 @@ def test_summary_counts_the_params_the_layers_init_makes(name):
 
 
 def test_a_layer_of_an_op_without_rules_is_named_with_the_registry_to_fill():
-    new = Layer(fn.relu.apply, "mystery", (), out_shape=lambda shape: shape, op="mystery")
+    new = Layer(fn.relu.apply, "mystery", param_keys=(), out_shape=lambda shape: shape, op="mystery")
     with pytest.raises(LookupError, match=r"mystery \(op 'mystery'\) has no cost rule: add one with @funcnn"):
         fn.summary(new, (3,))
     with pytest.raises(LookupError, match=r"has no ONNX exporter: add one with @funcnn.export.exporter"):
@@ -91,3 +91,11 @@ def test_a_layer_of_an_op_without_rules_is_named_with_the_registry_to_fill():
 def test_an_op_gets_one_rule():
     with pytest.raises(ValueError, match="op 'relu' already has a cost rule"):
         fn.analysis.cost_rule("relu")(lambda *args: None)
+
+
+@pytest.mark.parametrize("name", sorted(name for name in EXAMPLES if name not in ("layer", "nets.captioning_rnn")))
+def test_a_layer_made_by_a_factory_shows_the_factorys_docstring(name):
+    """Every factory is a ``@layer_factory``; ``fn.layer`` shows the user's function's docstring instead."""
+    made, factory = EXAMPLES[name][0], getattr(fn.nets, name[5:]) if name.startswith("nets.") else getattr(fn, name)
+    if not isinstance(factory, Layer):
+        assert made.__doc__ == factory.__doc__, name

@@ -21,7 +21,7 @@ from funcnn._checks import (
     output_size,
     same_dtype,
 )
-from funcnn.core import VJP, Init, Layer, OutShape, Shape, WeightScale, skips_dx
+from funcnn.core import VJP, Init, Layer, OutShape, Shape, WeightScale, layer_factory, skips_dx
 from funcnn.layers._weights import weight_std, weights_and_bias
 from funcnn.tree import PyTree
 
@@ -205,9 +205,7 @@ def _empty_backward(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> Backward:
     return backward
 
 
-def _make_conv(
-    stride: Any, pad: Any, filters: Any, kernel_size: Any, forward: Forward, naive: bool, doc: str | None
-) -> Layer:
+def _make_conv(stride: Any, pad: Any, filters: Any, kernel_size: Any, forward: Forward, naive: bool) -> Layer:
     given = "" if filters is None else f", filters={filters}, kernel_size={kernel_size}"
     name = f"{'conv_naive' if naive else 'conv'}(stride={stride}, pad={pad}{given})"
     stride = int_at_least(name, "stride", stride, 1)
@@ -268,7 +266,7 @@ def _make_conv(
         "naive": naive,
     }
     init = _conv_init(name, sizes, out_shape)
-    return Layer(apply, name, ("w", "b"), init, out_shape=out_shape, op="conv", hparams=hparams, doc=doc)
+    return Layer(apply, name, param_keys=("w", "b"), init=init, out_shape=out_shape, op="conv", hparams=hparams)
 
 
 def _conv_init(name: str, sizes: tuple[int, int, int] | None, out_shape: OutShape) -> Init | None:
@@ -298,6 +296,7 @@ def _filter_sizes(name: str, filters: Any, kernel_size: Any) -> tuple[int, int, 
     return f, int_at_least(name, "kernel_size", hh, 1), int_at_least(name, "kernel_size", ww, 1)
 
 
+@layer_factory
 def conv(
     stride: int = 1, pad: int = 0, filters: int | None = None, kernel_size: int | tuple[int, int] | None = None
 ) -> Layer:
@@ -326,9 +325,10 @@ def conv(
     >>> fn.conv(stride=2, pad=1, filters=8, kernel_size=3).out_shape((3, 32, 32))
     (8, 16, 16)
     """
-    return _make_conv(stride, pad, filters, kernel_size, _fast_forward, False, conv.__doc__)
+    return _make_conv(stride, pad, filters, kernel_size, _fast_forward, False)
 
 
+@layer_factory
 def conv_naive(
     stride: int = 1, pad: int = 0, filters: int | None = None, kernel_size: int | tuple[int, int] | None = None
 ) -> Layer:
@@ -340,4 +340,4 @@ def conv_naive(
     >>> y.shape, np.allclose(y, fn.conv(pad=1)(params, x)[0])
     ((2, 4, 5, 5), True)
     """
-    return _make_conv(stride, pad, filters, kernel_size, _naive_forward, True, conv_naive.__doc__)
+    return _make_conv(stride, pad, filters, kernel_size, _naive_forward, True)
