@@ -14,7 +14,7 @@ import numpy as np
 
 from funcnn._checks import checked_input_shape, int_at_least
 from funcnn.analysis._costs import Cost, leaf_cost
-from funcnn.core import Layer, Shape
+from funcnn.core import Layer, Shape, output_shape
 from funcnn.tree import tree_leaves
 
 __all__ = ["Summary", "SummaryRow", "summary"]
@@ -144,10 +144,8 @@ def summary(net: Layer, input_shape: Shape, dtype: Any = np.float32, *, batch_si
 
 
 def _out_shape(layer: Layer, shape: Shape) -> Shape:
-    if not isinstance(layer, Layer) or layer.out_shape is None:
-        name = getattr(layer, "name", getattr(layer, "__name__", repr(layer)))
-        raise ValueError(f"summary: {name} does not say its output shape; make it with fn.layer(f, out_shape=...)")
-    out: Shape = _batched(_batch_size(shape), layer.out_shape(_example(shape)))
+    """The output shape of ``layer`` fed a batch of ``shape``, by :func:`funcnn.core.output_shape`."""
+    out: Shape = _batched(_batch_size(shape), output_shape(layer, _example(shape)))
     return out
 
 
