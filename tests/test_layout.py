@@ -202,3 +202,29 @@ def test_the_architecture_page_shows_the_table():
         if line.startswith("| `") and len(cells) == 3:
             rows[cells[0].strip("`")] = {name.strip(" `") for name in cells[1].split(",") if name.strip(" `-")}
     assert rows == {short(part): {short(t) for t in allowed} for part, allowed in MAY_IMPORT.items()}
+
+
+def reexports(path: Path) -> set[str]:
+    """The names a module re-exports: ``from module import name as name``."""
+    return {
+        alias.name
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.ImportFrom)
+        for alias in node.names
+        if alias.asname == alias.name
+    }
+
+
+def test_one_public_path_per_name():
+    """Each package's face re-exports its own private modules' names, and no name is re-exported by two faces
+    (``funcnn/__init__.py`` re-exports the faces' names once more, as ``fn.name``)."""
+    faces = {module: reexports(path) for module, path in MODULES.items() if path.name == "__init__.py"}
+    del faces["funcnn"]
+    seen: dict[str, str] = {}
+    for face, names in sorted(faces.items()):
+        for name in names:
+            assert name not in seen, f"{name} is re-exported by both {seen[name]} and {face}"
+            seen[name] = face
+    for module, path in MODULES.items():
+        if path.name != "__init__.py":
+            assert not reexports(path), f"{module} re-exports {sorted(reexports(path))}: only a package's face does"
