@@ -72,3 +72,15 @@ EXAMPLES = {
     "nets.char_rnn": (fn.nets.char_rnn(6, 4, 3), (5,)),
     "nets.captioning_rnn": (fn.nets.captioning_rnn({"<NULL>": 0, "<START>": 1, "<END>": 2}, 4, 3, 4).net, (4,)),
 }
+
+# The examples whose input is token indices (below this vocabulary size), not floats.
+TOKENS = {"embedding": 10, "nets.char_rnn": 6}
+
+
+def example_input(name, shape, rng, batch=2, dtype=np.float64):
+    """A batch of ``batch`` inputs of ``shape`` for ``EXAMPLES[name]``: floats, or token indices, or a tuple."""
+    if name in TOKENS:
+        return rng.integers(0, TOKENS[name], (batch, *shape))
+    if shape and isinstance(shape[0], tuple):
+        return tuple(example_input(name, part, rng, batch, dtype) for part in shape)
+    return rng.standard_normal((batch, *shape)).astype(dtype)

@@ -5,7 +5,7 @@ import inspect
 
 import numpy as np
 import pytest
-from examples import EXAMPLES
+from examples import EXAMPLES, example_input
 
 import funcnn as fn
 import funcnn.export
@@ -99,3 +99,28 @@ def test_a_layer_made_by_a_factory_shows_the_factorys_docstring(name):
     made, factory = EXAMPLES[name][0], getattr(fn.nets, name[5:]) if name.startswith("nets.") else getattr(fn, name)
     if not isinstance(factory, Layer):
         assert made.__doc__ == factory.__doc__, name
+
+
+def shape_of(y):
+    return np.shape(y) if isinstance(y, np.ndarray) else tuple(shape_of(part) for part in y)
+
+
+def with_batch(shape, n):
+    """A rule's per-example output shape with the batch axis (a loss's ``()`` has none)."""
+    if shape and isinstance(shape[0], tuple):
+        return tuple(with_batch(part, n) for part in shape)
+    return (n, *shape) if shape else ()
+
+
+@pytest.mark.parametrize("name", sorted(EXAMPLES))
+def test_every_example_gives_the_output_shape_its_rule_says(name):
+    """Params and state from the input shape alone, then a run in training mode on a batch of 2."""
+    layer, shape = EXAMPLES[name]
+    rng = np.random.default_rng(0)
+    try:
+        out, params = fn.init_params(layer, rng, shape, np.float64)
+    except TypeError:  # a course-style layer without its sizes, a user's function: params come from the user
+        pytest.skip(f"{name} has no init")
+    x = example_input(name, shape, rng)
+    y, _, _ = fn.run(layer, params, x, fn.init_state(layer, shape, np.float64), train=True, rng=rng)
+    assert shape_of(y) == with_batch(out, 2)
