@@ -24,12 +24,12 @@ CHUNK_BYTES = 4 << 20
 WINOGRAD_MIN_CHANNELS = 16
 
 
-def chunks(n: int, bytes_per_image: int) -> list[slice]:
+def _chunks(n: int, bytes_per_image: int) -> list[slice]:
     step = max(1, min(n, CHUNK_BYTES // max(1, bytes_per_image)))
     return [slice(start, min(start + step, n)) for start in range(0, n, step)]
 
 
-def uses_winograd(w: np.ndarray, stride: int, pad: int) -> bool:
+def _uses_winograd(w: np.ndarray, stride: int, pad: int) -> bool:
     f, c, hh, ww = w.shape
     return hh == ww == 3 and stride == 1 and pad <= 2 and min(f, c) >= WINOGRAD_MIN_CHANNELS
 
@@ -46,15 +46,15 @@ def _winograd_plan(
 
     tiles_h, tiles_w = (out_h + 1) // 2, (out_w + 1) // 2
     tiles = tiles_h * tiles_w
-    parts = chunks(n, 16 * max(c, f) * tiles * dtype.itemsize)
-    most = max(part.stop - part.start for part in parts) * tiles + ROW_PAD
+    chunks = _chunks(n, 16 * max(c, f) * tiles * dtype.itemsize)
+    most = max(part.stop - part.start for part in chunks) * tiles + ROW_PAD
     buffers = np.empty(16 * c * most, dtype), np.empty(16 * f * most, dtype)
 
     def rows(buffer: np.ndarray, height: int, count: int) -> np.ndarray:
         # (16, height, count + ROW_PAD): rows padded off power-of-two lengths (see kernels/winograd.py)
         return buffer[: 16 * height * (count + ROW_PAD)].reshape(16, height, count + ROW_PAD)
 
-    return tiles_h, tiles_w, parts, buffers, rows
+    return tiles_h, tiles_w, chunks, buffers, rows
 
 
 def _winograd_conv(x: np.ndarray, w: np.ndarray, b: np.ndarray, pad: int, out_h: int, out_w: int) -> np.ndarray:
@@ -62,10 +62,10 @@ def _winograd_conv(x: np.ndarray, w: np.ndarray, b: np.ndarray, pad: int, out_h:
     from funcnn.kernels import winograd
 
     n, c, f = x.shape[0], x.shape[1], w.shape[0]
-    tiles_h, tiles_w, parts, (v_buffer, m_buffer), rows = _winograd_plan(n, c, f, out_h, out_w, x.dtype)
+    tiles_h, tiles_w, chunks, (v_buffer, m_buffer), rows = _winograd_plan(n, c, f, out_h, out_w, x.dtype)
     u = winograd.filter_transform(w)
     y = np.empty((n, f, out_h, out_w), x.dtype)
-    for part in parts:
+    for part in chunks:
         count = (part.stop - part.start) * tiles_h * tiles_w
         v, m = rows(v_buffer, c, count), rows(m_buffer, f, count)
         winograd.input_transform(x[part], pad, tiles_h, tiles_w, v)
@@ -80,9 +80,9 @@ def _winograd_dw(x: np.ndarray, dy: np.ndarray, pad: int, f: int) -> np.ndarray:
     from funcnn.kernels import winograd
 
     n, c = x.shape[:2]
-    tiles_h, tiles_w, parts, (v_buffer, m_buffer), rows = _winograd_plan(n, c, f, dy.shape[2], dy.shape[3], x.dtype)
+    tiles_h, tiles_w, chunks, (v_buffer, m_buffer), rows = _winograd_plan(n, c, f, dy.shape[2], dy.shape[3], x.dtype)
     du_t, products = np.zeros((16, c, f), x.dtype), np.empty((16, c, f), x.dtype)
-    for part in parts:
+    for part in chunks:
         count = (part.stop - part.start) * tiles_h * tiles_w
         v, dm = rows(v_buffer, c, count), rows(m_buffer, f, count)
         winograd.input_transform(x[part], pad, tiles_h, tiles_w, v)
@@ -104,10 +104,10 @@ def fast_forward(
     n, c, f, (hh, ww) = x.shape[0], x.shape[1], w.shape[0], w.shape[2:]
     w2 = np.ascontiguousarray(w.reshape(f, -1))
     k, plane = w2.shape[1], out_h * out_w
-    parts = chunks(n, k * plane * x.itemsize)
-    step = parts[0].stop
+    chunks = _chunks(n, k * plane * x.itemsize)
+    step = chunks[0].stop
     pointwise = hh == ww == stride == 1 and pad == 0  # a 1x1 conv's columns are x itself
-    winograd = uses_winograd(w, stride, pad)
+    winograd = _uses_winograd(w, stride, pad)
 
     def columns(buffer: np.ndarray, part: slice) -> np.ndarray:
         if pointwise:
@@ -122,7 +122,7 @@ def fast_forward(
     else:
         buffer = np.empty(0 if pointwise else k * step * plane, x.dtype)
         y = np.empty((n, f, plane), x.dtype)
-        for part in parts:
+        for part in chunks:
             y_part = np.matmul(w2, columns(buffer, part), out=y[part])
             y_part += b[:, None]
         del buffer
@@ -142,7 +142,7 @@ def fast_forward(
         dw_parts = np.empty((step, k, f), x.dtype)
         dx = np.empty_like(x) if need_dx else None
         dw_t = np.zeros((k, f), x.dtype)  # dw transposed: OpenBLAS runs cols @ dy^T faster than dy @ cols^T
-        for part in parts:
+        for part in chunks:
             cols, m = columns(buffer, part), part.stop - part.start
             dw_t += np.matmul(cols, dy[part].transpose(0, 2, 1), out=dw_parts[:m]).sum(axis=0)
             if dx is not None:
