@@ -36,6 +36,7 @@ from funcnn.analysis import summary as summary
 from funcnn.core import Layer as Layer
 from funcnn.core import bind as bind
 from funcnn.core import layer as layer
+from funcnn.core import moded_layer as moded_layer
 from funcnn.core import pull_back as pull_back
 from funcnn.core import run as run
 from funcnn.core import skips_dx as skips_dx

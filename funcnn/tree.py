@@ -120,17 +120,19 @@ def tree_unflatten(treedef: TreeDef, leaves: list[Any]) -> PyTree:
     leaves = list(leaves)
     if len(leaves) != treedef.num_leaves:
         raise ValueError(f"tree_unflatten: {treedef!r} needs {treedef.num_leaves} leaves, got {len(leaves)}")
-    it = iter(leaves)
+    return _build(treedef, iter(leaves))
 
-    def build(node: TreeDef) -> PyTree:
-        if node.kind == "leaf":
-            return next(it)
-        built = [build(c) for c in node.children]
-        if node.kind == "dict":
-            return dict(zip(node.keys, built))
-        return tuple(built) if node.kind == "tuple" else built
 
-    return build(treedef)
+def _build(node: TreeDef, leaves: Iterator[Any]) -> PyTree:
+    """The tree of shape ``node`` taking its leaves from ``leaves`` in order. (A module function, not a
+    closure that calls itself: such a closure is a reference cycle that kept every leaf alive until the
+    garbage collector ran.)"""
+    if node.kind == "leaf":
+        return next(leaves)
+    built = [_build(child, leaves) for child in node.children]
+    if node.kind == "dict":
+        return dict(zip(node.keys, built))
+    return tuple(built) if node.kind == "tuple" else built
 
 
 def tree_map(f: Callable[..., Any], tree: PyTree, *rest: PyTree) -> PyTree:

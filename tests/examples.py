@@ -12,6 +12,10 @@ def double(params, x):
     return 2 * x, lambda dy: ((), 2 * dy)
 
 
+def passing(params, x, state, train, rng):
+    return x, lambda dy: ((), dy), state
+
+
 CELL = fn.rnn_cell(4)  # a scan's cell: carry (H,), x_t (D,)
 EXAMPLES = {
     # layers
@@ -63,6 +67,10 @@ EXAMPLES = {
     "conv_relu_pool": (fn.conv_relu_pool({"stride": 1, "pad": 1, "filters": 2, "kernel_size": 3}), (2, 4, 4)),
     # core and losses
     "layer": (fn.layer(double, out_shape=lambda shape: shape), (3,)),
+    "moded_layer": (
+        fn.moded_layer(lambda p, x, s, train, rng: (x, lambda dy: ((), dy), s), "noise", out_shape=lambda shape: shape),
+        (3,),
+    ),
     "bind": (fn.bind(fn.dropout(0.5), train=True, rng=np.random.default_rng(0)), (3, 4)),
     "loss_layer": (fn.loss_layer(fn.softmax_loss, np.array([1, 0])), (3,)),
     # networks

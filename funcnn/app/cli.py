@@ -33,10 +33,13 @@ def _check(args: argparse.Namespace) -> int:
     results = run_checks(seed=args.seed, mode=args.mode)
     print(format_table(results))
     kinks = sum(len(report.kinks) for _, report in results)
+    left_out = sum(leaf.n_left_out for _, report in results for leaf in report.left_out)
     leaves = sum(len(report.leaves) for _, report in results)
+    notes = [f"{kinks} at a kink (not checked)"] if kinks else []
+    notes += [f"{left_out} elements near a kink left out"] if left_out else []
     print(
         f"\n{leaves} gradients checked ({args.mode} mode, float64) in {time.perf_counter() - start:.1f} s; "
-        f"all correct{f', {kinks} at a kink (not checked)' if kinks else ''}."
+        f"all correct{''.join(', ' + note for note in notes)}."
     )
     return 0
 

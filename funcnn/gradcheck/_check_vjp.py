@@ -5,6 +5,8 @@ The steps, top to bottom: option checks, structural checks, finite differences, 
 
 from __future__ import annotations
 
+import time
+import warnings
 from typing import Any, Literal
 
 import numpy as np
@@ -14,13 +16,17 @@ from funcnn.core import LayerFn as Apply
 from funcnn.gradcheck._compare import STEP, LeafProbe, check_leaf, tolerance
 from funcnn.gradcheck._kinks import KINK_POLICIES, KinkPolicy, report_kinks
 from funcnn.gradcheck._probe import differences
-from funcnn.gradcheck._report import VJPReport, wrong_gradient
+from funcnn.gradcheck._report import VJPReport, wrong_gradients
+from funcnn.gradcheck._rounding import rounding_spread
 from funcnn.gradcheck._structure import copy_tree, flat_output, input_name, run_checked
 from funcnn.tree import PyTree, tree_leaves, tree_leaves_with_path
 
 # Random directions per leaf in fast mode: the smallest number that catches a 1% error in one element
 # of a 10,000-element float64 leaf with probability > 0.999: 5,000 of 5,000 (benchmarks/probe_detection.py).
 PROBES = 2
+# A full check estimated to take longer than this warns, longer than the limit is refused.
+FULL_WARN_SECONDS = 60.0
+FULL_LIMIT_SECONDS = 3600.0
 
 
 def check_vjp(
@@ -80,6 +86,8 @@ def check_vjp(
     f = flat_output(f)  # a tuple output (an LSTM step's (h, c)) is checked as one flat array
     rng = np.random.default_rng(seed)
     y, dy, grads = run_checked(f, inputs, rng, nondet)
+    if mode == "full":
+        _check_cost(f, inputs)
 
     check_dtype = analytic_dtype or _float_dtype(y.dtype, "the output's dtype")
     num_dtype = check_dtype if numeric_dtype is None else _float_dtype(numeric_dtype, "numeric_dtype")
@@ -87,16 +95,35 @@ def check_vjp(
     tolerances = tolerance(y.astype(np.float64), dy.astype(np.float64), check_dtype, num_dtype, h, tol, nondet)
     report = VJPReport(mode, str(check_dtype), tolerances.h, tolerances.rtol, numeric_dtype=str(num_dtype))
     names = [input_name(path) for path, _ in tree_leaves_with_path(inputs)]
-    for name, grad, moving in zip(names, tree_leaves(grads), probed):
+    mixed = num_dtype != check_dtype
+    spreads = rounding_spread(f, inputs, dy, num_dtype, rng) if mixed else [None] * len(names)
+    for name, grad, moving, spread in zip(names, tree_leaves(grads), probed, spreads):
         if moving.leaf.dtype.kind != "f" or moving.leaf.size == 0:
             continue
-        probe = LeafProbe(name, np.asarray(grad, dtype=np.float64), moving, tolerances)
-        check = check_leaf(probe, mode, n_probes, rng)
-        report.leaves.append(check)
-        if check.status == "wrong":
-            raise wrong_gradient(check, report)
+        probe = LeafProbe(name, np.asarray(grad, dtype=np.float64), moving, tolerances, spread)
+        report.leaves.append(check_leaf(probe, mode, n_probes, rng))
+    if report.wrong:
+        raise wrong_gradients(report)
     report_kinks(report, on_kink)
     return report
+
+
+def _check_cost(f: Apply, inputs: tuple[PyTree, Any]) -> None:
+    """Warn when a full check will take over ``FULL_WARN_SECONDS`` and refuse one over ``FULL_LIMIT_SECONDS``,
+    estimated from one timed forward pass and two passes per float element."""
+    elements = sum(leaf.size for leaf in tree_leaves(inputs) if np.asarray(leaf).dtype.kind == "f")
+    start = time.perf_counter()
+    f(*inputs)
+    seconds = 2 * elements * (time.perf_counter() - start)
+    if seconds <= FULL_WARN_SECONDS:
+        return
+    message = (
+        f"check_vjp: mode='full' moves each of the {elements:,} float elements of params and x twice: "
+        f"about {2 * elements:,} forward passes, {seconds:,.0f} s at this one's speed"
+    )
+    if seconds > FULL_LIMIT_SECONDS:
+        raise ValueError(f"{message}; refused (over {FULL_LIMIT_SECONDS:.0f} s): use mode='fast', or a smaller problem")
+    warnings.warn(f"{message} (mode='fast' checks random directions in a few passes per leaf)", stacklevel=3)
 
 
 def _inputs(params: PyTree, x: np.ndarray, dtype: np.dtype | None) -> tuple[PyTree, np.ndarray]:

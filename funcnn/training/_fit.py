@@ -108,6 +108,13 @@ def _check_pair(what: str, pair: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndar
         )
     if len(x) == 0:
         raise ValueError(f"fit: {what} has no examples (x of shape {np.shape(x)})")
+    x = np.asarray(x)
+    if x.dtype.kind == "f" and not np.isfinite(x).all():
+        bad = np.argwhere(~np.isfinite(x))
+        raise ValueError(
+            f"fit: {what} x holds {len(bad)} NaN or infinite values (the first in example {bad[0][0]}, "
+            f"at {tuple(int(i) for i in bad[0][1:])}): no step can learn from them; clean or drop those examples"
+        )
     return x, y
 
 
