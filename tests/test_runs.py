@@ -16,6 +16,7 @@ from test_data import make_mnist
 
 import funcnn.training._fit
 from funcnn.app.cli import main
+from funcnn.losses import softmax_loss
 from funcnn.optim import Optimizer, adam, sgd, sgd_momentum, step_decay
 from funcnn.training import (
     TrainingInterrupted,
@@ -114,13 +115,28 @@ def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path):
     ckpt = tmp_path / "c.npz"
     small_fit(1, checkpoint=ckpt)
     saved = ckpt.read_bytes()
+    calls = []
+
+    def nan_at_the_second_step(scores, y):
+        calls.append(1)
+        loss, vjp = softmax_loss(scores, y)
+        return (np.nan if len(calls) == 2 else loss), vjp
+
+    with pytest.raises(
+        ValueError, match=r"fit: the loss is nan at epoch 2, step 2 of 5: training diverged.*keeps epoch 1"
+    ):
+        small_fit(3, checkpoint=ckpt, resume=True, loss=nan_at_the_second_step)
+    assert ckpt.read_bytes() == saved
+
+
+def test_a_nan_pixel_is_refused_by_example_before_training_not_called_divergence(tmp_path):
+    ckpt = tmp_path / "c.npz"
+    small_fit(1, checkpoint=ckpt)
+    saved = ckpt.read_bytes()
     x = DIGITS.train.x[:40].copy()
-    x[5, 0, 0, 0] = np.nan  # some batch of epoch 2 holds it
-    with (
-        np.errstate(invalid="ignore"),
-        pytest.raises(
-            ValueError, match=r"fit: the loss is nan at epoch 2, step \d of 5: training diverged.*keeps epoch 1"
-        ),
+    x[5, 0, 3, 2] = np.nan
+    with pytest.raises(
+        ValueError, match=r"fit: train x holds 1 NaN or infinite values \(the first in example 5, at \(0, 3, 2\)\)"
     ):
         small_fit(3, x=x, checkpoint=ckpt, resume=True)
     assert ckpt.read_bytes() == saved
