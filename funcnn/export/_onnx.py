@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from funcnn._checks import checked_input_shape, output_size
-from funcnn.core import Layer, OpRules, Shape, State, run
+from funcnn.core import Layer, OpRules, Shape, State, output_shape, run
 from funcnn.layers import children_parts, init_state
 from funcnn.tree import PyTree, tree_leaves
 
@@ -74,12 +74,12 @@ NOT_EXPORTABLE = {
 
 @exporter("relu", "tanh", "sigmoid", "dropout", "identity")
 def _activation(g: _Graph, layer: Layer, params: PyTree, state: State, x: str, shape: Shape) -> tuple[str, Shape]:
-    return g.node(ACTIVATIONS[layer.op], [x]), _rule(layer, shape)
+    return g.node(ACTIVATIONS[layer.op], [x]), output_shape(layer, shape)
 
 
 @exporter("leaky_relu")
 def _leaky_relu(g: _Graph, layer: Layer, params: PyTree, state: State, x: str, shape: Shape) -> tuple[str, Shape]:
-    return g.node("LeakyRelu", [x], alpha=float(layer.hparams["alpha"])), _rule(layer, shape)
+    return g.node("LeakyRelu", [x], alpha=float(layer.hparams["alpha"])), output_shape(layer, shape)
 
 
 @exporter("conv")
@@ -104,27 +104,27 @@ def _pool(g: _Graph, layer: Layer, params: PyTree, state: State, x: str, shape: 
     hp = layer.hparams
     window, stride = [int(hp["pool_height"]), int(hp["pool_width"])], int(hp["stride"])
     if layer.op == "avg_pool":
-        return g.node("AveragePool", [x], kernel_shape=window, strides=[stride] * 2), _rule(layer, shape)
-    return _max_pool(g, x, window, stride), _rule(layer, shape)
+        return g.node("AveragePool", [x], kernel_shape=window, strides=[stride] * 2), output_shape(layer, shape)
+    return _max_pool(g, x, window, stride), output_shape(layer, shape)
 
 
 @exporter("global_avg_pool")
 def _global_avg_pool(g: _Graph, layer: Layer, params: PyTree, state: State, x: str, shape: Shape) -> tuple[str, Shape]:
-    return g.node("Flatten", [g.node("GlobalAveragePool", [x])], axis=1), _rule(layer, shape)
+    return g.node("Flatten", [g.node("GlobalAveragePool", [x])], axis=1), output_shape(layer, shape)
 
 
 @exporter("batch_norm", "spatial_batch_norm")
 def _batch_norm(g: _Graph, layer: Layer, params: PyTree, state: State, x: str, shape: Shape) -> tuple[str, Shape]:
     inputs = [params["gamma"], params["beta"], state["running_mean"], state["running_var"]]
     names = [g.weight(a, key) for a, key in zip(inputs, ("gamma", "beta", "mean", "var"))]
-    return g.node("BatchNormalization", [x, *names], epsilon=float(layer.hparams["eps"])), _rule(layer, shape)
+    return g.node("BatchNormalization", [x, *names], epsilon=float(layer.hparams["eps"])), output_shape(layer, shape)
 
 
 @exporter("layer_norm")
 def _layer_norm(g: _Graph, layer: Layer, params: PyTree, state: State, x: str, shape: Shape) -> tuple[str, Shape]:
     gamma, beta = g.weight(params["gamma"], "gamma"), g.weight(params["beta"], "beta")
     out = g.node("LayerNormalization", [x, gamma, beta], axis=1, epsilon=float(layer.hparams["eps"]))
-    return out, _rule(layer, shape)
+    return out, output_shape(layer, shape)
 
 
 @exporter("group_norm")
@@ -139,7 +139,7 @@ def _group_norm(g: _Graph, layer: Layer, params: PyTree, state: State, x: str, s
     per_channel = (-1,) + (1,) * (len(shape) - 1)
     gamma = g.weight(np.reshape(params["gamma"], per_channel), "gamma")
     beta = g.weight(np.reshape(params["beta"], per_channel), "beta")
-    return g.node("Add", [g.node("Mul", [back, gamma]), beta]), _rule(layer, shape)
+    return g.node("Add", [g.node("Mul", [back, gamma]), beta]), output_shape(layer, shape)
 
 
 @exporter("chain", "sandwich", "bind", "remat")
@@ -163,11 +163,6 @@ def _sum(g: _Graph, layer: Layer, params: PyTree, state: State, x: str, shape: S
 
 def _children(layer: Layer, params: PyTree, state: State) -> Iterator[tuple[Layer, PyTree, State]]:
     return zip(layer.children, children_parts(layer, params, "params"), children_parts(layer, state, "state"))
-
-
-def _rule(layer: Layer, shape: Shape) -> Shape:
-    assert layer.out_shape is not None  # checked by _add
-    return layer.out_shape(shape)
 
 
 def _max_pool(g: _Graph, x: str, window: list[int], stride: int) -> str:
