@@ -146,11 +146,11 @@ class _Loop:
         sample = np.random.default_rng([self.seed, epoch, 1]).permutation(n)[: self.num_train_samples]
         return accuracy(self.net, params, x[sample], y[sample], state), accuracy(self.net, params, *self.val, state)
 
-    def line(self, label: str, epoch: int, losses: list[float], history: History) -> str:
+    def line(self, progress: EpochProgress, epoch: int, losses: list[float], history: History) -> str:
         """The line after epoch ``epoch``: its mean loss, the accuracies, speed, time and the time left."""
         seconds, left = history.epoch_seconds[-1], _clock(history.epoch_seconds[-1] * (self.epochs - epoch))
         return (
-            f"{label}  loss {np.mean(losses):.4f}  train acc {history.train_acc_history[-1]:.3f}  "
+            f"{progress.label}  loss {np.mean(losses):.4f}  train acc {history.train_acc_history[-1]:.3f}  "
             f"val acc {history.val_acc_history[-1]:.3f}  "
             f"{len(self.train[0]) / seconds:,.0f} img/s  {seconds:.1f} s  left {left}"
         )
@@ -158,9 +158,9 @@ class _Loop:
 
 def _train_epoch(
     loop: _Loop, result: FitResult, epoch: int, diverged: Callable[[str], ValueError]
-) -> tuple[PyTree, Any, State, list[float], str]:
+) -> tuple[PyTree, Any, State, list[float], EpochProgress]:
     """Epoch ``epoch``: one optimizer step per minibatch, from ``result``'s params, optimizer state and
-    network state; ``(params, opt_state, state, losses, label)``. A non-finite loss raises
+    network state; ``(params, opt_state, state, losses, progress)``. A non-finite loss raises
     ``diverged(what happened)``. Dropout masks and augmentation draw from generators of the seed and epoch."""
     (x, y), params, opt_state, state = loop.train, result.params, result.opt_state, result.state
     batches = loop.batches(epoch)
@@ -183,7 +183,7 @@ def _train_epoch(
     bad = non_finite({"params": params, "state": state, "opt_state": opt_state})
     if bad:  # an update can overflow after a finite loss: never save, nor continue from, such params
         raise diverged(f"after epoch {epoch}, {', '.join(bad[:5])} hold NaN or infinity")
-    return params, opt_state, state, losses, progress.label
+    return params, opt_state, state, losses, progress
 
 
 def _config(
@@ -347,7 +347,7 @@ def fit(
     try:
         for epoch in range(done + 1, epochs + 1):
             started = time.perf_counter()
-            params, opt_state, state, losses, label = _train_epoch(loop, result, epoch, diverged)
+            params, opt_state, state, losses, progress = _train_epoch(loop, result, epoch, diverged)
             accuracies = loop.accuracies(params, state, epoch)
             history = result.history.after_epoch(epoch, losses, *accuracies, time.perf_counter() - started)
             best = {"best_params": params, "best_state": state} if history.best_epoch == epoch else {}
@@ -356,7 +356,7 @@ def fit(
                 save_checkpoint(saving.path, checkpoint_tree(epoch, result, config))
             done = epoch
             if log:
-                log(loop.line(label, epoch, losses, history))
+                log(loop.line(progress, epoch, losses, history))
             stopped_by = _asks_to_stop(callbacks, EpochEnd(epoch, history, params, state))
             if stopped_by is not None:
                 result = replace(result, stopped_by=stopped_by)
