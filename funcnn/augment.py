@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from funcnn.validation import check_ndim, float_array, int_at_least
+from funcnn._checks import check_ndim, float_array, int_at_least
 
 __all__ = ["Augment", "crop_and_flip"]
 

@@ -8,22 +8,23 @@ evaluation (dropout) are *moded*: they run as ``layer.run(params, x, state, trai
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field, replace
 from types import MappingProxyType
-from typing import Any, Protocol
+from typing import Any, Generic, ParamSpec, Protocol, TypeVar
 
 import numpy as np
 
+from funcnn._checks import no_state
 from funcnn.tree import PyTree, tree_map
-from funcnn.validation import no_state
 
 __all__ = [
     "VJP",
-    "Apply",
     "Init",
     "Layer",
     "LayerFn",
+    "OpRules",
     "OutShape",
     "Run",
     "Shape",
@@ -31,6 +32,7 @@ __all__ = [
     "WeightScale",
     "bind",
     "layer",
+    "layer_factory",
     "output_shape",
     "pull_back",
     "run",
@@ -46,7 +48,6 @@ class LayerFn(Protocol):
     def __call__(self, params: PyTree, x: np.ndarray, /) -> tuple[np.ndarray, VJP]: ...
 
 
-Apply = LayerFn  # its older name, still exported
 Shape = tuple[int, ...]
 # out_shape(input_shape) -> output_shape, per example (no N), from shapes alone.
 OutShape = Callable[[Shape], Shape]
@@ -63,6 +64,7 @@ StateInit = Callable[[Shape, np.dtype], State]
 class Layer:
     """A named pure layer. Calling it is calling ``apply``: ``layer(params, x) -> (y, vjp)``.
 
+    ``Layer(apply, name, param_keys=..., ...)``: the fields after ``name`` are keyword-only.
     ``param_keys`` says what params the layer takes: ``()`` for none (params ``()``), a tuple of
     names for a flat dict with exactly those keys, or ``None`` for any other tree (a chain's tuple).
     ``sandwich`` uses it to merge its layers' dicts. ``init``, when the layer knows its sizes,
@@ -81,6 +83,7 @@ class Layer:
 
     apply: LayerFn
     name: str
+    _: KW_ONLY
     param_keys: tuple[str, ...] | None = ()
     init: Init | None = None
     run_fn: Run | None = None
@@ -140,7 +143,30 @@ def layer(
     >>> fn.init_params(net, np.random.default_rng(0), (4,))[0]
     (2,)
     """
-    return Layer(apply, name or str(getattr(apply, "__name__", "layer")), param_keys, init, out_shape=out_shape)
+    return Layer(
+        apply, name or str(getattr(apply, "__name__", "layer")), param_keys=param_keys, init=init, out_shape=out_shape
+    )
+
+
+P = ParamSpec("P")
+
+
+def layer_factory(factory: Callable[P, Layer]) -> Callable[P, Layer]:
+    """Decorate a function that makes a layer: ``help()`` of the layer it makes shows the factory's docstring.
+
+    >>> @fn.core.layer_factory
+    ... def doubling() -> fn.Layer:
+    ...     "Doubles its input."
+    ...     return fn.layer(lambda params, x: (2 * x, lambda dy: ((), 2 * dy)), "doubling")
+    >>> doubling().__doc__
+    'Doubles its input.'
+    """
+
+    @functools.wraps(factory)
+    def make(*args: P.args, **kwargs: P.kwargs) -> Layer:
+        return replace(factory(*args, **kwargs), doc=factory.__doc__)
+
+    return make
 
 
 def moded_layer(
@@ -166,7 +192,18 @@ def moded_layer(
         )
 
     return Layer(
-        apply, name, param_keys, init, run_fn, state_keys, state_init, out_shape, op, hparams or {}, children, doc
+        apply,
+        name,
+        param_keys=param_keys,
+        init=init,
+        run_fn=run_fn,
+        state_keys=state_keys,
+        state_init=state_init,
+        out_shape=out_shape,
+        op=op,
+        hparams=hparams or {},
+        children=children,
+        doc=doc,
     )
 
 
@@ -181,6 +218,7 @@ def run(
     return y, vjp, ()
 
 
+@layer_factory
 def bind(f: LayerFn, state: State = (), *, train: bool, rng: np.random.Generator | None = None) -> Layer:
     """A plain layer ``(params, x) -> (y, vjp)`` running ``f`` in a fixed mode from a fixed state.
 
@@ -210,8 +248,8 @@ def bind(f: LayerFn, state: State = (), *, train: bool, rng: np.random.Generator
     return Layer(
         apply,
         f"bind({child.name}, train={train})",
-        child.param_keys,
-        child.init,
+        param_keys=child.param_keys,
+        init=child.init,
         out_shape=child.out_shape,
         op="bind",
         hparams={"train": train},
@@ -236,7 +274,7 @@ def pull_back(vjp: VJP, dy: np.ndarray, *, need_dx: bool = True) -> tuple[PyTree
 
 def as_layer(f: LayerFn) -> Layer:
     """``f`` itself when it is a :class:`Layer`, else a custom layer of it taking any params tree."""
-    return f if isinstance(f, Layer) else Layer(f, layer_name(f), None)
+    return f if isinstance(f, Layer) else Layer(f, layer_name(f), param_keys=None)
 
 
 def output_shape(f: LayerFn, input_shape: Shape) -> Shape:
@@ -254,3 +292,47 @@ def output_shape(f: LayerFn, input_shape: Shape) -> Shape:
 def layer_name(f: Any) -> str:
     """A readable name for a layer or a plain function, for messages."""
     return f.name if isinstance(f, Layer) else getattr(f, "__name__", repr(f))
+
+
+Rule = TypeVar("Rule", bound=Callable[..., Any])
+
+
+class OpRules(Generic[Rule]):
+    """One analysis's rules by layer op (``op -> rule``), filled by :meth:`register`; a layer whose op has
+    no rule is a LookupError naming the analysis and how to add one, never a silent default.
+
+    >>> from funcnn.core import OpRules
+    >>> double = OpRules("doubling rule", "@double.register(op)")
+    >>> @double.register("relu")
+    ... def relu_twice(layer):
+    ...     return 2
+    >>> double.of(fn.relu)(fn.relu)
+    2
+    """
+
+    def __init__(self, what: str, how: str) -> None:
+        self.what, self.how = what, how
+        self._rules: dict[str, Rule] = {}
+
+    def register(self, *ops: str) -> Callable[[Rule], Rule]:
+        """A decorator: the function becomes the rule of ``ops``; an op given a second rule is a ValueError."""
+
+        def add(rule: Rule) -> Rule:
+            for op in ops:
+                if op in self._rules:
+                    raise ValueError(f"op {op!r} already has a {self.what}: {self._rules[op].__name__}")
+                self._rules[op] = rule
+            return rule
+
+        return add
+
+    def of(self, layer: Layer) -> Rule:
+        """The rule of ``layer``'s op."""
+        if layer.op not in self._rules:
+            raise LookupError(f"{layer.name} (op {layer.op!r}) has no {self.what}: add one with {self.how}")
+        return self._rules[layer.op]
+
+    @property
+    def ops(self) -> frozenset[str]:
+        """The ops that have a rule."""
+        return frozenset(self._rules)

@@ -7,9 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from funcnn.core import VJP, Layer, Shape
+from funcnn._checks import check_ndim, cotangent, example_shape, float_array, no_params
+from funcnn.core import VJP, Layer, Shape, layer_factory
 from funcnn.tree import PyTree
-from funcnn.validation import check_ndim, cotangent, example_shape, float_array, no_params
 
 LossVJP = Callable[..., np.ndarray]
 Loss = Callable[[np.ndarray, np.ndarray], tuple[np.floating, LossVJP]]
@@ -124,6 +124,7 @@ def sigmoid_bce_loss(logits: np.ndarray, y: np.ndarray) -> tuple[np.floating, Lo
     return loss, _loss_vjp(name, loss, (probs - y) / logits.size)
 
 
+@layer_factory
 def loss_layer(loss: Loss, y: np.ndarray) -> Layer:
     """A loss bound to labels ``y``, as a layer ``((), scores) -> (loss as a 0-d array, vjp)``.
 
@@ -155,7 +156,7 @@ def loss_layer(loss: Loss, y: np.ndarray) -> Layer:
         example_shape(name, in_shape, 1, "(C,), the class scores")
         return ()
 
-    return Layer(apply, name, (), out_shape=out_shape, op="loss", doc=loss_layer.__doc__)
+    return Layer(apply, name, param_keys=(), out_shape=out_shape, op="loss")
 
 
 def temporal_softmax_loss(scores: np.ndarray, y: np.ndarray, mask: np.ndarray) -> tuple[np.floating, LossVJP]:

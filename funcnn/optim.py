@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from funcnn._checks import fraction, int_at_least, number_at_least, whole_number
 from funcnn.tree import (
     PyTree,
     keystr,
@@ -37,7 +38,6 @@ from funcnn.tree import (
     tree_structure,
     tree_unflatten,
 )
-from funcnn.validation import fraction, int_at_least, number_at_least, whole_number
 
 __all__ = [
     "OPTIMIZERS",
@@ -320,14 +320,14 @@ def restore_state(optimizer: Optimizer, saved: PyTree, params: PyTree) -> OptSta
 
 
 # ----------------------------------------------------------------------------------------------
-# The rules, each written once for one array (as a fused kernel in funcnn.kernels.optim)
+# The rules, each written once for one array (as a fused kernel in funcnn.kernels.updates)
 
 
 def _kernels() -> Any:
-    """funcnn.kernels.optim, the fused update kernels: Numba is imported on the first update."""
-    from funcnn.kernels import optim
+    """funcnn.kernels.updates, the fused update kernels: Numba is imported on the first update."""
+    from funcnn.kernels import updates
 
-    return optim
+    return updates
 
 
 def _contiguous(w: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:

@@ -11,10 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from funcnn._lr_find import LRFind
-from funcnn.core import Apply, State, run
-from funcnn.history import History
+from funcnn.core import LayerFn, State, run
 from funcnn.optim import Schedule
+from funcnn.training import History, LRFind
 from funcnn.tree import PyTree
 
 INSTALL_HINT = (
@@ -87,7 +86,7 @@ def plot_filters(w: np.ndarray, title: str = "") -> Any:
     return fig
 
 
-def plot_activation_maps(layer: Apply, params: PyTree, image: np.ndarray, state: State = (), columns: int = 8) -> Any:
+def plot_activation_maps(layer: LayerFn, params: PyTree, image: np.ndarray, state: State = (), columns: int = 8) -> Any:
     """Run ``layer`` (evaluation mode, ``state`` if it keeps one) on one image ``(C, H, W)`` and draw
     each channel of its output ``(F, H', W')``, one panel per channel. Returns the figure."""
     plt = _pyplot()

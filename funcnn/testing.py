@@ -224,7 +224,7 @@ def _spatial_blocks(fn: Any, shape: tuple[int, int, int], batch: int, user: list
     if c * h * w >= 2:
         blocks += [("layer_norm", fn.layer_norm(), same), ("group_norm(1)", fn.group_norm(1), same)]
     if batch * h * w >= 4:
-        from funcnn.init import init_state
+        from funcnn.layers import init_state
 
         norm = fn.spatial_batch_norm()
         blocks.append(

@@ -14,12 +14,18 @@ from fitting import DIGITS, small_fit, small_net
 from subprocesses import default_sigint
 from test_data import make_mnist
 
-import funcnn.train
+import funcnn.training._fit
 from funcnn.app.cli import main
-from funcnn.checkpoint import load_checkpoint, save_checkpoint
 from funcnn.losses import softmax_loss
 from funcnn.optim import Optimizer, adam, sgd, sgd_momentum, step_decay
-from funcnn.train import TrainingInterrupted, batch_starts, early_stopping, is_ctrl_c
+from funcnn.training import (
+    TrainingInterrupted,
+    batch_starts,
+    early_stopping,
+    is_ctrl_c,
+    load_checkpoint,
+    save_checkpoint,
+)
 from funcnn.tree import tree_allclose, tree_map
 
 SMALL = ["--filters", "2", "--hidden", "8"]
@@ -27,7 +33,7 @@ SMALL = ["--filters", "2", "--hidden", "8"]
 
 def interrupt_at_epoch(monkeypatch, epoch, inside_numba=False):
     """Ctrl-C while ``fit`` saves ``epoch``; ``inside_numba``: as it arrives when a Numba kernel runs."""
-    real_save = funcnn.train.save_checkpoint
+    real_save = funcnn.training._fit.save_checkpoint
 
     def save(path, tree):
         if int(tree["epoch"]) == epoch:
@@ -38,7 +44,7 @@ def interrupt_at_epoch(monkeypatch, epoch, inside_numba=False):
             raise KeyboardInterrupt
         real_save(path, tree)
 
-    monkeypatch.setattr(funcnn.train, "save_checkpoint", save)
+    monkeypatch.setattr(funcnn.training._fit, "save_checkpoint", save)
 
 
 def checkpoint_epoch(path):

@@ -11,7 +11,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from funcnn.core import Apply
+from funcnn._checks import int_at_least, number_at_least
+from funcnn.core import LayerFn as Apply
 from funcnn.gradcheck._compare import STEP, LeafProbe, check_leaf, tolerance
 from funcnn.gradcheck._kinks import KINK_POLICIES, KinkPolicy, report_kinks
 from funcnn.gradcheck._probe import differences
@@ -19,7 +20,6 @@ from funcnn.gradcheck._report import VJPReport, wrong_gradients
 from funcnn.gradcheck._rounding import rounding_spread
 from funcnn.gradcheck._structure import copy_tree, flat_output, input_name, run_checked
 from funcnn.tree import PyTree, tree_leaves, tree_leaves_with_path
-from funcnn.validation import int_at_least, number_at_least
 
 # Random directions per leaf in fast mode: the smallest number that catches a 1% error in one element
 # of a 10,000-element float64 leaf with probability > 0.999: 5,000 of 5,000 (benchmarks/probe_detection.py).
@@ -41,7 +41,6 @@ def check_vjp(
     step: float | None = None,
     rtol: float | None = None,
     probes: int | None = None,
-    directions: int | None = None,
     nondet_tol: float = 0.0,
     seed: int = 0,
     on_kink: KinkPolicy = "warn",
@@ -50,7 +49,7 @@ def check_vjp(
 
     ``f`` is any layer or composition ``(params, x) -> (y, vjp)``. Every float leaf of ``params``
     and ``x`` is checked on its own: in "fast" mode along ``probes`` random directions (inner
-    products, as jax's check_vjp; ``directions`` is the old name), in "full" mode element by
+    products, as jax's check_vjp), in "full" mode element by
     element. A leaf that fails in fast mode is re-checked element by element (all of it when small;
     a random sample plus a bisection over slices when large) to find the wrong elements.
 
@@ -78,9 +77,7 @@ def check_vjp(
         raise ValueError(f"check_vjp: mode must be 'fast' or 'full', got {mode!r}")
     if on_kink not in KINK_POLICIES:
         raise ValueError(f"check_vjp: on_kink must be one of {KINK_POLICIES}, got {on_kink!r}")
-    if probes is not None and directions is not None:
-        raise ValueError("check_vjp: give probes or directions (its old name), not both")
-    n_probes = int_at_least("check_vjp", "probes", next((n for n in (probes, directions) if n is not None), PROBES), 1)
+    n_probes = int_at_least("check_vjp", "probes", PROBES if probes is None else probes, 1)
     analytic_dtype = None if dtype is None else _float_dtype(dtype, "dtype")
     h = None if step is None else number_at_least("check_vjp", "step", step, 0, strict=True)
     tol = None if rtol is None else number_at_least("check_vjp", "rtol", rtol, 0, strict=True)

@@ -7,7 +7,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from funcnn.core import Apply
+from funcnn.core import LayerFn as Apply
 from funcnn.tree import PyTree, TreeDef, tree_flatten, tree_unflatten
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from funcnn.core import Apply
+from funcnn.core import LayerFn as Apply
 from funcnn.tree import PyTree, tree_flatten, tree_leaves, tree_unflatten
 
 # Points near the one checked, and how far (relative) each float input and dy is moved to reach them:

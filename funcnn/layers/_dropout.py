@@ -7,9 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from funcnn.core import VJP, Layer, State, moded_layer
-from funcnn.tree import PyTree
-from funcnn.validation import (
+from funcnn._checks import (
     cotangent,
     float_array,
     fraction,
@@ -19,8 +17,11 @@ from funcnn.validation import (
     read_only,
     same_shape_as_input,
 )
+from funcnn.core import VJP, Layer, State, layer_factory, moded_layer
+from funcnn.tree import PyTree
 
 
+@layer_factory
 def dropout(drop_prob: float = 0.5) -> Layer:
     """Zero each value with probability ``drop_prob`` in training and scale the rest by
     ``1 / (1 - drop_prob)``, so evaluation is the identity (y is a read-only view of x). params and
@@ -67,5 +68,4 @@ def dropout(drop_prob: float = 0.5) -> Layer:
         out_shape=same_shape_as_input(name),
         op="dropout",
         hparams={"drop_prob": drop_prob},
-        doc=dropout.__doc__,
     )

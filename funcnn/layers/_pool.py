@@ -13,9 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from funcnn.core import VJP, Layer, Shape
-from funcnn.tree import PyTree
-from funcnn.validation import (
+from funcnn._checks import (
     check_ndim,
     cotangent,
     example_shape,
@@ -25,6 +23,8 @@ from funcnn.validation import (
     no_params,
     output_size,
 )
+from funcnn.core import VJP, Layer, Shape, layer_factory
+from funcnn.tree import PyTree
 
 Forward = Callable[[np.ndarray, int, int, int, int, int], tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]]
 
@@ -81,7 +81,7 @@ def _empty_backward(x: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
 
 
 def _make_pool(
-    pool_height: Any, pool_width: Any, stride: Any, forward: Forward, kind: str, naive: bool | None, doc: str | None
+    pool_height: Any, pool_width: Any, stride: Any, forward: Forward, kind: str, naive: bool | None
 ) -> Layer:
     """A pool layer; ``naive`` (``None`` for average pools, which have one version) goes to hparams."""
     name = f"{kind}(pool_height={pool_height}, pool_width={pool_width}, stride={stride})"
@@ -114,9 +114,10 @@ def _make_pool(
     if naive is not None:
         hparams["naive"] = naive
     op = kind.removesuffix("_naive")
-    return Layer(apply, name, (), out_shape=out_shape, op=op, hparams=hparams, doc=doc)
+    return Layer(apply, name, param_keys=(), out_shape=out_shape, op=op, hparams=hparams)
 
 
+@layer_factory
 def max_pool(pool_height: int = 2, pool_width: int = 2, stride: int = 2) -> Layer:
     """A max-pool layer on Numba kernels; params ``()``.
 
@@ -136,9 +137,10 @@ def max_pool(pool_height: int = 2, pool_width: int = 2, stride: int = 2) -> Laye
     >>> fn.max_pool(3, 3, 2).out_shape((8, 7, 7))             # H' = (7 - 3) // 2 + 1 = 3
     (8, 3, 3)
     """
-    return _make_pool(pool_height, pool_width, stride, _fast_forward, "max_pool", False, max_pool.__doc__)
+    return _make_pool(pool_height, pool_width, stride, _fast_forward, "max_pool", False)
 
 
+@layer_factory
 def max_pool_naive(pool_height: int = 2, pool_width: int = 2, stride: int = 2) -> Layer:
     """The plain-NumPy reference for :func:`max_pool`: same contract, same results, ties included.
 
@@ -147,7 +149,7 @@ def max_pool_naive(pool_height: int = 2, pool_width: int = 2, stride: int = 2) -
     array([[1., 0.],
            [0., 0.]])
     """
-    return _make_pool(pool_height, pool_width, stride, _naive_forward, "max_pool_naive", True, max_pool_naive.__doc__)
+    return _make_pool(pool_height, pool_width, stride, _naive_forward, "max_pool_naive", True)
 
 
 def _offsets(ph: int, pw: int, stride: int, out_h: int, out_w: int) -> list[tuple[slice, ...]]:
@@ -179,6 +181,7 @@ def _avg_forward(
     return y, backward
 
 
+@layer_factory
 def avg_pool(pool_height: int = 2, pool_width: int = 2, stride: int = 2) -> Layer:
     """An average-pool layer (plain NumPy); params ``()``.
 
@@ -193,7 +196,7 @@ def avg_pool(pool_height: int = 2, pool_width: int = 2, stride: int = 2) -> Laye
     >>> vjp(np.ones_like(y))[1][0, 0, 0]                      # each pixel gets 1 / (2 * 2) of its window's
     array([0.25, 0.25, 0.25, 0.25])
     """
-    return _make_pool(pool_height, pool_width, stride, _avg_forward, "avg_pool", None, avg_pool.__doc__)
+    return _make_pool(pool_height, pool_width, stride, _avg_forward, "avg_pool", None)
 
 
 def _global_avg_pool(params: PyTree, x: np.ndarray) -> tuple[np.ndarray, VJP]:
@@ -232,4 +235,6 @@ def _global_avg_pool_shape(in_shape: Shape) -> Shape:
     return (c,)
 
 
-global_avg_pool = Layer(_global_avg_pool, "global_avg_pool", (), out_shape=_global_avg_pool_shape, op="global_avg_pool")
+global_avg_pool = Layer(
+    _global_avg_pool, "global_avg_pool", param_keys=(), out_shape=_global_avg_pool_shape, op="global_avg_pool"
+)

@@ -6,9 +6,9 @@ from typing import Any, cast
 
 import numpy as np
 
-from funcnn.core import VJP, Layer, LayerFn, WeightScale, as_layer
+from funcnn._checks import tuple_input
+from funcnn.core import VJP, Layer, LayerFn, WeightScale, as_layer, layer_factory
 from funcnn.tree import PyTree, keystr, tree_leaves, tree_leaves_with_path, tree_map, tree_structure
-from funcnn.validation import tuple_input
 
 
 def _is_shape(shape: Any) -> bool:
@@ -58,6 +58,7 @@ def _stack(trees: list[PyTree]) -> PyTree:
     return tree_map(lambda *leaves: None if leaves[0] is None else np.stack(leaves, axis=1), *trees)
 
 
+@layer_factory
 def scan(cell: LayerFn, reverse: bool = False) -> Layer:
     """Run ``cell(params, (carry, x_t)) -> ((carry', y_t), vjp_t)`` over axis 1 of ``xs``.
 
@@ -142,11 +143,10 @@ def scan(cell: LayerFn, reverse: bool = False) -> Layer:
     return Layer(
         apply,
         name,
-        child.param_keys,
-        init,
+        param_keys=child.param_keys,
+        init=init,
         out_shape=out_shape,
         op="scan",
         hparams={"reverse": reverse},
         children=(child,),
-        doc=scan.__doc__,
     )

@@ -9,12 +9,12 @@ from typing import Any
 
 import numpy as np
 
+from funcnn._checks import int_at_least
 from funcnn.core import VJP, Layer
 from funcnn.layers import affine
 from funcnn.losses import temporal_softmax_loss
 from funcnn.nets._cells import cell_params, check_cell, normal, start, step, words_to_scores
 from funcnn.tree import PyTree
-from funcnn.validation import int_at_least
 
 
 @dataclass(frozen=True)
@@ -113,7 +113,8 @@ def captioning_rnn(
 
     vocab_size = len(word_to_idx)
     sizes = {"input_dim": input_dim, "wordvec_dim": wordvec_dim, "hidden_dim": hidden_dim, "cell": cell_type}
-    net = Layer(apply, f"captioning_rnn({cell_type}, {hidden_dim})", None, op="captioning_rnn", hparams=sizes)  # type: ignore[arg-type]
+    name = f"captioning_rnn({cell_type}, {hidden_dim})"
+    net = Layer(apply, name, param_keys=None, op="captioning_rnn", hparams=sizes)  # type: ignore[arg-type]
     return CaptioningRNN(
         net, word_to_idx["<NULL>"], word_to_idx.get("<START>"), word_to_idx.get("<END>"),
         input_dim, wordvec_dim, hidden_dim, vocab_size, cell_type,

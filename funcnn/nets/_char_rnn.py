@@ -7,13 +7,14 @@ from typing import Any
 
 import numpy as np
 
-from funcnn.core import VJP, Layer, Shape, WeightScale
+from funcnn._checks import int_at_least, number_at_least
+from funcnn.core import VJP, Layer, Shape, WeightScale, layer_factory
 from funcnn.losses import LossVJP, temporal_softmax_loss
 from funcnn.nets._cells import cell_params, check_cell, normal, start, step, words_to_scores
 from funcnn.tree import PyTree
-from funcnn.validation import int_at_least, number_at_least
 
 
+@layer_factory
 def char_rnn(vocab_size: int, hidden_dim: int = 128, embed_dim: int = 32, cell: str = "lstm") -> Layer:
     """Codes ``(N, T)`` (ints in ``[0, vocab_size)``) -> scores ``(N, T, vocab_size)``: at each step, the
     scores of the next character. The cell starts from zero (h0 = 0, and c0 = 0 for an LSTM).
@@ -59,8 +60,8 @@ def char_rnn(vocab_size: int, hidden_dim: int = 128, embed_dim: int = 32, cell: 
 
     sizes = {"vocab_size": vocab_size, "hidden_dim": hidden_dim, "embed_dim": embed_dim, "cell": cell}
     return Layer(
-        apply, f"char_rnn({cell}, {hidden_dim})", None, init,
-        out_shape=lambda shape: (*shape, vocab_size), op="char_rnn", hparams=sizes, doc=char_rnn.__doc__,
+        apply, f"char_rnn({cell}, {hidden_dim})", param_keys=None, init=init,
+        out_shape=lambda shape: (*shape, vocab_size), op="char_rnn", hparams=sizes,
     )  # fmt: skip
 
 

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 
-from funcnn.combinators import chain, sandwich
-from funcnn.core import Layer
+from funcnn.core import Layer, layer_factory
 from funcnn.layers import batch_norm as batch_norm_layer
-from funcnn.layers import conv, dense, max_pool, relu, spatial_batch_norm
+from funcnn.layers import chain, conv, dense, max_pool, relu, sandwich, spatial_batch_norm
 from funcnn.layers import dropout as dropout_layer
 
 
@@ -18,11 +16,13 @@ def _hidden(out_dim: int, batch_norm: bool, dropout: float) -> Layer:
     return sandwich(*layers, *([dropout_layer(dropout)] if dropout else []))
 
 
+@layer_factory
 def two_layer_net(hidden_dim: int = 100, num_classes: int = 10) -> Layer:
     """affine - relu - affine: x ``(N, d1..dk)`` -> scores ``(N, num_classes)``."""
-    return replace(fc_net((hidden_dim,), num_classes), doc=two_layer_net.__doc__)
+    return fc_net((hidden_dim,), num_classes)
 
 
+@layer_factory
 def fc_net(
     hidden_dims: Sequence[int] = (100, 100), num_classes: int = 10, batch_norm: bool = False, dropout: float = 0.0
 ) -> Layer:
@@ -37,9 +37,10 @@ def fc_net(
     [['b', 'beta', 'gamma', 'w'], ['b', 'beta', 'gamma', 'w'], ['b', 'w']]
     """
     net = chain(*(_hidden(h, batch_norm, dropout) for h in hidden_dims), dense(num_classes))
-    return replace(net, doc=fc_net.__doc__)
+    return net
 
 
+@layer_factory
 def three_layer_convnet(
     num_filters: int = 32,
     filter_size: int = 7,
@@ -64,4 +65,4 @@ def three_layer_convnet(
     norm = [spatial_batch_norm()] if batch_norm else []
     block = sandwich(first, *norm, relu, max_pool(pool_height=2, pool_width=2, stride=2))
     net = chain(block, _hidden(hidden_dim, batch_norm, dropout), dense(num_classes))
-    return replace(net, doc=three_layer_convnet.__doc__)
+    return net

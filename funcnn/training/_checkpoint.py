@@ -4,19 +4,18 @@ history, configuration), and resuming from one with every entry checked before i
 from __future__ import annotations
 
 import json
-import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from funcnn.checkpoint import SEP, load_checkpoint
-from funcnn.history import FitResult, History
+from funcnn._checks import whole_number
 from funcnn.optim import Optimizer, restore_state
+from funcnn.training._checkpoint_files import SEP, load_checkpoint
+from funcnn.training._history import FitResult, History
 from funcnn.tree import PyTree, tree_leaves_with_path, tree_map
-from funcnn.validation import whole_number
 
 
 @dataclass(frozen=True)
@@ -35,22 +34,9 @@ class Checkpoint:
     overwrite: bool = False
 
 
-def checkpoint_options(checkpoint: str | Path | Checkpoint | None, legacy: dict[str, Any]) -> Checkpoint | None:
-    """``checkpoint`` as a :class:`Checkpoint`; fit's former ``resume``, ``config`` and ``allow_config_change``
-    arguments still work for this release, with a DeprecationWarning."""
-    unknown = sorted(set(legacy) - {"resume", "config", "allow_config_change"})
-    if unknown:
-        raise TypeError(f"fit() got an unexpected keyword argument {unknown[0]!r}")
-    if legacy:
-        warnings.warn(
-            f"fit: {', '.join(sorted(legacy))} moved into checkpoint=fn.Checkpoint(path, resume=..., "
-            "config=..., allow_config_change=...); the old arguments go in the next release",
-            DeprecationWarning,
-            stacklevel=3,
-        )
-    if checkpoint is None or isinstance(checkpoint, Checkpoint):
-        return replace(checkpoint, **legacy) if checkpoint is not None and legacy else checkpoint
-    return Checkpoint(checkpoint, **legacy)
+def checkpoint_options(checkpoint: str | Path | Checkpoint | None) -> Checkpoint | None:
+    """``checkpoint`` (a path, or the settings) as a :class:`Checkpoint`; None stays None."""
+    return checkpoint if checkpoint is None or isinstance(checkpoint, Checkpoint) else Checkpoint(checkpoint)
 
 
 def checkpoint_tree(epoch: int, result: FitResult, config: dict[str, Any]) -> dict[str, Any]:

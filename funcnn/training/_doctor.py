@@ -13,14 +13,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from funcnn.core import VJP, Apply, State, bind, run
+from funcnn._checks import int_at_least, number_at_least
+from funcnn.core import VJP, LayerFn, State, bind, run
 from funcnn.gradcheck import LeafCheck, VJPCheckError, check_vjp
-from funcnn.init import init_state
+from funcnn.layers import init_state
 from funcnn.losses import Loss, loss_layer, softmax_loss, svm_loss
-from funcnn.objective import accuracy, l2_penalty, training_step
 from funcnn.optim import Optimizer
+from funcnn.training._objective import accuracy, l2_penalty, training_step
 from funcnn.tree import PyTree, keystr, tree_leaves_with_path, tree_map
-from funcnn.validation import int_at_least, number_at_least
 
 __all__ = ["DoctorCheck", "DoctorReport", "doctor"]
 
@@ -76,7 +76,7 @@ def _band(value: float, inner: tuple[float, float], outer: tuple[float, float]) 
 class _Setup:
     """The configuration under examination."""
 
-    net: Apply
+    net: LayerFn
     loss: Loss
     optimizer: Optimizer
     params: PyTree
@@ -128,7 +128,7 @@ def _reg_raises_loss(setup: _Setup, x: np.ndarray, y: np.ndarray) -> DoctorCheck
     return DoctorCheck(name, "pass" if with_reg > base else "fail", measured, "higher with reg")
 
 
-def _with_loss(net: Apply, loss: Loss, y: np.ndarray) -> Apply:
+def _with_loss(net: LayerFn, loss: Loss, y: np.ndarray) -> LayerFn:
     """``net`` followed by ``loss`` on labels ``y``: ``(params, x) -> (scalar loss, vjp)``, params as net's."""
 
     def apply(params: PyTree, x: np.ndarray) -> tuple[np.ndarray, VJP]:
@@ -139,7 +139,7 @@ def _with_loss(net: Apply, loss: Loss, y: np.ndarray) -> Apply:
     return apply
 
 
-def _l2_term(reg: float) -> Apply:
+def _l2_term(reg: float) -> LayerFn:
     """The L2 penalty as a layer of params: ``(params, x) -> (penalty, vjp)``."""
 
     def apply(params: PyTree, x: np.ndarray) -> tuple[np.ndarray, VJP]:
@@ -149,7 +149,7 @@ def _l2_term(reg: float) -> Apply:
     return apply
 
 
-def _gradient_check(name: str, f: Apply, setup: _Setup, x: np.ndarray) -> DoctorCheck:
+def _gradient_check(name: str, f: LayerFn, setup: _Setup, x: np.ndarray) -> DoctorCheck:
     try:
         report = check_vjp(f, setup.params, x, seed=setup.seed, on_kink="ignore")
     except VJPCheckError as error:
@@ -198,7 +198,7 @@ def _update_ratios(setup: _Setup, x: np.ndarray, y: np.ndarray, steps: int, batc
 
 
 def doctor(
-    net: Apply,
+    net: LayerFn,
     params: PyTree,
     data: tuple[np.ndarray, np.ndarray],
     optimizer: Optimizer,

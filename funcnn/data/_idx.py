@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import DTypeLike
 
+from funcnn._checks import floating_dtype, one_of
 from funcnn.data._io import PathLike, check_labels, missing, open_data, read_at_most, scale
-from funcnn.data.types import DataFormatError, Dataset
-from funcnn.validation import floating_dtype, one_of
+from funcnn.data._types import DataFormatError, Dataset
 
 __all__ = ["load_idx", "load_mnist"]
 

@@ -9,10 +9,10 @@ from typing import Any
 
 import numpy as np
 
-from funcnn.core import Apply, Layer, State, pull_back, run
+from funcnn._checks import number_at_least
+from funcnn.core import Layer, LayerFn, State, pull_back, run
 from funcnn.losses import Loss, softmax_loss
 from funcnn.tree import PyTree, tree_add, tree_leaves_with_path, tree_map_with_path
-from funcnn.validation import number_at_least
 
 Objective = Callable[[PyTree, np.ndarray, np.ndarray], tuple[float, PyTree]]
 # step(params, x, y, state, rng) -> (loss, grads, new_state): one training-mode evaluation of a network.
@@ -48,7 +48,7 @@ def _l2_term(owner: str, reg: float) -> AddL2:
     return add
 
 
-def _step(net: Apply, loss: Loss, add_l2: AddL2) -> Step:
+def _step(net: LayerFn, loss: Loss, add_l2: AddL2) -> Step:
     """The training step, written once: the forward pass in training mode, the loss, the pull-back to the
     params (``need_dx=False``: nobody needs the data's gradient) and the L2 term."""
 
@@ -63,7 +63,7 @@ def _step(net: Apply, loss: Loss, add_l2: AddL2) -> Step:
     return step
 
 
-def training_step(net: Apply, loss: Loss = softmax_loss, reg: float = 0.0, *, owner: str = "training_step") -> Step:
+def training_step(net: LayerFn, loss: Loss = softmax_loss, reg: float = 0.0, *, owner: str = "training_step") -> Step:
     """``step(params, x, y, state=(), rng=None) -> (loss, grads, new_state)``: ``net`` in training mode on
     ``x`` (``(N, ...)``) from ``state``, ``loss`` on labels ``y`` (``(N,)``) plus the L2 term at ``reg``,
     and the gradients of it all, mirroring ``params``. What :func:`funcnn.fit` and :func:`funcnn.doctor`
@@ -71,7 +71,7 @@ def training_step(net: Apply, loss: Loss = softmax_loss, reg: float = 0.0, *, ow
     return _step(net, loss, _l2_term(owner, reg))
 
 
-def value_and_grad(net: Apply, loss: Loss = softmax_loss) -> Objective:
+def value_and_grad(net: LayerFn, loss: Loss = softmax_loss) -> Objective:
     """``objective(params, x, y) -> (loss, grads)`` for a network ending in class scores and a loss
     such as :func:`funcnn.softmax_loss`; ``grads`` mirrors ``params``. A moded network (batch norm,
     dropout) needs its state and mode: :func:`funcnn.bind` it first, or train it with :func:`fit`."""
@@ -100,7 +100,7 @@ def with_l2(objective: Objective, reg: float) -> Objective:
 
 
 def _predictions(
-    owner: str, net: Apply, params: PyTree, x: np.ndarray, state: State, batch_size: int
+    owner: str, net: LayerFn, params: PyTree, x: np.ndarray, state: State, batch_size: int
 ) -> tuple[np.ndarray, int]:
     """The predicted class of each example of ``x`` (``(N,)``, or ``(N, T)`` for a sequence's scores
     ``(N, T, C)``) and the number of classes of the scores."""
@@ -115,7 +115,7 @@ def _predictions(
     return np.concatenate(predicted), classes[0]
 
 
-def predict(net: Apply, params: PyTree, x: np.ndarray, state: State = (), batch_size: int = 500) -> np.ndarray:
+def predict(net: LayerFn, params: PyTree, x: np.ndarray, state: State = (), batch_size: int = 500) -> np.ndarray:
     """Predicted class of each example, in evaluation mode: ``argmax`` of the scores over their last axis,
     computed in batches; ``(N,)`` for scores ``(N, C)``, ``(N, T)`` for a sequence's scores ``(N, T, C)``.
     ``state`` is the network's (batch norm's running statistics), if it has one. An empty ``x`` is a
@@ -135,7 +135,7 @@ def check_labels(owner: str, y: np.ndarray, classes: int) -> None:
 
 
 def accuracy(
-    net: Apply, params: PyTree, x: np.ndarray, y: np.ndarray, state: State = (), batch_size: int = 500
+    net: LayerFn, params: PyTree, x: np.ndarray, y: np.ndarray, state: State = (), batch_size: int = 500
 ) -> float:
     """Fraction of examples whose predicted class (in evaluation mode) is ``y`` (``(N,)`` ints, each one of
     the scores' classes); for sequences (``y`` ``(N, T)``, scores ``(N, T, C)``), the fraction of steps.

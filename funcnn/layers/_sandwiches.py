@@ -10,13 +10,17 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from funcnn.combinators import sandwich
-from funcnn.core import Layer
-from funcnn.layers import affine, conv, conv_naive, dense, max_pool, max_pool_naive, relu
+from funcnn.core import Layer, layer_factory
+from funcnn.layers._activations import relu
+from funcnn.layers._affine import affine, dense
+from funcnn.layers._combinators import sandwich
+from funcnn.layers._conv import conv, conv_naive
+from funcnn.layers._pool import max_pool, max_pool_naive
 
 affine_relu = replace(sandwich(affine, relu), doc="""``relu(affine(params, x))``: x ``(N, d1..dk)`` -> ``(N, M)``.""")
 
 
+@layer_factory
 def dense_relu(out_dim: int) -> Layer:
     """:data:`affine_relu` with a known output size, for :func:`funcnn.init_params`.
 
@@ -24,9 +28,10 @@ def dense_relu(out_dim: int) -> Layer:
     >>> block.out_shape((2, 3)), block.param_keys
     ((4,), ('w', 'b'))
     """
-    return replace(sandwich(dense(out_dim), relu), doc=dense_relu.__doc__)
+    return sandwich(dense(out_dim), relu)
 
 
+@layer_factory
 def conv_relu(
     stride: int = 1,
     pad: int = 0,
@@ -47,9 +52,10 @@ def conv_relu(
     ((2, 6, 8, 8), True)
     """
     first = (conv_naive if naive else conv)(stride=stride, pad=pad, filters=filters, kernel_size=kernel_size)
-    return replace(sandwich(first, relu), doc=conv_relu.__doc__)
+    return sandwich(first, relu)
 
 
+@layer_factory
 def conv_relu_pool(
     conv_param: dict[str, Any] | None = None, pool_param: dict[str, Any] | None = None, *, naive: bool = False
 ) -> Layer:
@@ -65,4 +71,4 @@ def conv_relu_pool(
     conv_param = {"stride": 1, "pad": 1} if conv_param is None else conv_param
     pool_param = {"pool_height": 2, "pool_width": 2, "stride": 2} if pool_param is None else pool_param
     layers = (conv_naive if naive else conv)(**conv_param), relu, (max_pool_naive if naive else max_pool)(**pool_param)
-    return replace(sandwich(*layers), doc=conv_relu_pool.__doc__)
+    return sandwich(*layers)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from funcnn.validation import fraction, int_at_least
+from funcnn._checks import fraction, int_at_least
 
 __all__ = ["CharText", "char_text", "windows"]
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import DTypeLike
 
+from funcnn._checks import floating_dtype, one_of
 from funcnn.data._io import PathLike, check_labels, read_file, scale
-from funcnn.data.types import DataFormatError, Dataset
-from funcnn.validation import floating_dtype, one_of
+from funcnn.data._types import DataFormatError, Dataset
 
 __all__ = ["load_cifar10_binary"]
 

@@ -33,13 +33,14 @@ up to 256 cells); dropout its mask as bits; sigmoid its slope; the norms the nor
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
-from funcnn.core import Layer, Shape
+from funcnn.core import Layer, OpRules, Shape
 
-__all__ = ["Cost", "leaf_cost", "leaf_params"]
+__all__ = ["COST_RULES", "Cost", "cost_rule", "leaf_cost"]
 
 
 @dataclass(frozen=True)
@@ -56,11 +57,25 @@ class Cost:
     alias: bool = False
 
 
+# rule(layer, in_shape, out_shape, itemsize) -> Cost, shapes of a batch (with N)
+CostRule = Callable[[Layer, Shape, Shape, int], Cost]
+COST_RULES: OpRules[CostRule] = OpRules("cost rule", "@funcnn.analysis.cost_rule(op)")
+cost_rule = COST_RULES.register
+
 # Per element: (forward, backward) FLOPs of the elementwise layers and the norms.
 ELEMENTWISE = {
     "relu": (1, 1), "leaky_relu": (2, 2), "tanh": (1, 3), "sigmoid": (8, 1), "dropout": (2, 1),
     "batch_norm": (7, 11), "spatial_batch_norm": (7, 11), "layer_norm": (7, 11), "group_norm": (7, 11),
 }  # fmt: skip
+# The recurrent layers: (gates, biases) by op; their input is a tuple ((N, [T,] D), (N, H)[, (N, H)]).
+RECURRENT = {
+    "rnn": (1, 1), "lstm": (4, 1), "gru": (3, 2), "rnn_step": (1, 1), "lstm_step": (4, 1), "gru_step": (3, 2),
+}  # fmt: skip
+
+
+def leaf_cost(layer: Layer, in_shape: Shape, out_shape: Shape, itemsize: int) -> Cost:
+    """The :class:`Cost` of a leaf layer for a batch (``in_shape`` and ``out_shape`` with N), by its op's rule."""
+    return COST_RULES.of(layer)(layer, in_shape, out_shape, itemsize)
 
 
 def _pair(value: object) -> tuple[int, int]:
@@ -69,93 +84,91 @@ def _pair(value: object) -> tuple[int, int]:
     return int(value), int(value)  # type: ignore[call-overload]
 
 
-# The recurrent layers: (gates, biases) by op; their input is a tuple ((N, [T,] D), (N, H)[, (N, H)]).
-RECURRENT = {
-    "rnn": (1, 1), "lstm": (4, 1), "gru": (3, 2), "rnn_step": (1, 1), "lstm_step": (4, 1), "gru_step": (3, 2),
-}  # fmt: skip
+def _counted(shape: Shape) -> bool:
+    """Whether ``shape`` is one array's (not a tuple input's, as a scan's)."""
+    return all(isinstance(d, (int, np.integer)) for d in shape)
 
 
-def _recurrent_sizes(layer: Layer, in_shape: Shape) -> tuple[int, int, int, int]:
-    """``(steps, D, H, G)`` of a recurrent layer's input shape (with N: steps is N*T)."""
-    x, h = in_shape[0], in_shape[1]
-    return math.prod(x[:-1]), x[-1], h[-1], RECURRENT[layer.op][0] * h[-1]  # type: ignore[index]
-
-
-def leaf_params(layer: Layer, in_shape: Shape, out_shape: Shape) -> int | None:
-    """The number of parameters of a leaf layer fed one example of ``in_shape`` (no batch axis);
-    ``None`` when its op does not say (a user's layer)."""
-    op, hp = layer.op, layer.hparams
-    if op in RECURRENT:
-        _, d, h, g = _recurrent_sizes(layer, in_shape)
-        return (d + h + RECURRENT[op][1]) * g
-    if op == "word_embedding":
-        return int(hp["vocab"]) * int(hp["dim"]) if "vocab" in hp else None
-    if op == "temporal_affine":
-        return (in_shape[-1] + 1) * out_shape[-1]
-    if op == "conv":
-        hh, ww = _pair(hp["kernel_size"])
-        return out_shape[0] * (in_shape[0] * hh * ww + 1)
-    if op == "affine":
-        return (math.prod(in_shape) + 1) * out_shape[0]
-    if op in ("batch_norm", "spatial_batch_norm", "group_norm"):
-        return 2 * in_shape[0]
-    if op == "layer_norm":
-        return 2 * math.prod(in_shape)
-    if op in ("custom", "loss", "scan"):  # scan: its cell's, made by its init when it has one
-        return None
-    return 0
-
-
-def leaf_cost(layer: Layer, in_shape: Shape, out_shape: Shape, itemsize: int) -> Cost:
-    """The :class:`Cost` of a leaf layer for a batch: ``in_shape`` and ``out_shape`` with N."""
-    op, hp = layer.op, layer.hparams
-    if op in RECURRENT:
-        return _recurrent_cost(layer, in_shape, itemsize)
-    if op == "word_embedding":  # a gather; its vjp keeps the (int64) indices and its output
-        return Cost(0, math.prod(out_shape), math.prod(in_shape) * np.dtype(np.int64).itemsize, False, True)
-    if op == "temporal_affine":  # an affine map at every step; its vjp keeps x and its output
-        products = math.prod(out_shape) * in_shape[-1]
-        return Cost(2 * products, 4 * products, 0, True, True)
-    if not all(isinstance(d, (int, np.integer)) for d in (*in_shape, *out_shape)):
-        return Cost(None, None, None)  # another layer with a tuple input or output (scan): not counted
-    n_in, n_out = math.prod(in_shape), math.prod(out_shape)
-    if op == "conv":
-        hh, ww = _pair(hp["kernel_size"])
-        forward = 2 * n_out * in_shape[1] * hh * ww
-        if hp.get("naive"):  # keeps the zero-padded input too
-            pad = int(hp["pad"])
-            padded = in_shape[0] * in_shape[1] * (in_shape[2] + 2 * pad) * (in_shape[3] + 2 * pad)
-            return Cost(forward, 2 * forward, padded * itemsize, True)
-        return Cost(forward, 2 * forward, 0, True)
-    if op == "affine":
-        products = math.prod(in_shape[1:]) * n_out
-        return Cost(2 * products, 4 * products, 0, True)
-    if op == "max_pool":
-        ph, pw = int(hp["pool_height"]), int(hp["pool_width"])
-        return Cost(n_out * (ph * pw - 1), n_out, n_out * np.min_scalar_type(ph * pw - 1).itemsize)  # the offsets
-    if op == "avg_pool":
-        window = int(hp["pool_height"]) * int(hp["pool_width"])
-        return Cost(n_out * window, n_out * window, 0)
-    if op == "global_avg_pool":
-        return Cost(n_in, n_in, 0)
-    if op == "identity":
-        return Cost(0, 0, 0, True, False, alias=True)
-    if op in ELEMENTWISE:
-        forward, backward = ELEMENTWISE[op]
-        keeps_output = op in ("relu", "leaky_relu", "tanh")
-        return Cost(forward * n_in, backward * n_in, _kept_arrays(layer, in_shape, itemsize), False, keeps_output)
+@cost_rule("custom", "loss", "scan", "char_rnn", "captioning_rnn")
+def _not_counted(layer: Layer, in_shape: Shape, out_shape: Shape, itemsize: int) -> Cost:
+    """A user's layer, a loss, a scan over a user's cell and the course's sequence nets: unknown."""
     return Cost(None, None, None)
 
 
-def _recurrent_cost(layer: Layer, in_shape: Shape, itemsize: int) -> Cost:
+@cost_rule(*RECURRENT)
+def _recurrent_cost(layer: Layer, in_shape: Shape, out_shape: Shape, itemsize: int) -> Cost:
     """The matrix products of all steps; the vjp keeps the input, the output (every step's h) and
     the gates (the LSTM also its cells, their tanh and zero c0, the GRU also ``h wh + bh``)."""
-    steps, d, h, g = _recurrent_sizes(layer, in_shape)
-    n = in_shape[0][0]  # type: ignore[index]
+    x, state = in_shape[0], in_shape[1]
+    n, steps, d, h = x[0], math.prod(x[:-1]), x[-1], state[-1]  # type: ignore[index]
+    g = RECURRENT[layer.op][0] * h
     inner = {"rnn": 0, "lstm": steps * (g + 2 * h) + n * h, "gru": 2 * steps * g}[layer.op.removesuffix("_step")]
     if layer.op == "lstm_step":  # its c is an output, and c0 an input; it keeps the gates and tanh(c)
         inner = steps * (g + h)
     return Cost(2 * steps * (d + h) * g, 4 * steps * (d + h) * g, inner * itemsize, True, True)
+
+
+@cost_rule("word_embedding")
+def _gather(layer: Layer, in_shape: Shape, out_shape: Shape, itemsize: int) -> Cost:
+    """A gather; its vjp keeps the (int64) indices and its output."""
+    return Cost(0, math.prod(out_shape), math.prod(in_shape) * np.dtype(np.int64).itemsize, False, True)
+
+
+@cost_rule("temporal_affine")
+def _temporal_affine(layer: Layer, in_shape: Shape, out_shape: Shape, itemsize: int) -> Cost:
+    """An affine map at every step; its vjp keeps x and its output."""
+    products = math.prod(out_shape) * in_shape[-1]
+    return Cost(2 * products, 4 * products, 0, True, True)
+
+
+@cost_rule("conv")
+def _conv(layer: Layer, in_shape: Shape, out_shape: Shape, itemsize: int) -> Cost:
+    hh, ww = _pair(layer.hparams["kernel_size"])
+    forward = 2 * math.prod(out_shape) * in_shape[1] * hh * ww
+    if layer.hparams.get("naive"):  # keeps the zero-padded input too
+        pad = int(layer.hparams["pad"])
+        padded = in_shape[0] * in_shape[1] * (in_shape[2] + 2 * pad) * (in_shape[3] + 2 * pad)
+        return Cost(forward, 2 * forward, padded * itemsize, True)
+    return Cost(forward, 2 * forward, 0, True)
+
+
+@cost_rule("affine")
+def _affine(layer: Layer, in_shape: Shape, out_shape: Shape, itemsize: int) -> Cost:
+    products = math.prod(in_shape[1:]) * math.prod(out_shape)
+    return Cost(2 * products, 4 * products, 0, True)
+
+
+@cost_rule("max_pool")
+def _max_pool(layer: Layer, in_shape: Shape, out_shape: Shape, itemsize: int) -> Cost:
+    """Its vjp keeps each output's offset in its window."""
+    ph, pw, n_out = int(layer.hparams["pool_height"]), int(layer.hparams["pool_width"]), math.prod(out_shape)
+    return Cost(n_out * (ph * pw - 1), n_out, n_out * np.min_scalar_type(ph * pw - 1).itemsize)
+
+
+@cost_rule("avg_pool")
+def _avg_pool(layer: Layer, in_shape: Shape, out_shape: Shape, itemsize: int) -> Cost:
+    window, n_out = int(layer.hparams["pool_height"]) * int(layer.hparams["pool_width"]), math.prod(out_shape)
+    return Cost(n_out * window, n_out * window, 0)
+
+
+@cost_rule("global_avg_pool")
+def _global_avg_pool(layer: Layer, in_shape: Shape, out_shape: Shape, itemsize: int) -> Cost:
+    return Cost(math.prod(in_shape), math.prod(in_shape), 0)
+
+
+@cost_rule("identity")
+def _identity(layer: Layer, in_shape: Shape, out_shape: Shape, itemsize: int) -> Cost:
+    return Cost(0, 0, 0, True, False, alias=True)
+
+
+@cost_rule(*ELEMENTWISE)
+def _elementwise(layer: Layer, in_shape: Shape, out_shape: Shape, itemsize: int) -> Cost:
+    if not _counted(in_shape):
+        return Cost(None, None, None)
+    forward, backward = ELEMENTWISE[layer.op]
+    n_in = math.prod(in_shape)
+    keeps_output = layer.op in ("relu", "leaky_relu", "tanh")
+    return Cost(forward * n_in, backward * n_in, _kept_arrays(layer, in_shape, itemsize), False, keeps_output)
 
 
 def _kept_arrays(layer: Layer, shape: Shape, itemsize: int) -> int:

@@ -8,13 +8,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from funcnn.core import Apply, State
-from funcnn.init import init_state
+from funcnn._checks import int_at_least, number_at_least
+from funcnn.core import LayerFn, State
+from funcnn.layers import init_state
 from funcnn.losses import Loss, softmax_loss
-from funcnn.objective import training_step
 from funcnn.optim import Optimizer, adam
+from funcnn.training._objective import training_step
 from funcnn.tree import PyTree, tree_leaves
-from funcnn.validation import int_at_least, number_at_least
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class LRFind:
 
 
 def lr_find(
-    net: Apply,
+    net: LayerFn,
     params: PyTree,
     x: np.ndarray,
     y: np.ndarray,

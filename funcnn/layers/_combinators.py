@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from funcnn._checks import cotangent, float_array, like, no_params, read_only, same_shape_as_input, wrong_keys
 from funcnn.core import (
     VJP,
     Init,
@@ -24,6 +25,7 @@ from funcnn.core import (
     StateInit,
     WeightScale,
     as_layer,
+    layer_factory,
     layer_name,
     moded_layer,
     output_shape,
@@ -31,9 +33,8 @@ from funcnn.core import (
     run,
     skips_dx,
 )
-from funcnn.init import init_params, init_state
+from funcnn.layers._init import init_params, init_state
 from funcnn.tree import PyTree
-from funcnn.validation import cotangent, float_array, like, no_params, read_only, same_shape_as_input, wrong_keys
 
 Forward = Callable[[PyTree, np.ndarray, State, bool, "np.random.Generator | None"], tuple[np.ndarray, VJP, State]]
 
@@ -59,7 +60,7 @@ def _build(
         y, vjp, _ = forward(params, x, (), False, None)
         return y, vjp
 
-    return Layer(apply, name, param_keys, init, out_shape=out_shape, op=op, children=children)
+    return Layer(apply, name, param_keys=param_keys, init=init, out_shape=out_shape, op=op, children=children)
 
 
 def _same_shapes(who: str, shapes: Sequence[tuple[str, Shape]], rule: str = "") -> None:
@@ -102,6 +103,7 @@ def _per_layer(name: str, what: str, tree: PyTree, count: int) -> tuple[PyTree, 
     return tuple(tree)
 
 
+@layer_factory
 def chain(*layers: LayerFn) -> Layer:
     """Compose layers in order: ``chain(f, g)(params, x) = g(params[1], f(params[0], x))``.
 
@@ -219,6 +221,7 @@ def _merge(parts: Sequence[PyTree]) -> PyTree:
     return merged if merged else ()
 
 
+@layer_factory
 def sandwich(*layers: LayerFn) -> Layer:
     """Compose layers in order, with their params merged into one flat dict.
 
@@ -270,6 +273,7 @@ def sandwich(*layers: LayerFn) -> Layer:
     return _build(name, forward, children, param_keys, init, state_keys, state_init, out_shape, "sandwich")
 
 
+@layer_factory
 def fan_out(*branches: LayerFn) -> Layer:
     """Feed the same input to every branch and sum their outputs: ``y = sum_i f_i(params[i], x)``.
 
@@ -332,9 +336,10 @@ def _identity(params: PyTree, x: np.ndarray) -> tuple[np.ndarray, VJP]:
     return read_only(x), lambda dy: ((), read_only(cotangent("identity", dy, x)))
 
 
-identity = Layer(_identity, "identity", (), out_shape=same_shape_as_input("identity"), op="identity")
+identity = Layer(_identity, "identity", param_keys=(), out_shape=same_shape_as_input("identity"), op="identity")
 
 
+@layer_factory
 def residual(f: LayerFn) -> Layer:
     """``y = x + f(params, x)``, a skip connection around ``f`` (params and state are ``f``'s);
     ``f`` must keep the input's shape. The gradient of ``x`` adds the skip and ``f``'s path.
@@ -408,13 +413,16 @@ def _keeping_products(f: Layer, tape: list[Any]) -> Layer:
             tape[0].append((y, vjp))
             return y, vjp
 
-        return Layer(apply, f.name, f.param_keys, f.init, out_shape=f.out_shape, op=f.op, hparams=f.hparams)
+        return Layer(
+            apply, f.name, param_keys=f.param_keys, init=f.init, out_shape=f.out_shape, op=f.op, hparams=f.hparams
+        )
     if f.op in ("chain", "sandwich"):
         children = [_keeping_products(child, tape) for child in f.children]
         return chain(*children) if f.op == "chain" else sandwich(*children)
     return f
 
 
+@layer_factory
 def remat(f: LayerFn, policy: str = "nothing") -> Layer:
     """``f`` rematerialized (``jax.checkpoint``): its forward pass keeps only ``x`` (and params, state
     and the random generator's state), and its vjp runs ``f``'s forward again to pull back, trading
@@ -470,10 +478,11 @@ def remat(f: LayerFn, policy: str = "nothing") -> Layer:
         y, vjp, _ = forward(params, x, (), False, None)
         return y, vjp
 
-    return Layer(apply, name, child.param_keys, child.init, out_shape=child.out_shape, op="remat",
+    return Layer(apply, name, param_keys=child.param_keys, init=child.init, out_shape=child.out_shape, op="remat",
                  hparams=hparams, children=(child,))  # fmt: skip
 
 
+@layer_factory
 def remat_chain(*layers: LayerFn, every: int = 1, policy: str = "nothing") -> Layer:
     """``chain(*layers)`` with every run of ``every`` consecutive layers (blocks) wrapped in
     :func:`remat`: params are a tuple with one entry per group, each the group's chain params (a

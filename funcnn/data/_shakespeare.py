@@ -9,8 +9,8 @@ import functools
 import gzip
 from importlib import resources
 
-from funcnn.data.text import CharText, char_text
-from funcnn.data.types import DataFormatError
+from funcnn.data._text import CharText, char_text
+from funcnn.data._types import DataFormatError
 
 __all__ = ["SHAKESPEARE_CHARS", "SHAKESPEARE_RESOURCE", "load_shakespeare", "shakespeare_text"]
 

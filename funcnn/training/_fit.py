@@ -1,62 +1,46 @@
 """The reproducible training loop :func:`fit`, with callbacks, progress, checkpoints and resume.
 
-The objective is in :mod:`funcnn.objective`, what fit records in :mod:`funcnn.history`, its checkpoints in
-:mod:`funcnn.resume`; their public names are importable from here too."""
+The objective and its step are in ``_objective``, what fit records in ``_history``, its checkpoints in
+``_checkpoint``."""
 
 from __future__ import annotations
 
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from funcnn._checks import int_at_least
 from funcnn.augment import Augment
-from funcnn.checkpoint import save_checkpoint
-from funcnn.core import Apply, State, layer_name, run
-from funcnn.history import Callback, EpochEnd, FitResult, History, callback_name, check_callbacks, early_stopping
-from funcnn.init import init_state
+from funcnn.core import LayerFn, State, layer_name, run
+from funcnn.layers import init_state
 from funcnn.losses import Loss, softmax_loss
-from funcnn.memory import keep_freed_memory
-from funcnn.objective import (
-    Objective,
+from funcnn.optim import Optimizer
+from funcnn.training._checkpoint import Checkpoint, checkpoint_options, checkpoint_tree, non_finite, resume_run
+from funcnn.training._checkpoint_files import save_checkpoint
+from funcnn.training._history import (
+    Callback,
+    EpochEnd,
+    FitResult,
+    History,
+    callback_name,
+    check_callbacks,
+)
+from funcnn.training._memory import keep_freed_memory
+from funcnn.training._objective import (
     Step,
     accuracy,
     check_labels,
-    l2_penalty,
-    predict,
     training_step,
-    value_and_grad,
-    with_l2,
 )
-from funcnn.optim import Optimizer
-from funcnn.progress import EpochProgress
-from funcnn.resume import Checkpoint, checkpoint_options, checkpoint_tree, non_finite, resume_run
+from funcnn.training._progress import EpochProgress
 from funcnn.tree import PyTree
-from funcnn.validation import int_at_least
 
-__all__ = [
-    "Callback",
-    "Checkpoint",
-    "EpochEnd",
-    "FitResult",
-    "History",
-    "Objective",
-    "TrainingInterrupted",
-    "accuracy",
-    "batch_starts",
-    "early_stopping",
-    "fit",
-    "is_ctrl_c",
-    "l2_penalty",
-    "predict",
-    "training_step",
-    "value_and_grad",
-    "with_l2",
-]
+__all__ = ["TrainingInterrupted", "batch_starts", "fit", "is_ctrl_c"]
 
 
 def _asks_to_stop(callbacks: Sequence[Callback], end: EpochEnd) -> str | None:
@@ -134,36 +118,136 @@ def _check_pair(what: str, pair: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndar
     return x, y
 
 
+@dataclass(frozen=True)
+class _Loop:
+    """What every epoch of one :func:`fit` uses: the step, the data, the settings, and where lines go."""
+
+    net: LayerFn
+    step: Step
+    optimizer: Optimizer
+    train: tuple[np.ndarray, np.ndarray]
+    val: tuple[np.ndarray, np.ndarray]
+    starts: list[int]
+    epochs: int
+    seed: int
+    num_train_samples: int
+    augment: Augment | None
+    log: Callable[[str], None] | None
+
+    def batches(self, epoch: int) -> list[np.ndarray]:
+        """The epoch's minibatches of indices, in an order drawn from the seed and the epoch."""
+        n = len(self.train[0])
+        order = np.random.default_rng([self.seed, epoch]).permutation(n)
+        return [order[start:end] for start, end in zip(self.starts, [*self.starts[1:], n])]
+
+    def accuracies(self, params: PyTree, state: State, epoch: int) -> tuple[float, float]:
+        """Train accuracy on ``num_train_samples`` examples drawn for the epoch, and validation accuracy."""
+        (x, y), n = self.train, len(self.train[0])
+        sample = np.random.default_rng([self.seed, epoch, 1]).permutation(n)[: self.num_train_samples]
+        return accuracy(self.net, params, x[sample], y[sample], state), accuracy(self.net, params, *self.val, state)
+
+    def line(self, progress: EpochProgress, epoch: int, losses: list[float], history: History) -> str:
+        """The line after epoch ``epoch``: its mean loss, the accuracies, speed, time and the time left."""
+        seconds, left = history.epoch_seconds[-1], _clock(history.epoch_seconds[-1] * (self.epochs - epoch))
+        return (
+            f"{progress.label}  loss {np.mean(losses):.4f}  train acc {history.train_acc_history[-1]:.3f}  "
+            f"val acc {history.val_acc_history[-1]:.3f}  "
+            f"{len(self.train[0]) / seconds:,.0f} img/s  {seconds:.1f} s  left {left}"
+        )
+
+
 def _train_epoch(
-    step: Step,
-    optimizer: Optimizer,
-    result: FitResult,
-    data: tuple[np.ndarray, np.ndarray],
-    batches: list[np.ndarray],
-    rng: np.random.Generator,
-    epoch: int,
-    progress: EpochProgress,
-    diverged: Callable[[str], ValueError],
-    augmenting: tuple[Augment, np.random.Generator] | None = None,
-) -> tuple[PyTree, Any, State, list[float]]:
-    """Epoch ``epoch``: one optimizer step per batch of indices into ``data``, from ``result``'s params,
-    optimizer state and network state; ``(params, opt_state, state, losses)``. A non-finite loss raises
-    ``diverged(what happened)``. ``augmenting``: an augmentation and its generator for the epoch."""
-    (x, y), params, opt_state, state = data, result.params, result.opt_state, result.state
+    loop: _Loop, result: FitResult, epoch: int, diverged: Callable[[str], ValueError]
+) -> tuple[PyTree, Any, State, list[float], EpochProgress]:
+    """Epoch ``epoch``: one optimizer step per minibatch, from ``result``'s params, optimizer state and
+    network state; ``(params, opt_state, state, losses, progress)``. A non-finite loss raises
+    ``diverged(what happened)``. Dropout masks and augmentation draw from generators of the seed and epoch."""
+    (x, y), params, opt_state, state = loop.train, result.params, result.opt_state, result.state
+    batches = loop.batches(epoch)
+    rng = np.random.default_rng([loop.seed, epoch, 2])  # dropout masks
+    augmenting = np.random.default_rng([loop.seed, epoch, 3])
+    progress = EpochProgress(loop.log, epoch, loop.epochs, len(batches))
     losses = []
     try:
         for i, batch in enumerate(batches):
-            inputs = x[batch] if augmenting is None else augmenting[0](augmenting[1], x[batch])
-            value, grads, state = step(params, inputs, y[batch], state, rng)
+            inputs = x[batch] if loop.augment is None else loop.augment(augmenting, x[batch])
+            value, grads, state = loop.step(params, inputs, y[batch], state, rng)
             if not np.isfinite(value):
                 raise diverged(f"the loss is {value} at epoch {epoch}, step {i + 1} of {len(batches)}")
             with np.errstate(over="ignore", invalid="ignore"):  # params that overflow are refused after the epoch
-                params, opt_state = optimizer.update(grads, opt_state, params)
+                params, opt_state = loop.optimizer.update(grads, opt_state, params)
             losses.append(value)
             progress.step(i + 1, value, len(batch))
     finally:
         progress.close()
-    return params, opt_state, state, losses
+    bad = non_finite({"params": params, "state": state, "opt_state": opt_state})
+    if bad:  # an update can overflow after a finite loss: never save, nor continue from, such params
+        raise diverged(f"after epoch {epoch}, {', '.join(bad[:5])} hold NaN or infinity")
+    return params, opt_state, state, losses, progress
+
+
+def _config(
+    net: LayerFn,
+    optimizer: Optimizer,
+    x_train: np.ndarray,
+    settings: dict[str, Any],
+    augment: Augment | None,
+    saving: Checkpoint | None,
+) -> dict[str, Any]:
+    """The run's configuration as a checkpoint stores it (JSON as it reads back: tuples become lists)."""
+    config = {
+        "net": layer_name(net),
+        "optimizer": optimizer.name,
+        "optimizer_hyperparams": _hyperparams(optimizer),
+        **settings,
+        "dtype": str(x_train.dtype),
+        # a run without augmentation keeps the configuration it always had (its checkpoints resume as before)
+        **({} if augment is None else {"augment": str(getattr(augment, "__name__", type(augment).__name__))}),
+        **(saving.config or {} if saving is not None else {}),
+    }
+    return dict(json.loads(json.dumps(config)))
+
+
+def _resumed(
+    saving: Checkpoint | None,
+    result: FitResult,
+    config: dict[str, Any],
+    loop: _Loop,
+    callbacks: Sequence[Callback],
+) -> tuple[FitResult, int]:
+    """``(result, last epoch done)``: ``result`` and 0 for a fresh run, else what the checkpoint holds, refused
+    when it is another run's (without ``resume`` or ``overwrite``), already done, or stopped by a callback that
+    would stop it again."""
+    if saving is None or not Path(saving.path).exists():
+        return result, 0
+    if not (saving.resume or saving.overwrite):
+        raise ValueError(
+            f"fit: checkpoint {saving.path} already exists; continue it with fn.Checkpoint(path, resume=True), "
+            "replace it with overwrite=True, or choose another path"
+        )
+    if not saving.resume:
+        return result, 0
+    result, start_epoch = resume_run(saving, result, config, loop.optimizer)
+    if start_epoch >= loop.epochs:
+        raise ValueError(
+            f"fit: checkpoint {saving.path} is already after epoch {start_epoch}; "
+            f"ask for more epochs than {loop.epochs} to continue"
+        )
+    if result.stopped_by is not None:
+        end = EpochEnd(start_epoch, result.history, result.params, result.state)
+        _refuse_to_stop_again(saving.path, callbacks, end, result.stopped_by)
+        result = replace(result, stopped_by=None)
+    if loop.log:
+        loop.log(f"resumed from {saving.path} after epoch {start_epoch}")
+    return result, start_epoch
+
+
+def _check_labels_fit(net: LayerFn, params: PyTree, state: State, y_train: np.ndarray, val: tuple[Any, Any]) -> None:
+    """Labels the scores cannot match would give accuracy 0 to the end: refused before the first epoch."""
+    scores = run(net, params, val[0][:1], state, train=False)[0]
+    if np.ndim(scores) == 2:
+        for what, y in (("train", y_train), ("val", val[1])):
+            check_labels(f"fit: {what}", y, scores.shape[1])
 
 
 def _hyperparams(optimizer: Optimizer) -> dict[str, Any]:
@@ -183,7 +267,7 @@ def _clock(seconds: float) -> str:
 
 
 def fit(
-    net: Apply,
+    net: LayerFn,
     params: PyTree,
     train: tuple[np.ndarray, np.ndarray],
     val: tuple[np.ndarray, np.ndarray],
@@ -200,7 +284,6 @@ def fit(
     callbacks: Sequence[Callback] = (),
     log: Callable[[str], None] | None = print,
     augment: Augment | None = None,
-    **deprecated: Any,
 ) -> FitResult:
     """Train ``net`` from ``params`` with minibatch ``optimizer`` steps; nothing is modified in place.
 
@@ -238,96 +321,42 @@ def fit(
     Speed: ``fit`` calls :func:`funcnn.keep_freed_memory` (glibc keeps freed blocks for reuse, so
     the steps do not page-fault their arrays in again; ``FUNCNN_KEEP_FREED_MEMORY=0`` turns it off).
     """
-    saving = checkpoint_options(checkpoint, deprecated)
+    saving = checkpoint_options(checkpoint)
     callbacks = check_callbacks("fit", callbacks)
-    x_train, y_train = _check_pair("train", train)
-    x_val, y_val = _check_pair("val", val)
+    train, val = _check_pair("train", train), _check_pair("val", val)
     keep_freed_memory()  # each step's arrays reuse the last step's memory instead of page-faulting anew
     step = training_step(net, loss, reg, owner="fit")
     for name, value in (("epochs", epochs), ("batch_size", batch_size)):
         int_at_least("fit", name, value, 1)
-    if state is None:
-        state = init_state(net, x_train.shape[1:], x_train.dtype)
-    scores = run(net, params, x_val[:1], state, train=False)[0]
-    if np.ndim(scores) == 2:  # validation labels the scores cannot match would give accuracy 0 to the end
-        for what, y in (("train", y_train), ("val", y_val)):
-            check_labels(f"fit: {what}", y, scores.shape[1])
-    config = {
-        "net": layer_name(net),
-        "optimizer": optimizer.name,
-        "optimizer_hyperparams": _hyperparams(optimizer),
-        "batch_size": int(batch_size),
-        "seed": int(seed),
-        "reg": float(reg),
-        "num_train_samples": int(num_train_samples),
-        "dtype": str(x_train.dtype),
-        # a run without augmentation keeps the configuration it always had (its checkpoints resume as before)
-        **({} if augment is None else {"augment": str(getattr(augment, "__name__", type(augment).__name__))}),
-        **(saving.config or {} if saving is not None else {}),
-    }
-    config = json.loads(json.dumps(config))  # as it reads back: tuples become lists
-    result = FitResult(params, params, optimizer.init(params), History(), state, state)
-    start_epoch = 0
-    if saving is not None and not (saving.resume or saving.overwrite) and Path(saving.path).exists():
-        raise ValueError(
-            f"fit: checkpoint {saving.path} already exists; continue it with fn.Checkpoint(path, resume=True), "
-            "replace it with overwrite=True, or choose another path"
-        )
-    if saving is not None and saving.resume and Path(saving.path).exists():
-        result, start_epoch = resume_run(saving, result, config, optimizer)
-        if start_epoch >= epochs:
-            raise ValueError(
-                f"fit: checkpoint {saving.path} is already after epoch {start_epoch}; "
-                f"ask for more epochs than {epochs} to continue"
-            )
-        if result.stopped_by is not None:
-            _refuse_to_stop_again(
-                saving.path,
-                callbacks,
-                EpochEnd(start_epoch, result.history, result.params, result.state),
-                result.stopped_by,
-            )
-            result = replace(result, stopped_by=None)
-        if log:
-            log(f"resumed from {saving.path} after epoch {start_epoch}")
-    n = len(x_train)
-    starts = batch_starts(n, batch_size)
-    done = start_epoch  # the last epoch completed (and checkpointed)
+    state = init_state(net, train[0].shape[1:], train[0].dtype) if state is None else state
+    _check_labels_fit(net, params, state, train[1], val)
+    settings = {"batch_size": int(batch_size), "seed": int(seed), "reg": float(reg)}
+    config = _config(
+        net, optimizer, train[0], {**settings, "num_train_samples": int(num_train_samples)}, augment, saving
+    )
+    starts = batch_starts(len(train[0]), batch_size)
+    loop = _Loop(net, step, optimizer, train, val, starts, epochs, seed, num_train_samples, augment, log)
+    result, done = _resumed(
+        saving, FitResult(params, params, optimizer.init(params), History(), state, state), config, loop, callbacks
+    )
 
     def diverged(what: str) -> ValueError:
         kept = f"; {saving.path} keeps epoch {done}" if saving is not None and done else ""
         return ValueError(f"fit: {what}: training diverged (try a smaller learning rate){kept}")
 
     try:
-        for epoch in range(start_epoch + 1, epochs + 1):
+        for epoch in range(done + 1, epochs + 1):
             started = time.perf_counter()
-            order = np.random.default_rng([seed, epoch]).permutation(n)
-            rng = np.random.default_rng([seed, epoch, 2])  # dropout masks
-            batches = [order[start:end] for start, end in zip(starts, [*starts[1:], n])]
-            progress = EpochProgress(log, epoch, epochs, len(batches))
-            augmenting = None if augment is None else (augment, np.random.default_rng([seed, epoch, 3]))
-            params, opt_state, state, epoch_losses = _train_epoch(
-                step, optimizer, result, (x_train, y_train), batches, rng, epoch, progress, diverged, augmenting
-            )
-            bad = non_finite({"params": params, "state": state, "opt_state": opt_state})
-            if bad:  # an update can overflow after a finite loss: never save, nor continue from, such params
-                raise diverged(f"after epoch {epoch}, {', '.join(bad[:5])} hold NaN or infinity")
-            sample = np.random.default_rng([seed, epoch, 1]).permutation(n)[:num_train_samples]
-            train_acc = accuracy(net, params, x_train[sample], y_train[sample], state)
-            val_acc = accuracy(net, params, x_val, y_val, state)
-            history = result.history.after_epoch(epoch, epoch_losses, train_acc, val_acc, time.perf_counter() - started)
+            params, opt_state, state, losses, progress = _train_epoch(loop, result, epoch, diverged)
+            accuracies = loop.accuracies(params, state, epoch)
+            history = result.history.after_epoch(epoch, losses, *accuracies, time.perf_counter() - started)
             best = {"best_params": params, "best_state": state} if history.best_epoch == epoch else {}
             result = replace(result, params=params, opt_state=opt_state, state=state, history=history, **best)
             if saving is not None:
                 save_checkpoint(saving.path, checkpoint_tree(epoch, result, config))
             done = epoch
             if log:
-                seconds = history.epoch_seconds[-1]
-                log(
-                    f"{progress.label}  loss {np.mean(epoch_losses):.4f}  train acc {train_acc:.3f}  "
-                    f"val acc {val_acc:.3f}  "
-                    f"{n / seconds:,.0f} img/s  {seconds:.1f} s  left {_clock(seconds * (epochs - epoch))}"
-                )
+                log(loop.line(progress, epoch, losses, history))
             stopped_by = _asks_to_stop(callbacks, EpochEnd(epoch, history, params, state))
             if stopped_by is not None:
                 result = replace(result, stopped_by=stopped_by)

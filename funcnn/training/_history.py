@@ -9,9 +9,9 @@ from typing import Any
 
 import numpy as np
 
+from funcnn._checks import int_at_least
 from funcnn.core import State
 from funcnn.tree import PyTree
-from funcnn.validation import int_at_least
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from funcnn.core import Apply
-from funcnn.gradcheck import STEP
+from funcnn.core import LayerFn
+from funcnn.gradcheck._compare import STEP
 from funcnn.tree import PyTree, tree_flatten, tree_leaves, tree_unflatten
 
 __all__ = ["StepSweep", "step_sweep"]
@@ -36,7 +36,9 @@ class StepSweep:
         return "\n".join(lines + ["  (* the step check_vjp uses)"])
 
 
-def _sweep(f: Apply, params: PyTree, x: np.ndarray, dtype: np.dtype, steps: tuple[float, ...], seed: int) -> np.ndarray:
+def _sweep(
+    f: LayerFn, params: PyTree, x: np.ndarray, dtype: np.dtype, steps: tuple[float, ...], seed: int
+) -> np.ndarray:
     """The relative errors for one dtype, one per step."""
     rng = np.random.default_rng(seed)
     leaves, treedef = tree_flatten((params, x))
@@ -60,7 +62,7 @@ def _sweep(f: Apply, params: PyTree, x: np.ndarray, dtype: np.dtype, steps: tupl
 
 
 def step_sweep(
-    f: Apply,
+    f: LayerFn,
     params: PyTree,
     x: np.ndarray,
     *,

@@ -1,5 +1,5 @@
 """A table of what a network is: one row per layer with its output shape, parameters, FLOPs and the
-memory its vjp keeps, from the layers' shape rules alone (nothing is run). See :mod:`funcnn.costs`
+memory its vjp keeps, from the layers' shape rules alone (nothing is run). See ``_costs``
 for how FLOPs and memory are counted."""
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from funcnn.core import Layer, Shape
-from funcnn.costs import Cost, leaf_cost, leaf_params
+from funcnn._checks import checked_input_shape, int_at_least
+from funcnn.analysis._costs import Cost, leaf_cost
+from funcnn.core import Layer, Shape, output_shape
 from funcnn.tree import tree_leaves
-from funcnn.validation import checked_input_shape, int_at_least
 
 __all__ = ["Summary", "SummaryRow", "summary"]
 
@@ -126,7 +126,7 @@ def summary(net: Layer, input_shape: Shape, dtype: Any = np.float32, *, batch_si
     ``out_shape`` (nothing is run). FLOPs count a batch, a multiply-add as 2: conv ``2*N*F*H'*W'*C*HH*WW``
     forward and twice that backward (``dx`` and ``dw``), affine ``2*N*D*M`` and ``4*N*D*M``; pools,
     norms and activations count the operations of their formulas per element, bias additions are
-    left out (the table is in :mod:`funcnn.costs`). Memory: the bytes the vjps keep in training mode.
+    left out (the rules are in ``funcnn/analysis/_costs.py``). Memory: the bytes the vjps keep in training mode.
     ``str()`` of the result is the table; its ``rows`` are the data (row 0 is ``net`` itself, with the totals).
 
     >>> table = fn.summary(fn.chain(fn.dense(10), fn.relu), (3, 4), batch_size=2)
@@ -144,10 +144,8 @@ def summary(net: Layer, input_shape: Shape, dtype: Any = np.float32, *, batch_si
 
 
 def _out_shape(layer: Layer, shape: Shape) -> Shape:
-    if not isinstance(layer, Layer) or layer.out_shape is None:
-        name = getattr(layer, "name", getattr(layer, "__name__", repr(layer)))
-        raise ValueError(f"summary: {name} does not say its output shape; make it with fn.layer(f, out_shape=...)")
-    out: Shape = _batched(_batch_size(shape), layer.out_shape(_example(shape)))
+    """The output shape of ``layer`` fed a batch of ``shape``, by :func:`funcnn.core.output_shape`."""
+    out: Shape = _batched(_batch_size(shape), output_shape(layer, _example(shape)))
     return out
 
 
@@ -163,23 +161,23 @@ def _visit(
         cost, params = _combination(layer, shape, depth, itemsize, rows)
         name = layer.op if layer.op != "bind" else f"bind(train={layer.hparams.get('train')})"
     else:
-        cost, params, name = leaf_cost(layer, shape, out, itemsize), _leaf_params(layer, shape, out), layer.name
+        cost, params, name = leaf_cost(layer, shape, out, itemsize), _leaf_params(layer, shape), layer.name
     memory = _add(cost.inner, *((_size(shape) * itemsize,) if cost.keeps_input else ()),
                   *((_size(out) * itemsize,) if cost.keeps_output and not cost.alias else ()))  # fmt: skip
     rows[index] = SummaryRow(depth, name, layer.op, out, params, cost.forward, cost.backward, memory)
     return out, cost, params
 
 
-def _leaf_params(layer: Layer, shape: Shape, out: Shape) -> int | None:
-    count = leaf_params(layer, _example(shape), _example(out))
-    if count is None and layer.init is not None:  # a user's layer that makes its own params
-        from funcnn.init import init_params
-
-        _, params = init_params(layer, np.random.default_rng(0), _example(shape))
-        count = sum(np.size(leaf) for leaf in tree_leaves(params))
-    if count is None and layer.param_keys == ():
-        count = 0
-    return count
+def _leaf_params(layer: Layer, shape: Shape) -> int | None:
+    """The number of parameters of a leaf fed a batch of ``shape``, counted in what its own ``init`` makes;
+    0 for a layer without params, ``None`` when it cannot say (a user's function, a course-style layer
+    without its sizes)."""
+    if layer.param_keys == () and layer.init is None:
+        return 0
+    if layer.init is None:
+        return None
+    _, params = layer.init(np.random.default_rng(0), _example(shape), np.dtype(np.float32), "he")
+    return sum(np.size(leaf) for leaf in tree_leaves(params))
 
 
 def _combination(
@@ -230,7 +228,7 @@ def _remat(layer: Layer, shape: Shape, depth: int, itemsize: int, rows: list[Sum
     """A remat keeps its input and its child's state, and with policy "products" the outputs of the
     convs and affines in its child's chains and sandwiches and what their vjps keep; its backward
     pass runs the forward again."""
-    from funcnn.init import init_state
+    from funcnn.layers import init_state
 
     (child,) = layer.children
     _, cost, params = _visit(child, shape, depth + 1, itemsize, rows)

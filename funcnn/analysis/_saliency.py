@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from funcnn.core import Apply, State, run
+from funcnn._checks import float_array
+from funcnn.core import LayerFn, State, run
 from funcnn.tree import PyTree
-from funcnn.validation import float_array
 
 __all__ = ["class_score_gradient", "saliency"]
 
 
-def class_score_gradient(net: Apply, params: PyTree, x: np.ndarray, y: np.ndarray, state: State = ()) -> np.ndarray:
+def class_score_gradient(net: LayerFn, params: PyTree, x: np.ndarray, y: np.ndarray, state: State = ()) -> np.ndarray:
     """The gradient of ``sum_n scores[n, y[n]]`` with respect to the images ``x`` (any ``(N, ...)``),
     the network run in evaluation mode (``state``: its running statistics, if it keeps any): one
     vjp with a one-hot cotangent. Same shape and dtype as ``x``; each example's gradient is its own."""
@@ -29,7 +29,7 @@ def class_score_gradient(net: Apply, params: PyTree, x: np.ndarray, y: np.ndarra
     return np.asarray(vjp(one_hot)[1])
 
 
-def saliency(net: Apply, params: PyTree, x: np.ndarray, y: np.ndarray, state: State = ()) -> np.ndarray:
+def saliency(net: LayerFn, params: PyTree, x: np.ndarray, y: np.ndarray, state: State = ()) -> np.ndarray:
     """Saliency maps of images ``x`` ``(N, C, H, W)`` for their labels ``y`` ``(N,)``: the largest
     absolute value over the channels of :func:`class_score_gradient`, shape ``(N, H, W)``."""
     gradient = class_score_gradient(net, params, x, y, state)

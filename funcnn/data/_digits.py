@@ -13,9 +13,9 @@ from importlib import resources
 import numpy as np
 from numpy.typing import DTypeLike
 
+from funcnn._checks import floating_dtype
 from funcnn.data._io import check_labels, scale
-from funcnn.data.types import DataFormatError, Dataset, Split
-from funcnn.validation import floating_dtype
+from funcnn.data._types import DataFormatError, Dataset, Split
 
 __all__ = ["DIGITS_RESOURCE", "N_DIGITS", "SPLIT_SEED", "SPLIT_SIZES", "load_digits"]
 
