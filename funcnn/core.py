@@ -14,6 +14,7 @@ from types import MappingProxyType
 from typing import Any, Protocol
 
 import numpy as np
+from typing_extensions import override
 
 from funcnn.tree import PyTree, tree_map
 from funcnn.validation import no_state
@@ -116,6 +117,7 @@ class Layer:
     def __call__(self, params: PyTree, x: np.ndarray) -> tuple[np.ndarray, VJP]:
         return self.apply(params, x)
 
+    @override
     def __repr__(self) -> str:
         return self.name
 

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
+from typing_extensions import override
 
 from funcnn.core import VJP, Apply, State, bind, run
 from funcnn.gradcheck import LeafCheck, VJPCheckError, check_vjp
@@ -56,6 +57,7 @@ class DoctorReport:
                 return check
         raise KeyError(f"no check {name!r}; checks are {[check.name for check in self.checks]}")
 
+    @override
     def __str__(self) -> str:
         width = max(len(check.name) for check in self.checks)
         measured = max(len(check.measured) for check in self.checks)

@@ -4,13 +4,13 @@ history, configuration), and resuming from one with every entry checked before i
 from __future__ import annotations
 
 import json
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from typing_extensions import deprecated
 
 from funcnn.checkpoint import SEP, load_checkpoint
 from funcnn.history import FitResult, History
@@ -42,14 +42,21 @@ def checkpoint_options(checkpoint: str | Path | Checkpoint | None, legacy: dict[
     if unknown:
         raise TypeError(f"fit() got an unexpected keyword argument {unknown[0]!r}")
     if legacy:
-        warnings.warn(
-            f"fit: {', '.join(sorted(legacy))} moved into checkpoint=fn.Checkpoint(path, resume=..., "
-            "config=..., allow_config_change=...); the old arguments go in the next release",
-            DeprecationWarning,
-            stacklevel=3,
-        )
+        return _legacy_checkpoint(checkpoint, legacy)
+    return Checkpoint(checkpoint) if isinstance(checkpoint, (str, Path)) else checkpoint
+
+
+# stacklevel 3: the warning points at the line that called fit (fit -> checkpoint_options -> here).
+@deprecated(
+    "fit: resume, config and allow_config_change moved into checkpoint=fn.Checkpoint(path, resume=..., "
+    "config=..., allow_config_change=...); the old arguments go in the next release",
+    category=DeprecationWarning,
+    stacklevel=3,
+)
+def _legacy_checkpoint(checkpoint: str | Path | Checkpoint | None, legacy: dict[str, Any]) -> Checkpoint | None:
+    """fit's former checkpoint arguments folded into a :class:`Checkpoint` (without one, nothing is saved)."""
     if checkpoint is None or isinstance(checkpoint, Checkpoint):
-        return replace(checkpoint, **legacy) if checkpoint is not None and legacy else checkpoint
+        return replace(checkpoint, **legacy) if checkpoint is not None else None
     return Checkpoint(checkpoint, **legacy)
 
 

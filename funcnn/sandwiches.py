@@ -8,11 +8,12 @@ array([[2., 0.]])
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
+
+from typing_extensions import Unpack
 
 from funcnn.combinators import sandwich
 from funcnn.core import Layer
-from funcnn.layers import affine, conv, conv_naive, dense, max_pool, max_pool_naive, relu
+from funcnn.layers import ConvParam, PoolParam, affine, conv, conv_naive, dense, max_pool, max_pool_naive, relu
 
 affine_relu = replace(sandwich(affine, relu), doc="""``relu(affine(params, x))``: x ``(N, d1..dk)`` -> ``(N, M)``.""")
 
@@ -27,14 +28,7 @@ def dense_relu(out_dim: int) -> Layer:
     return replace(sandwich(dense(out_dim), relu), doc=dense_relu.__doc__)
 
 
-def conv_relu(
-    stride: int = 1,
-    pad: int = 0,
-    filters: int | None = None,
-    kernel_size: int | tuple[int, int] | None = None,
-    *,
-    naive: bool = False,
-) -> Layer:
+def conv_relu(*, naive: bool = False, **conv_param: Unpack[ConvParam]) -> Layer:
     """``relu(conv(params, x))``: x ``(N, C, H, W)`` -> ``(N, F, H', W')``. ``naive`` picks the reference conv;
     ``filters`` and ``kernel_size`` are for :func:`funcnn.init_params`.
 
@@ -46,12 +40,12 @@ def conv_relu(
     >>> y.shape, bool((y >= 0).all())
     ((2, 6, 8, 8), True)
     """
-    first = (conv_naive if naive else conv)(stride=stride, pad=pad, filters=filters, kernel_size=kernel_size)
+    first = (conv_naive if naive else conv)(**conv_param)
     return replace(sandwich(first, relu), doc=conv_relu.__doc__)
 
 
 def conv_relu_pool(
-    conv_param: dict[str, Any] | None = None, pool_param: dict[str, Any] | None = None, *, naive: bool = False
+    conv_param: ConvParam | None = None, pool_param: PoolParam | None = None, *, naive: bool = False
 ) -> Layer:
     """``max_pool(relu(conv(params, x)))`` with the course's dicts, e.g.
     ``conv_relu_pool({"stride": 1, "pad": 1}, {"pool_height": 2, "pool_width": 2, "stride": 2})``
@@ -62,7 +56,7 @@ def conv_relu_pool(
     >>> block.out_shape((3, 8, 8)), [child.op for child in block.children]
     ((6, 4, 4), ['conv', 'relu', 'max_pool'])
     """
-    conv_param = {"stride": 1, "pad": 1} if conv_param is None else conv_param
-    pool_param = {"pool_height": 2, "pool_width": 2, "stride": 2} if pool_param is None else pool_param
+    conv_param = ConvParam(stride=1, pad=1) if conv_param is None else conv_param
+    pool_param = PoolParam(pool_height=2, pool_width=2, stride=2) if pool_param is None else pool_param
     layers = (conv_naive if naive else conv)(**conv_param), relu, (max_pool_naive if naive else max_pool)(**pool_param)
     return replace(sandwich(*layers), doc=conv_relu_pool.__doc__)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from typing_extensions import override
 
 from funcnn.core import Apply
 from funcnn.gradcheck import STEP
@@ -27,6 +28,7 @@ class StepSweep:
         """The step check_vjp uses, for each dtype swept."""
         return {dtype: STEP[np.dtype(dtype)] for dtype in self.errors}
 
+    @override
     def __str__(self) -> str:
         dtypes, chosen = list(self.errors), self.chosen
         lines = ["    step  " + "  ".join(f"{d:>9}" for d in dtypes)]

@@ -11,10 +11,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from typing_extensions import override
 
 from funcnn.core import Layer, Shape
 from funcnn.costs import Cost, leaf_cost, leaf_params
-from funcnn.tree import tree_leaves
+from funcnn.tree import is_shape, tree_leaves
 from funcnn.validation import checked_input_shape, int_at_least
 
 __all__ = ["Summary", "SummaryRow", "summary"]
@@ -50,6 +51,7 @@ class Summary:
         """The network's own row: its numbers are the totals."""
         return self.rows[0]
 
+    @override
     def __str__(self) -> str:
         header = ("layer", "output shape", "params", "forward FLOPs", "backward FLOPs", "vjp memory (B)")
         cells = [
@@ -92,27 +94,23 @@ def _bytes(value: int | None) -> str:
     return f"{value:,} bytes"
 
 
-def _is_shape(shape: Any) -> bool:
-    return isinstance(shape, tuple) and all(isinstance(d, (int, np.integer)) for d in shape)
-
-
 def _size(shape: Any) -> int:
     """The number of elements of a shape, or of all the shapes of a tuple input's shape."""
-    return math.prod(shape) if _is_shape(shape) else sum(_size(s) for s in shape)
+    return math.prod(int(d) for d in shape) if is_shape(shape) else sum(_size(s) for s in shape)
 
 
 def _batched(n: int, shape: Any) -> Any:
     """``shape`` (or each shape of a tuple input's) with the batch axis ``n`` in front."""
-    return (n, *shape) if _is_shape(shape) else tuple(_batched(n, s) for s in shape)
+    return (n, *shape) if is_shape(shape) else tuple(_batched(n, s) for s in shape)
 
 
 def _example(shape: Any) -> Any:
     """``shape`` (or each of a tuple's) without its batch axis."""
-    return tuple(shape[1:]) if _is_shape(shape) else tuple(_example(s) for s in shape)
+    return tuple(shape[1:]) if is_shape(shape) else tuple(_example(s) for s in shape)
 
 
 def _batch_size(shape: Any) -> int:
-    return int(shape[0]) if _is_shape(shape) else _batch_size(shape[0])
+    return int(shape[0]) if is_shape(shape) else _batch_size(shape[0])
 
 
 def _add(*values: int | None) -> int | None:

@@ -8,10 +8,13 @@ Needs the ``test`` extra (hypothesis).
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from hypothesis import strategies as st
+
+if TYPE_CHECKING:
+    from funcnn.layers import ConvParam, PoolParam
 
 __all__ = [
     "AffineProblem",
@@ -45,7 +48,7 @@ class ConvProblem:
     pad: int
 
     @property
-    def conv_param(self) -> dict[str, int]:
+    def conv_param(self) -> ConvParam:
         return {"stride": self.stride, "pad": self.pad}
 
 
@@ -59,7 +62,7 @@ class PoolProblem:
     stride: int
 
     @property
-    def pool_param(self) -> dict[str, int]:
+    def pool_param(self) -> PoolParam:
         return {"pool_height": self.pool_height, "pool_width": self.pool_width, "stride": self.stride}
 
 

@@ -11,10 +11,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from typing_extensions import TypeIs, override
 
 __all__ = [
     "PyTree",
     "TreeDef",
+    "is_empty",
+    "is_node",
+    "is_shape",
     "keystr",
     "tree_add",
     "tree_allclose",
@@ -33,6 +37,46 @@ __all__ = [
 
 PyTree = Any
 KeyPath = tuple[str | int, ...]
+Node = dict[str, Any] | tuple[Any, ...] | list[Any]
+
+
+def is_node(tree: object) -> TypeIs[Node]:
+    """Whether ``tree`` is an inner node, a dict, tuple or list whose entries the tree functions visit;
+    anything else (an array, a number, None) is a leaf.
+
+    Args:
+        tree: any value.
+
+    Returns:
+        True for a dict, tuple or list; a type checker then knows ``tree`` is one of them.
+    """
+    return isinstance(tree, (dict, tuple, list))
+
+
+def is_empty(tree: object) -> TypeIs[tuple[()]]:
+    """Whether ``tree`` is ``()``, the params or state of a layer that has none (safe on arrays, which
+    ``tree == ()`` is not).
+
+    Args:
+        tree: any value.
+
+    Returns:
+        True for the empty tuple only.
+    """
+    return isinstance(tree, tuple) and tree == ()
+
+
+def is_shape(tree: object) -> TypeIs[tuple[int | np.integer[Any], ...]]:
+    """Whether ``tree`` is one shape (a tuple of ints), not a tree of shapes such as a tuple input's
+    ``((T, D), (H,))``.
+
+    Args:
+        tree: a shape or a tree of shapes.
+
+    Returns:
+        True for a tuple whose entries are all integers (``()`` included).
+    """
+    return isinstance(tree, tuple) and all(isinstance(d, (int, np.integer)) for d in tree)
 
 
 @dataclass(frozen=True)
@@ -49,6 +93,7 @@ class TreeDef:
             return 1
         return sum(child.num_leaves for child in self.children)
 
+    @override
     def __repr__(self) -> str:
         if self.kind == "leaf":
             return "*"
@@ -62,6 +107,8 @@ class TreeDef:
 
 def _children(tree: PyTree) -> tuple[str, tuple[Any, ...], tuple[Any, ...]] | None:
     """(kind, keys, children) of an inner node, or None for a leaf."""
+    if not is_node(tree):
+        return None
     if isinstance(tree, dict):
         for key in tree:
             if not isinstance(key, str):
@@ -70,9 +117,7 @@ def _children(tree: PyTree) -> tuple[str, tuple[Any, ...], tuple[Any, ...]] | No
         return "dict", keys, tuple(tree[k] for k in keys)
     if isinstance(tree, tuple):
         return "tuple", tuple(range(len(tree))), tree
-    if isinstance(tree, list):
-        return "list", tuple(range(len(tree))), tuple(tree)
-    return None
+    return "list", tuple(range(len(tree))), tuple(tree)
 
 
 def tree_structure(tree: PyTree) -> TreeDef:

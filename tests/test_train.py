@@ -316,7 +316,7 @@ def test_fits_former_checkpoint_arguments_still_work_with_a_warning(tmp_path):
     net, params = small_net_and_params()
     lines: list[str] = []
     train, val = (DIGITS.train.x[:200], DIGITS.train.y[:200]), (DIGITS.val.x[:100], DIGITS.val.y[:100])
-    with pytest.warns(DeprecationWarning, match=r"config, resume moved into checkpoint=fn.Checkpoint"):
+    with pytest.warns(DeprecationWarning, match=r"resume, config and allow_config_change moved into") as seen:
         old = fit(
             net,
             params,
@@ -330,6 +330,7 @@ def test_fits_former_checkpoint_arguments_still_work_with_a_warning(tmp_path):
             resume=True,
             config={},
         )
+    assert [w.filename for w in seen] == [__file__], "the warning points at the call of fit"
     assert lines[0] == f"resumed from {ckpt} after epoch 1" and len(old.history.val_acc_history) == 2
     assert tree_allclose(old.params, run(epochs=2).params, rtol=0, atol=0)
     with pytest.raises(TypeError, match="fit\\(\\) got an unexpected keyword argument 'resum'"):

@@ -12,6 +12,7 @@ from funcnn.layers._affine import affine as affine
 from funcnn.layers._affine import dense as dense
 from funcnn.layers._batch_norm import batch_norm as batch_norm
 from funcnn.layers._batch_norm import spatial_batch_norm as spatial_batch_norm
+from funcnn.layers._conv import ConvParam as ConvParam
 from funcnn.layers._conv import conv as conv
 from funcnn.layers._conv import conv_naive as conv_naive
 from funcnn.layers._dropout import dropout as dropout
@@ -19,6 +20,7 @@ from funcnn.layers._embedding import embedding as embedding
 from funcnn.layers._embedding import word_embedding as word_embedding
 from funcnn.layers._norms import group_norm as group_norm
 from funcnn.layers._norms import layer_norm as layer_norm
+from funcnn.layers._pool import PoolParam as PoolParam
 from funcnn.layers._pool import avg_pool as avg_pool
 from funcnn.layers._pool import global_avg_pool as global_avg_pool
 from funcnn.layers._pool import max_pool as max_pool

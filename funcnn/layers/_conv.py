@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
@@ -24,6 +24,17 @@ from funcnn.validation import (
     output_size,
     same_dtype,
 )
+
+
+class ConvParam(TypedDict, total=False):
+    """The keywords of :func:`conv` and :func:`conv_naive`, the course's ``conv_param`` dict: a type checker
+    reads ``conv(**conv_param)`` and ``conv_relu(**conv_param)`` against them (a misspelt key is an error)."""
+
+    stride: int
+    pad: int
+    filters: int | None
+    kernel_size: int | tuple[int, int] | None
+
 
 # backward(dy, need_dx) -> (dx or None, dw, db); a forward returns it with y, closing over what it needs.
 Backward = Callable[[np.ndarray, bool], tuple["np.ndarray | None", np.ndarray, np.ndarray]]

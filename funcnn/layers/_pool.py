@@ -9,7 +9,7 @@ Average pooling shares max pooling's checks and output size; overlapping windows
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
@@ -25,6 +25,16 @@ from funcnn.validation import (
     no_params,
     output_size,
 )
+
+
+class PoolParam(TypedDict, total=False):
+    """The keywords of :func:`max_pool`, :func:`max_pool_naive` and :func:`avg_pool`, the course's ``pool_param``
+    dict, for a type checker to read ``max_pool(**pool_param)`` against."""
+
+    pool_height: int
+    pool_width: int
+    stride: int
+
 
 Forward = Callable[[np.ndarray, int, int, int, int, int], tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]]
 

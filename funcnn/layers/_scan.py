@@ -7,17 +7,13 @@ from typing import Any, cast
 import numpy as np
 
 from funcnn.core import VJP, Layer, LayerFn, WeightScale, as_layer
-from funcnn.tree import PyTree, keystr, tree_leaves, tree_leaves_with_path, tree_map, tree_structure
+from funcnn.tree import PyTree, is_shape, keystr, tree_leaves, tree_leaves_with_path, tree_map, tree_structure
 from funcnn.validation import tuple_input
-
-
-def _is_shape(shape: Any) -> bool:
-    return isinstance(shape, tuple) and all(isinstance(d, (int, np.integer)) for d in shape)
 
 
 def _map_shapes(f: Any, shapes: Any) -> Any:
     """``f`` applied to every shape (a tuple of ints) of a tree of shapes."""
-    return f(shapes) if _is_shape(shapes) else tuple(_map_shapes(f, s) for s in shapes)
+    return f(shapes) if is_shape(shapes) else tuple(_map_shapes(f, s) for s in shapes)
 
 
 def _same_carry(name: str, step: int, before: PyTree, after: PyTree) -> None:
