@@ -21,6 +21,12 @@ affine_relu = replace(sandwich(affine, relu), doc="""``relu(affine(params, x))``
 def dense_relu(out_dim: int) -> Layer:
     """:data:`affine_relu` with a known output size, for :func:`funcnn.init_params`.
 
+    Args:
+        out_dim: M, the number of outputs.
+
+    Returns:
+        The sandwich ``relu(dense(out_dim))``; params ``{"w": (D, M), "b": (M,)}``.
+
     >>> block = fn.dense_relu(4)
     >>> block.out_shape((2, 3)), block.param_keys
     ((4,), ('w', 'b'))
@@ -31,6 +37,13 @@ def dense_relu(out_dim: int) -> Layer:
 def conv_relu(*, naive: bool = False, **conv_param: Unpack[ConvParam]) -> Layer:
     """``relu(conv(params, x))``: x ``(N, C, H, W)`` -> ``(N, F, H', W')``. ``naive`` picks the reference conv;
     ``filters`` and ``kernel_size`` are for :func:`funcnn.init_params`.
+
+    Args:
+        naive: use :func:`funcnn.conv_naive`, the plain-NumPy reference, instead of the fast conv.
+        **conv_param: the keywords of :func:`funcnn.conv` (``stride``, ``pad``, ``filters``, ``kernel_size``).
+
+    Returns:
+        The sandwich ``relu(conv(**conv_param))``; params ``{"w", "b"}``.
 
     >>> block = fn.conv_relu(pad=1, filters=6, kernel_size=3)
     >>> block.out_shape((3, 8, 8))
@@ -51,6 +64,14 @@ def conv_relu_pool(
     ``conv_relu_pool({"stride": 1, "pad": 1}, {"pool_height": 2, "pool_width": 2, "stride": 2})``
     (these are the defaults). x ``(N, C, H, W)`` -> ``(N, F, H'', W'')``. ``conv_param`` may also
     hold ``filters`` and ``kernel_size`` for :func:`funcnn.init_params`.
+
+    Args:
+        conv_param: the keywords of :func:`funcnn.conv`; default ``{"stride": 1, "pad": 1}``.
+        pool_param: the keywords of :func:`funcnn.max_pool`; default 2x2 windows with stride 2.
+        naive: use the plain-NumPy reference conv and max-pool.
+
+    Returns:
+        The sandwich ``max_pool(relu(conv(...)))``; params ``{"w", "b"}``.
 
     >>> block = fn.conv_relu_pool({"stride": 1, "pad": 1, "filters": 6, "kernel_size": 3})
     >>> block.out_shape((3, 8, 8)), [child.op for child in block.children]

@@ -1,5 +1,6 @@
-"""The code's form is part of the test command: ruff's lint and format rules on the whole tree and
-``mypy --strict`` on funcnn/ (both configured in pyproject.toml, their versions pinned in the test extra)."""
+"""The code's form is part of the test command: ruff's lint and format rules on the whole tree (its lint on the
+notebooks too) and ``mypy --strict`` on funcnn/ (both configured in pyproject.toml, their versions pinned in the test
+extra)."""
 
 import subprocess
 import sys
@@ -18,6 +19,13 @@ def run(*command: str) -> subprocess.CompletedProcess[str]:
 def test_the_tree_passes(command):
     result = run(*command)
     assert result.returncode == 0, f"{' '.join(command)} failed:\n{result.stdout}{result.stderr}"
+
+
+def test_ruff_lints_every_notebook():
+    """The notebooks' code is linted like the rest (``ruff check`` reads .ipynb cells), though not reformatted."""
+    listed = run("ruff", "check", "--show-files", ".").stdout
+    notebooks = sorted((ROOT / "notebooks").glob("*.ipynb"))
+    assert notebooks and all(str(notebook) in listed for notebook in notebooks), listed[-2000:]
 
 
 def test_users_type_checkers_see_the_annotations(tmp_path):

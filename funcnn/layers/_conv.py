@@ -319,6 +319,15 @@ def conv(
     ``filters`` (F) and ``kernel_size`` (HH, WW, or one int for both) are needed only by
     :func:`funcnn.init_params`.
 
+    Args:
+        stride: the step between windows, an int ``>= 1``.
+        pad: zeros added on each side of H and W, an int ``>= 0``.
+        filters: F, the number of filters (only for :func:`funcnn.init_params`).
+        kernel_size: HH and WW, one int for both or a pair (only for :func:`funcnn.init_params`).
+
+    Returns:
+        The layer: call it as ``layer(params, x) -> (y, vjp)``, with ``vjp(dy) -> (dparams, dx)``.
+
     >>> x = np.ones((1, 1, 3, 3))                             # N=1, C=1, H=W=3
     >>> params = {"w": np.ones((2, 1, 2, 2)), "b": np.array([0.0, 1.0])}   # F=2 filters of 2x2
     >>> y, vjp = fn.conv(stride=1, pad=0)(params, x)
@@ -344,6 +353,15 @@ def conv_naive(
     stride: int = 1, pad: int = 0, filters: int | None = None, kernel_size: int | tuple[int, int] | None = None
 ) -> Layer:
     """The plain-NumPy reference for :func:`conv`: same contract, same results, a loop per output pixel.
+
+    Args:
+        stride: as in :func:`conv`.
+        pad: as in :func:`conv`.
+        filters: as in :func:`conv`.
+        kernel_size: as in :func:`conv`.
+
+    Returns:
+        The layer: call it as ``layer(params, x) -> (y, vjp)``, with ``vjp(dy) -> (dparams, dx)``.
 
     >>> rng = np.random.default_rng(0)
     >>> x, params = rng.standard_normal((2, 3, 5, 5)), {"w": rng.standard_normal((4, 3, 3, 3)), "b": np.zeros(4)}

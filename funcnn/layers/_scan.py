@@ -68,6 +68,14 @@ def scan(cell: LayerFn, reverse: bool = False) -> Layer:
     and dtypes. ``init_params`` works when the cell has an ``init``: input shape ``(carry_shape, xs_shape)``
     with ``xs_shape = (T, ...)``; the output shape is ``(ys_shape, carry_shape)``.
 
+    Args:
+        cell: a layer ``cell(params, (carry, x_t)) -> ((carry', y_t), vjp)``; the carry keeps its structure, shapes and
+            dtypes.
+        reverse: run the steps from the last to the first.
+
+    Returns:
+        A layer ``(carry0, xs) -> (ys, carry_T)``, ``ys`` stacked on axis 1, whose vjp runs the steps backwards.
+
     >>> def cell(params, x):                                  # a running sum: carry' = carry + x_t, y_t = carry'
     ...     carry, x_t = x
     ...     total = carry + x_t
