@@ -225,6 +225,23 @@ def doctor(
       near 1e-3.
 
     ``params`` and ``data`` are not modified. Returns a :class:`DoctorReport` (``.ok``, prints as a table).
+
+    Args:
+        net: a network ``(params, x) -> (scores, vjp)``, moded or not.
+        params: its params (not modified).
+        data: ``(x, y)``: training examples and labels.
+        optimizer: the update rule to judge.
+        loss: ``loss(scores, y) -> (value, vjp)``.
+        reg: the L2 strength on weights.
+        batch_size: the minibatch size of the update-ratio steps.
+        state: the network's state (default: its initial state).
+        subset: how many examples the overfitting check uses.
+        overfit_steps: how many full-batch steps it may take.
+        ratio_steps: the steps before the update-to-weight ratios are measured.
+        seed: draws the examples and batches.
+
+    Returns:
+        A :class:`DoctorReport`: one row per check, ``.ok`` when none failed.
     """
     x, y = data
     if len(x) != len(y) or len(x) < 4:

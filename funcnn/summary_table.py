@@ -127,6 +127,15 @@ def summary(net: Layer, input_shape: Shape, dtype: Any = np.float32, *, batch_si
     left out (the table is in :mod:`funcnn.costs`). Memory: the bytes the vjps keep in training mode.
     ``str()`` of the result is the table; its ``rows`` are the data (row 0 is ``net`` itself, with the totals).
 
+    Args:
+        net: a layer that knows its shapes (``out_shape``).
+        input_shape: one example's shape, or a tree of shapes for a tuple input.
+        dtype: the dtype of the input and params.
+        batch_size: the batch the FLOPs and memory are counted for.
+
+    Returns:
+        A :class:`Summary`: prints as the table, ``.rows`` as data, ``.total`` the network's row.
+
     >>> table = fn.summary(fn.chain(fn.dense(10), fn.relu), (3, 4), batch_size=2)
     >>> [(row.name, row.output_shape, row.params, row.forward_flops) for row in table.rows]
     [('chain', (2, 10), 130, 500), ('affine(10)', (2, 10), 130, 480), ('relu', (2, 10), 0, 20)]

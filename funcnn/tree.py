@@ -121,7 +121,14 @@ def _children(tree: PyTree) -> tuple[str, tuple[Any, ...], tuple[Any, ...]] | No
 
 
 def tree_structure(tree: PyTree) -> TreeDef:
-    """The TreeDef of ``tree``."""
+    """The TreeDef of ``tree``.
+
+    Args:
+        tree: a tree.
+
+    Returns:
+        Its :class:`TreeDef`.
+    """
     node = _children(tree)
     if node is None:
         return TreeDef("leaf")
@@ -140,28 +147,65 @@ def _walk(tree: PyTree, path: KeyPath) -> Iterator[tuple[KeyPath, Any]]:
 
 
 def tree_leaves(tree: PyTree) -> list[Any]:
-    """The leaves of ``tree`` in flattening order."""
+    """The leaves of ``tree`` in flattening order.
+
+    Args:
+        tree: a tree.
+
+    Returns:
+        Its leaves, dict entries in sorted key order.
+    """
     return [leaf for _, leaf in _walk(tree, ())]
 
 
 def tree_leaves_with_path(tree: PyTree) -> list[tuple[KeyPath, Any]]:
-    """``(key_path, leaf)`` pairs in flattening order; format a path with :func:`keystr`."""
+    """``(key_path, leaf)`` pairs in flattening order; format a path with :func:`keystr`.
+
+    Args:
+        tree: a tree.
+
+    Returns:
+        ``(key_path, leaf)`` pairs, in the order of :func:`tree_leaves`.
+    """
     return list(_walk(tree, ()))
 
 
 def keystr(path: KeyPath, root: str = "") -> str:
     """A key path as it would be written in Python: ``keystr((0, "w"), "params")`` is
-    ``params[0]["w"]``."""
+    ``params[0]["w"]``.
+
+    Args:
+        path: a key path, as :func:`tree_leaves_with_path` gives.
+        root: the name put in front.
+
+    Returns:
+        The path as Python source.
+    """
     return root + "".join(f'["{k}"]' if isinstance(k, str) else f"[{k}]" for k in path)
 
 
 def tree_flatten(tree: PyTree) -> tuple[list[Any], TreeDef]:
-    """``(leaves, treedef)``; :func:`tree_unflatten` inverts it."""
+    """``(leaves, treedef)``; :func:`tree_unflatten` inverts it.
+
+    Args:
+        tree: a tree.
+
+    Returns:
+        ``(leaves, treedef)``.
+    """
     return tree_leaves(tree), tree_structure(tree)
 
 
 def tree_unflatten(treedef: TreeDef, leaves: list[Any]) -> PyTree:
-    """Rebuild a tree of shape ``treedef`` from ``leaves`` (as many as ``treedef.num_leaves``)."""
+    """Rebuild a tree of shape ``treedef`` from ``leaves`` (as many as ``treedef.num_leaves``).
+
+    Args:
+        treedef: the structure.
+        leaves: as many leaves as it holds.
+
+    Returns:
+        The tree.
+    """
     leaves = list(leaves)
     if len(leaves) != treedef.num_leaves:
         raise ValueError(f"tree_unflatten: {treedef!r} needs {treedef.num_leaves} leaves, got {len(leaves)}")
@@ -180,7 +224,16 @@ def tree_unflatten(treedef: TreeDef, leaves: list[Any]) -> PyTree:
 
 def tree_map(f: Callable[..., Any], tree: PyTree, *rest: PyTree) -> PyTree:
     """Apply ``f`` leaf by leaf to ``tree`` and the trees in ``rest``, which must share its
-    structure; a mismatch raises ValueError printing both structures."""
+    structure; a mismatch raises ValueError printing both structures.
+
+    Args:
+        f: a function of one leaf of each tree.
+        tree: the first tree.
+        *rest: trees of the same structure.
+
+    Returns:
+        A tree of the same structure holding ``f``'s results.
+    """
     leaves, treedef = tree_flatten(tree)
     others = []
     for other in rest:
@@ -192,39 +245,97 @@ def tree_map(f: Callable[..., Any], tree: PyTree, *rest: PyTree) -> PyTree:
 
 
 def tree_map_with_path(f: Callable[[KeyPath, Any], Any], tree: PyTree) -> PyTree:
-    """Apply ``f(key_path, leaf)`` to every leaf of ``tree``, keeping its structure."""
+    """Apply ``f(key_path, leaf)`` to every leaf of ``tree``, keeping its structure.
+
+    Args:
+        f: ``f(key_path, leaf)``.
+        tree: a tree.
+
+    Returns:
+        A tree of the same structure holding ``f``'s results.
+    """
     return tree_unflatten(tree_structure(tree), [f(path, leaf) for path, leaf in tree_leaves_with_path(tree)])
 
 
 def tree_zeros_like(tree: PyTree) -> PyTree:
-    """A tree of zero arrays with the shapes and dtypes of ``tree``'s leaves."""
+    """A tree of zero arrays with the shapes and dtypes of ``tree``'s leaves.
+
+    Args:
+        tree: a tree of arrays.
+
+    Returns:
+        The same tree of zeros (same shapes and dtypes).
+    """
     return tree_map(np.zeros_like, tree)
 
 
 def tree_add(a: PyTree, b: PyTree) -> PyTree:
-    """Leafwise ``a + b``."""
+    """Leafwise ``a + b``.
+
+    Args:
+        a: a tree of arrays.
+        b: a tree of the same structure.
+
+    Returns:
+        ``a + b`` leaf by leaf.
+    """
     return tree_map(np.add, a, b)
 
 
 def tree_sub(a: PyTree, b: PyTree) -> PyTree:
-    """Leafwise ``a - b``."""
+    """Leafwise ``a - b``.
+
+    Args:
+        a: a tree of arrays.
+        b: a tree of the same structure.
+
+    Returns:
+        ``a - b`` leaf by leaf.
+    """
     return tree_map(np.subtract, a, b)
 
 
 def tree_scale(tree: PyTree, s: float) -> PyTree:
-    """Leafwise ``s * leaf``, keeping each leaf's dtype."""
+    """Leafwise ``s * leaf``, keeping each leaf's dtype.
+
+    Args:
+        tree: a tree of arrays.
+        s: the factor.
+
+    Returns:
+        ``s * tree`` leaf by leaf.
+    """
     return tree_map(lambda leaf: (leaf * s).astype(np.result_type(leaf), copy=False), tree)
 
 
 def tree_vdot(a: PyTree, b: PyTree) -> float:
-    """The inner product of two trees of the same structure, summed over all leaves, as a float."""
+    """The inner product of two trees of the same structure, summed over all leaves, as a float.
+
+    Args:
+        a: a tree of arrays.
+        b: a tree of the same structure.
+
+    Returns:
+        The sum over leaves of their inner products.
+    """
     products = tree_leaves(tree_map(lambda x, y: np.vdot(np.ravel(x), np.ravel(y)), a, b))
     return float(sum(products, 0.0))
 
 
 def tree_allclose(a: PyTree, b: PyTree, rtol: float = 1e-5, atol: float = 1e-8, equal_nan: bool = False) -> bool:
     """True when ``a`` and ``b`` have the same structure and leaf shapes and every leaf pair is
-    ``np.allclose``."""
+    ``np.allclose``.
+
+    Args:
+        a: a tree.
+        b: another tree.
+        rtol: as in ``np.allclose``.
+        atol: as in ``np.allclose``.
+        equal_nan: count NaN as equal to NaN.
+
+    Returns:
+        True when both have one structure and every pair of leaves is close.
+    """
     if tree_structure(a) != tree_structure(b):
         return False
     return all(
