@@ -7,6 +7,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from funcnn.tree import is_empty
+
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
@@ -98,11 +100,6 @@ def number_at_least(layer: str, arg: str, value: Any, minimum: float, *, strict:
     if not np.isfinite(value) or (value <= minimum if strict else value < minimum):
         raise ValueError(f"{layer}: {arg} must be {'>' if strict else '>='} {minimum} and finite, got {value}")
     return float(value)
-
-
-def is_empty(tree: Any) -> bool:
-    """True for ``()``, the params or state of a layer that has none (safe on arrays)."""
-    return isinstance(tree, tuple) and tree == ()
 
 
 def describe(value: Any) -> str:

@@ -21,6 +21,15 @@ def crop_and_flip(rng: np.random.Generator, x: np.ndarray, pad: int = 4, flip: b
     ``x`` is not modified. The draws come from ``rng`` alone, so the same generator state gives the same
     batch (``fit`` draws one per epoch from its seed: a resumed run augments as an uninterrupted one).
 
+    Args:
+        rng: the generator the crops and flips are drawn from.
+        x: images ``(N, C, H, W)``.
+        pad: the zero padding, so shifts of up to ``pad`` pixels.
+        flip: mirror each image with probability 1/2.
+
+    Returns:
+        A new batch of ``x``'s shape and dtype.
+
     >>> x = np.arange(16.0).reshape(1, 1, 4, 4)
     >>> y = fn.augment.crop_and_flip(np.random.default_rng(0), x, pad=1)
     >>> y.shape, y.dtype

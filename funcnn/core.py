@@ -15,6 +15,7 @@ from types import MappingProxyType
 from typing import Any, Generic, ParamSpec, Protocol, TypeVar
 
 import numpy as np
+from typing_extensions import override
 
 from funcnn._checks import no_state
 from funcnn.tree import PyTree, tree_map
@@ -104,7 +105,18 @@ class Layer:
         self, params: PyTree, x: np.ndarray, state: State = (), *, train: bool, rng: np.random.Generator | None = None
     ) -> tuple[np.ndarray, VJP, State]:
         """``(y, vjp, new_state)`` in training (``train=True``) or evaluation mode. ``state`` is
-        never modified: the new one is returned. A layer that is not moded returns state ``()``."""
+        never modified: the new one is returned. A layer that is not moded returns state ``()``.
+
+        Args:
+            params: the layer's params.
+            x: the input batch.
+            state: its state (``()`` for a stateless layer).
+            train: training mode (batch statistics, dropout) or evaluation mode.
+            rng: the generator dropout draws its masks from (needed in training).
+
+        Returns:
+            ``(y, vjp, new_state)``.
+        """
         if not isinstance(train, (bool, np.bool_)):
             raise TypeError(f"{self.name}: train must be True or False, got {train!r}")
         if self.run_fn is None:
@@ -119,6 +131,7 @@ class Layer:
     def __call__(self, params: PyTree, x: np.ndarray) -> tuple[np.ndarray, VJP]:
         return self.apply(params, x)
 
+    @override
     def __repr__(self) -> str:
         return self.name
 
@@ -136,6 +149,16 @@ def layer(
     or to give :func:`funcnn.init_params` what it needs: ``init`` to make its params and
     ``out_shape(input_shape) -> output_shape`` (one example, no batch axis) for the layers after it,
     e.g. ``out_shape=lambda shape: shape`` for an elementwise function.
+
+    Args:
+        apply: the function ``apply(params, x) -> (y, vjp)``.
+        name: the layer's name in errors and summaries (default: the function's).
+        param_keys: the keys of its dict params, for ``sandwich``; ``None`` for any params tree.
+        init: ``init(rng, input_shape, dtype, weight_scale) -> params``, for :func:`funcnn.init_params`.
+        out_shape: ``out_shape(input_shape) -> output_shape`` for one example (no batch axis).
+
+    Returns:
+        A :class:`Layer` of op ``"custom"`` that calls ``apply``.
 
     >>> def double(params, x):
     ...     return 2 * x, lambda dy: ((), 2 * dy)
@@ -183,7 +206,26 @@ def moded_layer(
     children: tuple[Layer, ...] = (),
     doc: str | None = None,
 ) -> Layer:
-    """A :class:`Layer` that must be called with ``run``; a plain call explains how."""
+    """A :class:`Layer` with a mode (train/eval), randomness or state: it must be called with ``run``;
+    a plain call explains how. :func:`bind` makes it a plain layer (for ``check_vjp``).
+
+    Args:
+        run_fn: ``run_fn(params, x, state, train, rng) -> (y, vjp, new_state)``; ``rng`` is a
+            ``np.random.Generator`` or None, and the new state is returned, never written into ``state``.
+        name: the layer's name, shown in errors and summaries.
+        param_keys: the keys of its params dict (``()`` for none, None when they are not a flat dict).
+        init: ``init(rng, input_shape, dtype, weight_scale) -> (output_shape, params)``.
+        state_keys: the keys of its state dict.
+        state_init: ``state_init(input_shape, dtype) -> state``, the state before the first step.
+        out_shape: ``out_shape(input_shape) -> output_shape`` (one example, no batch axis).
+        op: the op the analyses (costs, export) know it by; "custom" for a user's layer.
+        hparams: its hyperparameters, shown by ``summary``.
+        children: the layers it is built of.
+        doc: the docstring shown for it (``help(layer)``).
+
+    Returns:
+        The moded :class:`Layer`: ``layer.run(params, x, state, train=..., rng=...) -> (y, vjp, new_state)``.
+    """
 
     def apply(params: PyTree, x: np.ndarray) -> tuple[np.ndarray, VJP]:
         raise TypeError(
@@ -210,7 +252,19 @@ def moded_layer(
 def run(
     f: LayerFn, params: PyTree, x: np.ndarray, state: State = (), *, train: bool, rng: np.random.Generator | None = None
 ) -> tuple[np.ndarray, VJP, State]:
-    """:meth:`Layer.run` for any layer, including a plain function ``(params, x) -> (y, vjp)``."""
+    """:meth:`Layer.run` for any layer, including a plain function ``(params, x) -> (y, vjp)``.
+
+    Args:
+        f: a layer or a plain ``(params, x) -> (y, vjp)`` function.
+        params: its params.
+        x: the input batch.
+        state: its state (``()`` for a stateless layer).
+        train: training mode (batch statistics, dropout) or evaluation mode.
+        rng: the generator dropout draws its masks from (needed in training).
+
+    Returns:
+        ``(y, vjp, new_state)``; the state passed in is left as it was.
+    """
     if isinstance(f, Layer) and f.moded:
         return f.run(params, x, state, train=train, rng=rng)
     no_state(layer_name(f), state)
@@ -225,6 +279,15 @@ def bind(f: LayerFn, state: State = (), *, train: bool, rng: np.random.Generator
     Every call starts ``rng`` from the state it had when bound, so dropout draws the same mask each
     time: exactly what ``check_vjp`` needs. The bound state's float arrays take the dtype of ``x``
     (so a float32 state serves ``check_vjp``'s float64 run). The new state is dropped.
+
+    Args:
+        f: a layer, moded or not.
+        state: the state to run from (kept for every call).
+        train: the mode.
+        rng: the generator, restarted from its present state at every call.
+
+    Returns:
+        A plain layer ``(params, x) -> (y, vjp)`` that drops the new state.
 
     >>> layer = fn.bind(fn.dropout(0.5), train=True, rng=np.random.default_rng(0))
     >>> x = np.ones((2, 4))
@@ -259,14 +322,30 @@ def bind(f: LayerFn, state: State = (), *, train: bool, rng: np.random.Generator
 
 def skips_dx(vjp: Callable[..., tuple[PyTree, Any]]) -> VJP:
     """Mark a vjp that also takes ``need_dx=False`` and then returns ``(dparams, None)``, sparing the
-    work of ``dx`` (a network's first layer, whose input is data). ``vjp(dy)`` stays the contract."""
+    work of ``dx`` (a network's first layer, whose input is data). ``vjp(dy)`` stays the contract.
+
+    Args:
+        vjp: a vjp that accepts ``need_dx=False``.
+
+    Returns:
+        The same function, marked for :func:`pull_back`.
+    """
     vjp.skips_dx = True  # type: ignore[attr-defined]
     return vjp
 
 
 def pull_back(vjp: VJP, dy: np.ndarray, *, need_dx: bool = True) -> tuple[PyTree, np.ndarray | None]:
     """``vjp(dy) -> (dparams, dx)``; with ``need_dx=False``, a vjp marked by :func:`skips_dx` may
-    return ``dx = None`` instead of computing it. Any other vjp is called as ``vjp(dy)``."""
+    return ``dx = None`` instead of computing it. Any other vjp is called as ``vjp(dy)``.
+
+    Args:
+        vjp: a vjp from a forward pass.
+        dy: the cotangent of the output, shaped like ``y``.
+        need_dx: False to let a vjp marked by :func:`skips_dx` skip the input's gradient.
+
+    Returns:
+        ``(dparams, dx)``, with ``dx`` None when it was skipped.
+    """
     if not need_dx and getattr(vjp, "skips_dx", False):
         return vjp(dy, need_dx=False)  # type: ignore[call-arg]
     return vjp(dy)

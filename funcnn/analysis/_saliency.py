@@ -15,7 +15,18 @@ __all__ = ["class_score_gradient", "saliency"]
 def class_score_gradient(net: LayerFn, params: PyTree, x: np.ndarray, y: np.ndarray, state: State = ()) -> np.ndarray:
     """The gradient of ``sum_n scores[n, y[n]]`` with respect to the images ``x`` (any ``(N, ...)``),
     the network run in evaluation mode (``state``: its running statistics, if it keeps any): one
-    vjp with a one-hot cotangent. Same shape and dtype as ``x``; each example's gradient is its own."""
+    vjp with a one-hot cotangent. Same shape and dtype as ``x``; each example's gradient is its own.
+
+    Args:
+        net: a network ``(params, x) -> (scores, vjp)``, moded or not.
+        params: its params.
+        x: the images ``(N, ...)``.
+        y: their classes ``(N,)``.
+        state: its state, if it has one (evaluation mode).
+
+    Returns:
+        The gradient of each example's correct-class score with respect to it, shaped like ``x``.
+    """
     x = float_array("saliency", "x", x)
     labels = np.asarray(y)
     scores, vjp, _ = run(net, params, x, state, train=False)
@@ -31,7 +42,18 @@ def class_score_gradient(net: LayerFn, params: PyTree, x: np.ndarray, y: np.ndar
 
 def saliency(net: LayerFn, params: PyTree, x: np.ndarray, y: np.ndarray, state: State = ()) -> np.ndarray:
     """Saliency maps of images ``x`` ``(N, C, H, W)`` for their labels ``y`` ``(N,)``: the largest
-    absolute value over the channels of :func:`class_score_gradient`, shape ``(N, H, W)``."""
+    absolute value over the channels of :func:`class_score_gradient`, shape ``(N, H, W)``.
+
+    Args:
+        net: a network ``(params, x) -> (scores, vjp)``, moded or not.
+        params: its params.
+        x: images ``(N, C, H, W)``.
+        y: their classes ``(N,)``.
+        state: its state, if it has one (evaluation mode).
+
+    Returns:
+        Saliency maps ``(N, H, W)``: the largest absolute gradient over the channels.
+    """
     gradient = class_score_gradient(net, params, x, y, state)
     if gradient.ndim != 4:
         raise ValueError(f"saliency: x must be images (N, C, H, W), got shape {gradient.shape}")

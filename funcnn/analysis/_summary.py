@@ -11,11 +11,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from typing_extensions import override
 
 from funcnn._checks import checked_input_shape, int_at_least
 from funcnn.analysis._costs import Cost, leaf_cost
 from funcnn.core import Layer, Shape, output_shape
-from funcnn.tree import tree_leaves
+from funcnn.tree import is_shape, tree_leaves
 
 __all__ = ["Summary", "SummaryRow", "summary"]
 
@@ -50,6 +51,7 @@ class Summary:
         """The network's own row: its numbers are the totals."""
         return self.rows[0]
 
+    @override
     def __str__(self) -> str:
         header = ("layer", "output shape", "params", "forward FLOPs", "backward FLOPs", "vjp memory (B)")
         cells = [
@@ -92,27 +94,23 @@ def _bytes(value: int | None) -> str:
     return f"{value:,} bytes"
 
 
-def _is_shape(shape: Any) -> bool:
-    return isinstance(shape, tuple) and all(isinstance(d, (int, np.integer)) for d in shape)
-
-
 def _size(shape: Any) -> int:
     """The number of elements of a shape, or of all the shapes of a tuple input's shape."""
-    return math.prod(shape) if _is_shape(shape) else sum(_size(s) for s in shape)
+    return math.prod(int(d) for d in shape) if is_shape(shape) else sum(_size(s) for s in shape)
 
 
 def _batched(n: int, shape: Any) -> Any:
     """``shape`` (or each shape of a tuple input's) with the batch axis ``n`` in front."""
-    return (n, *shape) if _is_shape(shape) else tuple(_batched(n, s) for s in shape)
+    return (n, *shape) if is_shape(shape) else tuple(_batched(n, s) for s in shape)
 
 
 def _example(shape: Any) -> Any:
     """``shape`` (or each of a tuple's) without its batch axis."""
-    return tuple(shape[1:]) if _is_shape(shape) else tuple(_example(s) for s in shape)
+    return tuple(shape[1:]) if is_shape(shape) else tuple(_example(s) for s in shape)
 
 
 def _batch_size(shape: Any) -> int:
-    return int(shape[0]) if _is_shape(shape) else _batch_size(shape[0])
+    return int(shape[0]) if is_shape(shape) else _batch_size(shape[0])
 
 
 def _add(*values: int | None) -> int | None:
@@ -128,6 +126,15 @@ def summary(net: Layer, input_shape: Shape, dtype: Any = np.float32, *, batch_si
     norms and activations count the operations of their formulas per element, bias additions are
     left out (the rules are in ``funcnn/analysis/_costs.py``). Memory: the bytes the vjps keep in training mode.
     ``str()`` of the result is the table; its ``rows`` are the data (row 0 is ``net`` itself, with the totals).
+
+    Args:
+        net: a layer that knows its shapes (``out_shape``).
+        input_shape: one example's shape, or a tree of shapes for a tuple input.
+        dtype: the dtype of the input and params.
+        batch_size: the batch the FLOPs and memory are counted for.
+
+    Returns:
+        A :class:`Summary`: prints as the table, ``.rows`` as data, ``.total`` the network's row.
 
     >>> table = fn.summary(fn.chain(fn.dense(10), fn.relu), (3, 4), batch_size=2)
     >>> [(row.name, row.output_shape, row.params, row.forward_flops) for row in table.rows]

@@ -8,6 +8,8 @@ import argparse
 from collections.abc import Callable
 from typing import Any, NoReturn, TypeVar
 
+from typing_extensions import override
+
 from funcnn._checks import fraction, int_at_least, number_at_least
 
 T = TypeVar("T")
@@ -18,6 +20,7 @@ Options = dict[str, argparse.Action]
 class Parser(argparse.ArgumentParser):
     """An ArgumentParser whose errors are one line, ``funcnn train: argument --reg: must be ...``, exit status 2."""
 
+    @override
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: {message}\n")
 

@@ -46,6 +46,14 @@ def load_cifar10_binary(folder: PathLike, kind: str = "train", dtype: DTypeLike 
 
     Raises FileNotFoundError for a missing file and DataFormatError (a ValueError)
     for an empty file, a size that is not a multiple of 3073, or a label outside 0..9.
+
+    Args:
+        folder: the folder holding the ``.bin`` files.
+        kind: ``"train"`` or ``"test"``.
+        dtype: the images' float dtype.
+
+    Returns:
+        A ``Dataset(x, y)``: x ``(N, 3, 32, 32)`` in [0, 1], y ``(N,)`` int64.
     """
     files = _FILES[one_of("load_cifar10_binary", "kind", kind, ("train", "test"))]
     dt = floating_dtype("load_cifar10_binary", "dtype", dtype)

@@ -62,6 +62,12 @@ def load_digits(dtype: DTypeLike = np.float32) -> Split:
     Sizes 1,197 / 300 / 300, the same on every run and machine. Each part is
     ``Dataset(x, y)``: x of ``dtype`` with shape (N, 1, 8, 8) in [0, 1]
     (pixel / 16), y int64 with shape (N,) in 0..9. Arrays are fresh copies.
+
+    Args:
+        dtype: the images' float dtype.
+
+    Returns:
+        A :class:`Split` of train, validation and test ``Dataset``s, x ``(N, 1, 8, 8)`` in [0, 1].
     """
     dt = floating_dtype("load_digits", "dtype", dtype)
     table = _raw()

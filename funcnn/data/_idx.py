@@ -43,6 +43,12 @@ def load_idx(path: PathLike) -> np.ndarray:
     unknown dtype code, truncated header, or data size not matching the header. Reads are bounded
     by the header: a file holding more data than its header promises (a gzip bomb) is refused after
     reading one byte more, so it costs no more memory than an honest file with that header.
+
+    Args:
+        path: an IDX file, optionally gzipped.
+
+    Returns:
+        Its array, of the dtype and shape its header gives.
     """
     with open_data(path) as stream:
         head = read_at_most(stream, 4)
@@ -91,6 +97,14 @@ def load_mnist(folder: PathLike, kind: str = "train", dtype: DTypeLike = np.floa
     Raises FileNotFoundError for a missing file and DataFormatError (a ValueError)
     when a file is malformed, not uint8 of the expected shape, the label count
     differs from the image count, or a label is outside 0..9.
+
+    Args:
+        folder: the folder holding the IDX files.
+        kind: ``"train"`` or ``"test"``.
+        dtype: the images' float dtype.
+
+    Returns:
+        A ``Dataset(x, y)``: x ``(N, 1, 28, 28)`` in [0, 1], y ``(N,)`` int64.
     """
     prefix = _MNIST_PREFIX[one_of("load_mnist", "kind", kind, ("train", "test"))]
     dt = floating_dtype("load_mnist", "dtype", dtype)

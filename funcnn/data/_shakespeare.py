@@ -37,5 +37,9 @@ def shakespeare_text() -> str:
 def load_shakespeare() -> CharText:
     """The bundled plays as a :class:`~funcnn.data.CharText`: its 73 characters as the vocabulary, the
     first 80% of the text for training, the next 10% for validation, the last 10% (most of Coriolanus,
-    a play the model never sees in training) held out for the test. Fresh arrays on every call."""
+    a play the model never sees in training) held out for the test. Fresh arrays on every call.
+
+    Returns:
+        A :class:`CharText` of the bundled plays.
+    """
     return char_text(shakespeare_text(), val_fraction=0.1, test_fraction=0.1)

@@ -42,6 +42,14 @@ def char_text(text: str, val_fraction: float = 0.1, test_fraction: float = 0.1) 
     """``text`` encoded by its own sorted characters and cut, in order, into train, then the last
     ``val_fraction + test_fraction`` held out: val, then test (the last ``test_fraction``, rounded down).
 
+    Args:
+        text: the text.
+        val_fraction: the share held out for validation.
+        test_fraction: the share held out for the test (the end).
+
+    Returns:
+        A :class:`CharText`: ``vocab``, ``train``, ``val`` and ``test`` codes, ``encode`` and ``decode``.
+
     >>> from funcnn.data import char_text
     >>> t = char_text("abcabcabca")
     >>> t.vocab, t.train.tolist(), t.val.tolist(), t.test.tolist()
@@ -64,6 +72,13 @@ def windows(codes: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
     """Non-overlapping next-character problems of ``length`` steps cut from ``codes`` ``(n,)``: inputs
     ``x`` ``(M, length)`` and targets ``y`` ``(M, length)`` with ``y[i, t] == x[i, t + 1]`` along the text
     (``M = (n - 1) // length``; the tail that fills no window is dropped).
+
+    Args:
+        codes: character codes ``(n,)``.
+        length: the steps of each window, ``>= 1``.
+
+    Returns:
+        ``(x, y)``, each ``(M, length)``.
 
     >>> from funcnn.data import windows
     >>> x, y = windows(np.arange(7), 3)

@@ -203,7 +203,19 @@ def to_onnx(
     The dtype is the params' (onnxruntime 1.32's CPU provider has no float64 Conv: export float32
     params for it). A layer without an ONNX counterpart (a user's function, a loss) is a ValueError
     naming it. An existing file at ``path`` is refused (ValueError) unless ``overwrite``; the model is written
-    atomically (a crash leaves the old file or the new one). Needs the ``onnx`` extra. Returns the path written."""
+    atomically (a crash leaves the old file or the new one). Needs the ``onnx`` extra. Returns the path written.
+
+    Args:
+        net: the network (a layer that knows its shapes).
+        params: its params; their dtype is the model's.
+        input_shape: one example's shape, without the batch axis.
+        path: the ``.onnx`` file to write.
+        state: a moded network's state (the running statistics of its batch norms).
+        overwrite: replace an existing file.
+
+    Returns:
+        The path written.
+    """
     path = Path(path)
     if path.exists() and not overwrite:
         raise ValueError(f"to_onnx: {path} already exists; replace it with overwrite=True, or choose another path")

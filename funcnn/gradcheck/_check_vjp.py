@@ -72,6 +72,23 @@ def check_vjp(
     numeric values and the relative error compared with the tolerance. A leaf whose numbers disagree
     because the point sits on a kink (ReLU at 0, a max-pool near-tie) is reported with status
     "kink" and a :class:`NonDifferentiableWarning` (``on_kink`` changes that).
+
+    Args:
+        f: any ``(params, x) -> (y, vjp)``: a layer, a network, a network ending in a loss.
+        params: its params tree.
+        x: its input, an array or a tuple of arrays.
+        mode: ``"fast"`` (random directions) or ``"full"`` (element by element).
+        dtype: the dtype the vjp runs in (float64; None keeps the inputs').
+        numeric_dtype: the dtype of the finite differences (default: ``dtype``).
+        step: the central difference's step (default by dtype).
+        rtol: the tolerance of the relative error (default by dtype).
+        probes: random directions per leaf in fast mode (default 2).
+        nondet_tol: how far two calls of the vjp may differ, relative to each leaf's largest magnitude.
+        seed: draws the directions and the cotangent.
+        on_kink: ``"warn"``, ``"raise"`` or ``"ignore"`` a point on a kink.
+
+    Returns:
+        A :class:`VJPReport`, one :class:`LeafCheck` per leaf.
     """
     if mode not in ("fast", "full"):
         raise ValueError(f"check_vjp: mode must be 'fast' or 'full', got {mode!r}")

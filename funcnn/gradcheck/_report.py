@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from typing_extensions import override
+
 Status = Literal["ok", "kink", "wrong"]
 
 
@@ -112,6 +114,7 @@ class VJPReport:
                 return leaf
         raise KeyError(f"no leaf {path!r}; leaves are {[leaf.path for leaf in self.leaves]}")
 
+    @override
     def __str__(self) -> str:
         width = max([len(leaf.path) for leaf in self.leaves] + [4])
         same = self.numeric_dtype in ("", self.dtype)

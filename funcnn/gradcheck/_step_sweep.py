@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from typing_extensions import override
 
 from funcnn.core import LayerFn
 from funcnn.gradcheck._compare import STEP
@@ -27,6 +28,7 @@ class StepSweep:
         """The step check_vjp uses, for each dtype swept."""
         return {dtype: STEP[np.dtype(dtype)] for dtype in self.errors}
 
+    @override
     def __str__(self) -> str:
         dtypes, chosen = list(self.errors), self.chosen
         lines = ["    step  " + "  ".join(f"{d:>9}" for d in dtypes)]
@@ -76,6 +78,16 @@ def step_sweep(
     Large steps lose to truncation error (falling as step**2), small ones to rounding (rising as
     eps/step): the V shape whose bottom is the best step. Returns a :class:`StepSweep`, which prints
     as a table with check_vjp's step marked.
+
+    Args:
+        f: any ``(params, x) -> (y, vjp)``.
+        params: its params.
+        x: its input.
+        steps: the steps to try, largest first.
+        seed: draws the direction and cotangent.
+
+    Returns:
+        A :class:`StepSweep`: the relative error of each step in float64 and float32, and check_vjp's steps.
     """
     sweep = StepSweep(tuple(float(h) for h in steps))
     for dtype in (np.dtype(np.float64), np.dtype(np.float32)):

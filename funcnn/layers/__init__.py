@@ -22,6 +22,7 @@ from funcnn.layers._combinators import remat as remat
 from funcnn.layers._combinators import remat_chain as remat_chain
 from funcnn.layers._combinators import residual as residual
 from funcnn.layers._combinators import sandwich as sandwich
+from funcnn.layers._conv import ConvParam as ConvParam
 from funcnn.layers._conv import conv as conv
 from funcnn.layers._conv import conv_naive as conv_naive
 from funcnn.layers._dropout import dropout as dropout
@@ -31,6 +32,7 @@ from funcnn.layers._init import init_params as init_params
 from funcnn.layers._init import init_state as init_state
 from funcnn.layers._norms import group_norm as group_norm
 from funcnn.layers._norms import layer_norm as layer_norm
+from funcnn.layers._pool import PoolParam as PoolParam
 from funcnn.layers._pool import avg_pool as avg_pool
 from funcnn.layers._pool import global_avg_pool as global_avg_pool
 from funcnn.layers._pool import max_pool as max_pool

@@ -46,6 +46,12 @@ def leaky_relu(alpha: float = 0.01) -> Layer:
     ``alpha >= 0``. The slope at 0 is ``alpha`` (PyTorch's rule); NaN stays NaN.
     The layer returns ``y`` (shape of ``x``) and ``vjp(dy) -> ((), dx)``.
 
+    Args:
+        alpha: the slope for negative inputs, ``>= 0`` (PyTorch's default 0.01).
+
+    Returns:
+        The layer: call it as ``layer(params, x) -> (y, vjp)``, with ``vjp(dy) -> (dparams, dx)``.
+
     >>> y, vjp = fn.leaky_relu(0.1)((), np.array([[-2.0, 3.0]]))
     >>> y
     array([[-0.2,  3. ]])

@@ -83,6 +83,13 @@ def dense(out_dim: int) -> Layer:
 
     x ``(N, d1, ..., dk)`` -> y ``(N, M)``.
 
+    Args:
+        out_dim: M, the number of outputs; the input size D comes from the input shape.
+
+    Returns:
+        An affine layer that knows its output size, for :func:`funcnn.init_params`; params ``{"w": (D, M), "b":
+            (M,)}``.
+
     >>> layer = fn.dense(4)
     >>> layer.out_shape((2, 3))                               # x (N, 2, 3) is flattened to D = 6
     (4,)

@@ -223,6 +223,14 @@ def batch_norm(momentum: float = 0.9, eps: float = 1e-5) -> Layer:
     ``{"running_mean": (D,), "running_var": (D,)}``. Call ``.run(params, x, state, train=...)``
     for ``(y, vjp, new_state)``; y has the shape of x.
 
+    Args:
+        momentum: the share of the old running statistics kept at each training step (the course's 0.9;
+            PyTorch's 0.1 means 0.9 here).
+        eps: added to the variance before its square root.
+
+    Returns:
+        The moded layer: call it as ``layer.run(params, x, state, train=..., rng=...) -> (y, vjp, new_state)``.
+
     >>> layer = fn.batch_norm()
     >>> params = {"gamma": np.ones(2), "beta": np.zeros(2)}
     >>> state = fn.init_state(layer, (2,), np.float64)
@@ -241,6 +249,13 @@ def batch_norm(momentum: float = 0.9, eps: float = 1e-5) -> Layer:
 def spatial_batch_norm(momentum: float = 0.9, eps: float = 1e-5) -> Layer:
     """Batch normalization of x ``(N, C, H, W)`` per channel; params ``{"gamma": (C,), "beta": (C,)}``,
     state ``{"running_mean": (C,), "running_var": (C,)}``. Same calls as :func:`batch_norm`.
+
+    Args:
+        momentum: as in :func:`batch_norm`.
+        eps: as in :func:`batch_norm`.
+
+    Returns:
+        The moded layer: call it as ``layer.run(params, x, state, train=..., rng=...) -> (y, vjp, new_state)``.
 
     >>> layer = fn.spatial_batch_norm()
     >>> layer.out_shape((3, 8, 8)), sorted(fn.init_state(layer, (3, 8, 8)))

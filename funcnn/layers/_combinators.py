@@ -111,6 +111,12 @@ def chain(*layers: LayerFn) -> Layer:
     vjps in reverse and returns ``((dp1, dp2, ...), dx)``. A moded chain's state is a tuple with
     one entry per layer (``()`` for stateless ones).
 
+    Args:
+        *layers: the layers, applied in order (layers, combinations or plain ``(params, x) -> (y, vjp)`` functions).
+
+    Returns:
+        A layer with params a tuple of one entry per layer (and, when moded, a tuple of states).
+
     >>> net = fn.chain(fn.dense(3), fn.relu, fn.dense(2))
     >>> net.out_shape((5,)), [child.op for child in net.children]
     ((2,), ['affine', 'relu', 'affine'])
@@ -230,6 +236,12 @@ def sandwich(*layers: LayerFn) -> Layer:
     Returns a layer whose ``vjp(dy)`` returns the merged dict of gradients and ``dx``. A moded
     sandwich's state is the merged dict of its layers' states.
 
+    Args:
+        *layers: the layers, applied in order; two of them must not declare the same param key.
+
+    Returns:
+        A layer whose params (and state) are one flat dict merging its layers'.
+
     >>> block = fn.sandwich(fn.dense(3), fn.relu)
     >>> block.param_keys
     ('w', 'b')
@@ -280,6 +292,12 @@ def fan_out(*branches: LayerFn) -> Layer:
     params (and a moded fan-out's state): a tuple with one entry per branch. The outputs must have
     one shape. ``vjp(dy)`` returns ``((dp_1, ...), dx)`` with ``dx`` the sum of every branch's dx:
     an input used twice gets the gradient of both uses.
+
+    Args:
+        *branches: layers given the same input, whose outputs have one shape.
+
+    Returns:
+        A layer ``y = sum_i f_i(params[i], x)``; params a tuple of one entry per branch.
 
     >>> both = fn.fan_out(fn.identity, fn.relu)               # y = x + relu(x)
     >>> y, vjp = both(((), ()), np.array([[-1.0, 2.0]]))
@@ -343,6 +361,12 @@ identity = Layer(_identity, "identity", param_keys=(), out_shape=same_shape_as_i
 def residual(f: LayerFn) -> Layer:
     """``y = x + f(params, x)``, a skip connection around ``f`` (params and state are ``f``'s);
     ``f`` must keep the input's shape. The gradient of ``x`` adds the skip and ``f``'s path.
+
+    Args:
+        f: a layer that keeps its input's shape.
+
+    Returns:
+        The layer ``x + f(params, x)``, with ``f``'s params and state.
 
     >>> block = fn.residual(fn.tanh)                          # y = x + tanh(x)
     >>> y, vjp = block((), np.array([[0.0, 1.0]]))
@@ -433,6 +457,13 @@ def remat(f: LayerFn, policy: str = "nothing") -> Layer:
     the conv and affine layers inside ``f``'s chains and sandwiches, so the backward pass re-runs
     only the cheap layers between them (norms, activations, pools, dropout).
 
+    Args:
+        f: the block to recompute.
+        policy: ``"nothing"`` keeps only the block's input; ``"products"`` also the outputs of its convs and affines.
+
+    Returns:
+        A layer with ``f``'s params, state, shapes and answers, whose vjp runs ``f``'s forward pass again.
+
     >>> block = fn.remat(fn.sandwich(fn.dense(3), fn.relu))
     >>> _, params = fn.init_params(block, np.random.default_rng(0), (5,))
     >>> y, vjp = block(params, np.ones((2, 5), np.float32))
@@ -487,6 +518,14 @@ def remat_chain(*layers: LayerFn, every: int = 1, policy: str = "nothing") -> La
     """``chain(*layers)`` with every run of ``every`` consecutive layers (blocks) wrapped in
     :func:`remat`: params are a tuple with one entry per group, each the group's chain params (a
     group of one holds that layer's params directly).
+
+    Args:
+        *layers: the layers, applied in order.
+        every: how many consecutive layers form one recomputed block, ``>= 1``.
+        policy: as in :func:`remat`.
+
+    Returns:
+        A layer with params a tuple of one entry per block.
 
     >>> net = fn.remat_chain(fn.dense(4), fn.relu, fn.dense(2), every=2)
     >>> [child.name for child in net.children]

@@ -6,7 +6,7 @@ version (``_conv_fast.py``: im2col or Winograd products by BLAS, chunk by chunk)
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
@@ -25,6 +25,16 @@ from funcnn.core import VJP, Init, Layer, OutShape, Shape, WeightScale, layer_fa
 from funcnn.layers._conv_fast import Backward, Forward, fast_forward
 from funcnn.layers._weights import weight_std, weights_and_bias
 from funcnn.tree import PyTree
+
+
+class ConvParam(TypedDict, total=False):
+    """The keywords of :func:`conv` and :func:`conv_naive`, the course's ``conv_param`` dict: a type checker
+    reads ``conv(**conv_param)`` and ``conv_relu(**conv_param)`` against them (a misspelt key is an error)."""
+
+    stride: int
+    pad: int
+    filters: int | None
+    kernel_size: int | tuple[int, int] | None
 
 
 def _naive_forward(
@@ -163,6 +173,15 @@ def conv(
     ``filters`` (F) and ``kernel_size`` (HH, WW, or one int for both) are needed only by
     :func:`funcnn.init_params`.
 
+    Args:
+        stride: the step between windows, an int ``>= 1``.
+        pad: zeros added on each side of H and W, an int ``>= 0``.
+        filters: F, the number of filters (only for :func:`funcnn.init_params`).
+        kernel_size: HH and WW, one int for both or a pair (only for :func:`funcnn.init_params`).
+
+    Returns:
+        The layer: call it as ``layer(params, x) -> (y, vjp)``, with ``vjp(dy) -> (dparams, dx)``.
+
     >>> x = np.ones((1, 1, 3, 3))                             # N=1, C=1, H=W=3
     >>> params = {"w": np.ones((2, 1, 2, 2)), "b": np.array([0.0, 1.0])}   # F=2 filters of 2x2
     >>> y, vjp = fn.conv(stride=1, pad=0)(params, x)
@@ -189,6 +208,15 @@ def conv_naive(
     stride: int = 1, pad: int = 0, filters: int | None = None, kernel_size: int | tuple[int, int] | None = None
 ) -> Layer:
     """The plain-NumPy reference for :func:`conv`: same contract, same results, a loop per output pixel.
+
+    Args:
+        stride: as in :func:`conv`.
+        pad: as in :func:`conv`.
+        filters: as in :func:`conv`.
+        kernel_size: as in :func:`conv`.
+
+    Returns:
+        The layer: call it as ``layer(params, x) -> (y, vjp)``, with ``vjp(dy) -> (dparams, dx)``.
 
     >>> rng = np.random.default_rng(0)
     >>> x, params = rng.standard_normal((2, 3, 5, 5)), {"w": rng.standard_normal((4, 3, 3, 3)), "b": np.zeros(4)}

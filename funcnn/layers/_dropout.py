@@ -30,6 +30,13 @@ def dropout(drop_prob: float = 0.5) -> Layer:
     ``layer.run((), x, train=True, rng=np.random.default_rng(seed))``; training without ``rng``
     is an error. The mask is drawn from ``rng``: the same generator state gives the same mask.
 
+    Args:
+        drop_prob: the probability of zeroing an element in training, in ``[0, 1)``; kept elements are scaled
+            by ``1 / (1 - drop_prob)``.
+
+    Returns:
+        The moded layer: call it as ``layer.run(params, x, state, train=..., rng=...) -> (y, vjp, new_state)``.
+
     >>> layer = fn.dropout(0.5)
     >>> y, vjp, _ = layer.run((), np.ones((2, 4)), train=True, rng=np.random.default_rng(0))
     >>> sorted(set(y.ravel().tolist()))                       # dropped, or kept and scaled by 1 / (1 - 0.5)

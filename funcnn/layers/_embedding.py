@@ -53,6 +53,14 @@ def embedding(vocab: int, dim: int) -> Layer:
     drawn from ``normal(0, 0.01)`` (the course's ``randn / 100``; a number ``weight_scale`` replaces 0.01).
     Input shape ``(T,)`` (integers) -> ``(T, dim)``.
 
+    Args:
+        vocab: V, the number of words (integer inputs lie in ``[0, V)``).
+        dim: D, the size of each word vector.
+
+    Returns:
+        A word-embedding layer that knows its sizes, for :func:`funcnn.init_params`: integer x ``(N, T)`` -> ``(N,
+            T, D)``.
+
     >>> fn.init_params(fn.embedding(10, 4), np.random.default_rng(0), (7,))[1]["w"].shape
     (10, 4)
     """

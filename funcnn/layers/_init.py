@@ -26,6 +26,17 @@ def init_params(
     Returns ``(output_shape, params)``; ``layer(params, x)`` then works on ``x`` of shape ``(N, *input_shape)``.
     A layer without params needs only its ``out_shape`` (see :func:`funcnn.layer`).
 
+    Args:
+        layer: a layer whose shapes follow from its input shape (``dense``, ``conv(..., filters, kernel_size)``,
+            combinations of them).
+        rng: the generator the weights are drawn from.
+        input_shape: one example's shape, without the batch axis.
+        dtype: the params' float dtype.
+        weight_scale: ``"he"`` (``sqrt(2 / fan_in)``) or a standard deviation such as the course's 1e-3.
+
+    Returns:
+        ``(output_shape, params)``: one example's output shape and a params tree for ``layer``.
+
     >>> net = fn.chain(fn.conv(pad=1, filters=4, kernel_size=3), fn.relu, fn.max_pool(), fn.dense(10))
     >>> out, params = fn.init_params(net, np.random.default_rng(0), (3, 8, 8))
     >>> out, params[0]["w"].shape, params[1], params[3]["w"].shape     # the dense layer gets 4 * 4 * 4 inputs
@@ -45,6 +56,14 @@ def init_state(layer: LayerFn, input_shape: Shape, dtype: Any = np.float32) -> S
     """The initial state of ``layer`` (a layer, sandwich or chain) fed examples of ``input_shape``:
     batch norm's running mean 0 and variance 1, ``()`` for layers that keep none; chains give a
     tuple with one entry per layer, sandwiches a merged dict.
+
+    Args:
+        layer: a layer, moded or not.
+        input_shape: one example's shape, without the batch axis.
+        dtype: the state's float dtype.
+
+    Returns:
+        The layer's initial state (running means 0, variances 1; ``()`` for a stateless layer).
 
     >>> net = fn.chain(fn.dense(5), fn.batch_norm(), fn.relu)
     >>> state = fn.init_state(net, (3,))

@@ -75,6 +75,12 @@ def layer_norm(eps: float = 1e-5) -> Layer:
     over all its values (biased variance, ``eps > 0`` inside the square root).
     :func:`funcnn.init_params` makes gamma ones and beta zeros.
 
+    Args:
+        eps: added to the variance before its square root.
+
+    Returns:
+        The layer: call it as ``layer(params, x) -> (y, vjp)``, with ``vjp(dy) -> (dparams, dx)``.
+
     >>> layer = fn.layer_norm()
     >>> _, params = fn.init_params(layer, np.random.default_rng(0), (4,), np.float64)
     >>> y, vjp = layer(params, np.array([[1.0, 2.0, 3.0, 4.0]]))
@@ -123,6 +129,13 @@ def group_norm(groups: int, eps: float = 1e-5) -> Layer:
     channels and positions (biased variance, ``eps > 0`` inside the square root), then channel c is
     scaled by ``gamma[c]`` and shifted by ``beta[c]``. ``groups=1`` normalizes each example as a whole,
     ``groups=C`` each channel (instance norm). :func:`funcnn.init_params` makes gamma ones and beta zeros.
+
+    Args:
+        groups: G, the number of channel groups; C must be a multiple of it.
+        eps: added to the variance before its square root.
+
+    Returns:
+        The layer: call it as ``layer(params, x) -> (y, vjp)``, with ``vjp(dy) -> (dparams, dx)``.
 
     >>> layer = fn.group_norm(2)                              # channels (0, 1) and (2, 3)
     >>> _, params = fn.init_params(layer, np.random.default_rng(0), (4, 1, 1), np.float64)

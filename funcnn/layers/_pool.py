@@ -9,7 +9,7 @@ Average pooling shares max pooling's checks and output size; overlapping windows
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
@@ -25,6 +25,16 @@ from funcnn._checks import (
 )
 from funcnn.core import VJP, Layer, Shape, layer_factory
 from funcnn.tree import PyTree
+
+
+class PoolParam(TypedDict, total=False):
+    """The keywords of :func:`max_pool`, :func:`max_pool_naive` and :func:`avg_pool`, the course's ``pool_param``
+    dict, for a type checker to read ``max_pool(**pool_param)`` against."""
+
+    pool_height: int
+    pool_width: int
+    stride: int
+
 
 Forward = Callable[[np.ndarray, int, int, int, int, int], tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]]
 
@@ -124,6 +134,14 @@ def max_pool(pool_height: int = 2, pool_width: int = 2, stride: int = 2) -> Laye
     x: ``(N, C, H, W)``; y: ``(N, C, H', W')`` with ``H' = (H - pool_height) // stride + 1``.
     ``max_pool(**pool_param)`` takes the course's dict.
 
+    Args:
+        pool_height: the window's height.
+        pool_width: the window's width.
+        stride: the step between windows (windows overlap when it is smaller than the window).
+
+    Returns:
+        The layer: call it as ``layer(params, x) -> (y, vjp)``, with ``vjp(dy) -> (dparams, dx)``.
+
     >>> x = np.arange(16.0).reshape(1, 1, 4, 4)
     >>> y, vjp = fn.max_pool(pool_height=2, pool_width=2, stride=2)((), x)
     >>> y
@@ -143,6 +161,14 @@ def max_pool(pool_height: int = 2, pool_width: int = 2, stride: int = 2) -> Laye
 @layer_factory
 def max_pool_naive(pool_height: int = 2, pool_width: int = 2, stride: int = 2) -> Layer:
     """The plain-NumPy reference for :func:`max_pool`: same contract, same results, ties included.
+
+    Args:
+        pool_height: as in :func:`max_pool`.
+        pool_width: as in :func:`max_pool`.
+        stride: as in :func:`max_pool`.
+
+    Returns:
+        The layer: call it as ``layer(params, x) -> (y, vjp)``, with ``vjp(dy) -> (dparams, dx)``.
 
     >>> y, vjp = fn.max_pool_naive(2, 2, 2)((), np.zeros((1, 1, 2, 2)))   # a tie: the first maximum wins
     >>> vjp(np.ones_like(y))[1][0, 0]
@@ -187,6 +213,14 @@ def avg_pool(pool_height: int = 2, pool_width: int = 2, stride: int = 2) -> Laye
 
     x: ``(N, C, H, W)``; y: ``(N, C, H', W')`` with ``H' = (H - pool_height) // stride + 1``, each
     the mean of its window. ``avg_pool(**pool_param)`` takes the course's dict.
+
+    Args:
+        pool_height: the window's height.
+        pool_width: the window's width.
+        stride: the step between windows.
+
+    Returns:
+        The layer: call it as ``layer(params, x) -> (y, vjp)``, with ``vjp(dy) -> (dparams, dx)``.
 
     >>> x = np.arange(16.0).reshape(1, 1, 4, 4)
     >>> y, vjp = fn.avg_pool(2, 2, 2)((), x)

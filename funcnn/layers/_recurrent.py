@@ -395,19 +395,40 @@ def _sized(base: Layer, kind: str, hidden: int, seq: bool) -> Layer:
 @layer_factory
 def rnn_cell(hidden: int) -> Layer:
     """:data:`rnn_step` with its hidden size ``H``, for :func:`funcnn.init_params` (input shape
-    ``((D,), (H,))``); weights ``randn / sqrt(fan_in)`` by default (see :func:`recurrent_std`), bias 0."""
+    ``((D,), (H,))``); weights ``randn / sqrt(fan_in)`` by default (see :func:`recurrent_std`), bias 0.
+
+    Args:
+        hidden: H, the size of the hidden state.
+
+    Returns:
+        The vanilla RNN step with its hidden size: ``(x (N, D), prev_h (N, H)) -> next_h``.
+    """
     return _sized(rnn_step, "rnn", hidden, False)
 
 
 @layer_factory
 def lstm_cell(hidden: int) -> Layer:
-    """:data:`lstm_step` with its hidden size ``H`` (input shape ``((D,), (H,), (H,))``), as :func:`rnn_cell`."""
+    """:data:`lstm_step` with its hidden size ``H`` (input shape ``((D,), (H,), (H,))``), as :func:`rnn_cell`.
+
+    Args:
+        hidden: H, the size of the hidden and cell states.
+
+    Returns:
+        The LSTM step with its hidden size: ``(x, prev_h, prev_c) -> (next_h, next_c)``.
+    """
     return _sized(lstm_step, "lstm", hidden, False)
 
 
 @layer_factory
 def gru_cell(hidden: int) -> Layer:
-    """:data:`gru_step` with its hidden size ``H`` (input shape ``((D,), (H,))``), as :func:`rnn_cell`."""
+    """:data:`gru_step` with its hidden size ``H`` (input shape ``((D,), (H,))``), as :func:`rnn_cell`.
+
+    Args:
+        hidden: H, the size of the hidden state.
+
+    Returns:
+        The GRU step with its hidden size: ``(x (N, D), prev_h (N, H)) -> next_h``.
+    """
     return _sized(gru_step, "gru", hidden, False)
 
 
@@ -415,6 +436,12 @@ def gru_cell(hidden: int) -> Layer:
 def rnn_layer(hidden: int) -> Layer:
     """:data:`rnn` with its hidden size ``H``, for :func:`funcnn.init_params`: input shape
     ``((T, D), (H,))``, output ``(T, H)``; weights ``randn / sqrt(fan_in)`` by default, bias 0.
+
+    Args:
+        hidden: H, the size of the hidden state.
+
+    Returns:
+        The vanilla RNN over a sequence with its hidden size: ``(x (N, T, D), h0 (N, H)) -> h (N, T, H)``.
 
     >>> _, params = fn.init_params(fn.lstm_layer(8), np.random.default_rng(0), ((5, 3), (8,)))
     >>> {key: value.shape for key, value in params.items()}
@@ -425,11 +452,25 @@ def rnn_layer(hidden: int) -> Layer:
 
 @layer_factory
 def lstm_layer(hidden: int) -> Layer:
-    """:data:`lstm` with its hidden size ``H`` (input shape ``((T, D), (H,))``), as :func:`rnn_layer`."""
+    """:data:`lstm` with its hidden size ``H`` (input shape ``((T, D), (H,))``), as :func:`rnn_layer`.
+
+    Args:
+        hidden: H, the size of the hidden and cell states.
+
+    Returns:
+        The LSTM over a sequence with its hidden size: ``(x (N, T, D), h0 (N, H)) -> h (N, T, H)``.
+    """
     return _sized(lstm, "lstm", hidden, True)
 
 
 @layer_factory
 def gru_layer(hidden: int) -> Layer:
-    """:data:`gru` with its hidden size ``H`` (input shape ``((T, D), (H,))``), as :func:`rnn_layer`."""
+    """:data:`gru` with its hidden size ``H`` (input shape ``((T, D), (H,))``), as :func:`rnn_layer`.
+
+    Args:
+        hidden: H, the size of the hidden state.
+
+    Returns:
+        The GRU over a sequence with its hidden size: ``(x (N, T, D), h0 (N, H)) -> h (N, T, H)``.
+    """
     return _sized(gru, "gru", hidden, True)

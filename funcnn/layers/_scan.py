@@ -8,16 +8,12 @@ import numpy as np
 
 from funcnn._checks import tuple_input
 from funcnn.core import VJP, Layer, LayerFn, WeightScale, as_layer, layer_factory
-from funcnn.tree import PyTree, keystr, tree_leaves, tree_leaves_with_path, tree_map, tree_structure
-
-
-def _is_shape(shape: Any) -> bool:
-    return isinstance(shape, tuple) and all(isinstance(d, (int, np.integer)) for d in shape)
+from funcnn.tree import PyTree, is_shape, keystr, tree_leaves, tree_leaves_with_path, tree_map, tree_structure
 
 
 def _map_shapes(f: Any, shapes: Any) -> Any:
     """``f`` applied to every shape (a tuple of ints) of a tree of shapes."""
-    return f(shapes) if _is_shape(shapes) else tuple(_map_shapes(f, s) for s in shapes)
+    return f(shapes) if is_shape(shapes) else tuple(_map_shapes(f, s) for s in shapes)
 
 
 def _same_carry(name: str, step: int, before: PyTree, after: PyTree) -> None:
@@ -72,6 +68,14 @@ def scan(cell: LayerFn, reverse: bool = False) -> Layer:
     until the vjp is dropped: ``T`` times a cell's memory. The carry must keep its structure, shapes
     and dtypes. ``init_params`` works when the cell has an ``init``: input shape ``(carry_shape, xs_shape)``
     with ``xs_shape = (T, ...)``; the output shape is ``(ys_shape, carry_shape)``.
+
+    Args:
+        cell: a layer ``cell(params, (carry, x_t)) -> ((carry', y_t), vjp)``; the carry keeps its structure, shapes and
+            dtypes.
+        reverse: run the steps from the last to the first.
+
+    Returns:
+        A layer ``(carry0, xs) -> (ys, carry_T)``, ``ys`` stacked on axis 1, whose vjp runs the steps backwards.
 
     >>> def cell(params, x):                                  # a running sum: carry' = carry + x_t, y_t = carry'
     ...     carry, x_t = x

@@ -57,6 +57,12 @@ def temporal_dense(out_dim: int) -> Layer:
     """:data:`temporal_affine` with its output size ``M``, for :func:`funcnn.init_params`: input shape
     ``(T, D)`` -> ``(T, M)``, params ``{"w": (D, M), "b": (M,)}`` (He-scaled or ``weight_scale``, bias 0).
 
+    Args:
+        out_dim: M, the number of outputs per step.
+
+    Returns:
+        A temporal affine layer that knows its output size: ``(N, T, D) -> (N, T, M)``.
+
     >>> fn.temporal_dense(7).out_shape((5, 3))
     (5, 7)
     """

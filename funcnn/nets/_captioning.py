@@ -86,6 +86,16 @@ def captioning_rnn(
     """The course's ``CaptioningRNN(word_to_idx, input_dim, wordvec_dim, hidden_dim, cell_type)``, its
     vocabulary of ``len(word_to_idx)`` words with ``'<NULL>'`` among them, cell ``"rnn"`` or ``"lstm"``.
 
+    Args:
+        word_to_idx: the vocabulary, with ``<NULL>``, ``<START>`` and ``<END>``.
+        input_dim: D, the size of the image features.
+        wordvec_dim: W, the size of the word vectors.
+        hidden_dim: H, the size of the hidden state.
+        cell_type: ``"rnn"`` or ``"lstm"``.
+
+    Returns:
+        A :class:`CaptioningRNN`: ``init_params``, ``loss``, ``sample`` and its network ``net``.
+
     >>> model = fn.nets.captioning_rnn({"<NULL>": 0, "<START>": 1, "<END>": 2, "cat": 3}, 6, 5, 4, "lstm")
     >>> params = model.init_params(np.random.default_rng(0), np.float64)
     >>> loss, grads = model.loss(params, np.ones((2, 6)), np.array([[1, 3, 2, 0], [1, 3, 3, 2]]))

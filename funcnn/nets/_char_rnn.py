@@ -24,6 +24,15 @@ def char_rnn(vocab_size: int, hidden_dim: int = 128, embed_dim: int = 32, cell: 
     with an LSTM's forget-gate bias at 1 (it starts by remembering). The vjp's input cotangent is None
     (integer codes). Train it with :func:`char_loss`; sample with :func:`sample_chars`.
 
+    Args:
+        vocab_size: V, the number of characters.
+        hidden_dim: H, the size of the hidden state.
+        embed_dim: E, the size of each character's vector.
+        cell: ``"lstm"`` or ``"rnn"``.
+
+    Returns:
+        The network, a layer ``(N, T)`` codes -> ``(N, T, V)`` scores.
+
     >>> net = fn.nets.char_rnn(vocab_size=5, hidden_dim=8, embed_dim=3)
     >>> out, params = fn.init_params(net, np.random.default_rng(0), (7,))
     >>> out, params["cell"]["wx"].shape
@@ -70,6 +79,13 @@ def char_loss(scores: np.ndarray, y: np.ndarray) -> tuple[np.floating, LossVJP]:
     divided by the T steps (the course's loss divides by N only). scores ``(N, T, V)``, y ``(N, T)`` ints;
     returns the loss and ``vjp(dloss=1.0) -> dscores``. A :func:`funcnn.fit` loss.
 
+    Args:
+        scores: scores ``(N, T, V)``.
+        y: the next characters ``(N, T)``.
+
+    Returns:
+        ``(loss, vjp)``: the mean cross-entropy in nats per character.
+
     >>> loss, _ = fn.nets.char_loss(np.zeros((2, 3, 4)), np.zeros((2, 3), dtype=int))
     >>> round(float(loss), 4)                                  # log 4
     1.3863
@@ -95,7 +111,19 @@ def sample_chars(
 ) -> np.ndarray:
     """``length`` codes drawn one at a time from a :func:`char_rnn` after it has read ``prime`` (codes ``(N, P)``,
     P >= 1): each from softmax(scores / temperature) of the step before, fed back as the next input.
-    Returns ``(N, length)`` ints. One step of the cell at a time: memory does not grow with ``length``."""
+    Returns ``(N, length)`` ints. One step of the cell at a time: memory does not grow with ``length``.
+
+    Args:
+        net: a network from :func:`char_rnn`.
+        params: its params.
+        prime: codes ``(N, P)`` to start from.
+        length: how many characters to draw.
+        rng: the generator they are drawn with.
+        temperature: divides the scores before the softmax (lower: surer).
+
+    Returns:
+        The drawn codes ``(N, length)``.
+    """
     if not isinstance(net, Layer) or net.op != "char_rnn":
         raise TypeError(f"sample_chars: net must be a fn.nets.char_rnn, got {net.name}")
     prime = np.asarray(prime)

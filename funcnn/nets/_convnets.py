@@ -18,7 +18,15 @@ def _hidden(out_dim: int, batch_norm: bool, dropout: float) -> Layer:
 
 @layer_factory
 def two_layer_net(hidden_dim: int = 100, num_classes: int = 10) -> Layer:
-    """affine - relu - affine: x ``(N, d1..dk)`` -> scores ``(N, num_classes)``."""
+    """affine - relu - affine: x ``(N, d1..dk)`` -> scores ``(N, num_classes)``.
+
+    Args:
+        hidden_dim: the hidden layer's size.
+        num_classes: the number of scores.
+
+    Returns:
+        The network ``affine - relu - affine``.
+    """
     return fc_net((hidden_dim,), num_classes)
 
 
@@ -28,6 +36,15 @@ def fc_net(
 ) -> Layer:
     """``{affine - [batch norm] - relu - [dropout]} x len(hidden_dims)`` - affine: x ``(N, d1..dk)``
     -> scores ``(N, num_classes)``. params: a tuple, one merged dict per hidden layer, then the last affine's.
+
+    Args:
+        hidden_dims: the hidden layers' sizes.
+        num_classes: the number of scores.
+        batch_norm: batch norm after each hidden affine.
+        dropout: dropout probability after each hidden relu (0: none).
+
+    Returns:
+        The network (moded with batch norm or dropout).
 
     >>> net = fn.nets.fc_net((20, 10), num_classes=3, batch_norm=True)
     >>> net.out_shape((1, 8, 8)), net.moded
@@ -54,6 +71,17 @@ def three_layer_convnet(
 
     The conv keeps the spatial size (stride 1, pad ``(filter_size - 1) // 2``; odd sizes) and the
     pool halves it. x ``(N, C, H, W)`` -> scores ``(N, num_classes)``.
+
+    Args:
+        num_filters: the conv's filters.
+        filter_size: its odd kernel size (padding keeps H and W).
+        hidden_dim: the hidden affine's size.
+        num_classes: the number of scores.
+        batch_norm: spatial batch norm after the conv and batch norm after the hidden affine.
+        dropout: dropout probability after the hidden relu (0: none).
+
+    Returns:
+        The network (moded with batch norm or dropout).
 
     >>> net = fn.nets.three_layer_convnet(num_filters=4, filter_size=3, hidden_dim=10, num_classes=5)
     >>> net.out_shape((3, 8, 8)), [child.op for child in net.children]

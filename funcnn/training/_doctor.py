@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
+from typing_extensions import override
 
 from funcnn._checks import int_at_least, number_at_least
 from funcnn.core import VJP, LayerFn, State, bind, run
@@ -56,6 +57,7 @@ class DoctorReport:
                 return check
         raise KeyError(f"no check {name!r}; checks are {[check.name for check in self.checks]}")
 
+    @override
     def __str__(self) -> str:
         width = max(len(check.name) for check in self.checks)
         measured = max(len(check.measured) for check in self.checks)
@@ -223,6 +225,23 @@ def doctor(
       near 1e-3.
 
     ``params`` and ``data`` are not modified. Returns a :class:`DoctorReport` (``.ok``, prints as a table).
+
+    Args:
+        net: a network ``(params, x) -> (scores, vjp)``, moded or not.
+        params: its params (not modified).
+        data: ``(x, y)``: training examples and labels.
+        optimizer: the update rule to judge.
+        loss: ``loss(scores, y) -> (value, vjp)``.
+        reg: the L2 strength on weights.
+        batch_size: the minibatch size of the update-ratio steps.
+        state: the network's state (default: its initial state).
+        subset: how many examples the overfitting check uses.
+        overfit_steps: how many full-batch steps it may take.
+        ratio_steps: the steps before the update-to-weight ratios are measured.
+        seed: draws the examples and batches.
+
+    Returns:
+        A :class:`DoctorReport`: one row per check, ``.ok`` when none failed.
     """
     x, y = data
     if len(x) != len(y) or len(x) < 4:

@@ -320,6 +320,27 @@ def fit(
     same crops as an uninterrupted one); evaluation sees the data as it is.
     Speed: ``fit`` calls :func:`funcnn.keep_freed_memory` (glibc keeps freed blocks for reuse, so
     the steps do not page-fault their arrays in again; ``FUNCNN_KEEP_FREED_MEMORY=0`` turns it off).
+
+    Args:
+        net: the network, ending in class scores ``(N, C)`` (or ``(N, T, C)`` for sequences).
+        params: its initial params (not modified).
+        train: ``(x, y)``: the training examples and their integer labels.
+        val: ``(x, y)``: the validation examples and labels.
+        optimizer: an update rule from :mod:`funcnn.optim`.
+        epochs: how many passes over the training set.
+        batch_size: the minibatch size.
+        loss: ``loss(scores, y) -> (value, vjp)``.
+        reg: the L2 strength on weights (``0.5 * reg * sum(w**2)``).
+        seed: draws each epoch's order, dropout masks and augmentation.
+        num_train_samples: how many training examples the train accuracy is measured on.
+        state: the network's initial state (default: ``init_state`` of it).
+        checkpoint: a path, or a :class:`Checkpoint`, saved after every epoch.
+        callbacks: callables called with an :class:`EpochEnd` after every epoch; ``"stop"`` ends training.
+        log: where progress lines go (None: silent).
+        augment: ``augment(rng, x_batch) -> x_batch``, applied to every training batch.
+
+    Returns:
+        A :class:`FitResult`: last and best params and state, the history, and which callback stopped the run.
     """
     saving = checkpoint_options(checkpoint)
     callbacks = check_callbacks("fit", callbacks)

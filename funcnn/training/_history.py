@@ -110,7 +110,14 @@ def early_stopping(patience: int) -> Callback:
     """A callback that stops training when validation accuracy has not improved for ``patience``
     epochs in a row (``epoch - history.best_epoch >= patience``); ``fit``'s ``stopped_by`` is then
     ``"patience"``. Use ``result.best_params`` (the best epoch's), not ``result.params`` (the last's).
-    It keeps no state of its own (the history has it), so it works across a resumed run."""
+    It keeps no state of its own (the history has it), so it works across a resumed run.
+
+    Args:
+        patience: how many epochs without a better validation accuracy are allowed, ``>= 1``.
+
+    Returns:
+        A callback for :func:`fit` that returns ``"stop"`` then (``stopped_by == "patience"``).
+    """
     int_at_least("early_stopping", "patience", patience, 1)
 
     def patience_(end: EpochEnd) -> str | None:

@@ -65,6 +65,26 @@ def lr_find(
     noisy run: another seed, batch size or smoothing moves them, often by a factor of 2-3 and sometimes by
     more; a curve with no clear fall (a network that learns little in ``steps`` steps) suggests nothing
     useful. Read the curve (``funcnn.plot.plot_lr_find``), not just the number, and confirm with a short run.
+
+    Args:
+        net: a network ``(params, x) -> (scores, vjp)``, moded or not.
+        params: its params (not changed).
+        x: training examples.
+        y: their labels.
+        optimizer: a factory ``optimizer(learning_rate=...)`` such as :func:`funcnn.optim.adam`.
+        loss: ``loss(scores, y) -> (value, vjp)``.
+        reg: the L2 strength on weights.
+        batch_size: the minibatch size.
+        min_lr: the first learning rate.
+        max_lr: the last learning rate.
+        steps: how many training steps.
+        smoothing: the exponential moving average's factor for the loss.
+        divergence: stop when the smoothed loss passes this many times its lowest.
+        seed: draws the minibatches.
+        state: the network's state (default: its initial state).
+
+    Returns:
+        An :class:`LRFind`: the curve, ``suggestion`` and ``steepest``.
     """
     name = "lr_find"
     min_lr = number_at_least(name, "min_lr", min_lr, 0, strict=True)

@@ -26,7 +26,11 @@ def keep_freed_memory() -> bool:
     """Ask glibc's malloc to keep freed blocks (up to 64 MiB each) for reuse and to give memory back to
     the OS only past 1 GiB of free heap. Process-wide; the resident size then stays near its peak.
     Returns whether it took effect: False on a C library other than glibc, or when the environment
-    variable ``FUNCNN_KEEP_FREED_MEMORY`` is ``0``."""
+    variable ``FUNCNN_KEEP_FREED_MEMORY`` is ``0``.
+
+    Returns:
+        True when glibc accepted the setting (False elsewhere, or with ``FUNCNN_KEEP_FREED_MEMORY=0``).
+    """
     if os.environ.get("FUNCNN_KEEP_FREED_MEMORY", "1").strip() == "0" or not sys.platform.startswith("linux"):
         return False
     try:

@@ -26,7 +26,15 @@ def _is_weight(path: tuple[Any, ...]) -> bool:
 
 def l2_penalty(params: PyTree, reg: float) -> tuple[float, PyTree]:
     """``0.5 * reg * sum(w ** 2)`` over the leaves named ``"w"`` (weights, not biases), and its
-    gradient (``reg * w`` on weights, 0 elsewhere), mirroring ``params``."""
+    gradient (``reg * w`` on weights, 0 elsewhere), mirroring ``params``.
+
+    Args:
+        params: a params tree.
+        reg: the L2 strength.
+
+    Returns:
+        ``(penalty, grads)``, ``grads`` mirroring ``params``.
+    """
     reg = float(reg)
     weights = [leaf for path, leaf in tree_leaves_with_path(params) if _is_weight(path)]
     squares = (float(np.sum(np.square(leaf, dtype=np.float64))) for leaf in weights)
@@ -67,14 +75,32 @@ def training_step(net: LayerFn, loss: Loss = softmax_loss, reg: float = 0.0, *, 
     """``step(params, x, y, state=(), rng=None) -> (loss, grads, new_state)``: ``net`` in training mode on
     ``x`` (``(N, ...)``) from ``state``, ``loss`` on labels ``y`` (``(N,)``) plus the L2 term at ``reg``,
     and the gradients of it all, mirroring ``params``. What :func:`funcnn.fit` and :func:`funcnn.doctor`
-    run. ``owner`` is the name a bad ``reg`` is reported under (a caller such as fit gives its own)."""
+    run. ``owner`` is the name a bad ``reg`` is reported under (a caller such as fit gives its own).
+
+    Args:
+        net: a network ``(params, x) -> (scores, vjp)``, moded or not.
+        loss: ``loss(scores, y) -> (value, vjp)``.
+        reg: the L2 strength on weights.
+        owner: the name errors are reported under.
+
+    Returns:
+        ``step(params, x, y, state=(), rng=None) -> (loss, grads, new_state)``.
+    """
     return _step(net, loss, _l2_term(owner, reg))
 
 
 def value_and_grad(net: LayerFn, loss: Loss = softmax_loss) -> Objective:
     """``objective(params, x, y) -> (loss, grads)`` for a network ending in class scores and a loss
     such as :func:`funcnn.softmax_loss`; ``grads`` mirrors ``params``. A moded network (batch norm,
-    dropout) needs its state and mode: :func:`funcnn.bind` it first, or train it with :func:`fit`."""
+    dropout) needs its state and mode: :func:`funcnn.bind` it first, or train it with :func:`fit`.
+
+    Args:
+        net: a plain network (bind a moded one).
+        loss: ``loss(scores, y) -> (value, vjp)``.
+
+    Returns:
+        ``objective(params, x, y) -> (loss, grads)``.
+    """
     if isinstance(net, Layer) and net.moded:
         raise TypeError(
             f"value_and_grad: {net.name} needs a mode and a state; pass fn.bind(net, state, train=True, "
@@ -90,7 +116,15 @@ def value_and_grad(net: LayerFn, loss: Loss = softmax_loss) -> Objective:
 
 
 def with_l2(objective: Objective, reg: float) -> Objective:
-    """``objective`` plus :func:`l2_penalty`: the course's ``reg`` on weights only."""
+    """``objective`` plus :func:`l2_penalty`: the course's ``reg`` on weights only.
+
+    Args:
+        objective: ``objective(params, x, y) -> (loss, grads)``.
+        reg: the L2 strength on weights.
+
+    Returns:
+        The regularized objective, of the same form.
+    """
     add_l2 = _l2_term("with_l2", reg)
 
     def regularized(params: PyTree, x: np.ndarray, y: np.ndarray) -> tuple[float, PyTree]:
@@ -119,7 +153,18 @@ def predict(net: LayerFn, params: PyTree, x: np.ndarray, state: State = (), batc
     """Predicted class of each example, in evaluation mode: ``argmax`` of the scores over their last axis,
     computed in batches; ``(N,)`` for scores ``(N, C)``, ``(N, T)`` for a sequence's scores ``(N, T, C)``.
     ``state`` is the network's (batch norm's running statistics), if it has one. An empty ``x`` is a
-    ValueError."""
+    ValueError.
+
+    Args:
+        net: a network ``(params, x) -> (scores, vjp)``, moded or not.
+        params: its params.
+        x: the examples ``(N, ...)``.
+        state: its state, if it has one.
+        batch_size: how many examples go through at once.
+
+    Returns:
+        The predicted classes, ``(N,)`` ints (``(N, T)`` for sequences).
+    """
     return _predictions("predict", net, params, x, state, batch_size)[0]
 
 
@@ -139,7 +184,19 @@ def accuracy(
 ) -> float:
     """Fraction of examples whose predicted class (in evaluation mode) is ``y`` (``(N,)`` ints, each one of
     the scores' classes); for sequences (``y`` ``(N, T)``, scores ``(N, T, C)``), the fraction of steps.
-    An empty ``x`` is a ValueError."""
+    An empty ``x`` is a ValueError.
+
+    Args:
+        net: a network ``(params, x) -> (scores, vjp)``, moded or not.
+        params: its params.
+        x: the examples ``(N, ...)``.
+        y: their labels ``(N,)`` (``(N, T)`` for sequences).
+        state: its state, if it has one.
+        batch_size: how many examples go through at once.
+
+    Returns:
+        The fraction of correct predictions, in ``[0, 1]``.
+    """
     predicted, classes = _predictions("accuracy", net, params, x, state, batch_size)
     if np.shape(y) != predicted.shape:
         raise ValueError(
