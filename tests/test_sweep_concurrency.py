@@ -16,8 +16,8 @@ optuna = pytest.importorskip("optuna", reason="the sweep extra is not installed:
 
 from subprocesses import default_sigint
 
-from funcnn.app.sweep import _stop
 from funcnn.app.sweep_report import finished_slots, slot_trials
+from funcnn.app.sweep_signals import stop_workers
 from funcnn.app.sweep_storage import close_storage, open_storage
 
 TrialState = optuna.trial.TrialState
@@ -61,7 +61,7 @@ def test_a_worker_that_ignores_ctrl_c_is_terminated():
     )
     worker = subprocess.Popen([sys.executable, "-c", stuck], stdout=subprocess.PIPE, text=True)
     assert worker.stdout.readline() == "ready\n"
-    _stop([worker], grace=1.0)
+    stop_workers([worker], None, grace=1.0)
     assert worker.returncode == -signal.SIGTERM
     worker.stdout.close()
 

@@ -49,6 +49,7 @@ def test_a_rerun_after_the_journal_was_emptied_is_refused_before_it_writes(tmp_p
         (b"not json\n", "Expecting value"),
         (b"\xff\xfe\n", "codec can't decode"),
         (b'{"op_code": 99}\n', "not an Optuna journal"),
+        (b'{"op_code": 4, "worker_id": "w"}\n', "a record Optuna cannot apply: KeyError 'study_id'"),
     ],
 )
 def test_a_damaged_journal_is_named_and_left_as_it_is(tmp_path, capsys, damage, reason):
@@ -63,11 +64,13 @@ def test_a_damaged_journal_is_named_and_left_as_it_is(tmp_path, capsys, damage, 
     assert (out / "study.journal").read_bytes() == damage
 
 
-def test_a_space_of_values_the_network_refuses_is_refused_at_once(tmp_path, capsys):
+@pytest.mark.parametrize("choices", ["3,4", "2,4"])
+def test_a_space_of_values_the_network_refuses_is_refused_at_once(tmp_path, capsys, choices):
     out = tmp_path / "sweep"
-    assert main(["sweep", "--trials", "2", "--out", str(out), "--space", "filter_size=choice:3,4", *TINY]) == 2
+    assert main(["sweep", "--trials", "2", "--out", str(out), "--space", f"filter_size=choice:{choices}", *TINY]) == 2
+    shown = choices.replace(",", ", ")
     assert (
-        "search space filter_size (choice [3, 4]): three_layer_convnet: filter_size must be odd"
+        f"search space filter_size (choice [{shown}]): three_layer_convnet: filter_size must be odd"
         in capsys.readouterr().err
     )
     assert not out.exists()
