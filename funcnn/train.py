@@ -204,7 +204,8 @@ def fit(
 
     Progress goes through ``log`` (None: silent): within an epoch a tqdm bar (loss, images/s) when
     stdout is a terminal and tqdm is installed, else a line at most every 10 s; after each epoch a line
-    (loss, accuracies, images/s, time left).
+    (loss, accuracies, images/s, time left: the epoch's time with its first step counted as the mean of
+    the others, since the first step of a run also compiles Numba's kernels).
 
     ``checkpoint`` (a path, or a :class:`Checkpoint` to resume or add settings) is saved after every
     epoch with everything needed to resume; a checkpoint whose configuration differs is refused
@@ -316,10 +317,11 @@ def fit(
             done = epoch
             if log:
                 seconds = history.epoch_seconds[-1]
+                left = progress.steady_seconds(seconds) * (epochs - epoch)
                 log(
                     f"{progress.label}  loss {np.mean(epoch_losses):.4f}  train acc {train_acc:.3f}  "
                     f"val acc {val_acc:.3f}  "
-                    f"{n / seconds:,.0f} img/s  {seconds:.1f} s  left {_clock(seconds * (epochs - epoch))}"
+                    f"{n / seconds:,.0f} img/s  {seconds:.1f} s  left {_clock(left)}"
                 )
             stopped_by = _asks_to_stop(callbacks, EpochEnd(epoch, history, params, state))
             if stopped_by is not None:
