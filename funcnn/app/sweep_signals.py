@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from types import FrameType
@@ -37,6 +38,9 @@ class CtrlC:
 
     @contextlib.contextmanager
     def once(self) -> Iterator[CtrlC]:
+        if threading.current_thread() is not threading.main_thread():  # only the main thread gets signals
+            yield self
+            return
         previous = signal.signal(signal.SIGINT, self._handle)
         try:
             yield self
