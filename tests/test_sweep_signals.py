@@ -118,3 +118,22 @@ def test_a_postgresql_server_lost_mid_sweep_is_one_line_naming_it(tmp_path):
         pytest.skip(str(missing))
     assert command.returncode == 1 and err.count("\n") == 1, err
     assert err.startswith(f"funcnn sweep: lost the storage {url} (") and "rerun the same command" in err
+
+
+def test_each_failed_trial_is_one_line_in_a_real_sweep(tmp_path):
+    """Workers print a failed trial's one line, not Optuna's warning with a traceback."""
+    out = tmp_path / "sweep"
+    first = _terminal_sweep(out, "--workers", "1", "--epochs", "1")
+    _, err = first.communicate(timeout=DEADLINE)
+    assert first.returncode == 0, err
+    for number in range(3, 12):  # files where the next trials' folders go: each such trial fails at once
+        (out / "sweep" / "trials" / str(number)).write_text("not a folder")
+    command = [sys.executable, "-m", "funcnn", "sweep", "--trials", "5", "--out", str(out), *TINY]
+    again = subprocess.run(
+        [*command, "--workers", "1", "--epochs", "1"], capture_output=True, text=True, timeout=DEADLINE
+    )
+    lines = again.stderr.splitlines()
+    assert again.returncode == 0 and len(lines) == 2, again.stderr  # failed by their own error: done, not retried
+    assert all(
+        line.startswith(("trial 3 failed: FileExistsError", "trial 4 failed: FileExistsError")) for line in lines
+    )
