@@ -151,7 +151,7 @@ def _summary(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from funcnn.app.fit_checkpoint import rebuilt_net
+    from funcnn.app.fit_checkpoint import PYTHON_ROUTE, rebuilt_net
     from funcnn.checkpoint import load_checkpoint
     from funcnn.export import OPSET, to_onnx
     from funcnn.init import init_params, init_state
@@ -162,7 +162,13 @@ def _export(args: argparse.Namespace) -> int:
     if Path(args.onnx).exists() and not args.overwrite:
         raise ValueError(f"--onnx {args.onnx} already exists; replace it with --overwrite, or choose another file")
     config = saved_config(args.checkpoint)
-    if any(key not in config for key in NET_OPTIONS):  # written by fn.fit from Python, not by funcnn train
+    missing = [key for key in NET_OPTIONS if key not in config]
+    if missing and "net" not in config:
+        raise ValueError(
+            f"checkpoint {args.checkpoint}: its config lacks {', '.join(missing)} and names no network (not written "
+            f"by funcnn train or fn.fit?); {PYTHON_ROUTE}"
+        )
+    if missing:  # written by fn.fit from Python, not by funcnn train
         net, shape = rebuilt_net(args.checkpoint, config)
     else:
         net, shape = course_net(config)
