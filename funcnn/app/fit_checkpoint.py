@@ -8,7 +8,7 @@ import math
 import re
 from typing import Any
 
-from funcnn.checkpoint import load_checkpoint
+from funcnn.training import load_checkpoint
 from funcnn.core import Layer
 from funcnn.nets import three_layer_convnet
 
