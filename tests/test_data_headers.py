@@ -15,8 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import funcnn.data.digits as digits_module
-import funcnn.data.shakespeare as shakespeare_module
+import funcnn.data._digits as digits_module
+import funcnn.data._shakespeare as shakespeare_module
 from funcnn.data import DataFormatError, load_cifar10_binary, load_digits, load_mnist, load_shakespeare
 
 N = 3  # images: a dimension no other equals, so that no single change keeps the product

@@ -8,9 +8,9 @@ import math
 import re
 from typing import Any
 
-from funcnn.training import load_checkpoint
 from funcnn.core import Layer
 from funcnn.nets import three_layer_convnet
+from funcnn.training import load_checkpoint
 
 PYTHON_ROUTE = "export it from Python with funcnn.export.to_onnx(net, params, input_shape, path)"
 
