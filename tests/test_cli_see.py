@@ -53,4 +53,5 @@ def test_export_refuses_a_checkpoint_without_a_network_config(tmp_path, capsys):
     path = tmp_path / "other.npz"
     save_checkpoint(path, {"config": np.asarray(json.dumps({"dataset": "digits"})), "params": np.ones(3)})
     assert main(["export", str(path), "--onnx", str(tmp_path / "x.onnx")]) == 2
-    assert "its config lacks batch_size, filters" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "its config lacks batch_size, filters" in err and "funcnn.export.to_onnx" in err

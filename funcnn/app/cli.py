@@ -127,6 +127,7 @@ def _summary(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
+    from funcnn.app.fit_checkpoint import PYTHON_ROUTE, rebuilt_net
     from funcnn.app.recipe import course_net
     from funcnn.export import OPSET, to_onnx
     from funcnn.layers import init_params, init_state
@@ -138,10 +139,16 @@ def _export(args: argparse.Namespace) -> int:
         raise ValueError(f"--onnx {args.onnx} already exists; replace it with --overwrite, or choose another file")
     config = saved_config(args.checkpoint)
     missing = [key for key in NET_OPTIONS if key not in config]
-    if missing:
-        lacks = ", ".join(missing)
-        raise ValueError(f"checkpoint {args.checkpoint}: its config lacks {lacks} (not written by funcnn train?)")
-    net, shape = course_net(config)
+    if missing and "net" not in config:
+        raise ValueError(
+            f"checkpoint {args.checkpoint}: its config lacks {', '.join(missing)} and names no network (not written "
+            f"by funcnn train or fn.fit?); {PYTHON_ROUTE}"
+        )
+    if missing:  # written by fn.fit from Python, not by funcnn train
+        net, shape = rebuilt_net(args.checkpoint, config)
+    else:
+        net, shape = course_net(config)
+    config.setdefault("dtype", "float32")
     _, params = init_params(net, np.random.default_rng(0), shape, config["dtype"])
     like = {"best_params": params, "best_state": init_state(net, shape, config["dtype"])}
     saved = load_checkpoint(args.checkpoint, like, strict=False)
@@ -274,8 +281,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     export = commands.add_parser(
         "export", help="write a checkpoint's network as an ONNX model (the onnx extra)",
-        description="Rebuild the network of a funcnn train checkpoint from its configuration and write it, with its "
-                    "best params and state, in evaluation mode, as an ONNX model with a dynamic batch axis.",
+        description="Rebuild the network of a funcnn train checkpoint from its configuration (or of an fn.fit "
+                    "checkpoint of the same convnet, from its params' shapes) and write it, with its best params and "
+                    "state, in evaluation mode, as an ONNX model with a dynamic batch axis.",
     )  # fmt: skip
     export.add_argument("checkpoint", help="a checkpoint.npz written by funcnn train")
     export.add_argument("--onnx", required=True, help="the .onnx file to write")

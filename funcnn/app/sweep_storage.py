@@ -17,7 +17,7 @@ import optuna
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
-from optuna.storages.journal._storage import JournalOperation
+from optuna.storages.journal._storage import JournalOperation, JournalStorageReplayResult
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.exc import SQLAlchemyError
 from typing_extensions import override
@@ -91,25 +91,36 @@ class HolderLock(JournalFileSymlinkLock):
 
 def check_journal(path: Path) -> None:
     """Refuse (ValueError naming ``path`` and the line) a journal that Optuna cannot read, before anything
-    is appended to it; the file is left as it is. A last line without its newline (a writer killed while
-    appending) is Optuna's to skip."""
+    is appended to it: each record is read and applied as Optuna replays it; the file is left as it is. A
+    last line without its newline (a writer killed while appending) is Optuna's to skip."""
     if not path.exists():
         return
+    replay = JournalStorageReplayResult("check-")
     with open(path, "rb") as f:
         for number, line in enumerate(f, start=1):
             if not line.endswith(b"\n"):
                 return
-            try:
-                record = json.loads(line)
-                valid = isinstance(record, dict) and record.get("op_code") in set(JournalOperation)
-                reason = "" if valid else "not an Optuna journal record"
-            except ValueError as error:  # JSON or UTF-8
-                reason = str(error)
+            reason = _unreadable(line, replay)
             if reason:
                 raise ValueError(
                     f"--storage {path}: the journal is damaged at line {number} ({reason[:80]}); it was left as it "
                     "is: repair it, or move it away to start a new study"
                 )
+
+
+def _unreadable(line: bytes, replay: JournalStorageReplayResult) -> str:
+    """Why Optuna cannot apply the journal line ``line`` after the lines ``replay`` holds, or ``""``."""
+    try:
+        record = json.loads(line)
+    except ValueError as error:  # JSON or UTF-8
+        return str(error)
+    if not (isinstance(record, dict) and record.get("op_code") in set(JournalOperation)):
+        return "not an Optuna journal record"
+    try:
+        replay.apply_logs([record])
+    except Exception as error:  # a field missing or of the wrong type: Optuna's KeyError, TypeError ...
+        return f"a record Optuna cannot apply: {type(error).__name__} {error}"
+    return ""
 
 
 class HeartbeatJournalStorage(JournalStorage, BaseHeartbeat):

@@ -20,6 +20,7 @@ from optuna.trial import TrialState
 from funcnn.app.files import write_atomically
 from funcnn.app.space import Range
 from funcnn.app.sweep_report import DUPLICATE, SLOT, slot_trials
+from funcnn.app.sweep_signals import lost_storage
 
 
 class TrialError(ValueError):
@@ -79,6 +80,8 @@ def make_objective(args: argparse.Namespace, space: Sequence[Range], out: Path) 
             checkpoint = Checkpoint(folder / "checkpoint.npz", config={"trial": trial.number, **values})
             run = train_course(options, data, checkpoint, callbacks=[prune])
         except Exception as error:  # diverged, values the network refuses, no memory, no folder: this trial's result
+            if lost_storage(error) is not None:  # not the trial's: the worker stops, the trial is retried
+                raise
             reason = str(error) if isinstance(error, ValueError) else f"{type(error).__name__}: {error}"
             trial.set_user_attr("error", reason)
             print(f"trial {trial.number} failed: {reason}", file=sys.stderr, flush=True)

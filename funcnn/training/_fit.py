@@ -148,7 +148,8 @@ class _Loop:
 
     def line(self, progress: EpochProgress, epoch: int, losses: list[float], history: History) -> str:
         """The line after epoch ``epoch``: its mean loss, the accuracies, speed, time and the time left."""
-        seconds, left = history.epoch_seconds[-1], _clock(history.epoch_seconds[-1] * (self.epochs - epoch))
+        seconds = history.epoch_seconds[-1]
+        left = _clock(progress.steady_seconds(seconds) * (self.epochs - epoch))  # without the first step's compile
         return (
             f"{progress.label}  loss {np.mean(losses):.4f}  train acc {history.train_acc_history[-1]:.3f}  "
             f"val acc {history.val_acc_history[-1]:.3f}  "
@@ -294,7 +295,8 @@ def fit(
 
     Progress goes through ``log`` (None: silent): within an epoch a tqdm bar (loss, images/s) when
     stdout is a terminal and tqdm is installed, else a line at most every 10 s; after each epoch a line
-    (loss, accuracies, images/s, time left).
+    (loss, accuracies, images/s, time left: the epoch's time with its first step counted as the mean of
+    the others, since the first step of a run also compiles Numba's kernels).
 
     ``checkpoint`` (a path, or a :class:`Checkpoint` to resume or add settings) is saved after every
     epoch with everything needed to resume; a checkpoint whose configuration differs is refused

@@ -39,6 +39,7 @@ class EpochProgress:
         self.log, self.steps = log, steps
         self.label = f"epoch {epoch:>{len(str(epochs))}}/{epochs}"
         self.started = self.last_line = time.perf_counter()
+        self.first_step_at = self.last_step_at = self.started
         self.images, self.loss_sum = 0, 0.0
         self.bar = _terminal_bar(self.label, steps) if log is not None else None
 
@@ -47,6 +48,9 @@ class EpochProgress:
         self.images += images
         self.loss_sum += loss
         now = time.perf_counter()
+        self.last_step_at = now
+        if done == 1:
+            self.first_step_at = now
         shown = f"loss {self.loss_sum / done:.4f}  {self.images / max(now - self.started, 1e-9):,.0f} img/s"
         if self.bar is not None:
             self.bar.set_postfix_str(shown, refresh=False)
@@ -54,6 +58,17 @@ class EpochProgress:
         elif self.log is not None and done < self.steps and now - self.last_line >= LINE_SECONDS:
             self.last_line = now
             self.log(f"{self.label}  step {done}/{self.steps}  {shown}")
+
+    def steady_seconds(self, seconds: float) -> float:
+        """The epoch's ``seconds`` (its evaluation included) with its first step counted as long as the mean
+        of the others: a run's first step also compiles Numba's kernels (seconds, the first time), which
+        the epochs after it do not repeat. For an estimate of the time left; the epoch's own time stays
+        as measured."""
+        if self.steps < 2 or self.last_step_at <= self.first_step_at:
+            return seconds
+        first = self.first_step_at - self.started
+        mean_of_others = (self.last_step_at - self.first_step_at) / (self.steps - 1)
+        return max(seconds - first + mean_of_others, 0.0)
 
     def close(self) -> None:
         """Remove the bar (the epoch's line replaces it)."""
