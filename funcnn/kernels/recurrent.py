@@ -27,7 +27,9 @@ _NUMERATOR = tuple(
         1.48572235717979e-05, 6.37261928875436e-04, 4.89352455891786e-03,
     )
 )  # fmt: skip
-_DENOMINATOR = tuple(np.float32(c) for c in (1.19825839466702e-06, 1.18534705686654e-04, 2.26843463243900e-03, 4.89352518554385e-03))
+_DENOMINATOR = tuple(
+    np.float32(c) for c in (1.19825839466702e-06, 1.18534705686654e-04, 2.26843463243900e-03, 4.89352518554385e-03)
+)
 _A13, _A11, _A9, _A7, _A5, _A3, _A1 = _NUMERATOR
 _B6, _B4, _B2, _B0 = _DENOMINATOR
 _NINE = np.float32(9.0)
@@ -66,21 +68,28 @@ def tanh_kernel(a: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover - c
 
 @jit()
 def lstm_forward_step(
-    a: np.ndarray, prev_c: np.ndarray, gates: np.ndarray, next_c: np.ndarray, tanh_c: np.ndarray, next_h: np.ndarray
+    hw: np.ndarray,
+    xw: np.ndarray,
+    prev_c: np.ndarray,
+    gates: np.ndarray,
+    next_c: np.ndarray,
+    tanh_c: np.ndarray,
+    next_h: np.ndarray,
 ) -> None:  # pragma: no cover - compiled
-    """From the pre-activations ``a = [a_i, a_f, a_o, a_g]`` (N, 4H) writes the gates ``[i, f, o, g]``
+    """From the pre-activations ``a = hw + xw = [a_i, a_f, a_o, a_g]`` (N, 4H) writes the gates ``[i, f, o, g]``
     (``sigmoid(a) = (1 + tanh(a / 2)) / 2``), ``next_c = f * prev_c + i * g``, ``tanh_c = tanh(next_c)``
     and ``next_h = o * tanh_c``."""
     n, h = prev_c.shape
     for row in range(n):
-        ai, af, ao, ag = a[row, :h], a[row, h : 2 * h], a[row, 2 * h : 3 * h], a[row, 3 * h :]
+        hi, hf, ho, hg = hw[row, :h], hw[row, h : 2 * h], hw[row, 2 * h : 3 * h], hw[row, 3 * h :]
+        xi, xf, xo, xg = xw[row, :h], xw[row, h : 2 * h], xw[row, 2 * h : 3 * h], xw[row, 3 * h :]
         gi, gf, go, gg = gates[row, :h], gates[row, h : 2 * h], gates[row, 2 * h : 3 * h], gates[row, 3 * h :]
         pc, nc, tcs, nh = prev_c[row], next_c[row], tanh_c[row], next_h[row]
         for j in range(h):
-            i = _HALF * tanh(_HALF * ai[j]) + _HALF
-            f = _HALF * tanh(_HALF * af[j]) + _HALF
-            o = _HALF * tanh(_HALF * ao[j]) + _HALF
-            g = tanh(ag[j])
+            i = _HALF * tanh(_HALF * (hi[j] + xi[j])) + _HALF
+            f = _HALF * tanh(_HALF * (hf[j] + xf[j])) + _HALF
+            o = _HALF * tanh(_HALF * (ho[j] + xo[j])) + _HALF
+            g = tanh(hg[j] + xg[j])
             gi[j], gf[j], go[j], gg[j] = i, f, o, g
             c = f * pc[j] + i * g
             tc = tanh(c)
@@ -119,20 +128,24 @@ def lstm_backward_step(
 
 @jit()
 def gru_forward_step(
-    xa: np.ndarray, ha: np.ndarray, prev_h: np.ndarray, gates: np.ndarray, next_h: np.ndarray
+    xa: np.ndarray, ha: np.ndarray, bh: np.ndarray, prev_h: np.ndarray, gates: np.ndarray, next_h: np.ndarray
 ) -> None:  # pragma: no cover - compiled
-    """PyTorch's GRU: ``xa = x wx + bx``, ``ha = prev_h wh + bh`` (N, 3H); ``r, z = sigmoid(xa + ha)``,
-    ``n = tanh(xa_n + r * ha_n)``, ``next_h = (1 - z) * n + z * prev_h``. ``gates`` gets ``[r, z, n]``."""
+    """PyTorch's GRU: ``xa = x wx + bx``, ``ha = prev_h wh`` (N, 3H), to which this adds ``bh`` in place;
+    ``r, z = sigmoid(xa + ha)``, ``n = tanh(xa_n + r * ha_n)``, ``next_h = (1 - z) * n + z * prev_h``.
+    ``gates`` gets ``[r, z, n]``."""
     rows, h = prev_h.shape
+    br, bz, bn = bh[:h], bh[h : 2 * h], bh[2 * h :]
     for row in range(rows):
         xr, xz, xn = xa[row, :h], xa[row, h : 2 * h], xa[row, 2 * h :]
         hr, hz, hn = ha[row, :h], ha[row, h : 2 * h], ha[row, 2 * h :]
         gr, gz, gn = gates[row, :h], gates[row, h : 2 * h], gates[row, 2 * h :]
         ph, nh = prev_h[row], next_h[row]
         for j in range(h):
-            r = _HALF * tanh(_HALF * (xr[j] + hr[j])) + _HALF
-            z = _HALF * tanh(_HALF * (xz[j] + hz[j])) + _HALF
-            nn = tanh(xn[j] + r * hn[j])
+            ar, az, an = hr[j] + br[j], hz[j] + bz[j], hn[j] + bn[j]
+            hr[j], hz[j], hn[j] = ar, az, an
+            r = _HALF * tanh(_HALF * (xr[j] + ar)) + _HALF
+            z = _HALF * tanh(_HALF * (xz[j] + az)) + _HALF
+            nn = tanh(xn[j] + r * an)
             gr[j], gz[j], gn[j] = r, z, nn
             nh[j] = (_ONE - z) * nn + z * ph[j]
 

@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 
 from funcnn.core import VJP, Layer, WeightScale
-from funcnn.kernels.recurrent import gru_backward_step, gru_forward_step, lstm_backward_step, lstm_forward_step
-from funcnn.layers._scan import Outer, gives_outer, scan
+from funcnn.layers._recurrence import BACKWARD_WIDTH, FORWARD_WIDTH, Arena, Context, recurrence
+from funcnn.layers._scan import scan
 from funcnn.tree import PyTree
 from funcnn.validation import (
     check_ndim,
@@ -99,78 +99,9 @@ def _project(x: np.ndarray, wx: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``x wx + b`` for all steps in one product: ``(N, T, D)`` -> ``(N, T, G)``, each step contiguous."""
     n, t, d = x.shape
     steps = np.ascontiguousarray(x.transpose(1, 0, 2)).reshape(t * n, d)
-    projected: np.ndarray = (steps @ wx + b).reshape(t, n, -1).transpose(1, 0, 2)
-    return projected
-
-
-def _outer(prev: np.ndarray, da: np.ndarray, outer: bool) -> Any:
-    """The recurrent weight's gradient ``prev.T @ da``, left to :func:`scan` as one product over all steps."""
-    return Outer(prev, da) if outer else prev.T @ da
-
-
-def _recurrence(kind: str, wh: np.ndarray, cache: dict[str, np.ndarray]) -> Layer:
-    """The recurrent part of one step as a :func:`scan` cell, the input projection ``xw_t`` done before:
-    params ``{"wh"}`` (GRU: and ``"bh"``), input ``(carry, xw_t)`` with carry ``h`` (LSTM: ``(h, c)``),
-    output ``(carry', h')``. Its backward uses ``cache["wh.T"]``, a contiguous copy of ``wh.T`` that the
-    sequence's vjp makes for the time it runs (BLAS is faster with it), when the params' ``wh`` is ``wh``."""
-
-    def transposed(w: np.ndarray) -> np.ndarray:
-        return cache["wh.T"] if w is wh and "wh.T" in cache else w.T
-
-    def rnn(params: PyTree, x: Any) -> tuple[Any, VJP]:
-        w = params["wh"]
-        prev, xw = x
-        h = prev @ w
-        h += xw
-        np.tanh(h, out=h)
-
-        @gives_outer
-        def vjp(d: Any, outer: bool = False) -> tuple[PyTree, tuple[np.ndarray, np.ndarray]]:
-            dcarry, dy = d
-            da = (dcarry + dy) * (1 - h * h)
-            return {"wh": _outer(prev, da, outer)}, (da @ transposed(w), da)
-
-        return (h, h), vjp
-
-    def lstm(params: PyTree, x: Any) -> tuple[Any, VJP]:
-        w = params["wh"]
-        (prev_h, prev_c), xw = x
-        a = prev_h @ w
-        a += xw
-        gates = np.empty_like(a)
-        c, tanh_c, h = np.empty((3, *prev_c.shape), a.dtype)
-        lstm_forward_step(a, prev_c, gates, c, tanh_c, h)
-
-        @gives_outer
-        def vjp(d: Any, outer: bool = False) -> tuple[PyTree, tuple[tuple[np.ndarray, np.ndarray], np.ndarray]]:
-            (dh, dc), dy = d
-            da, dprev_c = np.empty_like(gates), np.empty_like(c)
-            lstm_backward_step(gates, prev_c, tanh_c, dy, dh, dc, da, dprev_c)
-            return {"wh": _outer(prev_h, da, outer)}, ((da @ transposed(w), dprev_c), da)
-
-        return ((h, c), h), vjp
-
-    def gru(params: PyTree, x: Any) -> tuple[Any, VJP]:
-        w = params["wh"]
-        prev, xa = x
-        ha = prev @ w
-        ha += params["bh"]
-        gates = np.empty_like(ha)
-        h = np.empty_like(prev)
-        gru_forward_step(xa, ha, prev, gates, h)
-
-        @gives_outer
-        def vjp(d: Any, outer: bool = False) -> tuple[PyTree, tuple[np.ndarray, np.ndarray]]:
-            dcarry, dy = d
-            dxa, dha, dprev = np.empty_like(gates), np.empty_like(gates), np.empty_like(h)
-            gru_backward_step(gates, ha, prev, dy, dcarry, dxa, dha, dprev)
-            dprev += dha @ transposed(w)
-            return {"wh": _outer(prev, dha, outer), "bh": dha.sum(axis=0)}, (dprev, dxa)
-
-        return (h, h), vjp
-
-    cell = {"rnn": rnn, "lstm": lstm, "gru": gru}[kind]
-    return Layer(cell, f"{kind}_recurrence", ("wh", "bh") if kind == "gru" else ("wh",))  # type: ignore[arg-type]
+    projected: np.ndarray = steps @ wx
+    projected += b  # in place: a new array would cost more than the product here
+    return projected.reshape(t, n, -1).transpose(1, 0, 2)
 
 
 def _recurrent_params(kind: str, p: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -189,7 +120,8 @@ def _one_step(kind: str, params: PyTree, x: Any) -> tuple[Any, VJP]:
     p, (x0, *state) = _checked(name, kind, params, x, names, seq=False)
     xw = x0 @ p["wx"] + p[BIASES[kind][0]]
     carry = tuple(state) if kind == "lstm" else state[0]
-    (new_carry, next_h), cell_vjp = _recurrence(kind, p["wh"], {})(_recurrent_params(kind, p), (carry, xw))
+    cell: Any = recurrence(kind, p["wh"], Context())  # a tuple input
+    (new_carry, next_h), cell_vjp = cell(_recurrent_params(kind, p), (carry, xw))
     outs = tuple(new_carry) if kind == "lstm" else (next_h,)
 
     def vjp(dy: Any) -> tuple[PyTree, tuple[np.ndarray, ...]]:
@@ -254,17 +186,21 @@ def _sequence(kind: str) -> Callable[[PyTree, Any], tuple[np.ndarray, VJP]]:
         h0 = np.ascontiguousarray(h0)
         carry0 = (h0, np.zeros_like(h0)) if kind == "lstm" else h0
         xw = _project(xs, p["wx"], p[BIASES[kind][0]])
-        cache: dict[str, np.ndarray] = {}
-        (h, _), scan_vjp = scan(_recurrence(kind, p["wh"], cache))(_recurrent_params(kind, p), (carry0, xw))
+        n, steps, _ = xs.shape
+        size = n * steps * h0.shape[1]
+        context = Context(forward=Arena(FORWARD_WIDTH[kind] * size, xs.dtype))
+        sequence: Any = scan(recurrence(kind, p["wh"], context))  # a tuple input
+        (h, _), scan_vjp = sequence(_recurrent_params(kind, p), (carry0, xw))
         out = like(h)  # every step's h is kept by its closure; the stacked copy need not be
 
         def vjp(dy: Any) -> tuple[PyTree, tuple[np.ndarray, np.ndarray]]:
             (d,) = _dy(kind, dy, (out,), ("dh",))
-            cache["wh.T"] = np.ascontiguousarray(p["wh"].T)
+            context.backward = Arena(BACKWARD_WIDTH[kind] * size, xs.dtype)
+            context.wh_t = np.ascontiguousarray(p["wh"].T)
             try:
                 rec, (dcarry0, dxw) = scan_vjp((_time_major(d), None))
             finally:
-                cache.clear()
+                context.backward = context.wh_t = None
             dwx, db, dx = _input_grads(xs, p["wx"], dxw)
             return _all_grads(kind, dwx, db, rec), (dx, dcarry0[0] if kind == "lstm" else dcarry0)
 

@@ -56,10 +56,12 @@ class _GradSum:
             if isinstance(leaf, Outer):
                 self.factors[i][0].append(leaf.a)
                 self.factors[i][1].append(leaf.b)
-            elif self.dense[i] is None:
-                self.dense[i] = np.array(leaf)  # a copy, summed into in place
             else:
-                np.add(self.dense[i], leaf, out=self.dense[i])
+                dense = self.dense[i]
+                if dense is None:
+                    self.dense[i] = np.array(leaf)  # a copy, summed into in place
+                else:
+                    np.add(dense, leaf, out=dense)
 
     def total(self) -> PyTree:
         leaves = []
@@ -149,7 +151,7 @@ def _generator_at(start: tuple[type, Any] | None) -> np.random.Generator | None:
 
 
 def _pull(vjp: Any, d: Any) -> tuple[PyTree, tuple[PyTree, PyTree]]:
-    """One step's ``vjp((dcarry, dy_t)) -> (dparams, (dcarry_before, dx_t))``, with :class:`Outer` terms when it gives them."""
+    """One step's ``vjp((dcarry, dy_t)) -> (dparams, (dcarry_before, dx_t))``, :class:`Outer` terms and all."""
     if getattr(vjp, "gives_outer", False):
         return vjp(d, outer=True)  # type: ignore[no-any-return]
     return vjp(d)  # type: ignore[no-any-return]
@@ -206,7 +208,7 @@ def scan(cell: LayerFn, reverse: bool = False, checkpoint_every: int | None = No
         for t in order:
             if moded:
                 assert child.run_fn is not None
-                out, vjp_t, state = child.run_fn(params, (carry, _at(xs, t)), state, train, rng)
+                out, vjp_t, state = child.run_fn(params, (carry, _at(xs, t)), state, train, rng)  # type: ignore[arg-type]
             else:
                 out, vjp_t = child.apply(params, (carry, _at(xs, t)))  # type: ignore[arg-type]
             if not isinstance(out, tuple) or len(out) != 2:
@@ -245,7 +247,14 @@ def scan(cell: LayerFn, reverse: bool = False, checkpoint_every: int | None = No
                 if replay is not None:
                     start_carry, start_state, start_rng = replay[1][index]
                     segment_vjps = steps_of(
-                        params, start_carry, replay[0], segments[index], start_state, train, _generator_at(start_rng), True
+                        params,
+                        start_carry,
+                        replay[0],
+                        segments[index],
+                        start_state,
+                        train,
+                        _generator_at(start_rng),
+                        True,
                     )[2]
                 else:
                     segment_vjps = vjps
@@ -280,7 +289,13 @@ def scan(cell: LayerFn, reverse: bool = False, checkpoint_every: int | None = No
 
     hparams = {"reverse": reverse, "checkpoint_every": every}
     if moded:
-        state_init = None if child.state_init is None else (lambda shape, dtype: child.state_init(step_shape(shape), dtype))  # type: ignore[misc]
+        child_state_init = child.state_init
+        state_init = None
+        if child_state_init is not None:
+
+            def state_init(shape: Any, dtype: np.dtype) -> State:
+                return child_state_init(step_shape(shape), dtype)
+
         return moded_layer(
             forward, name, child.param_keys, init, child.state_keys, state_init,
             out_shape=out_shape, op="scan", hparams=hparams, children=(child,), doc=scan.__doc__,
