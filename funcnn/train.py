@@ -193,6 +193,7 @@ def fit(
     callbacks: Sequence[Callback] = (),
     log: Callable[[str], None] | None = print,
     augment: Augment | None = None,
+    unit: str = "img",
     **deprecated: Any,
 ) -> FitResult:
     """Train ``net`` from ``params`` with minibatch ``optimizer`` steps; nothing is modified in place.
@@ -204,7 +205,7 @@ def fit(
 
     Progress goes through ``log`` (None: silent): within an epoch a tqdm bar (loss, images/s) when
     stdout is a terminal and tqdm is installed, else a line at most every 10 s; after each epoch a line
-    (loss, accuracies, images/s, time left).
+    (loss, accuracies, images/s, time left). ``unit`` names an example in the rates (``"seq"`` for text: seq/s).
 
     ``checkpoint`` (a path, or a :class:`Checkpoint` to resume or add settings) is saved after every
     epoch with everything needed to resume; a checkpoint whose configuration differs is refused
@@ -297,7 +298,7 @@ def fit(
             order = np.random.default_rng([seed, epoch]).permutation(n)
             rng = np.random.default_rng([seed, epoch, 2])  # dropout masks
             batches = [order[start:end] for start, end in zip(starts, [*starts[1:], n])]
-            progress = EpochProgress(log, epoch, epochs, len(batches))
+            progress = EpochProgress(log, epoch, epochs, len(batches), unit)
             augmenting = None if augment is None else (augment, np.random.default_rng([seed, epoch, 3]))
             params, opt_state, state, epoch_losses = _train_epoch(
                 step, optimizer, result, (x_train, y_train), batches, rng, epoch, progress, diverged, augmenting
@@ -319,7 +320,7 @@ def fit(
                 log(
                     f"{progress.label}  loss {np.mean(epoch_losses):.4f}  train acc {train_acc:.3f}  "
                     f"val acc {val_acc:.3f}  "
-                    f"{n / seconds:,.0f} img/s  {seconds:.1f} s  left {_clock(seconds * (epochs - epoch))}"
+                    f"{n / seconds:,.0f} {unit}/s  {seconds:.1f} s  left {_clock(seconds * (epochs - epoch))}"
                 )
             stopped_by = _asks_to_stop(callbacks, EpochEnd(epoch, history, params, state))
             if stopped_by is not None:

@@ -77,10 +77,11 @@ def fit_in_folder(
     header: str,
     loss: Loss = softmax_loss,
     augment: Augment | None = None,
+    unit: str = "img",
 ) -> tuple[FitResult, Path]:
     """:func:`funcnn.fit` as ``funcnn train`` runs it, into the folder of ``--out``: ``header`` printed first
     (when resuming, once fit has accepted the checkpoint, so that a refusal comes first and alone), the
-    options kept as the checkpoint's configuration, early stopping after ``--patience``. A failed start
+    options kept as the checkpoint's configuration, early stopping after ``--patience``; ``unit`` as fit's. A failed start
     leaves no folder behind. Returns fit's result and the folder."""
     from funcnn.train import Checkpoint, early_stopping, fit
 
@@ -102,6 +103,7 @@ def fit_in_folder(
             reg=args.reg, seed=args.seed,
             checkpoint=Checkpoint(checkpoint, args.resume, config, args.allow_config_change), log=log,
             callbacks=[early_stopping(args.patience)] if args.patience else [], augment=augment,
+            unit=unit,
         )  # fmt: skip
     except BaseException:
         if created and not any(out.iterdir()):

@@ -55,7 +55,7 @@ def train_text(args: argparse.Namespace) -> int:
         f"(x{args.lr_decay} per epoch), clip {args.clip}, batch {args.batch_size}, {args.epochs} epochs, "
         f"seed {args.seed}"
     )
-    result, out = fit_in_folder(args, net, params, train, val, optimizer, header, loss=char_loss)
+    result, out = fit_in_folder(args, net, params, train, val, optimizer, header, loss=char_loss, unit="seq")
     nats = mean_loss(net, result.best_params, *test)
     seconds = time.perf_counter() - started
     history = result.history

@@ -67,10 +67,28 @@ class _GradSum:
         leaves = []
         for dense, (a, b) in zip(self.dense, self.factors):
             if a:
-                product = np.concatenate(a).T @ np.concatenate(b)
+                product = _joined(a).T @ _joined(b)
                 dense = product if dense is None else dense + product
             leaves.append(dense)
         return tree_unflatten(self.treedef, leaves) if self.treedef is not None else None
+
+
+def _joined(arrays: list[np.ndarray]) -> np.ndarray:
+    """``np.concatenate(arrays)`` (2-D, along axis 0), or a view when they already lie one after another
+    in one C-contiguous buffer (cells that take their steps' arrays from one allocation)."""
+    first = arrays[0]
+    base = first.base if first.base is not None else first
+    adjacent = all(a.flags.c_contiguous and a.base is base and a.dtype == first.dtype for a in arrays) and all(
+        b.ctypes.data == a.ctypes.data + a.nbytes and b.shape[1:] == a.shape[1:] for a, b in zip(arrays, arrays[1:])
+    )
+    if not adjacent:
+        return np.concatenate(arrays)
+    rows = sum(a.shape[0] for a in arrays)
+    return np.ndarray((rows, *first.shape[1:]), first.dtype, buffer=base, offset=first.ctypes.data - _address(base))
+
+
+def _address(a: np.ndarray) -> int:
+    return int(a.ctypes.data)
 
 
 def _is_shape(shape: Any) -> bool:
