@@ -81,8 +81,8 @@ def fit_in_folder(
 ) -> tuple[FitResult, Path]:
     """:func:`funcnn.fit` as ``funcnn train`` runs it, into the folder of ``--out``: ``header`` printed first
     (when resuming, once fit has accepted the checkpoint, so that a refusal comes first and alone), the
-    options kept as the checkpoint's configuration, early stopping after ``--patience``; ``unit`` as fit's. A failed start
-    leaves no folder behind. Returns fit's result and the folder."""
+    options kept as the checkpoint's configuration, early stopping after ``--patience``; ``unit`` as fit's.
+    A failed start leaves no folder behind. Returns fit's result and the folder."""
     from funcnn.train import Checkpoint, early_stopping, fit
 
     out, created = out_folder(args)  # after every option was checked: a failed start leaves no folder behind
