@@ -64,6 +64,14 @@ def recurrence(kind: str, wh: np.ndarray, context: Context) -> Layer:
     def transposed(w: np.ndarray) -> np.ndarray:
         return context.wh_t if w is wh and context.wh_t is not None else w.T
 
+    def product(h: np.ndarray, w: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """``h @ w`` into ``out``; as ``(wh.T @ h.T).T`` when ``context.wh_t`` is there (OpenBLAS's AVX-512
+        kernel took 264 us for (32, 256) @ (256, 1024) and 187 us for that order, plus 20 us for the copy)."""
+        if context.wh_t is None or w is not wh:
+            return np.matmul(h, w, out=out)
+        np.copyto(out, np.matmul(context.wh_t, h.T).T)
+        return out
+
     def forward_array(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
         return context.forward.take(shape, dtype) if context.forward else np.empty(shape, dtype)
 
@@ -73,7 +81,7 @@ def recurrence(kind: str, wh: np.ndarray, context: Context) -> Layer:
     def rnn(params: PyTree, x: Any) -> tuple[Any, VJP]:
         w = params["wh"]
         prev, xw = x
-        h = np.matmul(prev, w, out=forward_array(prev.shape, prev.dtype))
+        h = product(prev, w, forward_array(prev.shape, prev.dtype))
         h += xw
         np.tanh(h, out=h)
 
@@ -89,7 +97,7 @@ def recurrence(kind: str, wh: np.ndarray, context: Context) -> Layer:
     def lstm(params: PyTree, x: Any) -> tuple[Any, VJP]:
         w = params["wh"]
         (prev_h, prev_c), xw = x
-        hw = prev_h @ w
+        hw = product(prev_h, w, np.empty((prev_h.shape[0], w.shape[1]), prev_h.dtype))
         gates = forward_array(hw.shape, hw.dtype)
         c, tanh_c, h = forward_array((3, *prev_c.shape), hw.dtype)
         lstm_forward_step(hw, xw, prev_c, gates, c, tanh_c, h)
@@ -106,7 +114,7 @@ def recurrence(kind: str, wh: np.ndarray, context: Context) -> Layer:
     def gru(params: PyTree, x: Any) -> tuple[Any, VJP]:
         w = params["wh"]
         prev, xa = x
-        ha = np.matmul(prev, w, out=forward_array(xa.shape, xa.dtype))
+        ha = product(prev, w, forward_array(xa.shape, xa.dtype))
         gates = forward_array(xa.shape, xa.dtype)
         h = forward_array(prev.shape, prev.dtype)
         gru_forward_step(xa, ha, params["bh"], prev, gates, h)  # ha += bh, then the gates

@@ -190,7 +190,11 @@ def _sequence(kind: str) -> Callable[[PyTree, Any], tuple[np.ndarray, VJP]]:
         size = n * steps * h0.shape[1]
         context = Context(forward=Arena(FORWARD_WIDTH[kind] * size, xs.dtype))
         sequence: Any = scan(recurrence(kind, p["wh"], context))  # a tuple input
-        (h, _), scan_vjp = sequence(_recurrent_params(kind, p), (carry0, xw))
+        context.wh_t = np.ascontiguousarray(p["wh"].T)
+        try:
+            (h, _), scan_vjp = sequence(_recurrent_params(kind, p), (carry0, xw))
+        finally:
+            context.wh_t = None  # made again by the vjp: the closures need not keep it
         out = like(h)  # every step's h is kept by its closure; the stacked copy need not be
 
         def vjp(dy: Any) -> tuple[PyTree, tuple[np.ndarray, np.ndarray]]:
