@@ -30,8 +30,9 @@ CELL = fn.layer(carry_cell, param_keys=("w", "v", "b"))
 
 
 @st.composite
-def problems(draw):
-    n, t, d, h = (draw(st.integers(1, 3)) for _ in range(4))
+def problems(draw, max_steps=3):
+    n, d, h = (draw(st.integers(1, 3)) for _ in range(3))
+    t = draw(st.integers(1, max_steps))
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     params = {
         "w": rng.standard_normal((d, h)),
