@@ -47,7 +47,8 @@ def _rational_tanh(v: Any) -> Any:  # pragma: no cover - compiled
     x2 = x * x
     p = ((((((_A13 * x2 + _A11) * x2 + _A9) * x2 + _A7) * x2 + _A5) * x2 + _A3) * x2 + _A1) * x
     q = ((_B6 * x2 + _B4) * x2 + _B2) * x2 + _B0
-    return p / q
+    t = p / q
+    return _ONE if t > _ONE else (-_ONE if t < -_ONE else t)  # near +-9 the interpolant passes 1 by an ulp
 
 
 def _libm_tanh(v: Any) -> Any:  # pragma: no cover - compiled
