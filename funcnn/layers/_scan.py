@@ -77,11 +77,12 @@ def _joined(arrays: list[np.ndarray]) -> np.ndarray:
     """``np.concatenate(arrays)`` (2-D, along axis 0), or a view when they already lie one after another
     in one C-contiguous buffer (cells that take their steps' arrays from one allocation)."""
     first = arrays[0]
-    base = first.base if first.base is not None else first
-    adjacent = all(a.flags.c_contiguous and a.base is base and a.dtype == first.dtype for a in arrays) and all(
-        b.ctypes.data == a.ctypes.data + a.nbytes and b.shape[1:] == a.shape[1:] for a, b in zip(arrays, arrays[1:])
-    )
-    if not adjacent:
+    base = first.base
+    if not isinstance(base, np.ndarray) or not base.flags.c_contiguous:
+        return np.concatenate(arrays)
+    same = all(a.base is base and a.flags.c_contiguous and a.dtype == first.dtype for a in arrays)
+    if not same or any(b.ctypes.data != a.ctypes.data + a.nbytes or b.shape[1:] != a.shape[1:]
+                       for a, b in zip(arrays, arrays[1:])):  # fmt: skip
         return np.concatenate(arrays)
     rows = sum(a.shape[0] for a in arrays)
     return np.ndarray((rows, *first.shape[1:]), first.dtype, buffer=base, offset=first.ctypes.data - _address(base))
