@@ -5,10 +5,10 @@ prev_c (N, H)])``. Sequences: ``rnn``, ``lstm``, ``gru``, input ``(x (N, T, D), 
 (the LSTM's ``c0`` is zero, as in the course). The factories ``rnn_cell(hidden)``, ``lstm_cell``, ``gru_cell``,
 ``rnn_layer(hidden)``, ``lstm_layer``, ``gru_layer`` know their sizes for :func:`funcnn.init_params`.
 
-Speed: the input projection ``x wx + b`` of all steps is one product before the loop; each step is one
-product ``h wh`` plus one fused pass of the gate arithmetic (``funcnn.kernels.recurrent``; the LSTM's
-tanh and sigmoids in NumPy's SIMD tanh); the weight
-gradients are one product each after the loop, over all steps at once (no array per step).
+Built on :func:`funcnn.scan`: the input projection ``x wx + b`` of all steps is one product before
+the scan, which runs the recurrence cell of ``funcnn.layers._recurrence`` (one product ``h wh`` plus
+one fused, vectorised Numba pass of the gate arithmetic per step, forward and backward); the cell hands
+scan its ``wh`` gradient as factors, multiplied once over all steps (no array per step).
 """
 
 from __future__ import annotations
