@@ -98,6 +98,23 @@ def lstm_forward_step(
 
 
 @jit()
+def lstm_gates_from_tanh(
+    t: np.ndarray, prev_c: np.ndarray, gates: np.ndarray, next_c: np.ndarray
+) -> None:  # pragma: no cover - compiled
+    """float64's LSTM step after NumPy's SIMD tanh (libm's is scalar): from ``t = tanh([a_i / 2, a_f / 2,
+    a_o / 2, a_g])`` (N, 4H) writes the gates ``[i, f, o, g]`` and ``next_c = f * prev_c + i * g``."""
+    n, h = prev_c.shape
+    for row in range(n):
+        ti, tf, to, tg = t[row, :h], t[row, h : 2 * h], t[row, 2 * h : 3 * h], t[row, 3 * h :]
+        gi, gf, go, gg = gates[row, :h], gates[row, h : 2 * h], gates[row, 2 * h : 3 * h], gates[row, 3 * h :]
+        pc, nc = prev_c[row], next_c[row]
+        for j in range(h):
+            i, f, o, g = _HALF * ti[j] + _HALF, _HALF * tf[j] + _HALF, _HALF * to[j] + _HALF, tg[j]
+            gi[j], gf[j], go[j], gg[j] = i, f, o, g
+            nc[j] = f * pc[j] + i * g
+
+
+@jit()
 def lstm_backward_step(
     gates: np.ndarray,
     prev_c: np.ndarray,

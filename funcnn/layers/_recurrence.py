@@ -15,7 +15,13 @@ from typing import Any
 import numpy as np
 
 from funcnn.core import VJP, Layer
-from funcnn.kernels.recurrent import gru_backward_step, gru_forward_step, lstm_backward_step, lstm_forward_step
+from funcnn.kernels.recurrent import (
+    gru_backward_step,
+    gru_forward_step,
+    lstm_backward_step,
+    lstm_forward_step,
+    lstm_gates_from_tanh,
+)
 from funcnn.layers._scan import Outer, gives_outer
 from funcnn.tree import PyTree
 
@@ -65,8 +71,10 @@ def recurrence(kind: str, wh: np.ndarray, context: Context) -> Layer:
         return context.wh_t if w is wh and context.wh_t is not None else w.T
 
     def product(h: np.ndarray, w: np.ndarray, out: np.ndarray) -> np.ndarray:
-        """``h @ w`` into ``out``; as ``(wh.T @ h.T).T`` when ``context.wh_t`` is there (OpenBLAS's AVX-512
-        kernel took 264 us for (32, 256) @ (256, 1024) and 187 us for that order, plus 20 us for the copy)."""
+        """``h @ w`` into ``out``; as ``(wh.T @ h.T).T`` when ``context.wh_t`` is there, which the LSTM's
+        forward sets: OpenBLAS's AVX-512 kernel took 264 us for (32, 256) @ (256, 1024) and 187 us in that
+        order, plus 20 us for the copy (LSTM forward + backward 65 against 68 ms); the GRU's (256, 768) was
+        slower so (49 against 47 ms), and it keeps ``h @ w``."""
         if context.wh_t is None or w is not wh:
             return np.matmul(h, w, out=out)
         np.copyto(out, np.matmul(context.wh_t, h.T).T)
@@ -100,7 +108,16 @@ def recurrence(kind: str, wh: np.ndarray, context: Context) -> Layer:
         hw = product(prev_h, w, np.empty((prev_h.shape[0], w.shape[1]), prev_h.dtype))
         gates = forward_array(hw.shape, hw.dtype)
         c, tanh_c, h = forward_array((3, *prev_c.shape), hw.dtype)
-        lstm_forward_step(hw, xw, prev_c, gates, c, tanh_c, h)
+        if hw.dtype == np.float32:
+            lstm_forward_step(hw, xw, prev_c, gates, c, tanh_c, h)
+        else:  # libm's tanh is scalar in a kernel: NumPy's SIMD tanh first, then the gates' arithmetic
+            hidden = prev_c.shape[1]
+            hw += xw
+            hw[:, : 3 * hidden] *= 0.5  # sigmoid(a) = (1 + tanh(a / 2)) / 2
+            np.tanh(hw, out=hw)
+            lstm_gates_from_tanh(hw, prev_c, gates, c)
+            np.tanh(c, out=tanh_c)
+            np.multiply(gates[:, 2 * hidden : 3 * hidden], tanh_c, out=h)
 
         @gives_outer
         def vjp(d: Any, outer: bool = False) -> tuple[PyTree, tuple[tuple[np.ndarray, np.ndarray], np.ndarray]]:

@@ -190,7 +190,8 @@ def _sequence(kind: str) -> Callable[[PyTree, Any], tuple[np.ndarray, VJP]]:
         size = n * steps * h0.shape[1]
         context = Context(forward=Arena(FORWARD_WIDTH[kind] * size, xs.dtype))
         sequence: Any = scan(recurrence(kind, p["wh"], context))  # a tuple input
-        context.wh_t = np.ascontiguousarray(p["wh"].T)
+        # the LSTM's forward product is faster in the transposed order (see _recurrence.recurrence); the others' not
+        context.wh_t = np.ascontiguousarray(p["wh"].T) if kind == "lstm" else None
         try:
             (h, _), scan_vjp = sequence(_recurrent_params(kind, p), (carry0, xw))
         finally:
