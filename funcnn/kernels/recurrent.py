@@ -3,9 +3,10 @@
 The matrix products (the input projection of all steps, ``h @ wh`` of each step) stay in BLAS; these
 kernels do all the gate arithmetic around them in one pass each. Their loops have no calls: float32's
 tanh is a rational function (:func:`tanh`), so LLVM vectorises the whole pass (16 lanes with AVX-512);
-float64 keeps libm's tanh. Arrays may be strided views (one time step of an ``(N, T, ...)`` array) but
-are contiguous along H; outputs are written in place. LSTM gates are in the course's order i, f, o, g;
-GRU gates in PyTorch's order r, z, n.
+float64 keeps libm's tanh, a scalar call, so its LSTM forward takes NumPy's SIMD tanh first and then
+:func:`lstm_gates_from_tanh`. Arrays may be strided views (one time step of an ``(N, T, ...)`` array) but
+are contiguous along H (they vectorise when each row is C-contiguous); outputs are written in place.
+LSTM gates are in the course's order i, f, o, g; GRU gates in PyTorch's order r, z, n.
 """
 
 from __future__ import annotations
