@@ -5,8 +5,10 @@
 
 Checks first that both give the same h and dwh, then times rounds of (warm-up, ``repeats`` timed
 forward-backward pairs) per implementation, alternating between them, and prints medians and the
-ratio funcnn / torch (the goal: <= 1.0). Unset OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE for this
-command only when they are set: ``env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_rnn.py``.
+ratio funcnn / torch (the goal: <= 1.0), on the clock and in CPU time (``time.process_time``, of all
+the process's threads: with one thread, what a busy machine's other processes change least).
+Unset OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE for this command only when they are set:
+``env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_rnn.py``.
 """
 
 from __future__ import annotations
@@ -112,15 +114,20 @@ def main() -> None:
         print(f"{kind}: max |h - torch h| {np.abs(h - th).max():.2g}, "
               f"max |dwh - torch| / max |dwh| {np.abs(dwh - tdwh).max() / np.abs(tdwh).max():.2g}")  # fmt: skip
         times: dict[str, list[float]] = {"funcnn": [], "torch": []}
+        cpu: dict[str, list[float]] = {"funcnn": [], "torch": []}
         for _ in range(args.rounds):
             for name, step in (("funcnn", funcnn_step), ("torch", torch_step)):
                 step(dh)  # warm-up
                 for _ in range(args.repeats):
-                    start = time.perf_counter()
+                    start, start_cpu = time.perf_counter(), time.process_time()
                     step(dh)
                     times[name].append((time.perf_counter() - start) * 1e3)
+                    cpu[name].append((time.process_time() - start_cpu) * 1e3)
         ours, theirs = statistics.median(times["funcnn"]), statistics.median(times["torch"])
-        print(f"{kind}: funcnn {ours:.1f} ms, torch {theirs:.1f} ms, funcnn/torch {ours / theirs:.2f}")
+        ours_cpu, theirs_cpu = statistics.median(cpu["funcnn"]), statistics.median(cpu["torch"])
+        print(f"{kind}: funcnn {ours:.1f} ms, torch {theirs:.1f} ms, funcnn/torch {ours / theirs:.2f}; CPU time "
+              f"funcnn {ours_cpu:.1f} ms, torch {theirs_cpu:.1f} ms, "
+              f"funcnn/torch {ours_cpu / theirs_cpu:.2f}")  # fmt: skip
 
 
 if __name__ == "__main__":

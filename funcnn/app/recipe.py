@@ -81,14 +81,15 @@ def fit_job(
     log: Log = None,
     loss: Loss = softmax_loss,
     augment: Augment | None = None,
+    unit: str = "img",
 ) -> FitResult:
     """:func:`funcnn.fit` with the options' epochs, batch size, reg and seed, ``callbacks`` then early stopping
-    after ``--patience`` (when given)."""
+    after ``--patience`` (when given); ``unit`` names an example in the rates."""
     stopping = [early_stopping(options.patience)] if options.patience else []
     return fit(
         net, params, train, val, optimizer, epochs=options.epochs, batch_size=options.batch_size, loss=loss,
         reg=options.reg, seed=options.seed, checkpoint=checkpoint, callbacks=[*callbacks, *stopping], log=log,
-        augment=augment,
+        augment=augment, unit=unit,
     )  # fmt: skip
 
 

@@ -59,7 +59,7 @@ def train_text(args: argparse.Namespace) -> int:
         args,
         header,
         lambda checkpoint, log: fit_job(
-            args, net, params, train, val, optimizer, checkpoint=checkpoint, log=log, loss=char_loss
+            args, net, params, train, val, optimizer, checkpoint=checkpoint, log=log, loss=char_loss, unit="seq"
         ),
     )
     nats = mean_loss(net, result.best_params, *test)

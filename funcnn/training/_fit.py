@@ -133,6 +133,7 @@ class _Loop:
     num_train_samples: int
     augment: Augment | None
     log: Callable[[str], None] | None
+    unit: str = "img"
 
     def batches(self, epoch: int) -> list[np.ndarray]:
         """The epoch's minibatches of indices, in an order drawn from the seed and the epoch."""
@@ -153,7 +154,7 @@ class _Loop:
         return (
             f"{progress.label}  loss {np.mean(losses):.4f}  train acc {history.train_acc_history[-1]:.3f}  "
             f"val acc {history.val_acc_history[-1]:.3f}  "
-            f"{len(self.train[0]) / seconds:,.0f} img/s  {seconds:.1f} s  left {left}"
+            f"{len(self.train[0]) / seconds:,.0f} {self.unit}/s  {seconds:.1f} s  left {left}"
         )
 
 
@@ -167,7 +168,7 @@ def _train_epoch(
     batches = loop.batches(epoch)
     rng = np.random.default_rng([loop.seed, epoch, 2])  # dropout masks
     augmenting = np.random.default_rng([loop.seed, epoch, 3])
-    progress = EpochProgress(loop.log, epoch, loop.epochs, len(batches))
+    progress = EpochProgress(loop.log, epoch, loop.epochs, len(batches), loop.unit)
     losses = []
     try:
         for i, batch in enumerate(batches):
@@ -285,6 +286,7 @@ def fit(
     callbacks: Sequence[Callback] = (),
     log: Callable[[str], None] | None = print,
     augment: Augment | None = None,
+    unit: str = "img",
 ) -> FitResult:
     """Train ``net`` from ``params`` with minibatch ``optimizer`` steps; nothing is modified in place.
 
@@ -339,6 +341,7 @@ def fit(
         checkpoint: a path, or a :class:`Checkpoint`, saved after every epoch.
         callbacks: callables called with an :class:`EpochEnd` after every epoch; ``"stop"`` ends training.
         log: where progress lines go (None: silent).
+        unit: what an example is called in the rates (``"img"``: img/s; ``"seq"`` for text: seq/s).
         augment: ``augment(rng, x_batch) -> x_batch``, applied to every training batch.
 
     Returns:
@@ -358,7 +361,7 @@ def fit(
         net, optimizer, train[0], {**settings, "num_train_samples": int(num_train_samples)}, augment, saving
     )
     starts = batch_starts(len(train[0]), batch_size)
-    loop = _Loop(net, step, optimizer, train, val, starts, epochs, seed, num_train_samples, augment, log)
+    loop = _Loop(net, step, optimizer, train, val, starts, epochs, seed, num_train_samples, augment, log, unit)
     result, done = _resumed(
         saving, FitResult(params, params, optimizer.init(params), History(), state, state), config, loop, callbacks
     )

@@ -32,11 +32,11 @@ def _terminal_bar(label: str, steps: int) -> Any:
 
 class EpochProgress:
     """Progress of epoch ``epoch`` of ``epochs`` over its ``steps`` steps: :meth:`step` after each step,
-    :meth:`close` at the end (or on an error). Shows the epoch's mean loss so far and images/s; with
-    ``log`` None, nothing."""
+    :meth:`close` at the end (or on an error). Shows the epoch's mean loss so far and examples per second
+    (``unit``/s: img/s, seq/s for text); with ``log`` None, nothing."""
 
-    def __init__(self, log: Log | None, epoch: int, epochs: int, steps: int) -> None:
-        self.log, self.steps = log, steps
+    def __init__(self, log: Log | None, epoch: int, epochs: int, steps: int, unit: str = "img") -> None:
+        self.log, self.steps, self.unit = log, steps, unit
         self.label = f"epoch {epoch:>{len(str(epochs))}}/{epochs}"
         self.started = self.last_line = time.perf_counter()
         self.first_step_at = self.last_step_at = self.started
@@ -51,7 +51,7 @@ class EpochProgress:
         self.last_step_at = now
         if done == 1:
             self.first_step_at = now
-        shown = f"loss {self.loss_sum / done:.4f}  {self.images / max(now - self.started, 1e-9):,.0f} img/s"
+        shown = f"loss {self.loss_sum / done:.4f}  {self.images / max(now - self.started, 1e-9):,.0f} {self.unit}/s"
         if self.bar is not None:
             self.bar.set_postfix_str(shown, refresh=False)
             self.bar.update(1)
