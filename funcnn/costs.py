@@ -37,6 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from funcnn.attention_costs import ATTENTION_OPS, attention_cost, attention_params
 from funcnn.core import Layer, Shape
 
 __all__ = ["Cost", "leaf_cost", "leaf_params"]
@@ -85,6 +86,8 @@ def leaf_params(layer: Layer, in_shape: Shape, out_shape: Shape) -> int | None:
     """The number of parameters of a leaf layer fed one example of ``in_shape`` (no batch axis);
     ``None`` when its op does not say (a user's layer)."""
     op, hp = layer.op, layer.hparams
+    if op in ATTENTION_OPS:
+        return attention_params(layer, in_shape, out_shape)
     if op in RECURRENT:
         _, d, h, g = _recurrent_sizes(layer, in_shape)
         return (d + h + RECURRENT[op][1]) * g
@@ -109,6 +112,8 @@ def leaf_params(layer: Layer, in_shape: Shape, out_shape: Shape) -> int | None:
 def leaf_cost(layer: Layer, in_shape: Shape, out_shape: Shape, itemsize: int) -> Cost:
     """The :class:`Cost` of a leaf layer for a batch: ``in_shape`` and ``out_shape`` with N."""
     op, hp = layer.op, layer.hparams
+    if op in ATTENTION_OPS:
+        return Cost(*attention_cost(layer, in_shape, out_shape, itemsize))
     if op in RECURRENT:
         return _recurrent_cost(layer, in_shape, itemsize)
     if op == "word_embedding":  # a gather; its vjp keeps the (int64) indices and its output

@@ -91,20 +91,32 @@ def checked_mask(name: str, mask: Any, s: int, t: int) -> np.ndarray:
     return m
 
 
-def _heads(a2: np.ndarray, n: int, length: int, heads: int) -> np.ndarray:
-    """``(N*L, E)`` -> the view ``(N, heads, L, Dh)`` (a column slice of a wider array works too)."""
-    return a2.reshape(n, length, heads, -1).transpose(0, 2, 1, 3)
+def _split(a2: np.ndarray, n: int, length: int, heads: int, parts: int) -> np.ndarray:
+    """``(N*L, parts*E)`` -> contiguous ``(parts, N, heads, L, Dh)`` (one copy): q, k, v by head.
+
+    NumPy's batched matmul calls BLAS for contiguous operands and for a transposed first one, but falls
+    back to a loop 10-20x slower when the second is a transposed or strided view: every product below
+    is arranged to avoid that."""
+    return np.ascontiguousarray(a2.reshape(n, length, parts, heads, -1).transpose(2, 0, 3, 1, 4))
 
 
-def _joined(a: np.ndarray) -> np.ndarray:
-    """``(N, heads, L, Dh)`` -> ``(N*L, E)``, a contiguous copy."""
-    n, heads, length, dh = a.shape
-    return np.ascontiguousarray(a.transpose(0, 2, 1, 3)).reshape(n * length, heads * dh)
+def _join(parts: list[np.ndarray]) -> np.ndarray:
+    """``(N, heads, L, Dh)`` arrays -> ``(N*L, len(parts)*E)``, their heads joined side by side (one copy)."""
+    n, heads, length, dh = parts[0].shape
+    out = np.empty((n, length, len(parts), heads, dh), parts[0].dtype)
+    for i, part in enumerate(parts):
+        out[:, :, i] = part.transpose(0, 2, 1, 3)
+    return out.reshape(n * length, len(parts) * heads * dh)
+
+
+def _transposed(a: np.ndarray) -> np.ndarray:
+    """``(N, heads, L, Dh)`` -> contiguous ``(N, heads, Dh, L)``."""
+    return np.ascontiguousarray(a.transpose(0, 1, 3, 2))
 
 
 def _softmax(q: np.ndarray, k: np.ndarray, not_mask: np.ndarray | None) -> np.ndarray:
     """``softmax(q k^T)`` over the last axis, ``-inf`` where ``not_mask``: ``(N, h, S, T)``, made in place."""
-    a = np.matmul(q, k.transpose(0, 1, 3, 2))
+    a = np.matmul(q, _transposed(k))
     if not_mask is not None:
         np.copyto(a, -np.inf, where=not_mask)
     a -= a.max(axis=-1, keepdims=True)
@@ -127,7 +139,8 @@ def attention_core(
     """The attention of checked arrays ``query (N, S, E)``, ``key``, ``value (N, T, E)``; dropout on the
     weights when ``drop_prob > 0`` (then ``rng`` draws the mask). When query, key and value are one array
     (self-attention) q, k and v come from one product and ``back`` returns the summed cotangent as
-    ``dquery`` (``dkey``, ``dvalue`` None); when key is value (cross-attention) k and v share one."""
+    ``dquery`` (``dkey``, ``dvalue`` None); when key is value (cross-attention) k and v come from one
+    product and ``dkey`` is their sum (``dvalue`` None)."""
     n, s, e = query.shape
     t = key.shape[1]
     dtype = query.dtype
@@ -135,44 +148,45 @@ def attention_core(
     pq, pk, pv, pp = (params[k] for k in PROJECTIONS)
     fused = query is key and key is value
     shared = key is value and not fused
-    q_in = query.reshape(n * s, e)
-    kv_in = key.reshape(n * t, e)
+    q_in, kv_in, v_in = query.reshape(n * s, e), key.reshape(n * t, e), value.reshape(n * t, e)
+
+    def in_weights(keys: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+        """The projections of ``keys`` side by side, q's scaled by 1/sqrt(Dh) (folded into q)."""
+        ws = [params[k]["w"] * scale if k == "query" else params[k]["w"] for k in keys]
+        bs = [params[k]["b"] * scale if k == "query" else params[k]["b"] for k in keys]
+        return np.concatenate(ws, axis=1), np.concatenate(bs)
+
+    groups = {"query": ("query",), "key": ("key",), "value": ("value",)}
     if fused:
-        qkv = q_in @ np.concatenate([pq["w"] * scale, pk["w"], pv["w"]], axis=1)
-        qkv += np.concatenate([pq["b"] * scale, pk["b"], pv["b"]])
-        q2, k2, v2 = qkv[:, :e], qkv[:, e : 2 * e], qkv[:, 2 * e :]
-    else:
-        q2 = q_in @ (pq["w"] * scale) + pq["b"] * scale  # the 1/sqrt(Dh) folded into q
-        if shared:
-            kv = kv_in @ np.concatenate([pk["w"], pv["w"]], axis=1) + np.concatenate([pk["b"], pv["b"]])
-            k2, v2 = kv[:, :e], kv[:, e:]
-        else:
-            k2 = kv_in @ pk["w"] + pk["b"]
-            v2 = value.reshape(n * t, e) @ pv["w"] + pv["b"]
-    q, k, v = _heads(q2, n, s, heads), _heads(k2, n, t, heads), _heads(v2, n, t, heads)
+        groups = {"query": ("query", "key", "value")}
+    elif shared:
+        groups = {"query": ("query",), "key": ("key", "value")}
+    inputs = {"query": q_in, "key": kv_in, "value": v_in}
+    projected: list[np.ndarray] = []
+    for arg, keys in groups.items():
+        w, b = in_weights(keys)
+        projected.extend(_split(inputs[arg] @ w + b, n, s if arg == "query" else t, heads, len(keys)))
+    q, k, v = projected
     not_mask = None if mask is None else ~mask
     a = _softmax(q, k, not_mask)
     bits = None
+    keep_scale = dtype.type(1 / (1 - drop_prob)) if drop_prob > 0 else dtype.type(1)
     if drop_prob > 0:
         assert rng is not None  # the layers check it
         keep = rng.random(a.shape, dtype=np.float32) >= drop_prob
-        keep_scale = dtype.type(1 / (1 - drop_prob))
         bits = np.packbits(keep, axis=None)
-        o = np.matmul(a * (keep * keep_scale), v)
+        o2 = _join([np.matmul(a * (keep * keep_scale), v)])
         del keep
     else:
-        o = np.matmul(a, v)
-    o2 = _joined(o)
-    del o
+        o2 = _join([np.matmul(a, v)])
     y = (o2 @ pp["w"] + pp["b"]).reshape(n, s, e)
     kept_a = None if recompute else a
     del a
-    out = like(y)
 
     def back(dy: np.ndarray) -> tuple[dict[str, dict[str, np.ndarray]], np.ndarray, Any, Any]:
         dy2 = dy.reshape(n * s, e)
-        grads = {"proj": {"w": o2.T @ dy2, "b": dy2.sum(axis=0)}}
-        do = _heads(dy2 @ pp["w"].T, n, s, heads)
+        grads = {"proj": {"w": (dy2.T @ o2).T, "b": dy2.sum(axis=0)}}
+        (do,) = _split(dy2 @ pp["w"].T, n, s, heads, 1)
         weights = _softmax(q, k, not_mask) if kept_a is None else kept_a
         dropped = weights
         if bits is not None:
@@ -180,7 +194,7 @@ def attention_core(
             dropped = weights * (kept * keep_scale)
         dv = np.matmul(dropped.transpose(0, 1, 3, 2), do)
         del dropped
-        ds = np.matmul(do, v.transpose(0, 1, 3, 2))
+        ds = np.matmul(do, _transposed(v))
         if bits is not None:
             ds *= kept * keep_scale
             del kept
@@ -189,28 +203,21 @@ def attention_core(
         # 0: it is returned as 0, not as the rounding left by summing dk.
         ds -= np.einsum("nhst,nhst->nhs", ds, weights)[..., None]
         ds *= weights
-        dq = _joined(np.matmul(ds, k))  # the cotangent of the scaled q
-        dk = _joined(np.matmul(ds.transpose(0, 1, 3, 2), q))
+        cotangents = {"query": np.matmul(ds, k), "key": np.matmul(ds.transpose(0, 1, 3, 2), q), "value": dv}
         del ds
-        dv2 = _joined(dv)
-        if fused:
-            dqkv = np.concatenate([dq, dk, dv2], axis=1)
-            dw = q_in.T @ dqkv
-            grads["query"] = {"w": dw[:, :e] * scale, "b": dq.sum(axis=0) * scale}
-            grads["key"] = {"w": dw[:, e : 2 * e], "b": np.zeros_like(pk["b"])}
-            grads["value"] = {"w": dw[:, 2 * e :], "b": dv2.sum(axis=0)}
-            wcat = np.concatenate([pq["w"] * scale, pk["w"], pv["w"]], axis=1)
-            return grads, (dqkv @ wcat.T).reshape(n, s, e), None, None
-        grads["query"] = {"w": (q_in.T @ dq) * scale, "b": dq.sum(axis=0) * scale}
-        dquery = (dq @ (pq["w"] * scale).T).reshape(n, s, e)
-        grads["key"] = {"w": kv_in.T @ dk, "b": np.zeros_like(pk["b"])}
-        v_in = kv_in if shared else value.reshape(n * t, e)
-        grads["value"] = {"w": v_in.T @ dv2, "b": dv2.sum(axis=0)}
-        dkey = (dk @ pk["w"].T).reshape(n, t, e)
-        dvalue = (dv2 @ pv["w"].T).reshape(n, t, e)
-        if shared:
-            return grads, dquery, dkey + dvalue, None
-        return grads, dquery, dkey, dvalue
+        dinputs = []
+        for arg, keys in groups.items():
+            d2 = _join([cotangents[key] for key in keys])
+            # (d2^T x)^T: OpenBLAS ran x^T d2, the same product, 2x slower for d2 wider than x
+            dw, db = (d2.T @ inputs[arg]).T, d2.sum(axis=0)
+            for i, key in enumerate(keys):
+                grads[key] = {"w": dw[:, i * e : (i + 1) * e], "b": db[i * e : (i + 1) * e]}
+            dinputs.append((d2 @ in_weights(keys)[0].T).reshape(n, s if arg == "query" else t, e))
+        grads["query"] = {"w": grads["query"]["w"] * scale, "b": grads["query"]["b"] * scale}
+        grads["key"]["b"] = np.zeros_like(pk["b"])
+        return grads, *dinputs, *[None] * (3 - len(dinputs))  # type: ignore[return-value]
+
+    out = like(y)
 
     def checked_back(dy: Any) -> tuple[dict[str, dict[str, np.ndarray]], np.ndarray, Any, Any]:
         return back(cotangent("attention", dy, out))
@@ -326,9 +333,10 @@ def multi_head_attention(num_heads: int, dropout: float = 0.0, *, recompute: boo
         y, back = attention_core(
             p, query, key_, value_, mask, heads, drop_prob if generator else 0.0, generator, recompute
         )
+        out = like(y)
 
         def vjp(dy: Any) -> tuple[PyTree, Any]:
-            grads, dq, dk, dv = back(cotangent(name, dy, y))
+            grads, dq, dk, dv = back(cotangent(name, dy, out))
             return grads, (dq, dk, dv) if mask is None else (dq, dk, dv, None)
 
         return y, vjp  # type: ignore[return-value]
@@ -375,9 +383,10 @@ def self_attention(num_heads: int, dropout: float = 0.0, *, causal: bool = False
         generator = _rng_for(name, train, drop_prob, rng)
         mask = causal_mask(x.shape[1]) if causal and x.shape[1] else None
         y, back = attention_core(p, x, x, x, mask, heads, drop_prob if generator else 0.0, generator, recompute)
+        out = like(y)
 
         def vjp(dy: Any) -> tuple[PyTree, np.ndarray]:
-            grads, dx, _, _ = back(cotangent(name, dy, y))
+            grads, dx, _, _ = back(cotangent(name, dy, out))
             return grads, dx
 
         return y, vjp

@@ -9,7 +9,16 @@ import numpy as np
 from funcnn.core import VJP, Layer, Shape, State, moded_layer
 from funcnn.layers._dropout import dropout as dropout_layer
 from funcnn.tree import PyTree
-from funcnn.validation import check_ndim, cotangent, example_shape, float_array, fraction, int_at_least, no_params
+from funcnn.validation import (
+    check_ndim,
+    cotangent,
+    example_shape,
+    float_array,
+    fraction,
+    int_at_least,
+    like,
+    no_params,
+)
 
 
 def sinusoid_table(length: int, dim: int, dtype: Any = np.float64) -> np.ndarray:
@@ -50,7 +59,8 @@ def positional_encoding(max_len: int = 5000, dropout: float = 0.0) -> Layer:
             tables[key] = sinusoid_table(max_len, x.shape[2], x.dtype)
             tables[key].flags.writeable = False
         y = x + tables[key][: x.shape[1]]
-        return y, lambda dy: ((), cotangent(name, dy, y).copy())
+        out = like(y)
+        return y, lambda dy: ((), cotangent(name, dy, out).copy())
 
     def run_fn(params: PyTree, x: Any, state: State, train: bool, rng: Any) -> tuple[np.ndarray, VJP, State]:
         y, add_vjp = add(params, x)

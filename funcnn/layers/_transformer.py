@@ -5,8 +5,8 @@ ReLU feed-forward, layer norms over the last axis with eps 1e-5.
 Encoder, post-norm: ``x = norm1(x + drop(self_attn(x)))``, ``y = norm2(x + drop(ffn(x)))``; pre-norm:
 ``x = x + drop(self_attn(norm1(x)))``, ``y = x + drop(ffn(norm2(x)))``. The decoder has a cross-attention
 sub-layer on ``memory`` between the two (``norm2``; the feed-forward's norm is ``norm3``).
-``ffn(x) = ffn2(drop(relu(ffn1(x))))``. Built from :func:`funcnn.temporal_affine`, :data:`funcnn.relu`,
-:func:`funcnn.dropout` and the attention and norm cores, each vjp called in reverse order.
+``ffn(x) = ffn2(drop(relu(ffn1(x))))``. Built from :data:`funcnn.relu`, :func:`funcnn.dropout` and the
+attention and norm cores, each vjp called in reverse order.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ from funcnn.layers._attention import (
     projection_params,
 )
 from funcnn.layers._dropout import dropout as dropout_layer
-from funcnn.layers._temporal import temporal_affine
 from funcnn.layers._temporal_norm import checked_norm, norm_core
 from funcnn.layers._weights import weight_std, weights_and_bias
 from funcnn.tree import PyTree
@@ -37,6 +36,7 @@ from funcnn.validation import (
     float_array,
     fraction,
     int_at_least,
+    like,
     number_at_least,
     same_dtype,
     tuple_input,
@@ -81,17 +81,19 @@ class _Context:
         return block
 
     def feed_forward(self, h: np.ndarray) -> tuple[np.ndarray, SubBack]:
-        p = self.params
-        a, ffn1_vjp = temporal_affine(p["ffn1"], h)
-        r, relu_vjp = relu((), a)
+        """``ffn2(drop(relu(ffn1(h))))`` on the rows of ``h``. Not by ``temporal_affine``, whose vjp also keeps
+        its output: here only h and the ReLU's output (F wide) stay for the backward pass."""
+        (w1, b1), (w2, b2) = (self.params[key].values() for key in ("ffn1", "ffn2"))
+        h2 = h.reshape(-1, h.shape[-1])
+        r, relu_vjp = relu((), h2 @ w1 + b1)
         r, drop_back = self.dropout(r)
-        f, ffn2_vjp = temporal_affine(p["ffn2"], r)
+        f = (r @ w2 + b2).reshape(h.shape)
 
         def sub_back(df: np.ndarray) -> tuple[dict[str, Any], np.ndarray, Any]:
-            g2, dr = ffn2_vjp(df)
-            _, da = relu_vjp(drop_back(dr))
-            g1, dh = ffn1_vjp(da)
-            return {"ffn1": g1, "ffn2": g2}, dh, None
+            df2 = df.reshape(h2.shape)
+            _, da = relu_vjp(drop_back(df2 @ w2.T))
+            grads = {"ffn1": {"w": (da.T @ h2).T, "b": da.sum(axis=0)}, "ffn2": {"w": r.T @ df2, "b": df2.sum(axis=0)}}
+            return grads, (da @ w1.T).reshape(h.shape), None
 
         return f, sub_back
 
@@ -230,9 +232,10 @@ def transformer_encoder_layer(
         c = _Context(name, _checked_params(name, params, ENCODER_KEYS, src), heads, drop, train, rng)
         h, back1 = c.sublayer("norm1", c.attention("self_attn", None, mask), src, norm_first, eps)
         y, back2 = c.sublayer("norm2", c.feed_forward, h, norm_first, eps)
+        out = like(y)
 
         def vjp(dy: Any) -> tuple[PyTree, Any]:
-            grads, dh, _ = back2(cotangent(name, dy, y))
+            grads, dh, _ = back2(cotangent(name, dy, out))
             grads1, dx, _ = back1(dh)
             grads.update(grads1)
             return grads, (dx, None) if masked else dx
@@ -302,9 +305,10 @@ def transformer_decoder_layer(
         h, back1 = c.sublayer("norm1", c.attention("self_attn", None, mask), tgt, norm_first, eps)
         h, back2 = c.sublayer("norm2", c.attention("cross_attn", memory, None), h, norm_first, eps)
         y, back3 = c.sublayer("norm3", c.feed_forward, h, norm_first, eps)
+        out = like(y)
 
         def vjp(dy: Any) -> tuple[PyTree, Any]:
-            grads, dh, _ = back3(cotangent(name, dy, y))
+            grads, dh, _ = back3(cotangent(name, dy, out))
             grads2, dh, dmemory = back2(dh)
             grads1, dtgt, _ = back1(dh)
             grads.update(grads2)
