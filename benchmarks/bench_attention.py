@@ -75,7 +75,7 @@ def main() -> None:
     args = ARGS
     import torch
 
-    from funcnn.tree import tree_leaves
+    from funcnn.tree import tree_leaves, tree_map
 
     torch.set_num_threads(args.threads)
     print(f"CPU: {isa()}; load average {os.getloadavg()[0]:.1f} (other processes share the cores)")
@@ -87,7 +87,7 @@ def main() -> None:
     for causal in (False, True):
         layer = fn.self_attention(args.heads, causal=causal)
         _, p = fn.init_params(layer, rng, (args.s, args.e), np.float32)
-        p = {k: {n: a + 0.1 * rng.standard_normal(a.shape).astype(np.float32) for n, a in v.items()} for k, v in p.items()}
+        p = tree_map(lambda a: a + 0.1 * rng.standard_normal(a.shape).astype(np.float32), p)
 
         def funcnn_step(dy: np.ndarray, layer=layer, p=p):
             y, vjp = layer(p, x)
@@ -109,10 +109,8 @@ def main() -> None:
                     step(dy)
                     times[name].append((time.perf_counter() - start) * 1e3)
         ours = statistics.median(times["funcnn"])
-        line = ", ".join(
-            f"{name} {statistics.median(times[name]):.1f} ms (funcnn/{name} {ours / statistics.median(times[name]):.2f})"
-            for name in ("nn.MultiheadAttention", "sdpa")
-        )
+        medians = {name: statistics.median(times[name]) for name in ("nn.MultiheadAttention", "sdpa")}
+        line = ", ".join(f"{name} {ms:.1f} ms (funcnn/{name} {ours / ms:.2f})" for name, ms in medians.items())
         print(f"causal={causal}: funcnn {ours:.1f} ms; {line}")
         params = {id(a) for a in tree_leaves(p)}
         for recompute in (False, True):

@@ -116,7 +116,7 @@ def _transposed(a: np.ndarray) -> np.ndarray:
 
 def _softmax(q: np.ndarray, k: np.ndarray, not_mask: np.ndarray | None) -> np.ndarray:
     """``softmax(q k^T)`` over the last axis, ``-inf`` where ``not_mask``: ``(N, h, S, T)``, made in place."""
-    a = np.matmul(q, _transposed(k))
+    a: np.ndarray = np.matmul(q, _transposed(k))
     if not_mask is not None:
         np.copyto(a, -np.inf, where=not_mask)
     a -= a.max(axis=-1, keepdims=True)
@@ -156,7 +156,7 @@ def attention_core(
         bs = [params[k]["b"] * scale if k == "query" else params[k]["b"] for k in keys]
         return np.concatenate(ws, axis=1), np.concatenate(bs)
 
-    groups = {"query": ("query",), "key": ("key",), "value": ("value",)}
+    groups: dict[str, tuple[str, ...]] = {"query": ("query",), "key": ("key",), "value": ("value",)}
     if fused:
         groups = {"query": ("query", "key", "value")}
     elif shared:
@@ -215,7 +215,7 @@ def attention_core(
             dinputs.append((d2 @ in_weights(keys)[0].T).reshape(n, s if arg == "query" else t, e))
         grads["query"] = {"w": grads["query"]["w"] * scale, "b": grads["query"]["b"] * scale}
         grads["key"]["b"] = np.zeros_like(pk["b"])
-        return grads, *dinputs, *[None] * (3 - len(dinputs))  # type: ignore[return-value]
+        return grads, *dinputs, *[None] * (3 - len(dinputs))
 
     out = like(y)
 
@@ -339,7 +339,7 @@ def multi_head_attention(num_heads: int, dropout: float = 0.0, *, recompute: boo
             grads, dq, dk, dv = back(cotangent(name, dy, out))
             return grads, (dq, dk, dv) if mask is None else (dq, dk, dv, None)
 
-        return y, vjp  # type: ignore[return-value]
+        return y, vjp
 
     def out_shape(shape: Any) -> Any:
         parts = shape[:3] if isinstance(shape, (tuple, list)) and len(shape) == 4 else shape

@@ -157,8 +157,8 @@ def _checked_params(name: str, params: PyTree, keys: tuple[str, ...], x: np.ndar
     return checked
 
 
-def _sequence(name: str, arg: str, x: Any, heads: int) -> np.ndarray:
-    x = float_array(name, arg, x)
+def _sequence(name: str, arg: str, value: Any, heads: int) -> np.ndarray:
+    x = float_array(name, arg, value)
     if x.ndim != 3:
         raise ValueError(f"{name}: {arg} must be 3-D (N, S, E), got shape {x.shape}")
     if x.shape[2] % heads:
