@@ -10,6 +10,7 @@ import numpy as np
 from funcnn.core import VJP, Layer, Shape, WeightScale
 from funcnn.losses import LossVJP, temporal_softmax_loss
 from funcnn.nets._cells import cell_params, check_cell, normal, start, step, words_to_scores
+from funcnn.nets._transformer import sample_transformer_chars
 from funcnn.tree import PyTree
 from funcnn.validation import int_at_least, number_at_least
 
@@ -94,7 +95,10 @@ def sample_chars(
 ) -> np.ndarray:
     """``length`` codes drawn one at a time from a :func:`char_rnn` after it has read ``prime`` (codes ``(N, P)``,
     P >= 1): each from softmax(scores / temperature) of the step before, fed back as the next input.
-    Returns ``(N, length)`` ints. One step of the cell at a time: memory does not grow with ``length``."""
+    Returns ``(N, length)`` ints. One step of the cell at a time: memory does not grow with ``length``.
+    A :func:`char_transformer` is sampled by :func:`sample_transformer_chars`."""
+    if isinstance(net, Layer) and net.op == "char_transformer":
+        return sample_transformer_chars(net, params, prime, length, rng, temperature)
     if not isinstance(net, Layer) or net.op != "char_rnn":
         raise TypeError(f"sample_chars: net must be a fn.nets.char_rnn, got {net.name}")
     prime = np.asarray(prime)
