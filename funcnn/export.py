@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from funcnn.attention_onnx import EXPORTERS as ATTENTION_EXPORTERS
 from funcnn.combinators import children_parts
 from funcnn.core import Layer, Shape, State, run
 from funcnn.init import init_state
@@ -62,6 +63,8 @@ def _pair(value: Any) -> list[int]:
 def _leaf(g: _Graph, layer: Layer, params: PyTree, state: State, x: str, shape: Shape) -> str:
     """The nodes of one leaf layer fed ``x`` (one example of ``shape``); returns its output's name."""
     op, hp = layer.op, layer.hparams
+    if op in ATTENTION_EXPORTERS:
+        return ATTENTION_EXPORTERS[op](g, layer, params, x, shape)
     if op in ACTIVATIONS:
         return g.node(ACTIVATIONS[op], [x])
     if op == "leaky_relu":
@@ -177,6 +180,8 @@ def to_onnx(
     floats = [leaf for leaf in tree_leaves(params) if np.asarray(leaf).dtype.kind == "f"]
     dtype = np.asarray(floats[0]).dtype if floats else np.dtype(np.float32)
     shape = checked_input_shape("to_onnx", input_shape)
+    if shape and isinstance(shape[0], tuple):
+        raise ValueError(f"to_onnx: {net.name} takes a tuple input {shape}; the exported graph has one input x")
     if state is None:
         if _has(net, lambda layer: layer.op in ("batch_norm", "spatial_batch_norm")):
             raise ValueError(
