@@ -10,23 +10,34 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from funcnn.layers import causal_mask, positional_encoding
 from funcnn.tree import PyTree
 
-Exporter = Callable[[Any, Any, PyTree, str, tuple[int, ...]], str]
+
+class Graph(Protocol):
+    """What an exporter needs of the graph being built (``funcnn.export``'s)."""
+
+    dtype: np.dtype
+
+    def weight(self, array: Any, hint: str, dtype: Any = None) -> str: ...
+
+    def node(self, op_type: str, inputs: list[str], **attributes: Any) -> str: ...
 
 
-def _affine(g: Any, x: str, p: PyTree, scale: float = 1.0) -> str:
+Exporter = Callable[[Graph, Any, PyTree, str, tuple[int, ...]], str]
+
+
+def _affine(g: Graph, x: str, p: PyTree, scale: float = 1.0) -> str:
     """``x @ (w * scale) + b * scale`` on the last axis."""
     w = g.weight(np.asarray(p["w"]) * scale, "w")
     return g.node("Add", [g.node("MatMul", [x, w]), g.weight(np.asarray(p["b"]) * scale, "b")])
 
 
-def _attention(g: Any, x: str, p: PyTree, shape: tuple[int, ...], heads: int, causal: bool) -> str:
+def _attention(g: Graph, x: str, p: PyTree, shape: tuple[int, ...], heads: int, causal: bool) -> str:
     """Self-attention of ``x (N, S, E)``: the nodes of :func:`funcnn.self_attention`."""
     s, e = shape
     dh = e // heads
@@ -47,12 +58,12 @@ def _attention(g: Any, x: str, p: PyTree, shape: tuple[int, ...], heads: int, ca
     return _affine(g, joined, p["proj"])
 
 
-def _norm(g: Any, x: str, p: PyTree, eps: float) -> str:
+def _norm(g: Graph, x: str, p: PyTree, eps: float) -> str:
     gamma, beta = g.weight(p["gamma"], "gamma"), g.weight(p["beta"], "beta")
     return g.node("LayerNormalization", [x, gamma, beta], axis=-1, epsilon=eps)
 
 
-def _encoder(g: Any, x: str, p: PyTree, shape: tuple[int, ...], hp: Any) -> str:
+def _encoder(g: Graph, x: str, p: PyTree, shape: tuple[int, ...], hp: Any) -> str:
     """PyTorch's encoder layer: post-norm ``norm(x + block(x))`` or pre-norm ``x + block(norm(x))``."""
     eps, norm_first = float(hp["eps"]), bool(hp["norm_first"])
 
@@ -70,7 +81,7 @@ def _encoder(g: Any, x: str, p: PyTree, shape: tuple[int, ...], hp: Any) -> str:
     return x
 
 
-def _positional(g: Any, layer: Any, x: str, shape: tuple[int, ...]) -> str:
+def _positional(g: Graph, layer: Any, x: str, shape: tuple[int, ...]) -> str:
     # the table is the layer's own: run it on zeros
     table, _ = positional_encoding(int(layer.hparams["max_len"]))((), np.zeros((1, *shape), g.dtype))
     return g.node("Add", [x, g.weight(table[0], "positions")])
