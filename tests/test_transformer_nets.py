@@ -26,7 +26,7 @@ def small_captioner():
 def test_captioning_transformer_passes_check_vjp():
     model, params = small_captioner()
     rng = np.random.default_rng(1)
-    features, captions = rng.standard_normal((2, 6)), rng.integers(1, 5, size=(2, 4))
+    features, captions = rng.standard_normal((2, 6)), rng.integers(0, 5, size=(2, 4))  # <NULL> (0) among them
     report = fn.check_vjp(model.net, params, (features, captions))
     assert any(leaf.path.startswith('params["layers"][1]["cross_attn"]') for leaf in report.leaves)
 

@@ -89,7 +89,8 @@ class CaptioningTransformer:
 
     def loss(self, params: PyTree, features: np.ndarray, captions: np.ndarray) -> tuple[float, PyTree]:
         """The course's loss: ``net`` reads ``captions[:, :-1]`` and is scored on ``captions[:, 1:]``, every
-        step but the NULL ones, summed over steps and divided by N. Returns ``(loss, grads)``."""
+        step but the NULL ones, summed over steps and divided by N. Returns ``(loss, grads)``, the ``<NULL>``
+        embedding's gradient zeroed (the course's ``padding_idx``)."""
         captions = np.asarray(captions)
         if captions.ndim != 2 or captions.shape[1] < 2:
             raise ValueError(
@@ -99,6 +100,7 @@ class CaptioningTransformer:
         scores, vjp = self.net(params, (features, captions[:, :-1]))  # type: ignore[arg-type]
         value, loss_vjp = temporal_softmax_loss(scores, target, target != self.null)
         grads, _ = vjp(loss_vjp(1.0))
+        grads["embedding"]["w"][self.null] = 0  # the course's padding_idx: the <NULL> vector is not trained
         return float(value), grads
 
     def sample(self, params: PyTree, features: np.ndarray, max_length: int = 30) -> np.ndarray:
@@ -127,8 +129,8 @@ def captioning_transformer(
     """The course's ``CaptioningTransformer(word_to_idx, input_dim, wordvec_dim, num_heads, num_layers,
     max_length)``: features projected to one memory vector ``(N, 1, W)``, embedded words plus the sin/cos
     positional encoding, ``num_layers`` post-norm :func:`funcnn.transformer_decoder_layer` with a causal
-    mask, an affine map to word scores. Dropout is off (the course's 0.1 needs a moded net); like the
-    course's ``padding_idx``, the ``<NULL>`` embedding gets no gradient.
+    mask, an affine map to word scores. Dropout is off (the course's 0.1 needs a moded net). ``net``'s vjp is
+    the exact gradient; ``loss`` then zeroes the ``<NULL>`` embedding's, as the course's ``padding_idx`` does.
 
     >>> words = {"<NULL>": 0, "<START>": 1, "<END>": 2, "cat": 3}
     >>> model = fn.nets.captioning_transformer(words, input_dim=6, wordvec_dim=4, num_heads=2, dim_feedforward=8)
@@ -163,9 +165,7 @@ def captioning_transformer(
                 dmemory += dm[:, 0]
                 layers.append(g)
             dproj, dfeatures = proj_vjp(dmemory)
-            dembed = embed_vjp(dh)[0]
-            dembed["w"][null] = 0  # the course's padding_idx
-            grads = {"visual_projection": dproj, "embedding": dembed, "layers": tuple(reversed(layers)),
+            grads = {"visual_projection": dproj, "embedding": embed_vjp(dh)[0], "layers": tuple(reversed(layers)),
                      "output": doutput}  # fmt: skip
             return grads, (dfeatures, None)
 
