@@ -74,8 +74,9 @@ def attention_cost(layer: Layer, in_shape: Any, out_shape: Any, itemsize: int) -
     op, hp = layer.op, layer.hparams
     if op in ("temporal_layer_norm", "positional_encoding"):
         size = math.prod(in_shape)
-        if op == "positional_encoding":
-            return size, 0, 0, False, False
+        if op == "positional_encoding":  # with dropout: its mask, as bits
+            drop = bool(hp["dropout"])
+            return size + 2 * size * drop, size * drop, -(-size // 8) if drop else 0, False, False
         return 7 * size, 11 * size, (size + size // in_shape[-1]) * itemsize, False, False
     n, s, t, e, h = _sizes(layer, in_shape)
     drop = bool(hp["dropout"])
@@ -88,9 +89,10 @@ def attention_cost(layer: Layer, in_shape: Any, out_shape: Any, itemsize: int) -
     f = int(hp["dim_feedforward"])
     rows, hidden = n * s, n * s * f
     masked = bool(hp.get("causal")) or len(in_shape) == (2 if op == "transformer_encoder_layer" else 3)
-    parts = [_attention(n, s, s, e, h, masked, False, drop)]
+    recompute = bool(hp["recompute"])
+    parts = [_attention(n, s, s, e, h, masked, recompute, drop)]
     if op == "transformer_decoder_layer":
-        parts.append(_attention(n, s, t, e, h, False, False, drop))
+        parts.append(_attention(n, s, t, e, h, False, recompute, drop))
     sublayers = len(parts) + 1
     forward = sum(p[0] for p in parts) + 4 * rows * e * f + hidden + sublayers * (7 * rows * e + rows * e)
     backward = sum(p[1] for p in parts) + 8 * rows * e * f + hidden + sublayers * (11 * rows * e + rows * e)

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from funcnn.tree import PyTree, tree_map
+from funcnn.tree import PyTree, tree_leaves, tree_map
 from funcnn.validation import no_state
 
 __all__ = [
@@ -201,7 +201,7 @@ def bind(f: LayerFn, state: State = (), *, train: bool, rng: np.random.Generator
             bit_generator = start[0]()
             bit_generator.state = start[1]
             generator = np.random.Generator(bit_generator)
-        dtype = np.asarray(x).dtype
+        dtype = next((a.dtype for a in map(np.asarray, tree_leaves(x)) if a.dtype.kind == "f"), np.dtype(np.float64))
         cast = tree_map(lambda a: a.astype(dtype, copy=False) if np.asarray(a).dtype.kind == "f" else a, state)
         y, vjp, _ = run(f, params, x, cast, train=train, rng=generator)
         return y, vjp

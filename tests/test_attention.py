@@ -214,6 +214,23 @@ def test_dropout_in_both_modes_passes_check_vjp(layer, shape, train):
 
 
 @pytest.mark.parametrize(("layer", "shape"), DROPPING, ids=lambda v: getattr(v, "name", str(v)))
+def test_bind_fixes_the_mask_also_for_a_tuple_input(layer, shape):
+    rng = np.random.default_rng(6)
+    _, p = fn.init_params(layer, rng, shape, np.float64)
+    x = inputs_for(shape, rng, np.float64)
+    bound = fn.bind(layer, train=True, rng=np.random.default_rng(7))
+    np.testing.assert_array_equal(bound(p, x)[0], training(layer, 7)(p, x)[0])
+
+
+@pytest.mark.parametrize(("layer", "shape"), DROPPING, ids=lambda v: getattr(v, "name", str(v)))
+def test_summary_memory_in_training_is_what_the_vjp_keeps(layer, shape):
+    rng = np.random.default_rng(8)
+    _, p = fn.init_params(layer, rng, shape, np.float64)
+    _, vjp = training(layer)(p, inputs_for(shape, rng, np.float64))
+    assert fn.summary(layer, shape, np.float64, batch_size=2).total.memory == kept_bytes(vjp, tree_leaves(p))
+
+
+@pytest.mark.parametrize(("layer", "shape"), DROPPING, ids=lambda v: getattr(v, "name", str(v)))
 def test_dropout_is_off_in_evaluation_and_drawn_from_rng_in_training(layer, shape):
     rng = np.random.default_rng(5)
     _, p = fn.init_params(layer, rng, shape, np.float64)
@@ -279,13 +296,25 @@ def test_self_attention_is_attention_of_x_three_times_with_the_cotangents_summed
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-13)
 
 
-def test_recompute_gives_the_same_gradients():
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda **kw: fn.self_attention(2, **kw),
+        lambda **kw: fn.transformer_encoder_layer(2, 8, causal=True, **kw),
+        lambda **kw: fn.transformer_decoder_layer(2, 8, dropout=0.2, **kw),
+    ],
+)
+def test_recompute_gives_the_same_gradients_and_keeps_less(make):
     rng = np.random.default_rng(9)
-    _, p = fn.init_params(fn.self_attention(2), rng, (5, 6), np.float32)
-    x, dy = rng.standard_normal((2, 5, 6)).astype(np.float32), rng.standard_normal((2, 5, 6)).astype(np.float32)
-    kept, again = fn.self_attention(2)(p, x)[1](dy), fn.self_attention(2, recompute=True)(p, x)[1](dy)
-    for a, b in zip(tree_leaves(kept), tree_leaves(again)):
+    layer, again = make(), make(recompute=True)
+    shape = ((5, 6), (3, 6)) if layer.op == "transformer_decoder_layer" else (5, 6)
+    _, p = fn.init_params(layer, rng, shape, np.float32)
+    x = inputs_for(shape, rng, np.float32)
+    dy = rng.standard_normal((2, 5, 6)).astype(np.float32)
+    kept, redone = training(layer)(p, x)[1], training(again)(p, x)[1]
+    for a, b in zip(tree_leaves(kept(dy)), tree_leaves(redone(dy))):
         np.testing.assert_array_equal(a, b)  # the same operations on the same arrays
+    assert kept_bytes(redone, tree_leaves(p)) < kept_bytes(kept, tree_leaves(p))
 
 
 def test_the_key_bias_gets_an_exact_zero_gradient():
@@ -294,6 +323,28 @@ def test_the_key_bias_gets_an_exact_zero_gradient():
     _, p = fn.init_params(fn.self_attention(2), rng, (5, 6), np.float64)
     grads, _ = fn.self_attention(2)(p, rng.standard_normal((2, 5, 6)))[1](rng.standard_normal((2, 5, 6)))
     assert not grads["key"]["b"].any() and grads["key"]["w"].any()
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    st.integers(1, 3),
+    st.integers(1, 5),
+    st.integers(1, 3),
+    st.integers(1, 3),
+    st.integers(1, 6),
+    st.booleans(),
+    st.integers(0, 2**32 - 1),
+)
+def test_encoder_layers_match_the_oracle_over_shapes_and_heads(n, s, heads, dh, ff, norm_first, seed):
+    rng = np.random.default_rng(seed)
+    layer = fn.transformer_encoder_layer(heads, ff, norm_first=norm_first, causal=True)
+    _, p = fn.init_params(layer, rng, (s, heads * dh), np.float64)
+    p = jittered(p, rng, np.float64)
+    x = rng.standard_normal((n, s, heads * dh))
+    want = reference_encoder(p, x, heads, fn.causal_mask(s), norm_first)
+    # float64, sums of at most E + F + S products of unit-scale terms, two norms dividing by a std that
+    # can be as small as sqrt(eps) ~ 3e-3 when E = 1: 1e-9 leaves a factor of 1e3 over that rounding
+    np.testing.assert_allclose(layer(p, x)[0], want, rtol=0, atol=1e-9 * (1 + np.abs(want).max()))
 
 
 @pytest.mark.parametrize("norm_first", [False, True])

@@ -319,7 +319,7 @@ def multi_head_attention(num_heads: int, dropout: float = 0.0, *, recompute: boo
     >>> y.shape, [d.shape for d in vjp(np.ones_like(y))[1]]
     ((1, 3, 4), [(1, 3, 4), (1, 5, 4), (1, 5, 4)])
     """
-    name = f"multi_head_attention(num_heads={num_heads})"
+    name = f"multi_head_attention(num_heads={num_heads}{f', dropout={dropout}' if dropout else ''})"
     heads = int_at_least(name, "num_heads", num_heads, 1)
     drop_prob = fraction(name, "dropout", dropout)
 
@@ -370,7 +370,8 @@ def self_attention(num_heads: int, dropout: float = 0.0, *, causal: bool = False
     >>> y.shape, vjp(np.ones_like(y))[1].shape
     ((2, 3, 4), (2, 3, 4))
     """
-    name = f"self_attention(num_heads={num_heads}{', causal' if causal else ''})"
+    flags = "".join([f", dropout={dropout}"] * bool(dropout) + [", causal"] * causal)
+    name = f"self_attention(num_heads={num_heads}{flags})"
     heads = int_at_least(name, "num_heads", num_heads, 1)
     drop_prob = fraction(name, "dropout", dropout)
 

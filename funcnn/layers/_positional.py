@@ -42,7 +42,7 @@ def positional_encoding(max_len: int = 5000, dropout: float = 0.0) -> Layer:
     array([[[0.   , 1.   , 0.   , 1.   ],
             [0.841, 0.54 , 0.01 , 1.   ]]])
     """
-    name = f"positional_encoding(max_len={max_len})"
+    name = f"positional_encoding(max_len={max_len}{f', dropout={dropout}' if dropout else ''})"
     max_len = int_at_least(name, "max_len", max_len, 1)
     drop_prob = fraction(name, "dropout", dropout)
     drop = dropout_layer(drop_prob) if drop_prob else None

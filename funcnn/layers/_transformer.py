@@ -52,8 +52,10 @@ Block = Callable[[np.ndarray], tuple[np.ndarray, SubBack]]
 class _Context:
     """What one call's sub-layers share: params, mode, dropout and the random generator."""
 
-    def __init__(self, name: str, params: dict[str, Any], heads: int, drop: float, train: bool, rng: Any) -> None:
-        self.name, self.params, self.heads = name, params, heads
+    def __init__(
+        self, name: str, params: dict[str, Any], heads: int, drop: float, train: bool, rng: Any, recompute: bool
+    ) -> None:
+        self.name, self.params, self.heads, self.recompute = name, params, heads, recompute
         self.train = train and drop > 0
         if self.train and not isinstance(rng, np.random.Generator):
             raise ValueError(f"{name}: training draws dropout masks, so it needs rng=np.random.default_rng(seed)")
@@ -70,7 +72,7 @@ class _Context:
         def block(h: np.ndarray) -> tuple[np.ndarray, SubBack]:
             kv = h if memory is None else memory
             drop = self.drop_prob if self.train else 0.0
-            y, back = attention_core(self.params[key], h, kv, kv, mask, self.heads, drop, self.rng, False)
+            y, back = attention_core(self.params[key], h, kv, kv, mask, self.heads, drop, self.rng, self.recompute)
 
             def sub_back(dy: np.ndarray) -> tuple[dict[str, Any], np.ndarray, Any]:
                 grads, dh, dmemory, _ = back(dy)
@@ -200,6 +202,7 @@ def transformer_encoder_layer(
     norm_first: bool = False,
     causal: bool = False,
     layer_norm_eps: float = EPS,
+    recompute: bool = False,
 ) -> Layer:
     """PyTorch's ``nn.TransformerEncoderLayer(E, num_heads, dim_feedforward, dropout, batch_first=True,
     norm_first=norm_first)``: x ``(N, S, E)``, or ``(src (N, S, E), src_mask (S, S))`` with a boolean mask
@@ -208,7 +211,8 @@ def transformer_encoder_layer(
 
     params ``{"self_attn": {"query", "key", "value", "proj"}, "ffn1": {"w": (E, F), "b"}, "ffn2": {"w": (F, E),
     "b"}, "norm1": {"gamma", "beta"}, "norm2": ...}``. Moded when ``dropout > 0``. The vjp returns ``dx``
-    (with a mask: ``(dsrc, None)``).
+    (with a mask: ``(dsrc, None)``). ``recompute=True``: the attention weights are recomputed in the
+    backward pass instead of kept (see :func:`funcnn.multi_head_attention`).
 
     >>> layer = fn.transformer_encoder_layer(num_heads=2, dim_feedforward=8, causal=True)
     >>> _, params = fn.init_params(layer, np.random.default_rng(0), (3, 4), np.float64)
@@ -218,7 +222,8 @@ def transformer_encoder_layer(
     """
     who = f"transformer_encoder_layer(num_heads={num_heads}, dim_feedforward={dim_feedforward})"
     heads, ff, drop, eps = _hyper(who, num_heads, dim_feedforward, dropout, layer_norm_eps)
-    name = f"transformer_encoder_layer({heads}, {ff}{', pre-norm' if norm_first else ''}{', causal' if causal else ''})"
+    flags = [f"dropout={drop}"] * bool(drop) + ["pre-norm"] * norm_first + ["causal"] * causal
+    name = f"transformer_encoder_layer({', '.join([str(heads), str(ff), *flags])})"
 
     def forward(params: PyTree, x: Any, train: bool, rng: Any) -> tuple[Any, VJP]:
         masked = isinstance(x, (tuple, list))
@@ -229,7 +234,7 @@ def transformer_encoder_layer(
         if causal:
             mask = causal_mask(s) if mask is None else mask & causal_mask(s)
             checked_mask(name, mask, s, s)
-        c = _Context(name, _checked_params(name, params, ENCODER_KEYS, src), heads, drop, train, rng)
+        c = _Context(name, _checked_params(name, params, ENCODER_KEYS, src), heads, drop, train, rng, recompute)
         h, back1 = c.sublayer("norm1", c.attention("self_attn", None, mask), src, norm_first, eps)
         y, back2 = c.sublayer("norm2", c.feed_forward, h, norm_first, eps)
         out = like(y)
@@ -255,7 +260,7 @@ def transformer_encoder_layer(
         return s, _init(rng, s[1], ff, dtype, weight_scale, name, ("self_attn",), 2)
 
     hparams = {"num_heads": heads, "dim_feedforward": ff, "dropout": drop, "norm_first": norm_first,
-               "causal": causal, "eps": eps}  # fmt: skip
+               "causal": causal, "eps": eps, "recompute": recompute}  # fmt: skip
     return maybe_moded(
         name, drop, forward, param_keys=ENCODER_KEYS, init=init, out_shape=out_shape,
         op="transformer_encoder_layer", hparams=hparams, doc=transformer_encoder_layer.__doc__,
@@ -269,6 +274,7 @@ def transformer_decoder_layer(
     *,
     norm_first: bool = False,
     layer_norm_eps: float = EPS,
+    recompute: bool = False,
 ) -> Layer:
     """PyTorch's ``nn.TransformerDecoderLayer(E, num_heads, dim_feedforward, dropout, batch_first=True,
     norm_first=norm_first)``, also the course's ``TransformerDecoderLayer``: x ``(tgt (N, T, E), memory (N, S,
@@ -277,7 +283,8 @@ def transformer_decoder_layer(
     feed-forward (``norm3``).
 
     params ``{"self_attn", "cross_attn", "ffn1", "ffn2", "norm1", "norm2", "norm3"}`` (as
-    :func:`transformer_encoder_layer`'s). The vjp returns ``(dtgt, dmemory[, None])``. Moded when ``dropout > 0``.
+    :func:`transformer_encoder_layer`'s). The vjp returns ``(dtgt, dmemory[, None])``. Moded when ``dropout > 0``;
+    ``recompute`` as for the encoder layer.
 
     >>> layer = fn.transformer_decoder_layer(num_heads=2, dim_feedforward=8)
     >>> _, params = fn.init_params(layer, np.random.default_rng(0), ((3, 4), (1, 4)), np.float64)
@@ -287,7 +294,8 @@ def transformer_decoder_layer(
     """
     who = f"transformer_decoder_layer(num_heads={num_heads}, dim_feedforward={dim_feedforward})"
     heads, ff, drop, eps = _hyper(who, num_heads, dim_feedforward, dropout, layer_norm_eps)
-    name = f"transformer_decoder_layer({heads}, {ff}{', pre-norm' if norm_first else ''})"
+    flags = [f"dropout={drop}"] * bool(drop) + ["pre-norm"] * norm_first
+    name = f"transformer_decoder_layer({', '.join([str(heads), str(ff), *flags])})"
 
     def forward(params: PyTree, x: Any, train: bool, rng: Any) -> tuple[Any, VJP]:
         masked = isinstance(x, (tuple, list)) and len(x) == 3
@@ -301,7 +309,7 @@ def transformer_decoder_layer(
             )
         t = tgt.shape[1]
         mask = checked_mask(name, parts[2], t, t) if masked else None
-        c = _Context(name, _checked_params(name, params, DECODER_KEYS, tgt), heads, drop, train, rng)
+        c = _Context(name, _checked_params(name, params, DECODER_KEYS, tgt), heads, drop, train, rng, recompute)
         h, back1 = c.sublayer("norm1", c.attention("self_attn", None, mask), tgt, norm_first, eps)
         h, back2 = c.sublayer("norm2", c.attention("cross_attn", memory, None), h, norm_first, eps)
         y, back3 = c.sublayer("norm3", c.feed_forward, h, norm_first, eps)
@@ -332,7 +340,8 @@ def transformer_decoder_layer(
         s = out_shape(shape)
         return s, _init(rng, s[1], ff, dtype, weight_scale, name, ("self_attn", "cross_attn"), 3)
 
-    hparams = {"num_heads": heads, "dim_feedforward": ff, "dropout": drop, "norm_first": norm_first, "eps": eps}
+    hparams = {"num_heads": heads, "dim_feedforward": ff, "dropout": drop, "norm_first": norm_first, "eps": eps,
+               "recompute": recompute}  # fmt: skip
     return maybe_moded(
         name, drop, forward, param_keys=DECODER_KEYS, init=init, out_shape=out_shape,
         op="transformer_decoder_layer", hparams=hparams, doc=transformer_decoder_layer.__doc__,
