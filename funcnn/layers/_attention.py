@@ -64,7 +64,7 @@ def attention_params(name: str, params: PyTree, dtype: np.dtype, embed: int) -> 
                 f"{name}: params['{key}'] must be {{'w': ({embed}, {embed}), 'b': ({embed},)}} for E={embed}, "
                 f"got w {p['w'].shape}, b {p['b'].shape}"
             )
-        same_dtype(name, x=np.empty(0, dtype), **{f"{key}_w": p["w"], f"{key}_b": p["b"]})
+        same_dtype(name, inputs=np.empty(0, dtype), **{f"params_{key}_w": p["w"], f"params_{key}_b": p["b"]})
         checked[key] = p
     return checked
 
