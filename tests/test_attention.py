@@ -543,6 +543,10 @@ def test_transformer_errors_name_the_layer():
         ValueError, match=r"^transformer_encoder_layer\(2, 8\): params\['ffn2'\]\['w'\] must be \(F, E\)"
     ):
         enc({**p, "ffn2": {"w": np.ones((8, 3)), "b": np.ones(3)}}, x)
+    with pytest.raises(
+        ValueError, match=r"^transformer_encoder_layer\(2, 8\): params\['ffn1'\]\['b'\] must have shape \(8,\)"
+    ):
+        enc({**p, "ffn1": {"w": p["ffn1"]["w"], "b": np.ones(1)}}, x)
     with pytest.raises(ValueError, match=r"^transformer_encoder_layer\(2, 8\): attn_mask must have shape"):
         enc(p, (x, fn.causal_mask(4)))
     dec = fn.transformer_decoder_layer(2, 8)

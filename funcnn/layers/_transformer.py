@@ -150,6 +150,10 @@ def _checked_params(name: str, params: PyTree, keys: tuple[str, ...], x: np.ndar
         if w.ndim != 2 or (rows is not None and w.shape[0] != rows) or (cols is not None and w.shape[1] != cols):
             layout = "(E, F)" if key == "ffn1" else "(F, E)"
             raise ValueError(f"{name}: params['{key}']['w'] must be {layout} with E={e}, got {w.shape}")
+        if b.shape != (w.shape[1],):
+            raise ValueError(
+                f"{name}: params['{key}']['b'] must have shape ({w.shape[1]},) for w {w.shape}, got {b.shape}"
+            )
         checked[key] = {"w": w, "b": b}
     if checked["ffn1"]["w"].shape[1] != checked["ffn2"]["w"].shape[0]:
         raise ValueError(
