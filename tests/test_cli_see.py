@@ -9,8 +9,8 @@ from bounds import network_rounding_bound
 
 import funcnn as fn
 from funcnn.app.cli import main
-from funcnn.checkpoint import load_checkpoint, save_checkpoint
 from funcnn.data import load_digits
+from funcnn.training import load_checkpoint, save_checkpoint
 
 
 def test_summary_prints_the_table_of_the_trained_network(capsys):

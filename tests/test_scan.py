@@ -176,7 +176,7 @@ def test_init_and_out_shape_through_the_cell():
         (out, params) = sized.init(rng, (x_t, h), dtype, weight_scale)
         return (out, out), params
 
-    layer = fn.scan(fn.Layer(cell, "cell", ("wx", "wh", "b"), init, out_shape=lambda s: (s[0], s[0])))
+    layer = fn.scan(fn.Layer(cell, "cell", param_keys=("wx", "wh", "b"), init=init, out_shape=lambda s: (s[0], s[0])))
     out, params = fn.init_params(layer, np.random.default_rng(0), ((5,), (7, 3)))
     assert out == ((7, 5), (5,)) and params["wx"].shape == (3, 5)
     assert layer.out_shape(((5,), (7, 3))) == ((7, 5), (5,))

@@ -49,7 +49,7 @@ def _dead_pid() -> int:
 def test_a_lock_left_by_a_dead_process_is_broken_with_a_relative_out(tmp_path):
     (tmp_path / "sweep").mkdir()
     os.symlink(f"{socket.gethostname()}:{_dead_pid()}", tmp_path / "sweep" / "study.journal.lock")
-    command = _sweep(1, "sweep", "--workers", "1", cwd=tmp_path)  # relative, as in the README
+    command = _sweep(1, "sweep", "--workers", "1", cwd=tmp_path)  # relative, as in docs/sweeps.md
     out, err = command.communicate(timeout=DEADLINE)
     assert command.returncode == 0, err
     assert "trials 1/1 done (1 complete" in out and not (tmp_path / "sweep" / "study.journal.lock").exists()

@@ -28,7 +28,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from funcnn.app.datasets import load_named
 from funcnn.app.files import write_atomically
-from funcnn.app.options import Options, sweep_options, train_options
+from funcnn.app.options import Options, Parser, add_sweep_options, sweep_options, train_options
 from funcnn.app.space import Range, search_space
 from funcnn.app.sweep_report import (
     SLOT,
@@ -186,7 +186,7 @@ def _check(args: argparse.Namespace, train: Options) -> tuple[Range, ...]:
 
 def _network_takes(args: argparse.Namespace, r: Range, value: Any) -> None:
     """Refuse a value of ``r`` that the network refuses (an even filter size), as every trial would fail."""
-    from funcnn.app.cli import course_net
+    from funcnn.app.recipe import course_net
 
     if r.option in ("filters", "filter_size", "hidden", "batch_norm", "dropout"):
         try:
@@ -373,11 +373,11 @@ def run(trials: int, out: str | Path, **options: Any) -> list[dict[str, object]]
     """Python entry of ``funcnn sweep``: ``trials`` trials into ``out``; ``options`` are the command's by their
     Python names (``workers=2, space=["lr=log:1e-4:1e-2"], epochs=5, storage=URL, study=NAME``). Returns the
     rows of results.csv (dicts), best validation accuracy first."""
-    from funcnn.app.cli import build_parser
-
     if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
         raise ValueError(f"sweep: trials must be an int >= 1, got {trials!r}")
-    args = build_parser().parse_args(["sweep", "--trials", str(trials), "--out", str(out)])
+    parser = Parser(prog="funcnn sweep")
+    add_sweep_options(parser)
+    args = parser.parse_args(["--trials", str(trials), "--out", str(out)])
     unknown = sorted(set(options) - set(vars(args)) - {"command", "run"})
     if unknown:
         raise ValueError(f"sweep: unknown options {', '.join(unknown)}; see funcnn sweep --help")

@@ -20,6 +20,7 @@ from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 from optuna.storages.journal._storage import JournalOperation
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.exc import SQLAlchemyError
+from typing_extensions import override
 
 StaleCallback = Callable[[optuna.Study, FrozenTrial], None]
 
@@ -36,6 +37,7 @@ def _queued_only(template_trial: FrozenTrial | None) -> None:
 class QueuedRDBStorage(RDBStorage):
     """Optuna's RDBStorage (heartbeat included) that creates trials only from a template (queued or retried)."""
 
+    @override
     def _create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> FrozenTrial:
         # Optuna's cache in front of an RDBStorage calls this one, not create_new_trial.
         _queued_only(template_trial)
@@ -61,6 +63,7 @@ class HolderLock(JournalFileSymlinkLock):
     lock whose holder on this host is dead is broken at once, any other after ``grace_period`` seconds
     unchanged (a holder killed on another machine)."""
 
+    @override
     def acquire(self) -> bool:
         me, seen, since, pause = f"{socket.gethostname()}:{os.getpid()}", None, time.monotonic(), 0.001
         while True:
@@ -122,10 +125,12 @@ class HeartbeatJournalStorage(JournalStorage, BaseHeartbeat):
         self._beats.mkdir(exist_ok=True)
         self._interval, self._grace, self._stale_callback = interval, grace, stale_callback
 
+    @override
     def create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> int:
         _queued_only(template_trial)
         return super().create_new_trial(study_id, template_trial)
 
+    @override
     def record_heartbeat(self, trial_id: int) -> None:
         (self._beats / str(trial_id)).touch()
 
@@ -135,6 +140,7 @@ class HeartbeatJournalStorage(JournalStorage, BaseHeartbeat):
         except FileNotFoundError:
             return trial.datetime_start.timestamp() if trial.datetime_start else time.time()
 
+    @override
     def _get_stale_trial_ids(self, study_id: int) -> list[int]:
         # Compare with the time the file server puts on a file touched now, not with this machine's clock.
         probe = self._beats / f".now.{os.getpid()}"
@@ -144,9 +150,11 @@ class HeartbeatJournalStorage(JournalStorage, BaseHeartbeat):
         running = self.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,))
         return [t._trial_id for t in running if now - self._last_beat(t) > self._grace]
 
+    @override
     def get_heartbeat_interval(self) -> int:
         return self._interval
 
+    @override
     def get_heartbeat_stale_trial_callback(self) -> StaleCallback | None:
         return self._stale_callback
 

@@ -10,11 +10,11 @@ import time
 
 import numpy as np
 
-from funcnn.app.recipe import optimizer_for
+from funcnn.app.recipe import fit_job, optimizer_for
 from funcnn.app.runs import fit_in_folder, write_history
-from funcnn.core import Apply, Layer
+from funcnn.core import Layer, LayerFn
 from funcnn.data import CharText, load_shakespeare, windows
-from funcnn.init import init_params
+from funcnn.layers import init_params
 from funcnn.nets import char_loss, char_rnn, char_transformer, sample_chars
 from funcnn.tree import PyTree
 
@@ -22,7 +22,7 @@ SAMPLE_LENGTH = 200
 EVAL_BATCH = 256
 
 
-def mean_loss(net: Apply, params: PyTree, x: np.ndarray, y: np.ndarray) -> float:
+def mean_loss(net: LayerFn, params: PyTree, x: np.ndarray, y: np.ndarray) -> float:
     """The mean loss per character of ``net`` on windows ``x``, ``y`` ``(M, T)``, in batches, in nats."""
     total = 0.0
     for i in range(0, len(x), EVAL_BATCH):
@@ -31,7 +31,7 @@ def mean_loss(net: Apply, params: PyTree, x: np.ndarray, y: np.ndarray) -> float
     return total / len(x)
 
 
-def sample_text(net: Apply, params: PyTree, text: CharText, seed: int) -> str:
+def sample_text(net: LayerFn, params: PyTree, text: CharText, seed: int) -> str:
     """``SAMPLE_LENGTH`` characters drawn from ``net`` after a newline (temperature 1)."""
     prime = text.encode("\n")[None, :]
     return text.decode(sample_chars(net, params, prime, SAMPLE_LENGTH, np.random.default_rng([seed, 3])))  # type: ignore[arg-type]
@@ -63,7 +63,13 @@ def train_text(args: argparse.Namespace) -> int:
         f"(x{args.lr_decay} per epoch), clip {args.clip}, batch {args.batch_size}, {args.epochs} epochs, "
         f"seed {args.seed}"
     )
-    result, out = fit_in_folder(args, net, params, train, val, optimizer, header, loss=char_loss)
+    result, out = fit_in_folder(
+        args,
+        header,
+        lambda checkpoint, log: fit_job(
+            args, net, params, train, val, optimizer, checkpoint=checkpoint, log=log, loss=char_loss
+        ),
+    )
     nats = mean_loss(net, result.best_params, *test)
     seconds = time.perf_counter() - started
     history = result.history

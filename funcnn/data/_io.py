@@ -13,7 +13,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from funcnn.data.types import DataFormatError
+from funcnn.data._types import DataFormatError
 
 PathLike = str | os.PathLike[str]
 """A file-system path: ``str`` or ``os.PathLike``."""

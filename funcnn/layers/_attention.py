@@ -21,9 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from funcnn.core import VJP, Layer, Shape, State, WeightScale, moded_layer
-from funcnn.tree import PyTree
-from funcnn.validation import (
+from funcnn._checks import (
     cotangent,
     dict_params,
     example_shape,
@@ -35,6 +33,8 @@ from funcnn.validation import (
     same_dtype,
     tuple_input,
 )
+from funcnn.core import VJP, Layer, Shape, State, WeightScale, moded_layer
+from funcnn.tree import PyTree
 
 PROJECTIONS = ("query", "key", "value", "proj")
 # back(dy) -> (dparams, dquery, dkey, dvalue); the self-attention core returns (dparams, dx, None, None).

@@ -6,10 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from funcnn.core import VJP, Layer, Shape, State, moded_layer
-from funcnn.layers._dropout import dropout as dropout_layer
-from funcnn.tree import PyTree
-from funcnn.validation import (
+from funcnn._checks import (
     check_ndim,
     cotangent,
     example_shape,
@@ -19,6 +16,9 @@ from funcnn.validation import (
     like,
     no_params,
 )
+from funcnn.core import VJP, Layer, Shape, State, moded_layer
+from funcnn.layers._dropout import dropout as dropout_layer
+from funcnn.tree import PyTree
 
 
 def sinusoid_table(length: int, dim: int, dtype: Any = np.float64) -> np.ndarray:

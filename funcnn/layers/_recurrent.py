@@ -19,10 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from funcnn.core import VJP, Layer, WeightScale
-from funcnn.kernels.recurrent import gru_backward_step, gru_forward_step, lstm_backward_step, lstm_forward_step
-from funcnn.tree import PyTree
-from funcnn.validation import (
+from funcnn._checks import (
     check_ndim,
     cotangent,
     dict_params,
@@ -32,6 +29,9 @@ from funcnn.validation import (
     same_dtype,
     tuple_input,
 )
+from funcnn.core import VJP, Layer, WeightScale, layer_factory
+from funcnn.kernels.recurrent import gru_backward_step, gru_forward_step, lstm_backward_step, lstm_forward_step
+from funcnn.tree import PyTree
 
 # gates per kind: the width of wx, wh and the biases is gates * H
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
@@ -312,18 +312,22 @@ def _sequence_shape(name: str) -> Callable[[Any], Any]:
     return out_shape
 
 
-rnn_step = Layer(_rnn_step, "rnn_step", ("wx", "wh", "b"), out_shape=_step_shape("rnn", "rnn_step"), op="rnn_step")
+rnn_step = Layer(
+    _rnn_step, "rnn_step", param_keys=("wx", "wh", "b"), out_shape=_step_shape("rnn", "rnn_step"), op="rnn_step"
+)
 lstm_step = Layer(
-    _lstm_step, "lstm_step", ("wx", "wh", "b"), out_shape=_step_shape("lstm", "lstm_step"), op="lstm_step"
+    _lstm_step, "lstm_step", param_keys=("wx", "wh", "b"), out_shape=_step_shape("lstm", "lstm_step"), op="lstm_step"
 )
 gru_step = Layer(
-    _gru_step, "gru_step", ("wx", "wh", "bx", "bh"), out_shape=_step_shape("gru", "gru_step"), op="gru_step"
+    _gru_step, "gru_step", param_keys=("wx", "wh", "bx", "bh"), out_shape=_step_shape("gru", "gru_step"), op="gru_step"
 )
 
 
 def _sequence_layer(kind: str, course: str, extra: str, params: str) -> Layer:
     doc = _SEQUENCE_DOC.format(kind=kind, course=course, extra=extra, params=params)
-    return Layer(_sequence(kind), kind, ("wx", "wh", *BIASES[kind]), out_shape=_sequence_shape(kind), op=kind, doc=doc)
+    return Layer(
+        _sequence(kind), kind, param_keys=("wx", "wh", *BIASES[kind]), out_shape=_sequence_shape(kind), op=kind, doc=doc
+    )
 
 
 rnn = _sequence_layer("rnn", "rnn_forward", "", '{"wx": (D, H), "wh": (H, H), "b": (H,)}')
@@ -342,7 +346,7 @@ def recurrent_std(name: str, weight_scale: WeightScale, fan_in: int) -> float:
     return float(weight_scale)
 
 
-def _sized(base: Layer, kind: str, hidden: int, seq: bool, doc: str) -> Layer:
+def _sized(base: Layer, kind: str, hidden: int, seq: bool) -> Layer:
     name = f"{base.name}({hidden})"
     hidden = int_at_least(name, "hidden", hidden, 1)
     g = GATES[kind]
@@ -378,42 +382,95 @@ def _sized(base: Layer, kind: str, hidden: int, seq: bool, doc: str) -> Layer:
         return base.apply(params, x)
 
     return Layer(
-        apply, name, base.param_keys, init, out_shape=out_shape, op=base.op, hparams={"hidden": hidden}, doc=doc
+        apply,
+        name,
+        param_keys=base.param_keys,
+        init=init,
+        out_shape=out_shape,
+        op=base.op,
+        hparams={"hidden": hidden},
     )
 
 
+@layer_factory
 def rnn_cell(hidden: int) -> Layer:
     """:data:`rnn_step` with its hidden size ``H``, for :func:`funcnn.init_params` (input shape
-    ``((D,), (H,))``); weights ``randn / sqrt(fan_in)`` by default (see :func:`recurrent_std`), bias 0."""
-    return _sized(rnn_step, "rnn", hidden, False, rnn_cell.__doc__ or "")
+    ``((D,), (H,))``); weights ``randn / sqrt(fan_in)`` by default (see :func:`recurrent_std`), bias 0.
+
+    Args:
+        hidden: H, the size of the hidden state.
+
+    Returns:
+        The vanilla RNN step with its hidden size: ``(x (N, D), prev_h (N, H)) -> next_h``.
+    """
+    return _sized(rnn_step, "rnn", hidden, False)
 
 
+@layer_factory
 def lstm_cell(hidden: int) -> Layer:
-    """:data:`lstm_step` with its hidden size ``H`` (input shape ``((D,), (H,), (H,))``), as :func:`rnn_cell`."""
-    return _sized(lstm_step, "lstm", hidden, False, lstm_cell.__doc__ or "")
+    """:data:`lstm_step` with its hidden size ``H`` (input shape ``((D,), (H,), (H,))``), as :func:`rnn_cell`.
+
+    Args:
+        hidden: H, the size of the hidden and cell states.
+
+    Returns:
+        The LSTM step with its hidden size: ``(x, prev_h, prev_c) -> (next_h, next_c)``.
+    """
+    return _sized(lstm_step, "lstm", hidden, False)
 
 
+@layer_factory
 def gru_cell(hidden: int) -> Layer:
-    """:data:`gru_step` with its hidden size ``H`` (input shape ``((D,), (H,))``), as :func:`rnn_cell`."""
-    return _sized(gru_step, "gru", hidden, False, gru_cell.__doc__ or "")
+    """:data:`gru_step` with its hidden size ``H`` (input shape ``((D,), (H,))``), as :func:`rnn_cell`.
+
+    Args:
+        hidden: H, the size of the hidden state.
+
+    Returns:
+        The GRU step with its hidden size: ``(x (N, D), prev_h (N, H)) -> next_h``.
+    """
+    return _sized(gru_step, "gru", hidden, False)
 
 
+@layer_factory
 def rnn_layer(hidden: int) -> Layer:
     """:data:`rnn` with its hidden size ``H``, for :func:`funcnn.init_params`: input shape
     ``((T, D), (H,))``, output ``(T, H)``; weights ``randn / sqrt(fan_in)`` by default, bias 0.
+
+    Args:
+        hidden: H, the size of the hidden state.
+
+    Returns:
+        The vanilla RNN over a sequence with its hidden size: ``(x (N, T, D), h0 (N, H)) -> h (N, T, H)``.
 
     >>> _, params = fn.init_params(fn.lstm_layer(8), np.random.default_rng(0), ((5, 3), (8,)))
     >>> {key: value.shape for key, value in params.items()}
     {'wx': (3, 32), 'wh': (8, 32), 'b': (32,)}
     """
-    return _sized(rnn, "rnn", hidden, True, rnn_layer.__doc__ or "")
+    return _sized(rnn, "rnn", hidden, True)
 
 
+@layer_factory
 def lstm_layer(hidden: int) -> Layer:
-    """:data:`lstm` with its hidden size ``H`` (input shape ``((T, D), (H,))``), as :func:`rnn_layer`."""
-    return _sized(lstm, "lstm", hidden, True, lstm_layer.__doc__ or "")
+    """:data:`lstm` with its hidden size ``H`` (input shape ``((T, D), (H,))``), as :func:`rnn_layer`.
+
+    Args:
+        hidden: H, the size of the hidden and cell states.
+
+    Returns:
+        The LSTM over a sequence with its hidden size: ``(x (N, T, D), h0 (N, H)) -> h (N, T, H)``.
+    """
+    return _sized(lstm, "lstm", hidden, True)
 
 
+@layer_factory
 def gru_layer(hidden: int) -> Layer:
-    """:data:`gru` with its hidden size ``H`` (input shape ``((T, D), (H,))``), as :func:`rnn_layer`."""
-    return _sized(gru, "gru", hidden, True, gru_layer.__doc__ or "")
+    """:data:`gru` with its hidden size ``H`` (input shape ``((T, D), (H,))``), as :func:`rnn_layer`.
+
+    Args:
+        hidden: H, the size of the hidden state.
+
+    Returns:
+        The GRU over a sequence with its hidden size: ``(x (N, T, D), h0 (N, H)) -> h (N, T, H)``.
+    """
+    return _sized(gru, "gru", hidden, True)

@@ -6,18 +6,14 @@ from typing import Any, cast
 
 import numpy as np
 
-from funcnn.core import VJP, Layer, LayerFn, WeightScale, as_layer
-from funcnn.tree import PyTree, keystr, tree_leaves, tree_leaves_with_path, tree_map, tree_structure
-from funcnn.validation import tuple_input
-
-
-def _is_shape(shape: Any) -> bool:
-    return isinstance(shape, tuple) and all(isinstance(d, (int, np.integer)) for d in shape)
+from funcnn._checks import tuple_input
+from funcnn.core import VJP, Layer, LayerFn, WeightScale, as_layer, layer_factory
+from funcnn.tree import PyTree, is_shape, keystr, tree_leaves, tree_leaves_with_path, tree_map, tree_structure
 
 
 def _map_shapes(f: Any, shapes: Any) -> Any:
     """``f`` applied to every shape (a tuple of ints) of a tree of shapes."""
-    return f(shapes) if _is_shape(shapes) else tuple(_map_shapes(f, s) for s in shapes)
+    return f(shapes) if is_shape(shapes) else tuple(_map_shapes(f, s) for s in shapes)
 
 
 def _same_carry(name: str, step: int, before: PyTree, after: PyTree) -> None:
@@ -58,6 +54,7 @@ def _stack(trees: list[PyTree]) -> PyTree:
     return tree_map(lambda *leaves: None if leaves[0] is None else np.stack(leaves, axis=1), *trees)
 
 
+@layer_factory
 def scan(cell: LayerFn, reverse: bool = False) -> Layer:
     """Run ``cell(params, (carry, x_t)) -> ((carry', y_t), vjp_t)`` over axis 1 of ``xs``.
 
@@ -71,6 +68,14 @@ def scan(cell: LayerFn, reverse: bool = False) -> Layer:
     until the vjp is dropped: ``T`` times a cell's memory. The carry must keep its structure, shapes
     and dtypes. ``init_params`` works when the cell has an ``init``: input shape ``(carry_shape, xs_shape)``
     with ``xs_shape = (T, ...)``; the output shape is ``(ys_shape, carry_shape)``.
+
+    Args:
+        cell: a layer ``cell(params, (carry, x_t)) -> ((carry', y_t), vjp)``; the carry keeps its structure, shapes and
+            dtypes.
+        reverse: run the steps from the last to the first.
+
+    Returns:
+        A layer ``(carry0, xs) -> (ys, carry_T)``, ``ys`` stacked on axis 1, whose vjp runs the steps backwards.
 
     >>> def cell(params, x):                                  # a running sum: carry' = carry + x_t, y_t = carry'
     ...     carry, x_t = x
@@ -142,11 +147,10 @@ def scan(cell: LayerFn, reverse: bool = False) -> Layer:
     return Layer(
         apply,
         name,
-        child.param_keys,
-        init,
+        param_keys=child.param_keys,
+        init=init,
         out_shape=out_shape,
         op="scan",
         hparams={"reverse": reverse},
         children=(child,),
-        doc=scan.__doc__,
     )

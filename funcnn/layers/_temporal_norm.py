@@ -6,9 +6,9 @@ from collections.abc import Callable
 
 import numpy as np
 
+from funcnn._checks import cotangent, dict_params, example_shape, float_array, like, number_at_least, same_dtype
 from funcnn.core import VJP, Layer, Shape, WeightScale
 from funcnn.tree import PyTree
-from funcnn.validation import cotangent, dict_params, example_shape, float_array, like, number_at_least, same_dtype
 
 NormBack = Callable[[np.ndarray], tuple[dict[str, np.ndarray], np.ndarray]]
 
@@ -85,6 +85,6 @@ def temporal_layer_norm(eps: float = 1e-5) -> Layer:
         return out_shape(shape), {"gamma": np.ones(d, dtype), "beta": np.zeros(d, dtype)}
 
     return Layer(
-        apply, name, ("gamma", "beta"), init, out_shape=out_shape, op="temporal_layer_norm", hparams={"eps": eps},
-        doc=temporal_layer_norm.__doc__,
+        apply, name, param_keys=("gamma", "beta"), init=init, out_shape=out_shape, op="temporal_layer_norm",
+        hparams={"eps": eps}, doc=temporal_layer_norm.__doc__,
     )  # fmt: skip

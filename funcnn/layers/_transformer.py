@@ -16,6 +16,18 @@ from typing import Any
 
 import numpy as np
 
+from funcnn._checks import (
+    cotangent,
+    example_shape,
+    float_array,
+    fraction,
+    int_at_least,
+    like,
+    number_at_least,
+    same_dtype,
+    tuple_input,
+    wrong_keys,
+)
 from funcnn.core import VJP, Layer, WeightScale
 from funcnn.layers._activations import relu
 from funcnn.layers._attention import (
@@ -30,18 +42,6 @@ from funcnn.layers._dropout import dropout as dropout_layer
 from funcnn.layers._temporal_norm import checked_norm, norm_core
 from funcnn.layers._weights import weight_std, weights_and_bias
 from funcnn.tree import PyTree
-from funcnn.validation import (
-    cotangent,
-    example_shape,
-    float_array,
-    fraction,
-    int_at_least,
-    like,
-    number_at_least,
-    same_dtype,
-    tuple_input,
-    wrong_keys,
-)
 
 EPS = 1e-5
 # a sub-layer's back(dy) -> (its params' gradients, dx, dmemory or None)

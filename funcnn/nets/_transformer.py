@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from funcnn._checks import int_at_least, number_at_least
 from funcnn.core import VJP, Layer, Shape, WeightScale
 from funcnn.layers import (
     affine,
@@ -22,7 +23,6 @@ from funcnn.layers import (
 )
 from funcnn.losses import temporal_softmax_loss
 from funcnn.tree import PyTree
-from funcnn.validation import int_at_least, number_at_least
 
 # The course's CaptioningTransformer._init_weights: Linear and Embedding weights from N(0, 0.02^2).
 INIT_STD = 0.02
@@ -171,8 +171,8 @@ def captioning_transformer(
 
         return scores, vjp
 
-    net = Layer(apply, f"captioning_transformer({num_layers}x{wordvec_dim})", None, op="captioning_transformer",
-                hparams=sizes)  # fmt: skip
+    name = f"captioning_transformer({num_layers}x{wordvec_dim})"
+    net = Layer(apply, name, param_keys=None, op="captioning_transformer", hparams=sizes)
     return CaptioningTransformer(
         net, null, word_to_idx.get("<START>"), word_to_idx.get("<END>"), input_dim, wordvec_dim, num_heads,
         num_layers, dim_feedforward, max_length, len(word_to_idx),
@@ -239,7 +239,7 @@ def char_transformer(
         return (t, vocab_size), params
 
     return Layer(
-        apply, f"char_transformer({num_layers}x{dim}, {num_heads} heads)", None, init,
+        apply, f"char_transformer({num_layers}x{dim}, {num_heads} heads)", param_keys=None, init=init,
         out_shape=lambda shape: (*shape, vocab_size), op="char_transformer", hparams=sizes,
         doc=char_transformer.__doc__,
     )  # fmt: skip
