@@ -44,6 +44,12 @@ Back = Callable[[np.ndarray], tuple[dict[str, dict[str, np.ndarray]], np.ndarray
 def causal_mask(t: int) -> np.ndarray:
     """The ``(T, T)`` boolean mask letting position i attend to positions ``j <= i`` (lower triangle True).
 
+    Args:
+        t: T, the sequence length.
+
+    Returns:
+        The boolean mask ``(T, T)``, True on and below the diagonal.
+
     >>> fn.causal_mask(3).astype(int)
     array([[1, 0, 0],
            [1, 1, 0],
@@ -313,6 +319,14 @@ def multi_head_attention(num_heads: int, dropout: float = 0.0, *, recompute: boo
     the weights in training (then the layer is moded: ``layer.run(params, x, train=True, rng=...)``),
     then ``proj``. The vjp keeps ``(N, heads, S, T)`` weights; ``recompute=True`` recomputes them instead.
 
+    Args:
+        num_heads: the number of heads; it must divide E.
+        dropout: the probability of dropping an attention weight in training.
+        recompute: recompute the attention weights in the backward pass instead of keeping them.
+
+    Returns:
+        The layer ``(query, key, value[, attn_mask]) -> y (N, S, E)``.
+
     >>> layer = fn.multi_head_attention(num_heads=2)
     >>> _, params = fn.init_params(layer, np.random.default_rng(0), ((3, 4), (5, 4), (5, 4)), np.float64)
     >>> x, memory = np.ones((1, 3, 4)), np.ones((1, 5, 4))
@@ -364,6 +378,15 @@ def self_attention(num_heads: int, dropout: float = 0.0, *, causal: bool = False
     """:func:`multi_head_attention` of ``x (N, S, E)`` with itself (query = key = value = x), causal
     (position i attends to ``j <= i``) when ``causal``. A single-input layer for ``chain``; its vjp returns
     the summed cotangent ``dx (N, S, E)``. q, k and v come from one product.
+
+    Args:
+        num_heads: the number of heads; it must divide E.
+        dropout: the probability of dropping an attention weight in training.
+        causal: let position i attend to positions ``j <= i`` only.
+        recompute: recompute the attention weights in the backward pass instead of keeping them.
+
+    Returns:
+        The layer ``x (N, S, E) -> y (N, S, E)``.
 
     >>> layer = fn.self_attention(num_heads=2, causal=True)
     >>> _, params = fn.init_params(layer, np.random.default_rng(0), (3, 4), np.float64)

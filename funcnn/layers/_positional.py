@@ -37,6 +37,13 @@ def positional_encoding(max_len: int = 5000, dropout: float = 0.0) -> Layer:
     ``dropout > 0`` the layer is moded (``layer.run((), x, train=..., rng=...)``); the vjp is the identity
     (times the dropout mask).
 
+    Args:
+        max_len: the longest sequence S it takes.
+        dropout: the probability of dropping a value in training.
+
+    Returns:
+        The layer ``x (N, S, D) -> y (N, S, D)``.
+
     >>> y, _ = fn.positional_encoding()((), np.zeros((1, 2, 4)))
     >>> y.round(3)                                            # P[0] = sin 0, cos 0, ...; P[1] = sin 1, cos 1, ...
     array([[[0.   , 1.   , 0.   , 1.   ],

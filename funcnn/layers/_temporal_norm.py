@@ -54,6 +54,12 @@ def temporal_layer_norm(eps: float = 1e-5) -> Layer:
     y the shape of x. Each position's D values are standardized (biased variance, ``eps`` inside the root).
     (:func:`funcnn.layer_norm` standardizes each example over all its values.)
 
+    Args:
+        eps: added to the variance inside the square root (> 0).
+
+    Returns:
+        The layer ``x (N, ..., D) -> y``, params ``{"gamma": (D,), "beta": (D,)}``.
+
     >>> layer = fn.temporal_layer_norm()
     >>> _, params = fn.init_params(layer, np.random.default_rng(0), (2, 4), np.float64)
     >>> y, vjp = layer(params, np.array([[[1.0, 2.0, 3.0, 4.0], [0.0, 0.0, 0.0, 8.0]]]))

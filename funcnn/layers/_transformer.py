@@ -218,6 +218,18 @@ def transformer_encoder_layer(
     (with a mask: ``(dsrc, None)``). ``recompute=True``: the attention weights are recomputed in the
     backward pass instead of kept (see :func:`funcnn.multi_head_attention`).
 
+    Args:
+        num_heads: the attention's heads; they must divide E.
+        dim_feedforward: F, the width of the feed-forward's hidden layer.
+        dropout: the probability of each dropout in training (attention weights, sub-layer outputs, hidden).
+        norm_first: pre-norm (PyTorch's ``norm_first=True``) instead of post-norm.
+        causal: apply :func:`funcnn.causal_mask` (with a given mask too: both must allow).
+        layer_norm_eps: the norms' eps.
+        recompute: recompute the attention weights in the backward pass instead of keeping them.
+
+    Returns:
+        The layer ``x (N, S, E)`` or ``(src, src_mask)`` -> ``y (N, S, E)``.
+
     >>> layer = fn.transformer_encoder_layer(num_heads=2, dim_feedforward=8, causal=True)
     >>> _, params = fn.init_params(layer, np.random.default_rng(0), (3, 4), np.float64)
     >>> y, vjp = layer(params, np.ones((2, 3, 4)))
@@ -289,6 +301,17 @@ def transformer_decoder_layer(
     params ``{"self_attn", "cross_attn", "ffn1", "ffn2", "norm1", "norm2", "norm3"}`` (as
     :func:`transformer_encoder_layer`'s). The vjp returns ``(dtgt, dmemory[, None])``. Moded when ``dropout > 0``;
     ``recompute`` as for the encoder layer.
+
+    Args:
+        num_heads: the attentions' heads; they must divide E.
+        dim_feedforward: F, the width of the feed-forward's hidden layer.
+        dropout: the probability of each dropout in training.
+        norm_first: pre-norm instead of post-norm.
+        layer_norm_eps: the norms' eps.
+        recompute: recompute the attention weights in the backward pass instead of keeping them.
+
+    Returns:
+        The layer ``(tgt (N, T, E), memory (N, S, E)[, tgt_mask (T, T)]) -> y (N, T, E)``.
 
     >>> layer = fn.transformer_decoder_layer(num_heads=2, dim_feedforward=8)
     >>> _, params = fn.init_params(layer, np.random.default_rng(0), ((3, 4), (1, 4)), np.float64)

@@ -132,6 +132,18 @@ def captioning_transformer(
     mask, an affine map to word scores. Dropout is off (the course's 0.1 needs a moded net). ``net``'s vjp is
     the exact gradient; ``loss`` then zeroes the ``<NULL>`` embedding's, as the course's ``padding_idx`` does.
 
+    Args:
+        word_to_idx: the vocabulary, word -> index, with ``'<NULL>'`` (and ``'<START>'`` to sample).
+        input_dim: D, the size of an image's features.
+        wordvec_dim: W, the width of the words' vectors and of the decoder.
+        num_heads: the attentions' heads; they must divide W.
+        num_layers: the number of decoder layers.
+        max_length: the longest caption the positional encoding covers.
+        dim_feedforward: the decoder layers' feed-forward width (the course's 2048).
+
+    Returns:
+        A :class:`CaptioningTransformer`: its ``net``, ``init_params``, ``loss`` and ``sample``.
+
     >>> words = {"<NULL>": 0, "<START>": 1, "<END>": 2, "cat": 3}
     >>> model = fn.nets.captioning_transformer(words, input_dim=6, wordvec_dim=4, num_heads=2, dim_feedforward=8)
     >>> params = model.init_params(np.random.default_rng(0), np.float64)
@@ -190,6 +202,17 @@ def char_transformer(
     scores. params (from :func:`funcnn.init_params` with input shape ``(T,)``, ``T <= max_len``):
     ``{"embed": {"w"}, "layers": (...), "norm": {"gamma", "beta"}, "out": {"w", "b"}}``. Train it with
     :func:`funcnn.nets.char_loss`; :func:`funcnn.nets.sample_chars` samples from it.
+
+    Args:
+        vocab_size: V, the number of characters.
+        dim: E, the width of the model.
+        num_heads: the attention's heads; they must divide E.
+        num_layers: the number of encoder layers.
+        dim_feedforward: the feed-forward width (default ``4 * dim``).
+        max_len: the longest sequence it takes.
+
+    Returns:
+        The network, a layer ``(N, T)`` codes -> ``(N, T, V)`` scores.
 
     >>> net = fn.nets.char_transformer(vocab_size=5, dim=8, num_heads=2, num_layers=1)
     >>> out, params = fn.init_params(net, np.random.default_rng(0), (7,))
@@ -250,7 +273,19 @@ def sample_transformer_chars(
 ) -> np.ndarray:
     """``length`` codes drawn one at a time from a :func:`char_transformer` after ``prime`` (codes ``(N, P)``):
     each step runs the net on the last ``max_len`` codes and draws from softmax(scores / temperature) at the
-    last position. Returns ``(N, length)`` ints."""
+    last position. Returns ``(N, length)`` ints.
+
+    Args:
+        net: a network from :func:`char_transformer`.
+        params: its params.
+        prime: the codes it reads first, ``(N, P)`` with ``P >= 1``.
+        length: how many codes to draw.
+        rng: the generator the codes are drawn from.
+        temperature: the softmax's temperature (> 0).
+
+    Returns:
+        The drawn codes ``(N, length)``.
+    """
     int_at_least("sample_chars", "length", length, 0)
     temperature = number_at_least("sample_chars", "temperature", temperature, 0, strict=True)
     context, window = np.asarray(prime), int(net.hparams["max_len"])
