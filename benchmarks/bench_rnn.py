@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import time
 
@@ -33,23 +32,9 @@ for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "
     os.environ[variable] = str(ARGS.threads)  # before NumPy and torch read them
 
 import numpy as np
+from cpu_info import isa
 
 import funcnn as fn
-
-
-def isa() -> str:
-    """The CPU's model and the vector extensions it has (from /proc/cpuinfo), and torch's choice."""
-    model, flags = platform.processor() or "?", set()
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    wanted = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_bf16", "amx_tile")
-    return f"{model}; {' '.join(f for f in wanted if f in flags) or 'no x86 vector flags found'}"
 
 
 def torch_pair(torch, kind: str, p: dict, x: np.ndarray, h0: np.ndarray):

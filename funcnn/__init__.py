@@ -55,6 +55,7 @@ from funcnn.layers import affine as affine
 from funcnn.layers import affine_relu as affine_relu
 from funcnn.layers import avg_pool as avg_pool
 from funcnn.layers import batch_norm as batch_norm
+from funcnn.layers import causal_mask as causal_mask
 from funcnn.layers import chain as chain
 from funcnn.layers import conv as conv
 from funcnn.layers import conv_naive as conv_naive
@@ -82,6 +83,8 @@ from funcnn.layers import lstm_layer as lstm_layer
 from funcnn.layers import lstm_step as lstm_step
 from funcnn.layers import max_pool as max_pool
 from funcnn.layers import max_pool_naive as max_pool_naive
+from funcnn.layers import multi_head_attention as multi_head_attention
+from funcnn.layers import positional_encoding as positional_encoding
 from funcnn.layers import relu as relu
 from funcnn.layers import remat as remat
 from funcnn.layers import remat_chain as remat_chain
@@ -92,11 +95,15 @@ from funcnn.layers import rnn_layer as rnn_layer
 from funcnn.layers import rnn_step as rnn_step
 from funcnn.layers import sandwich as sandwich
 from funcnn.layers import scan as scan
+from funcnn.layers import self_attention as self_attention
 from funcnn.layers import sigmoid as sigmoid
 from funcnn.layers import spatial_batch_norm as spatial_batch_norm
 from funcnn.layers import tanh as tanh
 from funcnn.layers import temporal_affine as temporal_affine
 from funcnn.layers import temporal_dense as temporal_dense
+from funcnn.layers import temporal_layer_norm as temporal_layer_norm
+from funcnn.layers import transformer_decoder_layer as transformer_decoder_layer
+from funcnn.layers import transformer_encoder_layer as transformer_encoder_layer
 from funcnn.layers import word_embedding as word_embedding
 from funcnn.losses import loss_layer as loss_layer
 from funcnn.losses import sigmoid_bce_loss as sigmoid_bce_loss

@@ -18,7 +18,7 @@ import numpy as np
 from typing_extensions import override
 
 from funcnn._checks import no_state
-from funcnn.tree import PyTree, tree_map
+from funcnn.tree import PyTree, tree_leaves, tree_map
 
 __all__ = [
     "VJP",
@@ -302,7 +302,7 @@ def bind(f: LayerFn, state: State = (), *, train: bool, rng: np.random.Generator
             bit_generator = start[0]()
             bit_generator.state = start[1]
             generator = np.random.Generator(bit_generator)
-        dtype = np.asarray(x).dtype
+        dtype = next((a.dtype for a in map(np.asarray, tree_leaves(x)) if a.dtype.kind == "f"), np.dtype(np.float64))
         cast = tree_map(lambda a: a.astype(dtype, copy=False) if np.asarray(a).dtype.kind == "f" else a, state)
         y, vjp, _ = run(f, params, x, cast, train=train, rng=generator)
         return y, vjp

@@ -52,6 +52,12 @@ EXAMPLES = {
     "rnn_layer": (fn.rnn_layer(4), ((5, 3), (4,))),
     "lstm_layer": (fn.lstm_layer(4), ((5, 3), (4,))),
     "gru_layer": (fn.gru_layer(4), ((5, 3), (4,))),
+    "multi_head_attention": (fn.multi_head_attention(2, dropout=0.1), ((3, 4), (5, 4), (5, 4))),
+    "self_attention": (fn.self_attention(2, causal=True), (3, 4)),
+    "positional_encoding": (fn.positional_encoding(10, dropout=0.1), (3, 4)),
+    "temporal_layer_norm": (fn.temporal_layer_norm(), (3, 4)),
+    "transformer_encoder_layer": (fn.transformer_encoder_layer(2, 8, causal=True), (3, 4)),
+    "transformer_decoder_layer": (fn.transformer_decoder_layer(2, 8, dropout=0.1), ((3, 4), (5, 4))),
     "scan": (fn.scan(fn.layer(lambda p, x: CELL(p, x[::-1]), "cell", ("wx", "wh", "b"))), ((4,), (5, 3))),
     # combinators and sandwiches
     "identity": (fn.identity, (3, 4)),
@@ -78,11 +84,12 @@ EXAMPLES = {
     "nets.fc_net": (fn.nets.fc_net((4, 3), 2, batch_norm=True, dropout=0.1), (5,)),
     "nets.three_layer_convnet": (fn.nets.three_layer_convnet(2, 3, 4, 3, batch_norm=True), (1, 6, 6)),
     "nets.char_rnn": (fn.nets.char_rnn(6, 4, 3), (5,)),
+    "nets.char_transformer": (fn.nets.char_transformer(6, 4, 2, 1), (5,)),
     "nets.captioning_rnn": (fn.nets.captioning_rnn({"<NULL>": 0, "<START>": 1, "<END>": 2}, 4, 3, 4).net, (4,)),
 }
 
 # The examples whose input is token indices (below this vocabulary size), not floats.
-TOKENS = {"embedding": 10, "nets.char_rnn": 6}
+TOKENS = {"embedding": 10, "nets.char_rnn": 6, "nets.char_transformer": 6}
 
 
 def example_input(name, shape, rng, batch=2, dtype=np.float64):

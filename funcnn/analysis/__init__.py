@@ -3,6 +3,7 @@ the gradients of a class score with respect to the input (:func:`saliency`). A l
 rule of its op in :data:`COST_RULES`; a new op adds its rule with ``@cost_rule(op)``.
 """
 
+from funcnn.analysis import _attention  # noqa: F401  # registers the attention layers' cost rules
 from funcnn.analysis._costs import COST_RULES as COST_RULES
 from funcnn.analysis._costs import Cost as Cost
 from funcnn.analysis._costs import cost_rule as cost_rule

@@ -199,7 +199,11 @@ def add_text_options(parser: argparse.ArgumentParser, options: Options) -> Optio
     add = _adder(group, text)  # type: ignore[arg-type]  # an argument group adds arguments as its parser does
     add("--seq-length", type=int_from(1), help="characters per training sequence (default: 64)")
     add("--embed", type=int_from(1), help="size of each character's embedding (default: 32)")
-    add("--cell", choices=["lstm", "rnn"], help="the recurrent cell (default: lstm)")
+    add(
+        "--cell",
+        choices=["lstm", "rnn", "transformer"],
+        help="the recurrent cell, or transformer: a decoder-only model of width --hidden (default: lstm)",
+    )
     add(
         "--train-chars",
         type=int_from(2),

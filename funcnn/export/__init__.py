@@ -2,6 +2,7 @@
 come from its exporter in :data:`EXPORTERS` (``@exporter(op)``); :data:`NOT_EXPORTABLE` lists the ops without
 an ONNX counterpart and why. A layer family's exporters live in a private module here, imported below."""
 
+from funcnn.export import _attention  # noqa: F401  # registers the attention layers' exporters
 from funcnn.export._onnx import EXPORTERS as EXPORTERS
 from funcnn.export._onnx import NOT_EXPORTABLE as NOT_EXPORTABLE
 from funcnn.export._onnx import OPSET as OPSET

@@ -69,6 +69,8 @@ NOT_EXPORTABLE = {
     "loss": "a loss needs the labels",
     **dict.fromkeys(("scan", "rnn", "lstm", "gru", "rnn_step", "lstm_step", "gru_step"), "a recurrent layer"),
     **dict.fromkeys(("word_embedding", "temporal_affine", "char_rnn", "captioning_rnn"), "a sequence layer"),
+    **dict.fromkeys(("multi_head_attention", "transformer_decoder_layer"), "a tuple input (the graph has one)"),
+    **dict.fromkeys(("char_transformer", "captioning_transformer"), "a sequence net"),
 }
 
 
@@ -225,6 +227,8 @@ def to_onnx(
     floats = [leaf for leaf in tree_leaves(params) if np.asarray(leaf).dtype.kind == "f"]
     dtype = np.asarray(floats[0]).dtype if floats else np.dtype(np.float32)
     shape = checked_input_shape("to_onnx", input_shape)
+    if shape and isinstance(shape[0], tuple):
+        raise ValueError(f"to_onnx: {net.name} takes a tuple input {shape}; the exported graph has one input x")
     if state is None:
         if _has(net, lambda layer: layer.op in ("batch_norm", "spatial_batch_norm")):
             raise ValueError(

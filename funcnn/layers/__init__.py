@@ -1,7 +1,8 @@
 """The layers: pure functions ``layer(params, x) -> (y, vjp)``, with ``vjp(dy) -> (dparams, dx)``.
 
 Each private module holds one concern (affine, conv, pools, activations, norms, batch norm,
-dropout, recurrent, embedding, temporal, scan), with the combinators that make networks layers, the
+dropout, recurrent, embedding, temporal, scan, attention, positional encoding, temporal layer norm,
+transformer layers), with the combinators that make networks layers, the
 sandwiches built from them and the initialization of params and state from an input shape; this
 package re-exports the public names.
 """
@@ -12,6 +13,9 @@ from funcnn.layers._activations import sigmoid as sigmoid
 from funcnn.layers._activations import tanh as tanh
 from funcnn.layers._affine import affine as affine
 from funcnn.layers._affine import dense as dense
+from funcnn.layers._attention import causal_mask as causal_mask
+from funcnn.layers._attention import multi_head_attention as multi_head_attention
+from funcnn.layers._attention import self_attention as self_attention
 from funcnn.layers._batch_norm import batch_norm as batch_norm
 from funcnn.layers._batch_norm import spatial_batch_norm as spatial_batch_norm
 from funcnn.layers._combinators import chain as chain
@@ -37,6 +41,7 @@ from funcnn.layers._pool import avg_pool as avg_pool
 from funcnn.layers._pool import global_avg_pool as global_avg_pool
 from funcnn.layers._pool import max_pool as max_pool
 from funcnn.layers._pool import max_pool_naive as max_pool_naive
+from funcnn.layers._positional import positional_encoding as positional_encoding
 from funcnn.layers._recurrent import gru as gru
 from funcnn.layers._recurrent import gru_cell as gru_cell
 from funcnn.layers._recurrent import gru_layer as gru_layer
@@ -56,3 +61,6 @@ from funcnn.layers._sandwiches import dense_relu as dense_relu
 from funcnn.layers._scan import scan as scan
 from funcnn.layers._temporal import temporal_affine as temporal_affine
 from funcnn.layers._temporal import temporal_dense as temporal_dense
+from funcnn.layers._temporal_norm import temporal_layer_norm as temporal_layer_norm
+from funcnn.layers._transformer import transformer_decoder_layer as transformer_decoder_layer
+from funcnn.layers._transformer import transformer_encoder_layer as transformer_encoder_layer

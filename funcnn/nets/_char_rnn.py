@@ -11,6 +11,7 @@ from funcnn._checks import int_at_least, number_at_least
 from funcnn.core import VJP, Layer, Shape, WeightScale, layer_factory
 from funcnn.losses import LossVJP, temporal_softmax_loss
 from funcnn.nets._cells import cell_params, check_cell, normal, start, step, words_to_scores
+from funcnn.nets._transformer import sample_transformer_chars
 from funcnn.tree import PyTree
 
 
@@ -113,8 +114,10 @@ def sample_chars(
     P >= 1): each from softmax(scores / temperature) of the step before, fed back as the next input.
     Returns ``(N, length)`` ints. One step of the cell at a time: memory does not grow with ``length``.
 
+    A :func:`char_transformer` is sampled by :func:`sample_transformer_chars`.
+
     Args:
-        net: a network from :func:`char_rnn`.
+        net: a network from :func:`char_rnn` (or :func:`char_transformer`).
         params: its params.
         prime: codes ``(N, P)`` to start from.
         length: how many characters to draw.
@@ -124,6 +127,8 @@ def sample_chars(
     Returns:
         The drawn codes ``(N, length)``.
     """
+    if isinstance(net, Layer) and net.op == "char_transformer":
+        return sample_transformer_chars(net, params, prime, length, rng, temperature)
     if not isinstance(net, Layer) or net.op != "char_rnn":
         raise TypeError(f"sample_chars: net must be a fn.nets.char_rnn, got {net.name}")
     prime = np.asarray(prime)
