@@ -12,7 +12,7 @@ from typing import Any, Literal
 import numpy as np
 
 from funcnn._checks import int_at_least, number_at_least
-from funcnn.core import LayerFn as Apply
+from funcnn.core import LayerFn
 from funcnn.gradcheck._compare import STEP, LeafProbe, check_leaf, tolerance
 from funcnn.gradcheck._kinks import KINK_POLICIES, KinkPolicy, report_kinks
 from funcnn.gradcheck._probe import differences
@@ -31,7 +31,7 @@ FULL_LIMIT_SECONDS = 3600.0
 
 
 def check_vjp(
-    f: Apply,
+    f: LayerFn,
     params: PyTree,
     x: np.ndarray,
     *,
@@ -126,7 +126,7 @@ def check_vjp(
     return report
 
 
-def _check_cost(f: Apply, inputs: tuple[PyTree, Any]) -> None:
+def _check_cost(f: LayerFn, inputs: tuple[PyTree, Any]) -> None:
     """Warn when a full check will take over ``FULL_WARN_SECONDS`` and refuse one over ``FULL_LIMIT_SECONDS``,
     estimated from one timed forward pass and two passes per float element."""
     elements = sum(leaf.size for leaf in tree_leaves(inputs) if np.asarray(leaf).dtype.kind == "f")
@@ -142,7 +142,7 @@ def _check_cost(f: Apply, inputs: tuple[PyTree, Any]) -> None:
     warnings.warn(f"{message} (mode='fast' checks random directions in a few passes per leaf)", stacklevel=3)
 
 
-def _seconds(f: Apply, inputs: tuple[PyTree, Any]) -> float:
+def _seconds(f: LayerFn, inputs: tuple[PyTree, Any]) -> float:
     start = time.perf_counter()
     f(*inputs)
     return time.perf_counter() - start

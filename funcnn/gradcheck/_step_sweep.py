@@ -9,6 +9,7 @@ from typing_extensions import override
 
 from funcnn.core import LayerFn
 from funcnn.gradcheck._compare import STEP
+from funcnn.gradcheck._probe import central_difference
 from funcnn.tree import PyTree, tree_flatten, tree_leaves, tree_unflatten
 
 __all__ = ["StepSweep", "step_sweep"]
@@ -52,13 +53,13 @@ def _sweep(
         float(np.vdot(np.asarray(g, np.float64), v)) for g, v in zip(tree_leaves(vjp(dy)), directions) if v is not None
     )
 
-    def value(h: float) -> float:
+    def output(h: float) -> np.ndarray:
         moved = [leaf if v is None else (leaf + h * v).astype(dtype) for leaf, v in zip(leaves, directions)]
-        return float(np.vdot(dy.astype(np.float64), np.asarray(f(*tree_unflatten(treedef, moved))[0], np.float64)))
+        return np.asarray(f(*tree_unflatten(treedef, moved))[0], np.float64)
 
     errors = []
     for h in steps:
-        numeric = (value(h) - value(-h)) / (2 * h)
+        numeric = central_difference(dy, output(h), output(-h), h)
         errors.append(abs(analytic - numeric) / max(abs(analytic), abs(numeric), 1e-300))
     return np.asarray(errors)
 
