@@ -71,18 +71,34 @@ def _same_shapes(who: str, shapes: Sequence[tuple[str, Shape]], rule: str = "") 
 
 
 def _takes_handover(vjp: Callable[..., tuple[PyTree, Any]]) -> VJP:
-    """Mark a combination's vjp that also takes ``vjp([dy], need_dx, handed=True)``: a one-item list
-    it empties, so that the caller holds no reference to ``dy`` while the combination runs and ``dy``
-    is freed as soon as the combination's first layer is done with it. ``vjp(dy)`` stays the contract."""
+    """Mark a combination's vjp that also takes ``vjp([dy], need_dx, handed=True, last=...)``: a
+    one-item list it empties, so that the caller holds no reference to ``dy`` while the combination
+    runs and ``dy`` is freed as soon as the combination's first layer is done with it. With
+    ``last=True`` the caller promises never to call the vjp again: each layer's vjp is dropped as soon
+    as it has run, so what it kept is freed during the backward pass (as PyTorch frees its saved
+    tensors) and a chain's or sandwich's second call is an error. ``vjp(dy)`` stays the contract: callable any number of
+    times, with the same answer."""
     vjp.takes_handover = True  # type: ignore[attr-defined]
     return skips_dx(vjp)
 
 
-def _hand_over(vjp: VJP, box: list[np.ndarray], need_dx: bool) -> tuple[PyTree, np.ndarray | None]:
-    """``pull_back(vjp, box.pop(), need_dx)``, handing the list itself to a combination that takes it."""
+def _hand_over(vjp: VJP, box: list[np.ndarray], need_dx: bool, last: bool = False) -> tuple[PyTree, np.ndarray | None]:
+    """``pull_back(vjp, box.pop(), need_dx)``, handing the list itself (and ``last``) to a combination
+    that takes it."""
     if getattr(vjp, "takes_handover", False):
-        return vjp(box, need_dx=need_dx, handed=True)  # type: ignore[call-arg, arg-type]
+        return vjp(box, need_dx=need_dx, handed=True, last=last)  # type: ignore[call-arg, arg-type]
     return pull_back(vjp, box.pop(), need_dx=need_dx)
+
+
+def pull_back_last(vjp: VJP, dy: np.ndarray, *, need_dx: bool = True) -> tuple[PyTree, np.ndarray | None]:
+    """``pull_back(vjp, dy, need_dx=need_dx)`` for the last call of a network's vjp (a training step's):
+    a chain, sandwich or remat then frees each layer's kept arrays as soon as that layer's backward has
+    run, and the vjp cannot be called again."""
+    return _hand_over(vjp, [dy], need_dx, last=True)
+
+
+def _spent(name: str) -> RuntimeError:
+    return RuntimeError(f"{name}: its vjp was called with last=True (a training step's) and has freed what it kept")
 
 
 def _check_layers(who: str, layers: Sequence[Any]) -> tuple[str, tuple[Layer, ...]]:
@@ -131,14 +147,22 @@ def chain(*layers: LayerFn) -> Layer:
             new_states.append(s)
 
         @_takes_handover
-        def vjp(dy: Any, need_dx: bool = True, handed: bool = False) -> tuple[PyTree, np.ndarray | None]:
+        def vjp(
+            dy: Any, need_dx: bool = True, handed: bool = False, last: bool = False
+        ) -> tuple[PyTree, np.ndarray | None]:
+            if not vjps:
+                raise _spent(name)
             grads = []
             d: np.ndarray | None = dy.pop() if handed else dy
             del dy
-            for i, layer_vjp in enumerate(reversed(vjps)):
+            count = len(vjps)
+            for i in range(count):
                 assert d is not None  # only the first layer's vjp may skip dx
+                # the last call drops each layer's vjp before it runs: its arrays go once it returns
+                layer_vjp = vjps.pop() if last else vjps[count - 1 - i]
                 box, d = [d], None  # handed over: each gradient is freed once the layer that reads it is done
-                dp, d = _hand_over(layer_vjp, box, need_dx or i < len(vjps) - 1)
+                dp, d = _hand_over(layer_vjp, box, need_dx or i < count - 1, last)
+                del layer_vjp
                 grads.append(dp)
             return tuple(reversed(grads)), d
 
@@ -246,8 +270,10 @@ def sandwich(*layers: LayerFn) -> Layer:
         y, chain_vjp, new_states = run(inner, parts, x, states, train=train, rng=rng)
 
         @_takes_handover
-        def vjp(dy: Any, need_dx: bool = True, handed: bool = False) -> tuple[PyTree, np.ndarray | None]:
-            grads, dx = _hand_over(chain_vjp, dy if handed else [dy], need_dx)
+        def vjp(
+            dy: Any, need_dx: bool = True, handed: bool = False, last: bool = False
+        ) -> tuple[PyTree, np.ndarray | None]:
+            grads, dx = _hand_over(chain_vjp, dy if handed else [dy], need_dx, last)
             return _merge(grads), dx
 
         return y, vjp, _merge(new_states) if moded else ()
@@ -447,15 +473,17 @@ def remat(f: LayerFn, policy: str = "nothing") -> Layer:
         finally:
             kept, tape[:] = tape[0], [[], "off", 0]
 
-        @skips_dx
-        def vjp(dy: np.ndarray, need_dx: bool = True) -> tuple[PyTree, np.ndarray | None]:
+        @_takes_handover
+        def vjp(
+            dy: Any, need_dx: bool = True, handed: bool = False, last: bool = False
+        ) -> tuple[PyTree, np.ndarray | None]:
             saved = list(tape)
             tape[:] = [kept, "replay", 0]
             try:
                 _, again, _ = run(inner, params, x, state, train=train, rng=_generator_at(start))
             finally:
                 tape[:] = saved
-            return pull_back(again, dy, need_dx=need_dx)
+            return _hand_over(again, dy if handed else [dy], need_dx, last)
 
         return y, vjp, new_state
 

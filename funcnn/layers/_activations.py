@@ -27,11 +27,13 @@ def _relu(params: PyTree, x: np.ndarray) -> tuple[np.ndarray, VJP]:
 
     no_params(NAME, params)
     x = float_array(NAME, "x", x)
-    y = kernels.relu_forward(np.asarray(x, order="C"))
+    y, bits = kernels.relu_forward(np.asarray(x, order="C"))
+    out = like(y)  # the backward pass needs only where x > 0: one bit an element, not y
 
     def vjp(dy: np.ndarray) -> tuple[PyTree, np.ndarray]:
-        dy = cotangent(NAME, dy, y)
-        return (), kernels.relu_backward(y, np.asarray(dy, order="C"))
+        dy = cotangent(NAME, dy, out)
+        dy = np.asarray(dy, order="C")
+        return (), kernels.relu_backward(bits, dy.view(f"u{dy.itemsize}")).view(dy.dtype)
 
     return y, vjp
 
