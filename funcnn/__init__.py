@@ -98,6 +98,9 @@ from funcnn.losses import softmax_loss as softmax_loss
 from funcnn.losses import svm_loss as svm_loss
 from funcnn.losses import temporal_softmax_loss as temporal_softmax_loss
 from funcnn.memory import keep_freed_memory as keep_freed_memory
+from funcnn.memory_report import MemoryReport as MemoryReport
+from funcnn.memory_report import MemoryRow as MemoryRow
+from funcnn.memory_report import measure_memory as measure_memory
 from funcnn.numerical import numerical_gradient as numerical_gradient
 from funcnn.numerical import numerical_gradient_array as numerical_gradient_array
 from funcnn.numerical import rel_error as rel_error
