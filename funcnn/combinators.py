@@ -27,11 +27,11 @@ from funcnn.core import (
     layer_name,
     moded_layer,
     output_shape,
-    pull_back,
     run,
-    skips_dx,
 )
+from funcnn.handover import hand_over, sole, take, takes_handover
 from funcnn.init import init_params, init_state
+from funcnn.layers._activations import relu, relu_overwriting
 from funcnn.tree import PyTree
 from funcnn.validation import cotangent, float_array, like, no_params, read_only, same_shape_as_input, wrong_keys
 
@@ -70,31 +70,11 @@ def _same_shapes(who: str, shapes: Sequence[tuple[str, Shape]], rule: str = "") 
             raise ValueError(f"{who}: {rule}{name} gives shape {tuple(shape)} but {first} gives {tuple(expected)}")
 
 
-def _takes_handover(vjp: Callable[..., tuple[PyTree, Any]]) -> VJP:
-    """Mark a combination's vjp that also takes ``vjp([dy], need_dx, handed=True, last=...)``: a
-    one-item list it empties, so that the caller holds no reference to ``dy`` while the combination
-    runs and ``dy`` is freed as soon as the combination's first layer is done with it. With
-    ``last=True`` the caller promises never to call the vjp again: each layer's vjp is dropped as soon
-    as it has run, so what it kept is freed during the backward pass (as PyTorch frees its saved
-    tensors) and a chain's or sandwich's second call is an error. ``vjp(dy)`` stays the contract: callable any number of
-    times, with the same answer."""
-    vjp.takes_handover = True  # type: ignore[attr-defined]
-    return skips_dx(vjp)
-
-
-def _hand_over(vjp: VJP, box: list[np.ndarray], need_dx: bool, last: bool = False) -> tuple[PyTree, np.ndarray | None]:
-    """``pull_back(vjp, box.pop(), need_dx)``, handing the list itself (and ``last``) to a combination
-    that takes it."""
-    if getattr(vjp, "takes_handover", False):
-        return vjp(box, need_dx=need_dx, handed=True, last=last)  # type: ignore[call-arg, arg-type]
-    return pull_back(vjp, box.pop(), need_dx=need_dx)
-
-
 def pull_back_last(vjp: VJP, dy: np.ndarray, *, need_dx: bool = True) -> tuple[PyTree, np.ndarray | None]:
-    """``pull_back(vjp, dy, need_dx=need_dx)`` for the last call of a network's vjp (a training step's):
-    a chain, sandwich or remat then frees each layer's kept arrays as soon as that layer's backward has
-    run, and the vjp cannot be called again."""
-    return _hand_over(vjp, [dy], need_dx, last=True)
+    """``pull_back(vjp, dy, need_dx=need_dx)`` for the last call of a network's vjp (a training step's),
+    handing ``dy`` over (see :mod:`funcnn.handover`): a chain, sandwich or remat then frees each layer's
+    kept arrays as soon as that layer's backward has run, and a chain cannot be called again."""
+    return hand_over(vjp, [dy], need_dx, last=True)
 
 
 def _spent(name: str) -> RuntimeError:
@@ -141,19 +121,22 @@ def chain(*layers: LayerFn) -> Layer:
         params = _per_layer(name, "params", params, len(layers))
         states = _per_layer(name, "state", state, len(layers)) if moded else ((),) * len(layers)
         vjps, new_states = [], []
-        for f, p, s in zip(children, params, states):
-            x, layer_vjp, s = run(f, p, x, s, train=train, rng=rng)
+        for i, (f, p, s) in enumerate(zip(children, params, states)):
+            if f is relu and i and sole(x):  # an array nobody else holds (a conv's output): relu writes into it
+                x, layer_vjp = relu_overwriting(p, x)
+            else:
+                x, layer_vjp, s = run(f, p, x, s, train=train, rng=rng)
             vjps.append(layer_vjp)
             new_states.append(s)
 
-        @_takes_handover
+        @takes_handover
         def vjp(
             dy: Any, need_dx: bool = True, handed: bool = False, last: bool = False
         ) -> tuple[PyTree, np.ndarray | None]:
             if not vjps:
                 raise _spent(name)
             grads = []
-            d: np.ndarray | None = dy.pop() if handed else dy
+            d: np.ndarray | None = take(dy, handed)
             del dy
             count = len(vjps)
             for i in range(count):
@@ -161,7 +144,7 @@ def chain(*layers: LayerFn) -> Layer:
                 # the last call drops each layer's vjp before it runs: its arrays go once it returns
                 layer_vjp = vjps.pop() if last else vjps[count - 1 - i]
                 box, d = [d], None  # handed over: each gradient is freed once the layer that reads it is done
-                dp, d = _hand_over(layer_vjp, box, need_dx or i < count - 1, last)
+                dp, d = hand_over(layer_vjp, box, need_dx or i < count - 1, last)
                 del layer_vjp
                 grads.append(dp)
             return tuple(reversed(grads)), d
@@ -269,11 +252,11 @@ def sandwich(*layers: LayerFn) -> Layer:
         states = _split(name, "state", state, owned_state) if moded else ()
         y, chain_vjp, new_states = run(inner, parts, x, states, train=train, rng=rng)
 
-        @_takes_handover
+        @takes_handover
         def vjp(
             dy: Any, need_dx: bool = True, handed: bool = False, last: bool = False
         ) -> tuple[PyTree, np.ndarray | None]:
-            grads, dx = _hand_over(chain_vjp, dy if handed else [dy], need_dx, last)
+            grads, dx = hand_over(chain_vjp, dy if handed else [dy], need_dx, last)
             return _merge(grads), dx
 
         return y, vjp, _merge(new_states) if moded else ()
@@ -473,7 +456,7 @@ def remat(f: LayerFn, policy: str = "nothing") -> Layer:
         finally:
             kept, tape[:] = tape[0], [[], "off", 0]
 
-        @_takes_handover
+        @takes_handover
         def vjp(
             dy: Any, need_dx: bool = True, handed: bool = False, last: bool = False
         ) -> tuple[PyTree, np.ndarray | None]:
@@ -483,7 +466,7 @@ def remat(f: LayerFn, policy: str = "nothing") -> Layer:
                 _, again, _ = run(inner, params, x, state, train=train, rng=_generator_at(start))
             finally:
                 tape[:] = saved
-            return _hand_over(again, dy if handed else [dy], need_dx, last)
+            return hand_over(again, dy if handed else [dy], need_dx, last)
 
         return y, vjp, new_state
 

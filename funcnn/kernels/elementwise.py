@@ -13,11 +13,10 @@ from funcnn.kernels._jit import jit
 
 
 @jit()
-def relu_forward(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - compiled
-    """``(max(x, 0), bits)`` of a contiguous array: NaN stays NaN; ``bits`` (uint8, ``ceil(size / 8)``)
-    packs ``x > 0`` little-endian, element ``i`` at bit ``i % 8`` of byte ``i // 8``: all the backward
-    pass needs, 1/32 of a float32 ``y``."""
-    y = np.empty_like(x)
+def relu_forward(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - compiled
+    """``(y, bits)``: ``y = max(x, 0)`` written into ``y`` (contiguous, ``x``'s shape; may be ``x``
+    itself), NaN staying NaN, and ``bits`` (uint8, ``ceil(size / 8)``) packing ``x > 0`` little-endian,
+    element ``i`` at bit ``i % 8`` of byte ``i // 8``: all the backward pass needs, 1/32 of a float32 ``y``."""
     src, dst, zero = x.reshape(-1), y.reshape(-1), x.dtype.type(0)
     n = src.size
     bits = np.zeros((n + 7) // 8, np.uint8)
@@ -36,12 +35,12 @@ def relu_forward(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # pragma: no 
 
 
 @jit()
-def relu_backward(bits: np.ndarray, dy_bits: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
+def relu_backward(bits: np.ndarray, dy_bits: np.ndarray, dx: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
     """``dy`` where bit ``i`` of ``bits`` (from :func:`relu_forward`) is set, else +0 (so ``relu'(0) = 0``
     and a NaN input passes no gradient). ``dy_bits`` is ``dy`` viewed as unsigned integers of its size:
     an AND with an all-ones or all-zeros word, which LLVM vectorises (a select on a bit it did not: 8 ms
-    instead of 1 on a (64, 64, 32, 32) float32 array here); returns ``dx`` in the same view."""
-    dx = np.empty_like(dy_bits)
+    instead of 1 on a (64, 64, 32, 32) float32 array here). Writes ``dx`` (the same view; may be
+    ``dy_bits`` itself) and returns it."""
     src, dst, word = dy_bits.reshape(-1), dx.reshape(-1), dy_bits.dtype.type
     n, zero, one = src.size, word(0), word(1)
     for k in range(n // 8):

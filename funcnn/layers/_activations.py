@@ -3,9 +3,12 @@ numerically stable sigmoid."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from funcnn.core import VJP, Layer
+from funcnn.handover import sole, take, takes_handover
 from funcnn.tree import PyTree
 from funcnn.validation import cotangent, float_array, like, no_params, number_at_least, same_shape_as_input
 
@@ -23,17 +26,32 @@ def _relu(params: PyTree, x: np.ndarray) -> tuple[np.ndarray, VJP]:
     >>> vjp(np.array([[5.0, 5.0, 5.0]]))
     ((), array([[0., 0., 5.]]))
     """
-    from funcnn.kernels import elementwise as kernels  # Numba is imported on the first fast call
-
     no_params(NAME, params)
     x = float_array(NAME, "x", x)
-    y, bits = kernels.relu_forward(np.asarray(x, order="C"))
+    return _relu_into(np.asarray(x, order="C"), None)
+
+
+def relu_overwriting(params: PyTree, x: np.ndarray) -> tuple[np.ndarray, VJP]:
+    """:data:`relu` writing ``y`` into ``x`` itself: for a caller that holds the only reference to ``x``
+    (a chain, with a conv's output), so nobody sees the change. Returns ``(y, vjp)`` as relu does."""
+    no_params(NAME, params)
+    x = float_array(NAME, "x", x)
+    return _relu_into(x, x)
+
+
+def _relu_into(x: np.ndarray, into: np.ndarray | None) -> tuple[np.ndarray, VJP]:
+    from funcnn.kernels import elementwise as kernels  # Numba is imported on the first fast call
+
+    y, bits = kernels.relu_forward(x, np.empty_like(x) if into is None else into)
     out = like(y)  # the backward pass needs only where x > 0: one bit an element, not y
 
-    def vjp(dy: np.ndarray) -> tuple[PyTree, np.ndarray]:
-        dy = cotangent(NAME, dy, out)
-        dy = np.asarray(dy, order="C")
-        return (), kernels.relu_backward(bits, dy.view(f"u{dy.itemsize}")).view(dy.dtype)
+    @takes_handover
+    def vjp(dy: Any, need_dx: bool = True, handed: bool = False, last: bool = False) -> tuple[PyTree, np.ndarray]:
+        dy = np.asarray(cotangent(NAME, take(dy, handed), out), order="C")
+        dx = dy if handed and sole(dy) else np.empty_like(dy)  # a handed-over dy nobody else sees takes dx
+        word = f"u{dy.itemsize}"
+        kernels.relu_backward(bits, dy.view(word), dx.view(word))
+        return (), dx
 
     return y, vjp
 
