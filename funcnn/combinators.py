@@ -143,6 +143,8 @@ def chain(*layers: LayerFn) -> Layer:
                 assert d is not None  # only the first layer's vjp may skip dx
                 # the last call drops each layer's vjp before it runs: its arrays go once it returns
                 layer_vjp = vjps.pop() if last else vjps[count - 1 - i]
+                if last and vjps and not hasattr(layer_vjp, "recompute") and hasattr(vjps[-1], "recompute"):
+                    vjps[-1].recompute()  # the remat before this layer recomputes while the gradient is dy, not dx
                 box, d = [d], None  # handed over: each gradient is freed once the layer that reads it is done
                 dp, d = hand_over(layer_vjp, box, need_dx or i < count - 1, last)
                 del layer_vjp
@@ -456,18 +458,28 @@ def remat(f: LayerFn, policy: str = "nothing") -> Layer:
         finally:
             kept, tape[:] = tape[0], [[], "off", 0]
 
+        prepared: list[VJP] = []
+
+        def recompute() -> None:
+            """Run f's forward again now, for the vjp's next call: a training step's chain calls it before
+            the backward pass of the layer after this one, whose dy is often smaller than its dx."""
+            saved = list(tape)
+            tape[:] = [kept, "replay", 0]
+            try:
+                prepared.append(run(inner, params, x, state, train=train, rng=_generator_at(start))[1])
+            finally:
+                tape[:] = saved
+
         @takes_handover
         def vjp(
             dy: Any, need_dx: bool = True, handed: bool = False, last: bool = False
         ) -> tuple[PyTree, np.ndarray | None]:
-            saved = list(tape)
-            tape[:] = [kept, "replay", 0]
-            try:
-                _, again, _ = run(inner, params, x, state, train=train, rng=_generator_at(start))
-            finally:
-                tape[:] = saved
+            if not prepared:
+                recompute()
+            again = prepared.pop()
             return hand_over(again, dy if handed else [dy], need_dx, last)
 
+        vjp.recompute = recompute  # type: ignore[attr-defined]
         return y, vjp, new_state
 
     hparams = {"policy": policy}

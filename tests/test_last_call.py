@@ -70,3 +70,21 @@ def test_a_training_step_gives_the_gradients_of_the_vjp():
     for a, b in zip(tree_leaves(grads), tree_leaves(vjp(loss_vjp(1.0))[0]), strict=True):
         np.testing.assert_array_equal(a, b)
         assert a.dtype == np.float32
+
+
+@pytest.mark.parametrize("policy", ["nothing", "products"])
+def test_a_remat_recomputed_before_the_layer_after_it_gives_the_same_step(policy):
+    """In a training step a chain asks a remat to recompute before the backward pass of the layer after
+    it (here a pool, whose dy is a quarter of its dx): the same loss, gradients and state, bitwise."""
+    block = fn.sandwich(fn.conv(1, 1, filters=4, kernel_size=3), fn.spatial_batch_norm(), fn.relu)
+    plain = fn.chain(block, fn.max_pool(), fn.dropout(0.5), fn.dense(10))
+    net = fn.chain(fn.remat(block, policy), *plain.children[1:])
+    rng = np.random.default_rng(0)
+    _, params = fn.init_params(plain, rng, (3, 8, 8), np.float32)
+    state = fn.init_state(plain, (3, 8, 8), np.float32)
+    x, labels = rng.standard_normal((5, 3, 8, 8)).astype(np.float32), rng.integers(0, 10, 5)
+    want = fn.training_step(plain)(params, x, labels, state, np.random.default_rng(1))
+    got = fn.training_step(net)(params, x, labels, state, np.random.default_rng(1))
+    assert got[0] == want[0]
+    for a, b in zip(tree_leaves(got[1:]), tree_leaves(want[1:]), strict=True):
+        np.testing.assert_array_equal(a, b)
