@@ -31,7 +31,7 @@ from funcnn.core import (
 )
 from funcnn.handover import hand_over, sole, take, takes_handover
 from funcnn.init import init_params, init_state
-from funcnn.layers._activations import relu, relu_overwriting
+from funcnn.layers import relu, relu_overwriting
 from funcnn.tree import PyTree
 from funcnn.validation import cotangent, float_array, like, no_params, read_only, same_shape_as_input, wrong_keys
 

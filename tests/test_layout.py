@@ -13,7 +13,9 @@ import funcnn
 PACKAGE = Path(funcnn.__file__).parent
 # Modules the layers may build on; everything else (combinators, training, checking, tools) sits above them.
 OPTIONAL = {"optuna", "onnx", "onnxruntime", "matplotlib", "tqdm"}
-BELOW_LAYERS = {"funcnn", "funcnn.core", "funcnn.tree", "funcnn.validation", "funcnn.kernels", "funcnn.layers"}
+BELOW_LAYERS = {
+    "funcnn", "funcnn.core", "funcnn.handover", "funcnn.tree", "funcnn.validation", "funcnn.kernels", "funcnn.layers"
+}  # fmt: skip
 
 
 def module_name(path: Path) -> str:
