@@ -136,20 +136,42 @@ def test_failure_is_an_assertion_error():
     assert issubclass(fn.VJPCheckError, AssertionError)
 
 
-def test_relu_at_zero_is_reported_as_a_kink_not_a_wrong_gradient():
+def subgradient_relu(params, x):
+    """ReLU whose vjp takes 1/4 at 0: a subgradient, neither side's slope (nor the central difference's 1/2)."""
+    y, vjp = fn.relu(params, x)
+    return y, lambda dy: ((), vjp(dy)[1] + 0.25 * dy * (x == 0))
+
+
+def test_relu_at_zero_is_checked_against_the_side_its_vjp_takes():
+    """At an exact kink the vjp's value (relu'(0) = 0) is the slope of the side left of the point."""
+    report = fn.check_vjp(fn.relu, (), np.array([[-1.0, 0.0, 2.0]]), mode="full", on_kink="raise")
+    assert (report["x"].status, report["x"].n_checked, report["x"].n_left_out) == ("ok", 3, 0)
+
+
+def test_a_subgradient_at_a_kink_is_left_out_and_the_other_elements_checked():
     x = np.array([[-1.0, 0.0, 2.0]])
-    with pytest.warns(fn.NonDifferentiableWarning, match="not checked: x"):
-        report = fn.check_vjp(fn.relu, (), x, mode="full")
-    assert report["x"].status == "kink" and report["x"].index == (0, 1)
-    with pytest.raises(fn.NonDifferentiableError, match="not differentiable"):
-        fn.check_vjp(fn.relu, (), x, mode="full", on_kink="raise")
+    with pytest.warns(fn.NonDifferentiableWarning, match="elements left out: 1 of 3 of x"):
+        report = fn.check_vjp(subgradient_relu, (), x, mode="full")
+    assert (report["x"].status, report["x"].n_checked, report["x"].n_left_out) == ("ok", 3, 1)
+    assert "1 of 3 elements left out near a kink" in str(report)
+    with pytest.raises(fn.NonDifferentiableError, match="not differentiable") as caught:
+        fn.check_vjp(subgradient_relu, (), x, mode="full", on_kink="raise")
+    assert caught.value.kind == "kink" and caught.value.report["x"].n_left_out == 1
 
 
-def test_max_pool_near_tie_is_reported_as_a_kink():
+def test_a_leaf_with_every_element_on_a_kink_is_reported_not_checked():
+    for mode in ("fast", "full"):
+        with pytest.warns(fn.NonDifferentiableWarning, match="not checked: x"):
+            report = fn.check_vjp(subgradient_relu, (), np.zeros((1, 2)), mode=mode)
+        assert report["x"].status == "kink" and "not checked: every probe crosses a kink" in str(report)
+
+
+def test_max_pool_near_tie_is_checked_on_the_side_the_point_is_on():
+    """Within 1e-9 of a tie the function is smooth on one side of the point, and the vjp must match it."""
     x = np.array([[[[1.0, 1.0 + 1e-9], [0.0, -1.0]]]])
     for layer in (fn.max_pool(), fn.max_pool_naive()):
-        report = fn.check_vjp(layer, (), x, mode="full", on_kink="ignore")
-        assert report["x"].status == "kink"
+        report = fn.check_vjp(layer, (), x, mode="full", on_kink="raise")
+        assert (report["x"].status, report["x"].n_left_out) == ("ok", 0)
 
 
 def test_a_wrong_gradient_near_a_kink_is_still_wrong():
@@ -215,7 +237,7 @@ def test_numerical_helpers_match_known_gradients():
     assert fn.rel_error(np.array([1.0]), np.array([3.0])) == 0.5  # 2 / 4: exact
 
 
-def test_many_exact_kinks_at_once_are_kinks_not_wrong_gradients():
+def test_many_exact_kinks_at_once_are_left_out_not_wrong_gradients():
     """Real digits have blank pixels: with zero biases, many ReLU inputs are exactly 0 and many pool
     windows tie, so the one-sided slopes need not bracket the analytic value."""
     from funcnn.data import load_digits
@@ -225,8 +247,8 @@ def test_many_exact_kinks_at_once_are_kinks_not_wrong_gradients():
     _, params = fn.init_params(net, np.random.default_rng(0), (1, 8, 8), np.float64)
     f = fn.chain(net, fn.loss_layer(fn.softmax_loss, d.train.y[:2]))
     report = fn.check_vjp(f, (params, ()), d.train.x[:2], on_kink="ignore")
-    assert report["x"].status == "kink"
-    assert {leaf.status for leaf in report.leaves} <= {"ok", "kink"}
+    assert {leaf.status for leaf in report.leaves} == {"ok"}
+    assert 0 < report["x"].n_left_out < report["x"].size
 
 
 def test_a_wrong_gradient_of_a_curved_function_is_not_mistaken_for_a_kink():

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import funcnn as fn
-from funcnn.handover import hand_over, sole
+from funcnn.layers._handover import hand_over, sole
 from funcnn.tree import tree_leaves
 
 
@@ -101,7 +101,7 @@ def test_a_chains_relu_overwrites_only_a_fresh_output():
     np.testing.assert_array_equal(x, x_before)  # the first relu reads the caller's x: a new array
     dy = rng.standard_normal(y.shape)
     want = tree_leaves(vjp(dy))
-    from funcnn.combinators import pull_back_last
+    from funcnn.layers import pull_back_last
 
     for a, b in zip(tree_leaves(pull_back_last(vjp, dy.copy())), want, strict=True):
         np.testing.assert_array_equal(a, b)

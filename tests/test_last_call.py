@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import funcnn as fn
-from funcnn.combinators import pull_back_last
+from funcnn.layers import pull_back_last
 from funcnn.tree import tree_leaves
 
 

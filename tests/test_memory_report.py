@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import funcnn as fn
-from funcnn.memory_report import closure_arrays
+from funcnn.training._memory_report import closure_arrays
 from funcnn.tree import tree_leaves
 
 

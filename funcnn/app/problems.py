@@ -71,10 +71,11 @@ def run_checks(seed: int = 0, mode: Literal["fast", "full"] = "full") -> list[tu
 
 
 def format_table(results: list[tuple[str, VJPReport]]) -> str:
-    """A table of the relative error of every leaf: one row per layer and leaf."""
-    lines = [f"{'layer':<28} {'gradient':<16} {'rel error':>9}  status", "-" * 64]
+    """A table of the relative error of every leaf, named as check_vjp names it (``params["w"]``, ``x``):
+    one row per layer and leaf."""
+    width = max([len(leaf.path) for _, report in results for leaf in report.leaves] + [8])
+    lines = [f"{'layer':<28} {'leaf':<{width}} {'rel error':>9}  status", "-" * (48 + width)]
     for title, report in results:
         for leaf in report.leaves:
-            name = "d" + leaf.path.replace("params", "")
-            lines.append(f"{title:<28} {name:<16} {leaf.rel_error:9.2e}  {leaf.status}")
+            lines.append(f"{title:<28} {leaf.path:<{width}} {leaf.rel_error:9.2e}  {leaf.status}{leaf.counts()}")
     return "\n".join(lines)

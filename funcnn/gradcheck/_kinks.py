@@ -17,16 +17,21 @@ KINK_POLICIES = ("warn", "raise", "ignore")
 class NonDifferentiableError(VJPCheckError):
     """The point checked is (numerically) a kink; raised instead of a warning with ``on_kink="raise"``."""
 
+    def __init__(self, message: str, report: VJPReport) -> None:
+        super().__init__(message, report=report)
+        self.kind = "kink"
+
 
 class NonDifferentiableWarning(UserWarning):
-    """A leaf could not be checked because the function has a kink within one step of the point."""
+    """Leaves or elements could not be checked because the function has a kink within one step of the point."""
 
 
 def classify(
     differences: Differences, v: np.ndarray, h: float, analytic: float, forward: float, backward: float, bound: float
 ) -> Status:
     """ "kink" or "wrong" for a probe along ``v`` whose analytic slope and central difference (the
-    mean of ``forward`` and ``backward``, the one-sided quotients at step ``h``) differ by more than ``bound``."""
+    mean of ``forward`` and ``backward``, the one-sided quotients at step ``h``) differ by more than
+    ``bound``: "wrong" only when ``f`` is smooth within the step, so the difference must be right."""
     lo, hi = min(forward, backward), max(forward, backward)
     if not hi - lo > bound:
         return "wrong"
@@ -41,17 +46,23 @@ def classify(
     central = (forward + backward) / 2
     if abs(central_half - central) < (hi - lo) / 8:
         return "wrong"
-    # A kink between half the step and the step leaves the central difference at half the step right.
-    kink_beyond_half = abs(central_half - analytic) <= bound
-    return "kink" if kink_beyond_half or lo - bound <= analytic <= hi + bound else "wrong"
+    # Not smooth within the step, nor a kink at the point: kinks inside the step, at some distance.
+    # The caller retries with a smaller step (or one side of the point) before calling it wrong.
+    return "kink"
 
 
 def report_kinks(report: VJPReport, on_kink: KinkPolicy) -> None:
-    """Warn about (or with ``on_kink="raise"`` raise :class:`NonDifferentiableError` for) the report's kinks."""
-    if not report.kinks or on_kink == "ignore":
+    """Warn about (or with ``on_kink="raise"`` raise :class:`NonDifferentiableError` for) the leaves
+    not checked and the elements left out because the function has a kink within a step of the point."""
+    if not (report.kinks or report.left_out) or on_kink == "ignore":
         return
-    paths = ", ".join(leaf.path for leaf in report.kinks)
-    message = f"check_vjp: not differentiable within one step of the point, so not checked: {paths}"
+    parts = []
+    if report.kinks:
+        parts.append(f"not checked: {', '.join(leaf.path for leaf in report.kinks)}")
+    if report.left_out:
+        counts = ", ".join(f"{leaf.n_left_out} of {leaf.size} of {leaf.path}" for leaf in report.left_out)
+        parts.append(f"elements left out: {counts} (the rest checked)")
+    message = f"check_vjp: not differentiable within one step of the point, so {'; '.join(parts)}"
     if on_kink == "raise":
-        raise NonDifferentiableError(f"{message}\n{report}")
+        raise NonDifferentiableError(f"{message}\n{report}", report)
     warnings.warn(message, NonDifferentiableWarning, stacklevel=3)

@@ -7,7 +7,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from funcnn.core import Apply
+from funcnn.core import LayerFn as Apply
 from funcnn.tree import PyTree, TreeDef, tree_flatten, tree_unflatten
 
 
@@ -48,6 +48,10 @@ class Differences:
     def contract(self, difference: np.ndarray) -> float:
         """``<dy, difference>``: outputs are subtracted first, so those that did not move add exactly 0."""
         return float(np.vdot(self.dy.ravel(), difference.ravel()))
+
+    def moved(self, v: np.ndarray, t: float) -> float:
+        """``<dy, f(leaf + t v) - f(leaf)>``."""
+        return self.contract(self.output((self.leaf + t * v).astype(self.leaf.dtype)) - self.y)
 
     def slope(self, v: np.ndarray, h: float) -> Slopes:
         """The difference quotients along ``v`` (the leaf's shape) with step ``h``."""

@@ -2,22 +2,35 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+import numpy as np
+from typing_extensions import override
+
 Status = Literal["ok", "kink", "wrong"]
+# A passing leaf whose rounding floor would hide relative errors above this says so in the report.
+COARSE = 1e-3
 
 
 class VJPCheckError(AssertionError):
     """A vjp is wrong: its values, its structure, or its purity. The message names the leaf.
 
-    For a wrong value, ``check`` is the failing :class:`funcnn.LeafCheck` (its ``path``, ``index``,
-    ``n_checked`` and ``n_wrong`` say where); it is None for structural failures.
+    ``kind`` is "value" when gradients are wrong: ``wrong`` lists every wrong leaf's
+    :class:`funcnn.LeafCheck` (its ``path``, ``index``, ``n_checked`` and ``n_wrong`` say where),
+    ``check`` is the first of them and ``report`` the whole :class:`VJPReport`. For a structural
+    failure (shapes, dtypes, purity, repeatability, non-finite inputs) ``kind`` is "structure",
+    ``check`` and ``report`` are None and ``wrong`` is empty. (:class:`NonDifferentiableError`, raised
+    with ``on_kink="raise"``, has kind "kink" and the report.)
     """
 
-    def __init__(self, message: str, check: LeafCheck | None = None) -> None:
+    def __init__(self, message: str, wrong: Sequence[LeafCheck] = (), report: VJPReport | None = None) -> None:
         super().__init__(message)
-        self.check = check
+        self.wrong: list[LeafCheck] = list(wrong)
+        self.check: LeafCheck | None = self.wrong[0] if self.wrong else None
+        self.report = report
+        self.kind: Literal["value", "structure", "kink"] = "value" if self.wrong else "structure"
 
 
 @dataclass(frozen=True)
@@ -28,7 +41,12 @@ class LeafCheck:
     tuple) in full mode or after a failing fast probe was located, else a directional derivative.
     ``rel_error`` is ``|analytic - numeric| / max(|analytic|, |numeric|, rounding floor)``, the
     number compared with the tolerance. ``n_checked`` elements were checked one by one (full mode,
-    or the re-check of a failing leaf) and ``n_wrong`` of them were wrong.
+    or the re-check of a failing leaf) and ``n_wrong`` of them were wrong. ``n_left_out`` elements
+    were not checked because their differences cross a kink (ReLU at 0, a max-pool near-tie) however
+    they were taken; the leaf's status says what the others showed ("kink" only if none could be checked).
+    ``floor`` is the largest rounding the passing checks allowed and ``scale`` the largest slope they saw;
+    ``resolution``, their ratio, is the relative error rounding alone could hide: far above the
+    tolerance, the slopes are too small to judge and the report says so.
     """
 
     path: str
@@ -40,6 +58,15 @@ class LeafCheck:
     n_checked: int = 0
     n_wrong: int = 0
     size: int = 0
+    n_left_out: int = 0
+    floor: float = 0.0
+    scale: float = 0.0
+
+    @property
+    def resolution(self) -> float:
+        """The relative error rounding alone could hide: the largest rounding floor the passing checks
+        allowed over the largest slope they saw (0 when nothing passed)."""
+        return self.floor / self.scale if self.scale > 0 else (np.inf if self.floor > 0 else 0.0)
 
     def where(self) -> str:
         """``params[0]["w"][3, 1]`` for an element, the path for a direction."""
@@ -51,6 +78,17 @@ class LeafCheck:
         if self.n_checked < self.size:
             counted += f"; {self.n_checked} of {self.size} checked"
         return f"{self.where()}: analytic {self.analytic:.4g} numeric {self.numeric:.4g} ({counted})"
+
+    def counts(self) -> str:
+        """What the status column adds: the wrong elements, and those left out near kinks."""
+        notes = [f"{self.n_wrong} of {self.n_checked} elements wrong"] if self.n_wrong else []
+        if self.status == "kink":
+            notes.append("not checked: every probe crosses a kink")
+        elif self.n_left_out:
+            notes.append(f"{self.n_left_out} of {self.size} elements left out near a kink")
+        if self.status == "ok" and self.resolution > COARSE:
+            notes.append(f"at the rounding floor: an error under {100 * self.resolution:.2g}% would not show")
+        return f" ({'; '.join(notes)})" if notes else ""
 
 
 @dataclass
@@ -73,8 +111,18 @@ class VJPReport:
 
     @property
     def kinks(self) -> list[LeafCheck]:
-        """The leaves not checked because the point is (numerically) a kink."""
+        """The leaves not checked at all because every probe of them crosses a kink."""
         return [leaf for leaf in self.leaves if leaf.status == "kink"]
+
+    @property
+    def left_out(self) -> list[LeafCheck]:
+        """The leaves checked but for some elements left out near a kink (``n_left_out`` of them)."""
+        return [leaf for leaf in self.leaves if leaf.status != "kink" and leaf.n_left_out]
+
+    @property
+    def wrong(self) -> list[LeafCheck]:
+        """The leaves whose gradient is wrong."""
+        return [leaf for leaf in self.leaves if leaf.status == "wrong"]
 
     def __getitem__(self, path: str) -> LeafCheck:
         for leaf in self.leaves:
@@ -82,6 +130,7 @@ class VJPReport:
                 return leaf
         raise KeyError(f"no leaf {path!r}; leaves are {[leaf.path for leaf in self.leaves]}")
 
+    @override
     def __str__(self) -> str:
         width = max([len(leaf.path) for leaf in self.leaves] + [4])
         same = self.numeric_dtype in ("", self.dtype)
@@ -89,21 +138,23 @@ class VJPReport:
         lines = [f"check_vjp ({self.mode} mode, {dtypes}, step {self.step:g}, rtol {self.rtol:g})"]
         lines.append(f"  {'leaf':<{width}}  {'rel error':>9}  {'analytic':>12}  {'numeric':>12}  status")
         for leaf in self.leaves:
-            counted = f" ({leaf.n_wrong} of {leaf.n_checked} elements wrong)" if leaf.n_wrong else ""
             lines.append(
                 f"  {leaf.path:<{width}}  {leaf.rel_error:9.2e}  {leaf.analytic:12.6g}  {leaf.numeric:12.6g}"
-                f"  {leaf.status}{counted}"
+                f"  {leaf.status}{leaf.counts()}"
             )
         return "\n".join(lines)
 
 
-def wrong_gradient(check: LeafCheck, report: VJPReport) -> VJPCheckError:
-    """The error for a leaf whose gradient is wrong: where, both values, the error against the tolerance."""
-    where = f" at element {check.index}" if check.index is not None else " along a random direction"
-    message = (
-        f"check_vjp: the gradient of {check.path} is wrong{where}: analytic {check.analytic:.8g}, "
-        f"numeric {check.numeric:.8g}, relative error {check.rel_error:.2e} (tolerance {report.rtol:g})"
-    )
-    if check.n_checked:
-        message += f"\n  {check.located()}"
-    return VJPCheckError(f"{message}\n{report}", check)
+def wrong_gradients(report: VJPReport) -> VJPCheckError:
+    """The error for the report's wrong leaves, one line each (where, both values, the error against
+    the tolerance) and the located element, then the whole table."""
+    lines = []
+    for check in report.wrong:
+        where = f" at element {check.index}" if check.index is not None else " along a random direction"
+        lines.append(
+            f"check_vjp: the gradient of {check.path} is wrong{where}: analytic {check.analytic:.8g}, "
+            f"numeric {check.numeric:.8g}, relative error {check.rel_error:.2e} (tolerance {report.rtol:g})"
+        )
+        if check.n_checked:
+            lines.append(f"  {check.located()}")
+    return VJPCheckError("\n".join([*lines, str(report)]), report.wrong, report)

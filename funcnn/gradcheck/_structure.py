@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from funcnn.core import Apply
+from funcnn.core import LayerFn
 from funcnn.gradcheck._report import VJPCheckError
 from funcnn.tree import (
     KeyPath,
@@ -27,7 +27,7 @@ def input_name(path: KeyPath) -> str:
 
 
 def run_checked(
-    f: Apply, inputs: PyTree, rng: np.random.Generator, nondet_tol: float
+    f: LayerFn, inputs: PyTree, rng: np.random.Generator, nondet_tol: float
 ) -> tuple[np.ndarray, np.ndarray, tuple[PyTree, np.ndarray]]:
     """Run ``f(*inputs)`` and its vjp on a random ``dy`` (drawn from ``rng``), checking the structure.
 
@@ -35,12 +35,15 @@ def run_checked(
     when the output is not a float array, the vjp's result does not mirror ``inputs``, anything is
     modified in place, two calls of the vjp disagree (beyond ``nondet_tol``) or ``vjp(0) != 0``.
     """
+    assert_finite(inputs)
     before = copy_tree(inputs)
     y, vjp = f(*inputs)
     y = np.asarray(y)
     assert_unchanged(inputs, before, "the forward pass")
     if y.dtype.kind != "f":
         raise VJPCheckError(f"check_vjp: the output must be a float array, got dtype {y.dtype}")
+    assert_finite_output(y)
+    assert_repeatable_forward(np.asarray(f(*inputs)[0]), y, nondet_tol)
     dy = rng.standard_normal(y.shape).astype(y.dtype)
     dy_before = dy.copy()
     grads = vjp(dy)
@@ -53,6 +56,55 @@ def run_checked(
     assert_repeatable(vjp(dy.copy()), grads, nondet_tol)
     assert_zero_for_zero(vjp(np.zeros_like(dy)))
     return y, dy, grads
+
+
+def layer_result(f: LayerFn, result: Any) -> tuple[Any, Any]:
+    """``result`` as ``(y, vjp)``: what every layer returns; anything else is refused by name."""
+    if isinstance(result, tuple) and len(result) == 2 and callable(result[1]):
+        return result
+    name = getattr(f, "name", None) or getattr(f, "__name__", type(f).__name__)
+    if isinstance(result, tuple):
+        got = f"a tuple of {len(result)}" + ("" if len(result) != 2 else " whose second element is not callable")
+    else:
+        got = f"{type(result).__name__}" + (f" of shape {result.shape}" if isinstance(result, np.ndarray) else "")
+    raise VJPCheckError(f"check_vjp: {name} must return a pair (y, vjp) as every layer does, got {got}")
+
+
+def assert_finite(inputs: PyTree) -> None:
+    """Every float leaf of ``(params, x)`` is finite: differences of NaN or inf say nothing about a vjp."""
+    for path, leaf in tree_leaves_with_path(inputs):
+        array = np.asarray(leaf)
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
+            bad = np.argwhere(~np.isfinite(array))
+            where = f" (the first at {tuple(int(i) for i in bad[0])})" if array.ndim else ""
+            raise VJPCheckError(
+                f"check_vjp: {input_name(path)} holds {len(bad)} NaN or infinite values{where}: "
+                "a gradient can only be checked at a finite point"
+            )
+
+
+def assert_finite_output(y: np.ndarray) -> None:
+    """The output at the point is finite (finite inputs can still give a log of 0, say)."""
+    if not np.isfinite(y).all():
+        bad = np.argwhere(~np.isfinite(y))
+        raise VJPCheckError(
+            f"check_vjp: the output holds {len(bad)} NaN or infinite values for finite inputs "
+            f"(the first at {tuple(int(i) for i in bad[0])}): the function is not finite here, so not checkable"
+        )
+
+
+def assert_repeatable_forward(again: np.ndarray, y: np.ndarray, nondet_tol: float) -> None:
+    """A second forward pass on the same inputs gives the same output (to ``nondet_tol`` of its magnitude):
+    finite differences of a function that gives two answers for one input measure its noise, not its slope."""
+    if again.shape == y.shape and np.array_equal(again, y):
+        return
+    difference = float(np.max(np.abs(again.astype(np.float64) - y))) if again.shape == y.shape else np.inf
+    if not difference <= nondet_tol * float(np.max(np.abs(y), initial=0.0)):
+        raise VJPCheckError(
+            f"check_vjp: the function gave two different outputs for the same inputs (up to {difference:.3g} apart): "
+            "a forward with randomness of its own cannot be checked; fix its generator "
+            "(fn.bind(layer, rng=np.random.default_rng(0)), or a fresh seeded generator per call)"
+        )
 
 
 def copy_tree(tree: PyTree, dtype: np.dtype | None = None) -> PyTree:
@@ -123,12 +175,12 @@ def assert_zero_for_zero(zero: PyTree) -> None:
             raise VJPCheckError(f"check_vjp: vjp(0) must be 0, but {name} is not (does the vjp ignore dy?)")
 
 
-def flat_output(f: Apply) -> Apply:
+def flat_output(f: LayerFn) -> LayerFn:
     """``f`` with a tuple (tree) output seen as one flat array of its leaves, and its vjp taking the
     matching flat cotangent; ``f`` itself when its output is one array. The checks need one output."""
 
     def flat(params: PyTree, x: Any) -> tuple[np.ndarray, Any]:
-        out, vjp = f(params, x)
+        out, vjp = layer_result(f, f(params, x))
         if not isinstance(out, (tuple, list, dict)):
             return out, vjp
         leaves, treedef = tree_flatten(out)

@@ -1,0 +1,174 @@
+"""How the conv layer runs fast: its columns (im2col, by a Numba kernel) times the filters by BLAS, or
+Winograd F(2x2, 3x3) for 3x3 stride-1 convs with many channels, a chunk of images at a time so that what
+the kernels write is still in the caches when the products read it. ``_conv.py`` says what a conv is."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+# backward(dy, need_dx, into) -> (dx or None, dw, db); a forward returns it with y, closing over what it
+# needs. ``into``: None, or dy itself when nobody else sees it: the fast path may then write dx into it.
+Backward = Callable[[np.ndarray, bool, "np.ndarray | None"], tuple["np.ndarray | None", np.ndarray, np.ndarray]]
+Forward = Callable[[np.ndarray, np.ndarray, np.ndarray, int, int, int, int], tuple[np.ndarray, Backward]]
+
+
+# Images per chunk: their columns (or Winograd transforms) take at most about this many bytes (one
+# image may take more), so they stay in the caches from the Numba kernel to the products that read
+# them. Measured on 2 cores (fwd+bwd, float32, 1 and 2 threads): 4 MiB was within 5 % of the best
+# of 1-32 MiB on every shape; smaller chunks make many small BLAS calls whose threads keep waking,
+# larger ones leave the caches.
+CHUNK_BYTES = 4 << 20
+# Winograd F(2x2, 3x3) serves 3x3 stride-1 convs with at least this many input and output channels
+# (the product's inner size: with fewer, BLAS is far from its peak and the transforms dominate).
+WINOGRAD_MIN_CHANNELS = 16
+
+
+def _chunks(n: int, bytes_per_image: int) -> list[slice]:
+    step = max(1, min(n, CHUNK_BYTES // max(1, bytes_per_image)))
+    return [slice(start, min(start + step, n)) for start in range(0, n, step)]
+
+
+def _uses_winograd(w: np.ndarray, stride: int, pad: int) -> bool:
+    f, c, hh, ww = w.shape
+    return hh == ww == 3 and stride == 1 and pad <= 2 and min(f, c) >= WINOGRAD_MIN_CHANNELS
+
+
+Rows = Callable[[np.ndarray, int, int], np.ndarray]
+
+
+def _winograd_plan(
+    n: int, c: int, f: int, out_h: int, out_w: int, dtype: np.dtype
+) -> tuple[int, int, list[slice], tuple[np.ndarray, np.ndarray], Rows]:
+    """Tiles of a Winograd conv, its chunks of images, and ``rows(buffer, height, count)`` that lays a
+    chunk out in one of two flat buffers ``(16 * C * ..., 16 * F * ...)`` made for the largest chunk."""
+    from funcnn.kernels.winograd import ROW_PAD
+
+    tiles_h, tiles_w = (out_h + 1) // 2, (out_w + 1) // 2
+    tiles = tiles_h * tiles_w
+    chunks = _chunks(n, 16 * max(c, f) * tiles * dtype.itemsize)
+    most = max(part.stop - part.start for part in chunks) * tiles + ROW_PAD
+    buffers = np.empty(16 * c * most, dtype), np.empty(16 * f * most, dtype)
+
+    def rows(buffer: np.ndarray, height: int, count: int) -> np.ndarray:
+        # (16, height, count + ROW_PAD): rows padded off power-of-two lengths (see kernels/winograd.py)
+        return buffer[: 16 * height * (count + ROW_PAD)].reshape(16, height, count + ROW_PAD)
+
+    return tiles_h, tiles_w, chunks, buffers, rows
+
+
+def _winograd_conv(
+    x: np.ndarray, w: np.ndarray, b: np.ndarray, pad: int, out_h: int, out_w: int, y: np.ndarray | None = None
+) -> np.ndarray:
+    """``y`` of a 3x3 stride-1 conv by Winograd F(2x2, 3x3), chunk by chunk (see funcnn.kernels.winograd),
+    written into ``y`` when given: it may share memory with ``x`` when an image of ``y`` takes no more
+    bytes than one of ``x``, as each chunk of ``x`` is read before that chunk of ``y`` is written."""
+    from funcnn.kernels import winograd
+
+    n, c, f = x.shape[0], x.shape[1], w.shape[0]
+    tiles_h, tiles_w, chunks, (v_buffer, m_buffer), rows = _winograd_plan(n, c, f, out_h, out_w, x.dtype)
+    u = winograd.filter_transform(w)
+    y = np.empty((n, f, out_h, out_w), x.dtype) if y is None else y
+    for part in chunks:
+        count = (part.stop - part.start) * tiles_h * tiles_w
+        v, m = rows(v_buffer, c, count), rows(m_buffer, f, count)
+        winograd.input_transform(x[part], pad, tiles_h, tiles_w, v)
+        np.matmul(u, v[:, :, :count], out=m[:, :, :count])
+        winograd.output_transform(m, b, tiles_h, tiles_w, y[part])
+    return y
+
+
+def _winograd_dw(x: np.ndarray, dy: np.ndarray, pad: int, f: int) -> np.ndarray:
+    """``dw`` ``(F, C, 3, 3)`` of a 3x3 stride-1 conv by Winograd: ``dU[k] = dM[k] V[k]^T`` summed over
+    tiles, with ``dM = A dY A^T`` per tile, then ``dw = G^T dU G``."""
+    from funcnn.kernels import winograd
+
+    n, c = x.shape[:2]
+    tiles_h, tiles_w, chunks, (v_buffer, m_buffer), rows = _winograd_plan(n, c, f, dy.shape[2], dy.shape[3], x.dtype)
+    du_t, products = np.zeros((16, c, f), x.dtype), np.empty((16, c, f), x.dtype)
+    for part in chunks:
+        count = (part.stop - part.start) * tiles_h * tiles_w
+        v, dm = rows(v_buffer, c, count), rows(m_buffer, f, count)
+        winograd.input_transform(x[part], pad, tiles_h, tiles_w, v)
+        winograd.output_gradient(dy[part], tiles_h, tiles_w, dm)
+        # dU transposed: BLAS's faster layout
+        du_t += np.matmul(v[:, :, :count], dm[:, :, :count].transpose(0, 2, 1), out=products)
+    dw: np.ndarray = winograd.filter_gradient(np.ascontiguousarray(du_t.transpose(0, 2, 1)))
+    return dw
+
+
+def _fits(dy: np.ndarray, x: np.ndarray) -> bool:
+    """Whether ``dx`` may be written over ``dy``: its first ``x.size`` elements, image ``i`` of ``dx``
+    ending no later than image ``i`` of ``dy``, so a chunk of images of ``dx`` overlaps only images of
+    ``dy`` that are already read when it is written."""
+    return dy.dtype == x.dtype and dy.flags.c_contiguous and dy[0].size >= x[0].size
+
+
+def fast_forward(
+    x: np.ndarray, w: np.ndarray, b: np.ndarray, stride: int, pad: int, out_h: int, out_w: int
+) -> tuple[np.ndarray, Backward]:
+    """``(y, backward)`` of the conv: im2col columns (x itself for a 1x1 conv) times the filters, or
+    Winograd F(2x2, 3x3) for the 3x3 stride-1 convs with many channels, chunk by chunk of images."""
+    from funcnn.kernels import conv as kernels
+
+    x = np.ascontiguousarray(x)
+    n, c, f, (hh, ww) = x.shape[0], x.shape[1], w.shape[0], w.shape[2:]
+    w2 = np.ascontiguousarray(w.reshape(f, -1))
+    k, plane = w2.shape[1], out_h * out_w
+    chunks = _chunks(n, k * plane * x.itemsize)
+    step = chunks[0].stop
+    pointwise = hh == ww == stride == 1 and pad == 0  # a 1x1 conv's columns are x itself
+    winograd = _uses_winograd(w, stride, pad)
+
+    def columns(buffer: np.ndarray, part: slice) -> np.ndarray:
+        if pointwise:
+            return x[part].reshape(-1, k, plane)
+        cols = buffer[: k * (part.stop - part.start) * plane].reshape(-1, k, plane)
+        filled: np.ndarray = kernels.im2col(x[part], hh, ww, stride, pad, out_h, out_w, cols)
+        return filled
+
+    # Buffers are made per call: a live vjp never shares one with a later call.
+    if winograd:
+        y = _winograd_conv(x, w, b, pad, out_h, out_w).reshape(n, f, plane)
+    else:
+        buffer = np.empty(0 if pointwise else k * step * plane, x.dtype)
+        y = np.empty((n, f, plane), x.dtype)
+        for part in chunks:
+            y_part = np.matmul(w2, columns(buffer, part), out=y[part])
+            y_part += b[:, None]
+        del buffer
+
+    def backward(
+        dy: np.ndarray, need_dx: bool = True, into: np.ndarray | None = None
+    ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+        dy = np.ascontiguousarray(dy).reshape(n, f, plane)
+        db = dy.sum(axis=(0, 2))
+        dx = None
+        if need_dx:  # in dy's memory when it may: chunks of dy are read before the chunks of dx that overlap them
+            dx = np.empty_like(x) if into is None or not _fits(into, x) else into.reshape(-1)[: x.size].reshape(x.shape)
+        if winograd:  # dx is the 3x3 conv of dy with the filters flipped and transposed, padded 2 - pad
+            dy4 = dy.reshape(n, f, out_h, out_w)
+            dw = _winograd_dw(x, dy4, pad, f)  # before dx, which may overwrite dy
+            flipped = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
+            height, width = x.shape[2:]
+            if dx is not None:
+                _winograd_conv(dy4, flipped, np.zeros(c, x.dtype), 2 - pad, height, width, dx)
+            return dx, dw, db
+        # Each chunk's columns are recomputed from x, which keeps only x alive and costs little next
+        # to the products: the columns are still in the caches when they are read.
+        buffer = np.empty(0 if pointwise else k * step * plane, x.dtype)
+        dw_parts = np.empty((step, k, f), x.dtype)
+        dw_t = np.zeros((k, f), x.dtype)  # dw transposed: OpenBLAS runs cols @ dy^T faster than dy @ cols^T
+        for part in chunks:
+            cols, m = columns(buffer, part), part.stop - part.start
+            dw_t += np.matmul(cols, dy[part].transpose(0, 2, 1), out=dw_parts[:m]).sum(axis=0)
+            if dx is not None:
+                if pointwise:
+                    np.matmul(w2.T, dy[part], out=dx[part].reshape(m, k, plane))
+                else:  # the columns are used up: their buffer takes their gradient
+                    dcols = np.matmul(w2.T, dy[part], out=cols)
+                    kernels.col2im(dcols, hh, ww, stride, pad, out_h, out_w, dx[part])
+        return dx, np.ascontiguousarray(dw_t.T).reshape(w.shape), db
+
+    return y.reshape(n, f, out_h, out_w), backward
