@@ -8,8 +8,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-# backward(dy, need_dx) -> (dx or None, dw, db); a forward returns it with y, closing over what it needs.
-Backward = Callable[[np.ndarray, bool], tuple["np.ndarray | None", np.ndarray, np.ndarray]]
+# backward(dy, need_dx, into) -> (dx or None, dw, db); a forward returns it with y, closing over what it
+# needs. ``into``: None, or dy itself when nobody else sees it: the fast path may then write dx into it.
+Backward = Callable[[np.ndarray, bool, "np.ndarray | None"], tuple["np.ndarray | None", np.ndarray, np.ndarray]]
 Forward = Callable[[np.ndarray, np.ndarray, np.ndarray, int, int, int, int], tuple[np.ndarray, Backward]]
 
 
@@ -57,14 +58,18 @@ def _winograd_plan(
     return tiles_h, tiles_w, chunks, buffers, rows
 
 
-def _winograd_conv(x: np.ndarray, w: np.ndarray, b: np.ndarray, pad: int, out_h: int, out_w: int) -> np.ndarray:
-    """``y`` of a 3x3 stride-1 conv by Winograd F(2x2, 3x3), chunk by chunk (see funcnn.kernels.winograd)."""
+def _winograd_conv(
+    x: np.ndarray, w: np.ndarray, b: np.ndarray, pad: int, out_h: int, out_w: int, y: np.ndarray | None = None
+) -> np.ndarray:
+    """``y`` of a 3x3 stride-1 conv by Winograd F(2x2, 3x3), chunk by chunk (see funcnn.kernels.winograd),
+    written into ``y`` when given: it may share memory with ``x`` when an image of ``y`` takes no more
+    bytes than one of ``x``, as each chunk of ``x`` is read before that chunk of ``y`` is written."""
     from funcnn.kernels import winograd
 
     n, c, f = x.shape[0], x.shape[1], w.shape[0]
     tiles_h, tiles_w, chunks, (v_buffer, m_buffer), rows = _winograd_plan(n, c, f, out_h, out_w, x.dtype)
     u = winograd.filter_transform(w)
-    y = np.empty((n, f, out_h, out_w), x.dtype)
+    y = np.empty((n, f, out_h, out_w), x.dtype) if y is None else y
     for part in chunks:
         count = (part.stop - part.start) * tiles_h * tiles_w
         v, m = rows(v_buffer, c, count), rows(m_buffer, f, count)
@@ -91,6 +96,13 @@ def _winograd_dw(x: np.ndarray, dy: np.ndarray, pad: int, f: int) -> np.ndarray:
         du_t += np.matmul(v[:, :, :count], dm[:, :, :count].transpose(0, 2, 1), out=products)
     dw: np.ndarray = winograd.filter_gradient(np.ascontiguousarray(du_t.transpose(0, 2, 1)))
     return dw
+
+
+def _fits(dy: np.ndarray, x: np.ndarray) -> bool:
+    """Whether ``dx`` may be written over ``dy``: its first ``x.size`` elements, image ``i`` of ``dx``
+    ending no later than image ``i`` of ``dy``, so a chunk of images of ``dx`` overlaps only images of
+    ``dy`` that are already read when it is written."""
+    return dy.dtype == x.dtype and dy.flags.c_contiguous and dy[0].size >= x[0].size
 
 
 def fast_forward(
@@ -127,20 +139,26 @@ def fast_forward(
             y_part += b[:, None]
         del buffer
 
-    def backward(dy: np.ndarray, need_dx: bool = True) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    def backward(
+        dy: np.ndarray, need_dx: bool = True, into: np.ndarray | None = None
+    ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
         dy = np.ascontiguousarray(dy).reshape(n, f, plane)
         db = dy.sum(axis=(0, 2))
+        dx = None
+        if need_dx:  # in dy's memory when it may: chunks of dy are read before the chunks of dx that overlap them
+            dx = np.empty_like(x) if into is None or not _fits(into, x) else into.reshape(-1)[: x.size].reshape(x.shape)
         if winograd:  # dx is the 3x3 conv of dy with the filters flipped and transposed, padded 2 - pad
             dy4 = dy.reshape(n, f, out_h, out_w)
+            dw = _winograd_dw(x, dy4, pad, f)  # before dx, which may overwrite dy
             flipped = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
             height, width = x.shape[2:]
-            dx = _winograd_conv(dy4, flipped, np.zeros(c, x.dtype), 2 - pad, height, width) if need_dx else None
-            return dx, _winograd_dw(x, dy4, pad, f), db
+            if dx is not None:
+                _winograd_conv(dy4, flipped, np.zeros(c, x.dtype), 2 - pad, height, width, dx)
+            return dx, dw, db
         # Each chunk's columns are recomputed from x, which keeps only x alive and costs little next
         # to the products: the columns are still in the caches when they are read.
         buffer = np.empty(0 if pointwise else k * step * plane, x.dtype)
         dw_parts = np.empty((step, k, f), x.dtype)
-        dx = np.empty_like(x) if need_dx else None
         dw_t = np.zeros((k, f), x.dtype)  # dw transposed: OpenBLAS runs cols @ dy^T faster than dy @ cols^T
         for part in chunks:
             cols, m = columns(buffer, part), part.stop - part.start
