@@ -18,10 +18,10 @@ def funcnn_net(name: str) -> fn.Layer:
     if name == "course":
         return fn.nets.three_layer_convnet(num_filters=32, filter_size=7, hidden_dim=100)
     return fn.chain(
-        fn.conv_relu(1, 1, 64, 3),
-        fn.conv_relu(1, 1, 64, 3),
+        fn.conv_relu(stride=1, pad=1, filters=64, kernel_size=3),
+        fn.conv_relu(stride=1, pad=1, filters=64, kernel_size=3),
         fn.max_pool(),
-        fn.conv_relu(1, 1, 128, 3),
+        fn.conv_relu(stride=1, pad=1, filters=128, kernel_size=3),
         fn.max_pool(),
         fn.dense(10),
     )
