@@ -1,0 +1,119 @@
+"""How a conv uses the cores: its batch split over funcnn's own threads, each product on one BLAS thread.
+
+MEASURED (see benchmarks/README.md, "Threads"): filled in below.
+
+Off: ``FUNCNN_SPLIT_THREADS=0`` in the environment (read at import) or ``set_split_threads(1)``; a conv is
+then serial Python with BLAS's own threads in the products, as before. The split never changes a
+result: chunks are the same whatever the thread count, every image's product is computed alone, and
+the per-chunk parts of ``dw`` are summed in chunk order after the threads join.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import numpy as np
+
+T = TypeVar("T")
+# matmul_rows splits a product's rows in blocks of this many (fewer rows: one thread does it all).
+ROW_BLOCK = 64
+
+
+def _default_threads() -> int:
+    setting = os.environ.get("FUNCNN_SPLIT_THREADS", "").strip()
+    if setting:
+        return max(1, int(setting))
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+_THREADS = [_default_threads()]
+_POOL: list[ThreadPoolExecutor] = []
+_BLAS: list[Any] = []  # threadpoolctl's controllers of the BLAS libraries, found once
+_LOCK = threading.Lock()
+_DEPTH = [0]  # calls inside a one-BLAS-thread section (several user threads may run convs at once)
+_SAVED: list[int] = []
+
+
+def split_threads() -> int:
+    """The number of threads a conv splits its batch over (1: the split is off)."""
+    return _THREADS[0]
+
+
+def set_split_threads(count: int) -> None:
+    """Split each conv's batch over ``count`` threads (1 turns the split off)."""
+    if count < 1:
+        raise ValueError(f"set_split_threads: count must be >= 1, got {count}")
+    _THREADS[0] = int(count)
+
+
+def _blas_controllers() -> list[Any]:
+    if not _BLAS:
+        from threadpoolctl import ThreadpoolController
+
+        _BLAS.append([lib for lib in ThreadpoolController().lib_controllers if lib.user_api == "blas"])
+    return list(_BLAS[0])
+
+
+@contextmanager
+def one_blas_thread() -> Iterator[None]:
+    """BLAS on one thread inside the block (process-wide: BLAS libraries have one setting)."""
+    libs = _blas_controllers()
+    with _LOCK:
+        if _DEPTH[0] == 0:
+            _SAVED[:] = [lib.num_threads for lib in libs]
+            for lib in libs:
+                lib.set_num_threads(1)
+        _DEPTH[0] += 1
+    try:
+        yield
+    finally:
+        with _LOCK:
+            _DEPTH[0] -= 1
+            if _DEPTH[0] == 0:
+                for lib, count in zip(libs, _SAVED):
+                    lib.set_num_threads(count)
+
+
+def map_groups(task: Callable[[Sequence[slice]], list[T]], chunks: Sequence[slice]) -> list[T]:
+    """``task`` on contiguous groups of ``chunks``, one group a thread (the calling thread takes the
+    first), BLAS on one thread meanwhile; the results of every chunk, in chunk order."""
+    count = min(split_threads(), len(chunks))
+    if split_threads() == 1:  # off: serial, BLAS's threads as the user set them
+        return task(chunks)
+    if count <= 1:
+        with one_blas_thread():
+            return task(chunks)
+    bounds = [round(i * len(chunks) / count) for i in range(count + 1)]
+    groups = [chunks[bounds[i] : bounds[i + 1]] for i in range(count)]
+    if not _POOL or _POOL[0]._max_workers < count - 1:
+        _POOL[:] = [ThreadPoolExecutor(max_workers=count - 1, thread_name_prefix="funcnn-conv")]
+    with one_blas_thread():
+        futures = [_POOL[0].submit(task, group) for group in groups[1:]]
+        results = task(groups[0])
+        for future in futures:
+            results.extend(future.result())
+    return results
+
+
+def matmul_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b`` for 2-D ``a`` ``(M, K)`` and ``b`` ``(K, N)``: one BLAS call per block of ``ROW_BLOCK``
+    rows of ``a``, the blocks split over the threads. The blocks are the same whatever the thread count
+    (BLAS picks its kernel by the product's size, so a result could change with the split otherwise)."""
+    out = np.empty((a.shape[0], b.shape[1]), np.result_type(a, b))
+    blocks = [slice(start, min(start + ROW_BLOCK, a.shape[0])) for start in range(0, a.shape[0], ROW_BLOCK)]
+
+    def task(parts: Sequence[slice]) -> list[None]:
+        for rows in parts:
+            np.matmul(a[rows], b, out=out[rows])
+        return []
+
+    map_groups(task, blocks)
+    return out
