@@ -1,6 +1,17 @@
 """How a conv uses the cores: its batch split over funcnn's own threads, each product on one BLAS thread.
 
-MEASURED (see benchmarks/README.md, "Threads"): filled in below.
+Why: OpenBLAS's threads spin and wait for each other at every product, so while other jobs hold the
+cores (a user's laptop is rarely idle) a step on two BLAS threads collapses. Measured on a 2-core AVX-512
+VM shared with other jobs (load average 12-13), course convnet step, float32, batch 50, interleaved in
+one process (median ms, least-largest round), benchmarks/bench_step.py:
+
+    policy                                    busy machine         + a CPU-bound process per core (--load)
+    split over 2 threads, 1 BLAS thread each   115.6 [104-138]      251.8 [200-338]
+    serial, 2 BLAS threads (before)            987.9 [726-2890]    6383.9 [4270-6860]
+    serial, 1 BLAS thread                       97.4 [90-124]       354.5 [320-415]
+    PyTorch 2.13, 2 threads                    498.8 [251-1020]    1759.9 [1200-2040]
+
+The split keeps both cores in use on a quiet machine, where one BLAS thread alone would leave one idle.
 
 Off: ``FUNCNN_SPLIT_THREADS=0`` in the environment (read at import) or ``set_split_threads(1)``; a conv is
 then serial Python with BLAS's own threads in the products, as before. The split never changes a
@@ -56,7 +67,7 @@ def set_split_threads(count: int) -> None:
 
 def _blas_controllers() -> list[Any]:
     if not _BLAS:
-        from threadpoolctl import ThreadpoolController
+        from threadpoolctl import ThreadpoolController  # type: ignore[import-untyped]
 
         _BLAS.append([lib for lib in ThreadpoolController().lib_controllers if lib.user_api == "blas"])
     return list(_BLAS[0])
