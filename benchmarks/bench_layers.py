@@ -97,7 +97,7 @@ sys.path.insert(0, str(HERE))
 
 import im2col_baseline as base
 import numpy as np
-from machine import BusyCores, header_lines, sgemm_gflops, spread
+from machine import header_lines, maybe_loaded, sgemm_gflops, spread
 from memory_probe import CONV_SHAPES
 
 import funcnn as fn
@@ -594,12 +594,7 @@ def machine() -> None:
 def main() -> None:
     if not ARGS.malloc_as_is:
         fn.keep_freed_memory()  # as fit and the funcnn command do; process-wide, so every peer runs under it
-    if ARGS.load:
-        with BusyCores() as load:
-            print(f"load: {load.describe()} while every section runs")
-            run_sections()
-    else:
-        run_sections()
+    maybe_loaded(ARGS.load, run_sections)
 
 
 def run_sections() -> None:

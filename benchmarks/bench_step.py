@@ -30,8 +30,9 @@ ROOT = HERE.parent
 
 # funcnn: as installed (its conv splits the batch over its own threads, funcnn/kernels/threads.py);
 # funcnn-serial: that split off, BLAS's own threads in the products; funcnn-1blas: split off, BLAS on 1 thread;
-# funcnn-split-1blas: split on, BLAS on 1 thread for the whole step.
-IMPL_NAMES = ("funcnn", "funcnn-serial", "funcnn-1blas", "funcnn-split-1blas", "torch")
+# funcnn-split-1blas: split on, BLAS on 1 thread for the whole step; funcnn-in-order: ReLU before max-pool
+# as written (funcnn.combinators.POOL_BEFORE_RELU off).
+IMPL_NAMES = ("funcnn", "funcnn-serial", "funcnn-1blas", "funcnn-split-1blas", "funcnn-in-order", "torch")
 
 
 def parse_args() -> argparse.Namespace:
@@ -58,7 +59,7 @@ for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA
 sys.path.insert(0, str(ROOT))
 
 import numpy as np
-from machine import BusyCores, header_lines, sgemm_gflops, spread
+from machine import header_lines, maybe_loaded, sgemm_gflops, spread
 from step_nets import NETS, data, funcnn_net, status_kib, torch_model
 
 import funcnn as fn
@@ -100,10 +101,12 @@ def torch_step(name: str):
     return step
 
 
-def funcnn_variant(split: int, blas_threads: int | None):
-    """A funcnn step run with the conv split over ``split`` threads and BLAS on ``blas_threads``."""
+def funcnn_variant(split: int | None, blas_threads: int | None, pool_before_relu: bool = True):
+    """A funcnn step run with the conv split over ``split`` threads (None: as installed), BLAS on
+    ``blas_threads`` (None: as it is) and ReLU-then-pool reordered or not (funcnn.combinators)."""
     from threadpoolctl import ThreadpoolController
 
+    import funcnn.combinators as combinators
     from funcnn.kernels.threads import set_split_threads, split_threads
 
     def make(name: str):
@@ -111,7 +114,8 @@ def funcnn_variant(split: int, blas_threads: int | None):
 
         def variant():
             saved = split_threads()
-            set_split_threads(split)
+            set_split_threads(saved if split is None else split)
+            combinators.POOL_BEFORE_RELU = pool_before_relu
             try:
                 if blas_threads is None:
                     return step()
@@ -119,6 +123,7 @@ def funcnn_variant(split: int, blas_threads: int | None):
                     return step()
             finally:
                 set_split_threads(saved)
+                combinators.POOL_BEFORE_RELU = True
 
         return variant
 
@@ -130,6 +135,7 @@ IMPLS = {
     "funcnn-serial": funcnn_variant(1, None),
     "funcnn-1blas": funcnn_variant(1, 1),
     "funcnn-split-1blas": funcnn_variant(2, 1),
+    "funcnn-in-order": funcnn_variant(None, None, pool_before_relu=False),
     "torch": torch_step,
 }
 IDLE = 0.3  # seconds between implementations: idle OpenMP and BLAS threads spin for up to about 0.1 s
@@ -195,16 +201,17 @@ def main() -> None:
         f"median ms per step over {ARGS.rounds} rounds of {ARGS.steps} steps (implementations interleaved)"
     )
     names = ARGS.nets.split(",")
-    if ARGS.load:
-        with BusyCores() as load:
-            print(f"load: {load.describe()}")
-            sgemm, results = sgemm_gflops(), time_steps(names)
-    else:
-        sgemm, results = sgemm_gflops(), time_steps(names)
+    sgemm, results = maybe_loaded(ARGS.load, lambda: (sgemm_gflops(), time_steps(names)))
     print("\n".join(header_lines(sgemm)))
     cols = [f"{impl} ms [rounds]" for impl in impls]
     ratios = [f"{impl} / {impls[-1]}" for impl in impls[:-1]]
-    print("| net (float32) | batch | " + " | ".join(cols + ratios) + " | " + " | ".join(f"{i} peak MiB" for i in impls) + " |")
+    print(
+        "| net (float32) | batch | "
+        + " | ".join(cols + ratios)
+        + " | "
+        + " | ".join(f"{i} peak MiB" for i in impls)
+        + " |"
+    )
     print("|---" * (2 + len(cols) + len(ratios) + len(impls)) + "|")
     for name, rounds in results.items():
         med = {impl: 1e3 * float(np.median(r)) for impl, r in rounds.items()}

@@ -17,11 +17,14 @@ import platform
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
 SGEMM_SIZE = 2048
+T = TypeVar("T")
 
 
 def instruction_set() -> str:
@@ -97,3 +100,12 @@ def header_lines(sgemm: tuple[float, list[float]]) -> list[str]:
         f"instruction set: {instruction_set()}; sgemm {SGEMM_SIZE}x{SGEMM_SIZE} float32 (NumPy's BLAS, this run): "
         f"{median:.0f} GFLOP/s, rounds {spread(rates)}"
     ]
+
+
+def maybe_loaded(load: bool, run: Callable[[], T]) -> T:
+    """``run()``, inside ``BusyCores()`` when ``load`` (saying so first)."""
+    if not load:
+        return run()
+    with BusyCores() as cores:
+        print(f"load: {cores.describe()} while it measures")
+        return run()

@@ -102,6 +102,26 @@ def _per_layer(name: str, what: str, tree: PyTree, count: int) -> tuple[PyTree, 
     return tuple(tree)
 
 
+# ReLU then max-pool runs as max-pool then ReLU (on a quarter of the values; no ReLU output kept for the
+# backward pass). Bitwise the same values and gradients: ReLU is monotone and keeps NaN, so each window's
+# first maximum is the same cell, and the gradient is zero exactly where the pooled value is <= 0 or NaN.
+# Measured in benchmarks/README.md ("Fusion"); False runs every chain in its written order.
+POOL_BEFORE_RELU = True
+
+
+def _pool_before_relu(first: Layer, second: Layer, x: Any) -> bool:
+    """Whether ``second(first(x))`` runs as ``first(second(x))``: ReLU then a max-pool, on a float 4-D array
+    (any other input runs in order, so that the errors name the layer that refuses it)."""
+    return (
+        POOL_BEFORE_RELU
+        and first.op == "relu"
+        and second.op == "max_pool"
+        and isinstance(x, np.ndarray)
+        and x.ndim == 4
+        and x.dtype.kind == "f"
+    )
+
+
 def chain(*layers: LayerFn) -> Layer:
     """Compose layers in order: ``chain(f, g)(params, x) = g(params[1], f(params[0], x))``.
 
@@ -124,23 +144,25 @@ def chain(*layers: LayerFn) -> Layer:
     def forward(params: PyTree, x: np.ndarray, state: State, train: bool, rng: Any) -> tuple[np.ndarray, VJP, State]:
         params = _per_layer(name, "params", params, len(layers))
         states = _per_layer(name, "state", state, len(layers)) if moded else ((),) * len(layers)
-        vjps, new_states = [], []
-        for f, p, s in zip(children, params, states):
-            x, layer_vjp, s = run(f, p, x, s, train=train, rng=rng)
-            vjps.append(layer_vjp)
-            new_states.append(s)
+        vjps, new_states, done = [], list(states), list[int]()  # done: the layers' indices in the order they ran
+        while len(done) < len(children):
+            k = len(done)
+            swap = k + 1 < len(children) and _pool_before_relu(children[k], children[k + 1], x)
+            for j in (k + 1, k) if swap else (k,):
+                x, layer_vjp, new_states[j] = run(children[j], params[j], x, states[j], train=train, rng=rng)
+                vjps.append(layer_vjp)
+                done.append(j)
 
         @_takes_handover
         def vjp(dy: Any, need_dx: bool = True, handed: bool = False) -> tuple[PyTree, np.ndarray | None]:
-            grads = []
+            grads: list[PyTree] = [()] * len(vjps)
             d: np.ndarray | None = dy.pop() if handed else dy
             del dy
-            for i, layer_vjp in enumerate(reversed(vjps)):
+            for i, (j, layer_vjp) in enumerate(zip(reversed(done), reversed(vjps))):
                 assert d is not None  # only the first layer's vjp may skip dx
                 box, d = [d], None  # handed over: each gradient is freed once the layer that reads it is done
-                dp, d = _hand_over(layer_vjp, box, need_dx or i < len(vjps) - 1)
-                grads.append(dp)
-            return tuple(reversed(grads)), d
+                grads[j], d = _hand_over(layer_vjp, box, need_dx or i < len(vjps) - 1)
+            return tuple(grads), d
 
         return x, vjp, tuple(new_states) if moded else ()
 

@@ -4,6 +4,7 @@ for how FLOPs and memory are counted."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from collections.abc import Iterator
@@ -213,17 +214,30 @@ def _sequence(layer: Layer, shape: Shape, depth: int, itemsize: int, rows: list[
     backward: int | None = 0
     inner: int | None = 0
     params: int | None = 0
-    for child in layer.children:
+    relu_row = None  # a chain runs ReLU then max-pool as max-pool then ReLU (funcnn.combinators)
+    for child, after in zip(layer.children, (*layer.children[1:], None)):
+        reordered, row = _pool_runs_first(child, after, shape), len(rows)
         shape, cost, count = _visit(child, shape, depth + 1, itemsize, rows)
         output = current if cost.alias else len(sizes)
         sizes[output] = _size(shape) * itemsize
         kept |= {current} if cost.keeps_input else set()
-        kept |= {output} if cost.keeps_output else set()
+        kept |= {output} if (cost.keeps_output and not reordered) or relu_row is not None else set()
+        if relu_row is not None:  # ReLU keeps the pooled output
+            rows[relu_row] = dataclasses.replace(rows[relu_row], memory=sizes[output])
+        relu_row = row if reordered else None
         forward, backward = _add(forward, cost.forward), _add(backward, cost.backward)
         inner, params = _add(inner, cost.inner), _add(params, count)
         current = output
     inner = _add(inner, *(sizes[i] for i in kept - {0, current}))
     return Cost(forward, backward, inner, 0 in kept, current in kept, alias=current == 0), params
+
+
+def _pool_runs_first(child: Layer, after: Layer | None, shape: Shape) -> bool:
+    """Whether a chain runs ``child`` (ReLU) after ``after`` (a max-pool): then ReLU keeps the pooled output."""
+    from funcnn import combinators
+
+    dummy = np.empty((0,) * len(shape)) if _is_shape(shape) else None
+    return after is not None and combinators._pool_before_relu(child, after, dummy)
 
 
 def _remat(layer: Layer, shape: Shape, depth: int, itemsize: int, rows: list[SummaryRow]) -> tuple[Cost, int | None]:
