@@ -11,7 +11,10 @@ one process (median ms, least-largest round), benchmarks/bench_step.py:
     serial, 1 BLAS thread                       97.4 [90-124]       354.5 [320-415]
     PyTorch 2.13, 2 threads                    498.8 [251-1020]    1759.9 [1200-2040]
 
-The split keeps both cores in use on a quiet machine, where one BLAS thread alone would leave one idle.
+Nearly quiet (load average 2.4): split 24.6 [18-28], serial on 2 BLAS threads 20.8 [20-26], 1 BLAS thread
+26.2 [25-30], PyTorch 17.9. At load 2.7-3.1: 48.2 / 43.3, 273 / 302, 34.4 / 32.2, 262 / 132. No schedule
+wins everywhere; the split's worst ratio to the best is 1.4 (one BLAS thread's 1.41, the old schedule's 25),
+and it keeps the second core in use on a quiet machine.
 
 Off: ``FUNCNN_SPLIT_THREADS=0`` in the environment (read at import) or ``set_split_threads(1)``; a conv is
 then serial Python with BLAS's own threads in the products, as before. The split never changes a
