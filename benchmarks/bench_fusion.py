@@ -1,5 +1,5 @@
 """ReLU then 2x2 max-pool on the course convnet's conv output (50, 32, 32, 32): in the written order
-against max-pool then ReLU (``funcnn.combinators.POOL_BEFORE_RELU``), forward + backward, interleaved
+against max-pool then ReLU (``funcnn.layers._combinators.POOL_BEFORE_RELU``), forward + backward, interleaved
 in one process; median ms and the spread of the per-round medians.
 
     python benchmarks/bench_fusion.py [--rounds 9] [--repeats 20] [--dtype float32] [--load]
@@ -18,7 +18,7 @@ import numpy as np
 from machine import instruction_set, maybe_loaded, spread
 
 import funcnn as fn
-import funcnn.combinators as combinators
+import funcnn.layers._combinators as combinators
 
 
 def main() -> None:

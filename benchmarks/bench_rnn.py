@@ -5,15 +5,16 @@
 
 Checks first that both give the same h and dwh, then times rounds of (warm-up, ``repeats`` timed
 forward-backward pairs) per implementation, alternating between them, and prints medians and the
-ratio funcnn / torch (the goal: <= 1.0). Unset OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE for this
-command only when they are set: ``env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_rnn.py``.
+ratio funcnn / torch (the goal: <= 1.0), on the clock and in CPU time (``time.process_time``, of all
+the process's threads: with one thread, what a busy machine's other processes change least).
+Unset OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE for this command only when they are set:
+``env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_rnn.py``.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import time
 
@@ -31,23 +32,9 @@ for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "
     os.environ[variable] = str(ARGS.threads)  # before NumPy and torch read them
 
 import numpy as np
+from cpu_info import isa
 
 import funcnn as fn
-
-
-def isa() -> str:
-    """The CPU's model and the vector extensions it has (from /proc/cpuinfo), and torch's choice."""
-    model, flags = platform.processor() or "?", set()
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    wanted = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_bf16", "amx_tile")
-    return f"{model}; {' '.join(f for f in wanted if f in flags) or 'no x86 vector flags found'}"
 
 
 def torch_pair(torch, kind: str, p: dict, x: np.ndarray, h0: np.ndarray):
@@ -112,15 +99,20 @@ def main() -> None:
         print(f"{kind}: max |h - torch h| {np.abs(h - th).max():.2g}, "
               f"max |dwh - torch| / max |dwh| {np.abs(dwh - tdwh).max() / np.abs(tdwh).max():.2g}")  # fmt: skip
         times: dict[str, list[float]] = {"funcnn": [], "torch": []}
+        cpu: dict[str, list[float]] = {"funcnn": [], "torch": []}
         for _ in range(args.rounds):
             for name, step in (("funcnn", funcnn_step), ("torch", torch_step)):
                 step(dh)  # warm-up
                 for _ in range(args.repeats):
-                    start = time.perf_counter()
+                    start, start_cpu = time.perf_counter(), time.process_time()
                     step(dh)
                     times[name].append((time.perf_counter() - start) * 1e3)
+                    cpu[name].append((time.process_time() - start_cpu) * 1e3)
         ours, theirs = statistics.median(times["funcnn"]), statistics.median(times["torch"])
-        print(f"{kind}: funcnn {ours:.1f} ms, torch {theirs:.1f} ms, funcnn/torch {ours / theirs:.2f}")
+        ours_cpu, theirs_cpu = statistics.median(cpu["funcnn"]), statistics.median(cpu["torch"])
+        print(f"{kind}: funcnn {ours:.1f} ms, torch {theirs:.1f} ms, funcnn/torch {ours / theirs:.2f}; CPU time "
+              f"funcnn {ours_cpu:.1f} ms, torch {theirs_cpu:.1f} ms, "
+              f"funcnn/torch {ours_cpu / theirs_cpu:.2f}")  # fmt: skip
 
 
 if __name__ == "__main__":

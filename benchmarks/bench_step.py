@@ -31,7 +31,7 @@ ROOT = HERE.parent
 # funcnn: as installed (its conv splits the batch over its own threads, funcnn/kernels/threads.py);
 # funcnn-serial: that split off, BLAS's own threads in the products; funcnn-1blas: split off, BLAS on 1 thread;
 # funcnn-split-1blas: split on, BLAS on 1 thread for the whole step; funcnn-in-order: ReLU before max-pool
-# as written (funcnn.combinators.POOL_BEFORE_RELU off).
+# as written (funcnn.layers._combinators.POOL_BEFORE_RELU off).
 IMPL_NAMES = ("funcnn", "funcnn-serial", "funcnn-1blas", "funcnn-split-1blas", "funcnn-in-order", "torch")
 
 
@@ -103,10 +103,10 @@ def torch_step(name: str):
 
 def funcnn_variant(split: int | None, blas_threads: int | None, pool_before_relu: bool = True):
     """A funcnn step run with the conv split over ``split`` threads (None: as installed), BLAS on
-    ``blas_threads`` (None: as it is) and ReLU-then-pool reordered or not (funcnn.combinators)."""
+    ``blas_threads`` (None: as it is) and ReLU-then-pool reordered or not (funcnn.layers._combinators)."""
     from threadpoolctl import ThreadpoolController
 
-    import funcnn.combinators as combinators
+    import funcnn.layers._combinators as combinators
     from funcnn.kernels.threads import set_split_threads, split_threads
 
     def make(name: str):

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from funcnn.validation import check_ndim, float_array, int_at_least
+from funcnn._checks import check_ndim, float_array, int_at_least
 
 __all__ = ["Augment", "crop_and_flip"]
 
@@ -20,6 +20,15 @@ def crop_and_flip(rng: np.random.Generator, x: np.ndarray, pad: int = 4, flip: b
     right with probability 1/2: the CIFAR-10 recipe. Returns a new array of ``x``'s shape and dtype;
     ``x`` is not modified. The draws come from ``rng`` alone, so the same generator state gives the same
     batch (``fit`` draws one per epoch from its seed: a resumed run augments as an uninterrupted one).
+
+    Args:
+        rng: the generator the crops and flips are drawn from.
+        x: images ``(N, C, H, W)``.
+        pad: the zero padding, so shifts of up to ``pad`` pixels.
+        flip: mirror each image with probability 1/2.
+
+    Returns:
+        A new batch of ``x``'s shape and dtype.
 
     >>> x = np.arange(16.0).reshape(1, 1, 4, 4)
     >>> y = fn.augment.crop_and_flip(np.random.default_rng(0), x, pad=1)

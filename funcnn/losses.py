@@ -7,9 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from funcnn.core import VJP, Layer, Shape
+from funcnn._checks import check_ndim, cotangent, example_shape, float_array, no_params
+from funcnn.core import VJP, Layer, Shape, layer_factory
 from funcnn.tree import PyTree
-from funcnn.validation import check_ndim, cotangent, example_shape, float_array, no_params
 
 LossVJP = Callable[..., np.ndarray]
 Loss = Callable[[np.ndarray, np.ndarray], tuple[np.floating, LossVJP]]
@@ -52,6 +52,13 @@ def softmax_loss(scores: np.ndarray, y: np.ndarray) -> tuple[np.floating, LossVJ
     scores: ``(N, C)``; y: ``(N,)`` ints in ``[0, C)``. Returns the loss (a scalar of scores' dtype)
     and ``vjp(dloss=1.0) -> dscores`` of shape ``(N, C)``.
 
+    Args:
+        scores: class scores ``(N, C)``.
+        y: integer labels ``(N,)`` in ``[0, C)``.
+
+    Returns:
+        ``(loss, vjp)``: the mean cross-entropy, and ``vjp(dloss=1.0) -> dscores`` of shape ``(N, C)``.
+
     >>> loss, vjp = fn.softmax_loss(np.array([[0.0, 0.0]]), np.array([1]))
     >>> round(float(loss), 4)                                 # log 2
     0.6931
@@ -73,6 +80,13 @@ def svm_loss(scores: np.ndarray, y: np.ndarray) -> tuple[np.floating, LossVJP]:
 
     scores: ``(N, C)``; y: ``(N,)`` ints in ``[0, C)``. Returns the loss (a scalar of scores' dtype)
     and ``vjp(dloss=1.0) -> dscores`` of shape ``(N, C)``.
+
+    Args:
+        scores: class scores ``(N, C)``.
+        y: integer labels ``(N,)`` in ``[0, C)``.
+
+    Returns:
+        ``(loss, vjp)``: the mean multiclass hinge loss (margin 1), and ``vjp(dloss=1.0) -> dscores``.
 
     >>> loss, vjp = fn.svm_loss(np.array([[1.0, 0.5, 3.0]]), np.array([0]))
     >>> float(loss)                                           # (0.5 - 1 + 1) + (3 - 1 + 1)
@@ -100,6 +114,13 @@ def sigmoid_bce_loss(logits: np.ndarray, y: np.ndarray) -> tuple[np.floating, Lo
     logits: any shape ``(N, ...)``; y: floats in ``[0, 1]`` of the same shape (soft targets allowed).
     Returns the loss (a scalar of logits' dtype) and ``vjp(dloss=1.0) -> dlogits``, ``(sigmoid(l) - y) / size``.
 
+    Args:
+        logits: any shape.
+        y: targets in ``[0, 1]`` of the logits' shape.
+
+    Returns:
+        ``(loss, vjp)``: the mean binary cross-entropy over all elements, and ``vjp(dloss=1.0) -> dlogits``.
+
     >>> loss, vjp = fn.sigmoid_bce_loss(np.array([[0.0, 0.0]]), np.array([[1.0, 0.0]]))
     >>> round(float(loss), 4)                                 # log 2
     0.6931
@@ -124,11 +145,19 @@ def sigmoid_bce_loss(logits: np.ndarray, y: np.ndarray) -> tuple[np.floating, Lo
     return loss, _loss_vjp(name, loss, (probs - y) / logits.size)
 
 
+@layer_factory
 def loss_layer(loss: Loss, y: np.ndarray) -> Layer:
     """A loss bound to labels ``y``, as a layer ``((), scores) -> (loss as a 0-d array, vjp)``.
 
     Put it last in a ``chain`` to check or train a whole network: ``vjp(dloss) -> ((), dscores)``.
     scores ``(N, C)`` -> a scalar (its ``out_shape`` is ``()``: the loss has no batch axis).
+
+    Args:
+        loss: a loss ``loss(scores, y) -> (value, vjp)``.
+        y: the labels it is bound to.
+
+    Returns:
+        A layer without params ``(scores) -> loss`` whose vjp takes ``dloss`` and returns ``((), dscores)``.
 
     >>> net = fn.chain(fn.dense(2), fn.loss_layer(fn.softmax_loss, np.array([1, 0])))
     >>> net.out_shape((3,))
@@ -155,7 +184,7 @@ def loss_layer(loss: Loss, y: np.ndarray) -> Layer:
         example_shape(name, in_shape, 1, "(C,), the class scores")
         return ()
 
-    return Layer(apply, name, (), out_shape=out_shape, op="loss", doc=loss_layer.__doc__)
+    return Layer(apply, name, param_keys=(), out_shape=out_shape, op="loss")
 
 
 def temporal_softmax_loss(scores: np.ndarray, y: np.ndarray, mask: np.ndarray) -> tuple[np.floating, LossVJP]:
@@ -165,6 +194,15 @@ def temporal_softmax_loss(scores: np.ndarray, y: np.ndarray, mask: np.ndarray) -
     scores: ``(N, T, V)``; y: ``(N, T)`` ints in ``[0, V)``; mask: ``(N, T)`` booleans (or 0/1), True
     where the step counts. Returns the loss (a scalar of scores' dtype) and ``vjp(dloss=1.0) -> dscores``
     of shape ``(N, T, V)``.
+
+    Args:
+        scores: scores ``(N, T, V)``.
+        y: integer labels ``(N, T)``.
+        mask: ``(N, T)``, true where a step counts.
+
+    Returns:
+        ``(loss, vjp)``: cross-entropy summed over unmasked steps and divided by N (the course's), and
+            ``vjp(dloss=1.0) -> dscores``.
 
     >>> loss, vjp = fn.temporal_softmax_loss(np.zeros((1, 2, 2)), np.array([[0, 1]]), np.array([[True, False]]))
     >>> round(float(loss), 4), bool((vjp()[0, 1] == 0).all())  # log 2 from the one unmasked step

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from funcnn._checks import fraction, int_at_least, number_at_least, whole_number
 from funcnn.tree import (
     PyTree,
     keystr,
@@ -37,7 +38,6 @@ from funcnn.tree import (
     tree_structure,
     tree_unflatten,
 )
-from funcnn.validation import fraction, int_at_least, number_at_least, whole_number
 
 __all__ = [
     "OPTIMIZERS",
@@ -80,7 +80,14 @@ class Optimizer:
 
 
 def constant(lr: float) -> Schedule:
-    """The schedule that returns ``lr`` at every step."""
+    """The schedule that returns ``lr`` at every step.
+
+    Args:
+        lr: the learning rate, ``> 0``.
+
+    Returns:
+        A schedule ``step -> learning rate`` (an int step ``>= 0``).
+    """
     lr = number_at_least("constant", "lr", lr, 0, strict=True)
 
     def schedule(step: int) -> float:
@@ -92,7 +99,16 @@ def constant(lr: float) -> Schedule:
 
 def step_decay(lr: float, decay_rate: float, decay_steps: int) -> Schedule:
     """``lr * decay_rate ** (step // decay_steps)``: cs231n's per-epoch ``lr_decay`` when
-    ``decay_steps`` is the number of steps per epoch."""
+    ``decay_steps`` is the number of steps per epoch.
+
+    Args:
+        lr: the first learning rate.
+        decay_rate: the factor applied every ``decay_steps``.
+        decay_steps: steps between decays, ``>= 1``.
+
+    Returns:
+        A schedule ``step -> learning rate`` (an int step ``>= 0``).
+    """
     lr = number_at_least("step_decay", "lr", lr, 0, strict=True)
     decay_rate = number_at_least("step_decay", "decay_rate", decay_rate, 0, strict=True)
     decay_steps = int_at_least("step_decay", "decay_steps", decay_steps, 1)
@@ -105,7 +121,16 @@ def step_decay(lr: float, decay_rate: float, decay_steps: int) -> Schedule:
 
 
 def exponential_decay(lr: float, decay_rate: float, decay_steps: int) -> Schedule:
-    """``lr * decay_rate ** (step / decay_steps)``: a smooth version of :func:`step_decay`."""
+    """``lr * decay_rate ** (step / decay_steps)``: a smooth version of :func:`step_decay`.
+
+    Args:
+        lr: the first learning rate.
+        decay_rate: the factor over ``decay_steps``.
+        decay_steps: the steps one factor takes, ``>= 1``.
+
+    Returns:
+        A schedule ``step -> learning rate`` (an int step ``>= 0``).
+    """
     lr = number_at_least("exponential_decay", "lr", lr, 0, strict=True)
     decay_rate = number_at_least("exponential_decay", "decay_rate", decay_rate, 0, strict=True)
     decay_steps = int_at_least("exponential_decay", "decay_steps", decay_steps, 1)
@@ -119,7 +144,16 @@ def exponential_decay(lr: float, decay_rate: float, decay_steps: int) -> Schedul
 
 def cosine_decay(lr: float, total_steps: int, end: float = 0.0) -> Schedule:
     """``end + (lr - end) * (1 + cos(pi * step / total_steps)) / 2`` up to ``total_steps``, then ``end``:
-    from ``lr`` at step 0 down to ``end`` (Loshchilov and Hutter's SGDR without restarts)."""
+    from ``lr`` at step 0 down to ``end`` (Loshchilov and Hutter's SGDR without restarts).
+
+    Args:
+        lr: the first learning rate.
+        total_steps: the step it reaches ``end`` at.
+        end: the last learning rate.
+
+    Returns:
+        A schedule ``step -> learning rate`` (an int step ``>= 0``).
+    """
     lr = number_at_least("cosine_decay", "lr", lr, 0, strict=True)
     total_steps = int_at_least("cosine_decay", "total_steps", total_steps, 1)
     end = number_at_least("cosine_decay", "end", end, 0)
@@ -134,7 +168,17 @@ def cosine_decay(lr: float, total_steps: int, end: float = 0.0) -> Schedule:
 def warmup_cosine(peak: float, warmup_steps: int, total_steps: int, end: float = 0.0) -> Schedule:
     """A linear warm-up, ``peak * (step + 1) / warmup_steps`` for ``step < warmup_steps`` (the first step
     is not 0; the last warm-up step reaches ``peak``), then a cosine from ``peak`` at ``warmup_steps``
-    down to ``end`` at ``total_steps`` and after. ``warmup_steps=0`` is :func:`cosine_decay`."""
+    down to ``end`` at ``total_steps`` and after. ``warmup_steps=0`` is :func:`cosine_decay`.
+
+    Args:
+        peak: the learning rate at the end of the warm-up.
+        warmup_steps: steps of the linear rise from 0.
+        total_steps: the step it reaches ``end`` at.
+        end: the last learning rate.
+
+    Returns:
+        A schedule ``step -> learning rate`` (an int step ``>= 0``).
+    """
     peak = number_at_least("warmup_cosine", "peak", peak, 0, strict=True)
     warmup_steps = int_at_least("warmup_cosine", "warmup_steps", warmup_steps, 0)
     total_steps = int_at_least("warmup_cosine", "total_steps", total_steps, warmup_steps + 1)
@@ -153,7 +197,17 @@ def warmup_cosine(peak: float, warmup_steps: int, total_steps: int, end: float =
 def one_cycle(peak: float, total_steps: int, warmup_fraction: float = 0.3, div: float = 25.0) -> Schedule:
     """Smith's one-cycle policy (PyTorch's ``OneCycleLR`` with cosine annealing): a cosine up from
     ``peak / div`` to ``peak`` over the first ``warmup_fraction`` of ``total_steps``, then a cosine down
-    to ``peak / (div * 1e4)`` at ``total_steps`` and after."""
+    to ``peak / (div * 1e4)`` at ``total_steps`` and after.
+
+    Args:
+        peak: the highest learning rate.
+        total_steps: the length of the cycle.
+        warmup_fraction: the share of the cycle spent rising.
+        div: the first learning rate is ``peak / div``.
+
+    Returns:
+        A schedule ``step -> learning rate`` (an int step ``>= 0``).
+    """
     peak = number_at_least("one_cycle", "peak", peak, 0, strict=True)
     total_steps = int_at_least("one_cycle", "total_steps", total_steps, 2)
     warmup_fraction = number_at_least("one_cycle", "warmup_fraction", warmup_fraction, 0, strict=True)
@@ -296,7 +350,16 @@ def restore_state(optimizer: Optimizer, saved: PyTree, params: PyTree) -> OptSta
     form ``optimizer.update`` takes, checked against ``optimizer.init(params)``: the same tree, each
     array of the same shape (cast to the fresh state's dtype), each count (an int in a fresh state,
     such as adam's ``t``) a whole number >= 0. Works for any :class:`Optimizer`; what the state holds
-    stays the optimizer's business. ValueError naming the first entry that differs."""
+    stays the optimizer's business. ValueError naming the first entry that differs.
+
+    Args:
+        optimizer: the optimizer the state belongs to.
+        saved: the state as read from a file.
+        params: the params it updates, for ``optimizer.init``.
+
+    Returns:
+        The state, ready for ``optimizer.update``.
+    """
     fresh = optimizer.init(params)
     if tree_structure(saved) != tree_structure(fresh):
         raise ValueError(
@@ -320,14 +383,14 @@ def restore_state(optimizer: Optimizer, saved: PyTree, params: PyTree) -> OptSta
 
 
 # ----------------------------------------------------------------------------------------------
-# The rules, each written once for one array (as a fused kernel in funcnn.kernels.optim)
+# The rules, each written once for one array (as a fused kernel in funcnn.kernels.updates)
 
 
 def _kernels() -> Any:
-    """funcnn.kernels.optim, the fused update kernels: Numba is imported on the first update."""
-    from funcnn.kernels import optim
+    """funcnn.kernels.updates, the fused update kernels: Numba is imported on the first update."""
+    from funcnn.kernels import updates
 
-    return optim
+    return updates
 
 
 def _contiguous(w: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
@@ -336,7 +399,14 @@ def _contiguous(w: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
 
 
 def sgd(learning_rate: LearningRate = 1e-2) -> Optimizer:
-    """Vanilla stochastic gradient descent: ``w -= lr * dw``. State: ``{"t"}``."""
+    """Vanilla stochastic gradient descent: ``w -= lr * dw``. State: ``{"t"}``.
+
+    Args:
+        learning_rate: a number or a schedule.
+
+    Returns:
+        An :class:`Optimizer`: ``w -= learning_rate * dw``.
+    """
 
     def update(lr: float, t: int, dw: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, ...]:
         return (w - lr * dw,)
@@ -346,7 +416,15 @@ def sgd(learning_rate: LearningRate = 1e-2) -> Optimizer:
 
 
 def sgd_momentum(learning_rate: LearningRate = 1e-2, momentum: float = 0.9) -> Optimizer:
-    """SGD with momentum: ``v = momentum * v - lr * dw; w += v``. State: ``{"t", "velocity"}``."""
+    """SGD with momentum: ``v = momentum * v - lr * dw; w += v``. State: ``{"t", "velocity"}``.
+
+    Args:
+        learning_rate: a number or a schedule.
+        momentum: the share of the velocity kept each step.
+
+    Returns:
+        An :class:`Optimizer` with the course's momentum update.
+    """
     schedule = _make_schedule("sgd_momentum", learning_rate)
     mu = fraction("sgd_momentum", "momentum", momentum)
 
@@ -360,7 +438,16 @@ def sgd_momentum(learning_rate: LearningRate = 1e-2, momentum: float = 0.9) -> O
 
 def rmsprop(learning_rate: LearningRate = 1e-2, decay_rate: float = 0.99, epsilon: float = 1e-8) -> Optimizer:
     """RMSProp: ``cache = d * cache + (1 - d) * dw**2; w -= lr * dw / (sqrt(cache) + eps)``.
-    State: ``{"t", "cache"}``."""
+    State: ``{"t", "cache"}``.
+
+    Args:
+        learning_rate: a number or a schedule.
+        decay_rate: the moving average's factor for the squared gradients.
+        epsilon: added to the root of the average.
+
+    Returns:
+        An :class:`Optimizer` with the course's RMSProp update.
+    """
     schedule = _make_schedule("rmsprop", learning_rate)
     d = fraction("rmsprop", "decay_rate", decay_rate)
     eps = number_at_least("rmsprop", "epsilon", epsilon, 0, strict=True)
@@ -379,7 +466,17 @@ def adam(
 ) -> Optimizer:
     """Adam with bias correction, as in cs231n: ``t += 1; m = b1*m + (1-b1)*dw;
     v = b2*v + (1-b2)*dw**2; w -= lr * m_hat / (sqrt(v_hat) + eps)`` with
-    ``m_hat = m / (1-b1**t)``, ``v_hat = v / (1-b2**t)``. State: ``{"t", "m", "v"}``."""
+    ``m_hat = m / (1-b1**t)``, ``v_hat = v / (1-b2**t)``. State: ``{"t", "m", "v"}``.
+
+    Args:
+        learning_rate: a number or a schedule.
+        beta1: the first moment's factor.
+        beta2: the second moment's factor.
+        epsilon: added to the root of the second moment.
+
+    Returns:
+        An :class:`Optimizer` with the course's Adam update (bias-corrected).
+    """
     schedule = _make_schedule("adam", learning_rate)
     b1 = fraction("adam", "beta1", beta1)
     b2 = fraction("adam", "beta2", beta2)
@@ -410,7 +507,20 @@ def adamw(
     ``mask`` None decays the leaves with two or more dimensions (the weights of products), never biases
     or norm scales; a pytree of booleans shaped like params picks leaves by position; a function gets
     each leaf's path (``'params[0]["w"]'``) and returns whether to decay it. With ``weight_decay=0``
-    the update is adam's, bit for bit."""
+    the update is adam's, bit for bit.
+
+    Args:
+        learning_rate: a number or a schedule.
+        beta1: as in :func:`adam`.
+        beta2: as in :func:`adam`.
+        epsilon: as in :func:`adam`.
+        weight_decay: the decoupled decay, ``w -= learning_rate * weight_decay * w``.
+        mask: which leaves decay: a tree of booleans like params, a function of the leaf's path, or None (leaves of 2
+            or more dimensions).
+
+    Returns:
+        An :class:`Optimizer`; with ``weight_decay=0`` it equals :func:`adam`.
+    """
     inner = adam(learning_rate, beta1, beta2, epsilon)
     schedule = _make_schedule("adamw", learning_rate)
     decay = number_at_least("adamw", "weight_decay", weight_decay, 0)
@@ -451,7 +561,14 @@ def adamw(
 def global_norm(tree: PyTree) -> float:
     """The Euclidean norm of all the float leaves of ``tree`` together, ``sqrt(sum of squares)``, in float64
     (scaled by the largest magnitude first, so that it neither overflows nor underflows). NaN or infinity
-    in a leaf gives NaN or infinity."""
+    in a leaf gives NaN or infinity.
+
+    Args:
+        tree: a tree of arrays.
+
+    Returns:
+        The square root of the sum of the squares of all its elements.
+    """
     leaves = [np.asarray(leaf, dtype=np.float64) for leaf in tree_leaves(tree) if np.asarray(leaf).dtype.kind == "f"]
     if not leaves:
         return 0.0
@@ -465,7 +582,15 @@ def with_clipping(optimizer: Optimizer, max_norm: float) -> Optimizer:
     """``optimizer`` on gradients rescaled to a global norm (:func:`global_norm`) of at most ``max_norm``:
     ``grads * min(1, max_norm / norm)``, the direction kept. A norm of 0 leaves them alone. Non-finite
     gradients are refused with a ValueError naming the leaves (fit then stops, as for a NaN loss), never
-    turned into NaN params. Same state as ``optimizer`` (checkpoints save and restore it alike)."""
+    turned into NaN params. Same state as ``optimizer`` (checkpoints save and restore it alike).
+
+    Args:
+        optimizer: the optimizer whose update follows.
+        max_norm: the largest global norm the gradients keep, ``> 0``.
+
+    Returns:
+        An :class:`Optimizer` with ``optimizer``'s state.
+    """
     max_norm = number_at_least("with_clipping", "max_norm", max_norm, 0, strict=True)
     name = f"{optimizer.name} (clipped)"
 

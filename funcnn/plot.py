@@ -11,10 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from funcnn._lr_find import LRFind
-from funcnn.core import Apply, State, run
-from funcnn.history import History
+from funcnn.core import LayerFn, State, run
 from funcnn.optim import Schedule
+from funcnn.training import History, LRFind
 from funcnn.tree import PyTree
 
 INSTALL_HINT = (
@@ -25,7 +24,16 @@ INSTALL_HINT = (
 
 def plot_history(history: History, path: str | Path, title: str = "") -> Path | None:
     """Save the loss of every step and the train/validation accuracy of every epoch to a PNG at
-    ``path``. Returns the path, or None when matplotlib is missing."""
+    ``path``. Returns the path, or None when matplotlib is missing.
+
+    Args:
+        history: a :class:`funcnn.History`.
+        path: the PNG to write.
+        title: the figure's title.
+
+    Returns:
+        The path, or None without matplotlib.
+    """
     try:
         import matplotlib
 
@@ -61,7 +69,16 @@ def filter_grid(w: np.ndarray, ubound: float = 255.0, padding: int = 1) -> np.nd
     """The course's ``visualize_grid`` for a conv's weights ``w`` ``(F, C, HH, WW)``: the F filters
     side by side in a square grid, ``padding`` pixels apart (0 between them), each scaled to
     ``[0, ubound]`` on its own (a constant filter is 0). Returns ``(rows, cols, C)`` with
-    ``rows = ceil(sqrt(F)) * (HH + padding) - padding`` and the same for the columns."""
+    ``rows = ceil(sqrt(F)) * (HH + padding) - padding`` and the same for the columns.
+
+    Args:
+        w: conv weights ``(F, C, HH, WW)``.
+        ubound: the top of the range each filter is scaled to.
+        padding: pixels between filters.
+
+    Returns:
+        The grid ``(rows, columns, C)``.
+    """
     w = np.asarray(w, dtype=np.float64)
     if w.ndim != 4:
         raise ValueError(f"filter_grid: w must be a conv's weights (F, C, HH, WW), got shape {w.shape}")
@@ -77,7 +94,15 @@ def filter_grid(w: np.ndarray, ubound: float = 255.0, padding: int = 1) -> np.nd
 
 def plot_filters(w: np.ndarray, title: str = "") -> Any:
     """Draw :func:`filter_grid` of a conv's weights ``(F, C, HH, WW)``: grey for one channel, RGB
-    for three (other counts: the first channel). Returns the matplotlib figure."""
+    for three (other counts: the first channel). Returns the matplotlib figure.
+
+    Args:
+        w: conv weights ``(F, C, HH, WW)``.
+        title: the figure's title.
+
+    Returns:
+        The matplotlib figure.
+    """
     plt = _pyplot()
     grid = filter_grid(w, ubound=1.0)
     fig, ax = plt.subplots(figsize=(4, 4))
@@ -87,9 +112,20 @@ def plot_filters(w: np.ndarray, title: str = "") -> Any:
     return fig
 
 
-def plot_activation_maps(layer: Apply, params: PyTree, image: np.ndarray, state: State = (), columns: int = 8) -> Any:
+def plot_activation_maps(layer: LayerFn, params: PyTree, image: np.ndarray, state: State = (), columns: int = 8) -> Any:
     """Run ``layer`` (evaluation mode, ``state`` if it keeps one) on one image ``(C, H, W)`` and draw
-    each channel of its output ``(F, H', W')``, one panel per channel. Returns the figure."""
+    each channel of its output ``(F, H', W')``, one panel per channel. Returns the figure.
+
+    Args:
+        layer: a layer.
+        params: its params.
+        image: one image ``(C, H, W)``.
+        state: its state, if it has one.
+        columns: panels per row.
+
+    Returns:
+        The matplotlib figure.
+    """
     plt = _pyplot()
     maps, _, _ = run(layer, params, np.asarray(image)[None], state, train=False)
     if maps.ndim != 4:
@@ -106,7 +142,16 @@ def plot_activation_maps(layer: Apply, params: PyTree, image: np.ndarray, state:
 
 def plot_saliency(images: np.ndarray, maps: np.ndarray, titles: Sequence[str] = ()) -> Any:
     """Draw images ``(N, C, H, W)`` (one channel: grey; three: RGB in [0, 1]) above their saliency
-    maps ``(N, H, W)`` (from :func:`funcnn.saliency`). Returns the figure."""
+    maps ``(N, H, W)`` (from :func:`funcnn.saliency`). Returns the figure.
+
+    Args:
+        images: ``(N, C, H, W)``.
+        maps: their saliency maps ``(N, H, W)``.
+        titles: one per image, or None.
+
+    Returns:
+        The matplotlib figure.
+    """
     plt = _pyplot()
     images, maps = np.asarray(images), np.asarray(maps)
     if images.ndim != 4 or maps.shape != (images.shape[0], *images.shape[2:]):
@@ -126,7 +171,15 @@ def plot_saliency(images: np.ndarray, maps: np.ndarray, titles: Sequence[str] = 
 
 def plot_lr_find(result: LRFind, title: str = "") -> Any:
     """The range test's curve (:func:`funcnn.lr_find`): raw and smoothed loss over the learning rate, log
-    scale, with the suggestion and the steepest fall marked. Returns the matplotlib figure."""
+    scale, with the suggestion and the steepest fall marked. Returns the matplotlib figure.
+
+    Args:
+        result: an :class:`funcnn.LRFind`.
+        title: the figure's title.
+
+    Returns:
+        The matplotlib figure.
+    """
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.5), constrained_layout=True)
     ax.plot(result.lrs, result.losses, lw=0.6, alpha=0.4, label="loss")
@@ -140,7 +193,16 @@ def plot_lr_find(result: LRFind, title: str = "") -> Any:
 
 def plot_schedules(schedules: dict[str, Schedule], steps: int, title: str = "") -> Any:
     """Learning-rate schedules (name -> ``step -> lr``) over ``steps`` steps, one curve each. Returns the
-    matplotlib figure."""
+    matplotlib figure.
+
+    Args:
+        schedules: name -> schedule.
+        steps: how many steps to draw.
+        title: the figure's title.
+
+    Returns:
+        The matplotlib figure.
+    """
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 3), constrained_layout=True)
     x = np.arange(steps)

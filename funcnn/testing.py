@@ -8,10 +8,13 @@ Needs the ``test`` extra (hypothesis).
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from hypothesis import strategies as st
+
+if TYPE_CHECKING:
+    from funcnn.layers import ConvParam, PoolParam
 
 __all__ = [
     "AffineProblem",
@@ -45,7 +48,7 @@ class ConvProblem:
     pad: int
 
     @property
-    def conv_param(self) -> dict[str, int]:
+    def conv_param(self) -> ConvParam:
         return {"stride": self.stride, "pad": self.pad}
 
 
@@ -59,7 +62,7 @@ class PoolProblem:
     stride: int
 
     @property
-    def pool_param(self) -> dict[str, int]:
+    def pool_param(self) -> PoolParam:
         return {"pool_height": self.pool_height, "pool_width": self.pool_width, "stride": self.stride}
 
 
@@ -98,7 +101,18 @@ def conv_problems(
     draw: Any, dtype: Any = None, max_batch: int = 3, max_channels: int = 3, max_size: int = 9
 ) -> ConvProblem:
     """Conv problems with non-square kernels, strides 1-3 and paddings 0-2, always with an output
-    of at least 1x1. ``dtype`` None draws float32 or float64."""
+    of at least 1x1. ``dtype`` None draws float32 or float64.
+
+    Args:
+        draw: hypothesis's draw, given by ``@composite``: call the strategy without it.
+        dtype: a float dtype, or None to draw float32 or float64.
+        max_batch: the largest N.
+        max_channels: the largest C and F.
+        max_size: the largest H and W.
+
+    Returns:
+        A strategy of :class:`ConvProblem`.
+    """
     dtype = draw(float_dtypes) if dtype is None else dtype
     n, c, f = draw(st.integers(1, max_batch)), draw(st.integers(1, max_channels)), draw(st.integers(1, max_channels))
     hh, ww = draw(st.integers(1, 4)), draw(st.integers(1, 4))
@@ -117,7 +131,18 @@ def pool_problems(
 ) -> PoolProblem:
     """Max-pool problems with non-square windows, strides smaller than (overlapping), equal to and
     larger than the window. Tie-free inputs hold distinct values at least 1e-2 apart (safe for
-    finite differences); with ``ties=True`` values come from {-1, 0, 1}, so most windows tie."""
+    finite differences); with ``ties=True`` values come from {-1, 0, 1}, so most windows tie.
+
+    Args:
+        draw: hypothesis's draw, given by ``@composite``: call the strategy without it.
+        dtype: a float dtype, or None to draw float32 or float64.
+        ties: draw inputs with tied maxima.
+        max_batch: the largest N.
+        max_size: the largest H and W.
+
+    Returns:
+        A strategy of :class:`PoolProblem`.
+    """
     dtype = draw(float_dtypes) if dtype is None else dtype
     ph, pw, stride = draw(st.integers(1, 3)), draw(st.integers(1, 3)), draw(st.integers(1, 3))
     n, c = draw(st.integers(1, max_batch)), draw(st.integers(1, 3))
@@ -133,7 +158,16 @@ def pool_problems(
 
 @st.composite
 def affine_problems(draw: Any, dtype: Any = None, max_batch: int = 4) -> AffineProblem:
-    """Affine problems whose x has 1 to 3 trailing axes, flattened to D."""
+    """Affine problems whose x has 1 to 3 trailing axes, flattened to D.
+
+    Args:
+        draw: hypothesis's draw, given by ``@composite``: call the strategy without it.
+        dtype: a float dtype, or None to draw float32 or float64.
+        max_batch: the largest N.
+
+    Returns:
+        A strategy of :class:`AffineProblem`.
+    """
     dtype = draw(float_dtypes) if dtype is None else dtype
     n = draw(st.integers(1, max_batch))
     trailing = tuple(draw(st.lists(st.integers(1, 4), min_size=1, max_size=3)))
@@ -151,7 +185,16 @@ def _gamma_beta(rng: np.random.Generator, shape: tuple[int, ...], dtype: Any) ->
 
 @st.composite
 def layer_norm_problems(draw: Any, dtype: Any = None, max_batch: int = 3) -> NormProblem:
-    """Layer-norm problems: x ``(N, d1, ..., dk)`` with 1 to 3 non-batch axes, random gamma and beta."""
+    """Layer-norm problems: x ``(N, d1, ..., dk)`` with 1 to 3 non-batch axes, random gamma and beta.
+
+    Args:
+        draw: hypothesis's draw, given by ``@composite``: call the strategy without it.
+        dtype: a float dtype, or None to draw float32 or float64.
+        max_batch: the largest N.
+
+    Returns:
+        A strategy of :class:`NormProblem`.
+    """
     dtype = draw(float_dtypes) if dtype is None else dtype
     n = draw(st.integers(1, max_batch))
     trailing = tuple(draw(st.lists(st.integers(1, 4), min_size=1, max_size=3)))
@@ -161,7 +204,17 @@ def layer_norm_problems(draw: Any, dtype: Any = None, max_batch: int = 3) -> Nor
 
 @st.composite
 def group_norm_problems(draw: Any, dtype: Any = None, max_batch: int = 3, max_size: int = 4) -> NormProblem:
-    """Group-norm problems: x ``(N, C, H, W)`` with 1 to 3 groups of 1 to 3 channels, random gamma and beta."""
+    """Group-norm problems: x ``(N, C, H, W)`` with 1 to 3 groups of 1 to 3 channels, random gamma and beta.
+
+    Args:
+        draw: hypothesis's draw, given by ``@composite``: call the strategy without it.
+        dtype: a float dtype, or None to draw float32 or float64.
+        max_batch: the largest N.
+        max_size: the largest H and W.
+
+    Returns:
+        A strategy of :class:`NormProblem`.
+    """
     dtype = draw(float_dtypes) if dtype is None else dtype
     groups = draw(st.integers(1, 3))
     n, c = draw(st.integers(1, max_batch)), groups * draw(st.integers(1, 3))
@@ -174,7 +227,17 @@ def group_norm_problems(draw: Any, dtype: Any = None, max_batch: int = 3, max_si
 def classification_problems(
     draw: Any, dtype: Any = None, max_batch: int = 8, max_classes: int = 10
 ) -> ClassificationProblem:
-    """Scores and labels for the losses; at least two classes."""
+    """Scores and labels for the losses; at least two classes.
+
+    Args:
+        draw: hypothesis's draw, given by ``@composite``: call the strategy without it.
+        dtype: a float dtype, or None to draw float32 or float64.
+        max_batch: the largest N.
+        max_classes: the largest C.
+
+    Returns:
+        A strategy of :class:`ClassificationProblem`.
+    """
     dtype = draw(float_dtypes) if dtype is None else dtype
     n, c = draw(st.integers(1, max_batch)), draw(st.integers(2, max_classes))
     rng = _rng(draw)
@@ -224,7 +287,7 @@ def _spatial_blocks(fn: Any, shape: tuple[int, int, int], batch: int, user: list
     if c * h * w >= 2:
         blocks += [("layer_norm", fn.layer_norm(), same), ("group_norm(1)", fn.group_norm(1), same)]
     if batch * h * w >= 4:
-        from funcnn.init import init_state
+        from funcnn.layers import init_state
 
         norm = fn.spatial_batch_norm()
         blocks.append(
@@ -253,6 +316,16 @@ def networks(
 
     ``layers``: your own layers to mix in (every network then holds at least one); each must keep the
     shape ``(N, C, H, W)`` of its input and take no params or have an ``init`` (see :func:`funcnn.layer`).
+
+    Args:
+        draw: hypothesis's draw, given by ``@composite``: call the strategy without it.
+        layers: your own shape-keeping layers to mix in.
+        max_blocks: the most spatial blocks.
+        max_batch: the largest N.
+        max_size: the largest H and W.
+
+    Returns:
+        A strategy of :class:`NetworkProblem`.
     """
     import funcnn as fn
     from funcnn.tree import tree_map

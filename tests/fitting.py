@@ -3,10 +3,10 @@
 import numpy as np
 
 from funcnn.data import load_digits
-from funcnn.init import init_params
+from funcnn.layers import init_params
 from funcnn.nets import three_layer_convnet
 from funcnn.optim import sgd
-from funcnn.train import Checkpoint, fit
+from funcnn.training import Checkpoint, fit
 
 DIGITS = load_digits(np.float64)
 

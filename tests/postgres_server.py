@@ -9,6 +9,19 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+_SERVERS: dict[str, tuple[list[str], Path, Path]] = {}  # url -> (run as, binaries, data folder)
+
+
+def stop_server(url: str) -> None:
+    """Stop the server at ``url`` at once (``-m immediate``: as a machine or a network going away), returning
+    when it no longer accepts connections."""
+    as_user, binaries, data = _SERVERS[url]
+    subprocess.run(
+        [*as_user, binaries / "pg_ctl", "-D", data, "-m", "immediate", "-w", "-t", "600", "stop"],
+        check=True,
+        capture_output=True,
+    )
+
 
 class ServerMissing(RuntimeError):
     """No PostgreSQL server binaries here, or no user to run them as; the message says which."""
@@ -65,7 +78,9 @@ def postgres_server() -> Iterator[str]:
             check=True,
             capture_output=True,
         )
-        yield f"postgresql://funcnn@127.0.0.1:{port}/postgres"
+        url = f"postgresql://funcnn@127.0.0.1:{port}/postgres"
+        _SERVERS[url] = (as_user, binaries, data)
+        yield url
     finally:
         if (data / "postmaster.pid").exists():
             subprocess.run(

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 import funcnn as fn
-import funcnn.progress
+import funcnn.training._progress
 from funcnn.data import load_digits
 from funcnn.nets import three_layer_convnet
 from funcnn.optim import adam, sgd
-from funcnn.train import EpochEnd, early_stopping, fit
+from funcnn.training import EpochEnd, early_stopping, fit
 from funcnn.tree import tree_allclose
 
 DIGITS = load_digits(np.float64)
@@ -124,7 +124,7 @@ def test_early_stopping_refuses_a_patience_below_one():
 
 
 def test_progress_in_plain_lines_names_epoch_step_and_loss(capsys, monkeypatch):
-    monkeypatch.setattr(funcnn.progress, "LINE_SECONDS", 0.0)  # a line after every step, not every 10 s
+    monkeypatch.setattr(funcnn.training._progress, "LINE_SECONDS", 0.0)  # a line after every step, not every 10 s
     net = three_layer_convnet(num_filters=2, filter_size=3, hidden_dim=8, num_classes=10)
     _, params = fn.init_params(net, np.random.default_rng(0), (1, 8, 8), np.float64)
     result = fit(
@@ -161,7 +161,7 @@ class Terminal(io.StringIO):
 
 def test_progress_on_a_terminal_is_a_tqdm_bar_with_loss_and_images_per_second(monkeypatch):
     pytest.importorskip("tqdm")
-    monkeypatch.setattr(funcnn.progress, "BAR_SECONDS", 0.0)  # redraw at every step
+    monkeypatch.setattr(funcnn.training._progress, "BAR_SECONDS", 0.0)  # redraw at every step
     monkeypatch.setattr(sys, "stdout", terminal := Terminal())
     small_fit(1, log=print)
     shown = terminal.getvalue()
@@ -171,7 +171,7 @@ def test_progress_on_a_terminal_is_a_tqdm_bar_with_loss_and_images_per_second(mo
 
 def test_progress_without_tqdm_is_plain_lines_even_on_a_terminal(monkeypatch):
     monkeypatch.setitem(sys.modules, "tqdm", None)  # import tqdm raises ImportError
-    monkeypatch.setattr(funcnn.progress, "LINE_SECONDS", 0.0)
+    monkeypatch.setattr(funcnn.training._progress, "LINE_SECONDS", 0.0)
     monkeypatch.setattr(sys, "stdout", terminal := Terminal())
     small_fit(1, log=print)
     assert "\r" not in terminal.getvalue()
@@ -181,7 +181,7 @@ def test_progress_without_tqdm_is_plain_lines_even_on_a_terminal(monkeypatch):
 def test_the_first_epoch_is_the_best_when_validation_accuracy_is_zero_in_every_epoch(monkeypatch):
     seen: list[EpochEnd] = []
     # labels outside the classes are refused now, so every evaluation is made to score 0
-    monkeypatch.setattr("funcnn.train.accuracy", lambda *args, **kwargs: 0.0)
+    monkeypatch.setattr("funcnn.training._fit.accuracy", lambda *args, **kwargs: 0.0)
     result = small_fit(5, callbacks=[seen.append, early_stopping(2)])
     h = result.history
     assert set(h.val_acc_history) == {0.0} and h.best_val_acc == 0.0

@@ -9,8 +9,8 @@ from bounds import network_rounding_bound
 
 import funcnn as fn
 from funcnn.app.cli import main
-from funcnn.checkpoint import load_checkpoint, save_checkpoint
 from funcnn.data import load_digits
+from funcnn.training import load_checkpoint, save_checkpoint
 
 
 def test_summary_prints_the_table_of_the_trained_network(capsys):
@@ -53,4 +53,5 @@ def test_export_refuses_a_checkpoint_without_a_network_config(tmp_path, capsys):
     path = tmp_path / "other.npz"
     save_checkpoint(path, {"config": np.asarray(json.dumps({"dataset": "digits"})), "params": np.ones(3)})
     assert main(["export", str(path), "--onnx", str(tmp_path / "x.onnx")]) == 2
-    assert "its config lacks batch_size, filters" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "its config lacks batch_size, filters" in err and "funcnn.export.to_onnx" in err

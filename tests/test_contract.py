@@ -163,7 +163,7 @@ def test_outputs_never_share_writable_memory_with_inputs(name, data):
         assert not (out.flags.writeable and shared), f"{name}: writable {what} shares memory with input {shared}"
 
 
-# What a live vjp reads of the forward pass's arrays (README, "The layer protocol"): writing into any
+# What a live vjp reads of the forward pass's arrays (docs/layers.md, "The layer protocol"): writing into any
 # other of x, params and y after the forward pass must not change its answer; writing into these must.
 VJP_READS = {
     "affine": {"x", "w"}, "conv": {"x", "w"}, "conv_naive": {"w"}, "two_layer_net": {"x", "w"}, "convnet": {"x", "w"},

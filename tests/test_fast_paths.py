@@ -57,7 +57,7 @@ def test_need_dx_false_gives_the_same_params_gradient(name, data):
 
 def test_need_dx_false_skips_dx_only_in_the_first_layer():
     rng = np.random.default_rng(0)
-    net = fn.chain(fn.conv_relu(1, 1, 4, 3), fn.max_pool(), fn.dense(3))
+    net = fn.chain(fn.conv_relu(stride=1, pad=1, filters=4, kernel_size=3), fn.max_pool(), fn.dense(3))
     _, params = fn.init_params(net, rng, (2, 6, 6), dtype=np.float64)
     x = rng.standard_normal((5, 2, 6, 6))
     y, vjp = net(params, x)

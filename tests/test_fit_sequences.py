@@ -10,7 +10,7 @@ from hypothesis.extra import numpy as hnp
 
 import funcnn as fn
 from funcnn.optim import adam
-from funcnn.train import accuracy, fit, predict
+from funcnn.training import accuracy, fit, predict
 
 
 def per_step(params, x):

@@ -126,3 +126,47 @@ def test_a_structural_error_says_so_in_its_kind():
         [],
         None,
     )
+
+
+@pytest.mark.parametrize("mode", ["fast", "full"])
+def test_a_bias_one_percent_off_at_an_exact_kink_is_never_passed(mode):
+    """Digits and zero biases put conv outputs exactly at ReLU's kink: the right bias matches the side its
+    vjp takes, at the default step's rounding; one 1% off matches neither side, so it is not checked (and
+    said so), never passed by a retry whose larger rounding would hide 1%."""
+    net = fn.chain(fn.nets.three_layer_convnet(8, 3, 64).children[0], fn.dense_relu(64), fn.dense(10))
+    f, params, x = course_check(net, (1, 8, 8), 1e-2, load_digits(np.float64).train.x[:2])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", fn.NonDifferentiableWarning)
+        assert fn.check_vjp(f, params, x, mode=mode)['params[0][0]["b"]'].status == "ok"
+    with pytest.raises(fn.NonDifferentiableError, match=re.escape('not checked: params[0][0]["b"]')):
+        fn.check_vjp(scaled(f, (0, "b"), 1.01), params, x, mode=mode, on_kink="raise")
+
+
+def test_kinks_on_both_sides_of_a_direction_are_not_a_wrong_leaf():
+    """Course net at weight scale 1e-3, the seeds where a direction crossed kinks on both sides of the point
+    (its one-sided slopes moved in opposite directions) and the leaf was called wrong with no element wrong."""
+    for seed in (2, 7, 12):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", fn.NonDifferentiableWarning)
+            report = fn.check_vjp(*course_check(COURSE, (3, 16, 16), 1e-3, seed=seed), seed=seed)
+        assert "wrong" not in {leaf.status for leaf in report.leaves}
+
+
+def test_a_kink_at_the_point_below_the_rounding_floor_is_not_called_wrong():
+    """f = A relu(x) - B relu(-x) at x = 0 with relu'(0) = 0: the vjp's 0 is neither side's slope, and the
+    sides differ by less than the floor: not a wrong gradient."""
+    for a, b in ((1.0, 0.5), (2e-9, 1.8e-9)):
+
+        def two_sided(params, x, a=a, b=b):
+            return a * np.maximum(x, 0) - b * np.maximum(-x, 0), lambda dy: ((), dy * (a * (x > 0) + b * (x < 0)))
+
+        for mode in ("fast", "full"):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", fn.NonDifferentiableWarning)
+                fn.check_vjp(two_sided, (), np.array([0.0, 0.7, -0.3]), mode=mode)
+
+
+def test_slopes_at_the_rounding_floor_say_so_in_the_report():
+    tiny = fn.layer(lambda p, x: (1e-9 * x**2, lambda dy: ((), 2e-9 * x * dy)), name="tiny")
+    report = fn.check_vjp(tiny, (), np.random.default_rng(0).standard_normal(5))
+    assert report["x"].resolution > 1e-3 and "at the rounding floor: an error under" in str(report)

@@ -15,19 +15,19 @@ from funcnn.testing import conv_problems
 from funcnn.tree import tree_leaves
 
 ROOT = Path(__file__).resolve().parents[1]
-import funcnn.layers._conv as conv_module
+import funcnn.layers._conv_fast as conv_fast
 
 
 @settings(max_examples=30)
 @given(conv_problems(max_batch=5))
 def test_chunked_conv_equals_naive_and_vjp_repeats(p):
     """CHUNK_BYTES=1 puts each image in a chunk of its own, so backward recomputes the columns."""
-    chunk_bytes = conv_module.CHUNK_BYTES
-    conv_module.CHUNK_BYTES = 1
+    chunk_bytes = conv_fast.CHUNK_BYTES
+    conv_fast.CHUNK_BYTES = 1
     try:
         y, vjp = fn.conv(**p.conv_param)(p.params, p.x)
     finally:
-        conv_module.CHUNK_BYTES = chunk_bytes
+        conv_fast.CHUNK_BYTES = chunk_bytes
     dy = np.random.default_rng(0).standard_normal(y.shape).astype(p.x.dtype)
     first, second = vjp(dy), vjp(dy)
     for a, b in zip(tree_leaves(first), tree_leaves(second)):

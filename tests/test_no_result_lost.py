@@ -8,8 +8,7 @@ from hypothesis import strategies as st
 
 import funcnn as fn
 from funcnn.app.cli import main
-from funcnn.data import load_mnist
-from funcnn.data.types import DataFormatError
+from funcnn.data import DataFormatError, load_mnist
 from funcnn.optim import sgd
 
 SMALL = ["--epochs", "1", "--filters", "2", "--hidden", "8"]

@@ -634,8 +634,8 @@ def test_matches_torch_optim(name, ours, torch_name, theirs):
 
 @pytest.mark.parametrize("make", [sgd, sgd_momentum, rmsprop, adam])
 def test_restore_state_takes_a_state_as_read_back_from_a_file(make, tmp_path):
-    from funcnn.checkpoint import load_checkpoint, save_checkpoint
     from funcnn.optim import restore_state
+    from funcnn.training import load_checkpoint, save_checkpoint
 
     params = {"w": np.ones((2, 3), np.float32), "b": np.zeros(3, np.float32)}
     opt = make()

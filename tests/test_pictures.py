@@ -7,7 +7,7 @@ import pytest
 from bounds import assert_within, central_difference_error, layer_terms, moved_magnitude
 
 import funcnn as fn
-from funcnn.attribution import class_score_gradient, saliency
+from funcnn.analysis import class_score_gradient, saliency
 from funcnn.plot import filter_grid, plot_activation_maps, plot_filters, plot_saliency
 
 

@@ -1,4 +1,4 @@
-"""A chain's ReLU then max-pool runs as max-pool then ReLU (funcnn.combinators.POOL_BEFORE_RELU): the
+"""A chain's ReLU then max-pool runs as max-pool then ReLU (funcnn.layers._combinators.POOL_BEFORE_RELU): the
 same values, gradients, signs and dtypes as the written order, bit for bit, with ties, zeros and NaN."""
 
 import numpy as np
@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import funcnn as fn
-import funcnn.combinators as combinators
+import funcnn.layers._combinators as combinators
 from funcnn.tree import tree_leaves
 
 POOLS = {
@@ -67,9 +67,9 @@ def test_other_inputs_run_in_the_written_order_so_the_error_names_relu():
 
 def test_only_relu_then_max_pool_on_a_float_4d_array_is_reordered():
     x = np.zeros((1, 1, 2, 2))
-    assert combinators._pool_before_relu(fn.relu, fn.max_pool(), x)
-    assert combinators._pool_before_relu(fn.relu, fn.max_pool_naive(), x.astype(np.float32))
-    assert not combinators._pool_before_relu(fn.leaky_relu(0.1), fn.max_pool(), x)  # slope at 0: not the same
-    assert not combinators._pool_before_relu(fn.relu, fn.avg_pool(), x)
-    assert not combinators._pool_before_relu(fn.relu, fn.max_pool(), x[0])
-    assert not combinators._pool_before_relu(fn.relu, fn.max_pool(), x.astype(np.int64))
+    assert combinators.pool_before_relu(fn.relu, fn.max_pool(), x)
+    assert combinators.pool_before_relu(fn.relu, fn.max_pool_naive(), x.astype(np.float32))
+    assert not combinators.pool_before_relu(fn.leaky_relu(0.1), fn.max_pool(), x)  # slope at 0: not the same
+    assert not combinators.pool_before_relu(fn.relu, fn.avg_pool(), x)
+    assert not combinators.pool_before_relu(fn.relu, fn.max_pool(), x[0])
+    assert not combinators.pool_before_relu(fn.relu, fn.max_pool(), x.astype(np.int64))

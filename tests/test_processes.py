@@ -1,5 +1,5 @@
-"""Processes and BLAS threads: the README says how to start workers, and its spawn recipe runs funcnn
-while BLAS threads are busy (fork can hang there: a child inherits OpenBLAS's locks mid-use)."""
+"""Processes and BLAS threads: the guide (docs/benchmarks.md) says how to start workers, and its spawn recipe runs
+funcnn while BLAS threads are busy (fork can hang there: a child inherits OpenBLAS's locks mid-use)."""
 
 import multiprocessing
 import os
@@ -35,8 +35,9 @@ def test_ctrl_c_while_the_command_loads_prints_one_line(tmp_path, interrupted):
     assert result.stderr == "funcnn: interrupted while starting\n" and result.returncode in (130, -signal.SIGINT)
 
 
-def test_readme_threads_section_says_to_spawn_not_fork():
-    section = (ROOT.parent / "README.md").read_text().split("## Numba and threads", 1)[1].split("\n## ", 1)[0]
+def test_the_threads_section_says_to_spawn_not_fork():
+    page = (ROOT.parent / "docs" / "benchmarks.md").read_text()
+    section = page.split("## Numba and threads", 1)[1].split("\n## ", 1)[0]
     assert "fork" in section and 'get_context("spawn")' in section and "hang" in section
 
 

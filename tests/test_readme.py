@@ -1,4 +1,4 @@
-"""The README's Python examples run as written."""
+"""The README's and the guide's (docs/*.md) Python examples run as written; the quick start is two commands."""
 
 import re
 import subprocess
@@ -7,17 +7,24 @@ from pathlib import Path
 
 import pytest
 
-README = Path(__file__).resolve().parents[1] / "README.md"
-BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+PAGES = [README, *sorted((ROOT / "docs").rglob("*.md"))]
+BLOCKS = [
+    (page.relative_to(ROOT).as_posix(), index, block)
+    for page in PAGES
+    for index, block in enumerate(re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S))
+]
 
 
-def test_readme_has_examples():
-    assert len(BLOCKS) >= 3
+def test_the_readme_and_the_guide_have_examples():
+    names = {page for page, _, _ in BLOCKS}
+    assert "README.md" in names and len(names) >= 7, names
 
 
-@pytest.mark.parametrize("index", range(len(BLOCKS)))
-def test_readme_example_runs(index, capsys):
-    exec(compile(BLOCKS[index], f"README.md block {index}", "exec"), {})
+@pytest.mark.parametrize(("page", "index", "block"), BLOCKS, ids=[f"{page}:{index}" for page, index, _ in BLOCKS])
+def test_example_runs(page, index, block, capsys):
+    exec(compile(block, f"{page} block {index}", "exec"), {})
 
 
 def test_quick_start_has_exactly_two_commands_and_ci_runs_the_second():
@@ -25,19 +32,21 @@ def test_quick_start_has_exactly_two_commands_and_ci_runs_the_second():
     block = re.search(r"```bash\n(.*?)```", quick_start, flags=re.S).group(1)
     commands = [line for line in block.splitlines() if line.strip()]
     assert len(commands) == 2
-    ci = (README.parent / ".ci" / "run").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
     assert commands[1] in ci.splitlines()
+    extras = re.search(r'-e "\.\[([^]]*)\]"', commands[1]).group(1).split(",")
+    assert "docs" in extras, "the test command builds the docs site (tests/test_docs_site.py): it needs the docs extra"
 
 
 @pytest.mark.parametrize("module", ["export", "plot"])
-def test_readme_imports_the_modules_that_import_funcnn_leaves_out(module):
+def test_the_guide_imports_the_modules_that_import_funcnn_leaves_out(module):
     """``import funcnn`` does not load funcnn.export or funcnn.plot (they would pull onnx, matplotlib):
-    the README says to import them, and each of its code spans that uses one runs after a plain ``import funcnn``."""
-    text = README.read_text()
+    the guide says to import them, and each of its code spans that uses one runs after a plain ``import funcnn``."""
+    text = "\n".join(page.read_text() for page in PAGES)
     assert f"`import funcnn.{module}" in text
     spans = re.findall(rf"`([^`\n]*\bfuncnn\.{module}\.\w+[^`\n]*)`", text)
     for span in spans:
         uses = re.findall(rf"funcnn\.{module}\.\w+", span)
         lines = ["import funcnn", *re.findall(r"import funcnn\.\w+", span), *uses]
         run = subprocess.run([sys.executable, "-c", "\n".join(lines)], capture_output=True, text=True)
-        assert run.returncode == 0, f"README's `{span}` fails after import funcnn: {run.stderr[-300:]}"
+        assert run.returncode == 0, f"the guide's `{span}` fails after import funcnn: {run.stderr[-300:]}"

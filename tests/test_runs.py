@@ -14,11 +14,18 @@ from fitting import DIGITS, small_fit, small_net
 from subprocesses import default_sigint
 from test_data import make_mnist
 
-import funcnn.train
+import funcnn.training._fit
 from funcnn.app.cli import main
-from funcnn.checkpoint import load_checkpoint, save_checkpoint
+from funcnn.losses import softmax_loss
 from funcnn.optim import Optimizer, adam, sgd, sgd_momentum, step_decay
-from funcnn.train import TrainingInterrupted, batch_starts, early_stopping, is_ctrl_c
+from funcnn.training import (
+    TrainingInterrupted,
+    batch_starts,
+    early_stopping,
+    is_ctrl_c,
+    load_checkpoint,
+    save_checkpoint,
+)
 from funcnn.tree import tree_allclose, tree_map
 
 SMALL = ["--filters", "2", "--hidden", "8"]
@@ -26,7 +33,7 @@ SMALL = ["--filters", "2", "--hidden", "8"]
 
 def interrupt_at_epoch(monkeypatch, epoch, inside_numba=False):
     """Ctrl-C while ``fit`` saves ``epoch``; ``inside_numba``: as it arrives when a Numba kernel runs."""
-    real_save = funcnn.train.save_checkpoint
+    real_save = funcnn.training._fit.save_checkpoint
 
     def save(path, tree):
         if int(tree["epoch"]) == epoch:
@@ -37,7 +44,7 @@ def interrupt_at_epoch(monkeypatch, epoch, inside_numba=False):
             raise KeyboardInterrupt
         real_save(path, tree)
 
-    monkeypatch.setattr(funcnn.train, "save_checkpoint", save)
+    monkeypatch.setattr(funcnn.training._fit, "save_checkpoint", save)
 
 
 def checkpoint_epoch(path):
@@ -108,13 +115,28 @@ def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path):
     ckpt = tmp_path / "c.npz"
     small_fit(1, checkpoint=ckpt)
     saved = ckpt.read_bytes()
+    calls = []
+
+    def nan_at_the_second_step(scores, y):
+        calls.append(1)
+        loss, vjp = softmax_loss(scores, y)
+        return (np.nan if len(calls) == 2 else loss), vjp
+
+    with pytest.raises(
+        ValueError, match=r"fit: the loss is nan at epoch 2, step 2 of 5: training diverged.*keeps epoch 1"
+    ):
+        small_fit(3, checkpoint=ckpt, resume=True, loss=nan_at_the_second_step)
+    assert ckpt.read_bytes() == saved
+
+
+def test_a_nan_pixel_is_refused_by_example_before_training_not_called_divergence(tmp_path):
+    ckpt = tmp_path / "c.npz"
+    small_fit(1, checkpoint=ckpt)
+    saved = ckpt.read_bytes()
     x = DIGITS.train.x[:40].copy()
-    x[5, 0, 0, 0] = np.nan  # some batch of epoch 2 holds it
-    with (
-        np.errstate(invalid="ignore"),
-        pytest.raises(
-            ValueError, match=r"fit: the loss is nan at epoch 2, step \d of 5: training diverged.*keeps epoch 1"
-        ),
+    x[5, 0, 3, 2] = np.nan
+    with pytest.raises(
+        ValueError, match=r"fit: train x holds 1 NaN or infinite values \(the first in example 5, at \(0, 3, 2\)\)"
     ):
         small_fit(3, x=x, checkpoint=ckpt, resume=True)
     assert ckpt.read_bytes() == saved

@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import funcnn as fn
+from funcnn.layers._scan import Outer, _joined, gives_outer
 from funcnn.tree import tree_leaves
 
 
@@ -30,8 +31,9 @@ CELL = fn.layer(carry_cell, param_keys=("w", "v", "b"))
 
 
 @st.composite
-def problems(draw):
-    n, t, d, h = (draw(st.integers(1, 3)) for _ in range(4))
+def problems(draw, max_steps=3):
+    n, d, h = (draw(st.integers(1, 3)) for _ in range(3))
+    t = draw(st.integers(1, max_steps))
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     params = {
         "w": rng.standard_normal((d, h)),
@@ -176,7 +178,7 @@ def test_init_and_out_shape_through_the_cell():
         (out, params) = sized.init(rng, (x_t, h), dtype, weight_scale)
         return (out, out), params
 
-    layer = fn.scan(fn.Layer(cell, "cell", ("wx", "wh", "b"), init, out_shape=lambda s: (s[0], s[0])))
+    layer = fn.scan(fn.Layer(cell, "cell", param_keys=("wx", "wh", "b"), init=init, out_shape=lambda s: (s[0], s[0])))
     out, params = fn.init_params(layer, np.random.default_rng(0), ((5,), (7, 3)))
     assert out == ((7, 5), (5,)) and params["wx"].shape == (3, 5)
     assert layer.out_shape(((5,), (7, 3))) == ((7, 5), (5,))
@@ -185,3 +187,47 @@ def test_init_and_out_shape_through_the_cell():
     h, _ = fn.rnn(params, (np.ones((2, 7, 3), np.float32), np.zeros((2, 5), np.float32)))
     # rnn is scan of rnn_step with the projection hoisted: BLAS may sum the D + H products in another order
     np.testing.assert_allclose(ys, h, rtol=0, atol=10 * np.finfo(np.float32).eps * (3 + 5) * 7)
+
+
+@pytest.mark.parametrize("adjacent", [True, False])
+def test_outer_gradients_are_summed_as_one_product(adjacent):
+    """A cell whose vjp gives its weight gradient as factors (``Outer``) gets the sum of the products,
+    whether its factors lie one after another in one buffer (joined as a view) or not (concatenated)."""
+    rng = np.random.default_rng(0)
+    n, t, h = 3, 5, 4
+    buffer, used = np.empty(t * n * h), [0]  # the vjps' cotangents one after another, as an arena gives them
+
+    def cotangent_array():
+        if not adjacent:
+            return np.empty((n, h))
+        used[0] += n * h
+        return buffer[used[0] - n * h : used[0]].reshape(n, h)
+
+    def cell(params, inputs):
+        carry, x_t = inputs
+        y = carry @ params["w"] + x_t
+
+        @gives_outer
+        def vjp(d, outer=False):
+            dcarry, dy = d
+            total = np.add(dcarry, dy, out=cotangent_array())
+            return {"w": Outer(carry, total) if outer else carry.T @ total}, (total @ params["w"].T, total)
+
+        return (y, y), vjp
+
+    params = {"w": rng.standard_normal((h, h)) / 2}
+    xs, carry0 = rng.standard_normal((n, t, h)), rng.standard_normal((n, h))
+    (ys, _), vjp = fn.scan(fn.layer(cell, param_keys=("w",)))(params, (carry0, xs))
+    grads, (_, dxs) = vjp((rng.standard_normal(ys.shape), None))
+    previous = np.concatenate([carry0[:, None], ys[:, :-1]], axis=1)  # each step's carry
+    # dxs are the steps' (dcarry + dy): the same terms, summed in one product instead of one per step
+    want = sum(previous[:, s].T @ dxs[:, s] for s in range(t))
+    np.testing.assert_allclose(grads["w"], want, rtol=0, atol=8 * np.finfo(float).eps * t * n * np.abs(want).max())
+
+
+def test_adjacent_factors_are_joined_without_a_copy():
+    whole = np.arange(24.0).reshape(6, 4)
+    joined = _joined([whole[0:2], whole[2:4], whole[4:6]])
+    assert np.shares_memory(joined, whole) and np.array_equal(joined, whole)
+    apart = _joined([whole[0:2], whole[4:6]])  # a gap between them: concatenated
+    assert not np.shares_memory(apart, whole) and np.array_equal(apart, whole[[0, 1, 4, 5]])

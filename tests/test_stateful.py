@@ -401,8 +401,8 @@ def test_residual_adds_the_skip_path():
 
 
 def test_fit_carries_state_and_resumes_it(tmp_path):
-    from funcnn.checkpoint import load_checkpoint  # noqa: F401 (the file format is checked below)
     from funcnn.data import load_digits
+    from funcnn.training import load_checkpoint  # noqa: F401 (the file format is checked below)
 
     d = load_digits(np.float64)
     net = fn.nets.fc_net((20,), 10, batch_norm=True, dropout=0.2)

@@ -15,7 +15,7 @@ import funcnn as fn
 from funcnn.testing import networks
 from funcnn.tree import tree_leaves
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+SUMMARY_PAGE = Path(__file__).resolve().parents[1] / "docs" / "summary.md"
 
 
 def kept_bytes(vjp, exclude):
@@ -146,11 +146,11 @@ def test_the_course_convnet():
     assert [row.depth for row in table.rows] == [0, 1, 2, 2, 2, 1, 2, 2, 1]
 
 
-def test_readme_shows_the_course_convnets_summary():
-    text = README.read_text()
+def test_the_guide_shows_the_course_convnets_summary():
+    text = SUMMARY_PAGE.read_text()
     call = re.escape("print(fn.summary(fn.nets.three_layer_convnet(), (3, 32, 32)))")
     shown = re.search(call + r"\n```\n\n.*?```text\n(.*?)```", text, re.DOTALL)
-    assert shown, "README: the course convnet's summary is missing"
+    assert shown, "docs/summary.md: the course convnet's summary is missing"
     assert shown.group(1).rstrip("\n") == str(fn.summary(fn.nets.three_layer_convnet(), (3, 32, 32)))
 
 

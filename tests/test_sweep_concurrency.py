@@ -16,8 +16,8 @@ optuna = pytest.importorskip("optuna", reason="the sweep extra is not installed:
 
 from subprocesses import default_sigint
 
-from funcnn.app.sweep import _stop
 from funcnn.app.sweep_report import finished_slots, slot_trials
+from funcnn.app.sweep_signals import stop_workers
 from funcnn.app.sweep_storage import close_storage, open_storage
 
 TrialState = optuna.trial.TrialState
@@ -49,7 +49,7 @@ def _dead_pid() -> int:
 def test_a_lock_left_by_a_dead_process_is_broken_with_a_relative_out(tmp_path):
     (tmp_path / "sweep").mkdir()
     os.symlink(f"{socket.gethostname()}:{_dead_pid()}", tmp_path / "sweep" / "study.journal.lock")
-    command = _sweep(1, "sweep", "--workers", "1", cwd=tmp_path)  # relative, as in the README
+    command = _sweep(1, "sweep", "--workers", "1", cwd=tmp_path)  # relative, as in docs/sweeps.md
     out, err = command.communicate(timeout=DEADLINE)
     assert command.returncode == 0, err
     assert "trials 1/1 done (1 complete" in out and not (tmp_path / "sweep" / "study.journal.lock").exists()
@@ -61,7 +61,7 @@ def test_a_worker_that_ignores_ctrl_c_is_terminated():
     )
     worker = subprocess.Popen([sys.executable, "-c", stuck], stdout=subprocess.PIPE, text=True)
     assert worker.stdout.readline() == "ready\n"
-    _stop([worker], grace=1.0)
+    stop_workers([worker], None, grace=1.0)
     assert worker.returncode == -signal.SIGTERM
     worker.stdout.close()
 
@@ -98,3 +98,29 @@ def test_two_commands_growing_trials_at_the_same_instant_run_each_slot_once(tmp_
     copies = [t for t in trials if t not in ran]
     assert all("worker" not in t.user_attrs for t in copies)  # a copy of a slot never trained
     assert sorted(int(p.name) for p in (out / "sweep" / "trials").iterdir()) == sorted(t.number for t in ran)
+
+
+def test_two_reruns_after_ctrl_c_at_the_same_instant_run_the_interrupted_slot_once(tmp_path):
+    """Both reruns queue the interrupted slot again at once: one copy runs, the other never trains."""
+    out, epochs = tmp_path / "sweep", 40
+    command = _sweep(2, out, "--workers", "1", "--epochs", str(epochs))
+    assert "created" in command.stdout.readline()
+    deadline = time.monotonic() + DEADLINE
+    while not [t for t in _trials(out / "study.journal") if t.state == TrialState.RUNNING and t.intermediate_values]:
+        assert time.monotonic() < deadline, "no trial was seen running"
+        time.sleep(0.05)
+    command.send_signal(signal.SIGINT)
+    _, err = command.communicate(timeout=DEADLINE)
+    assert command.returncode == 130, err
+    interrupted = [t for t in _trials(out / "study.journal") if t.state == TrialState.FAIL]
+    assert len(interrupted) == 1
+    both = [_sweep(2, out, "--workers", "1", "--epochs", str(epochs)) for _ in range(2)]
+    for rerun in both:
+        _, err = rerun.communicate(timeout=DEADLINE)
+        assert rerun.returncode == 0, err
+    trials = _trials(out / "study.journal")
+    ran = slot_trials(trials)
+    assert set(finished_slots(trials)) == {0, 1}
+    again = [t for t in ran if t.user_attrs["slot"] == interrupted[0].user_attrs["slot"] and t.state != TrialState.FAIL]
+    assert len(again) == 1 and again[0].params == interrupted[0].params
+    assert all("worker" not in t.user_attrs for t in trials if t not in ran)  # a copy of a slot never trained

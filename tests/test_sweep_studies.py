@@ -3,6 +3,8 @@
 with any exception, and a slot queued twice."""
 
 import argparse
+import csv
+import threading
 
 import pytest
 
@@ -11,7 +13,7 @@ optuna = pytest.importorskip("optuna", reason="the sweep extra is not installed:
 from funcnn.app.cli import build_parser, main
 from funcnn.app.space import Range
 from funcnn.app.sweep import run
-from funcnn.app.sweep_report import DUPLICATE, finished_slots, slot_trials
+from funcnn.app.sweep_report import DUPLICATE, finished_slots, slot_trials, write_results
 from funcnn.app.sweep_trial import Duplicate, TrialError, make_objective
 
 OPTIONS = {"workers": 1, "epochs": 1, "filters": 2, "hidden": 8, "heartbeat": 1, "pruner": "none"}
@@ -49,6 +51,7 @@ def test_a_rerun_after_the_journal_was_emptied_is_refused_before_it_writes(tmp_p
         (b"not json\n", "Expecting value"),
         (b"\xff\xfe\n", "codec can't decode"),
         (b'{"op_code": 99}\n', "not an Optuna journal"),
+        (b'{"op_code": 4, "worker_id": "w"}\n', "a record Optuna cannot apply: KeyError 'study_id'"),
     ],
 )
 def test_a_damaged_journal_is_named_and_left_as_it_is(tmp_path, capsys, damage, reason):
@@ -63,11 +66,13 @@ def test_a_damaged_journal_is_named_and_left_as_it_is(tmp_path, capsys, damage, 
     assert (out / "study.journal").read_bytes() == damage
 
 
-def test_a_space_of_values_the_network_refuses_is_refused_at_once(tmp_path, capsys):
+@pytest.mark.parametrize("choices", ["3,4", "2,4"])
+def test_a_space_of_values_the_network_refuses_is_refused_at_once(tmp_path, capsys, choices):
     out = tmp_path / "sweep"
-    assert main(["sweep", "--trials", "2", "--out", str(out), "--space", "filter_size=choice:3,4", *TINY]) == 2
+    assert main(["sweep", "--trials", "2", "--out", str(out), "--space", f"filter_size=choice:{choices}", *TINY]) == 2
+    shown = choices.replace(",", ", ")
     assert (
-        "search space filter_size (choice [3, 4]): three_layer_convnet: filter_size must be odd"
+        f"search space filter_size (choice [{shown}]): three_layer_convnet: filter_size must be odd"
         in capsys.readouterr().err
     )
     assert not out.exists()
@@ -104,3 +109,33 @@ def test_a_slot_queued_twice_runs_once(tmp_path):
     assert first.state == optuna.trial.TrialState.COMPLETE and copy.user_attrs[DUPLICATE] == first.number
     assert slot_trials(study.trials) == [first] and finished_slots(study.trials) == {0: first}
     assert not (tmp_path / "trials" / str(copy.number)).exists()
+
+
+def test_results_csv_is_replaced_whole_or_not_at_all(tmp_path, monkeypatch):
+    """A write that fails midway (a full disk, a kill) leaves the previous results.csv as it was."""
+    path = tmp_path / "results.csv"
+    path.write_text("the previous results\n")
+    trial = optuna.trial.create_trial(
+        state=optuna.trial.TrialState.COMPLETE,
+        value=0.5,
+        params={"lr": 1e-3},
+        distributions={"lr": optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True)},
+        user_attrs={"slot": 0},
+    )
+
+    def full_disk(self, rows):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(csv.DictWriter, "writerows", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        write_results([trial], path)
+    assert path.read_text() == "the previous results\n" and list(tmp_path.iterdir()) == [path]
+
+
+def test_run_works_from_a_thread_that_is_not_the_main_one(tmp_path):
+    """Only the main thread may set signal handlers: a sweep run from another thread goes without them."""
+    rows: list = []
+    thread = threading.Thread(target=lambda: rows.extend(run(1, tmp_path / "sweep", **OPTIONS)))
+    thread.start()
+    thread.join()
+    assert len(rows) == 1

@@ -38,6 +38,9 @@ def test_a_short_run_ends_with_the_test_loss_and_a_sample(tmp_path, capsys):
     assert summary["test_loss_nats_per_char"] == pytest.approx(nats, abs=5e-5)  # the printed value, rounded
     assert len(summary["history"]["val_acc_history"]) == 2
     assert (tmp_path / "checkpoint.npz").exists()
+    epoch_lines = [line for line in out.splitlines() if line.startswith("epoch ")]
+    assert len(epoch_lines) == 2 and all(re.search(r" [\d,]+ seq/s ", line) for line in epoch_lines), out
+    assert "img/s" not in out  # the text job counts sequences, not images
 
 
 def test_a_resumed_run_continues_the_saved_one_exactly(tmp_path, capsys):

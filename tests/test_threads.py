@@ -6,7 +6,7 @@ import pytest
 from threadpoolctl import ThreadpoolController
 
 import funcnn as fn
-import funcnn.layers._conv as conv_module
+import funcnn.layers._conv_fast as conv_module
 from funcnn.kernels import threads
 from funcnn.tree import tree_leaves
 

@@ -8,11 +8,10 @@ from test_data import make_mnist
 
 import funcnn as fn
 from funcnn.app.cli import main
-from funcnn.checkpoint import load_checkpoint, save_checkpoint
-from funcnn.init import init_params
+from funcnn.layers import init_params
 from funcnn.nets import fc_net, three_layer_convnet, two_layer_net
 from funcnn.optim import adam, sgd
-from funcnn.train import accuracy, fit, l2_penalty, value_and_grad, with_l2
+from funcnn.training import accuracy, fit, l2_penalty, load_checkpoint, save_checkpoint, value_and_grad, with_l2
 from funcnn.tree import tree_allclose, tree_leaves, tree_map
 
 
@@ -310,27 +309,8 @@ def test_value_and_grad_of_a_moded_net_says_to_bind_it():
         value_and_grad(net)
 
 
-def test_fits_former_checkpoint_arguments_still_work_with_a_warning(tmp_path):
-    ckpt = tmp_path / "c.npz"
-    run(epochs=1, checkpoint=ckpt)
+def test_fit_refuses_the_former_checkpoint_arguments(tmp_path):
     net, params = small_net_and_params()
-    lines: list[str] = []
-    train, val = (DIGITS.train.x[:200], DIGITS.train.y[:200]), (DIGITS.val.x[:100], DIGITS.val.y[:100])
-    with pytest.warns(DeprecationWarning, match=r"config, resume moved into checkpoint=fn.Checkpoint"):
-        old = fit(
-            net,
-            params,
-            train,
-            val,
-            sgd(0.05),
-            epochs=2,
-            batch_size=32,
-            log=lines.append,
-            checkpoint=ckpt,
-            resume=True,
-            config={},
-        )
-    assert lines[0] == f"resumed from {ckpt} after epoch 1" and len(old.history.val_acc_history) == 2
-    assert tree_allclose(old.params, run(epochs=2).params, rtol=0, atol=0)
-    with pytest.raises(TypeError, match="fit\\(\\) got an unexpected keyword argument 'resum'"):
-        run(resum=True)
+    data = (DIGITS.train.x[:20], DIGITS.train.y[:20])
+    with pytest.raises(TypeError, match="unexpected keyword argument 'resume'"):
+        fit(net, params, data, data, sgd(0.05), checkpoint=tmp_path / "c.npz", resume=True)  # type: ignore[call-arg]

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import funcnn as fn
-import funcnn.layers._conv as conv_module
+import funcnn.layers._conv_fast as conv_fast
 from funcnn.core import pull_back
 
 
@@ -32,7 +32,7 @@ def winograd_problems(draw):
 @given(winograd_problems())
 def test_winograd_equals_naive(problem):
     x, params, pad = problem
-    assert conv_module._uses_winograd(params["w"], 1, pad)
+    assert conv_fast._uses_winograd(params["w"], 1, pad)
     y, vjp = fn.conv(1, pad)(params, x)
     dy = np.random.default_rng(0).standard_normal(y.shape).astype(x.dtype)
     grads, dx = vjp(dy)
@@ -55,11 +55,11 @@ def test_winograd_vjp_passes_check_vjp_and_skips_dx(problem):
 
 def test_winograd_is_used_only_where_it_applies():
     w = np.zeros((16, 16, 3, 3))
-    assert conv_module._uses_winograd(w, 1, 1)
-    assert not conv_module._uses_winograd(w, 2, 1)  # stride 2
-    assert not conv_module._uses_winograd(w, 1, 3)  # dx would need a negative pad
-    assert not conv_module._uses_winograd(np.zeros((16, 3, 3, 3)), 1, 1)  # few channels: im2col
-    assert not conv_module._uses_winograd(np.zeros((16, 16, 5, 5)), 1, 1)
+    assert conv_fast._uses_winograd(w, 1, 1)
+    assert not conv_fast._uses_winograd(w, 2, 1)  # stride 2
+    assert not conv_fast._uses_winograd(w, 1, 3)  # dx would need a negative pad
+    assert not conv_fast._uses_winograd(np.zeros((16, 3, 3, 3)), 1, 1)  # few channels: im2col
+    assert not conv_fast._uses_winograd(np.zeros((16, 16, 5, 5)), 1, 1)
 
 
 def test_nan_in_winograd_input_stays_in_its_outputs():

@@ -51,27 +51,6 @@ def _check_options(args: argparse.Namespace) -> None:
         raise ValueError("--resume and --overwrite contradict each other: continue the run in --out, or replace it")
 
 
-def course_net(options: dict[str, Any]) -> tuple[Any, tuple[int, ...]]:
-    """The convnet that ``funcnn train`` builds from these options, and one example's shape."""
-    from funcnn.app.datasets import INPUT_SHAPES, NUM_CLASSES
-    from funcnn.nets import three_layer_convnet
-
-    sizes = options["filters"], options["filter_size"], options["hidden"], NUM_CLASSES[options["dataset"]]
-    net = three_layer_convnet(*sizes, options["batch_norm"], options["dropout"])
-    return net, INPUT_SHAPES[options["dataset"]]
-
-
-def net_and_params(args: argparse.Namespace, data: Any) -> tuple[Any, Any]:
-    """The course's convnet with the data set's number of classes (not the labels seen: a file holding
-    only some classes keeps the others) and its initial params, as the options say."""
-    from funcnn.init import init_params
-
-    net, _ = course_net(vars(args))
-    rng = np.random.default_rng(args.seed)
-    _, params = init_params(net, rng, data.train.x.shape[1:], args.dtype, args.weight_scale)
-    return net, params
-
-
 def _train(args: argparse.Namespace) -> int:
     args = job_defaults(args)
     if args.dataset == "shakespeare":
@@ -79,27 +58,20 @@ def _train(args: argparse.Namespace) -> int:
 
         return train_text(args)
     from funcnn.app.datasets import load_named
-    from funcnn.app.recipe import augment_for, optimizer_for
+    from funcnn.app.recipe import course_net, train_course
     from funcnn.app.runs import fit_in_folder, write_history
     from funcnn.plot import INSTALL_HINT
-    from funcnn.train import accuracy, batch_starts
 
     started = time.perf_counter()
     _check_options(args)
     data = load_named(args.dataset, args.data_path, np.dtype(args.dtype).type)
-    net, params = net_and_params(args, data)
-    input_shape = data.train.x.shape[1:]
-    steps_per_epoch = len(batch_starts(len(data.train), args.batch_size))
-    optimizer = optimizer_for(args, steps_per_epoch)
     header = (
-        f"funcnn train: {net.name}\n  {args.dataset}: {len(data.train)} train, {len(data.val)} val, "
-        f"{len(data.test)} test "
-        f"images of shape {input_shape}; {args.optimizer} lr {args.lr} (x{args.lr_decay} per epoch), "
-        f"batch {args.batch_size}, {args.epochs} epochs, seed {args.seed}"
+        f"funcnn train: {course_net(vars(args))[0].name}\n  {args.dataset}: {len(data.train)} train, "
+        f"{len(data.val)} val, {len(data.test)} test images of shape {data.train.x.shape[1:]}; {args.optimizer} "
+        f"lr {args.lr} (x{args.lr_decay} per epoch), batch {args.batch_size}, {args.epochs} epochs, seed {args.seed}"
     )
-    train, val = (data.train.x, data.train.y), (data.val.x, data.val.y)
-    result, out = fit_in_folder(args, net, params, train, val, optimizer, header, augment=augment_for(args))
-    test_acc = accuracy(net, result.best_params, data.test.x, data.test.y, result.best_state)
+    run, out = fit_in_folder(args, header, lambda checkpoint, log: train_course(args, data, checkpoint, log=log))
+    result, test_acc = run.result, run.test_acc
     history = result.history
     seconds = time.perf_counter() - started
     summary = {
@@ -123,8 +95,8 @@ def _train(args: argparse.Namespace) -> int:
 
 def _doctor(args: argparse.Namespace) -> int:
     from funcnn.app.datasets import load_named
-    from funcnn.app.recipe import optimizer_named
-    from funcnn.preflight import doctor
+    from funcnn.app.recipe import net_and_params, optimizer_named
+    from funcnn.training import doctor
 
     started = time.perf_counter()
     data = load_named(args.dataset, args.data_path, np.dtype(args.dtype).type)
@@ -145,7 +117,8 @@ NET_OPTIONS = ("dataset", "batch_size", "filters", "filter_size", "hidden", "bat
 
 
 def _summary(args: argparse.Namespace) -> int:
-    from funcnn.summary_table import summary
+    from funcnn.analysis import summary
+    from funcnn.app.recipe import course_net
 
     net, shape = course_net(vars(args))
     print(f"funcnn summary: the convnet of funcnn train with these options, on {args.dataset}\n")
@@ -154,10 +127,11 @@ def _summary(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from funcnn.checkpoint import load_checkpoint
+    from funcnn.app.fit_checkpoint import PYTHON_ROUTE, rebuilt_net
+    from funcnn.app.recipe import course_net
     from funcnn.export import OPSET, to_onnx
-    from funcnn.init import init_params, init_state
-    from funcnn.resume import saved_config
+    from funcnn.layers import init_params, init_state
+    from funcnn.training import load_checkpoint, saved_config
 
     if Path(args.onnx).resolve() == Path(args.checkpoint).resolve():
         raise ValueError(f"--onnx {args.onnx} is the checkpoint itself; choose another file for the model")
@@ -165,10 +139,16 @@ def _export(args: argparse.Namespace) -> int:
         raise ValueError(f"--onnx {args.onnx} already exists; replace it with --overwrite, or choose another file")
     config = saved_config(args.checkpoint)
     missing = [key for key in NET_OPTIONS if key not in config]
-    if missing:
-        lacks = ", ".join(missing)
-        raise ValueError(f"checkpoint {args.checkpoint}: its config lacks {lacks} (not written by funcnn train?)")
-    net, shape = course_net(config)
+    if missing and "net" not in config:
+        raise ValueError(
+            f"checkpoint {args.checkpoint}: its config lacks {', '.join(missing)} and names no network (not written "
+            f"by funcnn train or fn.fit?); {PYTHON_ROUTE}"
+        )
+    if missing:  # written by fn.fit from Python, not by funcnn train
+        net, shape = rebuilt_net(args.checkpoint, config)
+    else:
+        net, shape = course_net(config)
+    config.setdefault("dtype", "float32")
     _, params = init_params(net, np.random.default_rng(0), shape, config["dtype"])
     like = {"best_params": params, "best_state": init_state(net, shape, config["dtype"])}
     saved = load_checkpoint(args.checkpoint, like, strict=False)
@@ -203,7 +183,7 @@ def _sweep(args: argparse.Namespace) -> int:
 def _lr_find(args: argparse.Namespace) -> int:
     from funcnn import lr_find
     from funcnn.app.datasets import load_named
-    from funcnn.app.recipe import optimizer_named
+    from funcnn.app.recipe import net_and_params, optimizer_named
 
     data = load_named(args.dataset, args.data_path, np.dtype(args.dtype).type)
     net, params = net_and_params(args, data)
@@ -301,8 +281,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     export = commands.add_parser(
         "export", help="write a checkpoint's network as an ONNX model (the onnx extra)",
-        description="Rebuild the network of a funcnn train checkpoint from its configuration and write it, with its "
-                    "best params and state, in evaluation mode, as an ONNX model with a dynamic batch axis.",
+        description="Rebuild the network of a funcnn train checkpoint from its configuration (or of an fn.fit "
+                    "checkpoint of the same convnet, from its params' shapes) and write it, with its best params and "
+                    "state, in evaluation mode, as an ONNX model with a dynamic batch axis.",
     )  # fmt: skip
     export.add_argument("checkpoint", help="a checkpoint.npz written by funcnn train")
     export.add_argument("--onnx", required=True, help="the .onnx file to write")
@@ -323,7 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m funcnn`` and the ``funcnn`` script."""
-    from funcnn.memory import keep_freed_memory
+    from funcnn.training import keep_freed_memory
 
     try:
         args = build_parser().parse_args(argv)
@@ -334,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
         code: int = args.run(args)
         return code
     except (KeyboardInterrupt, SystemError) as error:  # Ctrl-C: one line, and how to continue if an epoch was saved
-        from funcnn.train import is_ctrl_c
+        from funcnn.training import is_ctrl_c
 
         if not is_ctrl_c(error):
             raise

@@ -1,5 +1,5 @@
 """The options of ``funcnn train`` and ``funcnn doctor``, declared once, each value checked by the parser
-(an ``argparse`` ``type=`` built on :mod:`funcnn.validation`), so a bad value is one line from the parser
+(an ``argparse`` ``type=`` built on ``funcnn._checks``), so a bad value is one line from the parser
 before anything is loaded or created."""
 
 from __future__ import annotations
@@ -8,7 +8,9 @@ import argparse
 from collections.abc import Callable
 from typing import Any, NoReturn, TypeVar
 
-from funcnn.validation import fraction, int_at_least, number_at_least
+from typing_extensions import override
+
+from funcnn._checks import fraction, int_at_least, number_at_least
 
 T = TypeVar("T")
 Options = dict[str, argparse.Action]
@@ -18,12 +20,13 @@ Options = dict[str, argparse.Action]
 class Parser(argparse.ArgumentParser):
     """An ArgumentParser whose errors are one line, ``funcnn train: argument --reg: must be ...``, exit status 2."""
 
+    @override
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: {message}\n")
 
 
 def _checked(parse: Callable[[str], T], check: Callable[[T], Any], rule: str) -> Callable[[str], T]:
-    """An argparse type: ``parse`` the text and ``check`` the value (a funcnn.validation check); either failing
+    """An argparse type: ``parse`` the text and ``check`` the value (one of funcnn._checks); either failing
     is the parser's error ``must be <rule>, got '<text>'``."""
 
     def convert(text: str) -> T:
@@ -196,7 +199,11 @@ def add_text_options(parser: argparse.ArgumentParser, options: Options) -> Optio
     add = _adder(group, text)  # type: ignore[arg-type]  # an argument group adds arguments as its parser does
     add("--seq-length", type=int_from(1), help="characters per training sequence (default: 64)")
     add("--embed", type=int_from(1), help="size of each character's embedding (default: 32)")
-    add("--cell", choices=["lstm", "rnn"], help="the recurrent cell (default: lstm)")
+    add(
+        "--cell",
+        choices=["lstm", "rnn", "transformer"],
+        help="the recurrent cell, or transformer: a decoder-only model of width --hidden (default: lstm)",
+    )
     add(
         "--train-chars",
         type=int_from(2),

@@ -1,25 +1,21 @@
 """What every training job of ``funcnn train`` shares: its output folder, the header printed once fit has
-accepted a checkpoint, the fit call with its checkpoint and early stopping, and the history and plot it
-leaves behind."""
+accepted a checkpoint, the checkpoint of its fit, and the history and plot it leaves behind."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import Any, TypeVar
 
 from funcnn.app.files import write_atomically
-from funcnn.augment import Augment
-from funcnn.core import Apply
-from funcnn.history import FitResult
-from funcnn.losses import Loss, softmax_loss
-from funcnn.optim import Optimizer
-from funcnn.tree import PyTree
+from funcnn.training import Checkpoint, FitResult
+
+T = TypeVar("T")
+Log = Callable[[str], None]
 
 RUN_FILES = ("checkpoint.npz", "history.json", "training.png")
 # Options that a resumed run may change: where things are, how long to train (and when to stop), and the init
@@ -67,23 +63,11 @@ def out_folder(args: argparse.Namespace) -> tuple[Path, bool]:
     return out, created
 
 
-def fit_in_folder(
-    args: argparse.Namespace,
-    net: Apply,
-    params: PyTree,
-    train: tuple[np.ndarray, np.ndarray],
-    val: tuple[np.ndarray, np.ndarray],
-    optimizer: Optimizer,
-    header: str,
-    loss: Loss = softmax_loss,
-    augment: Augment | None = None,
-) -> tuple[FitResult, Path]:
-    """:func:`funcnn.fit` as ``funcnn train`` runs it, into the folder of ``--out``: ``header`` printed first
-    (when resuming, once fit has accepted the checkpoint, so that a refusal comes first and alone), the
-    options kept as the checkpoint's configuration, early stopping after ``--patience``. A failed start
-    leaves no folder behind. Returns fit's result and the folder."""
-    from funcnn.train import Checkpoint, early_stopping, fit
-
+def fit_in_folder(args: argparse.Namespace, header: str, run: Callable[[Checkpoint, Log], T]) -> tuple[T, Path]:
+    """``run(checkpoint, log)`` (a fit) as ``funcnn train`` runs it, into the folder of ``--out``: ``header``
+    printed first (when resuming, once fit has accepted the checkpoint, so that a refusal comes first and
+    alone), the options kept as the checkpoint's configuration. A failed start leaves no folder behind.
+    Returns what ``run`` returned and the folder."""
     out, created = out_folder(args)  # after every option was checked: a failed start leaves no folder behind
     checkpoint = out / "checkpoint.npz"
     pending = [header]
@@ -97,17 +81,11 @@ def fit_in_folder(
     config = {k: v for k, v in vars(args).items() if k not in CONFIG_EXEMPT}
     config["data_path"] = args.data_path and str(Path(args.data_path).resolve())
     try:
-        result = fit(
-            net, params, train, val, optimizer, epochs=args.epochs, batch_size=args.batch_size, loss=loss,
-            reg=args.reg, seed=args.seed,
-            checkpoint=Checkpoint(checkpoint, args.resume, config, args.allow_config_change), log=log,
-            callbacks=[early_stopping(args.patience)] if args.patience else [], augment=augment,
-        )  # fmt: skip
+        return run(Checkpoint(checkpoint, args.resume, config, args.allow_config_change), log), out
     except BaseException:
         if created and not any(out.iterdir()):
             out.rmdir()
         raise
-    return result, out
 
 
 def write_history(out: Path, summary: dict[str, Any], result: FitResult, title: str) -> Path | None:

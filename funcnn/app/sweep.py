@@ -12,9 +12,9 @@ import importlib.util
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 import warnings
@@ -25,10 +25,11 @@ from typing import Any
 import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy.exc import SQLAlchemyError
 
 from funcnn.app.datasets import load_named
 from funcnn.app.files import write_atomically
-from funcnn.app.options import Options, sweep_options, train_options
+from funcnn.app.options import Options, Parser, add_sweep_options, sweep_options, train_options
 from funcnn.app.space import Range, search_space
 from funcnn.app.sweep_report import (
     SLOT,
@@ -38,6 +39,14 @@ from funcnn.app.sweep_report import (
     slot_trials,
     top_table,
     write_results,
+)
+from funcnn.app.sweep_signals import (
+    LOST_STORAGE,
+    CtrlC,
+    WorkerCtrlC,
+    lost_storage,
+    stop_workers,
+    storage_reason,
 )
 from funcnn.app.sweep_storage import NoTrialLeft, close_storage, open_storage
 from funcnn.app.sweep_trial import Duplicate, TrialError, make_objective
@@ -186,7 +195,7 @@ def _check(args: argparse.Namespace, train: Options) -> tuple[Range, ...]:
 
 def _network_takes(args: argparse.Namespace, r: Range, value: Any) -> None:
     """Refuse a value of ``r`` that the network refuses (an even filter size), as every trial would fail."""
-    from funcnn.app.cli import course_net
+    from funcnn.app.recipe import course_net
 
     if r.option in ("filters", "filter_size", "hidden", "batch_norm", "dropout"):
         try:
@@ -195,14 +204,16 @@ def _network_takes(args: argparse.Namespace, r: Range, value: Any) -> None:
             raise ValueError(f"search space {r.option} ({r.kind} {list(r.bounds())}): {error}") from None
 
 
-def _start_workers(settings: dict[str, Any], count: int) -> list[subprocess.Popen[bytes]]:
-    """``count`` worker processes, the cores' BLAS threads divided between them (unless set by the user)."""
+def _start_workers(settings: dict[str, Any], count: int, into: list[subprocess.Popen[bytes]], ctrl_c: CtrlC) -> None:
+    """Start ``count`` worker processes into ``into``, the cores' BLAS threads divided between them (unless set
+    by the user); a Ctrl-C meanwhile arrives once all are recorded."""
     cores = len(os.sched_getaffinity(0))
     env = dict(os.environ)
     for name in THREAD_VARIABLES:
         env.setdefault(name, str(max(1, cores // count)))
     command = [sys.executable, "-m", "funcnn.app.sweep", json.dumps(settings)]
-    return [subprocess.Popen(command, env=env) for _ in range(count)]
+    with ctrl_c.starting():
+        into += [subprocess.Popen(command, env=env) for _ in range(count)]
 
 
 def _without_time_left(line: str) -> str:
@@ -210,41 +221,18 @@ def _without_time_left(line: str) -> str:
 
 
 def _watch(study: optuna.Study, workers: list[subprocess.Popen[bytes]], total: int) -> None:
-    """Print a progress line whenever the counts change, until every worker has exited; Ctrl-C stops them."""
+    """Print a progress line whenever the counts change, until every worker has exited."""
     started, shown = time.perf_counter(), ""
     done_before = len(finished_slots(study.get_trials(deepcopy=False)))
-    try:
-        while True:
-            running = any(w.poll() is None for w in workers)
-            line = progress_line(study.get_trials(deepcopy=False), total, done_before, time.perf_counter() - started)
-            if _without_time_left(line) != _without_time_left(shown):
-                print(line, flush=True)
-                shown = line
-            if not running:
-                return
-            time.sleep(1.0)
-    except KeyboardInterrupt:
-        _stop(workers)
-        raise KeyboardInterrupt("interrupted; rerun the same command to continue the sweep") from None
-
-
-def _stop(workers: list[subprocess.Popen[bytes]], grace: float = 30.0) -> None:
-    """Interrupt the workers (each fails its trial as interrupted, which a rerun queues again); one still
-    there after ``grace`` seconds, or after another Ctrl-C, is terminated, then killed."""
-    for w in workers:
-        if w.poll() is None:
-            w.send_signal(signal.SIGINT)
-    for ask in (None, signal.SIGTERM, signal.SIGKILL):
-        if ask is not None:
-            for w in workers:
-                if w.poll() is None:
-                    w.send_signal(ask)
-        try:
-            for w in workers:
-                w.wait(timeout=grace)
+    while True:
+        running = any(w.poll() is None for w in workers)
+        line = progress_line(study.get_trials(deepcopy=False), total, done_before, time.perf_counter() - started)
+        if _without_time_left(line) != _without_time_left(shown):
+            print(line, flush=True)
+            shown = line
+        if not running:
             return
-        except (subprocess.TimeoutExpired, KeyboardInterrupt):
-            continue
+        time.sleep(1.0)
 
 
 def _report(study: optuna.Study, out: Path, title: str) -> list[dict[str, object]]:
@@ -294,39 +282,52 @@ def sweep(args: argparse.Namespace, train: Options) -> list[dict[str, object]]:
         if created:
             shutil.rmtree(out, ignore_errors=True)
         raise
-    workers = args.workers
+    processes: list[subprocess.Popen[bytes]] = []
+    ctrl_c = CtrlC()
+    try:
+        with ctrl_c.once():
+            try:
+                settings = _header(args, space, what, folder)
+                _start_workers(settings, args.workers, processes, ctrl_c)
+                _watch(study, processes, args.trials)
+                rows = _report(study, folder, f"{args.dataset}: validation accuracy of {args.trials} trials")
+                undone = args.trials - len(finished_slots(study.get_trials(deepcopy=False)))
+            except KeyboardInterrupt:  # a second Ctrl-C while the workers stop escalates the stop (see stop_workers)
+                stop_workers(processes, ctrl_c)
+                raise KeyboardInterrupt("interrupted; rerun the same command to continue the sweep") from None
+            except (optuna.exceptions.StorageInternalError, SQLAlchemyError) as error:  # a database lost mid-sweep
+                stop_workers(processes, ctrl_c)
+                raise SweepUnfinished(
+                    f"lost the storage {args.storage_shown} ({storage_reason(error)}); rerun the same command "
+                    "once it is back"
+                ) from None
+    finally:
+        close_storage(storage)
+    lost = [w.returncode for w in processes if w.returncode]
+    if lost or undone:
+        statuses = ", ".join(f"{c} (lost the storage)" if c == LOST_STORAGE else str(c) for c in lost)
+        ended = f"{len(lost)} of {args.workers} workers ended abnormally (exit status {statuses}); "
+        raise SweepUnfinished(
+            f"{ended if lost else ''}{undone} of {args.trials} trials not done; rerun the same command to run them"
+        )
+    return rows
+
+
+def _header(args: argparse.Namespace, space: tuple[Range, ...], what: str, folder: Path) -> dict[str, Any]:
+    """Print the sweep's first line; the workers' settings."""
     print(
         f"funcnn sweep: study {args.study!r} in {args.storage_shown} {what}; "
         f"{args.trials} trials of {args.epochs} epochs "
-        f"on {args.dataset}, {args.sampler} sampler, {args.pruner} pruner, {workers} workers here; searching "
+        f"on {args.dataset}, {args.sampler} sampler, {args.pruner} pruner, {args.workers} workers here; searching "
         + ", ".join(f"{r.option} {r.kind} {list(r.bounds())}" for r in space),
         flush=True,
     )
-    settings = {
+    return {
         "args": {k: v for k, v in vars(args).items() if k not in ("run",)},
         "space": [asdict(r) for r in space],
         "out": str(folder),
         "storage": args.storage_shown,
     }
-    processes: list[subprocess.Popen[bytes]] = []
-    try:
-        processes = _start_workers(settings, workers)
-        _watch(study, processes, args.trials)
-        rows = _report(study, folder, f"{args.dataset}: validation accuracy of {args.trials} trials")
-        lost = [w.returncode for w in processes if w.returncode]
-        undone = args.trials - len(finished_slots(study.get_trials(deepcopy=False)))
-        if lost or undone:
-            ended = f"{len(lost)} of {workers} workers ended abnormally (exit status {', '.join(map(str, lost))}); "
-            raise SweepUnfinished(
-                f"{ended if lost else ''}{undone} of {args.trials} trials not done; rerun the same command to run them"
-            )
-        return rows
-    except optuna.exceptions.StorageInternalError as error:  # a database lost mid-sweep: one line, workers stopped
-        _stop(processes)
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise SweepUnfinished(f"lost the storage {args.storage_shown} ({reason}); rerun the same command") from None
-    finally:
-        close_storage(storage)
 
 
 class SweepUnfinished(RuntimeError):
@@ -373,11 +374,11 @@ def run(trials: int, out: str | Path, **options: Any) -> list[dict[str, object]]
     """Python entry of ``funcnn sweep``: ``trials`` trials into ``out``; ``options`` are the command's by their
     Python names (``workers=2, space=["lr=log:1e-4:1e-2"], epochs=5, storage=URL, study=NAME``). Returns the
     rows of results.csv (dicts), best validation accuracy first."""
-    from funcnn.app.cli import build_parser
-
     if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
         raise ValueError(f"sweep: trials must be an int >= 1, got {trials!r}")
-    args = build_parser().parse_args(["sweep", "--trials", str(trials), "--out", str(out)])
+    parser = Parser(prog="funcnn sweep")
+    add_sweep_options(parser)
+    args = parser.parse_args(["--trials", str(trials), "--out", str(out)])
     unknown = sorted(set(options) - set(vars(args)) - {"command", "run"})
     if unknown:
         raise ValueError(f"sweep: unknown options {', '.join(unknown)}; see funcnn sweep --help")
@@ -385,18 +386,13 @@ def run(trials: int, out: str | Path, **options: Any) -> list[dict[str, object]]
     return sweep(args, train_options())
 
 
-def _interrupt_once(signum: int, frame: Any) -> None:
-    """Ctrl-C reaches a worker twice (from the terminal and from the sweep): the first stops it, the second
-    is ignored, so that Optuna fails the trial as interrupted without a second traceback."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    raise KeyboardInterrupt
-
-
 def _work(settings: dict[str, Any]) -> None:
     """A worker process: run queued trials until none is left and none runs elsewhere (a running trial may
     be a killed worker's, to be retried here once its heartbeat is stale)."""
+    ctrl_c = WorkerCtrlC()
+    ctrl_c.install()
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # a failed trial: our one line, not Optuna's traceback
-    signal.signal(signal.SIGINT, _interrupt_once)
+    threading.excepthook = _quiet_if_storage_lost
     args = argparse.Namespace(**settings["args"])
     storage = open_storage(settings["storage"], args.heartbeat)
     study = optuna.load_study(
@@ -406,8 +402,9 @@ def _work(settings: dict[str, Any]) -> None:
         args, [Range(**{**r, "choices": tuple(r["choices"])}) for r in settings["space"]], Path(settings["out"])
     )
     while True:
+        ctrl_c.check()
         try:
-            study.optimize(objective, catch=(TrialError, Duplicate))
+            study.optimize(ctrl_c.interruptible(objective), catch=(TrialError, Duplicate))
         except NoTrialLeft:
             pass
         with warnings.catch_warnings():
@@ -421,11 +418,18 @@ def _work(settings: dict[str, Any]) -> None:
         time.sleep(1.0)  # soon after the last trial ends, or its heartbeat goes stale, this worker sees it
 
 
+def _quiet_if_storage_lost(hook: threading.ExceptHookArgs) -> None:
+    """A heartbeat thread that lost the storage ends quietly: the worker then exits with LOST_STORAGE."""
+    if hook.exc_value is None or lost_storage(hook.exc_value) is None:
+        threading.__excepthook__(hook)
+
+
 if __name__ == "__main__":
     try:
         _work(json.loads(sys.argv[1]))
     except KeyboardInterrupt:
         raise SystemExit(130) from None
-    except optuna.exceptions.StorageInternalError as lost:  # the sweep command says it in one line
-        print(f"funcnn sweep worker: lost the storage ({str(lost).strip()[:200]})", file=sys.stderr)
-        raise SystemExit(1) from None
+    except Exception as error:  # a storage lost: the sweep command says it in one line
+        if lost_storage(error) is None:
+            raise
+        raise SystemExit(LOST_STORAGE) from None

@@ -17,9 +17,10 @@ import optuna
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
-from optuna.storages.journal._storage import JournalOperation
+from optuna.storages.journal._storage import JournalOperation, JournalStorageReplayResult
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.exc import SQLAlchemyError
+from typing_extensions import override
 
 StaleCallback = Callable[[optuna.Study, FrozenTrial], None]
 
@@ -36,6 +37,7 @@ def _queued_only(template_trial: FrozenTrial | None) -> None:
 class QueuedRDBStorage(RDBStorage):
     """Optuna's RDBStorage (heartbeat included) that creates trials only from a template (queued or retried)."""
 
+    @override
     def _create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> FrozenTrial:
         # Optuna's cache in front of an RDBStorage calls this one, not create_new_trial.
         _queued_only(template_trial)
@@ -61,6 +63,7 @@ class HolderLock(JournalFileSymlinkLock):
     lock whose holder on this host is dead is broken at once, any other after ``grace_period`` seconds
     unchanged (a holder killed on another machine)."""
 
+    @override
     def acquire(self) -> bool:
         me, seen, since, pause = f"{socket.gethostname()}:{os.getpid()}", None, time.monotonic(), 0.001
         while True:
@@ -88,25 +91,36 @@ class HolderLock(JournalFileSymlinkLock):
 
 def check_journal(path: Path) -> None:
     """Refuse (ValueError naming ``path`` and the line) a journal that Optuna cannot read, before anything
-    is appended to it; the file is left as it is. A last line without its newline (a writer killed while
-    appending) is Optuna's to skip."""
+    is appended to it: each record is read and applied as Optuna replays it; the file is left as it is. A
+    last line without its newline (a writer killed while appending) is Optuna's to skip."""
     if not path.exists():
         return
+    replay = JournalStorageReplayResult("check-")
     with open(path, "rb") as f:
         for number, line in enumerate(f, start=1):
             if not line.endswith(b"\n"):
                 return
-            try:
-                record = json.loads(line)
-                valid = isinstance(record, dict) and record.get("op_code") in set(JournalOperation)
-                reason = "" if valid else "not an Optuna journal record"
-            except ValueError as error:  # JSON or UTF-8
-                reason = str(error)
+            reason = _unreadable(line, replay)
             if reason:
                 raise ValueError(
                     f"--storage {path}: the journal is damaged at line {number} ({reason[:80]}); it was left as it "
                     "is: repair it, or move it away to start a new study"
                 )
+
+
+def _unreadable(line: bytes, replay: JournalStorageReplayResult) -> str:
+    """Why Optuna cannot apply the journal line ``line`` after the lines ``replay`` holds, or ``""``."""
+    try:
+        record = json.loads(line)
+    except ValueError as error:  # JSON or UTF-8
+        return str(error)
+    if not (isinstance(record, dict) and record.get("op_code") in set(JournalOperation)):
+        return "not an Optuna journal record"
+    try:
+        replay.apply_logs([record])
+    except Exception as error:  # a field missing or of the wrong type: Optuna's KeyError, TypeError ...
+        return f"a record Optuna cannot apply: {type(error).__name__} {error}"
+    return ""
 
 
 class HeartbeatJournalStorage(JournalStorage, BaseHeartbeat):
@@ -122,10 +136,12 @@ class HeartbeatJournalStorage(JournalStorage, BaseHeartbeat):
         self._beats.mkdir(exist_ok=True)
         self._interval, self._grace, self._stale_callback = interval, grace, stale_callback
 
+    @override
     def create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> int:
         _queued_only(template_trial)
         return super().create_new_trial(study_id, template_trial)
 
+    @override
     def record_heartbeat(self, trial_id: int) -> None:
         (self._beats / str(trial_id)).touch()
 
@@ -135,6 +151,7 @@ class HeartbeatJournalStorage(JournalStorage, BaseHeartbeat):
         except FileNotFoundError:
             return trial.datetime_start.timestamp() if trial.datetime_start else time.time()
 
+    @override
     def _get_stale_trial_ids(self, study_id: int) -> list[int]:
         # Compare with the time the file server puts on a file touched now, not with this machine's clock.
         probe = self._beats / f".now.{os.getpid()}"
@@ -144,9 +161,11 @@ class HeartbeatJournalStorage(JournalStorage, BaseHeartbeat):
         running = self.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,))
         return [t._trial_id for t in running if now - self._last_beat(t) > self._grace]
 
+    @override
     def get_heartbeat_interval(self) -> int:
         return self._interval
 
+    @override
     def get_heartbeat_stale_trial_callback(self) -> StaleCallback | None:
         return self._stale_callback
 

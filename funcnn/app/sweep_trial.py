@@ -20,6 +20,7 @@ from optuna.trial import TrialState
 from funcnn.app.files import write_atomically
 from funcnn.app.space import Range
 from funcnn.app.sweep_report import DUPLICATE, SLOT, slot_trials
+from funcnn.app.sweep_signals import lost_storage
 
 
 class TrialError(ValueError):
@@ -49,10 +50,9 @@ def make_objective(args: argparse.Namespace, space: Sequence[Range], out: Path) 
     user attrs: ``worker`` (host:pid), ``blas_threads`` (its OPENBLAS_NUM_THREADS), ``epochs`` run,
     ``test_acc`` of the best epoch's params, ``error`` when it fails (any exception: its one line, also
     printed). A copy of a slot queued twice fails at once as a :class:`Duplicate`, never trained."""
-    from funcnn.app.cli import net_and_params
     from funcnn.app.datasets import load_named
-    from funcnn.app.recipe import augment_for, optimizer_for
-    from funcnn.train import Callback, Checkpoint, EpochEnd, accuracy, batch_starts, early_stopping, fit
+    from funcnn.app.recipe import train_course
+    from funcnn.training import Checkpoint, EpochEnd
 
     loaded: dict[tuple[str, str], Any] = {}  # a worker reads each data set once
 
@@ -77,23 +77,17 @@ def make_objective(args: argparse.Namespace, space: Sequence[Range], out: Path) 
             if key not in loaded:
                 loaded[key] = load_named(options.dataset, options.data_path, np.dtype(options.dtype).type)
             data = loaded[key]
-            net, params = net_and_params(options, data)
-            steps_per_epoch = len(batch_starts(len(data.train), options.batch_size))
-            optimizer = optimizer_for(options, steps_per_epoch)
-            callbacks: list[Callback] = [prune, early_stopping(options.patience)] if options.patience else [prune]
-            result = fit(
-                net, params, (data.train.x, data.train.y), (data.val.x, data.val.y), optimizer, epochs=options.epochs,
-                batch_size=options.batch_size, reg=options.reg, seed=options.seed, callbacks=callbacks, log=None,
-                checkpoint=Checkpoint(folder / "checkpoint.npz", config={"trial": trial.number, **values}),
-                augment=augment_for(options),
-            )  # fmt: skip
+            checkpoint = Checkpoint(folder / "checkpoint.npz", config={"trial": trial.number, **values})
+            run = train_course(options, data, checkpoint, callbacks=[prune])
         except Exception as error:  # diverged, values the network refuses, no memory, no folder: this trial's result
+            if lost_storage(error) is not None:  # not the trial's: the worker stops, the trial is retried
+                raise
             reason = str(error) if isinstance(error, ValueError) else f"{type(error).__name__}: {error}"
             trial.set_user_attr("error", reason)
             print(f"trial {trial.number} failed: {reason}", file=sys.stderr, flush=True)
             raise TrialError(reason) from None
+        result, test_acc = run.result, run.test_acc
         history = result.history
-        test_acc = accuracy(net, result.best_params, data.test.x, data.test.y, result.best_state)
         summary = {
             "trial": trial.number,
             "values": values,

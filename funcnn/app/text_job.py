@@ -1,5 +1,5 @@
-"""``funcnn train --dataset shakespeare``: a char-level LSTM (or RNN) on the bundled plays, trained by
-:func:`funcnn.fit` on windows of ``--seq-length`` characters with Adam and the gradient clipped to a global
+"""``funcnn train --dataset shakespeare``: a char-level LSTM (or RNN, or transformer) on the bundled plays,
+trained by :func:`funcnn.fit` on windows of ``--seq-length`` characters with Adam and the gradient clipped to a global
 norm; it ends with the test loss per character on the held-out last 10% and a sample."""
 
 from __future__ import annotations
@@ -10,19 +10,19 @@ import time
 
 import numpy as np
 
-from funcnn.app.recipe import optimizer_for
+from funcnn.app.recipe import fit_job, optimizer_for
 from funcnn.app.runs import fit_in_folder, write_history
-from funcnn.core import Apply
+from funcnn.core import Layer, LayerFn
 from funcnn.data import CharText, load_shakespeare, windows
-from funcnn.init import init_params
-from funcnn.nets import char_loss, char_rnn, sample_chars
+from funcnn.layers import init_params
+from funcnn.nets import char_loss, char_rnn, char_transformer, sample_chars
 from funcnn.tree import PyTree
 
 SAMPLE_LENGTH = 200
 EVAL_BATCH = 256
 
 
-def mean_loss(net: Apply, params: PyTree, x: np.ndarray, y: np.ndarray) -> float:
+def mean_loss(net: LayerFn, params: PyTree, x: np.ndarray, y: np.ndarray) -> float:
     """The mean loss per character of ``net`` on windows ``x``, ``y`` ``(M, T)``, in batches, in nats."""
     total = 0.0
     for i in range(0, len(x), EVAL_BATCH):
@@ -31,10 +31,18 @@ def mean_loss(net: Apply, params: PyTree, x: np.ndarray, y: np.ndarray) -> float
     return total / len(x)
 
 
-def sample_text(net: Apply, params: PyTree, text: CharText, seed: int) -> str:
+def sample_text(net: LayerFn, params: PyTree, text: CharText, seed: int) -> str:
     """``SAMPLE_LENGTH`` characters drawn from ``net`` after a newline (temperature 1)."""
     prime = text.encode("\n")[None, :]
     return text.decode(sample_chars(net, params, prime, SAMPLE_LENGTH, np.random.default_rng([seed, 3])))  # type: ignore[arg-type]
+
+
+def text_net(vocab_size: int, args: argparse.Namespace) -> Layer:
+    """The char LSTM or RNN of ``--cell``, or with ``--cell transformer`` a decoder-only transformer of width
+    ``--hidden``: 2 pre-norm causal layers, 4 heads, feed-forward 4 x width."""
+    if args.cell == "transformer":
+        return char_transformer(vocab_size, args.hidden, num_heads=4, num_layers=2, max_len=args.seq_length)
+    return char_rnn(vocab_size, args.hidden, args.embed, args.cell)
 
 
 def train_text(args: argparse.Namespace) -> int:
@@ -45,7 +53,7 @@ def train_text(args: argparse.Namespace) -> int:
     text = load_shakespeare()
     parts = (text.train[: args.train_chars or None], text.val, text.test)
     train, val, test = (windows(part, args.seq_length) for part in parts)
-    net = char_rnn(len(text.vocab), args.hidden, args.embed, args.cell)
+    net = text_net(len(text.vocab), args)
     _, params = init_params(net, np.random.default_rng(args.seed), (args.seq_length,), args.dtype)
     steps_per_epoch = -(-len(train[0]) // args.batch_size)
     optimizer = optimizer_for(args, steps_per_epoch)
@@ -55,7 +63,13 @@ def train_text(args: argparse.Namespace) -> int:
         f"(x{args.lr_decay} per epoch), clip {args.clip}, batch {args.batch_size}, {args.epochs} epochs, "
         f"seed {args.seed}"
     )
-    result, out = fit_in_folder(args, net, params, train, val, optimizer, header, loss=char_loss)
+    result, out = fit_in_folder(
+        args,
+        header,
+        lambda checkpoint, log: fit_job(
+            args, net, params, train, val, optimizer, checkpoint=checkpoint, log=log, loss=char_loss, unit="seq"
+        ),
+    )
     nats = mean_loss(net, result.best_params, *test)
     seconds = time.perf_counter() - started
     history = result.history

@@ -4,17 +4,17 @@ Nothing here downloads anything; MNIST and CIFAR-10 are read from files you
 already have. Runtime dependency: NumPy only.
 """
 
-from funcnn.data.cifar import load_cifar10_binary as load_cifar10_binary
-from funcnn.data.digits import load_digits as load_digits
-from funcnn.data.idx import load_idx as load_idx
-from funcnn.data.idx import load_mnist as load_mnist
-from funcnn.data.shakespeare import load_shakespeare as load_shakespeare
-from funcnn.data.text import CharText as CharText
-from funcnn.data.text import char_text as char_text
-from funcnn.data.text import windows as windows
-from funcnn.data.types import DataFormatError as DataFormatError
-from funcnn.data.types import Dataset as Dataset
-from funcnn.data.types import Split as Split
+from funcnn.data._cifar import load_cifar10_binary as load_cifar10_binary
+from funcnn.data._digits import load_digits as load_digits
+from funcnn.data._idx import load_idx as load_idx
+from funcnn.data._idx import load_mnist as load_mnist
+from funcnn.data._shakespeare import load_shakespeare as load_shakespeare
+from funcnn.data._text import CharText as CharText
+from funcnn.data._text import char_text as char_text
+from funcnn.data._text import windows as windows
+from funcnn.data._types import DataFormatError as DataFormatError
+from funcnn.data._types import Dataset as Dataset
+from funcnn.data._types import Split as Split
 
 __all__ = [
     "CharText",

@@ -13,12 +13,13 @@ from typing import BinaryIO
 
 import numpy as np
 
-from funcnn.data.types import DataFormatError
+from funcnn.data._types import DataFormatError
 
 PathLike = str | os.PathLike[str]
 """A file-system path: ``str`` or ``os.PathLike``."""
 
 GZIP_MAGIC = b"\x1f\x8b"
+GZIP_RESERVED_FLAGS = 0xE0  # bits 5-7 of the header's FLG byte
 
 
 def missing(path: PathLike, what: str = "file") -> FileNotFoundError:
@@ -43,11 +44,14 @@ def open_data(path: PathLike) -> Iterator[BinaryIO]:
     if not p.is_file():
         raise missing(p)
     with p.open("rb") as raw:
-        gzipped = p.name.endswith(".gz") or raw.read(2) == GZIP_MAGIC
+        head = raw.read(4)
+        gzipped = p.name.endswith(".gz") or head[:2] == GZIP_MAGIC
         raw.seek(0)
         if not gzipped:
             yield raw
             return
+        if len(head) == 4 and head[3] & GZIP_RESERVED_FLAGS:  # RFC 1952: a reader must refuse them; gzip ignores them
+            raise DataFormatError(p, "a gzip header without reserved flag bits", f"flags 0x{head[3]:02X}")
         try:
             with gzip.GzipFile(fileobj=raw) as stream:
                 yield stream  # type: ignore[misc]  # a GzipFile is a binary stream

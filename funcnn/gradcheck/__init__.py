@@ -12,9 +12,14 @@ from funcnn.gradcheck._compare import RTOL as RTOL
 from funcnn.gradcheck._compare import STEP as STEP
 from funcnn.gradcheck._kinks import NonDifferentiableError as NonDifferentiableError
 from funcnn.gradcheck._kinks import NonDifferentiableWarning as NonDifferentiableWarning
+from funcnn.gradcheck._numerical import numerical_gradient as numerical_gradient
+from funcnn.gradcheck._numerical import numerical_gradient_array as numerical_gradient_array
+from funcnn.gradcheck._numerical import rel_error as rel_error
 from funcnn.gradcheck._report import LeafCheck as LeafCheck
 from funcnn.gradcheck._report import VJPCheckError as VJPCheckError
 from funcnn.gradcheck._report import VJPReport as VJPReport
+from funcnn.gradcheck._step_sweep import StepSweep as StepSweep
+from funcnn.gradcheck._step_sweep import step_sweep as step_sweep
 
 __all__ = [
     "PROBES",
@@ -23,7 +28,12 @@ __all__ = [
     "LeafCheck",
     "NonDifferentiableError",
     "NonDifferentiableWarning",
+    "StepSweep",
     "VJPCheckError",
     "VJPReport",
     "check_vjp",
+    "numerical_gradient",
+    "numerical_gradient_array",
+    "rel_error",
+    "step_sweep",
 ]

@@ -6,7 +6,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+import numpy as np
+from typing_extensions import override
+
 Status = Literal["ok", "kink", "wrong"]
+# A passing leaf whose rounding floor would hide relative errors above this says so in the report.
+COARSE = 1e-3
 
 
 class VJPCheckError(AssertionError):
@@ -39,6 +44,9 @@ class LeafCheck:
     or the re-check of a failing leaf) and ``n_wrong`` of them were wrong. ``n_left_out`` elements
     were not checked because their differences cross a kink (ReLU at 0, a max-pool near-tie) however
     they were taken; the leaf's status says what the others showed ("kink" only if none could be checked).
+    ``floor`` is the largest rounding the passing checks allowed and ``scale`` the largest slope they saw;
+    ``resolution``, their ratio, is the relative error rounding alone could hide: far above the
+    tolerance, the slopes are too small to judge and the report says so.
     """
 
     path: str
@@ -51,6 +59,14 @@ class LeafCheck:
     n_wrong: int = 0
     size: int = 0
     n_left_out: int = 0
+    floor: float = 0.0
+    scale: float = 0.0
+
+    @property
+    def resolution(self) -> float:
+        """The relative error rounding alone could hide: the largest rounding floor the passing checks
+        allowed over the largest slope they saw (0 when nothing passed)."""
+        return self.floor / self.scale if self.scale > 0 else (np.inf if self.floor > 0 else 0.0)
 
     def where(self) -> str:
         """``params[0]["w"][3, 1]`` for an element, the path for a direction."""
@@ -70,6 +86,8 @@ class LeafCheck:
             notes.append("not checked: every probe crosses a kink")
         elif self.n_left_out:
             notes.append(f"{self.n_left_out} of {self.size} elements left out near a kink")
+        if self.status == "ok" and self.resolution > COARSE:
+            notes.append(f"at the rounding floor: an error under {100 * self.resolution:.2g}% would not show")
         return f" ({'; '.join(notes)})" if notes else ""
 
 
@@ -112,6 +130,7 @@ class VJPReport:
                 return leaf
         raise KeyError(f"no leaf {path!r}; leaves are {[leaf.path for leaf in self.leaves]}")
 
+    @override
     def __str__(self) -> str:
         width = max([len(leaf.path) for leaf in self.leaves] + [4])
         same = self.numeric_dtype in ("", self.dtype)

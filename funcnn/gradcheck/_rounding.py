@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from funcnn.core import Apply
+from funcnn.core import LayerFn
 from funcnn.tree import PyTree, tree_flatten, tree_leaves, tree_unflatten
 
 # Points near the one checked, and how far (relative) each float input and dy is moved to reach them:
@@ -24,7 +24,7 @@ RELATIVE_MOVE = 1e-3
 
 
 def rounding_spread(
-    f: Apply, inputs: PyTree, dy: np.ndarray, numeric: np.dtype, rng: np.random.Generator
+    f: LayerFn, inputs: PyTree, dy: np.ndarray, numeric: np.dtype, rng: np.random.Generator
 ) -> list[np.ndarray | None]:
     """Per leaf of ``inputs = (params, x)`` (in ``tree_leaves`` order; None for an integer leaf), the
     range over ``POINTS`` nearby points of the difference between ``f``'s vjp run in the inputs' dtype

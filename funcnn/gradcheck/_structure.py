@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from funcnn.core import Apply
+from funcnn.core import LayerFn
 from funcnn.gradcheck._report import VJPCheckError
 from funcnn.tree import (
     KeyPath,
@@ -27,7 +27,7 @@ def input_name(path: KeyPath) -> str:
 
 
 def run_checked(
-    f: Apply, inputs: PyTree, rng: np.random.Generator, nondet_tol: float
+    f: LayerFn, inputs: PyTree, rng: np.random.Generator, nondet_tol: float
 ) -> tuple[np.ndarray, np.ndarray, tuple[PyTree, np.ndarray]]:
     """Run ``f(*inputs)`` and its vjp on a random ``dy`` (drawn from ``rng``), checking the structure.
 
@@ -58,7 +58,7 @@ def run_checked(
     return y, dy, grads
 
 
-def layer_result(f: Apply, result: Any) -> tuple[Any, Any]:
+def layer_result(f: LayerFn, result: Any) -> tuple[Any, Any]:
     """``result`` as ``(y, vjp)``: what every layer returns; anything else is refused by name."""
     if isinstance(result, tuple) and len(result) == 2 and callable(result[1]):
         return result
@@ -175,7 +175,7 @@ def assert_zero_for_zero(zero: PyTree) -> None:
             raise VJPCheckError(f"check_vjp: vjp(0) must be 0, but {name} is not (does the vjp ignore dy?)")
 
 
-def flat_output(f: Apply) -> Apply:
+def flat_output(f: LayerFn) -> LayerFn:
     """``f`` with a tuple (tree) output seen as one flat array of its leaves, and its vjp taking the
     matching flat cotangent; ``f`` itself when its output is one array. The checks need one output."""
 

@@ -16,7 +16,7 @@ Nearly quiet (load average 2.4): split 24.6 [18-28], serial on 2 BLAS threads 20
 wins everywhere; the split's worst ratio to the best is 1.4 (one BLAS thread's 1.41, the old schedule's 25),
 and it keeps the second core in use on a quiet machine.
 
-Off: ``FUNCNN_SPLIT_THREADS=0`` in the environment (read at import) or ``set_split_threads(1)``; a conv is
+Off: ``FUNCNN_SPLIT_THREADS=1`` in the environment (read at import) or ``set_split_threads(1)``; a conv is
 then serial Python with BLAS's own threads in the products, as before. The split never changes a
 result: chunks are the same whatever the thread count, every image's product is computed alone, and
 the per-chunk parts of ``dw`` are summed in chunk order after the threads join.
@@ -57,12 +57,20 @@ _SAVED: list[int] = []
 
 
 def split_threads() -> int:
-    """The number of threads a conv splits its batch over (1: the split is off)."""
+    """The number of threads convs and affines split their work over.
+
+    Returns:
+        The count set by ``set_split_threads`` or ``FUNCNN_SPLIT_THREADS`` (1: the split is off), else one a core.
+    """
     return _THREADS[0]
 
 
 def set_split_threads(count: int) -> None:
-    """Split each conv's batch over ``count`` threads (1 turns the split off)."""
+    """Split each conv's batch and each affine's rows over ``count`` threads, BLAS on one thread each.
+
+    Args:
+        count: threads, at least 1 (1 turns the split off: layers run serially on BLAS's own threads).
+    """
     if count < 1:
         raise ValueError(f"set_split_threads: count must be >= 1, got {count}")
     _THREADS[0] = int(count)
@@ -78,7 +86,12 @@ def _blas_controllers() -> list[Any]:
 
 @contextmanager
 def one_blas_thread() -> Iterator[None]:
-    """BLAS on one thread inside the block (process-wide: BLAS libraries have one setting)."""
+    """BLAS on one thread inside the block (process-wide: BLAS libraries have one setting); nested and
+    concurrent blocks restore the count the outermost one found.
+
+    Returns:
+        A context manager (it yields None).
+    """
     libs = _blas_controllers()
     with _LOCK:
         if _DEPTH[0] == 0:
@@ -98,7 +111,15 @@ def one_blas_thread() -> Iterator[None]:
 
 def map_groups(task: Callable[[Sequence[slice]], list[T]], chunks: Sequence[slice]) -> list[T]:
     """``task`` on contiguous groups of ``chunks``, one group a thread (the calling thread takes the
-    first), BLAS on one thread meanwhile; the results of every chunk, in chunk order."""
+    first), BLAS on one thread meanwhile.
+
+    Args:
+        task: maps a group of chunks to one result per chunk.
+        chunks: the chunks (slices of the batch), in order.
+
+    Returns:
+        The results of every chunk, in chunk order.
+    """
     count = min(split_threads(), len(chunks))
     if split_threads() == 1:  # off: serial, BLAS's threads as the user set them
         return task(chunks)
@@ -118,9 +139,18 @@ def map_groups(task: Callable[[Sequence[slice]], list[T]], chunks: Sequence[slic
 
 
 def matmul_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``a @ b`` for 2-D ``a`` ``(M, K)`` and ``b`` ``(K, N)``: one BLAS call per block of ``ROW_BLOCK``
-    rows of ``a``, the blocks split over the threads. The blocks are the same whatever the thread count
-    (BLAS picks its kernel by the product's size, so a result could change with the split otherwise)."""
+    """``a @ b`` by one BLAS call per block of ``ROW_BLOCK`` rows of ``a``, the blocks split over the threads.
+
+    The blocks are the same whatever the thread count (BLAS picks its kernel by the product's size, so a
+    result could change with the split otherwise).
+
+    Args:
+        a: ``(M, K)``.
+        b: ``(K, N)``.
+
+    Returns:
+        ``(M, N)`` in ``a`` and ``b``'s result dtype.
+    """
     out = np.empty((a.shape[0], b.shape[1]), np.result_type(a, b))
     blocks = [slice(start, min(start + ROW_BLOCK, a.shape[0])) for start in range(0, a.shape[0], ROW_BLOCK)]
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from funcnn.core import VJP, Layer
+from funcnn._checks import cotangent, float_array, like, no_params, number_at_least, same_shape_as_input
+from funcnn.core import VJP, Layer, layer_factory
 from funcnn.tree import PyTree
-from funcnn.validation import cotangent, float_array, like, no_params, number_at_least, same_shape_as_input
 
 NAME = "relu"
 
@@ -36,14 +36,21 @@ def _relu(params: PyTree, x: np.ndarray) -> tuple[np.ndarray, VJP]:
     return y, vjp
 
 
-relu = Layer(_relu, NAME, (), out_shape=same_shape_as_input(NAME), op="relu")
+relu = Layer(_relu, NAME, param_keys=(), out_shape=same_shape_as_input(NAME), op="relu")
 
 
+@layer_factory
 def leaky_relu(alpha: float = 0.01) -> Layer:
     """A leaky ReLU layer: ``y = x if x > 0 else alpha * x`` elementwise, any shape; params ``()``.
 
     ``alpha >= 0``. The slope at 0 is ``alpha`` (PyTorch's rule); NaN stays NaN.
     The layer returns ``y`` (shape of ``x``) and ``vjp(dy) -> ((), dx)``.
+
+    Args:
+        alpha: the slope for negative inputs, ``>= 0`` (PyTorch's default 0.01).
+
+    Returns:
+        The layer: call it as ``layer(params, x) -> (y, vjp)``, with ``vjp(dy) -> (dparams, dx)``.
 
     >>> y, vjp = fn.leaky_relu(0.1)((), np.array([[-2.0, 3.0]]))
     >>> y
@@ -69,11 +76,10 @@ def leaky_relu(alpha: float = 0.01) -> Layer:
     return Layer(
         apply,
         name,
-        (),
+        param_keys=(),
         out_shape=same_shape_as_input(name),
         op="leaky_relu",
         hparams={"alpha": alpha},
-        doc=leaky_relu.__doc__,
     )
 
 
@@ -127,5 +133,5 @@ def _sigmoid(params: PyTree, x: np.ndarray) -> tuple[np.ndarray, VJP]:
     return y, vjp
 
 
-tanh = Layer(_tanh, "tanh", (), out_shape=same_shape_as_input("tanh"), op="tanh")
-sigmoid = Layer(_sigmoid, "sigmoid", (), out_shape=same_shape_as_input("sigmoid"), op="sigmoid")
+tanh = Layer(_tanh, "tanh", param_keys=(), out_shape=same_shape_as_input("tanh"), op="tanh")
+sigmoid = Layer(_sigmoid, "sigmoid", param_keys=(), out_shape=same_shape_as_input("sigmoid"), op="sigmoid")

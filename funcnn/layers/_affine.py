@@ -6,10 +6,7 @@ import math
 
 import numpy as np
 
-from funcnn.core import VJP, Layer, Shape, WeightScale, skips_dx
-from funcnn.layers._weights import weight_std, weights_and_bias
-from funcnn.tree import PyTree
-from funcnn.validation import (
+from funcnn._checks import (
     check_ndim,
     cotangent,
     dict_params,
@@ -19,6 +16,9 @@ from funcnn.validation import (
     like,
     same_dtype,
 )
+from funcnn.core import VJP, Layer, Shape, WeightScale, layer_factory, skips_dx
+from funcnn.layers._weights import weight_std, weights_and_bias
+from funcnn.tree import PyTree
 
 NAME = "affine"
 
@@ -76,14 +76,22 @@ def _unknown_out_dim(shape: Shape) -> Shape:
     )
 
 
-affine = Layer(_affine, NAME, ("w", "b"), out_shape=_unknown_out_dim, op="affine", hparams={"out_dim": None})
+affine = Layer(_affine, NAME, param_keys=("w", "b"), out_shape=_unknown_out_dim, op="affine", hparams={"out_dim": None})
 
 
+@layer_factory
 def dense(out_dim: int) -> Layer:
     """:data:`affine` with a known output size ``M = out_dim``, so that :func:`funcnn.init_params`
     can make its params ``{"w": (D, M), "b": (M,)}`` (like stax's ``Dense``).
 
     x ``(N, d1, ..., dk)`` -> y ``(N, M)``.
+
+    Args:
+        out_dim: M, the number of outputs; the input size D comes from the input shape.
+
+    Returns:
+        An affine layer that knows its output size, for :func:`funcnn.init_params`; params ``{"w": (D, M), "b":
+            (M,)}``.
 
     >>> layer = fn.dense(4)
     >>> layer.out_shape((2, 3))                               # x (N, 2, 3) is flattened to D = 6
@@ -116,4 +124,12 @@ def dense(out_dim: int) -> Layer:
         return _affine(params, x)
 
     hparams = {"out_dim": out_dim}
-    return Layer(apply, name, ("w", "b"), init, out_shape=out_shape, op="affine", hparams=hparams, doc=dense.__doc__)
+    return Layer(
+        apply,
+        name,
+        param_keys=("w", "b"),
+        init=init,
+        out_shape=out_shape,
+        op="affine",
+        hparams=hparams,
+    )

@@ -7,9 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from funcnn.core import VJP, Layer, State, moded_layer
-from funcnn.tree import PyTree
-from funcnn.validation import (
+from funcnn._checks import (
     cotangent,
     float_array,
     fraction,
@@ -19,8 +17,11 @@ from funcnn.validation import (
     read_only,
     same_shape_as_input,
 )
+from funcnn.core import VJP, Layer, State, layer_factory, moded_layer
+from funcnn.tree import PyTree
 
 
+@layer_factory
 def dropout(drop_prob: float = 0.5) -> Layer:
     """Zero each value with probability ``drop_prob`` in training and scale the rest by
     ``1 / (1 - drop_prob)``, so evaluation is the identity (y is a read-only view of x). params and
@@ -28,6 +29,13 @@ def dropout(drop_prob: float = 0.5) -> Layer:
 
     ``layer.run((), x, train=True, rng=np.random.default_rng(seed))``; training without ``rng``
     is an error. The mask is drawn from ``rng``: the same generator state gives the same mask.
+
+    Args:
+        drop_prob: the probability of zeroing an element in training, in ``[0, 1)``; kept elements are scaled
+            by ``1 / (1 - drop_prob)``.
+
+    Returns:
+        The moded layer: call it as ``layer.run(params, x, state, train=..., rng=...) -> (y, vjp, new_state)``.
 
     >>> layer = fn.dropout(0.5)
     >>> y, vjp, _ = layer.run((), np.ones((2, 4)), train=True, rng=np.random.default_rng(0))
@@ -67,5 +75,4 @@ def dropout(drop_prob: float = 0.5) -> Layer:
         out_shape=same_shape_as_input(name),
         op="dropout",
         hparams={"drop_prob": drop_prob},
-        doc=dropout.__doc__,
     )

@@ -6,9 +6,9 @@ from typing import Any
 
 import numpy as np
 
-from funcnn.core import VJP, Layer, Shape, WeightScale
+from funcnn._checks import check_ndim, cotangent, dict_params, example_shape, index_array, int_at_least
+from funcnn.core import VJP, Layer, Shape, WeightScale, layer_factory
 from funcnn.tree import PyTree
-from funcnn.validation import check_ndim, cotangent, dict_params, example_shape, index_array, int_at_least
 
 NAME = "word_embedding"
 # The course's CaptioningRNN: W_embed = randn(V, D) / 100.
@@ -44,13 +44,22 @@ def _unknown_dim(shape: Shape) -> Shape:
     raise ValueError(f"{NAME}: its vector size D comes from params['w']; use fn.embedding(vocab, dim)")
 
 
-word_embedding = Layer(_word_embedding, NAME, ("w",), out_shape=_unknown_dim, op="word_embedding")
+word_embedding = Layer(_word_embedding, NAME, param_keys=("w",), out_shape=_unknown_dim, op="word_embedding")
 
 
+@layer_factory
 def embedding(vocab: int, dim: int) -> Layer:
     """:data:`word_embedding` with its sizes, for :func:`funcnn.init_params`: params ``{"w": (vocab, dim)}``
     drawn from ``normal(0, 0.01)`` (the course's ``randn / 100``; a number ``weight_scale`` replaces 0.01).
     Input shape ``(T,)`` (integers) -> ``(T, dim)``.
+
+    Args:
+        vocab: V, the number of words (integer inputs lie in ``[0, V)``).
+        dim: D, the size of each word vector.
+
+    Returns:
+        A word-embedding layer that knows its sizes, for :func:`funcnn.init_params`: integer x ``(N, T)`` -> ``(N,
+            T, D)``.
 
     >>> fn.init_params(fn.embedding(10, 4), np.random.default_rng(0), (7,))[1]["w"].shape
     (10, 4)
@@ -79,5 +88,11 @@ def embedding(vocab: int, dim: int) -> Layer:
 
     hparams = {"vocab": vocab, "dim": dim}
     return Layer(
-        apply, name, ("w",), init, out_shape=out_shape, op="word_embedding", hparams=hparams, doc=embedding.__doc__
+        apply,
+        name,
+        param_keys=("w",),
+        init=init,
+        out_shape=out_shape,
+        op="word_embedding",
+        hparams=hparams,
     )

@@ -12,9 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from funcnn.core import VJP, Layer, Shape, WeightScale
-from funcnn.tree import PyTree
-from funcnn.validation import (
+from funcnn._checks import (
     cotangent,
     dict_params,
     example_shape,
@@ -24,6 +22,8 @@ from funcnn.validation import (
     number_at_least,
     same_dtype,
 )
+from funcnn.core import VJP, Layer, Shape, WeightScale, layer_factory
+from funcnn.tree import PyTree
 
 
 def _normalize(
@@ -66,6 +66,7 @@ def _ones_and_zeros(shape: Shape, dtype: np.dtype) -> dict[str, np.ndarray]:
     return {"gamma": np.ones(shape, dtype=dtype), "beta": np.zeros(shape, dtype=dtype)}
 
 
+@layer_factory
 def layer_norm(eps: float = 1e-5) -> Layer:
     """A layer-norm layer: PyTorch's ``nn.LayerNorm(x.shape[1:], eps)``.
 
@@ -73,6 +74,12 @@ def layer_norm(eps: float = 1e-5) -> Layer:
     a scale and a shift per value of an example; y: the shape of x. Each example is standardized
     over all its values (biased variance, ``eps > 0`` inside the square root).
     :func:`funcnn.init_params` makes gamma ones and beta zeros.
+
+    Args:
+        eps: added to the variance before its square root.
+
+    Returns:
+        The layer: call it as ``layer(params, x) -> (y, vjp)``, with ``vjp(dy) -> (dparams, dx)``.
 
     >>> layer = fn.layer_norm()
     >>> _, params = fn.init_params(layer, np.random.default_rng(0), (4,), np.float64)
@@ -100,10 +107,19 @@ def layer_norm(eps: float = 1e-5) -> Layer:
     ) -> tuple[Shape, PyTree]:
         return out_shape(shape), _ones_and_zeros(out_shape(shape), dtype)
 
-    hparams, doc = {"eps": eps}, layer_norm.__doc__
-    return Layer(apply, name, ("gamma", "beta"), init, out_shape=out_shape, op="layer_norm", hparams=hparams, doc=doc)
+    hparams = {"eps": eps}
+    return Layer(
+        apply,
+        name,
+        param_keys=("gamma", "beta"),
+        init=init,
+        out_shape=out_shape,
+        op="layer_norm",
+        hparams=hparams,
+    )
 
 
+@layer_factory
 def group_norm(groups: int, eps: float = 1e-5) -> Layer:
     """A group-norm layer: PyTorch's ``nn.GroupNorm(groups, C, eps)``.
 
@@ -113,6 +129,13 @@ def group_norm(groups: int, eps: float = 1e-5) -> Layer:
     channels and positions (biased variance, ``eps > 0`` inside the square root), then channel c is
     scaled by ``gamma[c]`` and shifted by ``beta[c]``. ``groups=1`` normalizes each example as a whole,
     ``groups=C`` each channel (instance norm). :func:`funcnn.init_params` makes gamma ones and beta zeros.
+
+    Args:
+        groups: G, the number of channel groups; C must be a multiple of it.
+        eps: added to the variance before its square root.
+
+    Returns:
+        The layer: call it as ``layer(params, x) -> (y, vjp)``, with ``vjp(dy) -> (dparams, dx)``.
 
     >>> layer = fn.group_norm(2)                              # channels (0, 1) and (2, 3)
     >>> _, params = fn.init_params(layer, np.random.default_rng(0), (4, 1, 1), np.float64)
@@ -147,5 +170,13 @@ def group_norm(groups: int, eps: float = 1e-5) -> Layer:
     ) -> tuple[Shape, PyTree]:
         return out_shape(shape), _ones_and_zeros(out_shape(shape)[:1], dtype)
 
-    hparams, doc = {"groups": groups, "eps": eps}, group_norm.__doc__
-    return Layer(apply, name, ("gamma", "beta"), init, out_shape=out_shape, op="group_norm", hparams=hparams, doc=doc)
+    hparams = {"groups": groups, "eps": eps}
+    return Layer(
+        apply,
+        name,
+        param_keys=("gamma", "beta"),
+        init=init,
+        out_shape=out_shape,
+        op="group_norm",
+        hparams=hparams,
+    )

@@ -9,13 +9,11 @@ Average pooling shares max pooling's checks and output size; overlapping windows
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
-from funcnn.core import VJP, Layer, Shape
-from funcnn.tree import PyTree
-from funcnn.validation import (
+from funcnn._checks import (
     check_ndim,
     cotangent,
     example_shape,
@@ -25,6 +23,18 @@ from funcnn.validation import (
     no_params,
     output_size,
 )
+from funcnn.core import VJP, Layer, Shape, layer_factory
+from funcnn.tree import PyTree
+
+
+class PoolParam(TypedDict, total=False):
+    """The keywords of :func:`max_pool`, :func:`max_pool_naive` and :func:`avg_pool`, the course's ``pool_param``
+    dict, for a type checker to read ``max_pool(**pool_param)`` against."""
+
+    pool_height: int
+    pool_width: int
+    stride: int
+
 
 Forward = Callable[[np.ndarray, int, int, int, int, int], tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]]
 
@@ -81,7 +91,7 @@ def _empty_backward(x: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
 
 
 def _make_pool(
-    pool_height: Any, pool_width: Any, stride: Any, forward: Forward, kind: str, naive: bool | None, doc: str | None
+    pool_height: Any, pool_width: Any, stride: Any, forward: Forward, kind: str, naive: bool | None
 ) -> Layer:
     """A pool layer; ``naive`` (``None`` for average pools, which have one version) goes to hparams."""
     name = f"{kind}(pool_height={pool_height}, pool_width={pool_width}, stride={stride})"
@@ -114,14 +124,23 @@ def _make_pool(
     if naive is not None:
         hparams["naive"] = naive
     op = kind.removesuffix("_naive")
-    return Layer(apply, name, (), out_shape=out_shape, op=op, hparams=hparams, doc=doc)
+    return Layer(apply, name, param_keys=(), out_shape=out_shape, op=op, hparams=hparams)
 
 
+@layer_factory
 def max_pool(pool_height: int = 2, pool_width: int = 2, stride: int = 2) -> Layer:
     """A max-pool layer on Numba kernels; params ``()``.
 
     x: ``(N, C, H, W)``; y: ``(N, C, H', W')`` with ``H' = (H - pool_height) // stride + 1``.
     ``max_pool(**pool_param)`` takes the course's dict.
+
+    Args:
+        pool_height: the window's height.
+        pool_width: the window's width.
+        stride: the step between windows (windows overlap when it is smaller than the window).
+
+    Returns:
+        The layer: call it as ``layer(params, x) -> (y, vjp)``, with ``vjp(dy) -> (dparams, dx)``.
 
     >>> x = np.arange(16.0).reshape(1, 1, 4, 4)
     >>> y, vjp = fn.max_pool(pool_height=2, pool_width=2, stride=2)((), x)
@@ -136,18 +155,27 @@ def max_pool(pool_height: int = 2, pool_width: int = 2, stride: int = 2) -> Laye
     >>> fn.max_pool(3, 3, 2).out_shape((8, 7, 7))             # H' = (7 - 3) // 2 + 1 = 3
     (8, 3, 3)
     """
-    return _make_pool(pool_height, pool_width, stride, _fast_forward, "max_pool", False, max_pool.__doc__)
+    return _make_pool(pool_height, pool_width, stride, _fast_forward, "max_pool", False)
 
 
+@layer_factory
 def max_pool_naive(pool_height: int = 2, pool_width: int = 2, stride: int = 2) -> Layer:
     """The plain-NumPy reference for :func:`max_pool`: same contract, same results, ties included.
+
+    Args:
+        pool_height: as in :func:`max_pool`.
+        pool_width: as in :func:`max_pool`.
+        stride: as in :func:`max_pool`.
+
+    Returns:
+        The layer: call it as ``layer(params, x) -> (y, vjp)``, with ``vjp(dy) -> (dparams, dx)``.
 
     >>> y, vjp = fn.max_pool_naive(2, 2, 2)((), np.zeros((1, 1, 2, 2)))   # a tie: the first maximum wins
     >>> vjp(np.ones_like(y))[1][0, 0]
     array([[1., 0.],
            [0., 0.]])
     """
-    return _make_pool(pool_height, pool_width, stride, _naive_forward, "max_pool_naive", True, max_pool_naive.__doc__)
+    return _make_pool(pool_height, pool_width, stride, _naive_forward, "max_pool_naive", True)
 
 
 def _offsets(ph: int, pw: int, stride: int, out_h: int, out_w: int) -> list[tuple[slice, ...]]:
@@ -179,11 +207,20 @@ def _avg_forward(
     return y, backward
 
 
+@layer_factory
 def avg_pool(pool_height: int = 2, pool_width: int = 2, stride: int = 2) -> Layer:
     """An average-pool layer (plain NumPy); params ``()``.
 
     x: ``(N, C, H, W)``; y: ``(N, C, H', W')`` with ``H' = (H - pool_height) // stride + 1``, each
     the mean of its window. ``avg_pool(**pool_param)`` takes the course's dict.
+
+    Args:
+        pool_height: the window's height.
+        pool_width: the window's width.
+        stride: the step between windows.
+
+    Returns:
+        The layer: call it as ``layer(params, x) -> (y, vjp)``, with ``vjp(dy) -> (dparams, dx)``.
 
     >>> x = np.arange(16.0).reshape(1, 1, 4, 4)
     >>> y, vjp = fn.avg_pool(2, 2, 2)((), x)
@@ -193,7 +230,7 @@ def avg_pool(pool_height: int = 2, pool_width: int = 2, stride: int = 2) -> Laye
     >>> vjp(np.ones_like(y))[1][0, 0, 0]                      # each pixel gets 1 / (2 * 2) of its window's
     array([0.25, 0.25, 0.25, 0.25])
     """
-    return _make_pool(pool_height, pool_width, stride, _avg_forward, "avg_pool", None, avg_pool.__doc__)
+    return _make_pool(pool_height, pool_width, stride, _avg_forward, "avg_pool", None)
 
 
 def _global_avg_pool(params: PyTree, x: np.ndarray) -> tuple[np.ndarray, VJP]:
@@ -232,4 +269,6 @@ def _global_avg_pool_shape(in_shape: Shape) -> Shape:
     return (c,)
 
 
-global_avg_pool = Layer(_global_avg_pool, "global_avg_pool", (), out_shape=_global_avg_pool_shape, op="global_avg_pool")
+global_avg_pool = Layer(
+    _global_avg_pool, "global_avg_pool", param_keys=(), out_shape=_global_avg_pool_shape, op="global_avg_pool"
+)

@@ -5,10 +5,10 @@ prev_c (N, H)])``. Sequences: ``rnn``, ``lstm``, ``gru``, input ``(x (N, T, D), 
 (the LSTM's ``c0`` is zero, as in the course). The factories ``rnn_cell(hidden)``, ``lstm_cell``, ``gru_cell``,
 ``rnn_layer(hidden)``, ``lstm_layer``, ``gru_layer`` know their sizes for :func:`funcnn.init_params`.
 
-Speed: the input projection ``x wx + b`` of all steps is one product before the loop; each step is one
-product ``h wh`` plus one fused pass of the gate arithmetic (``funcnn.kernels.recurrent``; the LSTM's
-tanh and sigmoids in NumPy's SIMD tanh); the weight
-gradients are one product each after the loop, over all steps at once (no array per step).
+Built on :func:`funcnn.scan`: the input projection ``x wx + b`` of all steps is one product before
+the scan, which runs the recurrence cell of ``funcnn.layers._recurrence`` (one product ``h wh`` plus
+one fused, vectorised Numba pass of the gate arithmetic per step, forward and backward); the cell hands
+scan its ``wh`` gradient as factors, multiplied once over all steps (no array per step).
 """
 
 from __future__ import annotations
@@ -19,19 +19,21 @@ from typing import Any
 
 import numpy as np
 
-from funcnn.core import VJP, Layer, WeightScale
-from funcnn.kernels.recurrent import gru_backward_step, gru_forward_step, lstm_backward_step, lstm_forward_step
-from funcnn.tree import PyTree
-from funcnn.validation import (
+from funcnn._checks import (
     check_ndim,
     cotangent,
     dict_params,
     example_shape,
     float_array,
     int_at_least,
+    like,
     same_dtype,
     tuple_input,
 )
+from funcnn.core import VJP, Layer, WeightScale, layer_factory
+from funcnn.layers._recurrence import BACKWARD_WIDTH, FORWARD_WIDTH, Arena, Context, recurrence
+from funcnn.layers._scan import scan
+from funcnn.tree import PyTree
 
 # gates per kind: the width of wx, wh and the biases is gates * H
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
@@ -75,133 +77,65 @@ def _checked(
     return p, arrays
 
 
-def _dy(name: str, dy: Any, outs: tuple[np.ndarray, ...], names: tuple[str, ...]) -> list[np.ndarray]:
+def _dy(name: str, dy: Any, outs: tuple[Any, ...], names: tuple[str, ...]) -> list[np.ndarray]:
     """A vjp's cotangent: one array per output (a single one when the layer has one output); None is zero."""
     parts = (dy,) if len(outs) == 1 else tuple_input(name + " vjp", dy, names, "dy")
-    return [np.zeros_like(y) if d is None else cotangent(name, d, y) for d, y in zip(parts, outs)]
-
-
-def _previous(h0: np.ndarray, h: np.ndarray) -> np.ndarray:
-    """``(N*T, H)``: the state each step starts from (``h0``, then ``h`` of the steps before)."""
-    return np.concatenate([h0[:, None], h[:, :-1]], axis=1).reshape(-1, h.shape[2])
+    return [np.zeros(y.shape, y.dtype) if d is None else cotangent(name, d, y) for d, y in zip(parts, outs)]
 
 
 def _input_grads(x: np.ndarray, wx: np.ndarray, dxa: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(dwx, db, dx)`` of the input projection ``x wx + b`` of every step, from its cotangent ``dxa``."""
+    """``(dwx, db, dx)`` of the input projection ``x wx + b`` of every step, from its cotangent ``dxa`` (N, T, G)."""
     n, t, d = x.shape
     dxa2 = dxa.reshape(n * t, -1)
     return x.reshape(n * t, d).T @ dxa2, dxa2.sum(axis=0), (dxa2 @ wx.T).reshape(x.shape)
 
 
+def _time_major(a: np.ndarray) -> np.ndarray:
+    """``a`` (N, T, ...) as an equal view whose every step ``[:, t]`` is C-contiguous (the kernels vectorise then)."""
+    return np.ascontiguousarray(a.transpose(1, 0, *range(2, a.ndim))).transpose(1, 0, *range(2, a.ndim))
+
+
 def _project(x: np.ndarray, wx: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``x wx + b`` for all steps at once: ``(N, T, D)`` -> ``(N, T, G)``."""
+    """``x wx + b`` for all steps in one product: ``(N, T, D)`` -> ``(N, T, G)``, each step contiguous."""
     n, t, d = x.shape
-    projected: np.ndarray = (x.reshape(n * t, d) @ wx + b).reshape(n, t, -1)
-    return projected
+    steps = np.ascontiguousarray(x.transpose(1, 0, 2)).reshape(t * n, d)
+    projected: np.ndarray = steps @ wx
+    projected += b  # in place: a new array would cost more than the product here
+    return projected.reshape(t, n, -1).transpose(1, 0, 2)
 
 
-def _rnn_core(
-    params: dict[str, np.ndarray], x: np.ndarray, h0: np.ndarray
-) -> tuple[np.ndarray, Callable[[np.ndarray], tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]]]:
-    wx, wh, b = params["wx"], params["wh"], params["b"]
-    xw = _project(x, wx, b)
-    n, t, hidden = xw.shape
-    h = np.empty_like(xw)
-    prev = h0
-    for s in range(t):
-        a = prev @ wh
-        np.add(a, xw[:, s], out=a)
-        np.tanh(a, out=h[:, s])
-        prev = h[:, s]
-
-    def back(dh: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
-        da = np.empty_like(h)
-        rec = np.zeros_like(h0)
-        for s in reversed(range(t)):
-            np.add(dh[:, s], rec, out=rec)
-            np.multiply(rec, 1 - h[:, s] * h[:, s], out=da[:, s])
-            np.matmul(da[:, s], wh.T, out=rec)
-        dwx, db, dx = _input_grads(x, wx, da)
-        return {"wx": dwx, "wh": _previous(h0, h).T @ da.reshape(n * t, hidden), "b": db}, dx, rec
-
-    return h, back
+def _recurrent_params(kind: str, p: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {"wh": p["wh"], "bh": p["bh"]} if kind == "gru" else {"wh": p["wh"]}
 
 
-def _lstm_core(
-    params: dict[str, np.ndarray], x: np.ndarray, h0: np.ndarray, c0: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, Callable[..., tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray]]]:
-    wx, wh, b = params["wx"], params["wh"], params["b"]
-    xw = _project(x, wx, b)
-    n, t, g = xw.shape
-    hidden = g // 4
-    h, c, tanh_c = (np.empty((n, t, hidden), x.dtype) for _ in range(3))
-    gates, hw = np.empty_like(xw), np.empty((n, g), x.dtype)
-    prev_h, prev_c = h0, c0
-    for s in range(t):
-        np.matmul(prev_h, wh, out=hw)
-        np.add(hw, xw[:, s], out=hw)
-        hw[:, : 3 * hidden] *= 0.5  # sigmoid(a) = (1 + tanh(a / 2)) / 2
-        np.tanh(hw, out=hw)
-        lstm_forward_step(hw, prev_c, gates[:, s], c[:, s])
-        np.tanh(c[:, s], out=tanh_c[:, s])
-        np.multiply(gates[:, s, 2 * hidden : 3 * hidden], tanh_c[:, s], out=h[:, s])
-        prev_h, prev_c = h[:, s], c[:, s]
-
-    def back(dh: np.ndarray, dc_last: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
-        da = np.empty_like(gates)
-        rec, dc = np.zeros_like(h0), np.array(dc_last, order="C")
-        for s in reversed(range(t)):
-            lstm_backward_step(gates[:, s], c[:, s - 1] if s else c0, tanh_c[:, s], dh[:, s], rec, dc, da[:, s])
-            np.matmul(da[:, s], wh.T, out=rec)
-        dwx, db, dx = _input_grads(x, wx, da)
-        return {"wx": dwx, "wh": _previous(h0, h).T @ da.reshape(n * t, g), "b": db}, dx, rec, dc
-
-    return h, c, back
+def _all_grads(kind: str, dwx: np.ndarray, db: np.ndarray, recurrent: PyTree) -> dict[str, np.ndarray]:
+    """The layer's parameter gradients from the input projection's and the recurrence's."""
+    return {"wx": dwx, BIASES[kind][0]: db, **recurrent}
 
 
-def _gru_core(
-    params: dict[str, np.ndarray], x: np.ndarray, h0: np.ndarray
-) -> tuple[np.ndarray, Callable[[np.ndarray], tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]]]:
-    wx, wh, bx, bh = params["wx"], params["wh"], params["bx"], params["bh"]
-    xa = _project(x, wx, bx)
-    n, t, g = xa.shape
-    hidden = g // 3
-    h, gates, ha = np.empty((n, t, hidden), x.dtype), np.empty_like(xa), np.empty_like(xa)
-    prev = h0
-    for s in range(t):
-        np.add(prev @ wh, bh, out=ha[:, s])
-        gru_forward_step(xa[:, s], ha[:, s], prev, gates[:, s], h[:, s])
-        prev = h[:, s]
-
-    def back(dh: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
-        dxa, dha = np.empty_like(gates), np.empty_like(gates)  # not of xa, which the closure need not keep
-        rec, direct = np.zeros_like(h0), np.empty_like(h0)
-        for s in reversed(range(t)):
-            gru_backward_step(
-                gates[:, s], ha[:, s], h[:, s - 1] if s else h0, dh[:, s], rec, dxa[:, s], dha[:, s], direct
-            )
-            np.matmul(dha[:, s], wh.T, out=rec)
-            rec += direct
-        dwx, dbx, dx = _input_grads(x, wx, dxa)
-        dha2 = dha.reshape(n * t, g)
-        return {"wx": dwx, "wh": _previous(h0, h).T @ dha2, "bx": dbx, "bh": dha2.sum(axis=0)}, dx, rec
-
-    return h, back
-
-
-def _one_step(kind: str, core: Callable[..., Any], params: PyTree, x: Any) -> tuple[np.ndarray, VJP]:
-    """The vanilla or GRU cell: its sequence core run over one step."""
+def _one_step(kind: str, params: PyTree, x: Any) -> tuple[Any, VJP]:
+    """One step of any kind: the input projection, then the recurrence cell that :func:`scan` runs in the sequences."""
     name = f"{kind}_step"
-    p, (x0, prev_h) = _checked(name, kind, params, x, ("x", "prev_h"), seq=False)
-    h, back = core(p, x0[:, None], prev_h)
-    next_h = h[:, 0]
+    names = ("x", "prev_h", "prev_c") if kind == "lstm" else ("x", "prev_h")
+    p, (x0, *state) = _checked(name, kind, params, x, names, seq=False)
+    xw = x0 @ p["wx"] + p[BIASES[kind][0]]
+    carry = tuple(state) if kind == "lstm" else state[0]
+    cell: Any = recurrence(kind, p["wh"], Context())  # a tuple input
+    (new_carry, next_h), cell_vjp = cell(_recurrent_params(kind, p), (carry, xw))
+    outs = tuple(new_carry) if kind == "lstm" else (next_h,)
 
-    def vjp(dy: Any) -> tuple[PyTree, tuple[np.ndarray, np.ndarray]]:
-        (d,) = _dy(name, dy, (next_h,), ("dnext_h",))
-        dp, dx, dprev = back(d[:, None])
-        return dp, (dx[:, 0], dprev)
+    def vjp(dy: Any) -> tuple[PyTree, tuple[np.ndarray, ...]]:
+        ds = _dy(name, dy, outs, ("dnext_h", "dnext_c"))
+        if kind == "lstm":
+            rec, ((dprev_h, dprev_c), dxw) = cell_vjp(((ds[0], ds[1]), np.zeros_like(ds[0])))
+            dstate: tuple[np.ndarray, ...] = (dprev_h, dprev_c)
+        else:
+            rec, (dprev, dxw) = cell_vjp((ds[0], np.zeros_like(ds[0])))
+            dstate = (dprev,)
+        grads = _all_grads(kind, x0.T @ dxw, dxw.sum(axis=0), rec)
+        return grads, (dxw @ p["wx"].T, *dstate)
 
-    return next_h, vjp  # type: ignore[return-value]
+    return (outs if kind == "lstm" else next_h), vjp  # type: ignore[return-value]
 
 
 def _rnn_step(params: PyTree, x: Any) -> tuple[np.ndarray, VJP]:
@@ -218,7 +152,7 @@ def _rnn_step(params: PyTree, x: Any) -> tuple[np.ndarray, VJP]:
     >>> dx
     array([[2., 2., 2.]])
     """
-    return _one_step("rnn", _rnn_core, params, x)
+    return _one_step("rnn", params, x)
 
 
 def _lstm_step(params: PyTree, x: Any) -> tuple[Any, VJP]:
@@ -229,16 +163,7 @@ def _lstm_step(params: PyTree, x: Any) -> tuple[Any, VJP]:
     Returns ``(next_h, next_c)`` and ``vjp((dnext_h, dnext_c)) -> (dparams, (dx, dprev_h, dprev_c))``
     (a ``None`` cotangent counts as zero).
     """
-    p, (x0, prev_h, prev_c) = _checked("lstm_step", "lstm", params, x, ("x", "prev_h", "prev_c"), seq=False)
-    h, c, back = _lstm_core(p, x0[:, None], prev_h, prev_c)
-    out = (h[:, 0], c[:, 0])
-
-    def vjp(dy: Any) -> tuple[PyTree, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        dh, dc = _dy("lstm_step", dy, out, ("dnext_h", "dnext_c"))
-        dp, dx, dprev_h, dprev_c = back(dh[:, None], dc)
-        return dp, (dx[:, 0], dprev_h, dprev_c)
-
-    return out, vjp  # type: ignore[return-value]
+    return _one_step("lstm", params, x)
 
 
 def _gru_step(params: PyTree, x: Any) -> tuple[np.ndarray, VJP]:
@@ -249,34 +174,40 @@ def _gru_step(params: PyTree, x: Any) -> tuple[np.ndarray, VJP]:
     params: ``{"wx": (D, 3H), "wh": (H, 3H), "bx": (3H,), "bh": (3H,)}``; x: ``(x (N, D), prev_h (N, H))``.
     Returns ``next_h (N, H)`` and ``vjp(dnext_h) -> (dparams, (dx, dprev_h))``. PyTorch's ``weight_ih`` is ``wx.T``.
     """
-    return _one_step("gru", _gru_core, params, x)
-
-
-SequenceBack = Callable[[np.ndarray], tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]]
-
-
-def _lstm_from_zero(params: dict[str, np.ndarray], x: np.ndarray, h0: np.ndarray) -> tuple[np.ndarray, SequenceBack]:
-    """The LSTM over a sequence with ``c0 = 0``, its last cell's cotangent 0 (the course's ``lstm_forward``)."""
-    h, _, lstm_back = _lstm_core(params, x, h0, np.zeros_like(h0))
-
-    def back(dh: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
-        dp, dx, dh0, _ = lstm_back(dh, np.zeros_like(h0))
-        return dp, dx, dh0
-
-    return h, back
+    return _one_step("gru", params, x)
 
 
 def _sequence(kind: str) -> Callable[[PyTree, Any], tuple[np.ndarray, VJP]]:
-    core = {"rnn": _rnn_core, "lstm": _lstm_from_zero, "gru": _gru_core}[kind]
+    """The sequence layer: the input projection of all steps (one product), then :func:`scan` of the
+    recurrence cell from ``h0`` (the LSTM's ``c0`` zero)."""
 
     def apply(params: PyTree, x: Any) -> tuple[np.ndarray, VJP]:
         p, (xs, h0) = _checked(kind, kind, params, x, ("x", "h0"), seq=True)
-        h, back = core(p, xs, h0)
+        h0 = np.ascontiguousarray(h0)
+        carry0 = (h0, np.zeros_like(h0)) if kind == "lstm" else h0
+        xw = _project(xs, p["wx"], p[BIASES[kind][0]])
+        n, steps, _ = xs.shape
+        size = n * steps * h0.shape[1]
+        context = Context(forward=Arena(FORWARD_WIDTH[kind] * size, xs.dtype))
+        sequence: Any = scan(recurrence(kind, p["wh"], context))  # a tuple input
+        # the LSTM's forward product is faster in the transposed order (see _recurrence.recurrence); the others' not
+        context.wh_t = np.ascontiguousarray(p["wh"].T) if kind == "lstm" else None
+        try:
+            (h, _), scan_vjp = sequence(_recurrent_params(kind, p), (carry0, xw))
+        finally:
+            context.wh_t = None  # made again by the vjp: the closures need not keep it
+        out = like(h)  # every step's h is kept by its closure; the stacked copy need not be
 
         def vjp(dy: Any) -> tuple[PyTree, tuple[np.ndarray, np.ndarray]]:
-            (d,) = _dy(kind, dy, (h,), ("dh",))
-            dp, dx, dh0 = back(d)
-            return dp, (dx, dh0)
+            (d,) = _dy(kind, dy, (out,), ("dh",))
+            context.backward = Arena(BACKWARD_WIDTH[kind] * size, xs.dtype)
+            context.wh_t = np.ascontiguousarray(p["wh"].T)
+            try:
+                rec, (dcarry0, dxw) = scan_vjp((_time_major(d), None))
+            finally:
+                context.backward = context.wh_t = None
+            dwx, db, dx = _input_grads(xs, p["wx"], dxw)
+            return _all_grads(kind, dwx, db, rec), (dx, dcarry0[0] if kind == "lstm" else dcarry0)
 
         return h, vjp  # type: ignore[return-value]
 
@@ -312,18 +243,22 @@ def _sequence_shape(name: str) -> Callable[[Any], Any]:
     return out_shape
 
 
-rnn_step = Layer(_rnn_step, "rnn_step", ("wx", "wh", "b"), out_shape=_step_shape("rnn", "rnn_step"), op="rnn_step")
+rnn_step = Layer(
+    _rnn_step, "rnn_step", param_keys=("wx", "wh", "b"), out_shape=_step_shape("rnn", "rnn_step"), op="rnn_step"
+)
 lstm_step = Layer(
-    _lstm_step, "lstm_step", ("wx", "wh", "b"), out_shape=_step_shape("lstm", "lstm_step"), op="lstm_step"
+    _lstm_step, "lstm_step", param_keys=("wx", "wh", "b"), out_shape=_step_shape("lstm", "lstm_step"), op="lstm_step"
 )
 gru_step = Layer(
-    _gru_step, "gru_step", ("wx", "wh", "bx", "bh"), out_shape=_step_shape("gru", "gru_step"), op="gru_step"
+    _gru_step, "gru_step", param_keys=("wx", "wh", "bx", "bh"), out_shape=_step_shape("gru", "gru_step"), op="gru_step"
 )
 
 
 def _sequence_layer(kind: str, course: str, extra: str, params: str) -> Layer:
     doc = _SEQUENCE_DOC.format(kind=kind, course=course, extra=extra, params=params)
-    return Layer(_sequence(kind), kind, ("wx", "wh", *BIASES[kind]), out_shape=_sequence_shape(kind), op=kind, doc=doc)
+    return Layer(
+        _sequence(kind), kind, param_keys=("wx", "wh", *BIASES[kind]), out_shape=_sequence_shape(kind), op=kind, doc=doc
+    )
 
 
 rnn = _sequence_layer("rnn", "rnn_forward", "", '{"wx": (D, H), "wh": (H, H), "b": (H,)}')
@@ -342,7 +277,7 @@ def recurrent_std(name: str, weight_scale: WeightScale, fan_in: int) -> float:
     return float(weight_scale)
 
 
-def _sized(base: Layer, kind: str, hidden: int, seq: bool, doc: str) -> Layer:
+def _sized(base: Layer, kind: str, hidden: int, seq: bool) -> Layer:
     name = f"{base.name}({hidden})"
     hidden = int_at_least(name, "hidden", hidden, 1)
     g = GATES[kind]
@@ -378,42 +313,95 @@ def _sized(base: Layer, kind: str, hidden: int, seq: bool, doc: str) -> Layer:
         return base.apply(params, x)
 
     return Layer(
-        apply, name, base.param_keys, init, out_shape=out_shape, op=base.op, hparams={"hidden": hidden}, doc=doc
+        apply,
+        name,
+        param_keys=base.param_keys,
+        init=init,
+        out_shape=out_shape,
+        op=base.op,
+        hparams={"hidden": hidden},
     )
 
 
+@layer_factory
 def rnn_cell(hidden: int) -> Layer:
     """:data:`rnn_step` with its hidden size ``H``, for :func:`funcnn.init_params` (input shape
-    ``((D,), (H,))``); weights ``randn / sqrt(fan_in)`` by default (see :func:`recurrent_std`), bias 0."""
-    return _sized(rnn_step, "rnn", hidden, False, rnn_cell.__doc__ or "")
+    ``((D,), (H,))``); weights ``randn / sqrt(fan_in)`` by default (see :func:`recurrent_std`), bias 0.
+
+    Args:
+        hidden: H, the size of the hidden state.
+
+    Returns:
+        The vanilla RNN step with its hidden size: ``(x (N, D), prev_h (N, H)) -> next_h``.
+    """
+    return _sized(rnn_step, "rnn", hidden, False)
 
 
+@layer_factory
 def lstm_cell(hidden: int) -> Layer:
-    """:data:`lstm_step` with its hidden size ``H`` (input shape ``((D,), (H,), (H,))``), as :func:`rnn_cell`."""
-    return _sized(lstm_step, "lstm", hidden, False, lstm_cell.__doc__ or "")
+    """:data:`lstm_step` with its hidden size ``H`` (input shape ``((D,), (H,), (H,))``), as :func:`rnn_cell`.
+
+    Args:
+        hidden: H, the size of the hidden and cell states.
+
+    Returns:
+        The LSTM step with its hidden size: ``(x, prev_h, prev_c) -> (next_h, next_c)``.
+    """
+    return _sized(lstm_step, "lstm", hidden, False)
 
 
+@layer_factory
 def gru_cell(hidden: int) -> Layer:
-    """:data:`gru_step` with its hidden size ``H`` (input shape ``((D,), (H,))``), as :func:`rnn_cell`."""
-    return _sized(gru_step, "gru", hidden, False, gru_cell.__doc__ or "")
+    """:data:`gru_step` with its hidden size ``H`` (input shape ``((D,), (H,))``), as :func:`rnn_cell`.
+
+    Args:
+        hidden: H, the size of the hidden state.
+
+    Returns:
+        The GRU step with its hidden size: ``(x (N, D), prev_h (N, H)) -> next_h``.
+    """
+    return _sized(gru_step, "gru", hidden, False)
 
 
+@layer_factory
 def rnn_layer(hidden: int) -> Layer:
     """:data:`rnn` with its hidden size ``H``, for :func:`funcnn.init_params`: input shape
     ``((T, D), (H,))``, output ``(T, H)``; weights ``randn / sqrt(fan_in)`` by default, bias 0.
+
+    Args:
+        hidden: H, the size of the hidden state.
+
+    Returns:
+        The vanilla RNN over a sequence with its hidden size: ``(x (N, T, D), h0 (N, H)) -> h (N, T, H)``.
 
     >>> _, params = fn.init_params(fn.lstm_layer(8), np.random.default_rng(0), ((5, 3), (8,)))
     >>> {key: value.shape for key, value in params.items()}
     {'wx': (3, 32), 'wh': (8, 32), 'b': (32,)}
     """
-    return _sized(rnn, "rnn", hidden, True, rnn_layer.__doc__ or "")
+    return _sized(rnn, "rnn", hidden, True)
 
 
+@layer_factory
 def lstm_layer(hidden: int) -> Layer:
-    """:data:`lstm` with its hidden size ``H`` (input shape ``((T, D), (H,))``), as :func:`rnn_layer`."""
-    return _sized(lstm, "lstm", hidden, True, lstm_layer.__doc__ or "")
+    """:data:`lstm` with its hidden size ``H`` (input shape ``((T, D), (H,))``), as :func:`rnn_layer`.
+
+    Args:
+        hidden: H, the size of the hidden and cell states.
+
+    Returns:
+        The LSTM over a sequence with its hidden size: ``(x (N, T, D), h0 (N, H)) -> h (N, T, H)``.
+    """
+    return _sized(lstm, "lstm", hidden, True)
 
 
+@layer_factory
 def gru_layer(hidden: int) -> Layer:
-    """:data:`gru` with its hidden size ``H`` (input shape ``((T, D), (H,))``), as :func:`rnn_layer`."""
-    return _sized(gru, "gru", hidden, True, gru_layer.__doc__ or "")
+    """:data:`gru` with its hidden size ``H`` (input shape ``((T, D), (H,))``), as :func:`rnn_layer`.
+
+    Args:
+        hidden: H, the size of the hidden state.
+
+    Returns:
+        The GRU over a sequence with its hidden size: ``(x (N, T, D), h0 (N, H)) -> h (N, T, H)``.
+    """
+    return _sized(gru, "gru", hidden, True)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from funcnn.core import VJP, Layer, Shape, WeightScale
+from funcnn._checks import check_ndim, cotangent, dict_params, example_shape, float_array, int_at_least, same_dtype
+from funcnn.core import VJP, Layer, Shape, WeightScale, layer_factory
 from funcnn.layers._weights import weight_std, weights_and_bias
 from funcnn.tree import PyTree
-from funcnn.validation import check_ndim, cotangent, dict_params, example_shape, float_array, int_at_least, same_dtype
 
 NAME = "temporal_affine"
 
@@ -49,12 +49,19 @@ def _out_shape(shape: Shape) -> Shape:
     raise ValueError(f"{NAME}: its output size M comes from params['w']; use fn.temporal_dense(out_dim)")
 
 
-temporal_affine = Layer(_temporal_affine, NAME, ("w", "b"), out_shape=_out_shape, op="temporal_affine")
+temporal_affine = Layer(_temporal_affine, NAME, param_keys=("w", "b"), out_shape=_out_shape, op="temporal_affine")
 
 
+@layer_factory
 def temporal_dense(out_dim: int) -> Layer:
     """:data:`temporal_affine` with its output size ``M``, for :func:`funcnn.init_params`: input shape
     ``(T, D)`` -> ``(T, M)``, params ``{"w": (D, M), "b": (M,)}`` (He-scaled or ``weight_scale``, bias 0).
+
+    Args:
+        out_dim: M, the number of outputs per step.
+
+    Returns:
+        A temporal affine layer that knows its output size: ``(N, T, D) -> (N, T, M)``.
 
     >>> fn.temporal_dense(7).out_shape((5, 3))
     (5, 7)
@@ -82,10 +89,9 @@ def temporal_dense(out_dim: int) -> Layer:
     return Layer(
         apply,
         name,
-        ("w", "b"),
-        init,
+        param_keys=("w", "b"),
+        init=init,
         out_shape=out_shape,
         op="temporal_affine",
         hparams={"out_dim": out_dim},
-        doc=temporal_dense.__doc__,
     )

@@ -9,12 +9,12 @@ from typing import Any
 
 import numpy as np
 
+from funcnn._checks import int_at_least
 from funcnn.core import VJP, Layer
 from funcnn.layers import affine
 from funcnn.losses import temporal_softmax_loss
 from funcnn.nets._cells import cell_params, check_cell, normal, start, step, words_to_scores
 from funcnn.tree import PyTree
-from funcnn.validation import int_at_least
 
 
 @dataclass(frozen=True)
@@ -86,6 +86,16 @@ def captioning_rnn(
     """The course's ``CaptioningRNN(word_to_idx, input_dim, wordvec_dim, hidden_dim, cell_type)``, its
     vocabulary of ``len(word_to_idx)`` words with ``'<NULL>'`` among them, cell ``"rnn"`` or ``"lstm"``.
 
+    Args:
+        word_to_idx: the vocabulary, with ``<NULL>``, ``<START>`` and ``<END>``.
+        input_dim: D, the size of the image features.
+        wordvec_dim: W, the size of the word vectors.
+        hidden_dim: H, the size of the hidden state.
+        cell_type: ``"rnn"`` or ``"lstm"``.
+
+    Returns:
+        A :class:`CaptioningRNN`: ``init_params``, ``loss``, ``sample`` and its network ``net``.
+
     >>> model = fn.nets.captioning_rnn({"<NULL>": 0, "<START>": 1, "<END>": 2, "cat": 3}, 6, 5, 4, "lstm")
     >>> params = model.init_params(np.random.default_rng(0), np.float64)
     >>> loss, grads = model.loss(params, np.ones((2, 6)), np.array([[1, 3, 2, 0], [1, 3, 3, 2]]))
@@ -113,7 +123,8 @@ def captioning_rnn(
 
     vocab_size = len(word_to_idx)
     sizes = {"input_dim": input_dim, "wordvec_dim": wordvec_dim, "hidden_dim": hidden_dim, "cell": cell_type}
-    net = Layer(apply, f"captioning_rnn({cell_type}, {hidden_dim})", None, op="captioning_rnn", hparams=sizes)  # type: ignore[arg-type]
+    name = f"captioning_rnn({cell_type}, {hidden_dim})"
+    net = Layer(apply, name, param_keys=None, op="captioning_rnn", hparams=sizes)  # type: ignore[arg-type]
     return CaptioningRNN(
         net, word_to_idx["<NULL>"], word_to_idx.get("<START>"), word_to_idx.get("<END>"),
         input_dim, wordvec_dim, hidden_dim, vocab_size, cell_type,

@@ -7,13 +7,15 @@ from typing import Any
 
 import numpy as np
 
-from funcnn.core import VJP, Layer, Shape, WeightScale
+from funcnn._checks import int_at_least, number_at_least
+from funcnn.core import VJP, Layer, Shape, WeightScale, layer_factory
 from funcnn.losses import LossVJP, temporal_softmax_loss
 from funcnn.nets._cells import cell_params, check_cell, normal, start, step, words_to_scores
+from funcnn.nets._transformer import sample_transformer_chars
 from funcnn.tree import PyTree
-from funcnn.validation import int_at_least, number_at_least
 
 
+@layer_factory
 def char_rnn(vocab_size: int, hidden_dim: int = 128, embed_dim: int = 32, cell: str = "lstm") -> Layer:
     """Codes ``(N, T)`` (ints in ``[0, vocab_size)``) -> scores ``(N, T, vocab_size)``: at each step, the
     scores of the next character. The cell starts from zero (h0 = 0, and c0 = 0 for an LSTM).
@@ -22,6 +24,15 @@ def char_rnn(vocab_size: int, hidden_dim: int = 128, embed_dim: int = 32, cell: 
     {"wx", "wh", "b"}, "out": {"w": (H, V), "b": (V,)}}``, drawn as the course's CaptioningRNN draws them,
     with an LSTM's forget-gate bias at 1 (it starts by remembering). The vjp's input cotangent is None
     (integer codes). Train it with :func:`char_loss`; sample with :func:`sample_chars`.
+
+    Args:
+        vocab_size: V, the number of characters.
+        hidden_dim: H, the size of the hidden state.
+        embed_dim: E, the size of each character's vector.
+        cell: ``"lstm"`` or ``"rnn"``.
+
+    Returns:
+        The network, a layer ``(N, T)`` codes -> ``(N, T, V)`` scores.
 
     >>> net = fn.nets.char_rnn(vocab_size=5, hidden_dim=8, embed_dim=3)
     >>> out, params = fn.init_params(net, np.random.default_rng(0), (7,))
@@ -59,8 +70,8 @@ def char_rnn(vocab_size: int, hidden_dim: int = 128, embed_dim: int = 32, cell: 
 
     sizes = {"vocab_size": vocab_size, "hidden_dim": hidden_dim, "embed_dim": embed_dim, "cell": cell}
     return Layer(
-        apply, f"char_rnn({cell}, {hidden_dim})", None, init,
-        out_shape=lambda shape: (*shape, vocab_size), op="char_rnn", hparams=sizes, doc=char_rnn.__doc__,
+        apply, f"char_rnn({cell}, {hidden_dim})", param_keys=None, init=init,
+        out_shape=lambda shape: (*shape, vocab_size), op="char_rnn", hparams=sizes,
     )  # fmt: skip
 
 
@@ -68,6 +79,13 @@ def char_loss(scores: np.ndarray, y: np.ndarray) -> tuple[np.floating, LossVJP]:
     """Mean cross-entropy per character, in nats: :func:`funcnn.temporal_softmax_loss` with every step counted,
     divided by the T steps (the course's loss divides by N only). scores ``(N, T, V)``, y ``(N, T)`` ints;
     returns the loss and ``vjp(dloss=1.0) -> dscores``. A :func:`funcnn.fit` loss.
+
+    Args:
+        scores: scores ``(N, T, V)``.
+        y: the next characters ``(N, T)``.
+
+    Returns:
+        ``(loss, vjp)``: the mean cross-entropy in nats per character.
 
     >>> loss, _ = fn.nets.char_loss(np.zeros((2, 3, 4)), np.zeros((2, 3), dtype=int))
     >>> round(float(loss), 4)                                  # log 4
@@ -94,7 +112,23 @@ def sample_chars(
 ) -> np.ndarray:
     """``length`` codes drawn one at a time from a :func:`char_rnn` after it has read ``prime`` (codes ``(N, P)``,
     P >= 1): each from softmax(scores / temperature) of the step before, fed back as the next input.
-    Returns ``(N, length)`` ints. One step of the cell at a time: memory does not grow with ``length``."""
+    Returns ``(N, length)`` ints. One step of the cell at a time: memory does not grow with ``length``.
+
+    A :func:`char_transformer` is sampled by :func:`sample_transformer_chars`.
+
+    Args:
+        net: a network from :func:`char_rnn` (or :func:`char_transformer`).
+        params: its params.
+        prime: codes ``(N, P)`` to start from.
+        length: how many characters to draw.
+        rng: the generator they are drawn with.
+        temperature: divides the scores before the softmax (lower: surer).
+
+    Returns:
+        The drawn codes ``(N, length)``.
+    """
+    if isinstance(net, Layer) and net.op == "char_transformer":
+        return sample_transformer_chars(net, params, prime, length, rng, temperature)
     if not isinstance(net, Layer) or net.op != "char_rnn":
         raise TypeError(f"sample_chars: net must be a fn.nets.char_rnn, got {net.name}")
     prime = np.asarray(prime)
