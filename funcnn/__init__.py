@@ -117,6 +117,8 @@ from funcnn.training import EpochEnd as EpochEnd
 from funcnn.training import FitResult as FitResult
 from funcnn.training import History as History
 from funcnn.training import LRFind as LRFind
+from funcnn.training import MemoryReport as MemoryReport
+from funcnn.training import MemoryRow as MemoryRow
 from funcnn.training import accuracy as accuracy
 from funcnn.training import doctor as doctor
 from funcnn.training import early_stopping as early_stopping
@@ -124,6 +126,7 @@ from funcnn.training import fit as fit
 from funcnn.training import keep_freed_memory as keep_freed_memory
 from funcnn.training import l2_penalty as l2_penalty
 from funcnn.training import lr_find as lr_find
+from funcnn.training import measure_memory as measure_memory
 from funcnn.training import predict as predict
 from funcnn.training import training_step as training_step
 from funcnn.training import value_and_grad as value_and_grad

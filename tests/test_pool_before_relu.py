@@ -53,6 +53,31 @@ def test_the_reordered_pair_equals_the_written_order_bitwise(pool, seed, dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_training_steps_last_call_gives_the_written_orders_gradients(dtype):
+    """pull_back_last hands dy over (ReLU's dx into it, the conv's dx into ReLU's) and the reordered
+    ReLU writes into the pool's fresh output: the same gradients as the written order, the input intact."""
+    from funcnn.layers import pull_back_last
+
+    rng = np.random.default_rng(3)
+    net = fn.chain(fn.conv(1, 1, filters=6, kernel_size=3), fn.relu, fn.max_pool(), fn.dense(5))
+    x = _tied(rng, (4, 3, 8, 8), dtype)
+    x_before = x.copy()
+    _, params = fn.init_params(net, rng, x.shape[1:], dtype=dtype)
+    dy = rng.standard_normal((4, 5)).astype(dtype)
+    got, want = [], []
+    for reorder, out in ((True, got), (False, want)):
+        combinators.POOL_BEFORE_RELU = reorder
+        try:
+            y, vjp = net(params, x)
+            out += [y, *tree_leaves(pull_back_last(vjp, dy.copy()))]
+        finally:
+            combinators.POOL_BEFORE_RELU = True
+    for a, b in zip(got, want, strict=True):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(x, x_before)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_check_vjp_passes_on_the_reordered_pair(dtype):
     rng = np.random.default_rng(0)
     x = rng.standard_normal((2, 3, 6, 6))  # distinct values: no ties, so no kinks but ReLU's at 0

@@ -4,7 +4,6 @@ init_params, hand-computed counts, and the arrays the vjp closures really hold."
 import dataclasses
 import math
 import re
-import types
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +12,7 @@ from hypothesis import given
 
 import funcnn as fn
 from funcnn.testing import networks
+from funcnn.training._memory_report import closure_arrays, closure_bytes
 from funcnn.tree import tree_leaves
 
 SUMMARY_PAGE = Path(__file__).resolve().parents[1] / "docs" / "summary.md"
@@ -21,44 +21,12 @@ SUMMARY_PAGE = Path(__file__).resolve().parents[1] / "docs" / "summary.md"
 def kept_bytes(vjp, exclude):
     """Bytes of the distinct arrays reachable from ``vjp``'s closures (views count as their base),
     leaving out the arrays in ``exclude`` (the params)."""
-    return sum(root.nbytes for root in kept_arrays(vjp, exclude))
+    return closure_bytes(vjp, list(exclude))
 
 
 def kept_arrays(vjp, exclude):
     """The distinct base arrays reachable from ``vjp``'s closures, but those in ``exclude``."""
-    excluded = {id(_root(a)) for a in exclude}
-    seen, found = set(), {}
-    stack = [vjp]
-    while stack:
-        obj = stack.pop()
-        if id(obj) in seen:
-            continue
-        seen.add(id(obj))
-        if isinstance(obj, np.ndarray):
-            root = _root(obj)
-            if id(root) not in excluded:
-                found[id(root)] = root
-        elif isinstance(obj, types.FunctionType):
-            stack += [cell.cell_contents for cell in obj.__closure__ or () if _filled(cell)]
-        elif isinstance(obj, (list, tuple)):
-            stack += list(obj)
-        elif isinstance(obj, dict):
-            stack += list(obj.values())
-    return list(found.values())
-
-
-def _root(array):
-    while isinstance(array.base, np.ndarray):
-        array = array.base
-    return array
-
-
-def _filled(cell):
-    try:
-        _ = cell.cell_contents
-    except ValueError:
-        return False
-    return True
+    return closure_arrays(vjp, list(exclude))
 
 
 def measured_memory(net, shape, dtype, batch=2, seed=0):

@@ -8,6 +8,7 @@ from threadpoolctl import ThreadpoolController
 import funcnn as fn
 import funcnn.layers._conv_fast as conv_module
 from funcnn.kernels import threads
+from funcnn.layers._handover import hand_over
 from funcnn.tree import tree_leaves
 
 BLAS = ThreadpoolController()
@@ -50,6 +51,33 @@ def test_results_are_bitwise_the_same_for_every_split_and_blas_thread_count(
         for a, b in zip(got, want):
             assert a.dtype == dtype
             np.testing.assert_array_equal(a, b, err_msg=f"split {split}, BLAS threads {blas}")
+
+
+# im2col, Winograd and 1x1, each with dx smaller than dy
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(("channels", "filters", "kernel"), [(3, 8, 3), (16, 40, 3), (4, 9, 1)])
+def test_a_conv_writing_dx_into_its_dy_gives_the_serial_answer_for_every_split(
+    channels, filters, kernel, dtype, restore_split, monkeypatch
+):
+    # One image a chunk, and an image of dx smaller than one of dy: each chunk of dx lies over earlier
+    # chunks of dy, which other threads read; it must wait for them (kernels/threads.py: ReadsFirst).
+    monkeypatch.setattr(conv_module, "CHUNK_BYTES", 1)
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((7, channels, 12, 12)).astype(dtype)
+    params = {"w": rng.standard_normal((filters, channels, kernel, kernel)).astype(dtype), "b": np.ones(filters, dtype)}
+    threads.set_split_threads(1)
+    y, vjp = fn.conv(pad=kernel // 2)(params, x)
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    want = tree_leaves(vjp(dy))  # serial, into a new dx
+    for split in (1, 2, 3, 7):
+        threads.set_split_threads(split)
+        for _ in range(3):  # a race would show on some runs, not all
+            box = [dy.copy()]
+            address = box[0].ctypes.data
+            got = tree_leaves(hand_over(vjp, box, True))
+            assert got[-1].ctypes.data == address  # dx took dy's memory
+            for a, b in zip(got, want, strict=True):
+                np.testing.assert_array_equal(a, b, err_msg=f"split {split}")
 
 
 def test_affine_row_blocks_split_equals_the_plain_product_closely(restore_split):

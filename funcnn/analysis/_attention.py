@@ -16,8 +16,8 @@ transformer layers          their attentions, norms, ``4*N*S*E*F`` feed-   the s
 
 Memory (training mode, dropout off): attention keeps q, k, v, the joined heads ``(N, S, E)``, its weights
 ``(N, h, S, T)`` (not with ``recompute``) and the negated mask; a layer norm its normalized input and
-``1/std`` per row; the feed-forward its input and its ReLU's output. Dropout adds its masks (1 bit each),
-and, in the feed-forward, the dropped hidden values. Measured by ``tests/test_attention.py``.
+``1/std`` per row; the feed-forward its input, its hidden values (the ReLU's output, or the dropped one)
+and the ReLU's mask (1 bit each). Dropout adds its masks (1 bit each). Measured by ``tests/test_attention.py``.
 """
 
 from __future__ import annotations
@@ -83,13 +83,13 @@ def attention_cost(layer: Layer, in_shape: Any, out_shape: Any, itemsize: int) -
     forward = sum(p[0] for p in parts) + 4 * rows * e * f + hidden + sublayers * (7 * rows * e + rows * e)
     backward = sum(p[1] for p in parts) + 8 * rows * e * f + hidden + sublayers * (11 * rows * e + rows * e)
     # per sub-layer: the norm's x_hat and 1/std; each block's input (post-norm: the layer's input, then
-    # the norms' outputs; pre-norm: the norms' outputs); the feed-forward's hidden ReLU output
+    # the norms' outputs; pre-norm: the norms' outputs); the feed-forward's hidden values for ffn2's dw
+    # (the ReLU's output, or with dropout the dropped one) and its ReLU's mask (a bit a hidden value)
     elements = sum(p[2] for p in parts) + sublayers * (rows * e + rows) + hidden
     elements += (sublayers - 1) * rows * e + (rows * e if hp["norm_first"] else 0)
-    extra = sum(p[3] for p in parts)
-    if drop:  # the sub-layers' dropout masks, the feed-forward's inner one, and its dropped hidden values
+    extra = sum(p[3] for p in parts) + -(-hidden // 8)
+    if drop:  # the sub-layers' dropout masks and the feed-forward's inner one
         extra += sublayers * -(-rows * e // 8) + -(-hidden // 8)
-        elements += hidden
     if op == "transformer_decoder_layer":
         elements += n * t * e  # memory, the cross-attention's key and value input (a tuple input)
         if not hp["norm_first"]:

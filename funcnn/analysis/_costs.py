@@ -25,9 +25,9 @@ rnn, lstm, gru      ``2*N*T*(D+H)*G`` (``G = gates*H``)    twice the forward; ga
 
 Memory: the bytes of the arrays a layer's vjp keeps alive until it is called (params not counted),
 in training mode, which is only what its backward pass reads: conv and affine keep their input (for
-``dw``); ReLU and tanh their output; a max-pool the winner's offset in its window (1 byte an output
-up to 256 cells); dropout its mask as bits; sigmoid its slope; the norms the normalized input and
-``1/std``; average pools nothing. Measured on every layer by ``tests/test_summary.py``.
+``dw``); ReLU a bit an element (where ``x > 0``); tanh its output; a max-pool the winner's offset in
+its window (1 byte an output up to 256 cells); dropout its mask as bits; sigmoid its slope; the norms
+the normalized input and ``1/std``; average pools nothing. Measured on every layer by ``tests/test_summary.py``.
 """
 
 from __future__ import annotations
@@ -167,14 +167,14 @@ def _elementwise(layer: Layer, in_shape: Shape, out_shape: Shape, itemsize: int)
         return Cost(None, None, None)
     forward, backward = ELEMENTWISE[layer.op]
     n_in = math.prod(in_shape)
-    keeps_output = layer.op in ("relu", "leaky_relu", "tanh")
+    keeps_output = layer.op in ("leaky_relu", "tanh")
     return Cost(forward * n_in, backward * n_in, _kept_arrays(layer, in_shape, itemsize), False, keeps_output)
 
 
 def _kept_arrays(layer: Layer, shape: Shape, itemsize: int) -> int:
     """Bytes an elementwise layer or norm makes for its backward pass, besides its input and output."""
     op, size = layer.op, math.prod(shape)
-    if op == "dropout":
+    if op in ("dropout", "relu"):
         return -(-size // 8)  # the mask, 8 elements a byte
     if op == "sigmoid":
         return size * itemsize  # the slope

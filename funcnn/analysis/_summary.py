@@ -219,17 +219,24 @@ def _sequence(layer: Layer, shape: Shape, depth: int, itemsize: int, rows: list[
     backward: int | None = 0
     inner: int | None = 0
     params: int | None = 0
-    relu_row = None  # a chain runs ReLU then max-pool as max-pool then ReLU (layers/_combinators.py)
+    moved: tuple[int, Layer] | None = None  # a ReLU run after the max-pool behind it (layers/_combinators.py)
     for child, after in zip(layer.children, (*layer.children[1:], None)):
         reordered, row = _pool_runs_first(child, after, shape), len(rows)
         shape, cost, count = _visit(child, shape, depth + 1, itemsize, rows)
+        if reordered:  # what it keeps is counted on the pool's output, below
+            cost = dataclasses.replace(cost, inner=0, keeps_input=False, keeps_output=False)
         output = current if cost.alias else len(sizes)
         sizes[output] = _size(shape) * itemsize
         kept |= {current} if cost.keeps_input else set()
-        kept |= {output} if (cost.keeps_output and not reordered) or relu_row is not None else set()
-        if relu_row is not None:  # ReLU keeps the pooled output
-            rows[relu_row] = dataclasses.replace(rows[relu_row], memory=sizes[output])
-        relu_row = row if reordered else None
+        kept |= {output} if cost.keeps_output else set()
+        if moved is not None:  # the ReLU ran on this pool's output, which is its input and its output's size
+            relu = leaf_cost(moved[1], shape, shape, itemsize)
+            keeps_array = relu.keeps_input or relu.keeps_output
+            kept |= {output} if keeps_array else set()
+            inner = _add(inner, relu.inner)
+            memory = _add(relu.inner, sizes[output] if keeps_array else 0)
+            rows[moved[0]] = dataclasses.replace(rows[moved[0]], memory=memory)
+        moved = (row, child) if reordered else None
         forward, backward = _add(forward, cost.forward), _add(backward, cost.backward)
         inner, params = _add(inner, cost.inner), _add(params, count)
         current = output
@@ -238,7 +245,7 @@ def _sequence(layer: Layer, shape: Shape, depth: int, itemsize: int, rows: list[
 
 
 def _pool_runs_first(child: Layer, after: Layer | None, shape: Shape) -> bool:
-    """Whether a chain runs ``child`` (ReLU) after ``after`` (a max-pool): then ReLU keeps the pooled output."""
+    """Whether a chain runs ``child`` (ReLU) after ``after`` (a max-pool): then ReLU works on the pooled output."""
     from funcnn.layers import pool_before_relu
 
     dummy = np.empty((0,) * len(shape)) if is_shape(shape) else None

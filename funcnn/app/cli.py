@@ -123,7 +123,22 @@ def _summary(args: argparse.Namespace) -> int:
     net, shape = course_net(vars(args))
     print(f"funcnn summary: the convnet of funcnn train with these options, on {args.dataset}\n")
     print(summary(net, shape, args.dtype, batch_size=args.batch_size))
+    if args.measure:
+        print(f"\nmeasured on a random batch of {args.batch_size} (training mode):\n")
+        print(_measured(net, shape, args.dtype, args.batch_size))
     return 0
+
+
+def _measured(net: Any, shape: tuple[int, ...], dtype: str, batch_size: int) -> Any:
+    """:func:`funcnn.measure_memory` of ``net`` with fresh params on a random batch and random labels."""
+    from funcnn.layers import init_params, init_state
+    from funcnn.training import measure_memory
+
+    rng = np.random.default_rng(0)
+    out, params = init_params(net, rng, shape, np.dtype(dtype))
+    x = rng.standard_normal((batch_size, *shape)).astype(dtype)
+    state = init_state(net, shape, np.dtype(dtype)) if net.moded else ()
+    return measure_memory(net, params, x, rng.integers(0, out[0], batch_size), state, rng=rng)
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -277,6 +292,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "shape, parameters, forward and backward FLOPs for a batch of --batch-size, what the vjps keep.",
     )  # fmt: skip
     add_network_options(summary)
+    summary.add_argument("--measure", action="store_true",
+                         help="also run one training step on random data and print what each vjp really keeps "
+                              "and the step's peak (funcnn.measure_memory)")  # fmt: skip
     summary.set_defaults(run=_summary)
 
     export = commands.add_parser(

@@ -1,7 +1,8 @@
 """ReLU's forward and backward as single passes over contiguous arrays.
 
 NumPy's ``np.where(mask, dy, 0)`` took 6 ms on a (50, 32, 32, 32) float32 array here (its scalar
-broadcast takes a slow path) and ``np.maximum(x, 0)`` 0.8 ms; these loops take 0.6 and 0.2 ms.
+broadcast takes a slow path) and ``np.maximum(x, 0)`` 0.8 ms; these loops take 0.6 and 0.2 ms. The
+forward pass also packs ``x > 0`` into bits, which is all the backward pass keeps.
 """
 
 from __future__ import annotations
@@ -12,21 +13,40 @@ from funcnn.kernels._jit import jit
 
 
 @jit()
-def relu_forward(x: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
-    """``max(x, 0)`` of a contiguous array; NaN stays NaN."""
-    y = np.empty_like(x)
+def relu_forward(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - compiled
+    """``(y, bits)``: ``y = max(x, 0)`` written into ``y`` (contiguous, ``x``'s shape; may be ``x``
+    itself), NaN staying NaN, and ``bits`` (uint8, ``ceil(size / 8)``) packing ``x > 0`` little-endian,
+    element ``i`` at bit ``i % 8`` of byte ``i // 8``: all the backward pass needs, 1/32 of a float32 ``y``."""
     src, dst, zero = x.reshape(-1), y.reshape(-1), x.dtype.type(0)
-    for i in range(src.size):
+    n = src.size
+    bits = np.zeros((n + 7) // 8, np.uint8)
+    for k in range(n // 8):
+        byte = np.int64(0)
+        for b in range(8):
+            v = src[8 * k + b]
+            dst[8 * k + b] = zero if v <= 0 else v
+            byte |= np.int64(v > 0) << b
+        bits[k] = byte
+    for i in range(n - n % 8, n):
         v = src[i]
         dst[i] = zero if v <= 0 else v
-    return y
+        bits[i // 8] |= np.uint8(v > 0) << (i % 8)
+    return y, bits
 
 
 @jit()
-def relu_backward(y: np.ndarray, dy: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
-    """``dy`` where ``y > 0``, else 0 (so ``relu'(0) = 0`` and a NaN input passes no gradient)."""
-    dx = np.empty_like(dy)
-    mask, src, dst, zero = y.reshape(-1), dy.reshape(-1), dx.reshape(-1), dy.dtype.type(0)
-    for i in range(src.size):
-        dst[i] = src[i] if mask[i] > 0 else zero
+def relu_backward(bits: np.ndarray, dy_bits: np.ndarray, dx: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
+    """``dy`` where bit ``i`` of ``bits`` (from :func:`relu_forward`) is set, else +0 (so ``relu'(0) = 0``
+    and a NaN input passes no gradient). ``dy_bits`` is ``dy`` viewed as unsigned integers of its size:
+    an AND with an all-ones or all-zeros word, which LLVM vectorises (a select on a bit it did not: 8 ms
+    instead of 1 on a (64, 64, 32, 32) float32 array here). Writes ``dx`` (the same view; may be
+    ``dy_bits`` itself) and returns it."""
+    src, dst, word = dy_bits.reshape(-1), dx.reshape(-1), dy_bits.dtype.type
+    n, zero, one = src.size, word(0), word(1)
+    for k in range(n // 8):
+        byte = word(bits[k])
+        for b in range(8):
+            dst[8 * k + b] = src[8 * k + b] & (zero - ((byte >> word(b)) & one))
+    for i in range(n - n % 8, n):
+        dst[i] = src[i] & (zero - ((word(bits[i // 8]) >> word(i % 8)) & one))
     return dx

@@ -24,6 +24,7 @@ the per-chunk parts of ``dw`` are summed in chunk order after the threads join.
 
 from __future__ import annotations
 
+import bisect
 import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -136,6 +137,61 @@ def map_groups(task: Callable[[Sequence[slice]], list[T]], chunks: Sequence[slic
         for future in futures:
             results.extend(future.result())
     return results
+
+
+class ReadsFirst:
+    """The order for an output written chunk by chunk of images over the memory of the input it is computed
+    from (a conv's ``dx`` in a handed-over ``dy``), when threads run the chunks: chunk ``p`` of the output is
+    written only once every chunk of the input its memory overlaps has been read for the last time. Serial
+    runs read chunk ``p`` before writing it and nothing waits; a split without this would let one thread
+    write over input another has not read yet.
+
+    Args:
+        chunks: the chunks (slices of images) that both arrays are run in, in order.
+        in_image: elements of one image of the input.
+        out_image: elements of one image of the output, at most ``in_image``; both arrays start at the
+            same address. 0: the output has memory of its own, and nothing waits.
+    """
+
+    def __init__(self, chunks: Sequence[slice], in_image: int, out_image: int) -> None:
+        starts = [part.start for part in chunks]
+        self._index = {start: p for p, start in enumerate(starts)}
+        self._read = [threading.Event() for _ in chunks]
+        # the first input chunk that output chunk p overlaps: the one holding element start * out_image
+        self._first = [p if not out_image else bisect.bisect_right(starts, start * out_image // in_image) - 1
+                       for p, start in enumerate(starts)]  # fmt: skip
+
+    def read(self, part: slice) -> None:
+        """Mark chunk ``part`` of the input as read for the last time.
+
+        Args:
+            part: one of the chunks.
+        """
+        self._read[self._index[part.start]].set()
+
+    def wait(self, part: slice) -> None:
+        """Block until chunk ``part`` of the output may be written.
+
+        Args:
+            part: one of the chunks.
+        """
+        p = self._index[part.start]
+        for q in range(self._first[p], p):
+            self._read[q].wait()
+
+    @contextmanager
+    def released_on_error(self) -> Iterator[None]:
+        """Inside, an exception lets every waiting chunk go (the call raises; its output is not used).
+
+        Returns:
+            A context manager (it yields None).
+        """
+        try:
+            yield
+        except BaseException:
+            for event in self._read:
+                event.set()
+            raise
 
 
 def matmul_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -9,6 +9,7 @@ package re-exports the public names.
 
 from funcnn.layers._activations import leaky_relu as leaky_relu
 from funcnn.layers._activations import relu as relu
+from funcnn.layers._activations import relu_overwriting as relu_overwriting
 from funcnn.layers._activations import sigmoid as sigmoid
 from funcnn.layers._activations import tanh as tanh
 from funcnn.layers._affine import affine as affine
@@ -23,6 +24,7 @@ from funcnn.layers._combinators import children_parts as children_parts
 from funcnn.layers._combinators import fan_out as fan_out
 from funcnn.layers._combinators import identity as identity
 from funcnn.layers._combinators import pool_before_relu as pool_before_relu
+from funcnn.layers._combinators import pull_back_last as pull_back_last
 from funcnn.layers._combinators import remat as remat
 from funcnn.layers._combinators import remat_chain as remat_chain
 from funcnn.layers._combinators import residual as residual

@@ -3,10 +3,13 @@ numerically stable sigmoid."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from funcnn._checks import cotangent, float_array, like, no_params, number_at_least, same_shape_as_input
 from funcnn.core import VJP, Layer, layer_factory
+from funcnn.layers._handover import sole, take, takes_handover
 from funcnn.tree import PyTree
 
 NAME = "relu"
@@ -23,15 +26,32 @@ def _relu(params: PyTree, x: np.ndarray) -> tuple[np.ndarray, VJP]:
     >>> vjp(np.array([[5.0, 5.0, 5.0]]))
     ((), array([[0., 0., 5.]]))
     """
-    from funcnn.kernels import elementwise as kernels  # Numba is imported on the first fast call
-
     no_params(NAME, params)
     x = float_array(NAME, "x", x)
-    y = kernels.relu_forward(np.asarray(x, order="C"))
+    return _relu_into(np.asarray(x, order="C"), None)
 
-    def vjp(dy: np.ndarray) -> tuple[PyTree, np.ndarray]:
-        dy = cotangent(NAME, dy, y)
-        return (), kernels.relu_backward(y, np.asarray(dy, order="C"))
+
+def relu_overwriting(params: PyTree, x: np.ndarray) -> tuple[np.ndarray, VJP]:
+    """:data:`relu` writing ``y`` into ``x`` itself: for a caller that holds the only reference to ``x``
+    (a chain, with a conv's output), so nobody sees the change. Returns ``(y, vjp)`` as relu does."""
+    no_params(NAME, params)
+    x = float_array(NAME, "x", x)
+    return _relu_into(x, x)
+
+
+def _relu_into(x: np.ndarray, into: np.ndarray | None) -> tuple[np.ndarray, VJP]:
+    from funcnn.kernels import elementwise as kernels  # Numba is imported on the first fast call
+
+    y, bits = kernels.relu_forward(x, np.empty_like(x) if into is None else into)
+    out = like(y)  # the backward pass needs only where x > 0: one bit an element, not y
+
+    @takes_handover
+    def vjp(dy: Any, need_dx: bool = True, handed: bool = False, last: bool = False) -> tuple[PyTree, np.ndarray]:
+        dy = np.asarray(cotangent(NAME, take(dy, handed), out), order="C")
+        dx = dy if handed and sole(dy) else np.empty_like(dy)  # a handed-over dy nobody else sees takes dx
+        word = f"u{dy.itemsize}"
+        kernels.relu_backward(bits, dy.view(word), dx.view(word))
+        return (), dx
 
     return y, vjp
 

@@ -29,10 +29,10 @@ from funcnn.core import (
     layer_name,
     moded_layer,
     output_shape,
-    pull_back,
     run,
-    skips_dx,
 )
+from funcnn.layers._activations import relu, relu_overwriting
+from funcnn.layers._handover import hand_over, sole, take, takes_handover
 from funcnn.layers._init import init_params, init_state
 from funcnn.tree import PyTree
 
@@ -71,19 +71,15 @@ def _same_shapes(who: str, shapes: Sequence[tuple[str, Shape]], rule: str = "") 
             raise ValueError(f"{who}: {rule}{name} gives shape {tuple(shape)} but {first} gives {tuple(expected)}")
 
 
-def _takes_handover(vjp: Callable[..., tuple[PyTree, Any]]) -> VJP:
-    """Mark a combination's vjp that also takes ``vjp([dy], need_dx, handed=True)``: a one-item list
-    it empties, so that the caller holds no reference to ``dy`` while the combination runs and ``dy``
-    is freed as soon as the combination's first layer is done with it. ``vjp(dy)`` stays the contract."""
-    vjp.takes_handover = True  # type: ignore[attr-defined]
-    return skips_dx(vjp)
+def pull_back_last(vjp: VJP, dy: np.ndarray, *, need_dx: bool = True) -> tuple[PyTree, np.ndarray | None]:
+    """``pull_back(vjp, dy, need_dx=need_dx)`` for the last call of a network's vjp (a training step's),
+    handing ``dy`` over (see :mod:`funcnn.layers._handover`): a chain, sandwich or remat then frees each layer's
+    kept arrays as soon as that layer's backward has run, and a chain cannot be called again."""
+    return hand_over(vjp, [dy], need_dx, last=True)
 
 
-def _hand_over(vjp: VJP, box: list[np.ndarray], need_dx: bool) -> tuple[PyTree, np.ndarray | None]:
-    """``pull_back(vjp, box.pop(), need_dx)``, handing the list itself to a combination that takes it."""
-    if getattr(vjp, "takes_handover", False):
-        return vjp(box, need_dx=need_dx, handed=True)  # type: ignore[call-arg, arg-type]
-    return pull_back(vjp, box.pop(), need_dx=need_dx)
+def _spent(name: str) -> RuntimeError:
+    return RuntimeError(f"{name}: its vjp was called with last=True (a training step's) and has freed what it kept")
 
 
 def _check_layers(who: str, layers: Sequence[Any]) -> tuple[str, tuple[Layer, ...]]:
@@ -166,19 +162,33 @@ def chain(*layers: LayerFn) -> Layer:
             k = len(done)
             swap = k + 1 < len(children) and pool_before_relu(children[k], children[k + 1], x)
             for j in (k + 1, k) if swap else (k,):
-                x, layer_vjp, new_states[j] = run(children[j], params[j], x, states[j], train=train, rng=rng)
+                if children[j] is relu and done and sole(x):  # nobody else holds x (a conv's or pool's output)
+                    x, layer_vjp = relu_overwriting(params[j], x)  # relu writes into it
+                else:
+                    x, layer_vjp, new_states[j] = run(children[j], params[j], x, states[j], train=train, rng=rng)
                 vjps.append(layer_vjp)
                 done.append(j)
 
-        @_takes_handover
-        def vjp(dy: Any, need_dx: bool = True, handed: bool = False) -> tuple[PyTree, np.ndarray | None]:
+        @takes_handover
+        def vjp(
+            dy: Any, need_dx: bool = True, handed: bool = False, last: bool = False
+        ) -> tuple[PyTree, np.ndarray | None]:
+            if not vjps:
+                raise _spent(name)
             grads: list[PyTree] = [()] * len(vjps)
-            d: np.ndarray | None = dy.pop() if handed else dy
+            d: np.ndarray | None = take(dy, handed)
             del dy
-            for i, (j, layer_vjp) in enumerate(zip(reversed(done), reversed(vjps))):
+            count = len(vjps)
+            for i in range(count):
                 assert d is not None  # only the first layer's vjp may skip dx
+                # the last call drops each layer's vjp before it runs: its arrays go once it returns
+                layer_vjp = vjps.pop() if last else vjps[count - 1 - i]
+                if last and vjps and not hasattr(layer_vjp, "recompute") and hasattr(vjps[-1], "recompute"):
+                    vjps[-1].recompute()  # the remat before this layer recomputes while the gradient is dy, not dx
                 box, d = [d], None  # handed over: each gradient is freed once the layer that reads it is done
-                grads[j], d = _hand_over(layer_vjp, box, need_dx or i < len(vjps) - 1)
+                # each layer's grads go back at its own index (a ReLU and its max-pool ran swapped)
+                grads[done[count - 1 - i]], d = hand_over(layer_vjp, box, need_dx or i < count - 1, last)
+                del layer_vjp
             return tuple(grads), d
 
         return x, vjp, tuple(new_states) if moded else ()
@@ -291,9 +301,11 @@ def sandwich(*layers: LayerFn) -> Layer:
         states = _split(name, "state", state, owned_state) if moded else ()
         y, chain_vjp, new_states = run(inner, parts, x, states, train=train, rng=rng)
 
-        @_takes_handover
-        def vjp(dy: Any, need_dx: bool = True, handed: bool = False) -> tuple[PyTree, np.ndarray | None]:
-            grads, dx = _hand_over(chain_vjp, dy if handed else [dy], need_dx)
+        @takes_handover
+        def vjp(
+            dy: Any, need_dx: bool = True, handed: bool = False, last: bool = False
+        ) -> tuple[PyTree, np.ndarray | None]:
+            grads, dx = hand_over(chain_vjp, dy if handed else [dy], need_dx, last)
             return _merge(grads), dx
 
         return y, vjp, _merge(new_states) if moded else ()
@@ -517,16 +529,28 @@ def remat(f: LayerFn, policy: str = "nothing") -> Layer:
         finally:
             kept, tape[:] = tape[0], [[], "off", 0]
 
-        @skips_dx
-        def vjp(dy: np.ndarray, need_dx: bool = True) -> tuple[PyTree, np.ndarray | None]:
+        prepared: list[VJP] = []
+
+        def recompute() -> None:
+            """Run f's forward again now, for the vjp's next call: a training step's chain calls it before
+            the backward pass of the layer after this one, whose dy is often smaller than its dx."""
             saved = list(tape)
             tape[:] = [kept, "replay", 0]
             try:
-                _, again, _ = run(inner, params, x, state, train=train, rng=_generator_at(start))
+                prepared.append(run(inner, params, x, state, train=train, rng=_generator_at(start))[1])
             finally:
                 tape[:] = saved
-            return pull_back(again, dy, need_dx=need_dx)
 
+        @takes_handover
+        def vjp(
+            dy: Any, need_dx: bool = True, handed: bool = False, last: bool = False
+        ) -> tuple[PyTree, np.ndarray | None]:
+            if not prepared:
+                recompute()
+            again = prepared.pop()
+            return hand_over(again, dy if handed else [dy], need_dx, last)
+
+        vjp.recompute = recompute  # type: ignore[attr-defined]
         return y, vjp, new_state
 
     hparams = {"policy": policy}

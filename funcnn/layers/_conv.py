@@ -21,8 +21,9 @@ from funcnn._checks import (
     output_size,
     same_dtype,
 )
-from funcnn.core import VJP, Init, Layer, OutShape, Shape, WeightScale, layer_factory, skips_dx
+from funcnn.core import VJP, Init, Layer, OutShape, Shape, WeightScale, layer_factory
 from funcnn.layers._conv_fast import Backward, Forward, fast_forward
+from funcnn.layers._handover import sole, take, takes_handover
 from funcnn.layers._weights import weight_std, weights_and_bias
 from funcnn.tree import PyTree
 
@@ -48,7 +49,9 @@ def _naive_forward(
             window = xp[:, :, i * stride : i * stride + hh, j * stride : j * stride + ww]
             y[:, :, i, j] = np.tensordot(window, w, axes=([1, 2, 3], [1, 2, 3])) + b
 
-    def backward(dy: np.ndarray, need_dx: bool = True) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    def backward(
+        dy: np.ndarray, need_dx: bool = True, into: np.ndarray | None = None
+    ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
         dxp = np.zeros_like(xp)
         dw = np.zeros_like(w)
         for i in range(out_h):
@@ -65,7 +68,9 @@ def _naive_forward(
 def _empty_backward(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> Backward:
     """The backward of a conv on an empty batch: no example, so zero gradients."""
 
-    def backward(dy: np.ndarray, need_dx: bool = True) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    def backward(
+        dy: np.ndarray, need_dx: bool = True, into: np.ndarray | None = None
+    ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
         return (np.zeros_like(x) if need_dx else None), np.zeros_like(w), np.zeros_like(b)
 
     return backward
@@ -108,9 +113,13 @@ def _make_conv(stride: Any, pad: Any, filters: Any, kernel_size: Any, forward: F
             y, backward = forward(x, w, b, stride, pad, out_h, out_w)
         out = like(y)  # the backward pass needs x and w, not y
 
-        @skips_dx
-        def vjp(dy: np.ndarray, need_dx: bool = True) -> tuple[PyTree, np.ndarray | None]:
-            dx, dw, db = backward(cotangent(name, dy, out), need_dx)
+        @takes_handover
+        def vjp(
+            dy: Any, need_dx: bool = True, handed: bool = False, last: bool = False
+        ) -> tuple[PyTree, np.ndarray | None]:
+            dy = cotangent(name, take(dy, handed), out)
+            into = dy if handed and sole(dy) else None  # a dy nobody else sees may take dx
+            dx, dw, db = backward(dy, need_dx, into)
             return {"w": dw, "b": db}, dx
 
         return y, vjp

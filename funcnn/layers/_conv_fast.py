@@ -8,8 +8,9 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-# backward(dy, need_dx) -> (dx or None, dw, db); a forward returns it with y, closing over what it needs.
-Backward = Callable[[np.ndarray, bool], tuple["np.ndarray | None", np.ndarray, np.ndarray]]
+# backward(dy, need_dx, into) -> (dx or None, dw, db); a forward returns it with y, closing over what it
+# needs. ``into``: None, or dy itself when nobody else sees it: the fast path may then write dx into it.
+Backward = Callable[[np.ndarray, bool, "np.ndarray | None"], tuple["np.ndarray | None", np.ndarray, np.ndarray]]
 Forward = Callable[[np.ndarray, np.ndarray, np.ndarray, int, int, int, int], tuple[np.ndarray, Backward]]
 
 
@@ -60,24 +61,33 @@ def _winograd_plan(
     return tiles_h, tiles_w, chunks, buffers, rows
 
 
-def _winograd_conv(x: np.ndarray, w: np.ndarray, b: np.ndarray, pad: int, out_h: int, out_w: int) -> np.ndarray:
-    """``y`` of a 3x3 stride-1 conv by Winograd F(2x2, 3x3), chunk by chunk (see funcnn.kernels.winograd)."""
+def _winograd_conv(
+    x: np.ndarray, w: np.ndarray, b: np.ndarray, pad: int, out_h: int, out_w: int, y: np.ndarray | None = None
+) -> np.ndarray:
+    """``y`` of a 3x3 stride-1 conv by Winograd F(2x2, 3x3), chunk by chunk (see funcnn.kernels.winograd),
+    written into ``y`` when given: it may share memory with ``x`` when an image of ``y`` takes no more
+    bytes than one of ``x``, as each chunk of ``x`` is read before that chunk of ``y`` is written."""
     from funcnn.kernels import winograd
-    from funcnn.kernels.threads import map_groups
+    from funcnn.kernels.threads import ReadsFirst, map_groups
 
     n, c, f = x.shape[0], x.shape[1], w.shape[0]
     tiles_h, tiles_w, chunks, buffers, rows = _winograd_plan(n, c, f, out_h, out_w, x.dtype)
     u = winograd.filter_transform(w)
-    y = np.empty((n, f, out_h, out_w), x.dtype)
+    y = np.empty((n, f, out_h, out_w), x.dtype) if y is None else y
+    # y over x's memory (a dx in its dy): each chunk of y waits until the chunks of x it overlaps are read
+    order = ReadsFirst(chunks, x[0].size, y[0].size if np.may_share_memory(x, y) else 0)
 
     def group(parts: Sequence[slice]) -> list[None]:
         v_buffer, m_buffer = buffers()
-        for part in parts:
-            count = (part.stop - part.start) * tiles_h * tiles_w
-            v, m = rows(v_buffer, c, count), rows(m_buffer, f, count)
-            winograd.input_transform(x[part], pad, tiles_h, tiles_w, v)
-            np.matmul(u, v[:, :, :count], out=m[:, :, :count])
-            winograd.output_transform(m, b, tiles_h, tiles_w, y[part])
+        with order.released_on_error():
+            for part in parts:
+                count = (part.stop - part.start) * tiles_h * tiles_w
+                v, m = rows(v_buffer, c, count), rows(m_buffer, f, count)
+                winograd.input_transform(x[part], pad, tiles_h, tiles_w, v)
+                order.read(part)
+                np.matmul(u, v[:, :, :count], out=m[:, :, :count])
+                order.wait(part)
+                winograd.output_transform(m, b, tiles_h, tiles_w, y[part])
         return []
 
     map_groups(group, chunks)
@@ -111,13 +121,20 @@ def _winograd_dw(x: np.ndarray, dy: np.ndarray, pad: int, f: int) -> np.ndarray:
     return dw
 
 
+def _fits(dy: np.ndarray, x: np.ndarray) -> bool:
+    """Whether ``dx`` may be written over ``dy``: its first ``x.size`` elements, image ``i`` of ``dx``
+    ending no later than image ``i`` of ``dy``, so a chunk of images of ``dx`` overlaps only images of
+    ``dy`` that are already read when it is written."""
+    return dy.dtype == x.dtype and dy.flags.c_contiguous and dy[0].size >= x[0].size
+
+
 def fast_forward(
     x: np.ndarray, w: np.ndarray, b: np.ndarray, stride: int, pad: int, out_h: int, out_w: int
 ) -> tuple[np.ndarray, Backward]:
     """``(y, backward)`` of the conv: im2col columns (x itself for a 1x1 conv) times the filters, or
     Winograd F(2x2, 3x3) for the 3x3 stride-1 convs with many channels, chunk by chunk of images."""
     from funcnn.kernels import conv as kernels
-    from funcnn.kernels.threads import map_groups
+    from funcnn.kernels.threads import ReadsFirst, map_groups
 
     x = np.ascontiguousarray(x)
     n, c, f, (hh, ww) = x.shape[0], x.shape[1], w.shape[0], w.shape[2:]
@@ -149,31 +166,43 @@ def fast_forward(
         y = np.empty((n, f, plane), x.dtype)
         map_groups(forward_group, chunks)
 
-    def backward(dy: np.ndarray, need_dx: bool = True) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    def backward(
+        dy: np.ndarray, need_dx: bool = True, into: np.ndarray | None = None
+    ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
         dy = np.ascontiguousarray(dy).reshape(n, f, plane)
         db = dy.sum(axis=(0, 2))
+        dx = None
+        if need_dx:  # in dy's memory when it may: chunks of dy are read before the chunks of dx that overlap them
+            dx = np.empty_like(x) if into is None or not _fits(into, x) else into.reshape(-1)[: x.size].reshape(x.shape)
         if winograd:  # dx is the 3x3 conv of dy with the filters flipped and transposed, padded 2 - pad
             dy4 = dy.reshape(n, f, out_h, out_w)
+            dw = _winograd_dw(x, dy4, pad, f)  # before dx, which may overwrite dy
             flipped = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
             height, width = x.shape[2:]
-            dx = _winograd_conv(dy4, flipped, np.zeros(c, x.dtype), 2 - pad, height, width) if need_dx else None
-            return dx, _winograd_dw(x, dy4, pad, f), db
-        dx = np.empty_like(x) if need_dx else None
+            if dx is not None:
+                _winograd_conv(dy4, flipped, np.zeros(c, x.dtype), 2 - pad, height, width, dx)
+            return dx, dw, db
+        # dx over dy's memory: each chunk of dx waits until the chunks of dy it overlaps are read
+        order = ReadsFirst(chunks, f * plane, x[0].size if dx is not None and np.may_share_memory(dx, dy) else 0)
 
         def backward_group(parts: Sequence[slice]) -> list[np.ndarray]:
             # Each chunk's columns are recomputed from x, which keeps only x alive and costs little next
             # to the products: the columns are still in the caches when they are read.
             buffer = np.empty(0 if pointwise else k * step * plane, x.dtype)
             dw_parts, sums = np.empty((step, k, f), x.dtype), []
-            for part in parts:
-                cols, m = columns(buffer, part), part.stop - part.start
-                sums.append(np.matmul(cols, dy[part].transpose(0, 2, 1), out=dw_parts[:m]).sum(axis=0))
-                if dx is not None:
-                    if pointwise:
-                        np.matmul(w2.T, dy[part], out=dx[part].reshape(m, k, plane))
-                    else:  # the columns are used up: their buffer takes their gradient
-                        dcols = np.matmul(w2.T, dy[part], out=cols)
-                        kernels.col2im(dcols, hh, ww, stride, pad, out_h, out_w, dx[part])
+            with order.released_on_error():
+                for part in parts:
+                    cols, m = columns(buffer, part), part.stop - part.start
+                    sums.append(np.matmul(cols, dy[part].transpose(0, 2, 1), out=dw_parts[:m]).sum(axis=0))
+                    if dx is not None:
+                        if pointwise:
+                            order.wait(part)
+                            np.matmul(w2.T, dy[part], out=dx[part].reshape(m, k, plane))
+                        else:  # the columns are used up: their buffer takes their gradient
+                            dcols = np.matmul(w2.T, dy[part], out=cols)
+                            order.wait(part)
+                            kernels.col2im(dcols, hh, ww, stride, pad, out_h, out_w, dx[part])
+                    order.read(part)
             return sums
 
         dw_t = np.zeros((k, f), x.dtype)  # dw transposed: OpenBLAS runs cols @ dy^T faster than dy @ cols^T

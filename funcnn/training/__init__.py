@@ -1,5 +1,6 @@
 """Training: :func:`fit` (the loop), the objective and one step, evaluation, the history and callbacks,
-checkpoints, progress lines, the memory setting, :func:`doctor` (the pre-flight checks) and :func:`lr_find`.
+checkpoints, progress lines, the memory setting, what a step holds (:func:`measure_memory`), :func:`doctor`
+(the pre-flight checks) and :func:`lr_find`.
 
 Each private module holds one concern; this package re-exports the public names.
 """
@@ -22,6 +23,9 @@ from funcnn.training._history import early_stopping as early_stopping
 from funcnn.training._lr_find import LRFind as LRFind
 from funcnn.training._lr_find import lr_find as lr_find
 from funcnn.training._memory import keep_freed_memory as keep_freed_memory
+from funcnn.training._memory_report import MemoryReport as MemoryReport
+from funcnn.training._memory_report import MemoryRow as MemoryRow
+from funcnn.training._memory_report import measure_memory as measure_memory
 from funcnn.training._objective import accuracy as accuracy
 from funcnn.training._objective import l2_penalty as l2_penalty
 from funcnn.training._objective import predict as predict

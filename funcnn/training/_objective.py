@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 
 from funcnn._checks import number_at_least
-from funcnn.core import Layer, LayerFn, State, pull_back, run
+from funcnn.core import Layer, LayerFn, State, run
+from funcnn.layers import pull_back_last
 from funcnn.losses import Loss, softmax_loss
 from funcnn.tree import PyTree, tree_add, tree_leaves_with_path, tree_map_with_path
 
@@ -65,7 +66,7 @@ def _step(net: LayerFn, loss: Loss, add_l2: AddL2) -> Step:
     ) -> tuple[float, PyTree, State]:
         scores, net_vjp, new_state = run(net, params, x, state, train=True, rng=rng)
         value, loss_vjp = loss(scores, y)
-        grads, _ = pull_back(net_vjp, loss_vjp(1.0), need_dx=False)
+        grads, _ = pull_back_last(net_vjp, loss_vjp(1.0), need_dx=False)  # frees activations as it goes
         return *add_l2(float(value), grads, params), new_state
 
     return step
