@@ -5,6 +5,11 @@ process; then start-up times and peak memory in fresh subprocesses.
     python benchmarks/bench_layers.py              # the full run (about 5 minutes on 2 cores)
     python benchmarks/bench_layers.py --quick      # fewer repeats
     python benchmarks/bench_layers.py --threads 1  # one thread for Numba, BLAS, torch and XLA
+    python benchmarks/bench_layers.py --load       # a CPU-bound process on every core while it measures
+
+The header prints the CPU's instruction set and the machine's own sgemm GFLOP/s, measured in this run
+(under the same load); each conv row gives funcnn's GFLOP/s as a fraction of it and the spread of
+funcnn's per-round medians (least-largest, ms).
 
 Like ``fit``, it first calls ``funcnn.keep_freed_memory()`` (process-wide, so every peer runs under it;
 ``--malloc-as-is`` leaves malloc alone). Start-up and memory run in fresh subprocesses, as they are.
@@ -42,6 +47,8 @@ PEER_HEADER = [
     "jax ms",
     "im2col ms",
     "GFLOP/s",
+    "of sgemm",
+    "funcnn rounds",
     "vs fastest",
     "im2col/funcnn",
 ]
@@ -60,6 +67,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--no-torch", action="store_true")
     parser.add_argument("--no-jax", action="store_true")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--load", action="store_true", help="run a CPU-bound process on every core while timing")
     parser.add_argument(
         "--malloc-as-is",
         action="store_true",
@@ -89,6 +97,7 @@ sys.path.insert(0, str(HERE))
 
 import im2col_baseline as base
 import numpy as np
+from machine import header_lines, maybe_loaded, sgemm_gflops, spread
 from memory_probe import CONV_SHAPES
 
 import funcnn as fn
@@ -115,6 +124,8 @@ if torch is not None:
 PEERS = ["torch", "jax", "im2col"]
 IDLE = 0.3  # seconds: other libraries' idle threads spin for up to about 0.1 s
 RESULTS: dict[str, list] = {}
+ROUNDS: dict[tuple[str, str], list[float]] = {}  # (name, op) -> per-round medians of the last measure()
+SGEMM: list[float] = []  # the machine's sgemm GFLOP/s, measured at the start of the run
 
 
 class CPULoad:
@@ -146,17 +157,29 @@ def measure(impls: dict) -> dict:
     Forward and backward calls alternate, as in training: a loop of forward calls alone would
     also time glibc handing the freed arrays back to the OS and faulting them in again."""
     samples = {(name, op): [] for name in impls for op in ("fwd", "bwd")}
+    ROUNDS.clear()
     for _ in range(ARGS.rounds):
         for name, calls in impls.items():
             time.sleep(IDLE)  # lets the other libraries' idle threads stop spinning
             for call in calls:
                 call()
+            start_of_round = {key: len(v) for key, v in samples.items()}
             for _ in range(ARGS.repeats):
                 for op, call in zip(("fwd", "bwd"), calls):
                     start = time.perf_counter()
                     call()
                     samples[(name, op)].append((time.perf_counter() - start) * 1e3)
+            for op in ("fwd", "bwd"):
+                this_round = samples[(name, op)][start_of_round[(name, op)] :]
+                ROUNDS.setdefault((name, op), []).append(float(np.median(this_round)))
     return {key: float(np.median(v)) for key, v in samples.items()}
+
+
+def round_spread(name: str, op: str) -> str:
+    """The least and largest per-round median of ``op`` (fwd+bwd: of the per-round sums), ms."""
+    if op == "fwd+bwd":
+        return spread([f + b for f, b in zip(ROUNDS[(name, "fwd")], ROUNDS[(name, "bwd")])])
+    return spread(ROUNDS[(name, op)])
 
 
 def table(title: str, header: list[str], rows: list[list], note: str = "") -> None:
@@ -274,12 +297,15 @@ def bench_conv() -> None:
                         ms(ours),
                         *(ms(peers[p]) for p in PEERS),
                         f"{mult * flops / ours / 1e6:.0f}",
+                        f"{mult * flops / ours / 1e6 / SGEMM[0]:.2f}",
+                        round_spread("funcnn", op),
                         ratio(ours, fastest),
                         ratio(peers["im2col"], ours),
                     ]
                 )
     note = (
-        "GFLOP/s: funcnn's, counting 2*N*F*K*P per product (fwd one product, bwd two).\n"
+        "GFLOP/s: funcnn's, counting 2*N*F*K*P per product (fwd one product, bwd two); of sgemm: that over the\n"
+        "machine's sgemm rate in the header; funcnn rounds: least-largest per-round median, ms.\n"
         "vs fastest: funcnn / the fastest of torch, jax, im2col (<1 means funcnn is faster); "
         "im2col/funcnn: how many times faster funcnn is than the im2col baseline."
     )
@@ -364,6 +390,8 @@ def bench_pool() -> None:
                         ms(ours),
                         *(ms(peers[p]) for p in PEERS),
                         "-",
+                        "-",
+                        round_spread("funcnn", op),
                         ratio(ours, fastest),
                         ratio(peers["im2col"], ours),
                     ]
@@ -566,7 +594,15 @@ def machine() -> None:
 def main() -> None:
     if not ARGS.malloc_as_is:
         fn.keep_freed_memory()  # as fit and the funcnn command do; process-wide, so every peer runs under it
+    maybe_loaded(ARGS.load, run_sections)
+
+
+def run_sections() -> None:
     machine()
+    sgemm = sgemm_gflops()
+    SGEMM.append(sgemm[0])
+    print("\n".join(header_lines(sgemm)))
+    RESULTS["machine"] = [{"sgemm GFLOP/s": sgemm[0], "sgemm rounds": sgemm[1]}]
     sections = [
         ("conv", bench_conv),
         ("pool", bench_pool),

@@ -3,9 +3,12 @@ net on CIFAR-shaped float32 data: funcnn against PyTorch (CPU), interleaved in o
 
     python benchmarks/bench_step.py                 # both nets, 2 threads, 5 rounds of 10 steps
     python benchmarks/bench_step.py --rounds 2 --steps 5 --nets course
+    python benchmarks/bench_step.py --load          # a CPU-bound process on every core while it measures
 
 Each round times ``steps`` steps of every implementation in turn (after a warm-up step), so noise from
-the rest of the machine falls on all of them; the table shows the median step of all rounds.
+the rest of the machine falls on all of them; the table shows the median step of all rounds and the
+spread of the per-round medians (least-largest). The header gives the CPU's instruction set and the
+machine's sgemm rate measured in the same run (under the same load).
 Like ``fit`` and the ``funcnn`` command, it first calls ``funcnn.keep_freed_memory()`` (process-wide,
 so PyTorch runs under it too; ``--malloc-as-is`` measures without). Peak memory of a step is measured
 afterwards in fresh subprocesses with malloc as it is (peak RSS growth over the process after set-up,
@@ -25,6 +28,13 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 
 
+# funcnn: as installed (its conv splits the batch over its own threads, funcnn/kernels/threads.py);
+# funcnn-serial: that split off, BLAS's own threads in the products; funcnn-1blas: split off, BLAS on 1 thread;
+# funcnn-split-1blas: split on, BLAS on 1 thread for the whole step; funcnn-in-order: ReLU before max-pool
+# as written (funcnn.layers._combinators.POOL_BEFORE_RELU off).
+IMPL_NAMES = ("funcnn", "funcnn-serial", "funcnn-1blas", "funcnn-split-1blas", "funcnn-in-order", "torch")
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--threads", type=int, default=2)
@@ -32,6 +42,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--nets", default="course,vgg")
     parser.add_argument("--no-memory", action="store_true")
+    parser.add_argument("--load", action="store_true", help="run a CPU-bound process on every core while timing")
+    parser.add_argument("--impls", default="funcnn,torch", help="comma-separated, from: " + ", ".join(IMPL_NAMES))
     parser.add_argument(
         "--malloc-as-is",
         action="store_true",
@@ -47,6 +59,7 @@ for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA
 sys.path.insert(0, str(ROOT))
 
 import numpy as np
+from machine import header_lines, maybe_loaded, sgemm_gflops, spread
 from step_nets import NETS, data, funcnn_net, status_kib, torch_model
 
 import funcnn as fn
@@ -88,7 +101,43 @@ def torch_step(name: str):
     return step
 
 
-IMPLS = {"funcnn": funcnn_step, "torch": torch_step}
+def funcnn_variant(split: int | None, blas_threads: int | None, pool_before_relu: bool = True):
+    """A funcnn step run with the conv split over ``split`` threads (None: as installed), BLAS on
+    ``blas_threads`` (None: as it is) and ReLU-then-pool reordered or not (funcnn.layers._combinators)."""
+    from threadpoolctl import ThreadpoolController
+
+    import funcnn.layers._combinators as combinators
+    from funcnn.kernels.threads import set_split_threads, split_threads
+
+    def make(name: str):
+        step, controller = funcnn_step(name), ThreadpoolController()
+
+        def variant():
+            saved = split_threads()
+            set_split_threads(saved if split is None else split)
+            combinators.POOL_BEFORE_RELU = pool_before_relu
+            try:
+                if blas_threads is None:
+                    return step()
+                with controller.limit(limits=blas_threads, user_api="blas"):
+                    return step()
+            finally:
+                set_split_threads(saved)
+                combinators.POOL_BEFORE_RELU = True
+
+        return variant
+
+    return make
+
+
+IMPLS = {
+    "funcnn": funcnn_step,
+    "funcnn-serial": funcnn_variant(1, None),
+    "funcnn-1blas": funcnn_variant(1, 1),
+    "funcnn-split-1blas": funcnn_variant(2, 1),
+    "funcnn-in-order": funcnn_variant(None, None, pool_before_relu=False),
+    "torch": torch_step,
+}
 IDLE = 0.3  # seconds between implementations: idle OpenMP and BLAS threads spin for up to about 0.1 s
 
 
@@ -117,6 +166,26 @@ def measure_memory_here(spec: str) -> None:
     print((status_kib("VmHWM") - before) / 1024)
 
 
+def time_steps(names: list[str]) -> dict[str, dict[str, list[float]]]:
+    """net -> impl -> per-round median seconds, the implementations interleaved round by round."""
+    result = {}
+    for name in names:
+        steps = {impl: IMPLS[impl](name) for impl in ARGS.impls.split(",")}
+        rounds: dict[str, list[float]] = {impl: [] for impl in steps}
+        for _ in range(ARGS.rounds):
+            for impl, step in steps.items():
+                time.sleep(IDLE)
+                step()
+                times = []
+                for _ in range(ARGS.steps):
+                    started = time.perf_counter()
+                    step()
+                    times.append(time.perf_counter() - started)
+                rounds[impl].append(float(np.median(times)))
+        result[name] = rounds
+    return result
+
+
 def main() -> None:
     if not ARGS.malloc_as_is:
         fn.keep_freed_memory()  # as fit and the funcnn command do; process-wide, so PyTorch gets it too
@@ -126,29 +195,30 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(ARGS.threads)
+    impls = ARGS.impls.split(",")
     print(
         f"threads {ARGS.threads}, numpy {np.__version__}, torch {torch.__version__}, {os.cpu_count()} cores; "
-        f"median ms per step over {ARGS.rounds} rounds of {ARGS.steps} steps"
+        f"median ms per step over {ARGS.rounds} rounds of {ARGS.steps} steps (implementations interleaved)"
     )
-    print("| net (float32) | batch | funcnn ms | torch ms | ratio | funcnn peak MiB | torch peak MiB |")
-    print("|---|---|---|---|---|---|---|")
-    for name in ARGS.nets.split(","):
-        steps = {impl: make(name) for impl, make in IMPLS.items()}
-        times: dict[str, list[float]] = {impl: [] for impl in steps}
-        for _ in range(ARGS.rounds):
-            for impl, step in steps.items():
-                time.sleep(IDLE)
-                step()
-                for _ in range(ARGS.steps):
-                    started = time.perf_counter()
-                    step()
-                    times[impl].append(time.perf_counter() - started)
-        med = {impl: 1e3 * float(np.median(t)) for impl, t in times.items()}
-        memory = {impl: "-" if ARGS.no_memory else f"{peak_memory(name, impl):.0f}" for impl in steps}
-        print(
-            f"| {name}: {NETS[name][1]} | {NETS[name][0]} | {med['funcnn']:.1f} | {med['torch']:.1f} | "
-            f"{med['funcnn'] / med['torch']:.2f} | {memory['funcnn']} | {memory['torch']} |"
-        )
+    names = ARGS.nets.split(",")
+    sgemm, results = maybe_loaded(ARGS.load, lambda: (sgemm_gflops(), time_steps(names)))
+    print("\n".join(header_lines(sgemm)))
+    cols = [f"{impl} ms [rounds]" for impl in impls]
+    ratios = [f"{impl} / {impls[-1]}" for impl in impls[:-1]]
+    print(
+        "| net (float32) | batch | "
+        + " | ".join(cols + ratios)
+        + " | "
+        + " | ".join(f"{i} peak MiB" for i in impls)
+        + " |"
+    )
+    print("|---" * (2 + len(cols) + len(ratios) + len(impls)) + "|")
+    for name, rounds in results.items():
+        med = {impl: 1e3 * float(np.median(r)) for impl, r in rounds.items()}
+        cells = [f"{med[i]:.1f} [{spread([1e3 * v for v in rounds[i]])}]" for i in impls]
+        cells += [f"{med[i] / med[impls[-1]]:.2f}" for i in impls[:-1]]
+        cells += ["-" if ARGS.no_memory else f"{peak_memory(name, i):.0f}" for i in impls]
+        print(f"| {name}: {NETS[name][1]} | {NETS[name][0]} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ for how FLOPs and memory are counted."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from collections.abc import Iterator
@@ -218,17 +219,37 @@ def _sequence(layer: Layer, shape: Shape, depth: int, itemsize: int, rows: list[
     backward: int | None = 0
     inner: int | None = 0
     params: int | None = 0
-    for child in layer.children:
+    moved: tuple[int, Layer] | None = None  # a ReLU run after the max-pool behind it (layers/_combinators.py)
+    for child, after in zip(layer.children, (*layer.children[1:], None)):
+        reordered, row = _pool_runs_first(child, after, shape), len(rows)
         shape, cost, count = _visit(child, shape, depth + 1, itemsize, rows)
+        if reordered:  # what it keeps is counted on the pool's output, below
+            cost = dataclasses.replace(cost, inner=0, keeps_input=False, keeps_output=False)
         output = current if cost.alias else len(sizes)
         sizes[output] = _size(shape) * itemsize
         kept |= {current} if cost.keeps_input else set()
         kept |= {output} if cost.keeps_output else set()
+        if moved is not None:  # the ReLU ran on this pool's output, which is its input and its output's size
+            relu = leaf_cost(moved[1], shape, shape, itemsize)
+            keeps_array = relu.keeps_input or relu.keeps_output
+            kept |= {output} if keeps_array else set()
+            inner = _add(inner, relu.inner)
+            memory = _add(relu.inner, sizes[output] if keeps_array else 0)
+            rows[moved[0]] = dataclasses.replace(rows[moved[0]], memory=memory)
+        moved = (row, child) if reordered else None
         forward, backward = _add(forward, cost.forward), _add(backward, cost.backward)
         inner, params = _add(inner, cost.inner), _add(params, count)
         current = output
     inner = _add(inner, *(sizes[i] for i in kept - {0, current}))
     return Cost(forward, backward, inner, 0 in kept, current in kept, alias=current == 0), params
+
+
+def _pool_runs_first(child: Layer, after: Layer | None, shape: Shape) -> bool:
+    """Whether a chain runs ``child`` (ReLU) after ``after`` (a max-pool): then ReLU works on the pooled output."""
+    from funcnn.layers import pool_before_relu
+
+    dummy = np.empty((0,) * len(shape)) if is_shape(shape) else None
+    return after is not None and pool_before_relu(child, after, dummy)
 
 
 def _remat(layer: Layer, shape: Shape, depth: int, itemsize: int, rows: list[SummaryRow]) -> tuple[Cost, int | None]:

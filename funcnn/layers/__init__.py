@@ -23,6 +23,7 @@ from funcnn.layers._combinators import chain as chain
 from funcnn.layers._combinators import children_parts as children_parts
 from funcnn.layers._combinators import fan_out as fan_out
 from funcnn.layers._combinators import identity as identity
+from funcnn.layers._combinators import pool_before_relu as pool_before_relu
 from funcnn.layers._combinators import pull_back_last as pull_back_last
 from funcnn.layers._combinators import remat as remat
 from funcnn.layers._combinators import remat_chain as remat_chain

@@ -99,6 +99,35 @@ def _per_layer(name: str, what: str, tree: PyTree, count: int) -> tuple[PyTree, 
     return tuple(tree)
 
 
+# ReLU then max-pool runs as max-pool then ReLU (on a quarter of the values; no ReLU output kept for the
+# backward pass). Bitwise the same values and gradients: ReLU is monotone and keeps NaN, so each window's
+# first maximum is the same cell, and the gradient is zero exactly where the pooled value is <= 0 or NaN.
+# Measured in benchmarks/README.md ("Speed round 3"); False runs every chain in its written order.
+POOL_BEFORE_RELU = True
+
+
+def pool_before_relu(first: Layer, second: Layer, x: Any) -> bool:
+    """Whether a chain runs ``second(first(x))`` as ``first(second(x))``: ReLU then a max-pool, on a float 4-D
+    array (any other input runs in order, so that the errors name the layer that refuses it).
+
+    Args:
+        first: a chain's layer.
+        second: the layer after it.
+        x: ``first``'s input.
+
+    Returns:
+        True when the chain swaps the two (bitwise the same values and gradients; ``POOL_BEFORE_RELU``).
+    """
+    return (
+        POOL_BEFORE_RELU
+        and first.op == "relu"
+        and second.op == "max_pool"
+        and isinstance(x, np.ndarray)
+        and x.ndim == 4
+        and x.dtype.kind == "f"
+    )
+
+
 @layer_factory
 def chain(*layers: LayerFn) -> Layer:
     """Compose layers in order: ``chain(f, g)(params, x) = g(params[1], f(params[0], x))``.
@@ -128,14 +157,17 @@ def chain(*layers: LayerFn) -> Layer:
     def forward(params: PyTree, x: np.ndarray, state: State, train: bool, rng: Any) -> tuple[np.ndarray, VJP, State]:
         params = _per_layer(name, "params", params, len(layers))
         states = _per_layer(name, "state", state, len(layers)) if moded else ((),) * len(layers)
-        vjps, new_states = [], []
-        for i, (f, p, s) in enumerate(zip(children, params, states)):
-            if f is relu and i and sole(x):  # an array nobody else holds (a conv's output): relu writes into it
-                x, layer_vjp = relu_overwriting(p, x)
-            else:
-                x, layer_vjp, s = run(f, p, x, s, train=train, rng=rng)
-            vjps.append(layer_vjp)
-            new_states.append(s)
+        vjps, new_states, done = [], list(states), list[int]()  # done: the layers' indices in the order they ran
+        while len(done) < len(children):
+            k = len(done)
+            swap = k + 1 < len(children) and pool_before_relu(children[k], children[k + 1], x)
+            for j in (k + 1, k) if swap else (k,):
+                if children[j] is relu and done and sole(x):  # nobody else holds x (a conv's or pool's output)
+                    x, layer_vjp = relu_overwriting(params[j], x)  # relu writes into it
+                else:
+                    x, layer_vjp, new_states[j] = run(children[j], params[j], x, states[j], train=train, rng=rng)
+                vjps.append(layer_vjp)
+                done.append(j)
 
         @takes_handover
         def vjp(
@@ -143,7 +175,7 @@ def chain(*layers: LayerFn) -> Layer:
         ) -> tuple[PyTree, np.ndarray | None]:
             if not vjps:
                 raise _spent(name)
-            grads = []
+            grads: list[PyTree] = [()] * len(vjps)
             d: np.ndarray | None = take(dy, handed)
             del dy
             count = len(vjps)
@@ -154,10 +186,10 @@ def chain(*layers: LayerFn) -> Layer:
                 if last and vjps and not hasattr(layer_vjp, "recompute") and hasattr(vjps[-1], "recompute"):
                     vjps[-1].recompute()  # the remat before this layer recomputes while the gradient is dy, not dx
                 box, d = [d], None  # handed over: each gradient is freed once the layer that reads it is done
-                dp, d = hand_over(layer_vjp, box, need_dx or i < count - 1, last)
+                # each layer's grads go back at its own index (a ReLU and its max-pool ran swapped)
+                grads[done[count - 1 - i]], d = hand_over(layer_vjp, box, need_dx or i < count - 1, last)
                 del layer_vjp
-                grads.append(dp)
-            return tuple(reversed(grads)), d
+            return tuple(grads), d
 
         return x, vjp, tuple(new_states) if moded else ()
 

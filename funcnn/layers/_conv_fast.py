@@ -4,7 +4,7 @@ the kernels write is still in the caches when the products read it. ``_conv.py``
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -40,16 +40,19 @@ Rows = Callable[[np.ndarray, int, int], np.ndarray]
 
 def _winograd_plan(
     n: int, c: int, f: int, out_h: int, out_w: int, dtype: np.dtype
-) -> tuple[int, int, list[slice], tuple[np.ndarray, np.ndarray], Rows]:
-    """Tiles of a Winograd conv, its chunks of images, and ``rows(buffer, height, count)`` that lays a
-    chunk out in one of two flat buffers ``(16 * C * ..., 16 * F * ...)`` made for the largest chunk."""
+) -> tuple[int, int, list[slice], Callable[[], tuple[np.ndarray, np.ndarray]], Rows]:
+    """Tiles of a Winograd conv, its chunks of images, ``buffers()`` that makes two flat buffers
+    ``(16 * C * ..., 16 * F * ...)`` for the largest chunk (one pair a thread), and ``rows(buffer, height,
+    count)`` that lays a chunk out in one of them."""
     from funcnn.kernels.winograd import ROW_PAD
 
     tiles_h, tiles_w = (out_h + 1) // 2, (out_w + 1) // 2
     tiles = tiles_h * tiles_w
     chunks = _chunks(n, 16 * max(c, f) * tiles * dtype.itemsize)
     most = max(part.stop - part.start for part in chunks) * tiles + ROW_PAD
-    buffers = np.empty(16 * c * most, dtype), np.empty(16 * f * most, dtype)
+
+    def buffers() -> tuple[np.ndarray, np.ndarray]:
+        return np.empty(16 * c * most, dtype), np.empty(16 * f * most, dtype)
 
     def rows(buffer: np.ndarray, height: int, count: int) -> np.ndarray:
         # (16, height, count + ROW_PAD): rows padded off power-of-two lengths (see kernels/winograd.py)
@@ -65,17 +68,29 @@ def _winograd_conv(
     written into ``y`` when given: it may share memory with ``x`` when an image of ``y`` takes no more
     bytes than one of ``x``, as each chunk of ``x`` is read before that chunk of ``y`` is written."""
     from funcnn.kernels import winograd
+    from funcnn.kernels.threads import ReadsFirst, map_groups
 
     n, c, f = x.shape[0], x.shape[1], w.shape[0]
-    tiles_h, tiles_w, chunks, (v_buffer, m_buffer), rows = _winograd_plan(n, c, f, out_h, out_w, x.dtype)
+    tiles_h, tiles_w, chunks, buffers, rows = _winograd_plan(n, c, f, out_h, out_w, x.dtype)
     u = winograd.filter_transform(w)
     y = np.empty((n, f, out_h, out_w), x.dtype) if y is None else y
-    for part in chunks:
-        count = (part.stop - part.start) * tiles_h * tiles_w
-        v, m = rows(v_buffer, c, count), rows(m_buffer, f, count)
-        winograd.input_transform(x[part], pad, tiles_h, tiles_w, v)
-        np.matmul(u, v[:, :, :count], out=m[:, :, :count])
-        winograd.output_transform(m, b, tiles_h, tiles_w, y[part])
+    # y over x's memory (a dx in its dy): each chunk of y waits until the chunks of x it overlaps are read
+    order = ReadsFirst(chunks, x[0].size, y[0].size if np.may_share_memory(x, y) else 0)
+
+    def group(parts: Sequence[slice]) -> list[None]:
+        v_buffer, m_buffer = buffers()
+        with order.released_on_error():
+            for part in parts:
+                count = (part.stop - part.start) * tiles_h * tiles_w
+                v, m = rows(v_buffer, c, count), rows(m_buffer, f, count)
+                winograd.input_transform(x[part], pad, tiles_h, tiles_w, v)
+                order.read(part)
+                np.matmul(u, v[:, :, :count], out=m[:, :, :count])
+                order.wait(part)
+                winograd.output_transform(m, b, tiles_h, tiles_w, y[part])
+        return []
+
+    map_groups(group, chunks)
     return y
 
 
@@ -83,17 +98,25 @@ def _winograd_dw(x: np.ndarray, dy: np.ndarray, pad: int, f: int) -> np.ndarray:
     """``dw`` ``(F, C, 3, 3)`` of a 3x3 stride-1 conv by Winograd: ``dU[k] = dM[k] V[k]^T`` summed over
     tiles, with ``dM = A dY A^T`` per tile, then ``dw = G^T dU G``."""
     from funcnn.kernels import winograd
+    from funcnn.kernels.threads import map_groups
 
     n, c = x.shape[:2]
-    tiles_h, tiles_w, chunks, (v_buffer, m_buffer), rows = _winograd_plan(n, c, f, dy.shape[2], dy.shape[3], x.dtype)
-    du_t, products = np.zeros((16, c, f), x.dtype), np.empty((16, c, f), x.dtype)
-    for part in chunks:
-        count = (part.stop - part.start) * tiles_h * tiles_w
-        v, dm = rows(v_buffer, c, count), rows(m_buffer, f, count)
-        winograd.input_transform(x[part], pad, tiles_h, tiles_w, v)
-        winograd.output_gradient(dy[part], tiles_h, tiles_w, dm)
-        # dU transposed: BLAS's faster layout
-        du_t += np.matmul(v[:, :, :count], dm[:, :, :count].transpose(0, 2, 1), out=products)
+    tiles_h, tiles_w, chunks, buffers, rows = _winograd_plan(n, c, f, dy.shape[2], dy.shape[3], x.dtype)
+
+    def group(parts: Sequence[slice]) -> list[np.ndarray]:
+        (v_buffer, m_buffer), products = buffers(), []
+        for part in parts:
+            count = (part.stop - part.start) * tiles_h * tiles_w
+            v, dm = rows(v_buffer, c, count), rows(m_buffer, f, count)
+            winograd.input_transform(x[part], pad, tiles_h, tiles_w, v)
+            winograd.output_gradient(dy[part], tiles_h, tiles_w, dm)
+            # dU transposed: BLAS's faster layout
+            products.append(np.matmul(v[:, :, :count], dm[:, :, :count].transpose(0, 2, 1)))
+        return products
+
+    du_t = np.zeros((16, c, f), x.dtype)
+    for product in map_groups(group, chunks):  # summed in chunk order, whatever the threads
+        du_t += product
     dw: np.ndarray = winograd.filter_gradient(np.ascontiguousarray(du_t.transpose(0, 2, 1)))
     return dw
 
@@ -111,6 +134,7 @@ def fast_forward(
     """``(y, backward)`` of the conv: im2col columns (x itself for a 1x1 conv) times the filters, or
     Winograd F(2x2, 3x3) for the 3x3 stride-1 convs with many channels, chunk by chunk of images."""
     from funcnn.kernels import conv as kernels
+    from funcnn.kernels.threads import ReadsFirst, map_groups
 
     x = np.ascontiguousarray(x)
     n, c, f, (hh, ww) = x.shape[0], x.shape[1], w.shape[0], w.shape[2:]
@@ -128,16 +152,19 @@ def fast_forward(
         filled: np.ndarray = kernels.im2col(x[part], hh, ww, stride, pad, out_h, out_w, cols)
         return filled
 
-    # Buffers are made per call: a live vjp never shares one with a later call.
+    def forward_group(parts: Sequence[slice]) -> list[None]:
+        # Buffers are made per call and thread: a live vjp never shares one with a later call.
+        buffer = np.empty(0 if pointwise else k * step * plane, x.dtype)
+        for part in parts:
+            y_part = np.matmul(w2, columns(buffer, part), out=y[part])
+            y_part += b[:, None]
+        return []
+
     if winograd:
         y = _winograd_conv(x, w, b, pad, out_h, out_w).reshape(n, f, plane)
     else:
-        buffer = np.empty(0 if pointwise else k * step * plane, x.dtype)
         y = np.empty((n, f, plane), x.dtype)
-        for part in chunks:
-            y_part = np.matmul(w2, columns(buffer, part), out=y[part])
-            y_part += b[:, None]
-        del buffer
+        map_groups(forward_group, chunks)
 
     def backward(
         dy: np.ndarray, need_dx: bool = True, into: np.ndarray | None = None
@@ -155,20 +182,32 @@ def fast_forward(
             if dx is not None:
                 _winograd_conv(dy4, flipped, np.zeros(c, x.dtype), 2 - pad, height, width, dx)
             return dx, dw, db
-        # Each chunk's columns are recomputed from x, which keeps only x alive and costs little next
-        # to the products: the columns are still in the caches when they are read.
-        buffer = np.empty(0 if pointwise else k * step * plane, x.dtype)
-        dw_parts = np.empty((step, k, f), x.dtype)
+        # dx over dy's memory: each chunk of dx waits until the chunks of dy it overlaps are read
+        order = ReadsFirst(chunks, f * plane, x[0].size if dx is not None and np.may_share_memory(dx, dy) else 0)
+
+        def backward_group(parts: Sequence[slice]) -> list[np.ndarray]:
+            # Each chunk's columns are recomputed from x, which keeps only x alive and costs little next
+            # to the products: the columns are still in the caches when they are read.
+            buffer = np.empty(0 if pointwise else k * step * plane, x.dtype)
+            dw_parts, sums = np.empty((step, k, f), x.dtype), []
+            with order.released_on_error():
+                for part in parts:
+                    cols, m = columns(buffer, part), part.stop - part.start
+                    sums.append(np.matmul(cols, dy[part].transpose(0, 2, 1), out=dw_parts[:m]).sum(axis=0))
+                    if dx is not None:
+                        if pointwise:
+                            order.wait(part)
+                            np.matmul(w2.T, dy[part], out=dx[part].reshape(m, k, plane))
+                        else:  # the columns are used up: their buffer takes their gradient
+                            dcols = np.matmul(w2.T, dy[part], out=cols)
+                            order.wait(part)
+                            kernels.col2im(dcols, hh, ww, stride, pad, out_h, out_w, dx[part])
+                    order.read(part)
+            return sums
+
         dw_t = np.zeros((k, f), x.dtype)  # dw transposed: OpenBLAS runs cols @ dy^T faster than dy @ cols^T
-        for part in chunks:
-            cols, m = columns(buffer, part), part.stop - part.start
-            dw_t += np.matmul(cols, dy[part].transpose(0, 2, 1), out=dw_parts[:m]).sum(axis=0)
-            if dx is not None:
-                if pointwise:
-                    np.matmul(w2.T, dy[part], out=dx[part].reshape(m, k, plane))
-                else:  # the columns are used up: their buffer takes their gradient
-                    dcols = np.matmul(w2.T, dy[part], out=cols)
-                    kernels.col2im(dcols, hh, ww, stride, pad, out_h, out_w, dx[part])
+        for chunk_sum in map_groups(backward_group, chunks):  # in chunk order, whatever the threads
+            dw_t += chunk_sum
         return dx, np.ascontiguousarray(dw_t.T).reshape(w.shape), db
 
     return y.reshape(n, f, out_h, out_w), backward

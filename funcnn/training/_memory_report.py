@@ -14,7 +14,7 @@ import numpy as np
 from typing_extensions import override
 
 from funcnn.core import VJP, Layer, State, run
-from funcnn.layers import children_parts
+from funcnn.layers import children_parts, pool_before_relu
 from funcnn.losses import Loss, softmax_loss
 from funcnn.training._objective import training_step
 from funcnn.tree import PyTree, tree_leaves
@@ -166,9 +166,15 @@ def _visit(
     y, vjp, _ = run(layer, params, x, state, train=True, rng=generator)
     rows.append(_row(layer, vjp, params, x, depth))
     if layer.op in SEQUENCES:
-        states = children_parts(layer, state, "state")
-        for child, p, s in zip(layer.children, children_parts(layer, params), states):
-            x = _visit(child, p, x, s, rng, depth + 1, rows)
+        children = list(zip(layer.children, children_parts(layer, params), children_parts(layer, state, "state")))
+        k = 0
+        while k < len(children):  # in the order the chain runs them: a ReLU after the max-pool behind it
+            swap = k + 1 < len(children) and pool_before_relu(children[k][0], children[k + 1][0], x)
+            for child, p, s in (children[k + 1], children[k]) if swap else (children[k],):
+                x = _visit(child, p, x, s, rng, depth + 1, rows)
+            if swap:  # two leaves, one row each: shown in the written order
+                rows[-2], rows[-1] = rows[-1], rows[-2]
+            k += 2 if swap else 1
     elif layer.op in ("fan_out", "residual", "remat"):  # each child is fed the combination's input
         states = children_parts(layer, state, "state")
         for child, p, s in zip(layer.children, children_parts(layer, params), states):
