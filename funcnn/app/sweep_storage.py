@@ -4,10 +4,12 @@ and never start one of their own, so N trials are run exactly once however many 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
 import time
+import uuid
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -87,6 +89,20 @@ class HolderLock(JournalFileSymlinkLock):
                 continue
             time.sleep(pause)
             pause = min(2 * pause, 0.1)
+
+    @override
+    def release(self) -> None:
+        """Remove the lock (renamed first, so that two releasers cannot both succeed). Optuna's own release
+        tidies up after an interruption by unlinking the renamed file even when the rename never happened:
+        a Ctrl-C at that moment became a trial failed with FileNotFoundError. Here an interruption stays one."""
+        renamed = f"{self._lock_file}{uuid.uuid4()}.rename"
+        try:
+            os.rename(self._lock_file, renamed)
+        except OSError:
+            raise RuntimeError("did not possess the lock") from None
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(renamed)
 
 
 def check_journal(path: Path) -> None:
