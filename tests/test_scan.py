@@ -245,3 +245,34 @@ def test_evenly_spaced_cotangents_are_stacked_as_a_read_only_view(order):
     uneven = _stack([whole[0, 0], whole[1, 0], whole[4, 0]], view=True)
     assert not np.shares_memory(uneven, whole) and np.array_equal(uneven, whole[[0, 1, 4], 0].transpose(1, 0, 2))
     assert not np.shares_memory(_stack(steps), whole)  # only when asked: a layer's outputs are never views
+
+
+@pytest.mark.parametrize("through_workspace", [False, True])
+def test_a_scans_dxs_is_its_own_writable_array_whatever_the_cell_returns(through_workspace):
+    """A pass-through cell's dx_t is a step of the caller's dys, and a cell may give its dx_t from a workspace it
+    reuses (evenly spaced slots, one per step): scan's dxs still owns its memory, so neither the caller's buffer
+    nor a second vjp call changes it."""
+    workspace = np.zeros((4, 1, 3))
+    made = [0]
+
+    def cell(params, x):
+        carry, x_t = x
+        slot = workspace[made[0] % 4]
+        made[0] += 1
+
+        def vjp(d):
+            if not through_workspace:
+                return (), (d[0], d[1])
+            slot[...] = d[1]
+            return (), (d[0], slot)
+
+        return (carry, x_t * 2), vjp
+
+    (ys, _), vjp = fn.scan(cell)((), (np.zeros((1, 3)), np.ones((1, 4, 3))))
+    dys = np.arange(12.0).reshape(1, 4, 3)
+    dxs = vjp((dys, None))[1][1]
+    first = dxs.copy()
+    assert dxs.flags.writeable and not np.shares_memory(dxs, dys) and not np.shares_memory(dxs, workspace)
+    dys[...] = -1
+    vjp((dys, None))
+    np.testing.assert_array_equal(dxs, first)

@@ -203,7 +203,8 @@ def matmul_split(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
     The blocks follow from the shapes alone, never from the thread count (BLAS picks its kernel by the
     product's size, so a result could change with the split otherwise): the larger of M and N in
-    ``clip(size // MIN_BLOCK, 1, MAX_BLOCKS)`` near-equal blocks.
+    ``clip(size // MIN_BLOCK, 1, MAX_BLOCKS)`` near-equal blocks. With the split off, BLAS runs each block
+    on its own threads, which may sum in another order.
 
     Args:
         a: ``(M, K)``.

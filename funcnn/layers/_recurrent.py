@@ -32,7 +32,7 @@ from funcnn._checks import (
 )
 from funcnn.core import VJP, Layer, WeightScale, layer_factory
 from funcnn.layers._recurrence import BACKWARD_WIDTH, FORWARD_WIDTH, Arena, Context, recurrence
-from funcnn.layers._scan import scan
+from funcnn.layers._scan import scan_viewing_dxs
 from funcnn.tree import PyTree
 
 # gates per kind: the width of wx, wh and the biases is gates * H
@@ -209,7 +209,8 @@ def _sequence(kind: str) -> Callable[[PyTree, Any], tuple[np.ndarray, VJP]]:
         n, steps, _ = xs.shape
         size = n * steps * h0.shape[1]
         context = Context(forward=Arena(FORWARD_WIDTH[kind] * size, xs.dtype))
-        sequence: Any = scan(recurrence(kind, p["wh"], context))  # a tuple input
+        # dxs as a view of the cells' buffer: it is new on every vjp call, and dxs is read once below
+        sequence: Any = scan_viewing_dxs(recurrence(kind, p["wh"], context), False, None, True)
         # the LSTM's forward product is faster in the transposed order (see _recurrence.recurrence); the others' not
         context.wh_t = np.ascontiguousarray(p["wh"].T) if kind == "lstm" else None
         try:

@@ -230,8 +230,6 @@ def scan(cell: LayerFn, reverse: bool = False, checkpoint_every: int | None = No
     ``reverse=True``, which runs from ``t = T - 1`` down to 0), ``carry_T`` the last carry. Every step uses the
     same ``params``. ``vjp((dys, dcarry_T)) -> (dparams, (dcarry0, dxs))`` runs the step closures backwards
     (backprop through time) and sums the parameter gradients; ``None`` for ``dys`` or ``dcarry_T`` counts as zero.
-    ``dxs`` comes back as a read-only view when the cell takes its steps' cotangents from one buffer at
-    evenly spaced places (the recurrent layers' cells do), a fresh array otherwise.
     A moded cell (dropout, a state) makes a moded scan: ``run(params, (carry0, xs), state, train=, rng=)``
     threads the state and the random generator through the steps in the order they run.
 
@@ -269,6 +267,13 @@ def scan(cell: LayerFn, reverse: bool = False, checkpoint_every: int | None = No
     >>> vjp2((np.ones_like(ys), None))[1][1][0, :, 0]       # the same, keeping 2 carries and no closure
     array([3., 2., 1.])
     """
+    return scan_viewing_dxs(cell, reverse, checkpoint_every, False)
+
+
+def scan_viewing_dxs(cell: LayerFn, reverse: bool, checkpoint_every: int | None, view: bool) -> Layer:
+    """:func:`scan`; with ``view``, its vjp gives ``dxs`` as a read-only view when the cell takes its steps'
+    cotangents from one buffer at evenly spaced places, for a caller that reads ``dxs`` and drops it before
+    that buffer can be written again (the recurrent layers, whose cells' buffer is new on every vjp call)."""
     child = as_layer(cell)
     every = None if checkpoint_every is None else int_at_least("scan", "checkpoint_every", checkpoint_every, 1)
     options = (", reverse=True" if reverse else "") + (f", checkpoint_every={every}" if every else "")
@@ -339,7 +344,7 @@ def scan(cell: LayerFn, reverse: bool = False, checkpoint_every: int | None = No
                     dp, (dcarry, dxs[t]) = _pull(vjp_t, (dcarry, _at(dys, t)))
                     grads.add(dp)
                 del segment_vjps  # this segment's closures go before the next segment's are made
-            return grads.total(), (dcarry, _stack(dxs, view=True))
+            return grads.total(), (dcarry, _stack(dxs, view=view))
 
         return result, vjp, new_state  # type: ignore[return-value]
 
