@@ -13,12 +13,22 @@ vector's offset in the padded image and in the output plane.
 from __future__ import annotations
 
 import functools
+import hashlib
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
+from funcnn.kernels import tiles
 from funcnn.kernels._jit import jit
 from funcnn.kernels.tiles import product, reduction
+
+
+@functools.cache
+def _tiles_stamp() -> str:
+    """A hash of tiles.py: Numba keys a kernel's disk cache on its own file and its closure's values, not on
+    the files its intrinsics come from, so each driver holds this to be compiled again when the tiles change."""
+    return hashlib.sha256(Path(tiles.__file__).read_bytes()).hexdigest()
 
 
 @jit(inline="always")
@@ -41,9 +51,11 @@ def product_driver(lanes: int, mr: int, nv: int) -> Callable[..., None]:
     overlap the one before); ``xv`` and ``yv`` ``(tiles, nv)``; ``xbuf`` ``(C, hp, wp)`` and ``ybuf`` ``(F,
     out_h, out_wr)`` buffers; ``y`` ``(n, F, out_h, out_w)``, written straight when ``out_w == out_wr``, else
     through ``ybuf``. Each tile is a kernel of its own, cached on disk by its constants."""
+    stamp = _tiles_stamp()
 
     @jit()
     def driver(x, start, stop, pad_h, pad_w, a, row_starts, bias, offs, xv, yv, relu, xbuf, ybuf, y):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
+        tiles_version = stamp  # noqa: F841 - in the closure, so in the cache's key
         out_h, out_w, out_wr = y.shape[2], y.shape[3], ybuf.shape[2]
         plane = out_h * out_wr
         block = a.shape[1] * mr
@@ -72,9 +84,11 @@ def reduction_driver(lanes: int, mr: int, nk: int) -> Callable[..., None]:
     each tile in the padded image; ``acc`` ``(blocks, tiles, mr, nk, lanes)``, block ``b`` holding the filters
     ``row_starts[b] + r``; ``xp[p]`` the offset of output vector ``p`` (at ``p * lanes`` in the plane) in the
     padded image; ``dybuf`` ``(F, out_h, out_wr)``, used (its padding zero) when ``out_w != out_wr``."""
+    stamp = _tiles_stamp()
 
     @jit()
     def driver(x, dy, start, stop, pad, row_starts, taps, xp, xbuf, dybuf, acc):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
+        tiles_version = stamp  # noqa: F841 - in the closure, so in the cache's key
         out_h, out_w, out_wr = dy.shape[2], dy.shape[3], dybuf.shape[2]
         plane = out_h * out_wr
         xbuf[:] = 0
