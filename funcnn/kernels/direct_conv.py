@@ -76,23 +76,25 @@ def product_driver(lanes: int, mr: int, nv: int) -> Callable[..., None]:
 
 @functools.cache
 def reduction_driver(lanes: int, mr: int, nk: int) -> Callable[..., None]:
-    """``driver(x, dy, start, stop, pad, row_starts, taps, xp, xbuf, dybuf, acc)``: add, lane by lane, ``dy[i,
-    f] * x[i]`` at every tap into ``acc`` for images ``start <= i < stop``, by the reduction tile of ``lanes``
-    floats a vector, ``mr`` filters by ``nk`` taps.
+    """``driver(x, dy, start, stop, pad, row_starts, tap_starts, taps, xp, xbuf, dybuf, acc, dw)``: ``dw[f, k]
+    = sum dy[i, f] * x[i]`` at tap k over images ``start <= i < stop``, by the reduction tile of ``lanes``
+    floats a vector, ``mr`` filters by ``nk`` taps (each lane summed on its own, then the lanes).
 
-    ``x`` ``(n, C, H, W)``, ``dy`` ``(n, F, out_h, out_w)``; ``taps`` ``(tiles, nk)`` offsets of the taps of
-    each tile in the padded image; ``acc`` ``(blocks, tiles, mr, nk, lanes)``, block ``b`` holding the filters
-    ``row_starts[b] + r``; ``xp[p]`` the offset of output vector ``p`` (at ``p * lanes`` in the plane) in the
-    padded image; ``dybuf`` ``(F, out_h, out_wr)``, used (its padding zero) when ``out_w != out_wr``."""
+    ``x`` ``(n, C, H, W)``, ``dy`` ``(n, F, out_h, out_w)``; ``taps`` ``(tiles, nk)``: the offsets in the
+    padded image of the taps ``tap_starts[t] + j`` of each tile; ``acc`` ``(blocks, tiles, mr, nk, lanes)``,
+    block ``b`` holding the filters ``row_starts[b] + r`` (blocks and tiles may overlap the one before);
+    ``xp[p]`` the offset of output vector ``p`` (at ``p * lanes`` in the plane) in the padded image;
+    ``dybuf`` ``(F, out_h, out_wr)``, used (its padding zero) when ``out_w != out_wr``; ``dw`` ``(F, K)``."""
     stamp = _tiles_stamp()
 
     @jit()
-    def driver(x, dy, start, stop, pad, row_starts, taps, xp, xbuf, dybuf, acc):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
+    def driver(x, dy, start, stop, pad, row_starts, tap_starts, taps, xp, xbuf, dybuf, acc, dw):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
         tiles_version = stamp  # noqa: F841 - in the closure, so in the cache's key
         out_h, out_w, out_wr = dy.shape[2], dy.shape[3], dybuf.shape[2]
         plane = out_h * out_wr
         xbuf[:] = 0
         dybuf[:] = 0
+        acc[:] = 0
         for i in range(start, stop):
             _pad_into(x[i], pad, pad, xbuf)
             if out_w != out_wr:
@@ -102,5 +104,13 @@ def reduction_driver(lanes: int, mr: int, nk: int) -> Callable[..., None]:
                 for t in range(taps.shape[0]):
                     reduction(lanes, mr, nk, source, row_starts[b] * plane, plane, xbuf, 0, taps[t], xp, acc,
                               (b * taps.shape[0] + t) * mr * nk * lanes)  # fmt: skip
+        for b in range(row_starts.shape[0]):  # overlapping tiles hold the same sums: either may write them
+            for t in range(taps.shape[0]):
+                for r in range(mr):
+                    for j in range(nk):
+                        total = acc[b, t, r, j, 0]
+                        for lane in range(1, lanes):
+                            total += acc[b, t, r, j, lane]
+                        dw[row_starts[b] + r, tap_starts[t] + j] = total
 
     return driver

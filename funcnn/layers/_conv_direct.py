@@ -162,21 +162,15 @@ def _dw(x: np.ndarray, dy: np.ndarray, kernel: tuple[int, int], pad: int) -> np.
 
     def group(parts: Sequence[slice]) -> list[np.ndarray]:
         xbuf, dybuf = g.image_buffer(c), np.empty((f, g.out_h, g.out_wr), np.float32)
-        sums = []
-        for part in parts:
-            acc = np.zeros((row_starts.size, tap_starts.size, mr, nk, lanes), np.float32)
-            driver(x, dy, part.start, part.stop, pad, row_starts, taps, g.xp, xbuf, dybuf, acc)
-            sums.append(acc)
+        acc = np.empty((row_starts.size, tap_starts.size, mr, nk, lanes), np.float32)
+        sums = [np.empty((f, g.offs.size), np.float32) for _ in parts]
+        for part, part_sum in zip(parts, sums):
+            driver(x, dy, part.start, part.stop, pad, row_starts, tap_starts, taps, g.xp, xbuf, dybuf, acc, part_sum)
         return sums
 
-    total = np.zeros((row_starts.size, tap_starts.size, mr, nk, lanes), np.float32)
+    dw = np.zeros((f, g.offs.size), np.float32)
     for part_sum in map_groups(group, _chunks(n)):  # in chunk order, whatever the threads
-        total += part_sum
-    per_tile = total.sum(axis=-1)
-    dw = np.empty((f, g.offs.size), np.float32)
-    for i, first in enumerate(row_starts):  # overlapping tiles hold the same sums: either may write them
-        for j, tap in enumerate(tap_starts):
-            dw[first : first + mr, tap : tap + nk] = per_tile[i, j]
+        dw += part_sum
     return dw.reshape(f, c, *kernel)
 
 
