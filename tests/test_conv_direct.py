@@ -13,6 +13,7 @@ import funcnn as fn
 from funcnn.core import pull_back
 from funcnn.kernels import tiles
 from funcnn.layers import _conv_direct as direct
+from funcnn.layers._handover import hand_over
 from funcnn.tree import tree_leaves
 
 LANES = [16, 8]
@@ -27,10 +28,10 @@ def tile_lanes():
 
 @st.composite
 def direct_problems(draw):
-    """Stride-1 float32 problems with 1-4 input channels, 3-10 filters (both tiles' row counts, overlapping
+    """Stride-1 float32 problems with 2-8 input channels, 3-10 filters (both tiles' row counts, overlapping
     blocks), output widths below, at and past whole vectors of 8 and 16, non-square kernels and paddings."""
-    n, c, f = draw(st.integers(1, 3)), draw(st.integers(1, 4)), draw(st.integers(3, 10))
-    hh, ww, pad = draw(st.integers(1, 5)), draw(st.integers(1, 5)), draw(st.integers(0, 3))
+    n, c, f = draw(st.integers(1, 3)), draw(st.integers(2, 8)), draw(st.integers(3, 10))
+    hh, ww, pad = draw(st.integers(2, 5)), draw(st.integers(2, 5)), draw(st.integers(0, 3))
     height = draw(st.integers(max(1, hh - 2 * pad), 12))
     width = draw(st.integers(max(1, ww - 2 * pad), 40))
     rng = np.random.default_rng(draw(st.integers(0, 2**16)))
@@ -47,7 +48,7 @@ def test_direct_conv_equals_naive_and_its_vjp_repeats(lanes, problem):
     x, params, pad = problem
     direct.set_tile_lanes(lanes)
     try:
-        if not direct.uses_direct(x, params["w"], 1, pad):  # a plane smaller than one tile
+        if not direct.uses_direct(x, params["w"], 1, pad):  # too few taps, or a plane smaller than a tile
             return
         x_before, w_before = x.copy(), params["w"].copy()
         y, vjp = fn.conv(1, pad)(params, x)
@@ -89,7 +90,7 @@ def test_direct_conv_is_used_only_where_it_applies(tile_lanes):
     assert direct.uses_direct(x, w, 1, 3)
     assert not direct.uses_direct(x.astype(np.float64), w, 1, 3)  # float64: columns
     assert not direct.uses_direct(x, w, 2, 3)  # stride 2
-    assert not direct.uses_direct(np.zeros((2, 16, 32, 32), np.float32), np.zeros((32, 16, 7, 7), np.float32), 1, 3)
+    assert not direct.uses_direct(x, w[:, :, :3, :3], 1, 1)  # 27 taps: fewer than DIRECT_MIN_TAPS
     assert not direct.uses_direct(x, w[:2], 1, 3)  # 2 filters: fewer than any tile's rows
     assert not direct.uses_direct(np.zeros((2, 3, 1, 4), np.float32), w[:, :, :1, :1], 1, 0)  # 4 pixels: < a tile
     tile_lanes(0)  # a CPU without AVX2
@@ -101,8 +102,8 @@ def test_non_finite_values_land_where_the_reference_puts_them(lanes, tile_lanes)
     """NaN in x, inf in w (dx takes the columns path), inf in x with a ragged output width (dw does)."""
     tile_lanes(lanes)
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((2, 3, 11, 13)).astype(np.float32)
-    params = {"w": rng.standard_normal((8, 3, 3, 3)).astype(np.float32), "b": np.zeros(8, np.float32)}
+    x = rng.standard_normal((2, 4, 11, 13)).astype(np.float32)
+    params = {"w": rng.standard_normal((8, 4, 3, 3)).astype(np.float32), "b": np.zeros(8, np.float32)}
     x[0, 1, 4, 5], x[1, 2, 0, 12] = np.nan, np.inf
     w_inf = {**params, "w": params["w"].copy()}
     w_inf["w"][3, 1, 0, 2] = np.inf
@@ -127,3 +128,23 @@ def test_the_tile_width_follows_the_environment(monkeypatch):
         tiles.lanes()
     monkeypatch.delenv("FUNCNN_CONV_TILE")
     assert tiles.lanes() == tiles.host_lanes() in (0, 8, 16)
+
+
+@pytest.mark.parametrize("lanes", LANES)
+@pytest.mark.parametrize(("channels", "filters"), [(3, 8), (8, 8), (8, 3)])  # dx smaller than dy, equal, larger
+def test_dx_over_a_handed_over_dy_gives_the_answer_of_a_fresh_one(lanes, channels, filters, tile_lanes):
+    tile_lanes(lanes)
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((7, channels, 12, 16)).astype(np.float32)
+    params = {"w": rng.standard_normal((filters, channels, 5, 5)).astype(np.float32),
+              "b": np.ones(filters, np.float32)}  # fmt: skip
+    assert direct.uses_direct(x, params["w"], 1, 2)
+    y, vjp = fn.conv(pad=2)(params, x)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    want = tree_leaves(vjp(dy))
+    box = [dy.copy()]
+    address = box[0].ctypes.data
+    got = tree_leaves(hand_over(vjp, box, True))
+    assert (got[-1].ctypes.data == address) == (filters >= channels)  # dx took dy's memory where it fits
+    for a, b in zip(got, want, strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -1,4 +1,4 @@
-"""How a float32 stride-1 conv with few input channels runs: register tiles over a zero-padded copy of each
+"""How a float32 stride-1 conv runs: register tiles over a zero-padded copy of each
 image (``funcnn.kernels.direct_conv``), no columns. y and dx are the tile's products (dx: the conv of dy,
 padded ``HH - 1 - pad``, with the filters flipped and transposed), dw its reductions; the batch is split over
 funcnn's threads in chunks that do not depend on the thread count, dw's parts added in chunk order.
@@ -15,9 +15,10 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-# Input channels up to which a stride-1 float32 conv runs direct (columns hold HH * WW copies of x; with
-# few channels they are most of a conv's memory traffic). Measured in benchmarks/README.md.
-DIRECT_MAX_CHANNELS = 4
+# A stride-1 float32 conv runs direct when each output sums at least this many taps (C * HH * WW): below it
+# the tiles' set-up and stores outweigh their loop (3 channels of 3x3, 27 taps: the backward pass lost to
+# columns by about 1.3x). Measured in benchmarks/README.md.
+DIRECT_MIN_TAPS = 32
 # The batch is cut into about this many chunks, whatever the thread count: enough for two threads to
 # share it evenly, few enough that dw's per-chunk accumulators cost little to add.
 CHUNKS = 16
@@ -46,8 +47,8 @@ def _tile(tiles: Sequence[tuple[int, int]], rows: int) -> tuple[int, int] | None
 
 
 def uses_direct(x: np.ndarray, w: np.ndarray, stride: int, pad: int) -> bool:
-    """Whether the conv of ``x`` with ``w`` runs on the tiles: float32, stride 1, few input channels, enough
-    filters for a tile, and a plane of at least a tile's vectors.
+    """Whether the conv of ``x`` with ``w`` runs on the tiles: float32, stride 1, enough taps, enough filters
+    for a tile, and a plane of at least a tile's vectors.
 
     Args:
         x: ``(N, C, H, W)``.
@@ -61,7 +62,7 @@ def uses_direct(x: np.ndarray, w: np.ndarray, stride: int, pad: int) -> bool:
     from funcnn.kernels.tiles import PRODUCT_TILES
 
     f, c, hh, ww = w.shape
-    if tile_lanes() not in PRODUCT_TILES or x.dtype != np.float32 or stride != 1 or c > DIRECT_MAX_CHANNELS:
+    if tile_lanes() not in PRODUCT_TILES or x.dtype != np.float32 or stride != 1 or c * hh * ww < DIRECT_MIN_TAPS:
         return False
     return _product_fits(f, x.shape[2] + 2 * pad - hh + 1, x.shape[3] + 2 * pad - ww + 1)
 
@@ -109,11 +110,15 @@ class _Geometry:
         return np.empty((c, self.hp, self.wp), np.float32)
 
 
-def _product(x: np.ndarray, w: np.ndarray, b: np.ndarray, pad_h: int, pad_w: int, relu: bool) -> np.ndarray:
+def _product(
+    x: np.ndarray, w: np.ndarray, b: np.ndarray, pad_h: int, pad_w: int, relu: bool, out: np.ndarray | None = None
+) -> np.ndarray:
     """``y`` ``(N, F, out_h, out_w)``: the stride-1 conv of ``x`` ``(N, C, H, W)`` with ``w`` ``(F, C, HH, WW)``
-    padded ``(pad_h, pad_w)``, plus ``b``, then ReLU when ``relu``; by the product tile."""
+    padded ``(pad_h, pad_w)``, plus ``b``, then ReLU when ``relu``; by the product tile. Written into ``out``
+    when given, which may start at ``x``'s memory when an image of ``y`` takes no more than one of ``x``: a
+    chunk is written only once the chunks of ``x`` it overlaps are read (each image is copied out before)."""
     from funcnn.kernels import direct_conv
-    from funcnn.kernels.threads import map_groups
+    from funcnn.kernels.threads import ReadsFirst, map_groups
     from funcnn.kernels.tiles import PRODUCT_TILES
 
     lanes = tile_lanes()
@@ -129,17 +134,22 @@ def _product(x: np.ndarray, w: np.ndarray, b: np.ndarray, pad_h: int, pad_w: int
     row_starts = _starts(f, mr)
     a = np.ascontiguousarray(w.reshape(f, -1)[row_starts[:, None] + np.arange(mr)].transpose(0, 2, 1))
     bias = np.ascontiguousarray(b, np.float32)
-    y = np.empty((n, f, g.out_h, g.out_w), np.float32)
+    y = np.empty((n, f, g.out_h, g.out_w), np.float32) if out is None else out
     driver = direct_conv.product_driver(lanes, mr, nv)
+    chunks = _chunks(n)
+    order = ReadsFirst(chunks, x[0].size, y[0].size if np.may_share_memory(x, y) else 0)
 
     def group(parts: Sequence[slice]) -> list[None]:
         xbuf, ybuf = g.image_buffer(c), np.empty((f, g.out_h, g.out_wr), np.float32)
-        for part in parts:
-            driver(x, part.start, part.stop, pad_h, pad_w, a, row_starts, bias, g.offs, xv, yv, int(relu), xbuf,
-                   ybuf, y)  # fmt: skip
+        with order.released_on_error():
+            for part in parts:
+                order.wait(part)
+                driver(x, part.start, part.stop, pad_h, pad_w, a, row_starts, bias, g.offs, xv, yv, int(relu), xbuf,
+                       ybuf, y)  # fmt: skip
+                order.read(part)
         return []
 
-    map_groups(group, _chunks(n))
+    map_groups(group, chunks)
     return y
 
 
@@ -193,7 +203,12 @@ def direct_dx_applies(x: np.ndarray, w: np.ndarray, pad: int) -> bool:
 
 
 def direct_forward(
-    x: np.ndarray, w: np.ndarray, b: np.ndarray, pad: int, fallback: Callable[[], tuple[np.ndarray, Backward]]
+    x: np.ndarray,
+    w: np.ndarray,
+    b: np.ndarray,
+    pad: int,
+    fallback: Callable[[], tuple[np.ndarray, Backward]],
+    fits: Callable[[np.ndarray, np.ndarray], bool],
 ) -> tuple[np.ndarray, Backward]:
     """``(y, backward)`` of the stride-1 conv by the tiles (:func:`uses_direct` said yes); ``fallback()`` gives
     the columns path's, whose backward serves the dw or dx the tiles may not compute.
@@ -204,6 +219,7 @@ def direct_forward(
         b: ``(F,)`` float32.
         pad: zeros on each side.
         fallback: makes the columns path's ``(y, backward)``, called only when needed.
+        fits: ``fits(into, x)``, whether dx may be written over a handed-over dy ``into``.
 
     Returns:
         ``y`` ``(N, F, H', W')`` and ``backward(dy, need_dx, into) -> (dx or None, dw, db)``.
@@ -221,10 +237,11 @@ def direct_forward(
             dx, dw, db = fallback()[1](dy, need_dx and not direct_dx, None)
         if direct_dw:
             dw, db = _dw(x, dy, kernel, pad), dy.sum(axis=(0, 2, 3))
-        if direct_dx:
+        if direct_dx:  # in dy's memory when it may (see _product), after dw has read dy
             flipped = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
+            out = None if into is None or not fits(into, x) else into.reshape(-1)[: x.size].reshape(x.shape)
             dx = _product(dy, flipped, np.zeros(x.shape[1], np.float32), kernel[0] - 1 - pad, kernel[1] - 1 - pad,
-                          relu=False)  # fmt: skip
+                          relu=False, out=out)  # fmt: skip
         return (dx if need_dx else None), dw, db
 
     return y, backward

@@ -137,7 +137,7 @@ def fast_forward(
 
     x = np.ascontiguousarray(x)
     if uses_direct(x, w, stride, pad):
-        return direct_forward(x, w, b, pad, lambda: columns_forward(x, w, b, stride, pad, out_h, out_w))
+        return direct_forward(x, w, b, pad, lambda: columns_forward(x, w, b, stride, pad, out_h, out_w), _fits)
     return columns_forward(x, w, b, stride, pad, out_h, out_w)
 
 
