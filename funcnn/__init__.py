@@ -85,6 +85,7 @@ from funcnn.layers import max_pool as max_pool
 from funcnn.layers import max_pool_naive as max_pool_naive
 from funcnn.layers import multi_head_attention as multi_head_attention
 from funcnn.layers import positional_encoding as positional_encoding
+from funcnn.layers import pull_back_last as pull_back_last
 from funcnn.layers import relu as relu
 from funcnn.layers import remat as remat
 from funcnn.layers import remat_chain as remat_chain

@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 import funcnn as fn
+from funcnn.gradcheck._numerical import each_element_moved
 
 
 def unit_roundoff(dtype: np.dtype | type) -> float:
@@ -210,15 +211,8 @@ def course_rel_error_bound(analytic: np.ndarray, error: np.ndarray) -> float:
 def moved_magnitude(f, x: np.ndarray, dy: np.ndarray, terms: np.ndarray, h: float = 1e-5) -> np.ndarray:
     """For each element i of x: sum_j |dy_j| ``terms``_j over the outputs j of ``f`` that move when x_i moves by
     +-h (the others are computed the same way at both ends, so they cancel exactly in the difference)."""
-    x = np.array(x, dtype=np.float64)
-    out = np.zeros_like(x)
-    for index in np.ndindex(x.shape):
-        old = x[index]
-        x[index] = old + h
-        plus = np.asarray(f(x.copy()))
-        x[index] = old - h
-        minus = np.asarray(f(x.copy()))
-        x[index] = old
+    out = np.zeros(np.shape(x))
+    for index, plus, minus in each_element_moved(f, x, h):
         out[index] = np.sum(np.where(plus != minus, np.abs(dy) * terms, 0.0))
     return out
 

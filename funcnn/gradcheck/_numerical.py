@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -54,8 +54,26 @@ def numerical_gradient_array(
         The gradient of ``sum(f(x) * dy)``, shaped like ``x``.
     """
     dy = np.asarray(dy)
+    grad = np.zeros(np.shape(x))
+    for index, plus, minus in each_element_moved(f, x, h):
+        grad[index] = central_difference(dy, plus.astype(np.float64), minus.astype(np.float64), h)
+    return grad
+
+
+def each_element_moved(
+    f: Callable[[np.ndarray], np.ndarray], x: np.ndarray, h: float
+) -> Iterator[tuple[tuple[int, ...], np.ndarray, np.ndarray]]:
+    """For each element of x (in float64): its index, ``f`` with that element moved by ``+h``, and by ``-h``.
+
+    Args:
+        f: an array function of ``x``; it gets copies, never ``x`` itself.
+        x: the point.
+        h: the step.
+
+    Returns:
+        An iterator of ``(index, f(x + h e_index), f(x - h e_index))``.
+    """
     x = np.array(x, dtype=np.float64)  # as the course: a float32 step of 1e-5 would be mostly rounding
-    grad = np.zeros_like(x)
     for index in np.ndindex(x.shape):
         old = x[index]
         x[index] = old + h
@@ -63,5 +81,4 @@ def numerical_gradient_array(
         x[index] = old - h
         minus = np.asarray(f(x.copy()))
         x[index] = old
-        grad[index] = central_difference(dy, plus.astype(np.float64), minus.astype(np.float64), h)
-    return grad
+        yield index, plus, minus

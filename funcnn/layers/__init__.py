@@ -9,7 +9,6 @@ package re-exports the public names.
 
 from funcnn.layers._activations import leaky_relu as leaky_relu
 from funcnn.layers._activations import relu as relu
-from funcnn.layers._activations import relu_overwriting as relu_overwriting
 from funcnn.layers._activations import sigmoid as sigmoid
 from funcnn.layers._activations import tanh as tanh
 from funcnn.layers._affine import affine as affine

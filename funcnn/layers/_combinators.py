@@ -74,7 +74,23 @@ def _same_shapes(who: str, shapes: Sequence[tuple[str, Shape]], rule: str = "") 
 def pull_back_last(vjp: VJP, dy: np.ndarray, *, need_dx: bool = True) -> tuple[PyTree, np.ndarray | None]:
     """``pull_back(vjp, dy, need_dx=need_dx)`` for the last call of a network's vjp (a training step's),
     handing ``dy`` over (see :mod:`funcnn.layers._handover`): a chain, sandwich or remat then frees each layer's
-    kept arrays as soon as that layer's backward has run, and a chain cannot be called again."""
+    kept arrays as soon as that layer's backward has run, and a chain cannot be called again.
+
+    Args:
+        vjp: the vjp of a forward pass, called here for the last time.
+        dy: the cotangent of the output, shaped like ``y``; reused for ``dx`` only when nothing else holds it.
+        need_dx: False to let a vjp that can skip the input's gradient skip it.
+
+    Returns:
+        ``(dparams, dx)``, the same as ``vjp(dy)``, with ``dx`` None when it was skipped.
+
+    >>> layer = fn.chain(fn.dense(3), fn.relu)
+    >>> _, params = fn.init_params(layer, np.random.default_rng(0), (2,), np.float64)
+    >>> y, vjp = layer(params, np.ones((1, 2)))
+    >>> dparams, dx = fn.pull_back_last(vjp, np.ones_like(y))
+    >>> dx.shape
+    (1, 2)
+    """
     return hand_over(vjp, [dy], need_dx, last=True)
 
 

@@ -32,13 +32,7 @@ def _normalize(
     """``gamma * xhat + beta`` with ``xhat`` standardized over each of the ``groups`` runs of
     consecutive values of every example; gamma and beta of ``param_shape`` line up with x's
     leading non-batch axes and broadcast over the rest."""
-    gamma, beta = dict_params(name, params, ("gamma", "beta")).values()
-    for arg, value in (("params['gamma']", gamma), ("params['beta']", beta)):
-        if value.shape != param_shape:
-            raise ValueError(
-                f"{name}: {arg} must have shape {param_shape} to match x of shape {x.shape}, got {value.shape}"
-            )
-    same_dtype(name, x=x, gamma=gamma, beta=beta)
+    gamma, beta = gamma_beta(name, params, x, param_shape)
     trailing = (1,) * (x.ndim - 1 - len(param_shape))
     gamma, beta = gamma.reshape(param_shape + trailing), beta.reshape(param_shape + trailing)
     summed_axes = (0, *range(1 + len(param_shape), x.ndim))  # the axes gamma is broadcast over
@@ -62,7 +56,28 @@ def _normalize(
     return y, vjp
 
 
-def _ones_and_zeros(shape: Shape, dtype: np.dtype) -> dict[str, np.ndarray]:
+def gamma_beta(name: str, params: PyTree, x: np.ndarray, param_shape: Shape) -> tuple[np.ndarray, np.ndarray]:
+    """``(gamma, beta)`` of ``params``, checked: both of ``param_shape`` and of x's dtype."""
+    gamma, beta = dict_params(name, params, ("gamma", "beta")).values()
+    for arg, value in (("params['gamma']", gamma), ("params['beta']", beta)):
+        if value.shape != param_shape:
+            raise ValueError(
+                f"{name}: {arg} must have shape {param_shape} to match x of shape {x.shape}, got {value.shape}"
+            )
+    same_dtype(name, x=x, gamma=gamma, beta=beta)
+    return gamma, beta
+
+
+def nonempty_example_shape(name: str, in_shape: Shape, form: str) -> Shape:
+    """One example's shape (no batch axis) from ``in_shape``, refused when it has no axis."""
+    shape = example_shape(name, in_shape, None, form)
+    if len(shape) < 1:
+        raise ValueError(f"{name}: the input shape (one example, no batch axis) must be {form}, got {shape}")
+    return shape
+
+
+def ones_and_zeros(shape: Shape, dtype: np.dtype) -> dict[str, np.ndarray]:
+    """Initial ``{"gamma": ones, "beta": zeros}`` of ``shape``."""
     return {"gamma": np.ones(shape, dtype=dtype), "beta": np.zeros(shape, dtype=dtype)}
 
 
@@ -97,15 +112,12 @@ def layer_norm(eps: float = 1e-5) -> Layer:
         return _normalize(name, params, x, 1, eps, x.shape[1:])
 
     def out_shape(in_shape: Shape) -> Shape:
-        shape = example_shape(name, in_shape, None, "(d1, ..., dk)")
-        if len(shape) < 1:
-            raise ValueError(f"{name}: the input shape (one example, no batch axis) must be (d1, ..., dk), got {shape}")
-        return shape
+        return nonempty_example_shape(name, in_shape, "(d1, ..., dk)")
 
     def init(
         rng: np.random.Generator, shape: Shape, dtype: np.dtype, weight_scale: WeightScale
     ) -> tuple[Shape, PyTree]:
-        return out_shape(shape), _ones_and_zeros(out_shape(shape), dtype)
+        return out_shape(shape), ones_and_zeros(out_shape(shape), dtype)
 
     hparams = {"eps": eps}
     return Layer(
@@ -168,7 +180,7 @@ def group_norm(groups: int, eps: float = 1e-5) -> Layer:
     def init(
         rng: np.random.Generator, shape: Shape, dtype: np.dtype, weight_scale: WeightScale
     ) -> tuple[Shape, PyTree]:
-        return out_shape(shape), _ones_and_zeros(out_shape(shape)[:1], dtype)
+        return out_shape(shape), ones_and_zeros(out_shape(shape)[:1], dtype)
 
     hparams = {"groups": groups, "eps": eps}
     return Layer(

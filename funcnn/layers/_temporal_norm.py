@@ -6,8 +6,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from funcnn._checks import cotangent, dict_params, example_shape, float_array, like, number_at_least, same_dtype
+from funcnn._checks import cotangent, float_array, like, number_at_least
 from funcnn.core import VJP, Layer, Shape, WeightScale
+from funcnn.layers._norms import gamma_beta, nonempty_example_shape, ones_and_zeros
 from funcnn.tree import PyTree
 
 NormBack = Callable[[np.ndarray], tuple[dict[str, np.ndarray], np.ndarray]]
@@ -37,17 +38,6 @@ def norm_core(gamma: np.ndarray, beta: np.ndarray, x: np.ndarray, eps: float) ->
     return y, back
 
 
-def checked_norm(name: str, params: PyTree, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(gamma, beta)`` of ``params`` checked against ``x (..., D)``: both ``(D,)``, x's dtype."""
-    gamma, beta = dict_params(name, params, ("gamma", "beta")).values()
-    d = x.shape[-1]
-    for arg, value in (("params['gamma']", gamma), ("params['beta']", beta)):
-        if value.shape != (d,):
-            raise ValueError(f"{name}: {arg} must have shape ({d},) to match x of shape {x.shape}, got {value.shape}")
-    same_dtype(name, x=x, gamma=gamma, beta=beta)
-    return gamma, beta
-
-
 def temporal_layer_norm(eps: float = 1e-5) -> Layer:
     """Layer norm over the last axis, PyTorch's ``nn.LayerNorm(D, eps)``: x ``(N, ..., D)`` (a sequence
     ``(N, T, D)``); params ``{"gamma": (D,), "beta": (D,)}`` (ones and zeros from :func:`funcnn.init_params`);
@@ -74,21 +64,17 @@ def temporal_layer_norm(eps: float = 1e-5) -> Layer:
         x = float_array(name, "x", x)
         if x.ndim < 2:
             raise ValueError(f"{name}: x must be at least 2-D (N, ..., D), got shape {x.shape}")
-        y, back = norm_core(*checked_norm(name, params, x), x, eps)
+        y, back = norm_core(*gamma_beta(name, params, x, x.shape[-1:]), x, eps)
         out = like(y)
         return y, lambda dy: back(cotangent(name, dy, out))
 
     def out_shape(in_shape: Shape) -> Shape:
-        shape = example_shape(name, in_shape, None, "(..., D)")
-        if len(shape) < 1:
-            raise ValueError(f"{name}: the input shape (one example, no batch axis) must be (..., D), got {shape}")
-        return shape
+        return nonempty_example_shape(name, in_shape, "(..., D)")
 
     def init(
         rng: np.random.Generator, shape: Shape, dtype: np.dtype, weight_scale: WeightScale
     ) -> tuple[Shape, PyTree]:
-        d = out_shape(shape)[-1]
-        return out_shape(shape), {"gamma": np.ones(d, dtype), "beta": np.zeros(d, dtype)}
+        return out_shape(shape), ones_and_zeros(out_shape(shape)[-1:], dtype)
 
     return Layer(
         apply, name, param_keys=("gamma", "beta"), init=init, out_shape=out_shape, op="temporal_layer_norm",

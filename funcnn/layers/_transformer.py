@@ -39,7 +39,8 @@ from funcnn.layers._attention import (
     projection_params,
 )
 from funcnn.layers._dropout import dropout as dropout_layer
-from funcnn.layers._temporal_norm import checked_norm, norm_core
+from funcnn.layers._norms import gamma_beta
+from funcnn.layers._temporal_norm import norm_core
 from funcnn.layers._weights import weight_std, weights_and_bias
 from funcnn.tree import PyTree
 
@@ -139,7 +140,7 @@ def _checked_params(name: str, params: PyTree, keys: tuple[str, ...], x: np.ndar
         if key.endswith("attn"):
             checked[key] = attention_params(f"{name} {key}", params[key], x.dtype, e)
         elif key.startswith("norm"):
-            gamma, beta = checked_norm(f"{name} {key}", params[key], x)
+            gamma, beta = gamma_beta(f"{name} {key}", params[key], x, x.shape[-1:])
             checked[key] = {"gamma": gamma, "beta": beta}
     for key, rows, cols in (("ffn1", e, None), ("ffn2", None, e)):
         p = params[key]
