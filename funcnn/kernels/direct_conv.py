@@ -43,9 +43,9 @@ def _pad_into(x: np.ndarray, pad_h: int, pad_w: int, buffer: np.ndarray) -> None
 
 @functools.cache
 def product_driver(lanes: int, mr: int, nv: int) -> Callable[..., None]:
-    """``driver(x, start, stop, pad_h, pad_w, a, row_starts, bias, offs, xv, yv, relu, xbuf, ybuf, y)``: for
+    """``driver(x, start, stop, pad_h, pad_w, a, row_starts, bias, offs, xv, yv, xbuf, ybuf, y)``: for
     images ``start <= i < stop`` of ``x`` ``(n, C, H, W)``, ``y[i] = bias + the direct conv of x[i]`` (then
-    ReLU when ``relu``), by the product tile of ``lanes`` floats a vector, ``mr`` filters by ``nv`` vectors.
+    by the product tile of ``lanes`` floats a vector, ``mr`` filters by ``nv`` vectors.
 
     ``a`` ``(blocks, K, mr)``, block ``b`` holding the filters ``row_starts[b] + r`` (the last block may
     overlap the one before); ``xv`` and ``yv`` ``(tiles, nv)``; ``xbuf`` ``(C, hp, wp)`` and ``ybuf`` ``(F,
@@ -54,7 +54,7 @@ def product_driver(lanes: int, mr: int, nv: int) -> Callable[..., None]:
     stamp = _tiles_stamp()
 
     @jit()
-    def driver(x, start, stop, pad_h, pad_w, a, row_starts, bias, offs, xv, yv, relu, xbuf, ybuf, y):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
+    def driver(x, start, stop, pad_h, pad_w, a, row_starts, bias, offs, xv, yv, xbuf, ybuf, y):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
         tiles_version = stamp  # noqa: F841 - in the closure, so in the cache's key
         out_h, out_w, out_wr = y.shape[2], y.shape[3], ybuf.shape[2]
         plane = out_h * out_wr
@@ -67,7 +67,7 @@ def product_driver(lanes: int, mr: int, nv: int) -> Callable[..., None]:
                 first = row_starts[b]
                 for t in range(xv.shape[0]):
                     product(lanes, mr, nv, a, b * block, xbuf, 0, offs, xv[t], target, first * plane, yv[t], plane,
-                            bias, first, relu)  # fmt: skip
+                            bias, first)  # fmt: skip
             if out_w != out_wr:
                 y[i] = ybuf[:, :, :out_w]
 

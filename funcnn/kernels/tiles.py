@@ -11,7 +11,7 @@ Two tiles, both over float32:
 
 - ``product``: ``y[r, v] = bias[r] + sum_k a[k, r] * x[offs[k] + xv[v]]`` for ``mr`` rows of ``a``
   (filters) and ``nv`` vectors of output pixels: a direct conv, one scalar of ``a`` broadcast against
-  ``nv`` vectors of the input per step of k. An optional ReLU is applied before the store.
+  ``nv`` vectors of the input per step of k.
 - ``reduction``: ``acc[r, j] += sum_p dy[r * ldf + dyp[p]] * x[koff[j] + xp[p]]``, lane by lane, for
   ``mr`` rows of ``dy`` (filters) and ``nk`` taps: a conv's ``dw`` without columns; the caller adds the lanes.
 
@@ -144,13 +144,13 @@ class _Tile:
 
 
 def _define_product(module: ir.Module, lanes_: int, mr: int, nv: int) -> ir.Function:
-    """void product(a, x, offs, k, xv, y, yv, ldy, bias, relu): see the module's docstring; ``a`` is
+    """void product(a, x, offs, k, xv, y, yv, ldy, bias): see the module's docstring; ``a`` is
     ``(k, mr)``, ``y[r, v]`` is stored at ``y + r * ldy + yv[v]``; ``k >= 1``."""
     name = f"funcnn_tile_product_{lanes_}_{mr}_{nv}"
     if name in module.globals:
         return module.globals[name]
-    tile = _Tile(module, name, [F32P, F32P, I64P, I64, I64P, F32P, I64P, I64, F32P, I64], (0, 1, 2, 4, 5, 6, 8))
-    a, x, offs, k_count, xv, y, yv, ldy, bias, relu = tile.fn.args
+    tile = _Tile(module, name, [F32P, F32P, I64P, I64, I64P, F32P, I64P, I64, F32P], (0, 1, 2, 4, 5, 6, 8))
+    a, x, offs, k_count, xv, y, yv, ldy, bias = tile.fn.args
     fma, b = _fmuladd(module, lanes_), tile.b
     x_at = [b.load(_at(b, xv, _i64(v))) for v in range(nv)]
     y_at = [b.load(_at(b, yv, _i64(v))) for v in range(nv)]
@@ -164,15 +164,10 @@ def _define_product(module: ir.Module, lanes_: int, mr: int, nv: int) -> ir.Func
         scalar = _splat(b, b.load(_at(b, row, _i64(r))), lanes_)
         new.append([b.call(fma, [scalar, inputs[v], acc[r][v]]) for v in range(nv)])
     tile.close_loop(k, k_count, acc, new)
-    zero = ir.Constant(ir.VectorType(F32, lanes_), None)
-    clip = b.icmp_signed("!=", relu, _i64(0))
     for r in range(mr):
         row_y = _at(b, y, b.mul(_i64(r), ldy))
         for v in range(nv):
-            value = new[r][v]
-            # ReLU as "negative -> 0": NaN compares false and stays NaN
-            clipped = b.select(b.fcmp_ordered("<", value, zero), zero, value)
-            _store(b, b.select(clip, clipped, value), _at(b, row_y, y_at[v]), lanes_)
+            _store(b, new[r][v], _at(b, row_y, y_at[v]), lanes_)
     b.ret_void()
     return tile.fn
 
@@ -238,17 +233,17 @@ def _literal(name: str, value: Any) -> int:
 
 
 def _product(typingctx: Any, lanes_: Any, mr: Any, nv: Any, a: Any, a0: Any, x: Any, x0: Any, offs: Any, xv: Any,
-            y: Any, y0: Any, yv: Any, ldy: Any, bias: Any, b0: Any, relu: Any) -> Any:  # fmt: skip
+            y: Any, y0: Any, yv: Any, ldy: Any, bias: Any, b0: Any) -> Any:  # fmt: skip
     """The product tile (Numba kernels only): ``product(lanes, mr, nv, a, a0, x, x0, offs, xv, y, y0, yv, ldy,
-    bias, b0, relu)``, the first three compile-time constants; arrays (float32 or int64, C-contiguous) with
+    bias, b0)``, the first three compile-time constants; arrays (float32 or int64, C-contiguous) with
     the flat index each starts at; ``len(offs)`` steps of k, ``len(xv) == len(yv) == nv``."""
     shape = _literal("lanes", lanes_), _literal("mr", mr), _literal("nv", nv)
     sig = types.void(lanes_, mr, nv, a, types.int64, x, types.int64, offs, xv, y, types.int64, yv, types.int64,
-                     bias, types.int64, types.int64)  # fmt: skip
+                     bias, types.int64)  # fmt: skip
 
     # the IR function's arguments, from the intrinsic's after the three constants
     plan = [("ptr", 0, 1), ("ptr", 2, 3), ("ptr", 4, None), ("len", 4, None), ("ptr", 5, None), ("ptr", 6, 7),
-            ("ptr", 8, None), ("value", 9, None), ("ptr", 10, 11), ("value", 12, None)]  # fmt: skip
+            ("ptr", 8, None), ("value", 9, None), ("ptr", 10, 11)]  # fmt: skip
     return sig, _lowering(_define_product, shape, plan)
 
 

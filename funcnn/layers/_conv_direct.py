@@ -111,10 +111,10 @@ class _Geometry:
 
 
 def _product(
-    x: np.ndarray, w: np.ndarray, b: np.ndarray, pad_h: int, pad_w: int, relu: bool, out: np.ndarray | None = None
+    x: np.ndarray, w: np.ndarray, b: np.ndarray, pad_h: int, pad_w: int, out: np.ndarray | None = None
 ) -> np.ndarray:
     """``y`` ``(N, F, out_h, out_w)``: the stride-1 conv of ``x`` ``(N, C, H, W)`` with ``w`` ``(F, C, HH, WW)``
-    padded ``(pad_h, pad_w)``, plus ``b``, then ReLU when ``relu``; by the product tile. Written into ``out``
+    padded ``(pad_h, pad_w)``, plus ``b``; by the product tile. Written into ``out``
     when given, which may start at ``x``'s memory when an image of ``y`` takes no more than one of ``x``: a
     chunk is written only once the chunks of ``x`` it overlaps are read (each image is copied out before)."""
     from funcnn.kernels import direct_conv
@@ -144,7 +144,7 @@ def _product(
         with order.released_on_error():
             for part in parts:
                 order.wait(part)
-                driver(x, part.start, part.stop, pad_h, pad_w, a, row_starts, bias, g.offs, xv, yv, int(relu), xbuf,
+                driver(x, part.start, part.stop, pad_h, pad_w, a, row_starts, bias, g.offs, xv, yv, xbuf,
                        ybuf, y)  # fmt: skip
                 order.read(part)
         return []
@@ -225,13 +225,13 @@ def direct_forward(
         ``y`` ``(N, F, H', W')`` and ``backward(dy, need_dx, into) -> (dx or None, dw, db)``.
     """
     w = np.ascontiguousarray(w)
-    y = _product(x, w, b, pad, pad, relu=False)
-    kernel = (w.shape[2], w.shape[3])
+    y = _product(x, w, b, pad, pad)
+    kernel, y_shape = (w.shape[2], w.shape[3]), y.shape  # the backward pass keeps x and w, not y
 
     def backward(
         dy: np.ndarray, need_dx: bool = True, into: np.ndarray | None = None
     ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
-        dy = np.ascontiguousarray(dy, np.float32).reshape(y.shape)
+        dy = np.ascontiguousarray(dy, np.float32).reshape(y_shape)
         direct_dw, direct_dx = direct_dw_applies(x, w, dy.shape), need_dx and direct_dx_applies(x, w, pad)
         if not direct_dw or (need_dx and not direct_dx):
             dx, dw, db = fallback()[1](dy, need_dx and not direct_dx, None)
@@ -241,7 +241,7 @@ def direct_forward(
             flipped = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
             out = None if into is None or not fits(into, x) else into.reshape(-1)[: x.size].reshape(x.shape)
             dx = _product(dy, flipped, np.zeros(x.shape[1], np.float32), kernel[0] - 1 - pad, kernel[1] - 1 - pad,
-                          relu=False, out=out)  # fmt: skip
+                          out=out)  # fmt: skip
         return (dx if need_dx else None), dw, db
 
     return y, backward
