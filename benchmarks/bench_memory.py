@@ -4,6 +4,7 @@ block, and PyTorch (CPU); then the step time of funcnn with and without remat.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_memory.py
     python benchmarks/bench_memory.py --processes 3 --rounds 5 --steps 10 --nets course,vgg
+    python benchmarks/bench_memory.py --no-memory --rounds 15          # only the step times
 
 Method (Linux): every measurement runs in a process of its own, started with glibc's mmap threshold
 lowered to 64 KiB (``MALLOC_MMAP_THRESHOLD_=65536``) so that every array of a step is mapped on its
@@ -13,7 +14,8 @@ compile the kernels, load the libraries and make the optimizer's state; then the
 is VmHWM after the step minus VmRSS before it: what the step itself adds at its peak. The table
 gives the least of ``--processes`` processes and the largest in brackets. Step times: funcnn with and
 without remat interleaved in one process (rounds of ``--steps`` steps each, after a warm-up step),
-median and the 10th-90th percentiles, with ``funcnn.keep_freed_memory()`` as ``fit`` calls it.
+median and the 10th-90th percentiles (and the median of the process's CPU time a step, all threads), with
+``funcnn.keep_freed_memory()`` as ``fit`` calls it.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--nets", default="course,vgg")
+    parser.add_argument("--no-memory", action="store_true", help="only the step times")
     parser.add_argument("--memory-of", help=argparse.SUPPRESS)  # "<net>:<impl>", run in a subprocess
     return parser.parse_args()
 
@@ -123,18 +126,20 @@ def peak_mib(name: str, impl: str) -> float:
     return float(out.split()[-1])
 
 
-def step_times(name: str) -> dict[str, list[float]]:
-    """Milliseconds per step of funcnn with and without remat, interleaved round by round."""
+def step_times(name: str) -> dict[str, tuple[list[float], list[float]]]:
+    """Milliseconds per step (wall clock, and the process's CPU time over all its threads) of funcnn with
+    and without remat, interleaved round by round."""
     steps = {impl: make_step(name, impl) for impl in IMPLS[:2]}
-    times: dict[str, list[float]] = {impl: [] for impl in steps}
+    times: dict[str, tuple[list[float], list[float]]] = {impl: ([], []) for impl in steps}
     for _ in range(ARGS.rounds):
         for impl, step in steps.items():
             time.sleep(0.3)  # idle BLAS threads spin for up to about 0.1 s
             step()
             for _ in range(ARGS.steps):
-                started = time.perf_counter()
+                started, cpu = time.perf_counter(), time.process_time()
                 step()
-                times[impl].append(1e3 * (time.perf_counter() - started))
+                times[impl][0].append(1e3 * (time.perf_counter() - started))
+                times[impl][1].append(1e3 * (time.process_time() - cpu))
     return times
 
 
@@ -150,7 +155,7 @@ def main() -> None:
     )
     print("| net (float32) | batch | funcnn | funcnn + remat | torch | funcnn / torch | remat / torch |")
     print("|---|---|---|---|---|---|---|")
-    for name in ARGS.nets.split(","):
+    for name in [] if ARGS.no_memory else ARGS.nets.split(","):
         peaks = {impl: [peak_mib(name, impl) for _ in range(ARGS.processes)] for impl in IMPLS}
         low = {impl: min(p) for impl, p in peaks.items()}
         cells = " | ".join(f"{low[impl]:.1f} [{max(peaks[impl]):.1f}]" for impl in IMPLS)
@@ -159,16 +164,18 @@ def main() -> None:
             f"{low['funcnn+remat'] / low['torch']:.2f} |"
         )
     fn.keep_freed_memory()  # as fit does, for the step times
-    print(f"\nms per step, {ARGS.rounds} rounds of {ARGS.steps} steps: median [10th-90th percentile]")
-    print("| net | funcnn | funcnn + remat | ratio of medians |")
-    print("|---|---|---|---|")
+    print(f"\nms per step, {ARGS.rounds} rounds of {ARGS.steps} steps: median [10th-90th percentile]; CPU: the "
+          "process's CPU time (all threads), steadier than the wall clock on a shared machine")  # fmt: skip
+    print("| net | funcnn | funcnn + remat | ratio of medians | CPU funcnn | CPU remat | CPU ratio |")
+    print("|---|---|---|---|---|---|---|")
     for name in ARGS.nets.split(","):
         times = step_times(name)
         cells = " | ".join(
-            f"{np.median(t):.1f} [{np.percentile(t, 10):.1f}-{np.percentile(t, 90):.1f}]" for t in times.values()
+            f"{np.median(t):.1f} [{np.percentile(t, 10):.1f}-{np.percentile(t, 90):.1f}]" for t, _ in times.values()
         )
-        ratio = np.median(times["funcnn+remat"]) / np.median(times["funcnn"])
-        print(f"| {name} | {cells} | {ratio:.2f} |")
+        ratio = np.median(times["funcnn+remat"][0]) / np.median(times["funcnn"][0])
+        cpu = [np.median(c) for _, c in times.values()]
+        print(f"| {name} | {cells} | {ratio:.2f} | {cpu[0]:.1f} | {cpu[1]:.1f} | {cpu[1] / cpu[0]:.2f} |")
 
 
 if __name__ == "__main__":

@@ -44,11 +44,13 @@ def handed(vjp, dy):
 
 CONVS = [  # x, w, stride, pad: Winograd (3x3, 16 channels), im2col, 1x1, and dx smaller or larger than dy
     ((3, 16, 8, 8), (16, 16, 3, 3), 1, 1, True),
-    ((3, 16, 8, 8), (32, 16, 3, 3), 1, 1, True),
+    ((3, 16, 8, 8), (20, 16, 3, 3), 1, 1, True),
+    ((3, 16, 8, 8), (32, 16, 3, 3), 1, 1, False),  # dx under 3/4 of dy: a new array (_conv_fast._fits)
     ((3, 32, 8, 8), (16, 32, 3, 3), 1, 1, False),  # dx larger than dy: a new array
     ((3, 4, 9, 9), (6, 4, 3, 3), 2, 1, False),
     ((3, 8, 6, 6), (8, 8, 1, 1), 1, 0, True),
-    ((2, 3, 7, 7), (5, 3, 5, 5), 1, 2, True),
+    ((2, 3, 7, 7), (4, 3, 5, 5), 1, 2, True),
+    ((2, 3, 7, 7), (5, 3, 5, 5), 1, 2, False),
 ]
 
 

@@ -16,7 +16,11 @@ def test_step_sweep_errors_form_a_v_with_the_bottom_near_check_vjps_step():
         assert 0 < best < len(errors) - 1, dtype  # falls, then rises
         assert errors[0] > 100 * errors[best] and errors[-1] > 100 * errors[best]
         chosen = sweep.steps.index(sweep.chosen[dtype])
-        assert errors[chosen] < 100 * errors[best]
+        # The bottom lies near h* = (3 eps / |f'''|)^(1/3); which decade holds the least error there
+        # depends on rounding (the BLAS kernel's summation order), and one decade above the bottom the
+        # truncation error is already 100x larger (it goes as h^2): so the chosen step is within one
+        # decade of the bottom, which no fixed ratio of errors can say on every kernel.
+        assert abs(chosen - best) <= 1, (dtype, sweep.steps[best])
     assert np.argmin(sweep.errors["float32"]) < np.argmin(sweep.errors["float64"])  # float32 needs larger steps
     assert sweep.chosen == {"float64": 1e-5, "float32": 1e-3}
     table = str(sweep).splitlines()

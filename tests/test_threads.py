@@ -56,10 +56,11 @@ def test_results_are_bitwise_the_same_for_every_split_and_blas_thread_count(
             np.testing.assert_array_equal(a, b, err_msg=f"split {split}, BLAS threads {blas}")
 
 
-# im2col, Winograd and 1x1, each with dx smaller than dy
+# im2col, Winograd, 1x1 and (5x5) the register tiles, each with dx smaller than dy (but at least 3/4 of it:
+# _conv_fast._fits)
 @pytest.mark.parametrize("lanes", [16, 0])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize(("channels", "filters", "kernel"), [(3, 8, 3), (16, 40, 3), (4, 9, 1), (3, 8, 5)])
+@pytest.mark.parametrize(("channels", "filters", "kernel"), [(6, 8, 3), (16, 20, 3), (8, 9, 1), (6, 8, 5)])
 def test_a_conv_writing_dx_into_its_dy_gives_the_serial_answer_for_every_split(
     channels, filters, kernel, dtype, lanes, restore_split, monkeypatch
 ):
@@ -83,6 +84,24 @@ def test_a_conv_writing_dx_into_its_dy_gives_the_serial_answer_for_every_split(
             assert got[-1].ctypes.data == address  # dx took dy's memory
             for a, b in zip(got, want, strict=True):
                 np.testing.assert_array_equal(a, b, err_msg=f"split {split}")
+
+
+@pytest.mark.parametrize(("channels", "filters", "kernel"), [(3, 8, 3), (16, 40, 3), (4, 9, 1)])
+def test_a_dx_under_three_quarters_of_its_dy_gets_memory_of_its_own(channels, filters, kernel):
+    # dy's memory would stay alive past the conv's backward pass with a quarter or more of it unused
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((3, channels, 8, 8)).astype(np.float32)
+    params = {"w": rng.standard_normal((filters, channels, kernel, kernel)).astype(np.float32),
+              "b": np.ones(filters, np.float32)}  # fmt: skip
+    y, vjp = fn.conv(pad=kernel // 2)(params, x)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    want = tree_leaves(vjp(dy))
+    box = [dy.copy()]
+    address = box[0].ctypes.data
+    got = tree_leaves(hand_over(vjp, box, True))
+    assert got[-1].ctypes.data != address
+    for a, b in zip(got, want, strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_affine_row_blocks_split_equals_the_plain_product_closely(restore_split):

@@ -8,7 +8,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -24,6 +24,9 @@ from funcnn.app.options import (
     number_above,
     train_options,
 )
+
+if TYPE_CHECKING:
+    from funcnn.core import Layer
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -141,9 +144,26 @@ def _measured(net: Any, shape: tuple[int, ...], dtype: str, batch_size: int) -> 
     return measure_memory(net, params, x, rng.integers(0, out[0], batch_size), state, rng=rng)
 
 
-def _export(args: argparse.Namespace) -> int:
+def _saved_net(checkpoint: str, config: dict[str, Any]) -> tuple[Layer, tuple[int, ...]]:
+    """The network a checkpoint's config describes, and one example's shape."""
     from funcnn.app.fit_checkpoint import PYTHON_ROUTE, rebuilt_net
     from funcnn.app.recipe import course_net
+    from funcnn.app.text_job import saved_text_net
+
+    if config.get("dataset") == "shakespeare":  # the text job's char model: x holds int64 character codes
+        return saved_text_net(config)
+    missing = [key for key in NET_OPTIONS if key not in config]
+    if missing and "net" not in config:
+        raise ValueError(
+            f"checkpoint {checkpoint}: its config lacks {', '.join(missing)} and names no network (not written "
+            f"by funcnn train or fn.fit?); {PYTHON_ROUTE}"
+        )
+    if missing:  # written by fn.fit from Python, not by funcnn train
+        return rebuilt_net(checkpoint, config)
+    return course_net(config)
+
+
+def _export(args: argparse.Namespace) -> int:
     from funcnn.export import OPSET, to_onnx
     from funcnn.layers import init_params, init_state
     from funcnn.training import load_checkpoint, saved_config
@@ -153,16 +173,7 @@ def _export(args: argparse.Namespace) -> int:
     if Path(args.onnx).exists() and not args.overwrite:
         raise ValueError(f"--onnx {args.onnx} already exists; replace it with --overwrite, or choose another file")
     config = saved_config(args.checkpoint)
-    missing = [key for key in NET_OPTIONS if key not in config]
-    if missing and "net" not in config:
-        raise ValueError(
-            f"checkpoint {args.checkpoint}: its config lacks {', '.join(missing)} and names no network (not written "
-            f"by funcnn train or fn.fit?); {PYTHON_ROUTE}"
-        )
-    if missing:  # written by fn.fit from Python, not by funcnn train
-        net, shape = rebuilt_net(args.checkpoint, config)
-    else:
-        net, shape = course_net(config)
+    net, shape = _saved_net(args.checkpoint, config)
     config.setdefault("dtype", "float32")
     _, params = init_params(net, np.random.default_rng(0), shape, config["dtype"])
     like = {"best_params": params, "best_state": init_state(net, shape, config["dtype"])}
@@ -172,8 +183,9 @@ def _export(args: argparse.Namespace) -> int:
     except ImportError as error:
         print(f"funcnn export: {error}", file=sys.stderr)
         return 2
+    codes = " of int64 character codes" if config.get("dataset") == "shakespeare" else ""
     dims = ", ".join(map(str, shape))
-    print(f"wrote {path}: {net.name}, the best params (evaluation mode), x (N, {dims}) -> y, opset {OPSET}")
+    print(f"wrote {path}: {net.name}, the best params (evaluation mode), x (N, {dims}){codes} -> y, opset {OPSET}")
     return 0
 
 

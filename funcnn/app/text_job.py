@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import math
 import time
+from typing import Any
 
 import numpy as np
 
@@ -43,6 +44,13 @@ def text_net(vocab_size: int, args: argparse.Namespace) -> Layer:
     if args.cell == "transformer":
         return char_transformer(vocab_size, args.hidden, num_heads=4, num_layers=2, max_len=args.seq_length)
     return char_rnn(vocab_size, args.hidden, args.embed, args.cell)
+
+
+def saved_text_net(config: dict[str, Any]) -> tuple[Layer, tuple[int, ...]]:
+    """The network a text-job checkpoint's ``config`` describes (``--cell``, ``--hidden``, ``--embed``,
+    ``--seq-length``) on the bundled plays' characters, and one example's shape ``(seq_length,)``."""
+    net = text_net(len(load_shakespeare().vocab), argparse.Namespace(**config))
+    return net, (int(config["seq_length"]),)
 
 
 def train_text(args: argparse.Namespace) -> int:

@@ -1,5 +1,6 @@
 """Export a network to ONNX (needs the ``onnx`` extra), in evaluation mode: batch norms with their
-running statistics, dropout as the identity. One graph, with a dynamic batch axis ``N``."""
+running statistics, dropout as the identity. One graph, with a dynamic batch axis ``N``; a layer taking
+a tuple input gets one graph input per entry, named and typed as :data:`INPUTS` says."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from funcnn.core import Layer, OpRules, Shape, State, output_shape, run
 from funcnn.layers import children_parts, init_state
 from funcnn.tree import PyTree, tree_leaves
 
-__all__ = ["EXPORTERS", "NOT_EXPORTABLE", "OPSET", "exporter", "to_onnx"]
+__all__ = ["EXPORTERS", "INPUTS", "NOT_EXPORTABLE", "OPSET", "exporter", "to_onnx"]
 
 OPSET = 17  # LayerNormalization's first opset; onnxruntime 1.14 and newer run it
 INSTALL_HINT = 'ONNX export needs the onnx extra: pip install "funcnn[onnx]" (from a clone: pip install -e ".[onnx]")'
@@ -59,8 +60,9 @@ def _pair(value: Any) -> list[int]:
 
 
 # exporter(g, layer, params, state, x, shape) -> (output, output_shape): the nodes of ``layer`` fed the value
-# ``x`` (one example of ``shape``), added to ``g``.
-Exporter = Callable[[_Graph, Layer, PyTree, State, str, Shape], tuple[str, Shape]]
+# ``x`` (one example of ``shape``), added to ``g``. A layer taking a tuple input gets a tuple of values and
+# a tuple of shapes.
+Exporter = Callable[[_Graph, Layer, PyTree, State, Any, Any], tuple[str, Shape]]
 EXPORTERS: OpRules[Exporter] = OpRules("ONNX exporter", "@funcnn.export.exporter(op), or list it in NOT_EXPORTABLE")
 exporter = EXPORTERS.register
 # The built-in ops without an ONNX counterpart here, and why.
@@ -68,10 +70,15 @@ NOT_EXPORTABLE = {
     "custom": "a user's function",
     "loss": "a loss needs the labels",
     **dict.fromkeys(("scan", "rnn", "lstm", "gru", "rnn_step", "lstm_step", "gru_step"), "a recurrent layer"),
-    **dict.fromkeys(("word_embedding", "temporal_affine", "char_rnn", "captioning_rnn"), "a sequence layer"),
-    **dict.fromkeys(("multi_head_attention", "transformer_decoder_layer"), "a tuple input (the graph has one)"),
-    **dict.fromkeys(("char_transformer", "captioning_transformer"), "a sequence net"),
+    **dict.fromkeys(("char_rnn", "captioning_rnn"), "a recurrent net"),
 }
+# The graph inputs of the ops whose input is not one float array: op -> (name, kind) per entry of the
+# input (one entry for a single input, named ``x``), kind "float" (the params' dtype, shape (N, ...)),
+# "index" (int64 indices, (N, ...)) or "mask" (bool, no batch axis). A tuple input shorter than its
+# entries (no mask) takes the first ones; an op not listed takes float inputs x, or input_0, input_1, ...
+INPUTS: dict[str, tuple[tuple[str, str], ...]] = {"word_embedding": (("x", "index"),)}
+# The combinators whose input is their first layer's.
+FIRST_LAYER_READS = ("chain", "sandwich", "bind", "remat")
 
 
 @exporter("relu", "tanh", "sigmoid", "dropout", "identity")
@@ -176,25 +183,60 @@ def _max_pool(g: _Graph, x: str, window: list[int], stride: int) -> str:
     return g.node("Where", [has_nan, g.weight(np.nan, "nan"), g.node("MaxPool", [x], **pool)])
 
 
-def _add(g: _Graph, layer: Layer, params: PyTree, state: State, x: str, shape: Shape) -> tuple[str, Shape]:
-    """The nodes of ``layer`` (any depth) fed ``x``; returns its output's name and per-example shape."""
-    if layer.op in NOT_EXPORTABLE or layer.out_shape is None:
+def _add(g: _Graph, layer: Layer, params: PyTree, state: State, x: Any, shape: Any) -> tuple[str, Shape]:
+    """The nodes of ``layer`` (any depth) fed ``x`` (a tuple of values for a tuple input); returns its
+    output's name and per-example shape. ``to_onnx`` has checked that every layer exports."""
+    return EXPORTERS.of(layer)(g, layer, params, state, x, shape)
+
+
+def _check_exportable(layer: Layer) -> None:
+    """A ValueError naming the first layer (any depth) without an ONNX counterpart."""
+    if layer.op in NOT_EXPORTABLE or (layer.out_shape is None and layer.op not in EXPORTERS.ops):
         why = NOT_EXPORTABLE.get(layer.op, "a user's function")
         raise ValueError(
             f"to_onnx: {layer.name} (op {layer.op!r}) has no ONNX counterpart ({why}); export a network made of "
-            "funcnn's layers (conv, affine, activations, pools, norms, dropout, chain, sandwich, fan_out, residual)"
+            "funcnn's layers (funcnn.export.EXPORTERS.ops lists the ops that export)"
         )
-    return EXPORTERS.of(layer)(g, layer, params, state, x, shape)
+    for child in layer.children:
+        _check_exportable(child)
 
 
 def _has(layer: Layer, test: Callable[[Layer], bool]) -> bool:
     return test(layer) or any(_has(child, test) for child in layer.children)
 
 
+def _graph_inputs(net: Layer, shape: Any) -> list[tuple[str, str, tuple[int, ...]]]:
+    """``(name, kind, shape)`` of each graph input: one per entry of a tuple input (see :data:`INPUTS`)."""
+    reader = net
+    while reader.op in FIRST_LAYER_READS and reader.children:
+        reader = reader.children[0]
+    shapes = shape if shape and isinstance(shape[0], tuple) else (shape,)
+    declared = INPUTS.get(reader.op, ())
+    if len(declared) < len(shapes):
+        declared = (("x", "float"),) if len(shapes) == 1 else tuple((f"input_{i}", "float") for i in range(len(shapes)))
+    return [(name, kind, s) for (name, kind), s in zip(declared, shapes)]
+
+
+def _example(inputs: list[tuple[str, str, tuple[int, ...]]], dtype: np.dtype) -> Any:
+    """A valid input of one example: zeros (index 0) and masks letting every query see every key."""
+    arrays = [
+        np.ones(s, bool) if kind == "mask" else np.zeros((1, *s), np.int64 if kind == "index" else dtype)
+        for _, kind, s in inputs
+    ]
+    return arrays[0] if len(arrays) == 1 else tuple(arrays)
+
+
+def _value_info(onnx: Any, element: int, name: str, kind: str, shape: tuple[int, ...]) -> Any:
+    if kind == "mask":
+        return onnx.helper.make_tensor_value_info(name, onnx.TensorProto.BOOL, list(shape))
+    element = onnx.TensorProto.INT64 if kind == "index" else element
+    return onnx.helper.make_tensor_value_info(name, element, ["N", *shape])
+
+
 def to_onnx(
     net: Layer,
     params: PyTree,
-    input_shape: Shape,
+    input_shape: Any,
     path: str | Path,
     state: State | None = None,
     *,
@@ -202,6 +244,9 @@ def to_onnx(
 ) -> Path:
     """Write ``net`` with ``params`` (and ``state``: batch norms' running statistics) as an ONNX model
     to ``path``, in evaluation mode. Input ``x`` ``(N, *input_shape)``, output ``y``; ``N`` is dynamic.
+    A layer taking a tuple input (``input_shape`` a tuple of shapes) gets one graph input per entry, named
+    as :data:`INPUTS` says (``query``, ``key``, ``value``, ``attn_mask`` for multi-head attention): floats
+    ``(N, *shape)``, token indices int64 ``(N, *shape)``, masks bool of their own shape (no batch axis).
     The dtype is the params' (onnxruntime 1.32's CPU provider has no float64 Conv: export float32
     params for it). A layer without an ONNX counterpart (a user's function, a loss) is a ValueError
     naming it. An existing file at ``path`` is refused (ValueError) unless ``overwrite``; the model is written
@@ -210,7 +255,8 @@ def to_onnx(
     Args:
         net: the network (a layer that knows its shapes).
         params: its params; their dtype is the model's.
-        input_shape: one example's shape, without the batch axis.
+        input_shape: one example's shape, without the batch axis; for a tuple input, one shape per entry
+            (a mask's shape as it is, e.g. ``(S, T)``).
         path: the ``.onnx`` file to write.
         state: a moded network's state (the running statistics of its batch norms).
         overwrite: replace an existing file.
@@ -227,8 +273,8 @@ def to_onnx(
     floats = [leaf for leaf in tree_leaves(params) if np.asarray(leaf).dtype.kind == "f"]
     dtype = np.asarray(floats[0]).dtype if floats else np.dtype(np.float32)
     shape = checked_input_shape("to_onnx", input_shape)
-    if shape and isinstance(shape[0], tuple):
-        raise ValueError(f"to_onnx: {net.name} takes a tuple input {shape}; the exported graph has one input x")
+    _check_exportable(net)  # before running it on an example input, which such a layer may not take
+    inputs = _graph_inputs(net, shape)
     if state is None:
         if _has(net, lambda layer: layer.op in ("batch_norm", "spatial_batch_norm")):
             raise ValueError(
@@ -236,9 +282,10 @@ def to_onnx(
             )
         state = init_state(net, shape, dtype)
     # params or state that do not fit: the layer says
-    zero_run, _, _ = run(net, params, np.zeros((1, *shape), dtype), state, train=False)
+    zero_run, _, _ = run(net, params, _example(inputs, dtype), state, train=False)
     g = _Graph(onnx, dtype)
-    y, out_shape = _add(g, net, params, state, "x", shape)
+    names = inputs[0][0] if len(inputs) == 1 else tuple(name for name, _, _ in inputs)
+    y, out_shape = _add(g, net, params, state, names, shape)
     if tuple(out_shape) != zero_run.shape[1:]:
         raise ValueError(
             f"to_onnx: {net.name}: its layers' shape rules give an output of shape {tuple(out_shape)} per example, "
@@ -247,7 +294,7 @@ def to_onnx(
     g.nodes.append(onnx.helper.make_node("Identity", [y], ["y"], name="y"))
     element = g.element
     graph = onnx.helper.make_graph(
-        g.nodes, net.name[:200], [onnx.helper.make_tensor_value_info("x", element, ["N", *shape])],
+        g.nodes, net.name[:200], [_value_info(onnx, element, *entry) for entry in inputs],
         [onnx.helper.make_tensor_value_info("y", element, ["N", *out_shape])], g.weights,
     )  # fmt: skip
     model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", OPSET)], producer_name="funcnn")

@@ -5,6 +5,7 @@ the kernels write is still in the caches when the products read it. ``_conv.py``
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from itertools import pairwise
 
 import numpy as np
 
@@ -25,8 +26,16 @@ CHUNK_BYTES = 4 << 20
 WINOGRAD_MIN_CHANNELS = 16
 
 
-def _chunks(n: int, bytes_per_image: int) -> list[slice]:
-    step = max(1, min(n, CHUNK_BYTES // max(1, bytes_per_image)))
+# A Winograd chunk's two buffers (one pair a thread) take at most about this many bytes each: they are
+# alive beside the conv's input and output, which is a step's peak (benchmarks/README.md, "Memory").
+WINOGRAD_BUFFER_BYTES = 1 << 20
+# dw sums its chunks' products in this many runs of chunks, fixed whatever the thread count (so the
+# result is too), holding one sum a run, not one product a chunk; 4 splits evenly over 1, 2 or 4 threads.
+DW_RUNS = 4
+
+
+def _chunks(n: int, bytes_per_image: int, budget: int | None = None) -> list[slice]:
+    step = max(1, min(n, (CHUNK_BYTES if budget is None else budget) // max(1, bytes_per_image)))
     return [slice(start, min(start + step, n)) for start in range(0, n, step)]
 
 
@@ -40,18 +49,22 @@ Rows = Callable[[np.ndarray, int, int], np.ndarray]
 
 def _winograd_plan(
     n: int, c: int, f: int, out_h: int, out_w: int, dtype: np.dtype
-) -> tuple[int, int, list[slice], Callable[[], tuple[np.ndarray, np.ndarray]], Rows]:
+) -> tuple[int, int, list[slice], Callable[..., tuple[np.ndarray, np.ndarray]], Rows]:
     """Tiles of a Winograd conv, its chunks of images, ``buffers()`` that makes two flat buffers
-    ``(16 * C * ..., 16 * F * ...)`` for the largest chunk (one pair a thread), and ``rows(buffer, height,
+    ``(16 * C * ..., 16 * F * ...)`` for the largest chunk (one pair a thread; ``buffers(True)``: one buffer
+    twice when ``F <= C``, for :func:`_products`), and ``rows(buffer, height,
     count)`` that lays a chunk out in one of them."""
     from funcnn.kernels.winograd import ROW_PAD
 
     tiles_h, tiles_w = (out_h + 1) // 2, (out_w + 1) // 2
     tiles = tiles_h * tiles_w
-    chunks = _chunks(n, 16 * max(c, f) * tiles * dtype.itemsize)
+    chunks = _chunks(n, 16 * max(c, f) * tiles * dtype.itemsize, min(CHUNK_BYTES, WINOGRAD_BUFFER_BYTES))
     most = max(part.stop - part.start for part in chunks) * tiles + ROW_PAD
 
-    def buffers() -> tuple[np.ndarray, np.ndarray]:
+    def buffers(products_over_v: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        if products_over_v and f <= c:  # M over V's memory, through one position's rows (see _products)
+            v = np.empty(16 * c * most, dtype)
+            return v, v
         return np.empty(16 * c * most, dtype), np.empty(16 * f * most, dtype)
 
     def rows(buffer: np.ndarray, height: int, count: int) -> np.ndarray:
@@ -59,6 +72,20 @@ def _winograd_plan(
         return buffer[: 16 * height * (count + ROW_PAD)].reshape(16, height, count + ROW_PAD)
 
     return tiles_h, tiles_w, chunks, buffers, rows
+
+
+def _products(u: np.ndarray, v: np.ndarray, m: np.ndarray, count: int) -> None:
+    """``m[k] = u[k] @ v[k]`` over the first ``count`` columns; ``m`` may lie over ``v``'s memory from its
+    start with ``F <= C`` rows: then each position goes through a small scratch array, and ``m[k]`` covers
+    only ``v[j]`` for ``j <= k``, which are read by then. It saves a buffer the size of ``m`` (per thread,
+    beside a conv's input and output: a step's peak) for 16 BLAS calls instead of one."""
+    if not np.may_share_memory(v, m):
+        np.matmul(u, v[:, :, :count], out=m[:, :, :count])
+        return
+    scratch = np.empty((m.shape[1], count), m.dtype)
+    for k in range(16):
+        np.matmul(u[k], v[k, :, :count], out=scratch)
+        m[k, :, :count] = scratch
 
 
 def _winograd_conv(
@@ -78,14 +105,14 @@ def _winograd_conv(
     order = ReadsFirst(chunks, x[0].size, y[0].size if np.may_share_memory(x, y) else 0)
 
     def group(parts: Sequence[slice]) -> list[None]:
-        v_buffer, m_buffer = buffers()
+        v_buffer, m_buffer = buffers(True)
         with order.released_on_error():
             for part in parts:
                 count = (part.stop - part.start) * tiles_h * tiles_w
                 v, m = rows(v_buffer, c, count), rows(m_buffer, f, count)
                 winograd.input_transform(x[part], pad, tiles_h, tiles_w, v)
                 order.read(part)
-                np.matmul(u, v[:, :, :count], out=m[:, :, :count])
+                _products(u, v, m, count)
                 order.wait(part)
                 winograd.output_transform(m, b, tiles_h, tiles_w, y[part])
         return []
@@ -103,20 +130,28 @@ def _winograd_dw(x: np.ndarray, dy: np.ndarray, pad: int, f: int) -> np.ndarray:
     n, c = x.shape[:2]
     tiles_h, tiles_w, chunks, buffers, rows = _winograd_plan(n, c, f, dy.shape[2], dy.shape[3], x.dtype)
 
-    def group(parts: Sequence[slice]) -> list[np.ndarray]:
-        (v_buffer, m_buffer), products = buffers(), []
-        for part in parts:
-            count = (part.stop - part.start) * tiles_h * tiles_w
-            v, dm = rows(v_buffer, c, count), rows(m_buffer, f, count)
-            winograd.input_transform(x[part], pad, tiles_h, tiles_w, v)
-            winograd.output_gradient(dy[part], tiles_h, tiles_w, dm)
-            # dU transposed: BLAS's faster layout
-            products.append(np.matmul(v[:, :, :count], dm[:, :, :count].transpose(0, 2, 1)))
-        return products
+    # runs of chunks, as slices of the chunk list: each is summed in order, then the runs in order
+    bounds = [round(i * len(chunks) / min(DW_RUNS, len(chunks))) for i in range(min(DW_RUNS, len(chunks)) + 1)]
+
+    def group(runs: Sequence[slice]) -> list[np.ndarray]:
+        (v_buffer, m_buffer), sums = buffers(), []
+        for run in runs:
+            for i, part in enumerate(chunks[run]):
+                count = (part.stop - part.start) * tiles_h * tiles_w
+                v, dm = rows(v_buffer, c, count), rows(m_buffer, f, count)
+                winograd.input_transform(x[part], pad, tiles_h, tiles_w, v)
+                winograd.output_gradient(dy[part], tiles_h, tiles_w, dm)
+                # dU transposed: BLAS's faster layout
+                product = np.matmul(v[:, :, :count], dm[:, :, :count].transpose(0, 2, 1))
+                if i == 0:
+                    sums.append(product)
+                else:
+                    sums[-1] += product
+        return sums
 
     du_t = np.zeros((16, c, f), x.dtype)
-    for product in map_groups(group, chunks):  # summed in chunk order, whatever the threads
-        du_t += product
+    for run_sum in map_groups(group, [slice(a, b) for a, b in pairwise(bounds)]):  # in order, whatever the threads
+        du_t += run_sum
     dw: np.ndarray = winograd.filter_gradient(np.ascontiguousarray(du_t.transpose(0, 2, 1)))
     return dw
 
@@ -124,8 +159,10 @@ def _winograd_dw(x: np.ndarray, dy: np.ndarray, pad: int, f: int) -> np.ndarray:
 def _fits(dy: np.ndarray, x: np.ndarray) -> bool:
     """Whether ``dx`` may be written over ``dy``: its first ``x.size`` elements, image ``i`` of ``dx``
     ending no later than image ``i`` of ``dy``, so a chunk of images of ``dx`` overlaps only images of
-    ``dy`` that are already read when it is written."""
-    return dy.dtype == x.dtype and dy.flags.c_contiguous and dy[0].size >= x[0].size
+    ``dy`` that are already read when it is written. A ``dx`` under 3/4 of ``dy`` gets memory of its own:
+    written over ``dy`` it would keep all of ``dy`` alive through the layers below it, where a convnet's
+    arrays are largest (the VGG net's third conv: an 8 MiB ``dy`` for a 4 MiB ``dx``)."""
+    return dy.dtype == x.dtype and dy.flags.c_contiguous and dy[0].size >= x[0].size >= 3 * dy[0].size // 4
 
 
 def fast_forward(
