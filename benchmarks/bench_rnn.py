@@ -5,7 +5,8 @@
 
 Checks first that both give the same h and dwh, then times rounds of (warm-up, ``repeats`` timed
 forward-backward pairs) per implementation, alternating between them, and prints medians and the
-ratio funcnn / torch (the goal: <= 1.0), on the clock and in CPU time (``time.process_time``, of all
+ratio funcnn / torch (the goal: <= 1.0), and for the LSTM the time of its matrix products alone (the
+floor BLAS sets), on the clock and in CPU time (``time.process_time``, of all
 the process's threads: with one thread, what a busy machine's other processes change least).
 Unset OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE for this command only when they are set:
 ``env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_rnn.py``.
@@ -66,6 +67,31 @@ def torch_pair(torch, kind: str, p: dict, x: np.ndarray, h0: np.ndarray):
     return step
 
 
+def lstm_products(p: dict, x: np.ndarray, h0: np.ndarray):
+    """A step doing only the matrix products of funcnn's LSTM forward + backward, in the orders and layouts it
+    uses (per step ``wh.T @ h.T`` and ``wh @ da.T``, then ``dwh``, the input projection, ``[x | 1].T @ da``
+    and ``dx``) on stand-in values: the floor that BLAS sets under the whole layer."""
+    n, t, d = x.shape
+    wh, wx = p["wh"], p["wx"]
+    hidden = wh.shape[0]
+    rows = np.ascontiguousarray(x.transpose(1, 0, 2)).reshape(t * n, d)
+    ones = np.concatenate([rows, np.ones((t * n, 1), x.dtype)], axis=1)
+    wb = np.vstack([wx, p["b"]])
+    hs = np.tile(h0, (t, 1))
+    da = np.ones((t * n, 4 * hidden), x.dtype)
+
+    def step(dh: np.ndarray):
+        wh_t = np.ascontiguousarray(wh.T)
+        projected = ones @ wb
+        for s in range(t):
+            np.matmul(wh_t, hs[s * n : (s + 1) * n].T)
+        for s in range(t):
+            np.matmul(wh, da[s * n : (s + 1) * n].T)
+        return projected, hs.T @ da, ones.T @ da, da @ wx.T
+
+    return step
+
+
 def main() -> None:
     args = ARGS
     import torch
@@ -98,10 +124,13 @@ def main() -> None:
             tdwh = tdwh.T
         print(f"{kind}: max |h - torch h| {np.abs(h - th).max():.2g}, "
               f"max |dwh - torch| / max |dwh| {np.abs(dwh - tdwh).max() / np.abs(tdwh).max():.2g}")  # fmt: skip
-        times: dict[str, list[float]] = {"funcnn": [], "torch": []}
-        cpu: dict[str, list[float]] = {"funcnn": [], "torch": []}
+        steps = {"funcnn": funcnn_step, "torch": torch_step}
+        if kind == "lstm":
+            steps["products alone"] = lstm_products(p, x, h0)
+        times: dict[str, list[float]] = {name: [] for name in steps}
+        cpu: dict[str, list[float]] = {name: [] for name in steps}
         for _ in range(args.rounds):
-            for name, step in (("funcnn", funcnn_step), ("torch", torch_step)):
+            for name, step in steps.items():
                 step(dh)  # warm-up
                 for _ in range(args.repeats):
                     start, start_cpu = time.perf_counter(), time.process_time()
@@ -113,6 +142,10 @@ def main() -> None:
         print(f"{kind}: funcnn {ours:.1f} ms, torch {theirs:.1f} ms, funcnn/torch {ours / theirs:.2f}; CPU time "
               f"funcnn {ours_cpu:.1f} ms, torch {theirs_cpu:.1f} ms, "
               f"funcnn/torch {ours_cpu / theirs_cpu:.2f}")  # fmt: skip
+        if kind == "lstm":
+            alone, alone_cpu = statistics.median(times["products alone"]), statistics.median(cpu["products alone"])
+            print(f"{kind}: its BLAS products alone {alone:.1f} ms, /torch {alone / theirs:.2f}; CPU time "
+                  f"{alone_cpu:.1f} ms, /torch {alone_cpu / theirs_cpu:.2f}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -4,6 +4,8 @@ and their ``--load`` option.
 - ``instruction_set()``: the widest x86 vector set the CPU has (AVX-512, AVX2, ...), from /proc/cpuinfo.
 - ``sgemm_gflops(rounds)``: the machine's own float32 BLAS rate, a 2048 x 2048 product through NumPy,
   measured in the same run (and so under the same load) as the rows that are compared with it.
+- ``header_lines(sgemm)``: those two, and the variables that pin a library's kernels to an older
+  instruction set when they are set (``ISA_PINS``: an emulation of an older CPU on this one).
 - ``spread(samples)``: the round-to-round spread a table prints next to each median.
 - ``BusyCores()``: a CPU-bound process on every core while the benchmark measures. It returns once every
   process has written a byte from inside its busy loop (an observable event, not a sleep) and stops
@@ -24,6 +26,14 @@ from typing import TypeVar
 import numpy as np
 
 SGEMM_SIZE = 2048
+# What pins each library's kernels to an older instruction set (benchmarks/README.md, "AVX2 emulated").
+ISA_PINS = (
+    "OPENBLAS_CORETYPE",
+    "NUMBA_CPU_NAME",
+    "ATEN_CPU_CAPABILITY",
+    "ONEDNN_MAX_CPU_ISA",
+    "MKL_ENABLE_INSTRUCTIONS",
+)
 T = TypeVar("T")
 
 
@@ -96,9 +106,11 @@ class BusyCores:
 def header_lines(sgemm: tuple[float, list[float]]) -> list[str]:
     """The lines a benchmark prints about the CPU and its measured sgemm rate."""
     median, rates = sgemm
+    pinned = [f"{var}={os.environ[var]}" for var in ISA_PINS if os.environ.get(var)]
     return [
         f"instruction set: {instruction_set()}; sgemm {SGEMM_SIZE}x{SGEMM_SIZE} float32 (NumPy's BLAS, this run): "
-        f"{median:.0f} GFLOP/s, rounds {spread(rates)}"
+        f"{median:.0f} GFLOP/s, rounds {spread(rates)}",
+        *(["kernels pinned below the CPU's (an emulation): " + ", ".join(pinned)] if pinned else []),
     ]
 
 

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import funcnn as fn
-from funcnn.layers._scan import Outer, _joined, gives_outer
+from funcnn.layers._scan import Outer, _joined, _stack, gives_outer
 from funcnn.tree import tree_leaves
 
 
@@ -231,3 +231,17 @@ def test_adjacent_factors_are_joined_without_a_copy():
     assert np.shares_memory(joined, whole) and np.array_equal(joined, whole)
     apart = _joined([whole[0:2], whole[4:6]])  # a gap between them: concatenated
     assert not np.shares_memory(apart, whole) and np.array_equal(apart, whole[[0, 1, 4, 5]])
+
+
+@pytest.mark.parametrize("order", [1, -1])
+def test_evenly_spaced_cotangents_are_stacked_as_a_read_only_view(order):
+    """Steps' cotangents at evenly spaced places of one buffer (an arena's, either way round) are stacked
+    without a copy, equal to np.stack; anything else is stacked by np.stack."""
+    whole = np.arange(2 * 3 * 5 * 4.0).reshape(5, 2, 3, 4)  # 5 slots of (2, 3) steps, every other one used
+    steps = [whole[s, 0] for s in (0, 2, 4)][::order]
+    stacked = _stack(steps, view=True)
+    assert np.shares_memory(stacked, whole) and not stacked.flags.writeable
+    np.testing.assert_array_equal(stacked, np.stack(steps, axis=1))
+    uneven = _stack([whole[0, 0], whole[1, 0], whole[4, 0]], view=True)
+    assert not np.shares_memory(uneven, whole) and np.array_equal(uneven, whole[[0, 1, 4], 0].transpose(1, 0, 2))
+    assert not np.shares_memory(_stack(steps), whole)  # only when asked: a layer's outputs are never views

@@ -104,11 +104,12 @@ def test_a_dx_under_three_quarters_of_its_dy_gets_memory_of_its_own(channels, fi
         np.testing.assert_array_equal(a, b)
 
 
-def test_affine_row_blocks_split_equals_the_plain_product_closely(restore_split):
+@pytest.mark.parametrize("m, n", [(3 * threads.MIN_BLOCK + 5, 7), (7, 3 * threads.MIN_BLOCK + 5)])  # rows; columns
+def test_affine_blocks_split_equals_the_plain_product_closely(m, n, restore_split):
     rng = np.random.default_rng(1)
-    a, b = rng.standard_normal((3 * threads.ROW_BLOCK + 5, 40)), rng.standard_normal((40, 7))
+    a, b = rng.standard_normal((m, 40)), rng.standard_normal((40, n))
     threads.set_split_threads(2)
-    got = threads.matmul_rows(a, b)
+    got = threads.matmul_split(a, b)
     # each entry is a 40-term dot product in float64, summed in BLAS's order: within 40 eps of sum |a||b|
     bound = 40 * np.finfo(np.float64).eps * (np.abs(a) @ np.abs(b))
     assert np.all(np.abs(got - a @ b) <= bound)

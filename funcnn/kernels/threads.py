@@ -35,8 +35,11 @@ from typing import Any, TypeVar
 import numpy as np
 
 T = TypeVar("T")
-# matmul_rows splits a product's rows in blocks of this many (fewer rows: one thread does it all).
-ROW_BLOCK = 64
+# matmul_split cuts the larger of a product's M and N into blocks of at least MIN_BLOCK, at most MAX_BLOCKS
+# of them (4: an even share for 1, 2 or 4 threads): each BLAS call costs its set-up and packs the whole of the
+# other operand again, so few large blocks win (64-row blocks: 1.3-2.2x a bare product; benchmarks/README.md).
+MIN_BLOCK = 128
+MAX_BLOCKS = 4
 
 
 def _default_threads() -> int:
@@ -194,11 +197,13 @@ class ReadsFirst:
             raise
 
 
-def matmul_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``a @ b`` by one BLAS call per block of ``ROW_BLOCK`` rows of ``a``, the blocks split over the threads.
+def matmul_split(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b`` by one BLAS call per block of rows of ``a`` (when ``M >= N``) or of columns of ``b``, the
+    blocks split over the threads.
 
-    The blocks are the same whatever the thread count (BLAS picks its kernel by the product's size, so a
-    result could change with the split otherwise).
+    The blocks follow from the shapes alone, never from the thread count (BLAS picks its kernel by the
+    product's size, so a result could change with the split otherwise): the larger of M and N in
+    ``clip(size // MIN_BLOCK, 1, MAX_BLOCKS)`` near-equal blocks.
 
     Args:
         a: ``(M, K)``.
@@ -207,12 +212,19 @@ def matmul_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     Returns:
         ``(M, N)`` in ``a`` and ``b``'s result dtype.
     """
-    out = np.empty((a.shape[0], b.shape[1]), np.result_type(a, b))
-    blocks = [slice(start, min(start + ROW_BLOCK, a.shape[0])) for start in range(0, a.shape[0], ROW_BLOCK)]
+    (m, _), n = a.shape, b.shape[1]
+    out = np.empty((m, n), np.result_type(a, b))
+    size = max(m, n)
+    count = min(MAX_BLOCKS, max(1, size // MIN_BLOCK))
+    bounds = [size * i // count for i in range(count + 1)]
+    blocks = [slice(bounds[i], bounds[i + 1]) for i in range(count)]
 
     def task(parts: Sequence[slice]) -> list[None]:
-        for rows in parts:
-            np.matmul(a[rows], b, out=out[rows])
+        for part in parts:
+            if m >= n:
+                np.matmul(a[part], b, out=out[part])
+            else:
+                np.matmul(a, b[:, part], out=out[:, part])
         return []
 
     map_groups(task, blocks)

@@ -54,16 +54,17 @@ def _affine(params: PyTree, x: np.ndarray) -> tuple[np.ndarray, VJP]:
         raise ValueError(
             f"{NAME}: params['b'] must have shape ({w.shape[1]},) to match params['w'] {w.shape}, got {b.shape}"
         )
-    from funcnn.kernels.threads import matmul_rows  # split over funcnn's threads, one BLAS thread each
+    from funcnn.kernels.threads import matmul_split  # split over funcnn's threads, one BLAS thread each
 
-    y = matmul_rows(x2, w) + b
+    y = matmul_split(x2, w)
+    y += b  # in place: y is this call's own array
     out = like(y)  # dw needs x, dx needs w: y itself is not kept
 
     @skips_dx
     def vjp(dy: np.ndarray, need_dx: bool = True) -> tuple[PyTree, np.ndarray | None]:
         dy = cotangent(NAME, dy, out)
-        dx = matmul_rows(dy, w.T).reshape(x.shape) if need_dx else None
-        return {"w": matmul_rows(x2.T, dy), "b": dy.sum(axis=0)}, dx
+        dx = matmul_split(dy, w.T).reshape(x.shape) if need_dx else None
+        return {"w": matmul_split(x2.T, dy), "b": dy.sum(axis=0)}, dx
 
     return y, vjp
 

@@ -124,7 +124,9 @@ def recurrence(kind: str, wh: np.ndarray, context: Context) -> Layer:
             (dh, dc), dy = d
             da, dprev_c = backward_array(gates.shape, gates.dtype), np.empty_like(c)
             lstm_backward_step(gates, prev_c, tanh_c, dy, dh, dc, da, dprev_c)
-            return {"wh": _outer(prev_h, da, outer)}, ((da @ transposed(w), dprev_c), da)
+            dprev_h = np.empty_like(prev_h)
+            np.copyto(dprev_h, np.matmul(w, da.T).T)  # faster than da @ wh.T, see below
+            return {"wh": _outer(prev_h, da, outer)}, ((dprev_h, dprev_c), da)
 
         return ((h, c), h), vjp
 

@@ -83,11 +83,33 @@ def _dy(name: str, dy: Any, outs: tuple[Any, ...], names: tuple[str, ...]) -> li
     return [np.zeros(y.shape, y.dtype) if d is None else cotangent(name, d, y) for d, y in zip(parts, outs)]
 
 
-def _input_grads(x: np.ndarray, wx: np.ndarray, dxa: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(dwx, db, dx)`` of the input projection ``x wx + b`` of every step, from its cotangent ``dxa`` (N, T, G)."""
+def _step_rows(a: np.ndarray) -> tuple[np.ndarray, bool]:
+    """``a`` (N, T, ...) as the (T * N, ...) rows of its steps one after another, a view when its memory holds
+    them so (in either time order: the flag says whether last step first), a copy in time order otherwise."""
+    steps = a.transpose(1, 0, *range(2, a.ndim))
+    backwards = steps.strides[0] < 0
+    rows = np.ascontiguousarray(steps[::-1] if backwards else steps)
+    return rows.reshape(-1, *a.shape[2:]), backwards
+
+
+def _with_ones(x: np.ndarray, backwards: bool = False) -> np.ndarray:
+    """``[x | 1]``: the (T * N, D + 1) rows of ``x`` (N, T, D) step by step (last step first if ``backwards``)
+    and a column of ones, so that one product with ``[wx; b]`` adds the bias, and one with ``dxa`` sums ``db``."""
     n, t, d = x.shape
-    dxa2 = dxa.reshape(n * t, -1)
-    return x.reshape(n * t, d).T @ dxa2, dxa2.sum(axis=0), (dxa2 @ wx.T).reshape(x.shape)
+    rows = np.empty((t, n, d + 1), x.dtype)
+    rows[..., :d] = x.transpose(1, 0, 2)[::-1] if backwards else x.transpose(1, 0, 2)
+    rows[..., d] = 1
+    return rows.reshape(t * n, d + 1)
+
+
+def _input_grads(x: np.ndarray, wx: np.ndarray, dxa: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(dwx, db, dx)`` of the input projection ``x wx + b`` of every step, from its cotangent ``dxa`` (N, T, G)
+    (``dwx`` and ``db`` one product ``[x | 1].T @ dxa``, rows in the order ``dxa``'s memory holds its steps)."""
+    n, t, d = x.shape
+    rows, backwards = _step_rows(dxa)
+    both = _with_ones(x, backwards).T @ rows
+    dx = (rows @ wx.T).reshape(t, n, d)
+    return both[:d], both[d], np.ascontiguousarray((dx[::-1] if backwards else dx).transpose(1, 0, 2))
 
 
 def _time_major(a: np.ndarray) -> np.ndarray:
@@ -98,9 +120,7 @@ def _time_major(a: np.ndarray) -> np.ndarray:
 def _project(x: np.ndarray, wx: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``x wx + b`` for all steps in one product: ``(N, T, D)`` -> ``(N, T, G)``, each step contiguous."""
     n, t, d = x.shape
-    steps = np.ascontiguousarray(x.transpose(1, 0, 2)).reshape(t * n, d)
-    projected: np.ndarray = steps @ wx
-    projected += b  # in place: a new array would cost more than the product here
+    projected: np.ndarray = _with_ones(x) @ np.vstack([wx, b])  # the bias in the product: no pass of its own
     return projected.reshape(t, n, -1).transpose(1, 0, 2)
 
 
@@ -201,7 +221,7 @@ def _sequence(kind: str) -> Callable[[PyTree, Any], tuple[np.ndarray, VJP]]:
         def vjp(dy: Any) -> tuple[PyTree, tuple[np.ndarray, np.ndarray]]:
             (d,) = _dy(kind, dy, (out,), ("dh",))
             context.backward = Arena(BACKWARD_WIDTH[kind] * size, xs.dtype)
-            context.wh_t = np.ascontiguousarray(p["wh"].T)
+            context.wh_t = None if kind == "lstm" else np.ascontiguousarray(p["wh"].T)  # the LSTM's is faster without
             try:
                 rec, (dcarry0, dxw) = scan_vjp((_time_major(d), None))
             finally:

@@ -159,11 +159,39 @@ def _at(tree: PyTree, t: int) -> PyTree:
     return tree_map(lambda a: np.asarray(a)[:, t], tree)
 
 
-def _stack(trees: list[PyTree]) -> PyTree:
-    """Per-step trees stacked along axis 1; a leaf None at every step (an integer input's cotangent) stays None."""
+def _stack(trees: list[PyTree], view: bool = False) -> PyTree:
+    """Per-step trees stacked along axis 1; a leaf None at every step (an integer input's cotangent) stays None.
+    With ``view``, a leaf whose steps lie evenly spaced in one buffer (an arena's) is stacked as a view of it."""
+
+    def stack(*leaves: np.ndarray) -> np.ndarray:
+        spaced = _evenly_spaced(leaves) if view else None
+        return np.stack(leaves, axis=1) if spaced is None else spaced
+
     if isinstance(trees[0], np.ndarray):
-        return np.stack(trees, axis=1)
-    return tree_map(lambda *leaves: None if leaves[0] is None else np.stack(leaves, axis=1), *trees)
+        return stack(*trees)
+    return tree_map(lambda *leaves: None if leaves[0] is None else stack(*leaves), *trees)
+
+
+def _evenly_spaced(arrays: Sequence[np.ndarray]) -> np.ndarray | None:
+    """``np.stack(arrays, axis=1)`` as a view, when the arrays are C-contiguous parts of one buffer at evenly
+    spaced addresses (in either direction); None otherwise."""
+    first = arrays[0]
+    base = first.base
+    if not isinstance(base, np.ndarray) or len(arrays) < 2 or first.ndim < 1:
+        return None
+    if any(type(a) is not np.ndarray or a.base is not base or not a.flags.c_contiguous for a in arrays):
+        return None
+    if any(a.shape != first.shape or a.dtype != first.dtype for a in arrays):
+        return None
+    step = _address(arrays[1]) - _address(first)
+    if step == 0 or any(_address(b) - _address(a) != step for a, b in zip(arrays, arrays[1:])):
+        return None
+    low = min(_address(first), _address(arrays[-1]))
+    if low < _address(base) or max(_address(first), _address(arrays[-1])) + first.nbytes > _address(base) + base.nbytes:
+        return None
+    shape = (first.shape[0], len(arrays), *first.shape[1:])
+    strides = (first.strides[0], step, *first.strides[1:])
+    return np.lib.stride_tricks.as_strided(first, shape, strides, writeable=False)
 
 
 def _zeros_of(tree: PyTree) -> Callable[[], PyTree]:
@@ -202,6 +230,8 @@ def scan(cell: LayerFn, reverse: bool = False, checkpoint_every: int | None = No
     ``reverse=True``, which runs from ``t = T - 1`` down to 0), ``carry_T`` the last carry. Every step uses the
     same ``params``. ``vjp((dys, dcarry_T)) -> (dparams, (dcarry0, dxs))`` runs the step closures backwards
     (backprop through time) and sums the parameter gradients; ``None`` for ``dys`` or ``dcarry_T`` counts as zero.
+    ``dxs`` comes back as a read-only view when the cell takes its steps' cotangents from one buffer at
+    evenly spaced places (the recurrent layers' cells do), a fresh array otherwise.
     A moded cell (dropout, a state) makes a moded scan: ``run(params, (carry0, xs), state, train=, rng=)``
     threads the state and the random generator through the steps in the order they run.
 
@@ -309,7 +339,7 @@ def scan(cell: LayerFn, reverse: bool = False, checkpoint_every: int | None = No
                     dp, (dcarry, dxs[t]) = _pull(vjp_t, (dcarry, _at(dys, t)))
                     grads.add(dp)
                 del segment_vjps  # this segment's closures go before the next segment's are made
-            return grads.total(), (dcarry, _stack(dxs))
+            return grads.total(), (dcarry, _stack(dxs, view=True))
 
         return result, vjp, new_state  # type: ignore[return-value]
 
