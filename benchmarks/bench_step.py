@@ -31,8 +31,10 @@ ROOT = HERE.parent
 # funcnn: as installed (its conv splits the batch over its own threads, funcnn/kernels/threads.py);
 # funcnn-serial: that split off, BLAS's own threads in the products; funcnn-1blas: split off, BLAS on 1 thread;
 # funcnn-split-1blas: split on, BLAS on 1 thread for the whole step; funcnn-in-order: ReLU before max-pool
-# as written (funcnn.layers._combinators.POOL_BEFORE_RELU off).
-IMPL_NAMES = ("funcnn", "funcnn-serial", "funcnn-1blas", "funcnn-split-1blas", "funcnn-in-order", "torch")
+# as written (funcnn.layers._combinators.POOL_BEFORE_RELU off); funcnn-columns: no register tiles, every conv
+# on columns and BLAS as before them (funcnn.layers._conv_direct.set_tile_lanes(0)).
+IMPL_NAMES = ("funcnn", "funcnn-serial", "funcnn-1blas", "funcnn-split-1blas", "funcnn-in-order", "funcnn-columns",
+              "torch")  # fmt: skip
 
 
 def parse_args() -> argparse.Namespace:
@@ -101,13 +103,15 @@ def torch_step(name: str):
     return step
 
 
-def funcnn_variant(split: int | None, blas_threads: int | None, pool_before_relu: bool = True):
+def funcnn_variant(split: int | None, blas_threads: int | None, pool_before_relu: bool = True, tiles: bool = True):
     """A funcnn step run with the conv split over ``split`` threads (None: as installed), BLAS on
-    ``blas_threads`` (None: as it is) and ReLU-then-pool reordered or not (funcnn.layers._combinators)."""
+    ``blas_threads`` (None: as it is), ReLU-then-pool reordered or not (funcnn.layers._combinators) and
+    the direct conv's register tiles on (as installed) or off."""
     from threadpoolctl import ThreadpoolController
 
     import funcnn.layers._combinators as combinators
     from funcnn.kernels.threads import set_split_threads, split_threads
+    from funcnn.layers._conv_direct import set_tile_lanes
 
     def make(name: str):
         step, controller = funcnn_step(name), ThreadpoolController()
@@ -116,6 +120,8 @@ def funcnn_variant(split: int | None, blas_threads: int | None, pool_before_relu
             saved = split_threads()
             set_split_threads(saved if split is None else split)
             combinators.POOL_BEFORE_RELU = pool_before_relu
+            if not tiles:
+                set_tile_lanes(0)
             try:
                 if blas_threads is None:
                     return step()
@@ -124,6 +130,7 @@ def funcnn_variant(split: int | None, blas_threads: int | None, pool_before_relu
             finally:
                 set_split_threads(saved)
                 combinators.POOL_BEFORE_RELU = True
+                set_tile_lanes(None)
 
         return variant
 
@@ -136,6 +143,7 @@ IMPLS = {
     "funcnn-1blas": funcnn_variant(1, 1),
     "funcnn-split-1blas": funcnn_variant(2, 1),
     "funcnn-in-order": funcnn_variant(None, None, pool_before_relu=False),
+    "funcnn-columns": funcnn_variant(None, None, tiles=False),
     "torch": torch_step,
 }
 IDLE = 0.3  # seconds between implementations: idle OpenMP and BLAS threads spin for up to about 0.1 s

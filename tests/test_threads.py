@@ -6,6 +6,7 @@ import pytest
 from threadpoolctl import ThreadpoolController
 
 import funcnn as fn
+import funcnn.layers._conv_direct as conv_direct
 import funcnn.layers._conv_fast as conv_module
 from funcnn.kernels import threads
 from funcnn.layers._handover import hand_over
@@ -30,12 +31,14 @@ def _conv_and_affine(x, conv_params, pad, affine_params):
     return [y, z, *tree_leaves(d_affine), dy, *tree_leaves(conv_vjp(dy))]
 
 
+@pytest.mark.parametrize("lanes", [16, 0])  # float32 on register tiles (funcnn/layers/_conv_direct.py), or not
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("kernel, channels", [(5, 3), (3, 16)])  # im2col + BLAS; Winograd (3x3, >= 16 channels)
 def test_results_are_bitwise_the_same_for_every_split_and_blas_thread_count(
-    kernel, channels, dtype, restore_split, monkeypatch
+    kernel, channels, dtype, lanes, restore_split, monkeypatch
 ):
     monkeypatch.setattr(conv_module, "CHUNK_BYTES", 1)  # one image a chunk: 7 chunks to split
+    monkeypatch.setattr(conv_direct, "_LANES", [lanes])
     rng = np.random.default_rng(0)
     x = rng.standard_normal((7, channels, 9, 9)).astype(dtype)
     conv_params = {"w": rng.standard_normal((16, channels, kernel, kernel)).astype(dtype), "b": np.ones(16, dtype)}
@@ -55,15 +58,18 @@ def test_results_are_bitwise_the_same_for_every_split_and_blas_thread_count(
             np.testing.assert_array_equal(a, b, err_msg=f"split {split}, BLAS threads {blas}")
 
 
-# im2col, Winograd and 1x1, each with dx smaller than dy (but at least 3/4 of it: _conv_fast._fits)
+# im2col, Winograd, 1x1 and (5x5) the register tiles, each with dx smaller than dy (but at least 3/4 of it:
+# _conv_fast._fits)
+@pytest.mark.parametrize("lanes", [16, 0])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize(("channels", "filters", "kernel"), [(6, 8, 3), (16, 20, 3), (8, 9, 1)])
+@pytest.mark.parametrize(("channels", "filters", "kernel"), [(6, 8, 3), (16, 20, 3), (8, 9, 1), (6, 8, 5)])
 def test_a_conv_writing_dx_into_its_dy_gives_the_serial_answer_for_every_split(
-    channels, filters, kernel, dtype, restore_split, monkeypatch
+    channels, filters, kernel, dtype, lanes, restore_split, monkeypatch
 ):
     # One image a chunk, and an image of dx smaller than one of dy: each chunk of dx lies over earlier
     # chunks of dy, which other threads read; it must wait for them (kernels/threads.py: ReadsFirst).
     monkeypatch.setattr(conv_module, "CHUNK_BYTES", 1)
+    monkeypatch.setattr(conv_direct, "_LANES", [lanes])
     rng = np.random.default_rng(2)
     x = rng.standard_normal((7, channels, 12, 12)).astype(dtype)
     params = {"w": rng.standard_normal((filters, channels, kernel, kernel)).astype(dtype), "b": np.ones(filters, dtype)}

@@ -2,6 +2,7 @@
 within the rounding bound of its transforms and products (tests/bounds.py), in float32 and float64."""
 
 import numpy as np
+import pytest
 from bounds import assert_conv_matches_reference
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -9,6 +10,16 @@ from hypothesis import strategies as st
 import funcnn as fn
 import funcnn.layers._conv_fast as conv_fast
 from funcnn.core import pull_back
+from funcnn.layers import _conv_direct
+
+
+@pytest.fixture(autouse=True, scope="module")
+def no_tiles():
+    """float32 convs run on register tiles where the CPU has them (test_conv_direct.py): off here, so that
+    Winograd, which serves float32 on the CPUs without, is tested in both dtypes on every machine."""
+    _conv_direct.set_tile_lanes(0)
+    yield
+    _conv_direct.set_tile_lanes(None)
 
 
 @st.composite

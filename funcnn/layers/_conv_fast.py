@@ -168,6 +168,19 @@ def _fits(dy: np.ndarray, x: np.ndarray) -> bool:
 def fast_forward(
     x: np.ndarray, w: np.ndarray, b: np.ndarray, stride: int, pad: int, out_h: int, out_w: int
 ) -> tuple[np.ndarray, Backward]:
+    """``(y, backward)`` of the conv: register tiles without columns for float32 stride-1 convs with few
+    input channels (``_conv_direct.py``), else :func:`columns_forward`."""
+    from funcnn.layers._conv_direct import direct_forward, uses_direct
+
+    x = np.ascontiguousarray(x)
+    if uses_direct(x, w, stride, pad):
+        return direct_forward(x, w, b, pad, lambda: columns_forward(x, w, b, stride, pad, out_h, out_w), _fits)
+    return columns_forward(x, w, b, stride, pad, out_h, out_w)
+
+
+def columns_forward(
+    x: np.ndarray, w: np.ndarray, b: np.ndarray, stride: int, pad: int, out_h: int, out_w: int
+) -> tuple[np.ndarray, Backward]:
     """``(y, backward)`` of the conv: im2col columns (x itself for a 1x1 conv) times the filters, or
     Winograd F(2x2, 3x3) for the 3x3 stride-1 convs with many channels, chunk by chunk of images."""
     from funcnn.kernels import conv as kernels
