@@ -149,3 +149,27 @@ def test_dx_over_a_handed_over_dy_gives_the_answer_of_a_fresh_one(lanes, channel
     assert (got[-1].ctypes.data == address) == conv_fast._fits(dy, x)  # dx took dy's memory where it fits
     for a, b in zip(got, want, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("lanes", LANES)
+@settings(max_examples=15, deadline=None)
+@given(problem=direct_problems())
+def test_dw_in_slabs_of_one_filter_block_is_the_same_bitwise(lanes, problem):
+    """Each lane's sum runs over the same images in the same order whatever the slab, so a slab of one block
+    (the accumulator's budget of one byte) gives the bits of the one-slab run."""
+    x, params, pad = problem
+    kernel = params["w"].shape[2:]
+    direct.set_tile_lanes(lanes)
+    budget = direct.DW_ACC_BYTES
+    try:
+        y = fn.conv(1, pad)(params, x)[0]
+        if not direct.uses_direct(x, params["w"], 1, pad) or not direct.direct_dw_applies(x, params["w"], y.shape):
+            return
+        dy = np.random.default_rng(2).standard_normal(y.shape).astype(np.float32)
+        whole = direct._dw(x, dy, kernel, pad)
+        direct.DW_ACC_BYTES = 1
+        slabs = direct._dw(x, dy, kernel, pad)
+    finally:
+        direct.DW_ACC_BYTES = budget
+        direct.set_tile_lanes(None)
+    np.testing.assert_array_equal(slabs, whole)

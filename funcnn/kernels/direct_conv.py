@@ -81,8 +81,9 @@ def reduction_driver(lanes: int, mr: int, nk: int) -> Callable[..., None]:
     floats a vector, ``mr`` filters by ``nk`` taps (each lane summed on its own, then the lanes).
 
     ``x`` ``(n, C, H, W)``, ``dy`` ``(n, F, out_h, out_w)``; ``taps`` ``(tiles, nk)``: the offsets in the
-    padded image of the taps ``tap_starts[t] + j`` of each tile; ``acc`` ``(blocks, tiles, mr, nk, lanes)``,
-    block ``b`` holding the filters ``row_starts[b] + r`` (blocks and tiles may overlap the one before);
+    padded image of the taps ``tap_starts[t] + j`` of each tile; ``acc`` ``(slab, tiles, mr, nk, lanes)``,
+    the sums of ``slab`` blocks at a time, block ``b`` holding the filters ``row_starts[b] + r`` (blocks and
+    tiles may overlap the one before);
     ``xp[p]`` the offset of output vector ``p`` (at ``p * lanes`` in the plane) in the padded image;
     ``dybuf`` ``(F, out_h, out_wr)``, used (its padding zero) when ``out_w != out_wr``; ``dw`` ``(F, K)``."""
     stamp = _tiles_stamp()
@@ -94,23 +95,26 @@ def reduction_driver(lanes: int, mr: int, nk: int) -> Callable[..., None]:
         plane = out_h * out_wr
         xbuf[:] = 0
         dybuf[:] = 0
-        acc[:] = 0
-        for i in range(start, stop):
-            _pad_into(x[i], pad, pad, xbuf)
-            if out_w != out_wr:
-                dybuf[:, :, :out_w] = dy[i]
-            source = dy[i] if out_w == out_wr else dybuf
-            for b in range(row_starts.shape[0]):
+        blocks, slab = row_starts.shape[0], acc.shape[0]
+        for first in range(0, blocks, slab):  # acc holds a slab of blocks: each image is padded once a slab
+            last = min(first + slab, blocks)
+            acc[:] = 0
+            for i in range(start, stop):
+                _pad_into(x[i], pad, pad, xbuf)
+                if out_w != out_wr:
+                    dybuf[:, :, :out_w] = dy[i]
+                source = dy[i] if out_w == out_wr else dybuf
+                for b in range(first, last):
+                    for t in range(taps.shape[0]):
+                        reduction(lanes, mr, nk, source, row_starts[b] * plane, plane, xbuf, 0, taps[t], xp, acc,
+                                  ((b - first) * taps.shape[0] + t) * mr * nk * lanes)  # fmt: skip
+            for b in range(first, last):  # overlapping tiles hold the same sums: either may write them
                 for t in range(taps.shape[0]):
-                    reduction(lanes, mr, nk, source, row_starts[b] * plane, plane, xbuf, 0, taps[t], xp, acc,
-                              (b * taps.shape[0] + t) * mr * nk * lanes)  # fmt: skip
-        for b in range(row_starts.shape[0]):  # overlapping tiles hold the same sums: either may write them
-            for t in range(taps.shape[0]):
-                for r in range(mr):
-                    for j in range(nk):
-                        total = acc[b, t, r, j, 0]
-                        for lane in range(1, lanes):
-                            total += acc[b, t, r, j, lane]
-                        dw[row_starts[b] + r, tap_starts[t] + j] = total
+                    for r in range(mr):
+                        for j in range(nk):
+                            total = acc[b - first, t, r, j, 0]
+                            for lane in range(1, lanes):
+                                total += acc[b - first, t, r, j, lane]
+                            dw[row_starts[b] + r, tap_starts[t] + j] = total
 
     return driver

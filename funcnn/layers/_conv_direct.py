@@ -1,7 +1,7 @@
 """How a float32 stride-1 conv runs: register tiles over a zero-padded copy of each
 image (``funcnn.kernels.direct_conv``), no columns. y and dx are the tile's products (dx: the conv of dy,
 padded ``HH - 1 - pad``, with the filters flipped and transposed), dw its reductions; the batch is split over
-funcnn's threads in chunks that do not depend on the thread count, dw's parts added in chunk order.
+funcnn's threads in chunks that do not depend on the thread count, dw's parts added in run order.
 
 Non-finite values: a tile multiplies the zeros of the padding as the reference does with x's, except where
 it reads past an image: dx's padded dy times a non-finite weight, and dw's tail lanes (``out_w`` not whole
@@ -20,8 +20,14 @@ import numpy as np
 # columns by about 1.3x). Measured in benchmarks/README.md.
 DIRECT_MIN_TAPS = 32
 # The batch is cut into about this many chunks, whatever the thread count: enough for two threads to
-# share it evenly, few enough that dw's per-chunk accumulators cost little to add.
+# share it evenly, few enough that each chunk's set-up costs little.
 CHUNKS = 16
+# dw sums its images in this many runs, fixed whatever the thread count (so the result is too), one sum a
+# run; 4 splits evenly over 1, 2 or 4 threads. Each thread's accumulator of lane-wide partial sums holds at
+# most DW_ACC_BYTES (more filters: they are done in slabs, each image padded again a slab): all of them
+# at once took 4.5 MiB a thread on the VGG net's third conv, at the step's peak (benchmarks/README.md).
+DW_RUNS = 4
+DW_ACC_BYTES = 1 << 20
 
 Backward = Callable[[np.ndarray, bool, "np.ndarray | None"], tuple["np.ndarray | None", np.ndarray, np.ndarray]]
 _LANES: list[int] = []
@@ -85,8 +91,8 @@ def _starts(total: int, size: int) -> np.ndarray:
     return np.array(starts, np.int64)
 
 
-def _chunks(n: int) -> list[slice]:
-    step = -(-n // CHUNKS)
+def _chunks(n: int, count: int = CHUNKS) -> list[slice]:
+    step = -(-n // count)
     return [slice(start, min(start + step, n)) for start in range(0, n, step)]
 
 
@@ -170,17 +176,20 @@ def _dw(x: np.ndarray, dy: np.ndarray, kernel: tuple[int, int], pad: int) -> np.
     taps = np.ascontiguousarray(g.offs[tap_starts[:, None] + np.arange(nk)])
     driver = direct_conv.reduction_driver(lanes, mr, nk)
 
-    def group(parts: Sequence[slice]) -> list[np.ndarray]:
+    block_bytes = tap_starts.size * mr * nk * lanes * 4
+    slab = max(1, min(row_starts.size, DW_ACC_BYTES // block_bytes))
+
+    def group(runs: Sequence[slice]) -> list[np.ndarray]:
         xbuf, dybuf = g.image_buffer(c), np.empty((f, g.out_h, g.out_wr), np.float32)
-        acc = np.empty((row_starts.size, tap_starts.size, mr, nk, lanes), np.float32)
-        sums = [np.empty((f, g.offs.size), np.float32) for _ in parts]
-        for part, part_sum in zip(parts, sums):
-            driver(x, dy, part.start, part.stop, pad, row_starts, tap_starts, taps, g.xp, xbuf, dybuf, acc, part_sum)
+        acc = np.empty((slab, tap_starts.size, mr, nk, lanes), np.float32)
+        sums = [np.empty((f, g.offs.size), np.float32) for _ in runs]
+        for run, run_sum in zip(runs, sums):
+            driver(x, dy, run.start, run.stop, pad, row_starts, tap_starts, taps, g.xp, xbuf, dybuf, acc, run_sum)
         return sums
 
     dw = np.zeros((f, g.offs.size), np.float32)
-    for part_sum in map_groups(group, _chunks(n)):  # in chunk order, whatever the threads
-        dw += part_sum
+    for run_sum in map_groups(group, _chunks(n, DW_RUNS)):  # in run order, whatever the threads
+        dw += run_sum
     return dw.reshape(f, c, *kernel)
 
 
