@@ -111,6 +111,28 @@ def test_relu_kernel_edges(dtype):
     assert y0.shape == () and vjp0(np.array(1.0, dtype=dtype))[1].shape == ()
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@given(size=st.integers(1, 70), seed=st.integers(0, 2**32 - 1))
+@settings(max_examples=20, deadline=None)
+def test_relu_kernels_in_place_give_the_bits_of_a_fresh_output(dtype, size, seed):
+    """In place, the kernels run a loop of their own (one array as source and destination: see
+    funcnn/kernels/elementwise.py); it must give the other loop's bits, signed zeros and NaN included."""
+    from funcnn.kernels.elementwise import relu_backward, relu_forward
+
+    rng = np.random.default_rng(seed)
+    x = rng.choice(np.array([-1.5, -0.0, 0.0, 2.0, np.nan, np.inf, -np.inf, 0.5], dtype), size)
+    y, bits = relu_forward(x, np.empty_like(x))
+    same = x.copy()
+    y_in_place, bits_in_place = relu_forward(same, same)
+    assert y_in_place is same
+    np.testing.assert_array_equal(y_in_place.view(f"u{x.itemsize}"), y.view(f"u{x.itemsize}"))
+    np.testing.assert_array_equal(bits_in_place, bits)
+    dy = rng.standard_normal(size).astype(dtype).view(f"u{x.itemsize}")
+    dx = relu_backward(bits, dy, np.empty_like(dy))
+    handed = dy.copy()
+    np.testing.assert_array_equal(relu_backward(bits, handed, handed), dx)
+
+
 @names
 @settings(max_examples=10)
 @given(data=st.data())
