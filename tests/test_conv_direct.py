@@ -5,7 +5,7 @@ the columns path where it does not apply (lanes 0 stands for a CPU without eithe
 
 import numpy as np
 import pytest
-from bounds import assert_conv_matches_reference
+from bounds import assert_conv_matches_reference, assert_within, conv_error_bounds
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -27,19 +27,25 @@ def tile_lanes():
     direct.set_tile_lanes(None)
 
 
-@st.composite
-def direct_problems(draw):
-    """Stride-1 float32 problems with 2-8 input channels, 3-10 filters (both tiles' row counts, overlapping
-    blocks), output widths below, at and past whole vectors of 8 and 16, non-square kernels and paddings."""
-    n, c, f = draw(st.integers(1, 3)), draw(st.integers(2, 8)), draw(st.integers(3, 10))
-    hh, ww, pad = draw(st.integers(2, 5)), draw(st.integers(2, 5)), draw(st.integers(0, 3))
-    height = draw(st.integers(max(1, hh - 2 * pad), 12))
-    width = draw(st.integers(max(1, ww - 2 * pad), 40))
+def _problem(draw, c: int, f: int, hh: int, ww: int, pad: int, max_height: int, max_width: int):
+    """A float32 problem ``(x, params, pad)`` of 1-3 images with C channels, F filters, an HH x WW kernel."""
+    n = draw(st.integers(1, 3))
+    height = draw(st.integers(max(1, hh - 2 * pad), max_height))
+    width = draw(st.integers(max(1, ww - 2 * pad), max_width))
     rng = np.random.default_rng(draw(st.integers(0, 2**16)))
     x = rng.standard_normal((n, c, height, width)).astype(np.float32)
     params = {"w": rng.standard_normal((f, c, hh, ww)).astype(np.float32),
               "b": rng.standard_normal(f).astype(np.float32)}  # fmt: skip
     return x, params, pad
+
+
+@st.composite
+def direct_problems(draw):
+    """Stride-1 float32 problems with 2-8 input channels, 3-10 filters (both tiles' row counts, overlapping
+    blocks), output widths below, at and past whole vectors of 8 and 16, non-square kernels and paddings."""
+    c, f = draw(st.integers(2, 8)), draw(st.integers(3, 10))
+    hh, ww, pad = draw(st.integers(2, 5)), draw(st.integers(2, 5)), draw(st.integers(0, 3))
+    return _problem(draw, c, f, hh, ww, pad, 12, 40)
 
 
 @pytest.mark.parametrize("lanes", LANES)
@@ -173,3 +179,58 @@ def test_dw_in_slabs_of_one_filter_block_is_the_same_bitwise(lanes, problem):
         direct.DW_ACC_BYTES = budget
         direct.set_tile_lanes(None)
     np.testing.assert_array_equal(slabs, whole)
+
+
+@st.composite
+def channels_last_problems(draw, lanes):
+    """Stride-1 float32 problems whose dw runs channels last: C one or two vectors, 3-12 filters (both
+    product tiles' row counts, overlapping blocks), ragged planes, non-square kernels and paddings."""
+    c, f = lanes * draw(st.integers(1, 2)), draw(st.integers(3, 12))
+    hh, ww, pad = draw(st.integers(1, 4)), draw(st.integers(2, 4)), draw(st.integers(0, 2))
+    return _problem(draw, c, f, hh, ww, pad, 9, 21)
+
+
+@pytest.mark.parametrize("lanes", LANES)
+@settings(max_examples=20, deadline=None)
+@given(data=st.data())
+def test_channels_last_dw_equals_naive(lanes, data):
+    x, params, pad = data.draw(channels_last_problems(lanes))
+    direct.set_tile_lanes(lanes)
+    try:
+        plan = direct.uses_direct(x, params["w"], 1, pad) and direct._channels_last_plan(
+            x.shape[1], params["w"].shape[0], params["w"].shape[2:], lanes
+        )
+        y, vjp = fn.conv(1, pad)(params, x)
+        dy = np.random.default_rng(1).standard_normal(y.shape).astype(np.float32)
+        first, second = vjp(dy), vjp(dy)
+        alone = direct._dw_channels_last(x, dy, params["w"].shape[2:], pad) if plan else None
+    finally:
+        direct.set_tile_lanes(None)
+    for a, b in zip(tree_leaves(first), tree_leaves(second)):
+        np.testing.assert_array_equal(a, b)
+    if alone is not None:  # the conv's dw is this path's
+        np.testing.assert_array_equal(first[0]["w"], alone)
+    assert_conv_matches_reference(y, *first, {"stride": 1, "pad": pad}, params, x, dy)
+
+
+@pytest.mark.parametrize("lanes", LANES)
+def test_channels_last_dw_puts_non_finite_values_where_the_reference_does(lanes, tile_lanes):
+    """No lane reads past an image, so a ragged width with inf and NaN in x stays on this path."""
+    tile_lanes(lanes)
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, lanes, 9, 21)).astype(np.float32)
+    x[0, 1, 4, 20], x[1, lanes - 1, 0, 0] = np.nan, np.inf
+    params = {"w": rng.standard_normal((9, lanes, 3, 3)).astype(np.float32), "b": np.zeros(9, np.float32)}
+    assert direct._channels_last_plan(lanes, 9, (3, 3), lanes) is not None and direct.uses_direct(x, params["w"], 1, 1)
+    with np.errstate(invalid="ignore"):
+        y, vjp = fn.conv(1, 1)(params, x)
+        y_ref, vjp_ref = fn.conv_naive(1, 1)(params, x)
+        dy = rng.standard_normal(y.shape).astype(np.float32)
+        got, want = vjp(dy)[0]["w"], vjp_ref(dy)[0]["w"]
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_array_equal(np.isinf(got), np.isinf(want))
+    assert np.isnan(got).any() and np.isfinite(got).any()
+    finite = np.isfinite(want)
+    with np.errstate(invalid="ignore"):
+        bound = conv_error_bounds({"stride": 1, "pad": 1}, params, x, dy)["w"]
+    assert_within(got[finite], want[finite], bound[finite], "dw")

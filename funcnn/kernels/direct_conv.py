@@ -118,3 +118,46 @@ def reduction_driver(lanes: int, mr: int, nk: int) -> Callable[..., None]:
                             dw[row_starts[b] + r, tap_starts[t] + j] = total
 
     return driver
+
+
+@functools.cache
+def channels_last_dw_driver(lanes: int, mr: int, nv: int) -> Callable[..., None]:
+    """``driver(x, dy, start, stop, pad, row_starts, offs, xv, yv, xbuf, a, zeros, part, dw)``: ``dw[f, q]``,
+    ``q = (i * WW + j) * Cr + c``, the sum over images ``start <= i < stop`` and their output pixels of
+    ``dy[i, f, pixel] * x[i, c, pixel + (i, j)]``, by the product tile (``lanes``, ``mr`` filters by ``nv``
+    vectors): the pixels are its k, the filters its rows, and ``(tap, channel)`` pairs, ``lanes`` channels a
+    vector, its columns. Nothing is left over to reduce across lanes, and the long k loop keeps the
+    accumulators in registers.
+
+    ``x`` ``(n, C, H, W)``; ``dy`` ``(n, F, P)``; ``xbuf`` ``(hp, wp, Cr)``, an image padded and channels last,
+    ``Cr`` C rounded up to whole vectors (the channels past C stay zero); ``offs[k]`` the offset of output
+    pixel k in it, ``xv`` and ``yv`` ``(tiles, nv)`` each vector's offset from there and in a row of ``dw``;
+    ``a`` ``(blocks, P, mr)``, an image's ``dy`` transposed, block ``b`` holding the filters ``row_starts[b] +
+    r``; ``zeros`` ``(mr,)``; ``part`` and ``dw`` ``(F, HH * WW * Cr)`` (``part``: one image's sums)."""
+    stamp = _tiles_stamp()
+
+    @jit()
+    def driver(x, dy, start, stop, pad, row_starts, offs, xv, yv, xbuf, a, zeros, part, dw):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
+        tiles_version = stamp  # noqa: F841 - in the closure, so in the cache's key
+        channels, height, width = x.shape[1], x.shape[2], x.shape[3]
+        pixels, columns = dy.shape[2], dw.shape[1]
+        xbuf[:] = 0
+        dw[:] = 0
+        for i in range(start, stop):
+            for h in range(height):  # a row of the padded image at a time: it stays in L1 while written
+                for c in range(channels):
+                    for w in range(width):
+                        xbuf[pad + h, pad + w, c] = x[i, c, h, w]
+            for b in range(row_starts.shape[0]):
+                for p in range(pixels):
+                    for r in range(mr):
+                        a[b, p, r] = dy[i, row_starts[b] + r, p]
+            for b in range(row_starts.shape[0]):
+                for t in range(xv.shape[0]):
+                    product(lanes, mr, nv, a, b * pixels * mr, xbuf, 0, offs, xv[t], part, row_starts[b] * columns,
+                            yv[t], columns, zeros, 0)  # fmt: skip
+            for f in range(dw.shape[0]):
+                for q in range(columns):
+                    dw[f, q] += part[f, q]
+
+    return driver

@@ -1,12 +1,14 @@
 """How a float32 stride-1 conv runs: register tiles over a zero-padded copy of each
 image (``funcnn.kernels.direct_conv``), no columns. y and dx are the tile's products (dx: the conv of dy,
-padded ``HH - 1 - pad``, with the filters flipped and transposed), dw its reductions; the batch is split over
+padded ``HH - 1 - pad``, with the filters flipped and transposed); dw is the product tile's too when C is
+whole vectors (each image laid out channels last, its pixels the tile's k: 1.2-1.7x the reduction tile's
+speed on the VGG net's convs, benchmarks/README.md), else the reduction tile's. The batch is split over
 funcnn's threads in chunks that do not depend on the thread count, dw's parts added in run order.
 
 Non-finite values: a tile multiplies the zeros of the padding as the reference does with x's, except where
-it reads past an image: dx's padded dy times a non-finite weight, and dw's tail lanes (``out_w`` not whole
-vectors) times a non-finite x, would put a NaN where the reference has none, so those two take the
-columns path (``_conv_fast``) instead.
+it reads past an image: dx's padded dy times a non-finite weight, and the reduction tile's tail lanes
+(``out_w`` not whole vectors) times a non-finite x, would put a NaN where the reference has none, so those
+two take the columns path (``_conv_fast``) instead. The channels-last dw reads no lane past an image.
 """
 
 from __future__ import annotations
@@ -193,6 +195,58 @@ def _dw(x: np.ndarray, dy: np.ndarray, kernel: tuple[int, int], pad: int) -> np.
     return dw.reshape(f, c, *kernel)
 
 
+def _channels_last_plan(c: int, f: int, kernel: tuple[int, int], lanes: int) -> tuple[int, int, int] | None:
+    """``(mr, nv, Cr)`` of the channels-last dw (:func:`_dw_channels_last`), or None where it does not apply:
+    C in whole vectors, and F and the kernel's ``HH * WW * C / lanes`` vectors filling a product tile."""
+    from funcnn.kernels.tiles import PRODUCT_TILES
+
+    if not lanes or c % lanes:
+        return None
+    tile = _tile(PRODUCT_TILES[lanes], f)
+    if tile is None or kernel[0] * kernel[1] * c // lanes < tile[1]:
+        return None
+    return tile[0], tile[1], c
+
+
+def _dw_channels_last(x: np.ndarray, dy: np.ndarray, kernel: tuple[int, int], pad: int) -> np.ndarray:
+    """``dw`` ``(F, C, HH, WW)`` of the stride-1 conv of ``x`` padded ``pad``, by the product tile over each
+    image laid out channels last (``funcnn.kernels.direct_conv.channels_last_dw_driver``); C in whole vectors."""
+    from funcnn.kernels import direct_conv
+    from funcnn.kernels.threads import map_groups
+
+    lanes = tile_lanes()
+    (n, c, height, width), f, (hh, ww) = x.shape, dy.shape[1], kernel
+    plan = _channels_last_plan(c, f, kernel, lanes)
+    assert plan is not None
+    mr, nv, cr = plan
+    hp, wp = height + 2 * pad, width + 2 * pad
+    out_h, out_w = dy.shape[2], dy.shape[3]
+    columns = hh * ww * cr
+    pixel_rows, pixel_cols = np.meshgrid(np.arange(out_h), np.arange(out_w), indexing="ij")
+    offs = ((pixel_rows * wp + pixel_cols) * cr).ravel().astype(np.int64)
+    vectors = _starts(columns // lanes, nv)[:, None] + np.arange(nv)  # (tiles, nv): which vector of a dw row
+    tap, block = np.divmod(vectors, cr // lanes)
+    xv = np.ascontiguousarray(((tap // ww) * wp + tap % ww) * cr + block * lanes, np.int64)
+    yv = np.ascontiguousarray(vectors * lanes, np.int64)
+    row_starts = _starts(f, mr)
+    driver = direct_conv.channels_last_dw_driver(lanes, mr, nv)
+    dy_pixels = dy.reshape(n, f, out_h * out_w)
+
+    def group(runs: Sequence[slice]) -> list[np.ndarray]:
+        xbuf = np.empty((hp, wp, cr), np.float32)
+        a = np.empty((row_starts.size, out_h * out_w, mr), np.float32)
+        zeros, part = np.zeros(mr, np.float32), np.empty((f, columns), np.float32)
+        sums = [np.empty((f, columns), np.float32) for _ in runs]
+        for run, run_sum in zip(runs, sums):
+            driver(x, dy_pixels, run.start, run.stop, pad, row_starts, offs, xv, yv, xbuf, a, zeros, part, run_sum)
+        return sums
+
+    dw = np.zeros((f, columns), np.float32)
+    for run_sum in map_groups(group, _chunks(n, DW_RUNS)):  # in run order, whatever the threads
+        dw += run_sum
+    return np.ascontiguousarray(dw.reshape(f, hh, ww, cr)[..., :c].transpose(0, 3, 1, 2))
+
+
 def direct_dw_applies(x: np.ndarray, w: np.ndarray, dy_shape: tuple[int, ...]) -> bool:
     """Whether dw may run on the reduction tile: F and ``C * HH * WW`` fill one, and x is finite unless the
     output's rows are whole vectors (see the module's docstring)."""
@@ -241,11 +295,13 @@ def direct_forward(
         dy: np.ndarray, need_dx: bool = True, into: np.ndarray | None = None
     ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
         dy = np.ascontiguousarray(dy, np.float32).reshape(y_shape)
-        direct_dw, direct_dx = direct_dw_applies(x, w, dy.shape), need_dx and direct_dx_applies(x, w, pad)
+        channels_last = _channels_last_plan(x.shape[1], w.shape[0], kernel, tile_lanes()) is not None
+        direct_dw = channels_last or direct_dw_applies(x, w, dy.shape)
+        direct_dx = need_dx and direct_dx_applies(x, w, pad)
         if not direct_dw or (need_dx and not direct_dx):
             dx, dw, db = fallback()[1](dy, need_dx and not direct_dx, None)
         if direct_dw:
-            dw, db = _dw(x, dy, kernel, pad), dy.sum(axis=(0, 2, 3))
+            dw, db = (_dw_channels_last if channels_last else _dw)(x, dy, kernel, pad), dy.sum(axis=(0, 2, 3))
         if direct_dx:  # in dy's memory when it may (see _product), after dw has read dy
             flipped = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
             out = None if into is None or not fits(into, x) else into.reshape(-1)[: x.size].reshape(x.shape)
