@@ -183,10 +183,10 @@ def test_dw_in_slabs_of_one_filter_block_is_the_same_bitwise(lanes, problem):
 
 @st.composite
 def channels_last_problems(draw, lanes):
-    """Stride-1 float32 problems whose dw runs channels last: C one or two vectors, 3-12 filters (both
-    product tiles' row counts, overlapping blocks), ragged planes, non-square kernels and paddings."""
-    c, f = lanes * draw(st.integers(1, 2)), draw(st.integers(3, 12))
-    hh, ww, pad = draw(st.integers(1, 4)), draw(st.integers(2, 4)), draw(st.integers(0, 2))
+    """Stride-1 float32 problems whose dw runs channels last: C one to three vectors, 3-12 filters (both
+    product tiles' row counts, overlapping blocks), ragged planes, 1x1 and non-square kernels, paddings."""
+    c, f = lanes * draw(st.integers(1, 3)), draw(st.integers(3, 12))
+    hh, ww, pad = draw(st.integers(1, 4)), draw(st.integers(1, 4)), draw(st.integers(0, 2))
     return _problem(draw, c, f, hh, ww, pad, 9, 21)
 
 

@@ -31,7 +31,7 @@ def _conv_and_affine(x, conv_params, pad, affine_params):
     return [y, z, *tree_leaves(d_affine), dy, *tree_leaves(conv_vjp(dy))]
 
 
-@pytest.mark.parametrize("lanes", [16, 0])  # float32 on register tiles (funcnn/layers/_conv_direct.py), or not
+@pytest.mark.parametrize("lanes", [16, 8, 0])  # float32 on register tiles (funcnn/layers/_conv_direct.py), or not
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("kernel, channels", [(5, 3), (3, 16)])  # im2col + BLAS; Winograd (3x3, >= 16 channels)
 def test_results_are_bitwise_the_same_for_every_split_and_blas_thread_count(

@@ -3,6 +3,9 @@ copy of each image straight from the caches. With few input channels im2col writ
 column matrix ``HH * WW`` times the size of ``x``; here each image's padded copy (17 KiB for the course's
 3 x 38 x 38) is the only thing made.
 
+A conv's dw is the product tile's too where C is whole vectors (:func:`channels_last_dw_driver`: each
+image copied channels last, its output pixels the tile's k), the reduction tile's otherwise.
+
 Layouts (all C-contiguous, flat indices): an image padded to ``(C, hp, wp)`` with ``wp = out_wr + WW - 1``,
 where ``out_wr`` is ``out_w`` rounded up to whole vectors, so every vector a tile loads lies inside it;
 an output plane ``(F, out_h, out_wr)``. The tables (made by ``funcnn.layers._conv_direct``): ``offs[k]``, the
@@ -123,17 +126,17 @@ def reduction_driver(lanes: int, mr: int, nk: int) -> Callable[..., None]:
 @functools.cache
 def channels_last_dw_driver(lanes: int, mr: int, nv: int) -> Callable[..., None]:
     """``driver(x, dy, start, stop, pad, row_starts, offs, xv, yv, xbuf, a, zeros, part, dw)``: ``dw[f, q]``,
-    ``q = (i * WW + j) * Cr + c``, the sum over images ``start <= i < stop`` and their output pixels of
-    ``dy[i, f, pixel] * x[i, c, pixel + (i, j)]``, by the product tile (``lanes``, ``mr`` filters by ``nv``
+    ``q = (u * WW + v) * C + c``, the sum over images ``start <= i < stop`` and their output pixels of
+    ``dy[i, f, pixel] * x[i, c, pixel + (u, v)]``, by the product tile (``lanes``, ``mr`` filters by ``nv``
     vectors): the pixels are its k, the filters its rows, and ``(tap, channel)`` pairs, ``lanes`` channels a
-    vector, its columns. Nothing is left over to reduce across lanes, and the long k loop keeps the
-    accumulators in registers.
+    vector (C is whole vectors), its columns. Nothing is left over to add across lanes, and the long k loop
+    keeps the accumulators in registers.
 
-    ``x`` ``(n, C, H, W)``; ``dy`` ``(n, F, P)``; ``xbuf`` ``(hp, wp, Cr)``, an image padded and channels last,
-    ``Cr`` C rounded up to whole vectors (the channels past C stay zero); ``offs[k]`` the offset of output
-    pixel k in it, ``xv`` and ``yv`` ``(tiles, nv)`` each vector's offset from there and in a row of ``dw``;
-    ``a`` ``(blocks, P, mr)``, an image's ``dy`` transposed, block ``b`` holding the filters ``row_starts[b] +
-    r``; ``zeros`` ``(mr,)``; ``part`` and ``dw`` ``(F, HH * WW * Cr)`` (``part``: one image's sums)."""
+    ``x`` ``(n, C, H, W)``; ``dy`` ``(n, F, P)``; ``xbuf`` ``(hp, wp, C)``, an image padded and channels last;
+    ``offs[k]`` the offset of output pixel k in it, ``xv`` and ``yv`` ``(tiles, nv)`` each vector's offset
+    from there and in a row of ``dw``; ``a`` ``(blocks, P, mr)``, an image's ``dy`` transposed, block ``b``
+    holding the filters ``row_starts[b] + r``; ``zeros`` ``(mr,)``; ``part`` and ``dw`` ``(F, HH * WW * C)``
+    (``part``: one image's sums)."""
     stamp = _tiles_stamp()
 
     @jit()

@@ -11,7 +11,8 @@ Two tiles, both over float32:
 
 - ``product``: ``y[r, v] = bias[r] + sum_k a[k, r] * x[offs[k] + xv[v]]`` for ``mr`` rows of ``a``
   (filters) and ``nv`` vectors of output pixels: a direct conv, one scalar of ``a`` broadcast against
-  ``nv`` vectors of the input per step of k.
+  ``nv`` vectors of the input per step of k. A conv's dw uses it too, with output pixels as k and
+  ``(tap, channels)`` vectors of a channels-last image as columns (``funcnn.kernels.direct_conv``).
 - ``reduction``: ``acc[r, j] += sum_p dy[r * ldf + dyp[p]] * x[koff[j] + xp[p]]``, lane by lane, for
   ``mr`` rows of ``dy`` (filters) and ``nk`` taps: a conv's ``dw`` without columns; the caller adds the lanes.
 

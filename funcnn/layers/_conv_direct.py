@@ -24,10 +24,11 @@ DIRECT_MIN_TAPS = 32
 # The batch is cut into about this many chunks, whatever the thread count: enough for two threads to
 # share it evenly, few enough that each chunk's set-up costs little.
 CHUNKS = 16
-# dw sums its images in this many runs, fixed whatever the thread count (so the result is too), one sum a
-# run; 4 splits evenly over 1, 2 or 4 threads. Each thread's accumulator of lane-wide partial sums holds at
-# most DW_ACC_BYTES (more filters: they are done in slabs, each image padded again a slab): all of them
-# at once took 4.5 MiB a thread on the VGG net's third conv, at the step's peak (benchmarks/README.md).
+# dw sums its images in min(DW_RUNS, N) runs, fixed whatever the thread count (so the result is too), one
+# sum a run; 4 splits evenly over 1, 2 or 4 threads. The reduction tile's accumulator of lane-wide partial
+# sums holds at most DW_ACC_BYTES a thread, or one block of filters if that is more (more filters: they are
+# done in slabs, each image padded again a slab): all of them at once took 4.5 MiB a thread on the VGG
+# net's third conv, at the step's peak (benchmarks/README.md).
 DW_RUNS = 4
 DW_ACC_BYTES = 1 << 20
 
@@ -94,8 +95,10 @@ def _starts(total: int, size: int) -> np.ndarray:
 
 
 def _chunks(n: int, count: int = CHUNKS) -> list[slice]:
-    step = -(-n // count)
-    return [slice(start, min(start + step, n)) for start in range(0, n, step)]
+    """``range(n)`` in ``min(count, n)`` near-equal slices."""
+    count = min(count, n)
+    bounds = [n * i // count for i in range(count + 1)]
+    return [slice(bounds[i], bounds[i + 1]) for i in range(count)]
 
 
 class _Geometry:
@@ -195,9 +198,9 @@ def _dw(x: np.ndarray, dy: np.ndarray, kernel: tuple[int, int], pad: int) -> np.
     return dw.reshape(f, c, *kernel)
 
 
-def _channels_last_plan(c: int, f: int, kernel: tuple[int, int], lanes: int) -> tuple[int, int, int] | None:
-    """``(mr, nv, Cr)`` of the channels-last dw (:func:`_dw_channels_last`), or None where it does not apply:
-    C in whole vectors, and F and the kernel's ``HH * WW * C / lanes`` vectors filling a product tile."""
+def _channels_last_plan(c: int, f: int, kernel: tuple[int, int], lanes: int) -> tuple[int, int] | None:
+    """``(mr, nv)``, the product tile of the channels-last dw (:func:`_dw_channels_last`), or None where it
+    does not apply: C in whole vectors, and F and the kernel's ``HH * WW * C / lanes`` vectors filling a tile."""
     from funcnn.kernels.tiles import PRODUCT_TILES
 
     if not lanes or c % lanes:
@@ -205,7 +208,7 @@ def _channels_last_plan(c: int, f: int, kernel: tuple[int, int], lanes: int) -> 
     tile = _tile(PRODUCT_TILES[lanes], f)
     if tile is None or kernel[0] * kernel[1] * c // lanes < tile[1]:
         return None
-    return tile[0], tile[1], c
+    return tile
 
 
 def _dw_channels_last(x: np.ndarray, dy: np.ndarray, kernel: tuple[int, int], pad: int) -> np.ndarray:
@@ -218,22 +221,22 @@ def _dw_channels_last(x: np.ndarray, dy: np.ndarray, kernel: tuple[int, int], pa
     (n, c, height, width), f, (hh, ww) = x.shape, dy.shape[1], kernel
     plan = _channels_last_plan(c, f, kernel, lanes)
     assert plan is not None
-    mr, nv, cr = plan
+    mr, nv = plan
     hp, wp = height + 2 * pad, width + 2 * pad
     out_h, out_w = dy.shape[2], dy.shape[3]
-    columns = hh * ww * cr
+    columns = hh * ww * c
     pixel_rows, pixel_cols = np.meshgrid(np.arange(out_h), np.arange(out_w), indexing="ij")
-    offs = ((pixel_rows * wp + pixel_cols) * cr).ravel().astype(np.int64)
+    offs = ((pixel_rows * wp + pixel_cols) * c).ravel().astype(np.int64)
     vectors = _starts(columns // lanes, nv)[:, None] + np.arange(nv)  # (tiles, nv): which vector of a dw row
-    tap, block = np.divmod(vectors, cr // lanes)
-    xv = np.ascontiguousarray(((tap // ww) * wp + tap % ww) * cr + block * lanes, np.int64)
+    tap, block = np.divmod(vectors, c // lanes)
+    xv = np.ascontiguousarray(((tap // ww) * wp + tap % ww) * c + block * lanes, np.int64)
     yv = np.ascontiguousarray(vectors * lanes, np.int64)
     row_starts = _starts(f, mr)
     driver = direct_conv.channels_last_dw_driver(lanes, mr, nv)
     dy_pixels = dy.reshape(n, f, out_h * out_w)
 
     def group(runs: Sequence[slice]) -> list[np.ndarray]:
-        xbuf = np.empty((hp, wp, cr), np.float32)
+        xbuf = np.empty((hp, wp, c), np.float32)
         a = np.empty((row_starts.size, out_h * out_w, mr), np.float32)
         zeros, part = np.zeros(mr, np.float32), np.empty((f, columns), np.float32)
         sums = [np.empty((f, columns), np.float32) for _ in runs]
@@ -244,7 +247,7 @@ def _dw_channels_last(x: np.ndarray, dy: np.ndarray, kernel: tuple[int, int], pa
     dw = np.zeros((f, columns), np.float32)
     for run_sum in map_groups(group, _chunks(n, DW_RUNS)):  # in run order, whatever the threads
         dw += run_sum
-    return np.ascontiguousarray(dw.reshape(f, hh, ww, cr)[..., :c].transpose(0, 3, 1, 2))
+    return np.ascontiguousarray(dw.reshape(f, hh, ww, c).transpose(0, 3, 1, 2))
 
 
 def direct_dw_applies(x: np.ndarray, w: np.ndarray, dy_shape: tuple[int, ...]) -> bool:
