@@ -139,3 +139,30 @@ def test_run_works_from_a_thread_that_is_not_the_main_one(tmp_path):
     thread.start()
     thread.join()
     assert len(rows) == 1
+
+
+def test_a_ctrl_c_turned_into_another_error_mid_save_is_still_a_ctrl_c(tmp_path, capsys, monkeypatch):
+    """A Ctrl-C that stops ``np.savez`` mid-write comes out of zipfile as a ValueError raised while the
+    KeyboardInterrupt was handled: the trial is interrupted, not failed with zipfile's words."""
+    import funcnn.app.recipe as recipe
+    import funcnn.app.sweep_trial as sweep_trial
+
+    def interrupted_save(*args, **kwargs):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise ValueError("Can't close the ZIP file while there is an open writing handle on it.") from None
+
+    monkeypatch.setattr(recipe, "train_course", interrupted_save)
+    args = build_parser().parse_args(["sweep", *TINY])
+    study = optuna.create_study(direction="maximize")
+    study.enqueue_trial({}, user_attrs={"slot": 0})
+    objective = make_objective(args, [Range("lr", "log", 1e-4, 1e-3)], tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        study.optimize(objective, n_trials=1, catch=(TrialError,))
+    assert "error" not in study.trials[0].user_attrs
+    assert "failed" not in capsys.readouterr().err
+    try:  # a plain ValueError still fails the trial with its reason
+        raise ValueError("diverged")
+    except ValueError as plain:
+        assert not sweep_trial._interrupted(plain)

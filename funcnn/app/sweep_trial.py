@@ -31,6 +31,20 @@ class Duplicate(Exception):
     """A trial of a slot queued twice (two commands growing the study at once): failed, not run, not counted."""
 
 
+def _interrupted(error: BaseException) -> bool:
+    """Whether a KeyboardInterrupt is behind ``error``: raised while one was handled, as ``zipfile`` does when a
+    Ctrl-C stops ``np.savez`` mid-write (its ``close()`` then raises ValueError, "Can't close the ZIP file
+    while there is an open writing handle")."""
+    seen: set[int] = set()
+    cause: BaseException | None = error
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, KeyboardInterrupt):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
 def _first_of_slot(trial: optuna.Trial) -> int | None:
     """The number of an earlier trial of ``trial``'s slot that ran, runs or waits to (so this one is a copy),
     else None. Trial numbers are given in order, so of two copies queued at once exactly one runs."""
@@ -82,6 +96,8 @@ def make_objective(args: argparse.Namespace, space: Sequence[Range], out: Path) 
         except Exception as error:  # diverged, values the network refuses, no memory, no folder: this trial's result
             if lost_storage(error) is not None:  # not the trial's: the worker stops, the trial is retried
                 raise
+            if _interrupted(error):  # a Ctrl-C that code under it turned into another error: still a Ctrl-C
+                raise KeyboardInterrupt from None
             reason = str(error) if isinstance(error, ValueError) else f"{type(error).__name__}: {error}"
             trial.set_user_attr("error", reason)
             print(f"trial {trial.number} failed: {reason}", file=sys.stderr, flush=True)
