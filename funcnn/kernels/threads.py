@@ -40,6 +40,9 @@ T = TypeVar("T")
 # other operand again, so few large blocks win (64-row blocks: 1.3-2.2x a bare product; benchmarks/README.md).
 MIN_BLOCK = 128
 MAX_BLOCKS = 4
+# A conv's dw sums its images (or chunks) in this many runs, fixed whatever the thread count (so the result
+# is too), holding one sum a run, not one product a chunk; 4 splits evenly over 1, 2 or 4 threads.
+DW_RUNS = 4
 
 
 def _default_threads() -> int:

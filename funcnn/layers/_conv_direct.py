@@ -17,6 +17,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from funcnn.kernels.threads import DW_RUNS
+
 # A stride-1 float32 conv runs direct when each output sums at least this many taps (C * HH * WW): below it
 # the tiles' set-up and stores outweigh their loop (3 channels of 3x3, 27 taps: the backward pass lost to
 # columns by about 1.3x). Measured in benchmarks/README.md.
@@ -24,12 +26,10 @@ DIRECT_MIN_TAPS = 32
 # The batch is cut into about this many chunks, whatever the thread count: enough for two threads to
 # share it evenly, few enough that each chunk's set-up costs little.
 CHUNKS = 16
-# dw sums its images in min(DW_RUNS, N) runs, fixed whatever the thread count (so the result is too), one
-# sum a run; 4 splits evenly over 1, 2 or 4 threads. The reduction tile's accumulator of lane-wide partial
-# sums holds at most DW_ACC_BYTES a thread, or one block of filters if that is more (more filters: they are
-# done in slabs, each image padded again a slab): all of them at once took 4.5 MiB a thread on the VGG
-# net's third conv, at the step's peak (benchmarks/README.md).
-DW_RUNS = 4
+# dw sums its images in min(DW_RUNS, N) runs, fixed whatever the thread count, one sum a run. The reduction
+# tile's accumulator of lane-wide partial sums holds at most DW_ACC_BYTES a thread, or one block of filters
+# if that is more (more filters: they are done in slabs, each image padded again a slab): all of them at
+# once took 4.5 MiB a thread on the VGG net's third conv, at the step's peak (benchmarks/README.md).
 DW_ACC_BYTES = 1 << 20
 
 Backward = Callable[[np.ndarray, bool, "np.ndarray | None"], tuple["np.ndarray | None", np.ndarray, np.ndarray]]

@@ -9,6 +9,8 @@ from itertools import pairwise
 
 import numpy as np
 
+from funcnn.kernels.threads import DW_RUNS
+
 # backward(dy, need_dx, into) -> (dx or None, dw, db); a forward returns it with y, closing over what it
 # needs. ``into``: None, or dy itself when nobody else sees it: the fast path may then write dx into it.
 Backward = Callable[[np.ndarray, bool, "np.ndarray | None"], tuple["np.ndarray | None", np.ndarray, np.ndarray]]
@@ -29,9 +31,6 @@ WINOGRAD_MIN_CHANNELS = 16
 # A Winograd chunk's two buffers (one pair a thread) take at most about this many bytes each: they are
 # alive beside the conv's input and output, which is a step's peak (benchmarks/README.md, "Memory").
 WINOGRAD_BUFFER_BYTES = 1 << 20
-# dw sums its chunks' products in this many runs of chunks, fixed whatever the thread count (so the
-# result is too), holding one sum a run, not one product a chunk; 4 splits evenly over 1, 2 or 4 threads.
-DW_RUNS = 4
 
 
 def _chunks(n: int, bytes_per_image: int, budget: int | None = None) -> list[slice]:
